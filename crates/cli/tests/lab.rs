@@ -1,0 +1,225 @@
+//! End-to-end tests of the lab as a user drives it: the real `weft` binary, real namespaces, real
+//! `weft-cni`, real traffic. Needs root. Each test uses its own lab name and state directory, and
+//! tears its lab down in Drop, also when it fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+struct Lab {
+    name: String,
+    state: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        // Cluster names are short (they prefix netns names): "t" + pid + counter, in base 36.
+        let name = format!("t{}{n}", radix36(std::process::id()));
+        Lab { name, state: tempfile::tempdir().expect("temp dir") }
+    }
+
+    fn weft(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["--lab", &self.name])
+            .args(args)
+            .env("WEFT_STATE_DIR", self.state.path())
+            .current_dir(workspace_root())
+            .output()
+            .expect("running weft")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.weft(args);
+        assert!(
+            out.status.success(),
+            "weft {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn pods(&self, extra: &[&str]) -> Vec<Value> {
+        let mut args = vec!["get", "pods", "-o", "json"];
+        args.extend_from_slice(extra);
+        let v: Value = serde_json::from_str(&self.ok(&args)).expect("pods json");
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn netns(&self) -> Vec<String> {
+        let prefix = format!("weft_{}_", self.name);
+        netns_list().into_iter().filter(|n| n.starts_with(&prefix)).collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.weft(&["lab", "down"]);
+    }
+}
+
+fn radix36(mut n: u32) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap()
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn netns_list() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn root_links() -> String {
+    let out = Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
+    // Only names: counters and flags of the machine's own links may change meanwhile.
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut names: Vec<String> = text.lines().filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string())).collect();
+    names.sort();
+    names.join(",")
+}
+
+fn pod_ip(pod: &Value) -> String {
+    pod["status"]["podIP"].as_str().unwrap_or_default().to_string()
+}
+
+fn name_of(pod: &Value) -> String {
+    pod["metadata"]["name"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn quickstart_pods_get_addresses_and_talk_without_nat() {
+    let links_before = root_links();
+    let lab = Lab::new();
+    lab.ok(&["lab", "up", "-f", "examples/quickstart.yaml", "--wait", "60"]);
+
+    let pods = lab.pods(&[]);
+    // 3 web replicas + client in default; site lives in demo.
+    assert_eq!(pods.len(), 4, "pods: {pods:#?}");
+    for p in &pods {
+        assert_eq!(p["status"]["phase"], "Running", "{p:#?}");
+        assert!(!pod_ip(p).is_empty());
+    }
+    let mut ips: Vec<String> = pods.iter().map(pod_ip).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 4, "every pod has its own IP: {ips:?}");
+    for ip in &ips {
+        assert!(ip.starts_with("10.244.0."), "from the node's pod CIDR: {ip}");
+    }
+    let web: Vec<&Value> = pods.iter().filter(|p| name_of(p).starts_with("web-")).collect();
+    assert_eq!(web.len(), 3);
+    for w in &web {
+        // ReplicaSet-style names: web-<hash>-<5 chars>, with the template's labels.
+        assert_eq!(name_of(w).split('-').count(), 3, "{}", name_of(w));
+        assert_eq!(w["metadata"]["labels"]["app"], "web");
+    }
+
+    let client = pods.iter().find(|p| name_of(p) == "client").expect("client pod");
+    let client_ip = pod_ip(client);
+    for w in &web {
+        let url = format!("http://{}/hostname", pod_ip(w));
+        assert_eq!(lab.ok(&["exec", "client", "--", "curl", "-sS", "--max-time", "5", &url]), name_of(w));
+        // The server sees the client's own pod IP: no NAT between pods.
+        let url = format!("http://{}/clientip", pod_ip(w));
+        let seen = lab.ok(&["exec", "client", "--", "curl", "-sS", "--max-time", "5", &url]);
+        assert_eq!(seen.split(':').next(), Some(client_ip.as_str()), "clientip answer {seen:?}");
+    }
+    // Containers of one pod share its network: the sidecar reaches the app on localhost.
+    let local = lab.ok(&["exec", "client", "-c", "sidecar", "--", "curl", "-sS", "--max-time", "5", "http://127.0.0.1:8080/hostname"]);
+    assert_eq!(local, "client");
+    // The namespaced nginx answers with its pod name.
+    let site = lab.pods(&["-n", "demo"]);
+    assert_eq!(site.len(), 1);
+    let url = format!("http://{}/", pod_ip(&site[0]));
+    assert_eq!(lab.ok(&["exec", "client", "--", "curl", "-sS", "--max-time", "5", &url]).trim(), "site");
+    // Each pod has the cluster's resolv.conf.
+    let resolv = lab.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+
+    let table = lab.ok(&["get", "pods", "-o", "wide"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.contains("IP") && table.contains("NODE"), "{table}");
+
+    lab.ok(&["lab", "down"]);
+    assert!(lab.netns().is_empty(), "left behind: {:?}", lab.netns());
+    // Twice is fine.
+    lab.ok(&["lab", "down"]);
+    assert_eq!(root_links(), links_before, "the machine's own links are untouched");
+}
+
+#[test]
+fn apply_scale_and_delete_on_a_running_lab() {
+    let lab = Lab::new();
+    lab.ok(&["lab", "up", "--wait", "30"]);
+    assert!(lab.pods(&[]).is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |replicas: u32| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: echo}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: echo}}}}\n  template:\n    metadata: {{labels: {{app: echo}}}}\n    spec:\n      containers: [{{name: echo, image: registry.k8s.io/e2e-test-images/agnhost:2.53, ports: [{{containerPort: 8080}}]}}]\n"
+        )
+    };
+    let path = dir.path().join("echo.yaml");
+    std::fs::write(&path, manifest(2)).unwrap();
+    let p = path.to_str().unwrap();
+    assert!(lab.ok(&["apply", "-f", p]).contains("created"));
+    wait_for(|| running(&lab.pods(&[])) == 2);
+    std::fs::write(&path, manifest(1)).unwrap();
+    lab.ok(&["apply", "-f", p]);
+    wait_for(|| lab.pods(&[]).len() == 1 && running(&lab.pods(&[])) == 1);
+    // A deleted pod's sandbox goes away with it.
+    lab.ok(&["delete", "-f", p]);
+    wait_for(|| lab.pods(&[]).is_empty() && lab.netns().iter().all(|n| !n.contains("_pod-")));
+}
+
+#[test]
+fn bad_input_is_refused_and_creates_nothing() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: three\n").unwrap();
+    let out = lab.weft(&["lab", "up", "-f", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml") && err.contains("spec.replicas"), "{err}");
+    assert!(lab.netns().is_empty());
+    assert!(!lab.state.path().join(&lab.name).exists(), "no state left behind");
+
+    let config = dir.path().join("cluster.yaml");
+    std::fs::write(&config, "apiVersion: weft.dev/v1alpha1\nkind: Cluster\npodCIDR: 10.96.0.0/16\n").unwrap();
+    let out = lab.weft(&["lab", "up", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("10.96.0.0/16") && err.contains("10.96.0.0/12"), "both ranges named: {err}");
+    assert!(lab.netns().is_empty());
+}
+
+fn running(pods: &[Value]) -> usize {
+    pods.iter().filter(|p| p["status"]["phase"] == "Running").count()
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "condition not met within 20s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

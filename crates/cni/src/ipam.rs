@@ -1,0 +1,521 @@
+//! Built-in IPAM: hands out IPv4 addresses from the node's pod range and remembers them on
+//! disk, so allocations survive plugin exits and agent restarts.
+//!
+//! Layout under `<dataDir>/<network>/` (host-local's, so operators know it): one file per
+//! allocated address, named by the address, holding `containerID\nifname`; `last_reserved_ip`
+//! for round-robin (a freed address is not handed out again right away); `lock`, held with
+//! `flock` for each whole read-modify-write, which makes concurrent plugin runs safe.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use weft_dataplane::IpNet;
+
+use crate::config::Attachment;
+use crate::env::{ContainerId, IfName};
+
+const LOCK_FILE: &str = "lock";
+const LAST_RESERVED: &str = "last_reserved_ip";
+
+/// The addresses the IPAM may hand out: `start..=end` inside `subnet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub subnet: IpNet,
+    pub start: Ipv4Addr,
+    pub end: Ipv4Addr,
+}
+
+fn v4(ip: std::net::IpAddr) -> u32 {
+    match ip {
+        std::net::IpAddr::V4(a) => u32::from(a),
+        std::net::IpAddr::V6(_) => 0,
+    }
+}
+
+impl Pool {
+    /// The default range of an IPv4 subnet: network+2 ..= broadcast-1 (network+1 is the
+    /// node's). Callers ensure the subnet is IPv4 and at most /30.
+    pub fn whole(subnet: IpNet) -> Pool {
+        let net = v4(subnet.network().addr());
+        let bcast = net | (u32::MAX >> subnet.prefix().min(32));
+        Pool {
+            subnet,
+            start: Ipv4Addr::from(net.saturating_add(2)),
+            end: Ipv4Addr::from(bcast.saturating_sub(1)),
+        }
+    }
+
+    /// Whether `ip` could ever be a pod address of this subnet (ignores rangeStart/End).
+    pub fn usable(&self, ip: Ipv4Addr) -> bool {
+        let whole = Pool::whole(self.subnet);
+        whole.start <= ip && ip <= whole.end
+    }
+
+    /// Whether `ip` is in this pool's range.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.start <= ip && ip <= self.end
+    }
+
+    pub fn size(&self) -> u32 {
+        u32::from(self.end) - u32::from(self.start) + 1
+    }
+
+    /// `.2-.254` when both ends share the network's first three octets, else full addresses.
+    pub fn range_text(&self) -> String {
+        let net = v4(self.subnet.network().addr()) >> 8;
+        if u32::from(self.start) >> 8 == net && u32::from(self.end) >> 8 == net {
+            format!(".{}-.{}", self.start.octets()[3], self.end.octets()[3])
+        } else {
+            format!("{}-{}", self.start, self.end)
+        }
+    }
+}
+
+/// IPAM failures.
+#[derive(Debug, thiserror::Error)]
+pub enum IpamError {
+    #[error("no free address in {subnet} (range {range}): {used} of {size} allocated")]
+    Exhausted {
+        subnet: IpNet,
+        range: String,
+        used: u32,
+        size: u32,
+    },
+    #[error("requested address {ip} is already allocated to {owner}")]
+    RequestedTaken { ip: Ipv4Addr, owner: String },
+    #[error("requested address {ip} is outside the range {range} of {subnet}")]
+    RequestedOutOfRange {
+        ip: Ipv4Addr,
+        subnet: IpNet,
+        range: String,
+    },
+    #[error("IPAM store {}: {action}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> IpamError + 'a {
+    move |source| IpamError::Io {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// The result of an allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    pub ip: Ipv4Addr,
+    /// The attachment already held this address (a repeated ADD).
+    pub existing: bool,
+}
+
+/// One network's allocation directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn new(data_dir: &Path, network: &str) -> Store {
+        Store {
+            dir: data_dir.join(network),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates the directory if needed and takes the exclusive lock; it is released when the
+    /// returned guard drops (or the process exits).
+    pub fn lock(&self) -> Result<Locked<'_>, IpamError> {
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir, "creating directory"))?;
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path, "opening lock file"))?;
+        loop {
+            // SAFETY: flock on an fd we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(io_err(&path, "locking")(e));
+            }
+        }
+        Ok(Locked {
+            store: self,
+            _lock: file,
+        })
+    }
+}
+
+/// The store with its lock held: every read-modify-write goes through this.
+pub struct Locked<'a> {
+    store: &'a Store,
+    _lock: File,
+}
+
+fn parse_owner(content: &str) -> Option<Attachment> {
+    let mut lines = content.lines();
+    let cid = ContainerId::parse(lines.next()?.trim())?;
+    let ifname = IfName::parse(lines.next()?.trim())?;
+    Some(Attachment {
+        container_id: cid,
+        ifname,
+    })
+}
+
+fn owner_text(o: &Option<Attachment>) -> String {
+    match o {
+        Some(a) => format!("{}/{}", a.container_id.as_str(), a.ifname.as_str()),
+        None => "an unreadable allocation".to_string(),
+    }
+}
+
+impl Locked<'_> {
+    /// Every allocation on disk: address and owner (None if the file is unreadable/corrupt).
+    pub fn allocations(&self) -> Result<Vec<(Ipv4Addr, Option<Attachment>)>, IpamError> {
+        let dir = &self.store.dir;
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io_err(dir, "listing"))? {
+            let entry = entry.map_err(io_err(dir, "listing"))?;
+            let name = entry.file_name();
+            let Some(ip) = name.to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else {
+                continue;
+            };
+            let path = entry.path();
+            let owner = match fs::read_to_string(&path) {
+                Ok(c) => parse_owner(&c),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path, "reading allocation")(e)),
+            };
+            out.push((ip, owner));
+        }
+        out.sort_by_key(|(ip, _)| *ip);
+        Ok(out)
+    }
+
+    /// The address held by `att`, if any.
+    pub fn find(&self, att: &Attachment) -> Result<Option<Ipv4Addr>, IpamError> {
+        Ok(self
+            .allocations()?
+            .into_iter()
+            .find(|(_, o)| o.as_ref() == Some(att))
+            .map(|(ip, _)| ip))
+    }
+
+    /// Allocates an address to `att`: the one it already holds, else `requested`, else the
+    /// next free one after the last handed out (round-robin through the range).
+    pub fn allocate(
+        &self,
+        pool: &Pool,
+        att: &Attachment,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Allocation, IpamError> {
+        let all = self.allocations()?;
+        if let Some((ip, _)) = all.iter().find(|(_, o)| o.as_ref() == Some(att)) {
+            return Ok(Allocation {
+                ip: *ip,
+                existing: true,
+            });
+        }
+        let taken: HashMap<u32, &Option<Attachment>> =
+            all.iter().map(|(ip, o)| (u32::from(*ip), o)).collect();
+        let ip = match requested {
+            Some(ip) => {
+                if !pool.contains(ip) {
+                    return Err(IpamError::RequestedOutOfRange {
+                        ip,
+                        subnet: pool.subnet,
+                        range: pool.range_text(),
+                    });
+                }
+                if let Some(owner) = taken.get(&u32::from(ip)) {
+                    return Err(IpamError::RequestedTaken {
+                        ip,
+                        owner: owner_text(owner),
+                    });
+                }
+                ip
+            }
+            None => self.next_free(pool, &taken)?,
+        };
+        self.write(ip, att)?;
+        Ok(Allocation {
+            ip,
+            existing: false,
+        })
+    }
+
+    fn next_free(
+        &self,
+        pool: &Pool,
+        taken: &HashMap<u32, &Option<Attachment>>,
+    ) -> Result<Ipv4Addr, IpamError> {
+        let (start, end) = (u32::from(pool.start), u32::from(pool.end));
+        let size = end - start + 1;
+        let last = fs::read_to_string(self.store.dir.join(LAST_RESERVED))
+            .ok()
+            .and_then(|s| s.trim().parse::<Ipv4Addr>().ok())
+            .map(u32::from)
+            .filter(|l| (start..=end).contains(l));
+        // Start right after the last reservation, wrapping around the range.
+        let first = last.map_or(start, |l| if l == end { start } else { l + 1 });
+        for i in 0..size {
+            let cand = start + (first - start + i) % size;
+            if !taken.contains_key(&cand) {
+                return Ok(Ipv4Addr::from(cand));
+            }
+        }
+        let used = taken.keys().filter(|k| (start..=end).contains(*k)).count() as u32;
+        Err(IpamError::Exhausted {
+            subnet: pool.subnet,
+            range: pool.range_text(),
+            used,
+            size,
+        })
+    }
+
+    fn write(&self, ip: Ipv4Addr, att: &Attachment) -> Result<(), IpamError> {
+        let path = self.store.dir.join(ip.to_string());
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err(&path, "recording allocation"))?;
+        let body = format!("{}\n{}", att.container_id.as_str(), att.ifname.as_str());
+        if let Err(e) = f.write_all(body.as_bytes()) {
+            let _ = fs::remove_file(&path);
+            return Err(io_err(&path, "recording allocation")(e));
+        }
+        let last = self.store.dir.join(LAST_RESERVED);
+        fs::write(&last, ip.to_string()).map_err(io_err(&last, "recording last reserved address"))
+    }
+
+    fn remove(&self, ip: Ipv4Addr) -> Result<(), IpamError> {
+        let path = self.store.dir.join(ip.to_string());
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path, "releasing allocation")(e)),
+        }
+    }
+
+    /// Releases whatever `att` holds; releasing nothing is fine (DEL is idempotent).
+    pub fn release(&self, att: &Attachment) -> Result<Vec<Ipv4Addr>, IpamError> {
+        let mut freed = Vec::new();
+        for (ip, owner) in self.allocations()? {
+            if owner.as_ref() == Some(att) {
+                self.remove(ip)?;
+                freed.push(ip);
+            }
+        }
+        Ok(freed)
+    }
+
+    /// GC: releases every allocation whose owner is not in `valid`, returning what was freed
+    /// (owner None: the allocation file was unreadable).
+    pub fn retain(
+        &self,
+        valid: &HashSet<Attachment>,
+    ) -> Result<Vec<(Ipv4Addr, Option<Attachment>)>, IpamError> {
+        let mut freed = Vec::new();
+        for (ip, owner) in self.allocations()? {
+            if owner.as_ref().is_some_and(|o| valid.contains(o)) {
+                continue;
+            }
+            self.remove(ip)?;
+            freed.push((ip, owner));
+        }
+        Ok(freed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn att(c: &str, i: &str) -> Attachment {
+        Attachment {
+            container_id: ContainerId::parse(c).unwrap(),
+            ifname: IfName::parse(i).unwrap(),
+        }
+    }
+
+    fn pool(cidr: &str) -> Pool {
+        Pool::whole(cidr.parse().unwrap())
+    }
+
+    #[test]
+    fn default_range_skips_network_node_broadcast() {
+        let p = pool("10.244.1.0/24");
+        assert_eq!(p.start, Ipv4Addr::new(10, 244, 1, 2));
+        assert_eq!(p.end, Ipv4Addr::new(10, 244, 1, 254));
+        assert_eq!(p.size(), 253);
+        assert_eq!(p.range_text(), ".2-.254");
+        let small = pool("10.0.0.0/30");
+        assert_eq!(small.size(), 1);
+        assert_eq!(
+            pool("10.244.0.0/16").range_text(),
+            "10.244.0.2-10.244.255.254"
+        );
+    }
+
+    #[test]
+    fn allocate_is_idempotent_round_robin_and_releases() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "net");
+        let p = pool("10.244.1.0/24");
+        let l = store.lock().unwrap();
+        let a = l.allocate(&p, &att("c1", "eth0"), None).unwrap();
+        assert_eq!(
+            a,
+            Allocation {
+                ip: Ipv4Addr::new(10, 244, 1, 2),
+                existing: false
+            }
+        );
+        let again = l.allocate(&p, &att("c1", "eth0"), None).unwrap();
+        assert_eq!(
+            again,
+            Allocation {
+                ip: a.ip,
+                existing: true
+            }
+        );
+        let b = l.allocate(&p, &att("c1", "eth1"), None).unwrap();
+        assert_eq!(b.ip, Ipv4Addr::new(10, 244, 1, 3));
+        assert_eq!(l.release(&att("c1", "eth0")).unwrap(), vec![a.ip]);
+        assert!(l.release(&att("c1", "eth0")).unwrap().is_empty());
+        assert!(l.release(&att("unknown", "eth0")).unwrap().is_empty());
+        // Round-robin: .2 was freed but the next one is .4.
+        let c = l.allocate(&p, &att("c2", "eth0"), None).unwrap();
+        assert_eq!(c.ip, Ipv4Addr::new(10, 244, 1, 4));
+        let content = fs::read_to_string(store.dir().join("10.244.1.4")).unwrap();
+        assert_eq!(content, "c2\neth0");
+        assert_eq!(l.find(&att("c2", "eth0")).unwrap(), Some(c.ip));
+    }
+
+    #[test]
+    fn requested_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "net");
+        let p = pool("10.244.1.0/24");
+        let l = store.lock().unwrap();
+        let want = Ipv4Addr::new(10, 244, 1, 77);
+        assert_eq!(
+            l.allocate(&p, &att("a", "eth0"), Some(want)).unwrap().ip,
+            want
+        );
+        let e = l.allocate(&p, &att("b", "eth0"), Some(want)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "requested address 10.244.1.77 is already allocated to a/eth0"
+        );
+        let e = l
+            .allocate(&p, &att("b", "eth0"), Some(Ipv4Addr::new(10, 244, 1, 1)))
+            .unwrap_err();
+        assert!(matches!(e, IpamError::RequestedOutOfRange { .. }), "{e}");
+    }
+
+    #[test]
+    fn exhaustion_message_and_gc() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "net");
+        let p = pool("10.244.1.0/24");
+        let l = store.lock().unwrap();
+        for i in 0..253 {
+            l.allocate(&p, &att(&format!("c{i}"), "eth0"), None)
+                .unwrap();
+        }
+        let e = l.allocate(&p, &att("late", "eth0"), None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no free address in 10.244.1.0/24 (range .2-.254): 253 of 253 allocated"
+        );
+        // A corrupt file counts as allocated but is collected by GC.
+        fs::write(store.dir().join("10.244.1.254"), "garbage").unwrap();
+        let valid: HashSet<Attachment> = (0..10).map(|i| att(&format!("c{i}"), "eth0")).collect();
+        let freed = l.retain(&valid).unwrap();
+        assert_eq!(freed.len(), 243);
+        assert!(freed.iter().any(|(_, o)| o.is_none()));
+        assert_eq!(l.allocations().unwrap().len(), 10);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Alloc(u8),
+        Release(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..10).prop_map(Op::Alloc),
+            (0u8..10).prop_map(Op::Release)
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// Random interleavings never give one address to two attachments, repeated
+        /// allocations are stable, and exhaustion happens only when the range is full.
+        #[test]
+        fn never_double_allocates(ops in proptest::collection::vec(op(), 1..80)) {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::new(dir.path(), "net");
+            // /29: range .2-.6, five addresses for ten attachments.
+            let p = pool("10.9.0.0/29");
+            let mut model: HashMap<u8, Ipv4Addr> = HashMap::new();
+            for op in ops {
+                let l = store.lock().unwrap();
+                match op {
+                    Op::Alloc(k) => {
+                        let a = att(&format!("c{k}"), "eth0");
+                        match l.allocate(&p, &a, None) {
+                            Ok(got) => {
+                                if let Some(prev) = model.get(&k) {
+                                    prop_assert_eq!(*prev, got.ip);
+                                    prop_assert!(got.existing);
+                                }
+                                prop_assert!(p.contains(got.ip));
+                                for (other, ip) in &model {
+                                    if *other != k {
+                                        prop_assert_ne!(*ip, got.ip);
+                                    }
+                                }
+                                model.insert(k, got.ip);
+                            }
+                            Err(IpamError::Exhausted { .. }) => {
+                                prop_assert_eq!(model.len() as u32, p.size());
+                                prop_assert!(!model.contains_key(&k));
+                            }
+                            Err(e) => prop_assert!(false, "unexpected {}", e),
+                        }
+                    }
+                    Op::Release(k) => {
+                        let freed = l.release(&att(&format!("c{k}"), "eth0")).unwrap();
+                        prop_assert_eq!(freed, model.remove(&k).into_iter().collect::<Vec<_>>());
+                    }
+                }
+                let on_disk: HashMap<Ipv4Addr, Option<Attachment>> =
+                    l.allocations().unwrap().into_iter().collect();
+                prop_assert_eq!(on_disk.len(), model.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! ADD and DEL end to end: real binary, real namespaces, real TCP between pods.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::{cmd_env, Node, TestNs};
+use serde_json::{json, Value};
+use weft_dataplane::IpNet;
+
+fn pod_ip(result: &Value) -> IpAddr {
+    let addr = result["ips"][0]["address"].as_str().unwrap();
+    addr.parse::<IpNet>().unwrap().addr()
+}
+
+#[test]
+fn add_wires_two_pods_that_talk_tcp_through_the_host() {
+    let node = Node::new("10.244.1.0/24");
+    let (a, b) = (TestNs::new("pa"), TestNs::new("pb"));
+    let conf = node.conf("1.0.0");
+    let ra = node.add(&conf, "ctr-a", &a).ok().json();
+    let rb = node.add(&conf, "ctr-b", &b).ok().json();
+
+    // Result shape (1.0.0): host veth, pod iface with sandbox, /32 via the link-local gateway.
+    assert_eq!(ra["cniVersion"], "1.0.0");
+    assert_eq!(ra["interfaces"].as_array().unwrap().len(), 2);
+    assert!(ra["interfaces"][0]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("weft"));
+    assert!(ra["interfaces"][0].get("sandbox").is_none());
+    assert_eq!(ra["interfaces"][1]["name"], "eth0");
+    assert_eq!(ra["interfaces"][1]["sandbox"], a.path());
+    assert_eq!(ra["ips"][0]["address"], "10.244.1.2/32");
+    assert_eq!(ra["ips"][0]["gateway"], "169.254.1.1");
+    assert_eq!(ra["ips"][0]["interface"], 1);
+    assert!(ra["ips"][0].get("version").is_none());
+    assert_eq!(
+        ra["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}])
+    );
+    assert_eq!(rb["ips"][0]["address"], "10.244.1.3/32");
+
+    // Kernel state matches the result.
+    let mut host = node.host.nl();
+    let hv = host
+        .link_get(ra["interfaces"][0]["name"].as_str().unwrap())
+        .unwrap()
+        .unwrap();
+    assert!(hv.admin_up);
+    assert_eq!(hv.mtu, 1450);
+    assert_eq!(hv.mac.unwrap().to_string(), ra["interfaces"][0]["mac"]);
+    let mut pa = a.nl();
+    let eth0 = pa.link_get("eth0").unwrap().unwrap();
+    assert_eq!(eth0.mtu, 1450);
+    assert_eq!(eth0.mac.unwrap().to_string(), ra["interfaces"][1]["mac"]);
+    let fwd = node
+        .host
+        .ns()
+        .run(|| weft_dataplane::sysctl::read("net/ipv4/ip_forward"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(fwd, "1");
+
+    // TCP from pod a to pod b, routed by the host netns.
+    let (ipa, ipb) = (pod_ip(&ra), pod_ip(&rb));
+    let listener = b
+        .ns()
+        .run(|| TcpListener::bind(SocketAddr::new(ipb, 0)))
+        .unwrap()
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"pong").unwrap();
+        peer.ip()
+    });
+    let mut c = a
+        .ns()
+        .run(|| TcpStream::connect_timeout(&SocketAddr::new(ipb, port), Duration::from_secs(5)))
+        .unwrap()
+        .expect("pod a connects to pod b");
+    c.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    assert_eq!(server.join().unwrap(), ipa, "no NAT: b sees a's pod IP");
+
+    // DEL removes veth, route and allocation; doing it twice is fine.
+    node.del(&conf, "ctr-a", Some(&a.path())).ok();
+    node.del(&conf, "ctr-a", Some(&a.path())).ok();
+    assert!(pa.link_get("eth0").unwrap().is_none());
+    assert!(host.link_get(hv.name.as_str()).unwrap().is_none());
+    assert!(!host
+        .routes(true)
+        .unwrap()
+        .iter()
+        .any(|r| r.dst == IpNet::host(ipa)));
+    assert_eq!(node.allocations(), vec!["10.244.1.3".to_string()]);
+    node.del(&conf, "ctr-b", Some(&b.path())).ok();
+    assert!(node.allocations().is_empty());
+    assert!(node.host_veths().is_empty());
+}
+
+#[test]
+fn results_follow_the_requested_version() {
+    let node = Node::new("10.244.2.0/24");
+    for (i, v) in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+        .iter()
+        .enumerate()
+    {
+        let pod = TestNs::new("ver");
+        let conf = node.conf(v);
+        let cid = format!("ver{i}");
+        let r = node.add(&conf, &cid, &pod).ok().json();
+        assert_eq!(r["cniVersion"], *v);
+        let old = v.starts_with("0.");
+        assert_eq!(r["ips"][0].get("version").is_some(), old, "{v}: {r}");
+        if old {
+            assert_eq!(r["ips"][0]["version"], "4");
+        }
+        let has_mtu = r["interfaces"][1].get("mtu").is_some();
+        assert_eq!(has_mtu, *v == "1.1.0", "{v}: {r}");
+        node.del(&conf, &cid, Some(&pod.path())).ok();
+    }
+}
+
+#[test]
+fn requested_ip_and_mac_from_runtime_config_and_cni_args() {
+    let node = Node::new("10.244.3.0/24");
+    let (a, b) = (TestNs::new("rq"), TestNs::new("rq"));
+    let mut conf = node.conf("1.0.0");
+    conf["runtimeConfig"] = json!({"ips": ["10.244.3.50/24"], "mac": "c2:11:22:33:44:55"});
+    let r = node.add(&conf, "rq-a", &a).ok().json();
+    assert_eq!(r["ips"][0]["address"], "10.244.3.50/32");
+    assert_eq!(r["interfaces"][1]["mac"], "c2:11:22:33:44:55");
+
+    let conf = node.conf("1.0.0");
+    let mut env = cmd_env("ADD", "rq-b", None);
+    let p = b.path();
+    env.push(("CNI_NETNS", &p));
+    env.push((
+        "CNI_ARGS",
+        "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;IP=10.244.3.60",
+    ));
+    let r = node.run(&env, &conf).ok().json();
+    assert_eq!(r["ips"][0]["address"], "10.244.3.60/32");
+
+    // The same address again is refused, with the owner named, and nothing is left behind.
+    let c = TestNs::new("rq");
+    let mut env = cmd_env("ADD", "rq-c", None);
+    let p = c.path();
+    env.push(("CNI_NETNS", &p));
+    env.push(("CNI_ARGS", "IP=10.244.3.60"));
+    let msg = node.run(&env, &conf).err(100);
+    assert_eq!(
+        msg,
+        "requested address 10.244.3.60 is already allocated to rq-b/eth0"
+    );
+    assert_eq!(node.host_veths().len(), 2);
+}
+
+#[test]
+fn repeated_add_returns_the_same_address() {
+    let node = Node::new("10.244.4.0/24");
+    let pod = TestNs::new("rep");
+    let conf = node.conf("1.0.0");
+    let r1 = node.add(&conf, "rep", &pod).ok().json();
+    // A runtime retrying after a lost answer: same allocation, wiring rebuilt.
+    let r2 = node.add(&conf, "rep", &pod);
+    // The pod end still exists in the pod netns, so the kernel refuses a second eth0 unless
+    // the stale host veth (and with it the pod end) was replaced: it is.
+    let r2 = r2.ok().json();
+    assert_eq!(r1["ips"], r2["ips"]);
+    assert_eq!(node.allocations().len(), 1);
+    assert_eq!(node.host_veths().len(), 1);
+}
+
+#[test]
+fn chained_after_debian_loopback_merges_prev_result() {
+    let node = Node::new("10.244.5.0/24");
+    let pod = TestNs::new("chain");
+    // Debian's loopback plugin first, as podman's default conflist does.
+    let lo_conf = json!({"cniVersion": "1.0.0", "name": node.network, "type": "loopback"});
+    let p = pod.path();
+    let env = cmd_env("ADD", "chain", Some(&p));
+    let lo = common::wait(
+        pod.ns()
+            .run(|| {
+                let mut c = std::process::Command::new("/usr/lib/cni/loopback")
+                    .env_clear()
+                    .envs(env.iter().copied())
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(lo_conf.to_string().as_bytes())
+                    .unwrap();
+                c
+            })
+            .unwrap(),
+    )
+    .ok()
+    .json();
+    let mut conf = node.conf("1.0.0");
+    conf["prevResult"] = lo.clone();
+    conf["dns"] = json!({"nameservers": ["10.96.0.10"], "search": ["default.svc.cluster.local"]});
+    let r = node.add(&conf, "chain", &pod).ok().json();
+    let n_prev = lo["interfaces"].as_array().map_or(0, |a| a.len());
+    assert_eq!(r["interfaces"].as_array().unwrap().len(), n_prev + 2, "{r}");
+    assert_eq!(r["interfaces"][n_prev + 1]["name"], "eth0");
+    let ours = r["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ip| ip["address"].as_str().unwrap().starts_with("10.244.5."))
+        .unwrap();
+    assert_eq!(ours["interface"], n_prev + 1);
+    assert_eq!(r["dns"]["nameservers"][0], "10.96.0.10");
+    // DEL accepts prevResult too.
+    node.del(&conf, "chain", Some(&p)).ok();
+    assert!(node.allocations().is_empty());
+}
+
+#[test]
+fn del_without_netns_or_with_deleted_netns_releases() {
+    let node = Node::new("10.244.6.0/24");
+    let conf = node.conf("1.0.0");
+    let a = TestNs::new("gone");
+    node.add(&conf, "d-a", &a).ok();
+    node.del(&conf, "d-a", None).ok();
+    assert!(node.allocations().is_empty());
+    assert!(node.host_veths().is_empty());
+
+    let mut b = TestNs::new("gone");
+    node.add(&conf, "d-b", &b).ok();
+    let path = b.path();
+    b.delete();
+    node.del(&conf, "d-b", Some(&path)).ok();
+    node.del(&conf, "d-b", Some("/var/run/netns/nope")).ok();
+    assert!(node.allocations().is_empty());
+    assert!(node.host_veths().is_empty());
+
+    // Never seen before: fine.
+    node.del(&conf, "never-added", None).ok();
+}

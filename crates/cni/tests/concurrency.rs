@@ -1,0 +1,50 @@
+//! 100 runtimes calling ADD at once against one range: 100 distinct addresses.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{cmd_env, spawn_in, wait, Node, TestNs};
+
+#[test]
+fn hundred_concurrent_adds_get_distinct_addresses() {
+    const N: usize = 100;
+    let node = Node::new("10.244.30.0/24");
+    let conf = node.conf("1.0.0");
+    let pods: Vec<TestNs> = (0..N).map(|_| TestNs::new("cc")).collect();
+    let paths: Vec<String> = pods.iter().map(|p| p.path()).collect();
+    let cids: Vec<String> = (0..N).map(|i| format!("cc{i}")).collect();
+    let stdin = conf.to_string();
+    let children: Vec<_> = (0..N)
+        .map(|i| {
+            spawn_in(
+                node.host.ns(),
+                &cmd_env("ADD", &cids[i], Some(&paths[i])),
+                stdin.as_bytes(),
+            )
+        })
+        .collect();
+    let mut ips = HashSet::new();
+    for c in children {
+        let r = wait(c).ok().json();
+        ips.insert(r["ips"][0]["address"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ips.len(), N, "every pod got its own address");
+    assert_eq!(node.allocations().len(), N);
+    assert_eq!(node.host_veths().len(), N);
+
+    let children: Vec<_> = (0..N)
+        .map(|i| {
+            spawn_in(
+                node.host.ns(),
+                &cmd_env("DEL", &cids[i], Some(&paths[i])),
+                stdin.as_bytes(),
+            )
+        })
+        .collect();
+    for c in children {
+        wait(c).ok();
+    }
+    assert!(node.allocations().is_empty());
+    assert!(node.host_veths().is_empty());
+}

@@ -1,0 +1,487 @@
+//! Links: veth pairs, bridges, lookups, and attribute changes (up/down, master, netns, name, mtu).
+//!
+//! ```no_run
+//! # use weft_dataplane::{Netlink, NetNs};
+//! # fn f(pod: &NetNs) -> weft_dataplane::Result<()> {
+//! let mut nl = Netlink::open()?;
+//! nl.link_add_veth("weft1a2b", "eth0").peer_netns(pod).mtu(1450).execute()?;
+//! nl.link_set("weft1a2b").up().execute()?;
+//! # Ok(()) }
+//! ```
+
+use std::os::fd::AsRawFd;
+
+use crate::error::{Error, Result};
+use crate::netlink::{attr_string, attr_u32, Attrs, Msg, Netlink, NLM_F_CREATE, NLM_F_EXCL};
+use crate::types::{IfIndex, MacAddr};
+use crate::NetNs;
+
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const RTM_GETLINK: u16 = 18;
+
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_MASTER: u16 = 10;
+const IFLA_OPERSTATE: u16 = 16;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const VETH_INFO_PEER: u16 = 1;
+
+const IFF_UP: u32 = 0x1;
+const IF_OPER_UP: u8 = 6;
+
+/// Kernel limit on interface names (IFNAMSIZ - 1).
+pub const MAX_IFNAME_LEN: usize = 15;
+
+/// A link as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: IfIndex,
+    pub name: String,
+    pub mac: Option<MacAddr>,
+    pub mtu: u32,
+    /// Administratively up (IFF_UP).
+    pub admin_up: bool,
+    /// Operationally up (carrier and peer up).
+    pub oper_up: bool,
+    /// `IFLA_INFO_KIND`: "veth", "bridge", ... (None for physical/loopback links).
+    pub kind: Option<String>,
+    pub master: Option<IfIndex>,
+}
+
+/// How an operation names its link: by name or by index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkRef {
+    Name(String),
+    Index(IfIndex),
+}
+
+impl From<&str> for LinkRef {
+    fn from(s: &str) -> Self {
+        LinkRef::Name(s.to_string())
+    }
+}
+
+impl From<&String> for LinkRef {
+    fn from(s: &String) -> Self {
+        LinkRef::Name(s.clone())
+    }
+}
+
+impl From<IfIndex> for LinkRef {
+    fn from(i: IfIndex) -> Self {
+        LinkRef::Index(i)
+    }
+}
+
+impl std::fmt::Display for LinkRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkRef::Name(n) => f.write_str(n),
+            LinkRef::Index(i) => write!(f, "ifindex {i}"),
+        }
+    }
+}
+
+pub(crate) fn check_ifname(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::Invalid {
+            what: "interface name",
+            value: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > MAX_IFNAME_LEN {
+        return bad("longer than 15 bytes");
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .bytes()
+            .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace() || b == b':')
+    {
+        return bad("contains '/', ':', whitespace or NUL, or is '.'/'..'");
+    }
+    Ok(())
+}
+
+/// ifinfomsg: family, pad, type, index, flags, change.
+fn ifinfomsg(index: u32, flags: u32, change: u32) -> [u8; 16] {
+    let mut h = [0u8; 16];
+    h[4..8].copy_from_slice(&index.to_ne_bytes());
+    h[8..12].copy_from_slice(&flags.to_ne_bytes());
+    h[12..16].copy_from_slice(&change.to_ne_bytes());
+    h
+}
+
+fn parse_link(payload: &[u8]) -> Option<Link> {
+    if payload.len() < 16 {
+        return None;
+    }
+    let index = u32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]);
+    let flags = u32::from_ne_bytes([payload[8], payload[9], payload[10], payload[11]]);
+    let mut link = Link {
+        index: IfIndex(index),
+        name: String::new(),
+        mac: None,
+        mtu: 0,
+        admin_up: flags & IFF_UP != 0,
+        oper_up: false,
+        kind: None,
+        master: None,
+    };
+    for (ty, data) in Attrs::new(&payload[16..]) {
+        match ty {
+            IFLA_IFNAME => link.name = attr_string(data),
+            IFLA_ADDRESS if data.len() == 6 => {
+                let mut m = [0u8; 6];
+                m.copy_from_slice(data);
+                link.mac = Some(MacAddr(m));
+            }
+            IFLA_MTU => link.mtu = attr_u32(data).unwrap_or(0),
+            IFLA_MASTER => link.master = attr_u32(data).map(IfIndex),
+            IFLA_OPERSTATE => link.oper_up = data.first() == Some(&IF_OPER_UP),
+            IFLA_LINKINFO => {
+                for (ity, idata) in Attrs::new(data) {
+                    if ity == IFLA_INFO_KIND {
+                        link.kind = Some(attr_string(idata));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(link)
+}
+
+impl Netlink {
+    /// Starts creating a veth pair `name` <-> `peer` (both in this socket's netns unless
+    /// [`VethAdd::peer_netns`] is set).
+    pub fn link_add_veth<'a>(&'a mut self, name: &str, peer: &str) -> VethAdd<'a> {
+        VethAdd {
+            nl: self,
+            name: name.to_string(),
+            peer: peer.to_string(),
+            peer_ns: None,
+            mtu: None,
+            mac: None,
+            peer_mac: None,
+        }
+    }
+
+    /// Starts creating a bridge.
+    pub fn link_add_bridge<'a>(&'a mut self, name: &str) -> BridgeAdd<'a> {
+        BridgeAdd {
+            nl: self,
+            name: name.to_string(),
+            mtu: None,
+        }
+    }
+
+    /// Looks a link up; `Ok(None)` when it does not exist.
+    pub fn link_get(&mut self, link: impl Into<LinkRef>) -> Result<Option<Link>> {
+        let link = link.into();
+        let mut m = Msg::new(RTM_GETLINK, 0);
+        match &link {
+            LinkRef::Name(n) => {
+                check_ifname(n)?;
+                m.header(&ifinfomsg(0, 0, 0));
+                m.attr_str(IFLA_IFNAME, n);
+            }
+            LinkRef::Index(i) => {
+                m.header(&ifinfomsg(i.0, 0, 0));
+            }
+        }
+        match self.get(m, || format!("getting link {link}")) {
+            Ok(payload) => parse_link(&payload)
+                .map(Some)
+                .ok_or_else(|| Error::protocol(format!("getting link {link}"), "short ifinfomsg")),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// All links of this socket's netns.
+    pub fn links(&mut self) -> Result<Vec<Link>> {
+        let mut m = Msg::new(RTM_GETLINK, 0);
+        m.header(&ifinfomsg(0, 0, 0));
+        let replies = self.dump(m, || "listing links".to_string())?;
+        Ok(replies.iter().filter_map(|p| parse_link(p)).collect())
+    }
+
+    /// Starts changing a link's attributes.
+    pub fn link_set<'a>(&'a mut self, link: impl Into<LinkRef>) -> LinkSet<'a> {
+        LinkSet {
+            nl: self,
+            link: link.into(),
+            up: None,
+            master: None,
+            netns: None,
+            name: None,
+            mtu: None,
+        }
+    }
+
+    /// Deletes a link (deleting one end of a veth deletes both). A missing link is an error
+    /// with [`Error::is_not_found`] true, so callers decide whether that is fine.
+    pub fn link_del(&mut self, link: impl Into<LinkRef>) -> Result<()> {
+        let link = link.into();
+        let mut m = Msg::new(RTM_DELLINK, 0);
+        match &link {
+            LinkRef::Name(n) => {
+                check_ifname(n)?;
+                m.header(&ifinfomsg(0, 0, 0));
+                m.attr_str(IFLA_IFNAME, n);
+            }
+            LinkRef::Index(i) => {
+                m.header(&ifinfomsg(i.0, 0, 0));
+            }
+        }
+        self.request(m, || format!("deleting link {link}"))
+    }
+
+    /// Brings the loopback interface up (a new netns starts with `lo` down).
+    pub fn lo_up(&mut self) -> Result<()> {
+        self.link_set("lo").up().execute()
+    }
+}
+
+/// Builder for a veth pair; see [`Netlink::link_add_veth`].
+#[must_use = "call .execute()"]
+pub struct VethAdd<'a> {
+    nl: &'a mut Netlink,
+    name: String,
+    peer: String,
+    peer_ns: Option<std::os::fd::RawFd>,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+    peer_mac: Option<MacAddr>,
+}
+
+impl VethAdd<'_> {
+    /// Creates the peer end directly inside `ns` (no rename/move dance, no name clash with
+    /// the caller's netns).
+    pub fn peer_netns(mut self, ns: &NetNs) -> Self {
+        self.peer_ns = Some(ns.as_fd().as_raw_fd());
+        self
+    }
+    /// MTU of both ends.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+    /// MAC of the first (local) end.
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+    /// MAC of the peer end.
+    pub fn peer_mac(mut self, mac: MacAddr) -> Self {
+        self.peer_mac = Some(mac);
+        self
+    }
+
+    pub fn execute(self) -> Result<()> {
+        check_ifname(&self.name)?;
+        check_ifname(&self.peer)?;
+        let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+        m.header(&ifinfomsg(0, 0, 0));
+        m.attr_str(IFLA_IFNAME, &self.name);
+        if let Some(mtu) = self.mtu {
+            m.attr_u32(IFLA_MTU, mtu);
+        }
+        if let Some(mac) = self.mac {
+            m.attr(IFLA_ADDRESS, &mac.0);
+        }
+        let info = m.begin_nest(IFLA_LINKINFO);
+        m.attr_str(IFLA_INFO_KIND, "veth");
+        let data = m.begin_nest(IFLA_INFO_DATA);
+        let peer = m.begin_nest(VETH_INFO_PEER);
+        m.header(&ifinfomsg(0, 0, 0));
+        m.attr_str(IFLA_IFNAME, &self.peer);
+        if let Some(mtu) = self.mtu {
+            m.attr_u32(IFLA_MTU, mtu);
+        }
+        if let Some(mac) = self.peer_mac {
+            m.attr(IFLA_ADDRESS, &mac.0);
+        }
+        if let Some(fd) = self.peer_ns {
+            m.attr_u32(IFLA_NET_NS_FD, fd as u32);
+        }
+        m.end_nest(peer);
+        m.end_nest(data);
+        m.end_nest(info);
+        let (name, peer) = (self.name, self.peer);
+        self.nl
+            .request(m, || format!("creating veth {name}/{peer}"))
+    }
+}
+
+/// Builder for a bridge; see [`Netlink::link_add_bridge`].
+#[must_use = "call .execute()"]
+pub struct BridgeAdd<'a> {
+    nl: &'a mut Netlink,
+    name: String,
+    mtu: Option<u32>,
+}
+
+impl BridgeAdd<'_> {
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    pub fn execute(self) -> Result<()> {
+        check_ifname(&self.name)?;
+        let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+        m.header(&ifinfomsg(0, 0, 0));
+        m.attr_str(IFLA_IFNAME, &self.name);
+        if let Some(mtu) = self.mtu {
+            m.attr_u32(IFLA_MTU, mtu);
+        }
+        let info = m.begin_nest(IFLA_LINKINFO);
+        m.attr_str(IFLA_INFO_KIND, "bridge");
+        m.end_nest(info);
+        let name = self.name;
+        self.nl.request(m, || format!("creating bridge {name}"))
+    }
+}
+
+/// Builder for link attribute changes; see [`Netlink::link_set`]. All changes go in one
+/// RTM_NEWLINK request, so they apply together.
+#[must_use = "call .execute()"]
+pub struct LinkSet<'a> {
+    nl: &'a mut Netlink,
+    link: LinkRef,
+    up: Option<bool>,
+    master: Option<u32>,
+    netns: Option<std::os::fd::RawFd>,
+    name: Option<String>,
+    mtu: Option<u32>,
+}
+
+impl LinkSet<'_> {
+    pub fn up(mut self) -> Self {
+        self.up = Some(true);
+        self
+    }
+    pub fn down(mut self) -> Self {
+        self.up = Some(false);
+        self
+    }
+    /// Enslaves the link to a bridge (or other master).
+    pub fn master(mut self, master: IfIndex) -> Self {
+        self.master = Some(master.0);
+        self
+    }
+    /// Releases the link from its master.
+    pub fn nomaster(mut self) -> Self {
+        self.master = Some(0);
+        self
+    }
+    /// Moves the link into another netns (it disappears from this one).
+    pub fn netns(mut self, ns: &NetNs) -> Self {
+        self.netns = Some(ns.as_fd().as_raw_fd());
+        self
+    }
+    pub fn name(mut self, new_name: &str) -> Self {
+        self.name = Some(new_name.to_string());
+        self
+    }
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    pub fn execute(self) -> Result<()> {
+        let (flags, change) = match self.up {
+            Some(true) => (IFF_UP, IFF_UP),
+            Some(false) => (0, IFF_UP),
+            None => (0, 0),
+        };
+        // RTM_NEWLINK without CREATE modifies an existing link; unlike RTM_SETLINK it also
+        // accepts a lookup by IFLA_IFNAME when index is 0.
+        let mut m = Msg::new(RTM_NEWLINK, 0);
+        let mut what = Vec::new();
+        match &self.link {
+            LinkRef::Name(n) => {
+                check_ifname(n)?;
+                m.header(&ifinfomsg(0, flags, change));
+                if self.name.is_some() {
+                    // A rename needs the index: the name attribute is the new name.
+                    drop(m);
+                    let idx = self
+                        .nl
+                        .link_get(n.as_str())?
+                        .ok_or_else(|| Error::errno(format!("renaming link {n}"), libc::ENODEV))?
+                        .index;
+                    return LinkSet {
+                        link: LinkRef::Index(idx),
+                        ..self
+                    }
+                    .execute_named(n.clone());
+                }
+                m.attr_str(IFLA_IFNAME, n);
+            }
+            LinkRef::Index(i) => {
+                m.header(&ifinfomsg(i.0, flags, change));
+            }
+        }
+        if let Some(new) = &self.name {
+            check_ifname(new)?;
+            m.attr_str(IFLA_IFNAME, new);
+            what.push(format!("name {new}"));
+        }
+        if let Some(up) = self.up {
+            what.push(if up { "up" } else { "down" }.to_string());
+        }
+        if let Some(mtu) = self.mtu {
+            m.attr_u32(IFLA_MTU, mtu);
+            what.push(format!("mtu {mtu}"));
+        }
+        if let Some(master) = self.master {
+            m.attr_u32(IFLA_MASTER, master);
+            what.push(format!("master {master}"));
+        }
+        if let Some(fd) = self.netns {
+            m.attr_u32(IFLA_NET_NS_FD, fd as u32);
+            what.push("netns".to_string());
+        }
+        let link = self.link;
+        self.nl
+            .request(m, || format!("setting link {link} {}", what.join(" ")))
+    }
+
+    fn execute_named(self, old: String) -> Result<()> {
+        let new = self.name.clone().unwrap_or_default();
+        self.execute().map_err(|e| match e {
+            Error::Os { source, .. } => Error::Os {
+                op: format!("renaming link {old} to {new}"),
+                source,
+            },
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifname_rules() {
+        assert!(check_ifname("eth0").is_ok());
+        assert!(check_ifname("weft0123456789a").is_ok());
+        assert!(check_ifname("weft0123456789ab").is_err());
+        assert!(check_ifname("").is_err());
+        assert!(check_ifname("a/b").is_err());
+        assert!(check_ifname("..").is_err());
+    }
+}

@@ -1,0 +1,379 @@
+//! The wire side of rtnetlink: one NETLINK_ROUTE socket, message encoding (nlmsghdr, family
+//! headers, nested rtattrs) and the request/ACK and dump exchanges. Operations live in
+//! `link.rs`, `addr.rs`, `route.rs`, `neigh.rs`; they build a [`Msg`] and call [`Netlink`].
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::error::{Error, Result};
+
+pub(crate) const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLMSG_DONE: u16 = 3;
+pub(crate) const NLM_F_REQUEST: u16 = 0x1;
+pub(crate) const NLM_F_ACK: u16 = 0x4;
+pub(crate) const NLM_F_DUMP: u16 = 0x300;
+pub(crate) const NLM_F_REPLACE: u16 = 0x100;
+pub(crate) const NLM_F_EXCL: u16 = 0x200;
+pub(crate) const NLM_F_CREATE: u16 = 0x400;
+pub(crate) const NLA_F_NESTED: u16 = 0x8000;
+const NLMSG_HDRLEN: usize = 16;
+
+/// Kernel replies to a dump arrive in chunks of at most a few pages; 64 KiB holds any one.
+const RECV_BUF: usize = 64 * 1024;
+
+/// A synchronous rtnetlink client. The socket is bound to the network namespace of the
+/// thread that opened it, for its whole life: open one inside [`crate::NetNs::run`] to talk
+/// to a pod's namespace from anywhere.
+pub struct Netlink {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Netlink {
+    /// Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
+    pub fn open() -> Result<Self> {
+        // SAFETY: plain socket(2) call; the returned fd is checked before being owned.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if raw < 0 {
+            return Err(Error::last_os("opening NETLINK_ROUTE socket"));
+        }
+        // SAFETY: raw is a fresh, valid fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: sockaddr_nl is plain old data; zero is a valid value (pid 0: kernel assigns).
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: sa is a valid sockaddr_nl of the size we pass.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(Error::last_os("binding NETLINK_ROUTE socket"));
+        }
+        // Strict checking makes the kernel honour filters in dump requests (and reject
+        // malformed headers instead of guessing); best effort on old kernels.
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt with a valid int option value.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_NETLINK,
+                libc::NETLINK_GET_STRICT_CHK,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        Ok(Netlink {
+            fd,
+            seq: 0,
+            buf: vec![0; RECV_BUF],
+        })
+    }
+
+    /// Sends a request that changes state and waits for the kernel's ACK.
+    pub(crate) fn request(&mut self, msg: Msg, op: impl FnOnce() -> String) -> Result<()> {
+        self.exchange(msg, NLM_F_ACK, op).map(|_| ())
+    }
+
+    /// Sends a non-dump GET and returns the single answer (kernel errors such as ENODEV pass through).
+    pub(crate) fn get(&mut self, msg: Msg, op: impl FnOnce() -> String) -> Result<Vec<u8>> {
+        let op = op();
+        let mut replies = self.exchange(msg, NLM_F_ACK, || op.clone())?;
+        replies
+            .pop()
+            .ok_or_else(|| Error::protocol(op, "no answer to a get request"))
+    }
+
+    /// Sends a dump request and returns every answer's payload (after the nlmsghdr).
+    pub(crate) fn dump(&mut self, msg: Msg, op: impl FnOnce() -> String) -> Result<Vec<Vec<u8>>> {
+        self.exchange(msg, NLM_F_DUMP, op)
+    }
+
+    fn exchange(
+        &mut self,
+        mut msg: Msg,
+        flags: u16,
+        op: impl FnOnce() -> String,
+    ) -> Result<Vec<Vec<u8>>> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        msg.finish(flags, seq);
+        let bytes = msg.buf;
+        // The label is only built on failure: formatting costs more than the syscall.
+        let mut op = Some(op);
+        let mut label = move || op.take().map(|f| f()).unwrap_or_default();
+
+        // SAFETY: sending a buffer we own; the kernel address is the zeroed sockaddr_nl.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        loop {
+            // SAFETY: bytes and sa are valid for the lengths passed.
+            let n = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    bytes.as_ptr() as *const libc::c_void,
+                    bytes.len(),
+                    0,
+                    &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+                )
+            };
+            if n >= 0 {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(Error::os(label(), err));
+            }
+        }
+
+        let mut out = Vec::new();
+        loop {
+            // SAFETY: self.buf is a valid writable buffer of its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr() as *mut libc::c_void,
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(Error::os(format!("{} (receive)", label()), err));
+            }
+            let mut chunk = &self.buf[..n as usize];
+            while chunk.len() >= NLMSG_HDRLEN {
+                let len = u32_at(chunk, 0) as usize;
+                if len < NLMSG_HDRLEN || len > chunk.len() {
+                    return Err(Error::protocol(
+                        label(),
+                        format!("bad message length {len}"),
+                    ));
+                }
+                let ty = u16_at(chunk, 4);
+                let mseq = u32_at(chunk, 8);
+                let payload = &chunk[NLMSG_HDRLEN..len];
+                chunk = &chunk[align(len).min(chunk.len())..];
+                if mseq != seq {
+                    // A late answer to an earlier request on this socket: not ours to read.
+                    continue;
+                }
+                match ty {
+                    NLMSG_ERROR => {
+                        if payload.len() < 4 {
+                            return Err(Error::protocol(label(), "short NLMSG_ERROR"));
+                        }
+                        let code =
+                            i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                        if code == 0 {
+                            return Ok(out);
+                        }
+                        return Err(Error::errno(label(), -code));
+                    }
+                    NLMSG_DONE => {
+                        if payload.len() >= 4 {
+                            let code = i32::from_ne_bytes([
+                                payload[0], payload[1], payload[2], payload[3],
+                            ]);
+                            if code < 0 {
+                                return Err(Error::errno(label(), -code));
+                            }
+                        }
+                        return Ok(out);
+                    }
+                    // Every request asks for an ACK (or is a dump ending in DONE), so data
+                    // messages are always followed by a terminator: keep reading.
+                    _ => out.push(payload.to_vec()),
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn align(len: usize) -> usize {
+    (len + 3) & !3
+}
+
+pub(crate) fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_ne_bytes([b[o], b[o + 1]])
+}
+
+pub(crate) fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+/// A netlink request under construction: header, family header, then attributes.
+pub(crate) struct Msg {
+    buf: Vec<u8>,
+}
+
+impl Msg {
+    /// Starts a message of `ty` with `flags` (REQUEST/ACK/DUMP are added on send).
+    pub(crate) fn new(ty: u16, flags: u16) -> Self {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, patched in finish
+        buf.extend_from_slice(&ty.to_ne_bytes());
+        buf.extend_from_slice(&flags.to_ne_bytes());
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // seq
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // pid: 0, the kernel fills it in
+        Msg { buf }
+    }
+
+    fn finish(&mut self, extra_flags: u16, seq: u32) {
+        let len = self.buf.len() as u32;
+        self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+        let flags = u16_at(&self.buf, 6) | NLM_F_REQUEST | extra_flags;
+        self.buf[6..8].copy_from_slice(&flags.to_ne_bytes());
+        self.buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+    }
+
+    /// Appends raw family-header bytes (ifinfomsg, ifaddrmsg, ...); they are 4-byte multiples.
+    pub(crate) fn header(&mut self, bytes: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(bytes);
+        self.pad();
+        self
+    }
+
+    pub(crate) fn attr(&mut self, ty: u16, data: &[u8]) -> &mut Self {
+        let len = (4 + data.len()) as u16;
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&ty.to_ne_bytes());
+        self.buf.extend_from_slice(data);
+        self.pad();
+        self
+    }
+
+    pub(crate) fn attr_u32(&mut self, ty: u16, v: u32) -> &mut Self {
+        self.attr(ty, &v.to_ne_bytes())
+    }
+
+    /// A NUL-terminated string attribute, as the kernel expects for names.
+    pub(crate) fn attr_str(&mut self, ty: u16, s: &str) -> &mut Self {
+        let mut v = Vec::with_capacity(s.len() + 1);
+        v.extend_from_slice(s.as_bytes());
+        v.push(0);
+        self.attr(ty, &v)
+    }
+
+    /// Opens a nested attribute; close it with [`Msg::end_nest`] passing the returned offset.
+    pub(crate) fn begin_nest(&mut self, ty: u16) -> usize {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&0u16.to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        at
+    }
+
+    pub(crate) fn end_nest(&mut self, at: usize) {
+        let len = (self.buf.len() - at) as u16;
+        self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    fn pad(&mut self) {
+        self.buf.resize(align(self.buf.len()), 0);
+    }
+}
+
+/// Iterates the rtattrs of a payload: yields (type without flag bits, data).
+pub(crate) struct Attrs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Attrs<'a> {
+    pub(crate) fn new(rest: &'a [u8]) -> Self {
+        Attrs { rest }
+    }
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = (u16, &'a [u8]);
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.len() < 4 {
+            return None;
+        }
+        let len = u16_at(self.rest, 0) as usize;
+        let ty = u16_at(self.rest, 2) & !(NLA_F_NESTED | 0x4000);
+        if len < 4 || len > self.rest.len() {
+            self.rest = &[];
+            return None;
+        }
+        let data = &self.rest[4..len];
+        self.rest = &self.rest[align(len).min(self.rest.len())..];
+        Some((ty, data))
+    }
+}
+
+/// Decodes a NUL-terminated (or not) string attribute.
+pub(crate) fn attr_string(data: &[u8]) -> String {
+    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    String::from_utf8_lossy(&data[..end]).into_owned()
+}
+
+pub(crate) fn attr_u32(data: &[u8]) -> Option<u32> {
+    (data.len() >= 4).then(|| u32_at(data, 0))
+}
+
+/// Decodes an address attribute of a known family into an IpAddr.
+pub(crate) fn attr_ip(data: &[u8]) -> Option<std::net::IpAddr> {
+    match data.len() {
+        4 => Some(std::net::Ipv4Addr::new(data[0], data[1], data[2], data[3]).into()),
+        16 => {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(data);
+            Some(std::net::Ipv6Addr::from(b).into())
+        }
+        _ => None,
+    }
+}
+
+pub(crate) fn ip_bytes(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(a) => a.octets().to_vec(),
+        std::net::IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+pub(crate) fn family(ip: std::net::IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        libc::AF_INET as u8
+    } else {
+        libc::AF_INET6 as u8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_attrs_roundtrip() {
+        let mut m = Msg::new(16, 0);
+        m.header(&[0u8; 16]);
+        m.attr_str(3, "eth0");
+        let n = m.begin_nest(18);
+        m.attr_str(1, "veth");
+        m.end_nest(n);
+        m.finish(NLM_F_ACK, 7);
+        assert_eq!(u32_at(&m.buf, 0) as usize, m.buf.len());
+        assert_eq!(u32_at(&m.buf, 8), 7);
+        let attrs: Vec<_> = Attrs::new(&m.buf[32..]).collect();
+        assert_eq!(attrs.len(), 2);
+        assert_eq!(attr_string(attrs[0].1), "eth0");
+        assert_eq!(attrs[1].0, 18);
+        let inner: Vec<_> = Attrs::new(attrs[1].1).collect();
+        assert_eq!(attr_string(inner[0].1), "veth");
+    }
+}

@@ -1,0 +1,265 @@
+//! Root integration tests against the real kernel. Every test creates its own uniquely named
+//! namespaces (pid + counter) and removes exactly those in Drop, also on panic.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use weft_dataplane::{IpNet, MacAddr, NetNs, Netlink, Scope};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A named netns owned by the test.
+struct TestNs {
+    name: String,
+    ns: NetNs,
+}
+
+impl TestNs {
+    fn new(tag: &str) -> TestNs {
+        let name = format!(
+            "wdp-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let ns = NetNs::create(&name).expect("create netns");
+        TestNs { name, ns }
+    }
+
+    fn nl(&self) -> Netlink {
+        self.ns.run(Netlink::open).unwrap().unwrap()
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let _ = NetNs::delete(&self.name);
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+#[test]
+fn create_open_exists_delete() {
+    let t = TestNs::new("life");
+    assert!(NetNs::exists(&t.name));
+    let err = NetNs::create(&t.name).unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    let again = NetNs::open_named(&t.name).unwrap();
+    assert_eq!(again.path(), t.ns.path());
+    // A fresh namespace has only a down loopback; bring it up.
+    let mut nl = t.nl();
+    let links = nl.links().unwrap();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert!(!links[0].admin_up);
+    nl.lo_up().unwrap();
+    assert!(nl.link_get("lo").unwrap().unwrap().admin_up);
+    assert!(NetNs::delete(&t.name).unwrap());
+    assert!(!NetNs::delete(&t.name).unwrap());
+    assert!(!NetNs::exists(&t.name));
+    assert!(NetNs::open_named(&t.name).unwrap_err().is_not_found());
+}
+
+#[test]
+fn run_switches_back() {
+    let t = TestNs::new("run");
+    let before = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let inside =
+        t.ns.run(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap())
+            .unwrap();
+    let after = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    assert_ne!(before, inside);
+    assert_eq!(before, after);
+}
+
+#[test]
+fn veth_across_namespaces_with_addresses_routes_neighbours_and_tcp() {
+    let a = TestNs::new("a");
+    let b = TestNs::new("b");
+    let mut na = a.nl();
+    let mut nb = b.nl();
+    let mac: MacAddr = "02:00:00:00:00:0a".parse().unwrap();
+    na.link_add_veth("va", "vb")
+        .peer_netns(&b.ns)
+        .mtu(1450)
+        .mac(mac)
+        .execute()
+        .unwrap();
+    let va = na.link_get("va").unwrap().expect("va in a");
+    assert_eq!(va.mtu, 1450);
+    assert_eq!(va.mac, Some(mac));
+    assert_eq!(va.kind.as_deref(), Some("veth"));
+    assert!(na.link_get("vb").unwrap().is_none(), "peer must be in b");
+    let vb = nb.link_get("vb").unwrap().expect("vb in b");
+    assert_eq!(vb.mtu, 1450);
+
+    // Creating it again names the operation and says EEXIST.
+    let e = na.link_add_veth("va", "vb2").execute().unwrap_err();
+    assert!(e.is_exists());
+    assert!(
+        e.to_string()
+            .starts_with("creating veth va/vb2: File exists"),
+        "{e}"
+    );
+
+    na.lo_up().unwrap();
+    nb.lo_up().unwrap();
+    na.addr_add(va.index, net("10.99.0.1/32"))
+        .execute()
+        .unwrap();
+    nb.addr_add(vb.index, net("10.99.0.2/24"))
+        .execute()
+        .unwrap();
+    na.link_set(va.index).up().execute().unwrap();
+    nb.link_set("vb").up().execute().unwrap();
+    let addrs = nb.addrs(Some(vb.index)).unwrap();
+    assert!(
+        addrs.iter().any(|x| x.local == net("10.99.0.2/24")),
+        "{addrs:?}"
+    );
+
+    // a reaches b's /24 via an on-link route; b reaches a's /32 through a link route.
+    na.route_add(net("10.99.0.0/24"))
+        .oif(va.index)
+        .scope(Scope::Link)
+        .src(ip("10.99.0.1"))
+        .execute()
+        .unwrap();
+    let routes = na.routes(true).unwrap();
+    let r = routes
+        .iter()
+        .find(|r| r.dst == net("10.99.0.0/24"))
+        .expect("route listed");
+    assert_eq!(r.oif, Some(va.index));
+    assert_eq!(r.scope, Scope::Link);
+    assert_eq!(r.src, Some(ip("10.99.0.1")));
+    // Default route via a gateway that is on-link only by flag.
+    na.route_add(IpNet::default_v4())
+        .gateway(ip("10.99.0.2"))
+        .oif(va.index)
+        .onlink()
+        .replace()
+        .execute()
+        .unwrap();
+    let routes = na.routes(true).unwrap();
+    let d = routes
+        .iter()
+        .find(|r| r.dst.prefix() == 0)
+        .expect("default");
+    assert_eq!(d.gateway, Some(ip("10.99.0.2")));
+
+    // Permanent neighbour: b's MAC for 10.99.0.2 on va.
+    let vb_mac = vb.mac.unwrap();
+    na.neigh_add_permanent(va.index, ip("10.99.0.2"), vb_mac)
+        .unwrap();
+    let neighs = na.neighs(va.index).unwrap();
+    assert!(neighs
+        .iter()
+        .any(|n| n.ip == ip("10.99.0.2") && n.mac == Some(vb_mac) && n.permanent));
+
+    // A real TCP connection across the veth: listener in b, client in a.
+    let listener =
+        b.ns.run(|| TcpListener::bind("10.99.0.2:0"))
+            .unwrap()
+            .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(b"pong!").unwrap();
+        (peer.ip(), buf)
+    });
+    let mut client =
+        a.ns.run(|| {
+            TcpStream::connect_timeout(
+                &SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 99, 0, 2)), port),
+                Duration::from_secs(5),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    client.write_all(b"ping!").unwrap();
+    let mut buf = [0u8; 5];
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong!");
+    let (peer, got) = server.join().unwrap();
+    assert_eq!(peer, ip("10.99.0.1"));
+    assert_eq!(&got, b"ping!");
+
+    // Deletes: address, route, link; then not-found is distinguishable.
+    nb.addr_del(vb.index, net("10.99.0.2/24")).unwrap();
+    assert!(nb
+        .addrs(Some(vb.index))
+        .unwrap()
+        .iter()
+        .all(|x| x.local.addr() != ip("10.99.0.2")));
+    assert!(nb
+        .addr_del(vb.index, net("10.99.0.2/24"))
+        .unwrap_err()
+        .is_not_found());
+    na.route_del(net("10.99.0.0/24"), Some(va.index), None)
+        .unwrap();
+    assert!(na
+        .route_del(net("10.99.0.0/24"), None, None)
+        .unwrap_err()
+        .is_not_found());
+    na.link_del("va").unwrap();
+    assert!(
+        nb.link_get("vb").unwrap().is_none(),
+        "deleting one end deletes both"
+    );
+    assert!(na.link_del("va").unwrap_err().is_not_found());
+}
+
+#[test]
+fn bridge_master_rename_mtu_move() {
+    let a = TestNs::new("br");
+    let b = TestNs::new("mv");
+    let mut na = a.nl();
+    let mut nb = b.nl();
+    na.link_add_bridge("br0").mtu(1400).execute().unwrap();
+    na.link_add_veth("x1", "x2").execute().unwrap();
+    let br = na.link_get("br0").unwrap().unwrap();
+    assert_eq!(br.kind.as_deref(), Some("bridge"));
+    na.link_set("x1")
+        .master(br.index)
+        .mtu(1400)
+        .execute()
+        .unwrap();
+    let x1 = na.link_get("x1").unwrap().unwrap();
+    assert_eq!(x1.master, Some(br.index));
+    assert_eq!(x1.mtu, 1400);
+    na.link_set("x1").nomaster().execute().unwrap();
+    assert_eq!(na.link_get("x1").unwrap().unwrap().master, None);
+    na.link_set("x1").name("x1renamed").execute().unwrap();
+    assert!(na.link_get("x1").unwrap().is_none());
+    assert!(na.link_get("x1renamed").unwrap().is_some());
+    na.link_set("x2").netns(&b.ns).execute().unwrap();
+    assert!(na.link_get("x2").unwrap().is_none());
+    assert!(nb.link_get("x2").unwrap().is_some());
+    let names: Vec<String> = na.links().unwrap().into_iter().map(|l| l.name).collect();
+    assert!(names.contains(&"br0".to_string()) && names.contains(&"x1renamed".to_string()));
+    na.link_del(br.index).unwrap();
+    na.link_set("br0").up().execute().unwrap_err();
+}
+
+#[test]
+fn sysctl_in_test_namespace() {
+    let t = TestNs::new("sys");
+    let v =
+        t.ns.run(|| {
+            weft_dataplane::sysctl::write("net/ipv4/ip_forward", "1")?;
+            weft_dataplane::sysctl::read("net/ipv4/ip_forward")
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(v, "1");
+}

@@ -1,0 +1,149 @@
+//! Starting a process as a container of a pod: in the pod's network namespace, with its own UTS
+//! namespace (hostname = pod name) and a private mount namespace where the pod's resolv.conf is
+//! bind-mounted over /etc/resolv.conf. The kubelet starts workloads this way and `weft exec` runs
+//! commands this way, so both see exactly the same network and DNS settings.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::LabError;
+
+/// What to run and where.
+#[derive(Clone, Debug)]
+pub struct ContainerProcess {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub hostname: String,
+    /// The pod's network namespace, e.g. /run/netns/weft_demo_pod-0a1b2c3d4e5f.
+    pub netns: PathBuf,
+    /// The file bind-mounted over /etc/resolv.conf inside the container.
+    pub resolv_conf: PathBuf,
+    /// Start a new session, so the container outlives its starter and gets no terminal signals.
+    pub detach: bool,
+}
+
+impl ContainerProcess {
+    /// A `Command` that, once spawned, runs inside the pod. Everything that allocates happens
+    /// here, before fork: the hook run in the child only makes raw system calls.
+    pub fn command(&self) -> Result<Command, LabError> {
+        let netns = File::open(&self.netns).map_err(|e| LabError::Io {
+            what: format!("opening pod network namespace {}", self.netns.display()),
+            error: e,
+        })?;
+        let hostname = self.hostname.clone().into_bytes();
+        let resolv = cstring(self.resolv_conf.as_os_str().as_bytes())?;
+        let target = cstring(b"/etc/resolv.conf")?;
+        let root = cstring(b"/")?;
+        let detach = self.detach;
+
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        // SAFETY: the hook runs between fork and exec; it only calls async-signal-safe system
+        // calls on values prepared above, and keeps `netns` open until exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                enter_pod(&netns, &hostname, &root, &resolv, &target)?;
+                if detach && libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
+}
+
+fn cstring(bytes: &[u8]) -> Result<CString, LabError> {
+    CString::new(bytes).map_err(|_| LabError::Invalid(format!("path {bytes:?} contains a NUL byte")))
+}
+
+/// Runs in the forked child: join the pod's netns, then make private UTS and mount namespaces.
+fn enter_pod(
+    netns: &File,
+    hostname: &[u8],
+    root: &CString,
+    resolv: &CString,
+    target: &CString,
+) -> std::io::Result<()> {
+    fn check(rc: libc::c_int) -> std::io::Result<()> {
+        if rc < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+    // SAFETY: plain system calls on valid file descriptors and NUL-terminated strings.
+    unsafe {
+        check(libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET))?;
+        check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
+        check(libc::sethostname(
+            hostname.as_ptr().cast(),
+            hostname.len(),
+        ))?;
+        // Private propagation first, so the bind mount below never leaks into the host.
+        check(libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        check(libc::mount(
+            resolv.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ))?;
+    }
+    Ok(())
+}
+
+/// The resolv.conf a pod with dnsPolicy ClusterFirst gets in Kubernetes.
+pub fn cluster_first_resolv_conf(dns_ip: std::net::Ipv4Addr, namespace: &str, domain: &str) -> String {
+    format!(
+        "nameserver {dns_ip}\nsearch {namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n"
+    )
+}
+
+/// Resolve a container command the way a shell would: a bare name is looked up on PATH.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        let p = Path::new(name);
+        return p.exists().then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_follows_cluster_first() {
+        let text = cluster_first_resolv_conf("10.96.0.10".parse().unwrap(), "demo", "cluster.local");
+        assert_eq!(
+            text,
+            "nameserver 10.96.0.10\nsearch demo.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+        );
+    }
+
+    #[test]
+    fn programs_are_found_on_path() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("/bin/sh").is_some());
+        assert!(find_program("no-such-program-weft").is_none());
+    }
+}

@@ -1,0 +1,223 @@
+//! The lab's control plane: what kube-controller-manager and kube-scheduler do for a lab.
+//! Deployments become Pods (the ReplicaSet logic is the model's pure `deployment::reconcile`),
+//! Pods whose owner is gone are collected, unbound Pods are bound to a node, and Deployment status
+//! counts ready replicas. It writes only to the store; the kubelets act on what it writes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::json;
+use weft_model::object::{Object, ObjectKey};
+use weft_sources::Store;
+
+use crate::kubelet::pod_name;
+use crate::LabError;
+
+pub struct Controller {
+    store: Store,
+    rng: rand::rngs::ThreadRng,
+}
+
+impl Controller {
+    pub fn new(store: Store) -> Controller {
+        Controller { store, rng: rand::thread_rng() }
+    }
+
+    pub fn run(mut self) -> Result<(), LabError> {
+        let mut watch = self.store.watch(0)?;
+        loop {
+            if let Err(e) = self.sync() {
+                tracing::warn!("controller sync failed: {e}");
+            }
+            watch.wait(Duration::from_secs(2))?;
+        }
+    }
+
+    pub fn sync(&mut self) -> Result<(), LabError> {
+        let objects = self.store.list_all()?;
+        let mut deployments = Vec::new();
+        let mut pods = Vec::new();
+        let mut nodes = Vec::new();
+        for o in objects {
+            match o {
+                Object::Deployment(d) => deployments.push(d),
+                Object::Pod(p) => pods.push(p),
+                Object::Node(n) => nodes.push(n),
+                _ => {}
+            }
+        }
+        self.sync_deployments(&deployments, &pods)?;
+        self.collect_orphans(&deployments, &pods)?;
+        let pods = self.pods()?;
+        self.schedule(&nodes, &pods)?;
+        self.deployment_status(&deployments, &pods)?;
+        Ok(())
+    }
+
+    fn pods(&self) -> Result<Vec<Pod>, LabError> {
+        Ok(self
+            .store
+            .list("Pod")?
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Pod(p) => Some(p),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn sync_deployments(&mut self, deployments: &[Deployment], pods: &[Pod]) -> Result<(), LabError> {
+        for d in deployments {
+            let plan = weft_model::deployment::reconcile(d, pods, &mut self.rng);
+            if !plan.delete.is_empty() {
+                self.store.delete(&plan.delete)?;
+            }
+            for pod in plan.create {
+                self.store.put(Object::Pod(pod))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pods owned by a Deployment that no longer exists (or was recreated with a new uid).
+    fn collect_orphans(&self, deployments: &[Deployment], pods: &[Pod]) -> Result<(), LabError> {
+        let live: BTreeMap<(Option<&str>, &str), Option<&str>> = deployments
+            .iter()
+            .map(|d| ((d.metadata.namespace.as_deref(), d.metadata.name.as_deref().unwrap_or("")), d.metadata.uid.as_deref()))
+            .collect();
+        let orphans: Vec<ObjectKey> = pods
+            .iter()
+            .filter(|p| {
+                p.metadata.owner_references.iter().flatten().any(|r| {
+                    r.kind == "Deployment"
+                        && match live.get(&(p.metadata.namespace.as_deref(), r.name.as_str())) {
+                            None => true,
+                            Some(uid) => uid.is_some_and(|u| u != r.uid),
+                        }
+                })
+            })
+            .map(|p| ObjectKey { kind: "Pod".into(), namespace: p.metadata.namespace.clone(), name: pod_name(p).to_string() })
+            .collect();
+        if !orphans.is_empty() {
+            self.store.delete(&orphans)?;
+        }
+        Ok(())
+    }
+
+    /// Bind each pod without a node to the ready node (matching its nodeSelector) with the fewest
+    /// pods; a pod that fits nowhere stays Pending with the scheduler's reason.
+    fn schedule(&self, nodes: &[Node], pods: &[Pod]) -> Result<(), LabError> {
+        let mut load: BTreeMap<String, usize> = nodes.iter().filter_map(|n| n.metadata.name.clone()).map(|n| (n, 0)).collect();
+        for p in pods {
+            if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_ref()) {
+                *load.entry(n.clone()).or_default() += 1;
+            }
+        }
+        for p in pods {
+            let spec = p.spec.clone().unwrap_or_default();
+            if spec.node_name.is_some() {
+                continue;
+            }
+            let selector = spec.node_selector.clone().unwrap_or_default();
+            let candidates: Vec<&Node> = nodes
+                .iter()
+                .filter(|n| node_ready(n))
+                .filter(|n| {
+                    let labels = n.metadata.labels.clone().unwrap_or_default();
+                    weft_model::selector::map_matches(&selector, &labels)
+                })
+                .collect();
+            let choice = candidates
+                .iter()
+                .filter_map(|n| n.metadata.name.clone())
+                .min_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()));
+            let key = ObjectKey { kind: "Pod".into(), namespace: p.metadata.namespace.clone(), name: pod_name(p).to_string() };
+            match choice {
+                Some(node) => {
+                    *load.entry(node.clone()).or_default() += 1;
+                    self.store.update(&key, |o| {
+                        if let Object::Pod(pod) = o {
+                            if let Some(spec) = pod.spec.as_mut() {
+                                spec.node_name = Some(node.clone());
+                            }
+                        }
+                    })?;
+                    tracing::info!("pod {key} bound to {node}");
+                }
+                None => {
+                    let message = if nodes.is_empty() {
+                        "0/0 nodes are available".to_string()
+                    } else {
+                        format!(
+                            "0/{} nodes are available: {} not ready, {} didn't match Pod's node selector",
+                            nodes.len(),
+                            nodes.iter().filter(|n| !node_ready(n)).count(),
+                            nodes.len() - candidates.len() - nodes.iter().filter(|n| !node_ready(n)).count()
+                        )
+                    };
+                    let status: k8s_openapi::api::core::v1::PodStatus = serde_json::from_value(json!({
+                        "phase": "Pending",
+                        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}],
+                    }))
+                    .map_err(|e| LabError::Invalid(e.to_string()))?;
+                    self.store.update(&key, |o| {
+                        if let Object::Pod(pod) = o {
+                            if pod.status.as_ref() != Some(&status) {
+                                pod.status = Some(status.clone());
+                            }
+                        }
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn deployment_status(&self, deployments: &[Deployment], pods: &[Pod]) -> Result<(), LabError> {
+        for d in deployments {
+            let owned: Vec<&Pod> = pods
+                .iter()
+                .filter(|p| p.metadata.namespace == d.metadata.namespace)
+                .filter(|p| {
+                    p.metadata.owner_references.iter().flatten().any(|r| r.kind == "Deployment" && Some(&r.name) == d.metadata.name.as_ref())
+                })
+                .collect();
+            let ready = owned.iter().filter(|p| pod_ready(p)).count() as i32;
+            let replicas = owned.len() as i32;
+            let status: k8s_openapi::api::apps::v1::DeploymentStatus = serde_json::from_value(json!({
+                "observedGeneration": d.metadata.generation.unwrap_or(1),
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": ready,
+                "availableReplicas": ready,
+            }))
+            .map_err(|e| LabError::Invalid(e.to_string()))?;
+            if d.status.as_ref() == Some(&status) {
+                continue;
+            }
+            let key = ObjectKey { kind: "Deployment".into(), namespace: d.metadata.namespace.clone(), name: d.metadata.name.clone().unwrap_or_default() };
+            self.store.update(&key, |o| {
+                if let Object::Deployment(d) = o {
+                    d.status = Some(status.clone());
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+pub fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+pub fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}

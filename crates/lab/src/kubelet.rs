@@ -1,0 +1,357 @@
+//! The lab's kubelet: one per node, running inside the node's network namespace. It watches the
+//! store for pods bound to its node, gives each a sandbox (netns + CNI ADD) and runs its containers
+//! as processes, restarts them per `restartPolicy`, tears down pods that are gone, and writes each
+//! pod's status back to the store, as the real kubelet does through the API server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde_json::json;
+use weft_model::config::ClusterConfig;
+use weft_model::object::{Object, ObjectKey};
+use weft_sources::Store;
+use weft_workloads::{DeclaredPort, Protocol};
+
+use crate::clock::{now_rfc3339, unix_now};
+use crate::cni_client::{CniNetwork, PodRef};
+use crate::container::{cluster_first_resolv_conf, find_program, ContainerProcess};
+use crate::layout::Layout;
+use crate::sandbox::{Sandbox, SandboxRecords};
+use crate::{process, LabError};
+
+/// Pod MTU on the lab's underlay (plain veths, nothing to subtract yet).
+const POD_MTU: u32 = 1500;
+
+pub struct Kubelet {
+    layout: Layout,
+    config: ClusterConfig,
+    node: String,
+    store: Store,
+    cni: CniNetwork,
+    records: SandboxRecords,
+    sandboxes: BTreeMap<String, Sandbox>,
+    /// Children we started in this run (reaped here); adopted ones are watched by pid.
+    children: HashMap<(String, String), Child>,
+    weft_exe: PathBuf,
+}
+
+impl Kubelet {
+    pub fn new(layout: Layout, config: ClusterConfig, node: &str) -> Result<Kubelet, LabError> {
+        let store = Store::open(&layout.store_dir())?;
+        let node_obj = store
+            .get(&ObjectKey { kind: "Node".into(), namespace: None, name: node.to_string() })?
+            .ok_or_else(|| LabError::Invalid(format!("node {node} is not in the store")))?;
+        let pod_cidr = match &node_obj {
+            Object::Node(n) => n.spec.as_ref().and_then(|s| s.pod_cidr.clone()),
+            _ => None,
+        }
+        .ok_or_else(|| LabError::Invalid(format!("node {node} has no spec.podCIDR")))?;
+        let pod_cidr = pod_cidr
+            .parse()
+            .map_err(|e| LabError::Invalid(format!("node {node}: spec.podCIDR {pod_cidr:?}: {e}")))?;
+        let weft_exe = std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
+        let plugin_dir = crate::cni_plugin_dir()?;
+        let cni = CniNetwork::for_node(&plugin_dir, pod_cidr, &layout.ipam_dir(node), POD_MTU);
+        let records = SandboxRecords::open(layout.sandboxes_dir(node))?;
+        let sandboxes = records.load_all()?;
+        fs::create_dir_all(layout.resolv_dir(node)).map_err(|e| LabError::io("creating resolv dir", e))?;
+        fs::create_dir_all(layout.logs_dir()).map_err(|e| LabError::io("creating logs dir", e))?;
+        Ok(Kubelet {
+            layout,
+            config,
+            node: node.to_string(),
+            store,
+            cni,
+            records,
+            sandboxes,
+            children: HashMap::new(),
+            weft_exe,
+        })
+    }
+
+    /// Reconcile forever: on every store change, and twice a second to notice exited processes.
+    pub fn run(mut self) -> Result<(), LabError> {
+        let mut watch = self.store.watch(0)?;
+        loop {
+            if let Err(e) = self.sync() {
+                tracing::warn!(node = %self.node, "sync failed: {e}");
+            }
+            watch.wait(Duration::from_millis(500))?;
+        }
+    }
+
+    /// One reconcile pass.
+    pub fn sync(&mut self) -> Result<(), LabError> {
+        let pods: Vec<Pod> = self
+            .store
+            .list("Pod")?
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Pod(p) => Some(p),
+                _ => None,
+            })
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(self.node.as_str()))
+            .collect();
+        let wanted: BTreeMap<String, &Pod> =
+            pods.iter().filter_map(|p| p.metadata.uid.clone().map(|uid| (uid, p))).collect();
+
+        // Pods that are gone (or were replaced under the same name with a new uid).
+        let stale: Vec<String> = self.sandboxes.keys().filter(|uid| !wanted.contains_key(*uid)).cloned().collect();
+        for uid in stale {
+            self.teardown(&uid)?;
+        }
+        for (uid, pod) in wanted {
+            if let Err(e) = self.sync_pod(&uid, pod) {
+                tracing::warn!(node = %self.node, "pod {}: {e}", pod_name(pod));
+                self.report_failure(pod, &e)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_pod(&mut self, uid: &str, pod: &Pod) -> Result<(), LabError> {
+        if !self.sandboxes.contains_key(uid) {
+            let pod_ref = PodRef {
+                namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                uid: uid.to_string(),
+            };
+            let resolv = self.resolv_path(uid);
+            let text = cluster_first_resolv_conf(self.config.dns_service_ip, &pod_ref.namespace, &self.config.cluster_domain);
+            fs::write(&resolv, text).map_err(|e| LabError::io(format!("writing {}", resolv.display()), e))?;
+            let sandbox = Sandbox::create(pod_ref, self.layout.pod_netns(uid), &self.cni)?;
+            self.records.save(&sandbox)?;
+            self.sandboxes.insert(uid.to_string(), sandbox);
+        }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let mut changed = false;
+        for container in &spec.containers {
+            changed |= self.sync_container(uid, pod, container, &restart_policy)?;
+        }
+        if changed {
+            if let Some(sandbox) = self.sandboxes.get(uid) {
+                self.records.save(sandbox)?;
+            }
+        }
+        self.write_status(uid, pod)
+    }
+
+    /// Start, reap or restart one container. Returns whether its record changed.
+    fn sync_container(&mut self, uid: &str, pod: &Pod, container: &Container, restart_policy: &str) -> Result<bool, LabError> {
+        let key = (uid.to_string(), container.name.clone());
+        let record = self
+            .sandboxes
+            .get(uid)
+            .and_then(|s| s.containers.get(&container.name).cloned())
+            .unwrap_or_default();
+        let mut next = record.clone();
+
+        if let Some(pid) = record.pid {
+            let exited = match self.children.get_mut(&key) {
+                Some(child) => child.try_wait().ok().flatten().map(|status| status.code().unwrap_or(128)),
+                // Adopted after a kubelet restart: alive while the pid is alive.
+                None => (!process::alive(pid)).then_some(-1),
+            };
+            match exited {
+                None => return Ok(false),
+                Some(code) => {
+                    self.children.remove(&key);
+                    next.pid = None;
+                    next.last_exit_code = Some(code);
+                    next.waiting_reason = Some(if code == 0 { "Completed".into() } else { "Error".into() });
+                    next.message = Some(format!("exited with code {code}"));
+                    let restart = match restart_policy {
+                        "Never" => false,
+                        "OnFailure" => code != 0,
+                        _ => true,
+                    };
+                    // Crash-loop back-off: 1 s, 2 s, 4 s ... capped at 30 s.
+                    next.restart_after = if restart {
+                        unix_now() + (1u64 << next.restarts.min(5)).min(30)
+                    } else {
+                        u64::MAX
+                    };
+                }
+            }
+        } else if record.started_at.is_none() || (record.restart_after <= unix_now()) {
+            match self.container_process(uid, pod, container)? {
+                Ok(process) => {
+                    let log = self.layout.logs_dir().join(format!(
+                        "{}_{}_{}.log",
+                        pod.metadata.namespace.as_deref().unwrap_or("default"),
+                        pod_name(pod),
+                        container.name
+                    ));
+                    let out = fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .map_err(|e| LabError::io(format!("opening {}", log.display()), e))?;
+                    let err = out.try_clone().map_err(|e| LabError::io("duplicating log fd", e))?;
+                    let child = process
+                        .command()?
+                        .stdin(Stdio::null())
+                        .stdout(out)
+                        .stderr(err)
+                        .spawn()
+                        .map_err(|e| LabError::io(format!("starting container {} of pod {}", container.name, pod_name(pod)), e))?;
+                    if record.started_at.is_some() {
+                        next.restarts += 1;
+                    }
+                    next.pid = Some(child.id());
+                    next.started_at = Some(now_rfc3339());
+                    next.waiting_reason = None;
+                    next.message = None;
+                    next.restart_after = 0;
+                    self.children.insert(key, child);
+                }
+                Err((reason, message)) => {
+                    next.waiting_reason = Some(reason);
+                    next.message = Some(message);
+                    next.started_at = Some(String::new());
+                    next.restart_after = u64::MAX;
+                }
+            }
+        }
+        let changed = next != record;
+        if let Some(sandbox) = self.sandboxes.get_mut(uid) {
+            sandbox.containers.insert(container.name.clone(), next);
+        }
+        Ok(changed)
+    }
+
+    /// What runs for a container: a built-in workload for known images, else its command.
+    /// The inner error is a (reason, message) shown in the pod's status, not a kubelet failure.
+    #[allow(clippy::type_complexity)]
+    fn container_process(&self, uid: &str, pod: &Pod, c: &Container) -> Result<Result<ContainerProcess, (String, String)>, LabError> {
+        let image = c.image.clone().unwrap_or_default();
+        let command = c.command.clone().unwrap_or_default();
+        let args = c.args.clone().unwrap_or_default();
+        let ports: Vec<DeclaredPort> = c
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
+                    "UDP" => Protocol::Udp,
+                    "SCTP" => Protocol::Sctp,
+                    _ => Protocol::Tcp,
+                };
+                u16::try_from(p.container_port).ok().map(|port| DeclaredPort { port, protocol })
+            })
+            .collect();
+        let (program, argv) = match weft_workloads::builtin_for(&image, &command, &args, &ports) {
+            Err(e) => return Ok(Err(("InvalidArgs".into(), e.to_string()))),
+            Ok(Some(workload)) => {
+                let mut argv = vec!["workload".to_string()];
+                argv.extend(workload.to_args());
+                (self.weft_exe.clone(), argv)
+            }
+            Ok(None) => {
+                let Some(first) = command.first() else {
+                    return Ok(Err((
+                        "ImageNotBuiltIn".into(),
+                        format!("image {image:?} is not a built-in workload (agnhost, nginx, busybox) and the container has no command"),
+                    )));
+                };
+                let Some(program) = find_program(first) else {
+                    return Ok(Err(("CommandNotFound".into(), format!("command {first:?} is not on this machine's PATH"))));
+                };
+                (program, command[1..].iter().chain(args.iter()).cloned().collect())
+            }
+        };
+        let mut env = vec![
+            ("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+            ("HOME".to_string(), "/root".to_string()),
+            ("HOSTNAME".to_string(), pod_name(pod).to_string()),
+        ];
+        for var in c.env.iter().flatten() {
+            env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
+        }
+        Ok(Ok(ContainerProcess {
+            program,
+            args: argv,
+            env,
+            hostname: pod_name(pod).to_string(),
+            netns: Path::new("/run/netns").join(self.layout.pod_netns(uid)),
+            resolv_conf: self.resolv_path(uid),
+            detach: true,
+        }))
+    }
+
+    fn teardown(&mut self, uid: &str) -> Result<(), LabError> {
+        let Some(sandbox) = self.sandboxes.get(uid).cloned() else { return Ok(()) };
+        for (name, record) in &sandbox.containers {
+            if let Some(pid) = record.pid {
+                process::kill_and_wait(pid, Duration::from_secs(2));
+            }
+            if let Some(mut child) = self.children.remove(&(uid.to_string(), name.clone())) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        // Anything else still inside the pod (a `weft exec` session, say) goes too.
+        process::kill_in_netns(&sandbox.netns_path());
+        sandbox.destroy(&self.cni)?;
+        let _ = fs::remove_file(self.resolv_path(uid));
+        self.records.remove(uid)?;
+        self.sandboxes.remove(uid);
+        tracing::info!(node = %self.node, "pod {}/{} torn down", sandbox.namespace, sandbox.name);
+        Ok(())
+    }
+
+    fn resolv_path(&self, uid: &str) -> PathBuf {
+        self.layout.resolv_dir(&self.node).join(format!("{uid}.conf"))
+    }
+
+    fn write_status(&self, uid: &str, pod: &Pod) -> Result<(), LabError> {
+        let Some(sandbox) = self.sandboxes.get(uid) else { return Ok(()) };
+        let node_ip = self.node_ip();
+        let status = crate::status::pod_status(pod, sandbox, node_ip.as_deref());
+        self.update_status(pod, status)
+    }
+
+    fn report_failure(&self, pod: &Pod, error: &LabError) -> Result<(), LabError> {
+        let status = json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "False", "reason": "SandboxFailed", "message": error.to_string()}],
+            "message": error.to_string(),
+            "reason": "SandboxFailed",
+        });
+        self.update_status(pod, status)
+    }
+
+    fn update_status(&self, pod: &Pod, status: serde_json::Value) -> Result<(), LabError> {
+        let status: k8s_openapi::api::core::v1::PodStatus =
+            serde_json::from_value(status).map_err(|e| LabError::Invalid(format!("building pod status: {e}")))?;
+        let key = ObjectKey { kind: "Pod".into(), namespace: pod.metadata.namespace.clone(), name: pod_name(pod).to_string() };
+        let uid = pod.metadata.uid.clone();
+        self.store.update(&key, |obj| {
+            if let Object::Pod(p) = obj {
+                // Never write over a newer pod that took this name.
+                if p.metadata.uid == uid && p.status.as_ref() != Some(&status) {
+                    p.status = Some(status);
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    fn node_ip(&self) -> Option<String> {
+        let index = self.config_node_index()?;
+        self.config.node_ip(index).map(|ip| ip.to_string())
+    }
+
+    fn config_node_index(&self) -> Option<u32> {
+        (0..self.config.nodes).find(|i| self.config.node_name(*i) == self.node)
+    }
+}
+
+pub(crate) fn pod_name(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or("")
+}

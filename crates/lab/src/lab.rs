@@ -1,0 +1,268 @@
+//! `weft lab up` and `weft lab down`: build a cluster from a config and manifests, and remove
+//! exactly what was built. Up checks everything it can before it creates anything, and undoes
+//! what it made if a later step fails.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use weft_model::config::ClusterConfig;
+use weft_model::object::Object;
+use weft_sources::{ApplyResult, Store};
+
+use crate::layout::Layout;
+use crate::{process, topology, LabError};
+
+/// What `up` reports back.
+pub struct UpReport {
+    pub layout: Layout,
+    pub applied: Vec<ApplyResult>,
+    /// Pods that were not ready when the wait ran out: (namespace/name, why).
+    pub not_ready: Vec<(String, String)>,
+}
+
+/// Build the lab. `objects` were parsed (and so validated) by the caller.
+pub fn up(config: &ClusterConfig, objects: Vec<Object>, state_root: &Path, wait: Duration) -> Result<UpReport, LabError> {
+    config.validate()?;
+    let layout = Layout::new(config.name.clone(), state_root);
+    if layout.dir().exists() || !topology::lab_namespaces(&layout).is_empty() {
+        return Err(LabError::AlreadyUp { name: config.name.to_string(), dir: layout.dir().to_path_buf() });
+    }
+    crate::cni_plugin_dir()?;
+
+    let built = build(&layout, config, objects);
+    let applied = match built {
+        Ok(applied) => applied,
+        Err(e) => {
+            // Nothing half-made stays behind.
+            let _ = down(&layout);
+            return Err(e);
+        }
+    };
+    let not_ready = wait_ready(&layout, wait)?;
+    Ok(UpReport { layout, applied, not_ready })
+}
+
+fn build(layout: &Layout, config: &ClusterConfig, objects: Vec<Object>) -> Result<Vec<ApplyResult>, LabError> {
+    fs::create_dir_all(layout.logs_dir()).map_err(|e| LabError::io(format!("creating {}", layout.dir().display()), e))?;
+    fs::write(layout.config_file(), crate::config_file::render(config))
+        .map_err(|e| LabError::io("writing the cluster config", e))?;
+    let store = Store::open(&layout.store_dir())?;
+    // The user's objects first: a bad manifest must fail before any namespace exists.
+    let applied = store.apply(objects)?;
+    store.apply((0..config.nodes).map(|i| node_object(config, i)).collect::<Result<Vec<_>, _>>()?)?;
+    store.apply(SYSTEM_NAMESPACES.iter().map(|ns| namespace_object(ns)).collect::<Result<Vec<_>, _>>()?)?;
+
+    topology::create_fabric(layout, config)?;
+    for i in 0..config.nodes {
+        topology::create_node(layout, config, i)?;
+    }
+    spawn_daemon(layout, &["lab", "controller"], None, "controller", &layout.controller_pid_file())?;
+    for i in 0..config.nodes {
+        let node = config.node_name(i);
+        spawn_daemon(
+            layout,
+            &["lab", "kubelet", "--node", &node],
+            Some(&layout.node_netns(&node)),
+            &format!("kubelet-{node}"),
+            &layout.kubelet_pid_file(&node),
+        )?;
+    }
+    Ok(applied)
+}
+
+/// The namespaces every Kubernetes cluster starts with.
+const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
+
+fn namespace_object(name: &str) -> Result<Object, LabError> {
+    Object::from_json(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+        .map_err(|e| LabError::Invalid(format!("namespace {name}: {e}")))
+}
+
+/// The Node object the lab registers for node `index`, as a kubelet would.
+fn node_object(config: &ClusterConfig, index: u32) -> Result<Object, LabError> {
+    let name = config.node_name(index);
+    let pod_cidr = config
+        .node_pod_cidr(index)
+        .ok_or_else(|| LabError::Invalid(format!("pod CIDR {} has no range for node {name}", config.pod_cidr)))?;
+    let ip = config.node_ip(index).map(|ip| ip.to_string()).unwrap_or_default();
+    let mut labels = serde_json::Map::new();
+    labels.insert("kubernetes.io/hostname".into(), json!(name));
+    labels.insert("kubernetes.io/os".into(), json!("linux"));
+    if index == 0 {
+        labels.insert("node-role.kubernetes.io/control-plane".into(), json!(""));
+    }
+    for (k, v) in config.node_labels.get(&name).into_iter().flatten() {
+        labels.insert(k.clone(), json!(v));
+    }
+    let value = json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"podCIDR": pod_cidr.to_string(), "podCIDRs": [pod_cidr.to_string()]},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "weft lab node is ready"}],
+            "nodeInfo": {
+                "architecture": std::env::consts::ARCH, "bootID": "", "containerRuntimeVersion": "weft-lab",
+                "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": concat!("weft-", env!("CARGO_PKG_VERSION")),
+                "machineID": "", "operatingSystem": "linux", "osImage": "weft lab", "systemUUID": ""
+            }
+        }
+    });
+    Object::from_json(value).map_err(|e| LabError::Invalid(format!("node {name}: {e}")))
+}
+
+/// Start `weft <args>` detached, optionally inside a node namespace, logging to the lab's logs.
+fn spawn_daemon(layout: &Layout, args: &[&str], netns: Option<&str>, log: &str, pid_file: &Path) -> Result<(), LabError> {
+    let exe = std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
+    let log_path = layout.logs_dir().join(format!("{log}.log"));
+    let out = fs::File::create(&log_path).map_err(|e| LabError::io(format!("creating {}", log_path.display()), e))?;
+    let err = out.try_clone().map_err(|e| LabError::io("duplicating a log fd", e))?;
+    let ns_file = match netns {
+        Some(name) => Some(
+            fs::File::open(Path::new("/run/netns").join(name))
+                .map_err(|e| LabError::io(format!("opening namespace {name}"), e))?,
+        ),
+        None => None,
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args(["--lab", layout.name().as_str()])
+        .args(args)
+        .env("WEFT_STATE_DIR", layout.dir().parent().unwrap_or(Path::new("/")))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // SAFETY: only raw system calls between fork and exec; `ns_file` stays open until exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(f) = &ns_file {
+                if libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| LabError::io(format!("starting weft {}", args.join(" ")), e))?;
+    fs::create_dir_all(pid_file.parent().unwrap_or(Path::new("/")))
+        .map_err(|e| LabError::io("creating a pid file dir", e))?;
+    fs::write(pid_file, child.id().to_string()).map_err(|e| LabError::io(format!("writing {}", pid_file.display()), e))?;
+    Ok(())
+}
+
+/// Wait until every pod is ready and every Deployment has its replicas (or `wait` runs out).
+pub fn wait_ready(layout: &Layout, wait: Duration) -> Result<Vec<(String, String)>, LabError> {
+    let store = Store::open(&layout.store_dir())?;
+    let deadline = Instant::now() + wait;
+    loop {
+        let not_ready = unready(&store)?;
+        if not_ready.is_empty() || Instant::now() >= deadline {
+            return Ok(not_ready);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn unready(store: &Store) -> Result<Vec<(String, String)>, LabError> {
+    let mut out = Vec::new();
+    for o in store.list_all()? {
+        match o {
+            Object::Pod(p) => {
+                let phase = weft_model::pod::phase(&p).to_string();
+                if !crate::controller::pod_ready(&p) && phase != "Succeeded" {
+                    let why = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| {
+                            s.container_statuses.iter().flatten().find_map(|c| {
+                                c.state.as_ref()?.waiting.as_ref().map(|w| {
+                                    format!("{}: {}", w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default())
+                                })
+                            })
+                            .or_else(|| s.conditions.iter().flatten().find_map(|c| c.message.clone()))
+                        })
+                        .unwrap_or(phase);
+                    out.push((
+                        format!("{}/{}", p.metadata.namespace.unwrap_or_default(), p.metadata.name.unwrap_or_default()),
+                        why,
+                    ));
+                }
+            }
+            Object::Deployment(d) => {
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let have = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+                if have < want {
+                    out.push((
+                        format!("{}/{}", d.metadata.namespace.unwrap_or_default(), d.metadata.name.unwrap_or_default()),
+                        format!("deployment has {have}/{want} ready replicas"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What `down` removed.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    pub processes: usize,
+    pub namespaces: Vec<String>,
+    pub state_removed: bool,
+}
+
+/// Remove everything the lab made: its processes, its namespaces (pods, nodes, fabric), its state.
+/// Safe to run twice, and on a lab that failed half-way up.
+pub fn down(layout: &Layout) -> Result<DownReport, LabError> {
+    let mut report = DownReport::default();
+    // The daemons first, so nothing recreates what we remove.
+    let mut pid_files = vec![layout.controller_pid_file()];
+    if let Ok(nodes) = fs::read_dir(layout.dir().join("nodes")) {
+        for node in nodes.flatten() {
+            pid_files.push(node.path().join("kubelet.pid"));
+        }
+    }
+    for pid_file in pid_files {
+        if let Some(pid) = fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+            if process::alive(pid) && process::is_weft(pid) {
+                process::kill_and_wait(pid, Duration::from_secs(2));
+                report.processes += 1;
+            }
+        }
+    }
+    for name in topology::lab_namespaces(layout) {
+        let path = PathBuf::from("/run/netns").join(&name);
+        report.processes += process::pids_in_netns(&path).len();
+        process::kill_in_netns(&path);
+        weft_dataplane::NetNs::delete(&name)
+            .map_err(|e| LabError::Dataplane { what: format!("deleting namespace {name}"), error: e })?;
+        report.namespaces.push(name);
+    }
+    if layout.dir().exists() {
+        fs::remove_dir_all(layout.dir()).map_err(|e| LabError::io(format!("removing {}", layout.dir().display()), e))?;
+        report.state_removed = true;
+    }
+    Ok(report)
+}
+
+/// Open a running lab's layout, config and store.
+pub fn open(name: &weft_model::config::ClusterName, state_root: &Path) -> Result<(Layout, ClusterConfig, Store), LabError> {
+    let layout = Layout::new(name.clone(), state_root);
+    let config_path = layout.config_file();
+    let text = fs::read_to_string(&config_path).map_err(|_| LabError::NotUp {
+        name: name.to_string(),
+        dir: layout.dir().to_path_buf(),
+    })?;
+    let config = ClusterConfig::from_yaml(&config_path.display().to_string(), &text)?;
+    let store = Store::open(&layout.store_dir())?;
+    Ok((layout, config, store))
+}

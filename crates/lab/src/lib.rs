@@ -1,0 +1,76 @@
+//! The lab: a whole Kubernetes cluster on one Linux machine. Nodes and pods are network
+//! namespaces, containers are processes inside them, all built from ordinary manifests.
+//!
+//! In the flow it sits at the end: it owns the kernel objects of a cluster (the fabric and node
+//! namespaces), runs the control plane's controllers and one kubelet per node over the embedded
+//! store, and wires every pod by executing the real `weft-cni` plugin, exactly as a container
+//! runtime does. `weft lab down` removes exactly what `weft lab up` made.
+
+pub mod clock;
+pub mod cni_client;
+pub mod config_file;
+pub mod container;
+pub mod controller;
+pub mod kubelet;
+pub mod lab;
+pub mod layout;
+pub mod process;
+pub mod sandbox;
+pub mod status;
+pub mod topology;
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the lab, each saying what and with which object.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
+    #[error("{what}: {error}")]
+    Dataplane { what: String, error: weft_dataplane::Error },
+    #[error("CNI {op} for container {container_id}: {message}")]
+    Cni { op: &'static str, container_id: String, message: String },
+    #[error(transparent)]
+    Store(#[from] weft_sources::StoreError),
+    #[error(transparent)]
+    Config(#[from] weft_model::config::ConfigError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("lab {name} is already up (state in {}); run `weft lab down --name {name}` first", dir.display())]
+    AlreadyUp { name: String, dir: PathBuf },
+    #[error("lab {name} is not up (no state in {}); start it with `weft lab up`", dir.display())]
+    NotUp { name: String, dir: PathBuf },
+}
+
+impl From<weft_dataplane::Error> for LabError {
+    fn from(error: weft_dataplane::Error) -> LabError {
+        LabError::Dataplane { what: "netlink".into(), error }
+    }
+}
+
+impl LabError {
+    pub fn io(what: impl Into<String>, error: std::io::Error) -> LabError {
+        LabError::Io { what: what.into(), error }
+    }
+}
+
+/// Where `weft-cni` and the reference plugins are looked for: `WEFT_CNI_PATH`, else the
+/// directory of the running `weft` executable (cargo builds both side by side).
+pub fn cni_plugin_dir() -> Result<PathBuf, LabError> {
+    let dir = match std::env::var_os("WEFT_CNI_PATH") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::current_exe()
+            .map_err(|e| LabError::io("finding the weft executable", e))?
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+    };
+    if dir.join("weft-cni").is_file() {
+        Ok(dir)
+    } else {
+        Err(LabError::Invalid(format!(
+            "the CNI plugin weft-cni is not in {} (build it with `cargo build --release`, or set WEFT_CNI_PATH)",
+            dir.display()
+        )))
+    }
+}

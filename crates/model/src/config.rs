@@ -1,0 +1,443 @@
+//! The cluster's shape: name, node count and address ranges, read from a `kind: Cluster` document and
+//! validated as a whole before anything is created.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::cidr::Ipv4Cidr;
+use crate::names;
+
+/// The API version of weft's own cluster config document.
+pub const CONFIG_API_VERSION: &str = "weft.dev/v1alpha1";
+/// The kind of weft's own cluster config document.
+pub const CONFIG_KIND: &str = "Cluster";
+
+/// Why a cluster config was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid cluster name {name:?}: {reason}")]
+    Name { name: String, reason: String },
+    #[error("{file}: {message}")]
+    Syntax { file: String, message: String },
+    #[error("{file}: {field}: {message}")]
+    Field {
+        file: String,
+        field: String,
+        message: String,
+    },
+    #[error("{first_role} {first} overlaps {second_role} {second}")]
+    Overlap {
+        first_role: &'static str,
+        first: Ipv4Cidr,
+        second_role: &'static str,
+        second: Ipv4Cidr,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The cluster's name: `[a-z0-9-]`, starting with a letter, 1 to 12 characters, because it prefixes
+/// the names of network namespaces and links (Linux limits link names to 15 bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    pub const MAX_LEN: usize = 12;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ClusterName {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let fail = |reason: &str| ConfigError::Name {
+            name: s.to_string(),
+            reason: reason.to_string(),
+        };
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(fail(
+                "must be 1 to 12 characters (it prefixes netns and link names)",
+            ));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(fail("may only contain a-z, 0-9 and '-'"));
+        }
+        if !s.as_bytes()[0].is_ascii_lowercase() {
+            return Err(fail("must start with a letter"));
+        }
+        if s.ends_with('-') {
+            return Err(fail("must not end with '-'"));
+        }
+        Ok(ClusterName(s.to_string()))
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Default for ClusterName {
+    fn default() -> Self {
+        ClusterName("weft".to_string())
+    }
+}
+
+impl Serialize for ClusterName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClusterName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The shape of one cluster. Defaults are Kubernetes' own (see DESIGN.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub name: ClusterName,
+    pub nodes: u32,
+    pub pod_cidr: Ipv4Cidr,
+    /// Prefix length of each node's slice of `pod_cidr`.
+    pub node_cidr_mask: u8,
+    pub service_cidr: Ipv4Cidr,
+    pub dns_service_ip: Ipv4Addr,
+    pub cluster_domain: String,
+    /// The lab's underlay; it exists only inside the lab's own namespaces.
+    pub node_network: Ipv4Cidr,
+    pub node_port_range: (u16, u16),
+    /// Node name -> extra labels for that node.
+    pub node_labels: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+const fn cidr(addr: [u8; 4], prefix: u8) -> Ipv4Cidr {
+    Ipv4Cidr::containing(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]), prefix)
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            name: ClusterName::default(),
+            nodes: 1,
+            pod_cidr: cidr([10, 244, 0, 0], 16),
+            node_cidr_mask: 24,
+            service_cidr: cidr([10, 96, 0, 0], 12),
+            dns_service_ip: Ipv4Addr::new(10, 96, 0, 10),
+            cluster_domain: "cluster.local".to_string(),
+            node_network: cidr([172, 20, 0, 0], 24),
+            node_port_range: (30000, 32767),
+            node_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// The config document as written: every field optional, unknown fields refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigDocument {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    name: Option<ClusterName>,
+    nodes: Option<u32>,
+    #[serde(rename = "podCIDR")]
+    pod_cidr: Option<Ipv4Cidr>,
+    #[serde(rename = "nodeCIDRMaskSize")]
+    node_cidr_mask: Option<u8>,
+    #[serde(rename = "serviceCIDR")]
+    service_cidr: Option<Ipv4Cidr>,
+    #[serde(rename = "dnsServiceIP")]
+    dns_service_ip: Option<Ipv4Addr>,
+    #[serde(rename = "clusterDomain")]
+    cluster_domain: Option<String>,
+    #[serde(rename = "nodeNetwork")]
+    node_network: Option<Ipv4Cidr>,
+    #[serde(rename = "nodePortRange")]
+    node_port_range: Option<String>,
+    #[serde(rename = "nodeLabels")]
+    node_labels: Option<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+/// The config document as written out by [`ClusterConfig::to_yaml`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RenderedDocument<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    name: &'a ClusterName,
+    nodes: u32,
+    #[serde(rename = "podCIDR")]
+    pod_cidr: Ipv4Cidr,
+    #[serde(rename = "nodeCIDRMaskSize")]
+    node_cidr_mask: u8,
+    #[serde(rename = "serviceCIDR")]
+    service_cidr: Ipv4Cidr,
+    #[serde(rename = "dnsServiceIP")]
+    dns_service_ip: Ipv4Addr,
+    cluster_domain: &'a str,
+    node_network: Ipv4Cidr,
+    node_port_range: String,
+    node_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
+}
+
+fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{text:?} is not a port range like \"30000-32767\"");
+    let (lo, hi) = text.trim().split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    Ok((lo, hi))
+}
+
+impl ClusterConfig {
+    /// Reads a `kind: Cluster` document; `source` (usually the file name) prefixes every error.
+    /// Missing fields take their defaults. The result is not validated yet: call [`validate`].
+    ///
+    /// [`validate`]: ClusterConfig::validate
+    pub fn from_yaml(source: &str, text: &str) -> Result<ClusterConfig, ConfigError> {
+        let mut config = ClusterConfig::default();
+        if text.trim().is_empty() {
+            return Ok(config);
+        }
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let doc: ConfigDocument = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // serde_yaml already prefixes nested errors with the path; say it only once.
+            let inner = inner
+                .strip_prefix(&format!("{path}: "))
+                .map(str::to_string)
+                .unwrap_or(inner);
+            if path == "." || path.is_empty() {
+                ConfigError::Syntax {
+                    file: source.to_string(),
+                    message: inner,
+                }
+            } else {
+                ConfigError::Field {
+                    file: source.to_string(),
+                    field: path,
+                    message: inner,
+                }
+            }
+        })?;
+        let field = |field: &str, message: String| ConfigError::Field {
+            file: source.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        match doc.api_version.as_deref() {
+            Some(CONFIG_API_VERSION) => {}
+            Some(other) => {
+                return Err(field(
+                    "apiVersion",
+                    format!("{other:?} is not {CONFIG_API_VERSION:?}"),
+                ))
+            }
+            None => {
+                return Err(field(
+                    "apiVersion",
+                    format!("missing (expected {CONFIG_API_VERSION:?})"),
+                ))
+            }
+        }
+        match doc.kind.as_deref() {
+            Some(CONFIG_KIND) => {}
+            Some(other) => return Err(field("kind", format!("{other:?} is not {CONFIG_KIND:?}"))),
+            None => return Err(field("kind", format!("missing (expected {CONFIG_KIND:?})"))),
+        }
+        if let Some(name) = doc.name {
+            config.name = name;
+        }
+        if let Some(nodes) = doc.nodes {
+            config.nodes = nodes;
+        }
+        if let Some(pod_cidr) = doc.pod_cidr {
+            config.pod_cidr = pod_cidr;
+        }
+        if let Some(mask) = doc.node_cidr_mask {
+            config.node_cidr_mask = mask;
+        }
+        if let Some(service_cidr) = doc.service_cidr {
+            config.service_cidr = service_cidr;
+        }
+        if let Some(ip) = doc.dns_service_ip {
+            config.dns_service_ip = ip;
+        }
+        if let Some(domain) = doc.cluster_domain {
+            config.cluster_domain = domain;
+        }
+        if let Some(network) = doc.node_network {
+            config.node_network = network;
+        }
+        if let Some(range) = doc.node_port_range {
+            config.node_port_range =
+                parse_port_range(&range).map_err(|m| field("nodePortRange", m))?;
+        }
+        if let Some(labels) = doc.node_labels {
+            config.node_labels = labels;
+        }
+        Ok(config)
+    }
+
+    /// The config as a `kind: Cluster` document, every field written out; [`from_yaml`] reads it
+    /// back to an equal config. The lab keeps this in its state directory.
+    ///
+    /// [`from_yaml`]: ClusterConfig::from_yaml
+    pub fn to_yaml(&self) -> String {
+        let doc = RenderedDocument {
+            api_version: CONFIG_API_VERSION,
+            kind: CONFIG_KIND,
+            name: &self.name,
+            nodes: self.nodes,
+            pod_cidr: self.pod_cidr,
+            node_cidr_mask: self.node_cidr_mask,
+            service_cidr: self.service_cidr,
+            dns_service_ip: self.dns_service_ip,
+            cluster_domain: &self.cluster_domain,
+            node_network: self.node_network,
+            node_port_range: format!("{}-{}", self.node_port_range.0, self.node_port_range.1),
+            node_labels: &self.node_labels,
+        };
+        // Only strings, numbers and string-keyed maps: serde_yaml has nothing here it can fail on.
+        serde_yaml::to_string(&doc).unwrap_or_default()
+    }
+
+    /// Checks the config as a whole: ranges that overlap, ranges too small for the node count, and
+    /// values Kubernetes would refuse. The first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.nodes == 0 {
+            return invalid("cluster must have at least 1 node (nodes: 0)".into());
+        }
+        let ranges = [
+            ("pod CIDR", self.pod_cidr),
+            ("service CIDR", self.service_cidr),
+            ("node network", self.node_network),
+        ];
+        for (i, (first_role, first)) in ranges.iter().enumerate() {
+            for (second_role, second) in &ranges[i + 1..] {
+                if first.overlaps(second) {
+                    return Err(ConfigError::Overlap {
+                        first_role,
+                        first: *first,
+                        second_role,
+                        second: *second,
+                    });
+                }
+            }
+        }
+        let mask = self.node_cidr_mask;
+        if mask < self.pod_cidr.prefix() || mask > 30 {
+            return invalid(format!(
+                "node CIDR mask /{mask} must be between the pod CIDR's prefix /{} and /30",
+                self.pod_cidr.prefix()
+            ));
+        }
+        let room = self.pod_cidr.subnet_count(mask);
+        if room < u64::from(self.nodes) {
+            return invalid(format!(
+                "pod CIDR {} has room for {room} /{mask} node ranges, cluster has {} nodes",
+                self.pod_cidr, self.nodes
+            ));
+        }
+        // .0 is the network, .1 the underlay gateway, the last address the broadcast.
+        let node_room = self.node_network.size().saturating_sub(3);
+        if node_room < u64::from(self.nodes) {
+            return invalid(format!(
+                "node network {} has room for {node_room} nodes (after the network, gateway and \
+                 broadcast addresses), cluster has {} nodes",
+                self.node_network, self.nodes
+            ));
+        }
+        if !self.service_cidr.contains(self.dns_service_ip) {
+            return invalid(format!(
+                "DNS service IP {} is outside the service CIDR {}",
+                self.dns_service_ip, self.service_cidr
+            ));
+        }
+        if self.dns_service_ip == self.service_cidr.network()
+            || self.dns_service_ip == self.service_cidr.broadcast()
+        {
+            return invalid(format!(
+                "DNS service IP {} is the network or broadcast address of the service CIDR {}",
+                self.dns_service_ip, self.service_cidr
+            ));
+        }
+        if let Err(reason) = names::check_rfc1123_subdomain(&self.cluster_domain) {
+            return invalid(format!("cluster domain is not a valid DNS name: {reason}"));
+        }
+        let (lo, hi) = self.node_port_range;
+        if lo == 0 || lo > hi {
+            return invalid(format!(
+                "NodePort range {lo}-{hi} must lie within 1-65535 with the low port first"
+            ));
+        }
+        for (node, labels) in &self.node_labels {
+            if !(0..self.nodes).any(|i| self.node_name(i) == *node) {
+                return invalid(format!(
+                    "nodeLabels names node {node:?}, but the cluster's nodes are {}..{}",
+                    self.node_name(0),
+                    self.node_name(self.nodes - 1)
+                ));
+            }
+            for (key, value) in labels {
+                let checked = names::check_label_key(key).and(names::check_label_value(value));
+                if let Err(reason) = checked {
+                    return invalid(format!("nodeLabels of {node}: {reason}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The name of the `index`-th node (from 0): `<cluster>-node1`, `<cluster>-node2`, ...
+    pub fn node_name(&self, index: u32) -> String {
+        format!("{}-node{}", self.name, u64::from(index) + 1)
+    }
+
+    /// The index of a node from its name, the inverse of [`ClusterConfig::node_name`].
+    pub fn node_index(&self, name: &str) -> Option<u32> {
+        let number: u32 = name
+            .strip_prefix(self.name.as_str())?
+            .strip_prefix("-node")?
+            .parse()
+            .ok()?;
+        let index = number.checked_sub(1)?;
+        (index < self.nodes && self.node_name(index) == name).then_some(index)
+    }
+
+    /// The `index`-th node's slice of the pod CIDR.
+    pub fn node_pod_cidr(&self, index: u32) -> Option<Ipv4Cidr> {
+        self.pod_cidr.subnet(self.node_cidr_mask, u64::from(index))
+    }
+
+    /// The `index`-th node's underlay address (from .2 on; .1 is the gateway).
+    pub fn node_ip(&self, index: u32) -> Option<Ipv4Addr> {
+        self.node_network.nth(u64::from(index) + 2)
+    }
+
+    /// The underlay gateway: the first host address of the node network.
+    pub fn node_gateway_ip(&self) -> Ipv4Addr {
+        self.node_network
+            .nth(1)
+            .unwrap_or_else(|| self.node_network.network())
+    }
+}
+
+#[cfg(test)]
+mod tests;

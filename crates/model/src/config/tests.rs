@@ -1,0 +1,222 @@
+use super::*;
+
+fn with(f: impl FnOnce(&mut ClusterConfig)) -> ClusterConfig {
+    let mut config = ClusterConfig::default();
+    f(&mut config);
+    config
+}
+
+fn invalid(config: &ClusterConfig) -> String {
+    config.validate().unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_are_kubernetes_defaults_and_valid() {
+    let c = ClusterConfig::default();
+    c.validate().unwrap();
+    assert_eq!(c.name.as_str(), "weft");
+    assert_eq!(c.pod_cidr.to_string(), "10.244.0.0/16");
+    assert_eq!(c.service_cidr.to_string(), "10.96.0.0/12");
+    assert_eq!(c.node_network.to_string(), "172.20.0.0/24");
+    assert_eq!(c.node_name(0), "weft-node1");
+    assert_eq!(c.node_name(1), "weft-node2");
+    assert_eq!(c.node_index("weft-node1"), Some(0));
+    assert_eq!(c.node_index("weft-node2"), None);
+    assert_eq!(c.node_index("weft-node0"), None);
+    assert_eq!(c.node_pod_cidr(0).unwrap().to_string(), "10.244.0.0/24");
+    assert_eq!(c.node_pod_cidr(3).unwrap().to_string(), "10.244.3.0/24");
+    assert_eq!(c.node_pod_cidr(256), None);
+    assert_eq!(c.node_ip(0), Some(Ipv4Addr::new(172, 20, 0, 2)));
+    assert_eq!(c.node_gateway_ip(), Ipv4Addr::new(172, 20, 0, 1));
+}
+
+#[test]
+fn reads_a_full_document() {
+    let text = r#"
+apiVersion: weft.dev/v1alpha1
+kind: Cluster
+name: lab2
+nodes: 3
+podCIDR: 10.200.0.0/16
+nodeCIDRMaskSize: 25
+serviceCIDR: 10.100.0.0/16
+dnsServiceIP: 10.100.0.53
+clusterDomain: example.internal
+nodeNetwork: 172.31.5.0/28
+nodePortRange: "31000-31999"
+nodeLabels:
+  lab2-node2:
+    zone: b
+"#;
+    let c = ClusterConfig::from_yaml("lab.yaml", text).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.name.as_str(), "lab2");
+    assert_eq!(c.nodes, 3);
+    assert_eq!(c.node_cidr_mask, 25);
+    assert_eq!(c.node_pod_cidr(1).unwrap().to_string(), "10.200.0.128/25");
+    assert_eq!(c.dns_service_ip, Ipv4Addr::new(10, 100, 0, 53));
+    assert_eq!(c.node_port_range, (31000, 31999));
+    assert_eq!(c.node_labels["lab2-node2"]["zone"], "b");
+    assert_eq!(c.cluster_domain, "example.internal");
+}
+
+#[test]
+fn minimal_and_empty_documents_take_defaults() {
+    let c = ClusterConfig::from_yaml("c.yaml", "apiVersion: weft.dev/v1alpha1\nkind: Cluster\n")
+        .unwrap();
+    assert_eq!(c, ClusterConfig::default());
+    assert_eq!(
+        ClusterConfig::from_yaml("c.yaml", "").unwrap(),
+        ClusterConfig::default()
+    );
+}
+
+#[test]
+fn document_errors_name_file_and_field() {
+    let head = "apiVersion: weft.dev/v1alpha1\nkind: Cluster\n";
+    let cases = [
+        (
+            format!("{head}podCIDR: 10.244.0.1/16\n"),
+            "c.yaml: podCIDR: 10.244.0.1/16 has host bits set; did you mean 10.244.0.0/16?",
+        ),
+        (
+            format!("{head}nodes: many\n"),
+            "c.yaml: nodes: invalid type: string \"many\", expected u32",
+        ),
+        (
+            format!("{head}nodePortRange: \"30000\"\n"),
+            "c.yaml: nodePortRange: \"30000\" is not a port range like \"30000-32767\"",
+        ),
+        (
+            format!("{head}name: Weft\n"),
+            "c.yaml: name: invalid cluster name \"Weft\": may only contain a-z, 0-9 and '-'",
+        ),
+        (
+            "apiVersion: v1\nkind: Cluster\n".to_string(),
+            "c.yaml: apiVersion: \"v1\" is not \"weft.dev/v1alpha1\"",
+        ),
+        (
+            "apiVersion: weft.dev/v1alpha1\n".to_string(),
+            "c.yaml: kind: missing (expected \"Cluster\")",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = ClusterConfig::from_yaml("c.yaml", &text).unwrap_err();
+        // serde_yaml adds " at line L column C" to its own errors.
+        assert!(err.to_string().starts_with(want), "for {text}: {err}");
+    }
+    let err = ClusterConfig::from_yaml("c.yaml", &format!("{head}podCidr: 10.0.0.0/8\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("c.yaml: podCidr: unknown field `podCidr`, expected one of"),
+        "{err}"
+    );
+    let err = ClusterConfig::from_yaml("c.yaml", "nodes: [1").unwrap_err();
+    assert!(err.to_string().starts_with("c.yaml: "), "{err}");
+    assert!(err.to_string().contains("line"), "{err}");
+}
+
+#[test]
+fn cluster_names() {
+    for ok in ["weft", "a", "lab-2", "abcdefghijkl"] {
+        assert!(ok.parse::<ClusterName>().is_ok(), "{ok}");
+    }
+    for bad in ["", "2lab", "abcdefghijklm", "lab_2", "lab-", "Lab"] {
+        assert!(bad.parse::<ClusterName>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn validation_names_what_is_wrong() {
+    let cidr = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
+    assert_eq!(
+        invalid(&with(|c| c.service_cidr = cidr("10.244.128.0/17"))),
+        "pod CIDR 10.244.0.0/16 overlaps service CIDR 10.244.128.0/17"
+    );
+    assert_eq!(
+        invalid(&with(|c| c.node_network = cidr("10.96.1.0/24"))),
+        "service CIDR 10.96.0.0/12 overlaps node network 10.96.1.0/24"
+    );
+    assert_eq!(
+        invalid(&with(|c| {
+            c.pod_cidr = cidr("10.244.0.0/23");
+            c.nodes = 3;
+        })),
+        "pod CIDR 10.244.0.0/23 has room for 2 /24 node ranges, cluster has 3 nodes"
+    );
+    assert_eq!(
+        invalid(&with(|c| c.node_cidr_mask = 8)),
+        "node CIDR mask /8 must be between the pod CIDR's prefix /16 and /30"
+    );
+    assert_eq!(
+        invalid(&with(|c| c.node_cidr_mask = 31)),
+        "node CIDR mask /31 must be between the pod CIDR's prefix /16 and /30"
+    );
+    assert_eq!(
+        invalid(&with(|c| {
+            c.node_network = cidr("172.20.0.0/30");
+            c.nodes = 2;
+        })),
+        "node network 172.20.0.0/30 has room for 1 nodes (after the network, gateway and broadcast \
+         addresses), cluster has 2 nodes"
+    );
+    assert_eq!(
+        invalid(&with(|c| c.dns_service_ip = Ipv4Addr::new(10, 0, 0, 10))),
+        "DNS service IP 10.0.0.10 is outside the service CIDR 10.96.0.0/12"
+    );
+    assert!(
+        invalid(&with(|c| c.cluster_domain = "cluster..local".into()))
+            .starts_with("cluster domain is not a valid DNS name")
+    );
+    assert_eq!(
+        invalid(&with(|c| c.node_port_range = (32767, 30000))),
+        "NodePort range 32767-30000 must lie within 1-65535 with the low port first"
+    );
+    assert_eq!(
+        invalid(&with(|c| c.nodes = 0)),
+        "cluster must have at least 1 node (nodes: 0)"
+    );
+    assert_eq!(
+        invalid(&with(|c| {
+            c.node_labels.insert(
+                "weft-node9".into(),
+                BTreeMap::from([("a".into(), "b".into())]),
+            );
+        })),
+        "nodeLabels names node \"weft-node9\", but the cluster's nodes are weft-node1..weft-node1"
+    );
+    let ok = with(|c| {
+        c.nodes = 253;
+        c.pod_cidr = cidr("10.128.0.0/9");
+    });
+    ok.validate().unwrap();
+}
+
+#[test]
+fn to_yaml_round_trips() {
+    let config = with(|c| {
+        c.name = "lab2".parse().unwrap();
+        c.nodes = 3;
+        c.pod_cidr = "10.200.0.0/16".parse().unwrap();
+        c.node_port_range = (31000, 31999);
+        c.node_labels.insert(
+            "lab2-node2".into(),
+            BTreeMap::from([("zone".into(), "b".into())]),
+        );
+    });
+    let text = config.to_yaml();
+    assert!(
+        text.starts_with("apiVersion: weft.dev/v1alpha1\nkind: Cluster\nname: lab2\n"),
+        "{text}"
+    );
+    assert_eq!(
+        ClusterConfig::from_yaml("rendered.yaml", &text).unwrap(),
+        config
+    );
+    let default = ClusterConfig::default();
+    assert_eq!(
+        ClusterConfig::from_yaml("d.yaml", &default.to_yaml()).unwrap(),
+        default
+    );
+}

@@ -1,0 +1,116 @@
+//! Several processes writing one store at once: the lock must serialize them so that no update is
+//! lost and no revision is handed out twice. The test binary re-runs itself as the writer processes.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+use weft_model::{Object, ObjectKey};
+use weft_sources::{EventKind, Store};
+
+const DIR_ENV: &str = "WEFT_SOURCES_TEST_STORE_DIR";
+const ID_ENV: &str = "WEFT_SOURCES_TEST_WRITER_ID";
+const WRITERS: usize = 4;
+const ROUNDS: usize = 30;
+
+fn counter_key() -> ObjectKey {
+    ObjectKey::namespaced("ConfigMap", "default", "counter")
+}
+
+fn config_map(name: &str, value: &str) -> Object {
+    Object::from_json(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"}, "data": {"v": value}}))
+    .unwrap()
+}
+
+fn write_rounds(dir: &Path, id: &str) {
+    let store = Store::open(dir).unwrap();
+    for round in 0..ROUNDS {
+        store
+            .update(&counter_key(), |o| {
+                let data = o
+                    .as_config_map_mut()
+                    .unwrap()
+                    .data
+                    .get_or_insert_with(Default::default);
+                let n: u64 = data["v"].parse().unwrap();
+                data.insert("v".into(), (n + 1).to_string());
+            })
+            .unwrap()
+            .unwrap();
+        store
+            .apply(vec![config_map(&format!("w{id}-{round}"), "x")])
+            .unwrap();
+    }
+}
+
+/// The writer process's body; does nothing when run as an ordinary test.
+#[test]
+fn writer_process() {
+    let (Ok(dir), Ok(id)) = (std::env::var(DIR_ENV), std::env::var(ID_ENV)) else {
+        return;
+    };
+    write_rounds(Path::new(&dir), &id);
+}
+
+#[test]
+fn concurrent_processes_never_lose_updates_or_duplicate_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.apply(vec![config_map("counter", "0")]).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut children = Vec::new();
+    for id in 0..WRITERS {
+        let child = Command::new(&exe)
+            .args([
+                "writer_process",
+                "--exact",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(DIR_ENV, dir.path())
+            .env(ID_ENV, id.to_string())
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    // This process writes too, at the same time.
+    write_rounds(dir.path(), "parent");
+    for mut child in children {
+        let status = child.wait().unwrap();
+        assert!(status.success(), "writer process failed: {status}");
+    }
+
+    let writers = WRITERS + 1;
+    let counter = store.get(&counter_key()).unwrap().unwrap();
+    let value = &counter.as_config_map().unwrap().data.as_ref().unwrap()["v"];
+    assert_eq!(value, &(writers * ROUNDS).to_string());
+    let total = 1 + 2 * writers * ROUNDS;
+    assert_eq!(store.revision().unwrap(), total as u64);
+    assert_eq!(store.list("ConfigMap").unwrap().len(), 1 + writers * ROUNDS);
+
+    let events = store.watch(0).unwrap().poll().unwrap();
+    let revisions: Vec<u64> = events.iter().map(|e| e.revision).collect();
+    assert_eq!(revisions, (1..=total as u64).collect::<Vec<_>>());
+    let created: BTreeSet<&ObjectKey> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Added)
+        .map(|e| &e.key)
+        .collect();
+    assert_eq!(created.len(), 1 + writers * ROUNDS);
+    // The counter's resourceVersion is the revision of its last change.
+    let rv: u64 = counter
+        .metadata()
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let last_counter_event = events
+        .iter()
+        .rev()
+        .find(|e| e.key == counter_key())
+        .unwrap();
+    assert_eq!(rv, last_counter_event.revision);
+}
