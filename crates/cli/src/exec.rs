@@ -39,7 +39,11 @@ fn resolve_pod(store: &Store, namespace: &str, target: &str) -> Result<Pod> {
         None => ("Pod".to_string(), target),
     };
     match kind.as_str() {
-        "Pod" => match store.get(&ObjectKey { kind: "Pod".into(), namespace: Some(namespace.into()), name: name.into() })? {
+        "Pod" => match store.get(&ObjectKey {
+            kind: "Pod".into(),
+            namespace: Some(namespace.into()),
+            name: name.into(),
+        })? {
             Some(Object::Pod(p)) => Ok(p),
             _ => bail!("pod {name:?} not found in namespace {namespace}"),
         },
@@ -51,9 +55,17 @@ fn resolve_pod(store: &Store, namespace: &str, target: &str) -> Result<Pod> {
                 _ => None,
             })
             .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-            .filter(|p| p.metadata.owner_references.iter().flatten().any(|r| r.kind == "Deployment" && r.name == name))
+            .filter(|p| {
+                p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.kind == "Deployment" && r.name == name)
+            })
             .find(weft_lab::controller::pod_ready)
-            .ok_or_else(|| anyhow!("deployment {name:?} in namespace {namespace} has no ready pod")),
+            .ok_or_else(|| {
+                anyhow!("deployment {name:?} in namespace {namespace} has no ready pod")
+            }),
         other => bail!("cannot exec into a {other}; give a pod, pod/NAME or deploy/NAME"),
     }
 }
@@ -70,19 +82,32 @@ pub fn exec(lab: &ClusterName, args: ExecArgs) -> Result<i32> {
         .ok_or_else(|| anyhow!("pod {name} is not scheduled to a node yet"))?;
     let netns = std::path::Path::new("/run/netns").join(layout.pod_netns(&uid));
     if !netns.exists() {
-        bail!("pod {name} has no sandbox yet (status {})", weft_model::pod::phase(&pod));
+        bail!(
+            "pod {name} has no sandbox yet (status {})",
+            weft_model::pod::phase(&pod)
+        );
     }
-    let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
     let container = match &args.container {
         Some(c) => containers
             .iter()
             .find(|x| &x.name == c)
             .ok_or_else(|| anyhow!("pod {name} has no container {c:?}"))?,
-        None => containers.first().ok_or_else(|| anyhow!("pod {name} has no containers"))?,
+        None => containers
+            .first()
+            .ok_or_else(|| anyhow!("pod {name} has no containers"))?,
     };
-    let program = find_program(&args.command[0]).ok_or_else(|| anyhow!("command {:?} not found on PATH", args.command[0]))?;
+    let program = find_program(&args.command[0])
+        .ok_or_else(|| anyhow!("command {:?} not found on PATH", args.command[0]))?;
     let mut env = vec![
-        ("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
         ("HOME".to_string(), "/root".to_string()),
         ("HOSTNAME".to_string(), name.clone()),
     ];
@@ -101,7 +126,10 @@ pub fn exec(lab: &ClusterName, args: ExecArgs) -> Result<i32> {
         resolv_conf: layout.resolv_dir(&node).join(format!("{uid}.conf")),
         detach: false,
     };
-    let status = process.command()?.status().with_context(|| format!("running {:?} in pod {name}", args.command))?;
+    let status = process
+        .command()?
+        .status()
+        .with_context(|| format!("running {:?} in pod {name}", args.command))?;
     Ok(status.code().unwrap_or(128))
 }
 
@@ -109,18 +137,29 @@ pub fn logs(lab: &ClusterName, args: LogsArgs) -> Result<()> {
     let (layout, _, store) = weft_lab::lab::open(lab, &Layout::state_root_from_env())?;
     let pod = resolve_pod(&store, &args.namespace, &args.pod)?;
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
     let container = match &args.container {
         Some(c) => c.clone(),
         None if containers.len() == 1 => containers[0].name.clone(),
         None => bail!(
             "pod {name} has {} containers; choose one with -c ({})",
             containers.len(),
-            containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
-    let path = layout.logs_dir().join(format!("{}_{name}_{container}.log", args.namespace));
-    let text = std::fs::read_to_string(&path).with_context(|| format!("no logs for container {container} of pod {name}"))?;
+    let path = layout
+        .logs_dir()
+        .join(format!("{}_{name}_{container}.log", args.namespace));
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no logs for container {container} of pod {name}"))?;
     print!("{text}");
     Ok(())
 }

@@ -60,14 +60,23 @@ pub fn apply(lab: &ClusterName, files: &[PathBuf]) -> Result<()> {
 
 pub fn delete(lab: &ClusterName, args: DeleteArgs) -> Result<()> {
     let keys: Vec<ObjectKey> = match (&args.resource, &args.name, args.files.is_empty()) {
-        (None, None, false) => weft_model::manifest::read_files(&args.files)?.iter().map(Object::key).collect(),
+        (None, None, false) => weft_model::manifest::read_files(&args.files)?
+            .iter()
+            .map(Object::key)
+            .collect(),
         (Some(resource), Some(name), true) => {
             let kind = kind_of(resource);
             let namespace = Object::is_namespaced_kind(&kind)
                 .then(|| args.namespace.clone().unwrap_or_else(|| "default".into()));
-            vec![ObjectKey { kind, namespace, name: name.clone() }]
+            vec![ObjectKey {
+                kind,
+                namespace,
+                name: name.clone(),
+            }]
         }
-        _ => bail!("say what to delete: `-f FILE` or `RESOURCE NAME` (e.g. `weft delete pod client`)"),
+        _ => bail!(
+            "say what to delete: `-f FILE` or `RESOURCE NAME` (e.g. `weft delete pod client`)"
+        ),
     };
     let store = open_store(lab)?;
     let mut missing = 0;
@@ -94,12 +103,24 @@ pub fn get(lab: &ClusterName, args: GetArgs) -> Result<()> {
     let objects: Vec<Object> = store
         .list(&kind)?
         .into_iter()
-        .filter(|o| !namespaced || args.all_namespaces || o.metadata().namespace.as_deref() == Some(namespace.as_str()))
+        .filter(|o| {
+            !namespaced
+                || args.all_namespaces
+                || o.metadata().namespace.as_deref() == Some(namespace.as_str())
+        })
         .filter(|o| args.name.is_none() || o.metadata().name == args.name)
         .collect();
     if let Some(name) = &args.name {
         if objects.is_empty() {
-            bail!("{} {name:?} not found{}", singular(&kind), if namespaced { format!(" in namespace {namespace}") } else { String::new() });
+            bail!(
+                "{} {name:?} not found{}",
+                singular(&kind),
+                if namespaced {
+                    format!(" in namespace {namespace}")
+                } else {
+                    String::new()
+                }
+            );
         }
     }
     match args.output.as_deref() {
@@ -172,7 +193,12 @@ fn headers<'a>(all: bool, rest: &[&'a str]) -> Vec<&'a str> {
 }
 
 fn created(o: &Object) -> String {
-    age(o.metadata().creation_timestamp.as_ref().map(|t| t.0.to_string()).as_deref())
+    age(o
+        .metadata()
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .as_deref())
 }
 
 fn pod_table(objects: &[Object], wide: bool, all: bool) -> Table {
@@ -184,7 +210,12 @@ fn pod_table(objects: &[Object], wide: bool, all: bool) -> Table {
     for o in objects {
         let Object::Pod(p) = o else { continue };
         let (ready, total) = weft_model::pod::containers_ready(p);
-        let restarts: i32 = p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()).map(|c| c.restart_count).sum();
+        let restarts: i32 = p
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .map(|c| c.restart_count)
+            .sum();
         let mut cells = vec![
             p.metadata.name.clone().unwrap_or_default(),
             format!("{ready}/{total}"),
@@ -194,8 +225,17 @@ fn pod_table(objects: &[Object], wide: bool, all: bool) -> Table {
         ];
         if wide {
             let status = p.status.as_ref();
-            cells.push(status.and_then(|s| s.pod_ip.clone()).unwrap_or_else(|| "<none>".into()));
-            cells.push(p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_else(|| "<none>".into()));
+            cells.push(
+                status
+                    .and_then(|s| s.pod_ip.clone())
+                    .unwrap_or_else(|| "<none>".into()),
+            );
+            cells.push(
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_else(|| "<none>".into()),
+            );
         }
         t.row(with_namespace(all, o, cells));
     }
@@ -206,11 +246,15 @@ fn pod_table(objects: &[Object], wide: bool, all: bool) -> Table {
 fn pod_status_word(p: &Pod) -> String {
     let status = p.status.as_ref();
     let waiting = status.and_then(|s| {
-        s.container_statuses.iter().flatten().find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+        s.container_statuses
+            .iter()
+            .flatten()
+            .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
     });
-    let unschedulable = status
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled" && c.status == "False"));
+    let unschedulable = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+        c.iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "False")
+    });
     match (waiting, unschedulable) {
         (_, true) => "Pending".into(),
         (Some(reason), _) => reason,
@@ -227,14 +271,28 @@ fn node_table(objects: &[Object], wide: bool) -> Table {
     for o in objects {
         let Object::Node(n) = o else { continue };
         let labels = n.metadata.labels.clone().unwrap_or_default();
-        let roles: Vec<&str> = labels.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).collect();
+        let roles: Vec<&str> = labels
+            .keys()
+            .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+            .collect();
         let status = n.status.as_ref();
         let mut cells = vec![
             n.metadata.name.clone().unwrap_or_default(),
-            if weft_lab::controller::node_ready(n) { "Ready".into() } else { "NotReady".into() },
-            if roles.is_empty() { "<none>".into() } else { roles.join(",") },
+            if weft_lab::controller::node_ready(n) {
+                "Ready".into()
+            } else {
+                "NotReady".into()
+            },
+            if roles.is_empty() {
+                "<none>".into()
+            } else {
+                roles.join(",")
+            },
             created(o),
-            status.and_then(|s| s.node_info.as_ref()).map(|i| i.kubelet_version.clone()).unwrap_or_default(),
+            status
+                .and_then(|s| s.node_info.as_ref())
+                .map(|i| i.kubelet_version.clone())
+                .unwrap_or_default(),
         ];
         if wide {
             cells.push(
@@ -244,7 +302,12 @@ fn node_table(objects: &[Object], wide: bool) -> Table {
                     .map(|a| a.address.clone())
                     .unwrap_or_else(|| "<none>".into()),
             );
-            cells.push(n.spec.as_ref().and_then(|s| s.pod_cidr.clone()).unwrap_or_else(|| "<none>".into()));
+            cells.push(
+                n.spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidr.clone())
+                    .unwrap_or_else(|| "<none>".into()),
+            );
         }
         t.row(cells);
     }
@@ -252,7 +315,10 @@ fn node_table(objects: &[Object], wide: bool) -> Table {
 }
 
 fn deployment_table(objects: &[Object], all: bool) -> Table {
-    let mut t = Table::new(&headers(all, &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]));
+    let mut t = Table::new(&headers(
+        all,
+        &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+    ));
     for o in objects {
         let Object::Deployment(d) = o else { continue };
         let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -269,7 +335,12 @@ fn deployment_table(objects: &[Object], all: bool) -> Table {
     t
 }
 
-fn generic_table(objects: &[Object], all: bool, extra: &[&str], cells: impl Fn(&Object) -> Vec<String>) -> Table {
+fn generic_table(
+    objects: &[Object],
+    all: bool,
+    extra: &[&str],
+    cells: impl Fn(&Object) -> Vec<String>,
+) -> Table {
     let mut cols = vec!["NAME"];
     cols.extend_from_slice(extra);
     cols.push("AGE");

@@ -11,7 +11,9 @@ use weft_model::config::{ClusterConfig, ClusterName};
 #[derive(Subcommand)]
 pub enum LabCommand {
     /// Build a cluster: node and pod namespaces, wired by weft-cni, from your manifests.
-    #[command(after_help = "Examples:\n  weft lab up -f examples/quickstart.yaml\n  weft lab up --name demo --config examples/cluster.yaml -f examples/quickstart.yaml\n  weft lab up --nodes 1 -f app.yaml -f policy.yaml")]
+    #[command(
+        after_help = "Examples:\n  weft lab up -f examples/quickstart.yaml\n  weft lab up --name demo --config examples/cluster.yaml -f examples/quickstart.yaml\n  weft lab up --nodes 1 -f app.yaml -f policy.yaml"
+    )]
     Up {
         /// Manifest files or directories to apply once the cluster is up.
         #[arg(short = 'f', long = "filename")]
@@ -50,13 +52,23 @@ pub enum LabCommand {
 pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
     let state_root = Layout::state_root_from_env();
     match cmd {
-        LabCommand::Up { files, config, name, nodes, wait } => {
+        LabCommand::Up {
+            files,
+            config,
+            name,
+            nodes,
+            wait,
+        } => {
             let mut cluster = match &config {
                 Some(path) => {
-                    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("reading {}", path.display()))?;
                     ClusterConfig::from_yaml(&path.display().to_string(), &text)?
                 }
-                None => ClusterConfig { name: lab.clone(), ..ClusterConfig::default() },
+                None => ClusterConfig {
+                    name: lab.clone(),
+                    ..ClusterConfig::default()
+                },
             };
             if let Some(name) = name {
                 cluster.name = name;
@@ -65,9 +77,19 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
                 cluster.nodes = nodes;
             }
             // Parse everything before creating anything.
-            let objects = if files.is_empty() { Vec::new() } else { weft_model::manifest::read_files(&files)? };
-            let report = weft_lab::lab::up(&cluster, objects, &state_root, Duration::from_secs(wait))?;
-            println!("lab {} is up: {} node(s), state in {}", cluster.name, cluster.nodes, report.layout.dir().display());
+            let objects = if files.is_empty() {
+                Vec::new()
+            } else {
+                weft_model::manifest::read_files(&files)?
+            };
+            let report =
+                weft_lab::lab::up(&cluster, objects, &state_root, Duration::from_secs(wait))?;
+            println!(
+                "lab {} is up: {} node(s), state in {}",
+                cluster.name,
+                cluster.nodes,
+                report.layout.dir().display()
+            );
             for result in &report.applied {
                 println!("{result}");
             }
@@ -91,7 +113,11 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
                     "lab {name} removed: {} namespace(s), {} process(es){}",
                     report.namespaces.len(),
                     report.processes,
-                    if report.state_removed { ", its state" } else { "" }
+                    if report.state_removed {
+                        ", its state"
+                    } else {
+                        ""
+                    }
                 );
             }
             Ok(0)

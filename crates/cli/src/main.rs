@@ -29,23 +29,36 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build, inspect and remove a cluster on this machine.
-    #[command(subcommand)]
+    /// Build and remove a cluster on this machine.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  weft lab up -f examples/quickstart.yaml\n  weft lab down"
+    )]
     Lab(lab::LabCommand),
     /// Create or update objects from manifests on a running lab.
-    #[command(after_help = "Examples:\n  weft apply -f examples/quickstart.yaml\n  weft apply -f manifests/   # every .yaml/.yml/.json in it\n  cat x.yaml | weft apply -f -")]
+    #[command(
+        after_help = "Examples:\n  weft apply -f examples/quickstart.yaml\n  weft apply -f manifests/   # every .yaml/.yml/.json in it\n  cat x.yaml | weft apply -f -"
+    )]
     Apply(FileArgs),
     /// Delete objects named in manifests, or one object by kind and name.
-    #[command(after_help = "Examples:\n  weft delete -f examples/quickstart.yaml\n  weft delete pod client\n  weft delete deploy web -n demo")]
+    #[command(
+        after_help = "Examples:\n  weft delete -f examples/quickstart.yaml\n  weft delete pod client\n  weft delete deploy web -n demo"
+    )]
     Delete(get::DeleteArgs),
     /// List objects like kubectl get.
-    #[command(after_help = "Examples:\n  weft get pods -o wide\n  weft get pods -A\n  weft get nodes -o wide\n  weft get deploy web -o yaml")]
+    #[command(
+        after_help = "Examples:\n  weft get pods -o wide\n  weft get pods -A\n  weft get nodes -o wide\n  weft get deploy web -o yaml"
+    )]
     Get(get::GetArgs),
     /// Run a command inside a pod (its network, hostname and resolv.conf).
-    #[command(after_help = "Examples:\n  weft exec client -- curl -s http://10.244.0.5:8080/clientip\n  weft exec deploy/web -- ip addr\n  weft exec -n demo pod/db -- cat /etc/resolv.conf")]
+    #[command(
+        after_help = "Examples:\n  weft exec client -- curl -s http://10.244.0.5:8080/clientip\n  weft exec deploy/web -- ip addr\n  weft exec -n demo pod/db -- cat /etc/resolv.conf"
+    )]
     Exec(exec::ExecArgs),
     /// Print a container's output.
-    #[command(after_help = "Examples:\n  weft logs client\n  weft logs web-7d9c6b5f4-x2kqz -c web")]
+    #[command(
+        after_help = "Examples:\n  weft logs client\n  weft logs web-7d9c6b5f4-x2kqz -c web"
+    )]
     Logs(exec::LogsArgs),
     /// Run a built-in workload (the lab starts these inside pods).
     #[command(hide = true)]
@@ -65,7 +78,10 @@ struct FileArgs {
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let code = match run(cli) {

@@ -9,7 +9,11 @@ const RESOURCES: &[(&str, &str, &[&str])] = &[
     ("Service", "services", &["service", "svc"]),
     ("EndpointSlice", "endpointslices", &["endpointslice"]),
     ("Ingress", "ingresses", &["ingress", "ing"]),
-    ("NetworkPolicy", "networkpolicies", &["networkpolicy", "netpol"]),
+    (
+        "NetworkPolicy",
+        "networkpolicies",
+        &["networkpolicy", "netpol"],
+    ),
     ("Secret", "secrets", &["secret"]),
     ("ConfigMap", "configmaps", &["configmap", "cm"]),
 ];
@@ -19,7 +23,8 @@ const RESOURCES: &[(&str, &str, &[&str])] = &[
 pub fn kind_of(word: &str) -> String {
     let lower = word.to_ascii_lowercase();
     for (kind, plural, short) in RESOURCES {
-        if lower == kind.to_ascii_lowercase() || lower == *plural || short.contains(&lower.as_str()) {
+        if lower == kind.to_ascii_lowercase() || lower == *plural || short.contains(&lower.as_str())
+        {
             return kind.to_string();
         }
     }

@@ -7,7 +7,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&str]) -> Table {
-        Table { headers: headers.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+        Table {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -56,6 +59,9 @@ mod tests {
         let mut t = Table::new(&["NAME", "READY"]);
         t.row(vec!["web-abc".into(), "1/1".into()]);
         t.row(vec!["x".into(), "0/2".into()]);
-        assert_eq!(t.render(), "NAME      READY\nweb-abc   1/1\nx         0/2\n");
+        assert_eq!(
+            t.render(),
+            "NAME      READY\nweb-abc   1/1\nx         0/2\n"
+        );
     }
 }

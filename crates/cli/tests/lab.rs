@@ -20,7 +20,10 @@ impl Lab {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         // Cluster names are short (they prefix netns names): "t" + pid + counter, in base 36.
         let name = format!("t{}{n}", radix36(std::process::id()));
-        Lab { name, state: tempfile::tempdir().expect("temp dir") }
+        Lab {
+            name,
+            state: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     fn weft(&self, args: &[&str]) -> Output {
@@ -53,7 +56,10 @@ impl Lab {
 
     fn netns(&self) -> Vec<String> {
         let prefix = format!("weft_{}_", self.name);
-        netns_list().into_iter().filter(|n| n.starts_with(&prefix)).collect()
+        netns_list()
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
     }
 }
 
@@ -83,32 +89,55 @@ fn workspace_root() -> PathBuf {
 
 fn netns_list() -> Vec<String> {
     std::fs::read_dir("/run/netns")
-        .map(|d| d.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn root_links() -> String {
-    let out = Command::new("ip").args(["-o", "link", "show"]).output().expect("ip link");
+    let out = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .expect("ip link");
     // Only names: counters and flags of the machine's own links may change meanwhile.
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut names: Vec<String> = text.lines().filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string())).collect();
+    let mut names: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|s| s.trim().to_string()))
+        .collect();
     names.sort();
     names.join(",")
 }
 
 fn pod_ip(pod: &Value) -> String {
-    pod["status"]["podIP"].as_str().unwrap_or_default().to_string()
+    pod["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn name_of(pod: &Value) -> String {
-    pod["metadata"]["name"].as_str().unwrap_or_default().to_string()
+    pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
 fn quickstart_pods_get_addresses_and_talk_without_nat() {
     let links_before = root_links();
     let lab = Lab::new();
-    lab.ok(&["lab", "up", "-f", "examples/quickstart.yaml", "--wait", "60"]);
+    lab.ok(&[
+        "lab",
+        "up",
+        "-f",
+        "examples/quickstart.yaml",
+        "--wait",
+        "60",
+    ]);
 
     let pods = lab.pods(&[]);
     // 3 web replicas + client in default; site lives in demo.
@@ -122,9 +151,15 @@ fn quickstart_pods_get_addresses_and_talk_without_nat() {
     ips.dedup();
     assert_eq!(ips.len(), 4, "every pod has its own IP: {ips:?}");
     for ip in &ips {
-        assert!(ip.starts_with("10.244.0."), "from the node's pod CIDR: {ip}");
+        assert!(
+            ip.starts_with("10.244.0."),
+            "from the node's pod CIDR: {ip}"
+        );
     }
-    let web: Vec<&Value> = pods.iter().filter(|p| name_of(p).starts_with("web-")).collect();
+    let web: Vec<&Value> = pods
+        .iter()
+        .filter(|p| name_of(p).starts_with("web-"))
+        .collect();
     assert_eq!(web.len(), 3);
     for w in &web {
         // ReplicaSet-style names: web-<hash>-<5 chars>, with the template's labels.
@@ -132,28 +167,83 @@ fn quickstart_pods_get_addresses_and_talk_without_nat() {
         assert_eq!(w["metadata"]["labels"]["app"], "web");
     }
 
-    let client = pods.iter().find(|p| name_of(p) == "client").expect("client pod");
+    let client = pods
+        .iter()
+        .find(|p| name_of(p) == "client")
+        .expect("client pod");
     let client_ip = pod_ip(client);
     for w in &web {
         let url = format!("http://{}/hostname", pod_ip(w));
-        assert_eq!(lab.ok(&["exec", "client", "--", "curl", "-sS", "--max-time", "5", &url]), name_of(w));
+        assert_eq!(
+            lab.ok(&[
+                "exec",
+                "client",
+                "--",
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                &url
+            ]),
+            name_of(w)
+        );
         // The server sees the client's own pod IP: no NAT between pods.
         let url = format!("http://{}/clientip", pod_ip(w));
-        let seen = lab.ok(&["exec", "client", "--", "curl", "-sS", "--max-time", "5", &url]);
-        assert_eq!(seen.split(':').next(), Some(client_ip.as_str()), "clientip answer {seen:?}");
+        let seen = lab.ok(&[
+            "exec",
+            "client",
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            &url,
+        ]);
+        assert_eq!(
+            seen.split(':').next(),
+            Some(client_ip.as_str()),
+            "clientip answer {seen:?}"
+        );
     }
     // Containers of one pod share its network: the sidecar reaches the app on localhost.
-    let local = lab.ok(&["exec", "client", "-c", "sidecar", "--", "curl", "-sS", "--max-time", "5", "http://127.0.0.1:8080/hostname"]);
+    let local = lab.ok(&[
+        "exec",
+        "client",
+        "-c",
+        "sidecar",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "http://127.0.0.1:8080/hostname",
+    ]);
     assert_eq!(local, "client");
     // The namespaced nginx answers with its pod name.
     let site = lab.pods(&["-n", "demo"]);
     assert_eq!(site.len(), 1);
     let url = format!("http://{}/", pod_ip(&site[0]));
-    assert_eq!(lab.ok(&["exec", "client", "--", "curl", "-sS", "--max-time", "5", &url]).trim(), "site");
+    assert_eq!(
+        lab.ok(&[
+            "exec",
+            "client",
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            &url
+        ])
+        .trim(),
+        "site"
+    );
     // Each pod has the cluster's resolv.conf.
     let resolv = lab.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
     assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
-    assert!(resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"), "{resolv}");
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
 
     let table = lab.ok(&["get", "pods", "-o", "wide"]);
     assert!(table.starts_with("NAME"), "{table}");
@@ -163,7 +253,11 @@ fn quickstart_pods_get_addresses_and_talk_without_nat() {
     assert!(lab.netns().is_empty(), "left behind: {:?}", lab.netns());
     // Twice is fine.
     lab.ok(&["lab", "down"]);
-    assert_eq!(root_links(), links_before, "the machine's own links are untouched");
+    assert_eq!(
+        root_links(),
+        links_before,
+        "the machine's own links are untouched"
+    );
 }
 
 #[test]
@@ -195,31 +289,123 @@ fn bad_input_is_refused_and_creates_nothing() {
     let lab = Lab::new();
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: three\n").unwrap();
+    std::fs::write(&bad, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: three\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: nginx}]}\n").unwrap();
     let out = lab.weft(&["lab", "up", "-f", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml") && err.contains("spec.replicas"), "{err}");
+    assert!(
+        err.contains("bad.yaml") && err.contains("spec.replicas"),
+        "{err}"
+    );
     assert!(lab.netns().is_empty());
-    assert!(!lab.state.path().join(&lab.name).exists(), "no state left behind");
+    assert!(
+        !lab.state.path().join(&lab.name).exists(),
+        "no state left behind"
+    );
 
     let config = dir.path().join("cluster.yaml");
-    std::fs::write(&config, "apiVersion: weft.dev/v1alpha1\nkind: Cluster\npodCIDR: 10.96.0.0/16\n").unwrap();
+    std::fs::write(
+        &config,
+        "apiVersion: weft.dev/v1alpha1\nkind: Cluster\npodCIDR: 10.96.0.0/16\n",
+    )
+    .unwrap();
     let out = lab.weft(&["lab", "up", "--config", config.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("10.96.0.0/16") && err.contains("10.96.0.0/12"), "both ranges named: {err}");
+    assert!(
+        err.contains("10.96.0.0/16") && err.contains("10.96.0.0/12"),
+        "both ranges named: {err}"
+    );
     assert!(lab.netns().is_empty());
 }
 
 fn running(pods: &[Value]) -> usize {
-    pods.iter().filter(|p| p["status"]["phase"] == "Running").count()
+    pods.iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .count()
 }
 
 fn wait_for(mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "condition not met within 20s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within 20s"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+#[test]
+fn up_and_down_twice_leave_the_machine_as_it_was() {
+    let netns_before = netns_list();
+    let links_before = root_links();
+    let lab = Lab::new();
+    for _ in 0..2 {
+        lab.ok(&["lab", "up", "--wait", "30"]);
+        assert_eq!(lab.netns().len(), 2, "fabric + one node: {:?}", lab.netns());
+        let nodes: Value = serde_json::from_str(&lab.ok(&["get", "nodes", "-o", "json"])).unwrap();
+        assert_eq!(nodes["items"][0]["spec"]["podCIDR"], "10.244.0.0/24");
+        lab.ok(&["lab", "down"]);
+        lab.ok(&["lab", "down"]);
+        assert!(lab.netns().is_empty());
+    }
+    // Other tests may add or remove their own namespaces meanwhile; ours must all be gone and
+    // nothing that existed before may have been removed.
+    let after = netns_list();
+    for ns in &netns_before {
+        assert!(
+            after.contains(ns) || !ns.starts_with(&format!("weft_{}_", lab.name)),
+            "{ns} was removed"
+        );
+    }
+    assert_eq!(root_links(), links_before);
+}
+
+#[test]
+fn a_killed_workload_is_reported_and_restarted() {
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pod.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: lone}\nspec:\n  containers: [{name: srv, image: registry.k8s.io/e2e-test-images/agnhost:2.53, ports: [{containerPort: 8080}]}]\n",
+    )
+    .unwrap();
+    lab.ok(&["lab", "up", "-f", path.to_str().unwrap(), "--wait", "30"]);
+    let pod = &lab.pods(&[])[0];
+    let uid: String = pod["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(|c| *c != '-')
+        .take(12)
+        .collect();
+    let netns = format!("weft_{}_pod-{uid}", lab.name);
+    let out = Command::new("ip")
+        .args(["netns", "pids", &netns])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(pids.len(), 1, "one workload process in {netns}: {pids:?}");
+    assert!(Command::new("kill")
+        .args(["-9", &pids[0]])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(|| {
+        let p = &lab.pods(&[])[0];
+        p["status"]["containerStatuses"][0]["restartCount"] == 1
+            && p["status"]["phase"] == "Running"
+    });
+    let ip = pod_ip(&lab.pods(&[])[0]);
+    let url = format!("http://{ip}:8080/hostname");
+    wait_for(|| {
+        lab.weft(&["exec", "lone", "--", "curl", "-sS", "--max-time", "2", &url])
+            .stdout
+            == b"lone"
+    });
 }

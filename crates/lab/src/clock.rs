@@ -3,7 +3,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Now as RFC 3339 in UTC, second precision ("2026-11-23T09:41:07Z"), like metav1.Time.
@@ -15,7 +18,12 @@ pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Parse the form written by [`rfc3339`] back to unix seconds.
@@ -32,7 +40,9 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
 
 /// A kubectl-style age: "45s", "3m", "2h", "5d".
 pub fn age(since_rfc3339: Option<&str>) -> String {
-    let Some(start) = since_rfc3339.and_then(parse_rfc3339) else { return "<unknown>".into() };
+    let Some(start) = since_rfc3339.and_then(parse_rfc3339) else {
+        return "<unknown>".into();
+    };
     let secs = unix_now().saturating_sub(start);
     match secs {
         s if s < 120 => format!("{s}s"),

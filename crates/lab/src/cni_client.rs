@@ -31,7 +31,12 @@ pub struct Attachment {
 
 impl CniNetwork {
     /// The network of one node: weft-cni with the node's pod CIDR and IPAM directory.
-    pub fn for_node(plugin_dir: &Path, pod_cidr: Ipv4Cidr, ipam_dir: &Path, mtu: u32) -> CniNetwork {
+    pub fn for_node(
+        plugin_dir: &Path,
+        pod_cidr: Ipv4Cidr,
+        ipam_dir: &Path,
+        mtu: u32,
+    ) -> CniNetwork {
         let config = json!({
             "cniVersion": "1.1.0",
             "name": "weft",
@@ -39,14 +44,22 @@ impl CniNetwork {
             "mtu": mtu,
             "ipam": { "subnet": pod_cidr.to_string(), "dataDir": ipam_dir },
         });
-        CniNetwork { plugin_dir: plugin_dir.to_path_buf(), config }
+        CniNetwork {
+            plugin_dir: plugin_dir.to_path_buf(),
+            config,
+        }
     }
 
     pub fn config(&self) -> &Value {
         &self.config
     }
 
-    pub fn add(&self, container_id: &str, netns: &Path, pod: &PodRef) -> Result<Attachment, LabError> {
+    pub fn add(
+        &self,
+        container_id: &str,
+        netns: &Path,
+        pod: &PodRef,
+    ) -> Result<Attachment, LabError> {
         let out = self.exec("ADD", container_id, Some(netns), pod)?;
         let result: Value = serde_json::from_slice(&out).map_err(|e| LabError::Cni {
             op: "ADD",
@@ -62,13 +75,28 @@ impl CniNetwork {
     }
 
     /// DEL is idempotent in the plugin, so the lab calls it whenever it is unsure.
-    pub fn del(&self, container_id: &str, netns: Option<&Path>, pod: &PodRef) -> Result<(), LabError> {
+    pub fn del(
+        &self,
+        container_id: &str,
+        netns: Option<&Path>,
+        pod: &PodRef,
+    ) -> Result<(), LabError> {
         self.exec("DEL", container_id, netns, pod).map(|_| ())
     }
 
-    fn exec(&self, op: &'static str, container_id: &str, netns: Option<&Path>, pod: &PodRef) -> Result<Vec<u8>, LabError> {
+    fn exec(
+        &self,
+        op: &'static str,
+        container_id: &str,
+        netns: Option<&Path>,
+        pod: &PodRef,
+    ) -> Result<Vec<u8>, LabError> {
         let plugin = self.plugin_dir.join("weft-cni");
-        let cni_error = |message: String| LabError::Cni { op, container_id: container_id.to_string(), message };
+        let cni_error = |message: String| LabError::Cni {
+            op,
+            container_id: container_id.to_string(),
+            message,
+        };
         let mut cmd = Command::new(&plugin);
         cmd.env("CNI_COMMAND", op)
             .env("CNI_CONTAINERID", container_id)
@@ -85,7 +113,10 @@ impl CniNetwork {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // The spec allows an empty CNI_NETNS for DEL when the namespace is already gone.
-        cmd.env("CNI_NETNS", netns.map(|p| p.as_os_str().to_owned()).unwrap_or_default());
+        cmd.env(
+            "CNI_NETNS",
+            netns.map(|p| p.as_os_str().to_owned()).unwrap_or_default(),
+        );
         let mut child = cmd
             .spawn()
             .map_err(|e| cni_error(format!("cannot execute {}: {e}", plugin.display())))?;
@@ -106,7 +137,11 @@ impl CniNetwork {
                 "code {}: {}{}",
                 err["code"],
                 err["msg"].as_str().unwrap_or("(no msg)"),
-                err["details"].as_str().filter(|d| !d.is_empty()).map(|d| format!(" ({d})")).unwrap_or_default()
+                err["details"]
+                    .as_str()
+                    .filter(|d| !d.is_empty())
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
             ),
             Err(_) => format!(
                 "exited with {} and no error JSON; stderr: {}",
@@ -139,7 +174,12 @@ mod tests {
 
     #[test]
     fn node_network_config_names_the_node_range() {
-        let net = CniNetwork::for_node(Path::new("/x"), "10.244.3.0/24".parse().unwrap(), Path::new("/s/ipam"), 1500);
+        let net = CniNetwork::for_node(
+            Path::new("/x"),
+            "10.244.3.0/24".parse().unwrap(),
+            Path::new("/s/ipam"),
+            1500,
+        );
         assert_eq!(net.config()["type"], "weft-cni");
         assert_eq!(net.config()["ipam"]["subnet"], "10.244.3.0/24");
         assert_eq!(net.config()["ipam"]["dataDir"], "/s/ipam");

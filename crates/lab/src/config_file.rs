@@ -29,10 +29,15 @@ mod tests {
 
     #[test]
     fn a_rendered_config_parses_back_to_itself() {
-        let mut config = ClusterConfig::default();
-        config.nodes = 3;
-        config.pod_cidr = "10.200.0.0/16".parse().unwrap();
-        config.node_labels.insert("weft-node2".into(), [("zone".to_string(), "b".to_string())].into());
+        let mut config = ClusterConfig {
+            nodes: 3,
+            pod_cidr: "10.200.0.0/16".parse().unwrap(),
+            ..ClusterConfig::default()
+        };
+        config.node_labels.insert(
+            "weft-node2".into(),
+            [("zone".to_string(), "b".to_string())].into(),
+        );
         let back = ClusterConfig::from_yaml("cluster.json", &render(&config)).unwrap();
         assert_eq!(render(&back), render(&config));
         assert_eq!(back.nodes, 3);

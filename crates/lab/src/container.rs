@@ -63,7 +63,8 @@ impl ContainerProcess {
 }
 
 fn cstring(bytes: &[u8]) -> Result<CString, LabError> {
-    CString::new(bytes).map_err(|_| LabError::Invalid(format!("path {bytes:?} contains a NUL byte")))
+    CString::new(bytes)
+        .map_err(|_| LabError::Invalid(format!("path {bytes:?} contains a NUL byte")))
 }
 
 /// Runs in the forked child: join the pod's netns, then make private UTS and mount namespaces.
@@ -85,10 +86,7 @@ fn enter_pod(
     unsafe {
         check(libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET))?;
         check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
-        check(libc::sethostname(
-            hostname.as_ptr().cast(),
-            hostname.len(),
-        ))?;
+        check(libc::sethostname(hostname.as_ptr().cast(), hostname.len()))?;
         // Private propagation first, so the bind mount below never leaks into the host.
         check(libc::mount(
             std::ptr::null(),
@@ -109,7 +107,11 @@ fn enter_pod(
 }
 
 /// The resolv.conf a pod with dnsPolicy ClusterFirst gets in Kubernetes.
-pub fn cluster_first_resolv_conf(dns_ip: std::net::Ipv4Addr, namespace: &str, domain: &str) -> String {
+pub fn cluster_first_resolv_conf(
+    dns_ip: std::net::Ipv4Addr,
+    namespace: &str,
+    domain: &str,
+) -> String {
     format!(
         "nameserver {dns_ip}\nsearch {namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n"
     )
@@ -121,7 +123,8 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         let p = Path::new(name);
         return p.exists().then(|| p.to_path_buf());
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
@@ -133,7 +136,8 @@ mod tests {
 
     #[test]
     fn resolv_conf_follows_cluster_first() {
-        let text = cluster_first_resolv_conf("10.96.0.10".parse().unwrap(), "demo", "cluster.local");
+        let text =
+            cluster_first_resolv_conf("10.96.0.10".parse().unwrap(), "demo", "cluster.local");
         assert_eq!(
             text,
             "nameserver 10.96.0.10\nsearch demo.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"

@@ -22,7 +22,10 @@ pub struct Controller {
 
 impl Controller {
     pub fn new(store: Store) -> Controller {
-        Controller { store, rng: rand::thread_rng() }
+        Controller {
+            store,
+            rng: rand::thread_rng(),
+        }
     }
 
     pub fn run(mut self) -> Result<(), LabError> {
@@ -68,7 +71,11 @@ impl Controller {
             .collect())
     }
 
-    fn sync_deployments(&mut self, deployments: &[Deployment], pods: &[Pod]) -> Result<(), LabError> {
+    fn sync_deployments(
+        &mut self,
+        deployments: &[Deployment],
+        pods: &[Pod],
+    ) -> Result<(), LabError> {
         for d in deployments {
             let plan = weft_model::deployment::reconcile(d, pods, &mut self.rng);
             if !plan.delete.is_empty() {
@@ -85,7 +92,15 @@ impl Controller {
     fn collect_orphans(&self, deployments: &[Deployment], pods: &[Pod]) -> Result<(), LabError> {
         let live: BTreeMap<(Option<&str>, &str), Option<&str>> = deployments
             .iter()
-            .map(|d| ((d.metadata.namespace.as_deref(), d.metadata.name.as_deref().unwrap_or("")), d.metadata.uid.as_deref()))
+            .map(|d| {
+                (
+                    (
+                        d.metadata.namespace.as_deref(),
+                        d.metadata.name.as_deref().unwrap_or(""),
+                    ),
+                    d.metadata.uid.as_deref(),
+                )
+            })
             .collect();
         let orphans: Vec<ObjectKey> = pods
             .iter()
@@ -98,7 +113,11 @@ impl Controller {
                         }
                 })
             })
-            .map(|p| ObjectKey { kind: "Pod".into(), namespace: p.metadata.namespace.clone(), name: pod_name(p).to_string() })
+            .map(|p| ObjectKey {
+                kind: "Pod".into(),
+                namespace: p.metadata.namespace.clone(),
+                name: pod_name(p).to_string(),
+            })
             .collect();
         if !orphans.is_empty() {
             self.store.delete(&orphans)?;
@@ -109,7 +128,11 @@ impl Controller {
     /// Bind each pod without a node to the ready node (matching its nodeSelector) with the fewest
     /// pods; a pod that fits nowhere stays Pending with the scheduler's reason.
     fn schedule(&self, nodes: &[Node], pods: &[Pod]) -> Result<(), LabError> {
-        let mut load: BTreeMap<String, usize> = nodes.iter().filter_map(|n| n.metadata.name.clone()).map(|n| (n, 0)).collect();
+        let mut load: BTreeMap<String, usize> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .map(|n| (n, 0))
+            .collect();
         for p in pods {
             if let Some(n) = p.spec.as_ref().and_then(|s| s.node_name.as_ref()) {
                 *load.entry(n.clone()).or_default() += 1;
@@ -133,7 +156,11 @@ impl Controller {
                 .iter()
                 .filter_map(|n| n.metadata.name.clone())
                 .min_by_key(|n| (load.get(n).copied().unwrap_or(0), n.clone()));
-            let key = ObjectKey { kind: "Pod".into(), namespace: p.metadata.namespace.clone(), name: pod_name(p).to_string() };
+            let key = ObjectKey {
+                kind: "Pod".into(),
+                namespace: p.metadata.namespace.clone(),
+                name: pod_name(p).to_string(),
+            };
             match choice {
                 Some(node) => {
                     *load.entry(node.clone()).or_default() += 1;
@@ -181,23 +208,30 @@ impl Controller {
                 .iter()
                 .filter(|p| p.metadata.namespace == d.metadata.namespace)
                 .filter(|p| {
-                    p.metadata.owner_references.iter().flatten().any(|r| r.kind == "Deployment" && Some(&r.name) == d.metadata.name.as_ref())
+                    p.metadata.owner_references.iter().flatten().any(|r| {
+                        r.kind == "Deployment" && Some(&r.name) == d.metadata.name.as_ref()
+                    })
                 })
                 .collect();
             let ready = owned.iter().filter(|p| pod_ready(p)).count() as i32;
             let replicas = owned.len() as i32;
-            let status: k8s_openapi::api::apps::v1::DeploymentStatus = serde_json::from_value(json!({
-                "observedGeneration": d.metadata.generation.unwrap_or(1),
-                "replicas": replicas,
-                "updatedReplicas": replicas,
-                "readyReplicas": ready,
-                "availableReplicas": ready,
-            }))
-            .map_err(|e| LabError::Invalid(e.to_string()))?;
+            let status: k8s_openapi::api::apps::v1::DeploymentStatus =
+                serde_json::from_value(json!({
+                    "observedGeneration": d.metadata.generation.unwrap_or(1),
+                    "replicas": replicas,
+                    "updatedReplicas": replicas,
+                    "readyReplicas": ready,
+                    "availableReplicas": ready,
+                }))
+                .map_err(|e| LabError::Invalid(e.to_string()))?;
             if d.status.as_ref() == Some(&status) {
                 continue;
             }
-            let key = ObjectKey { kind: "Deployment".into(), namespace: d.metadata.namespace.clone(), name: d.metadata.name.clone().unwrap_or_default() };
+            let key = ObjectKey {
+                kind: "Deployment".into(),
+                namespace: d.metadata.namespace.clone(),
+                name: d.metadata.name.clone().unwrap_or_default(),
+            };
             self.store.update(&key, |o| {
                 if let Object::Deployment(d) = o {
                     d.status = Some(status.clone());

@@ -43,22 +43,28 @@ impl Kubelet {
     pub fn new(layout: Layout, config: ClusterConfig, node: &str) -> Result<Kubelet, LabError> {
         let store = Store::open(&layout.store_dir())?;
         let node_obj = store
-            .get(&ObjectKey { kind: "Node".into(), namespace: None, name: node.to_string() })?
+            .get(&ObjectKey {
+                kind: "Node".into(),
+                namespace: None,
+                name: node.to_string(),
+            })?
             .ok_or_else(|| LabError::Invalid(format!("node {node} is not in the store")))?;
         let pod_cidr = match &node_obj {
             Object::Node(n) => n.spec.as_ref().and_then(|s| s.pod_cidr.clone()),
             _ => None,
         }
         .ok_or_else(|| LabError::Invalid(format!("node {node} has no spec.podCIDR")))?;
-        let pod_cidr = pod_cidr
-            .parse()
-            .map_err(|e| LabError::Invalid(format!("node {node}: spec.podCIDR {pod_cidr:?}: {e}")))?;
-        let weft_exe = std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
+        let pod_cidr = pod_cidr.parse().map_err(|e| {
+            LabError::Invalid(format!("node {node}: spec.podCIDR {pod_cidr:?}: {e}"))
+        })?;
+        let weft_exe =
+            std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
         let plugin_dir = crate::cni_plugin_dir()?;
         let cni = CniNetwork::for_node(&plugin_dir, pod_cidr, &layout.ipam_dir(node), POD_MTU);
         let records = SandboxRecords::open(layout.sandboxes_dir(node))?;
         let sandboxes = records.load_all()?;
-        fs::create_dir_all(layout.resolv_dir(node)).map_err(|e| LabError::io("creating resolv dir", e))?;
+        fs::create_dir_all(layout.resolv_dir(node))
+            .map_err(|e| LabError::io("creating resolv dir", e))?;
         fs::create_dir_all(layout.logs_dir()).map_err(|e| LabError::io("creating logs dir", e))?;
         Ok(Kubelet {
             layout,
@@ -94,13 +100,22 @@ impl Kubelet {
                 Object::Pod(p) => Some(p),
                 _ => None,
             })
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(self.node.as_str()))
+            .filter(|p| {
+                p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(self.node.as_str())
+            })
             .collect();
-        let wanted: BTreeMap<String, &Pod> =
-            pods.iter().filter_map(|p| p.metadata.uid.clone().map(|uid| (uid, p))).collect();
+        let wanted: BTreeMap<String, &Pod> = pods
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone().map(|uid| (uid, p)))
+            .collect();
 
         // Pods that are gone (or were replaced under the same name with a new uid).
-        let stale: Vec<String> = self.sandboxes.keys().filter(|uid| !wanted.contains_key(*uid)).cloned().collect();
+        let stale: Vec<String> = self
+            .sandboxes
+            .keys()
+            .filter(|uid| !wanted.contains_key(*uid))
+            .cloned()
+            .collect();
         for uid in stale {
             self.teardown(&uid)?;
         }
@@ -116,19 +131,31 @@ impl Kubelet {
     fn sync_pod(&mut self, uid: &str, pod: &Pod) -> Result<(), LabError> {
         if !self.sandboxes.contains_key(uid) {
             let pod_ref = PodRef {
-                namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                namespace: pod
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
                 name: pod.metadata.name.clone().unwrap_or_default(),
                 uid: uid.to_string(),
             };
             let resolv = self.resolv_path(uid);
-            let text = cluster_first_resolv_conf(self.config.dns_service_ip, &pod_ref.namespace, &self.config.cluster_domain);
-            fs::write(&resolv, text).map_err(|e| LabError::io(format!("writing {}", resolv.display()), e))?;
+            let text = cluster_first_resolv_conf(
+                self.config.dns_service_ip,
+                &pod_ref.namespace,
+                &self.config.cluster_domain,
+            );
+            fs::write(&resolv, text)
+                .map_err(|e| LabError::io(format!("writing {}", resolv.display()), e))?;
             let sandbox = Sandbox::create(pod_ref, self.layout.pod_netns(uid), &self.cni)?;
             self.records.save(&sandbox)?;
             self.sandboxes.insert(uid.to_string(), sandbox);
         }
         let spec = pod.spec.clone().unwrap_or_default();
-        let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
+        let restart_policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
         let mut changed = false;
         for container in &spec.containers {
             changed |= self.sync_container(uid, pod, container, &restart_policy)?;
@@ -142,7 +169,13 @@ impl Kubelet {
     }
 
     /// Start, reap or restart one container. Returns whether its record changed.
-    fn sync_container(&mut self, uid: &str, pod: &Pod, container: &Container, restart_policy: &str) -> Result<bool, LabError> {
+    fn sync_container(
+        &mut self,
+        uid: &str,
+        pod: &Pod,
+        container: &Container,
+        restart_policy: &str,
+    ) -> Result<bool, LabError> {
         let key = (uid.to_string(), container.name.clone());
         let record = self
             .sandboxes
@@ -153,7 +186,11 @@ impl Kubelet {
 
         if let Some(pid) = record.pid {
             let exited = match self.children.get_mut(&key) {
-                Some(child) => child.try_wait().ok().flatten().map(|status| status.code().unwrap_or(128)),
+                Some(child) => child
+                    .try_wait()
+                    .ok()
+                    .flatten()
+                    .map(|status| status.code().unwrap_or(128)),
                 // Adopted after a kubelet restart: alive while the pid is alive.
                 None => (!process::alive(pid)).then_some(-1),
             };
@@ -163,7 +200,11 @@ impl Kubelet {
                     self.children.remove(&key);
                     next.pid = None;
                     next.last_exit_code = Some(code);
-                    next.waiting_reason = Some(if code == 0 { "Completed".into() } else { "Error".into() });
+                    next.waiting_reason = Some(if code == 0 {
+                        "Completed".into()
+                    } else {
+                        "Error".into()
+                    });
                     next.message = Some(format!("exited with code {code}"));
                     let restart = match restart_policy {
                         "Never" => false,
@@ -192,14 +233,25 @@ impl Kubelet {
                         .append(true)
                         .open(&log)
                         .map_err(|e| LabError::io(format!("opening {}", log.display()), e))?;
-                    let err = out.try_clone().map_err(|e| LabError::io("duplicating log fd", e))?;
+                    let err = out
+                        .try_clone()
+                        .map_err(|e| LabError::io("duplicating log fd", e))?;
                     let child = process
                         .command()?
                         .stdin(Stdio::null())
                         .stdout(out)
                         .stderr(err)
                         .spawn()
-                        .map_err(|e| LabError::io(format!("starting container {} of pod {}", container.name, pod_name(pod)), e))?;
+                        .map_err(|e| {
+                            LabError::io(
+                                format!(
+                                    "starting container {} of pod {}",
+                                    container.name,
+                                    pod_name(pod)
+                                ),
+                                e,
+                            )
+                        })?;
                     if record.started_at.is_some() {
                         next.restarts += 1;
                     }
@@ -228,7 +280,12 @@ impl Kubelet {
     /// What runs for a container: a built-in workload for known images, else its command.
     /// The inner error is a (reason, message) shown in the pod's status, not a kubelet failure.
     #[allow(clippy::type_complexity)]
-    fn container_process(&self, uid: &str, pod: &Pod, c: &Container) -> Result<Result<ContainerProcess, (String, String)>, LabError> {
+    fn container_process(
+        &self,
+        uid: &str,
+        pod: &Pod,
+        c: &Container,
+    ) -> Result<Result<ContainerProcess, (String, String)>, LabError> {
         let image = c.image.clone().unwrap_or_default();
         let command = c.command.clone().unwrap_or_default();
         let args = c.args.clone().unwrap_or_default();
@@ -242,7 +299,9 @@ impl Kubelet {
                     "SCTP" => Protocol::Sctp,
                     _ => Protocol::Tcp,
                 };
-                u16::try_from(p.container_port).ok().map(|port| DeclaredPort { port, protocol })
+                u16::try_from(p.container_port)
+                    .ok()
+                    .map(|port| DeclaredPort { port, protocol })
             })
             .collect();
         let (program, argv) = match weft_workloads::builtin_for(&image, &command, &args, &ports) {
@@ -260,13 +319,22 @@ impl Kubelet {
                     )));
                 };
                 let Some(program) = find_program(first) else {
-                    return Ok(Err(("CommandNotFound".into(), format!("command {first:?} is not on this machine's PATH"))));
+                    return Ok(Err((
+                        "CommandNotFound".into(),
+                        format!("command {first:?} is not on this machine's PATH"),
+                    )));
                 };
-                (program, command[1..].iter().chain(args.iter()).cloned().collect())
+                (
+                    program,
+                    command[1..].iter().chain(args.iter()).cloned().collect(),
+                )
             }
         };
         let mut env = vec![
-            ("PATH".to_string(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
+            (
+                "PATH".to_string(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            ),
             ("HOME".to_string(), "/root".to_string()),
             ("HOSTNAME".to_string(), pod_name(pod).to_string()),
         ];
@@ -285,7 +353,9 @@ impl Kubelet {
     }
 
     fn teardown(&mut self, uid: &str) -> Result<(), LabError> {
-        let Some(sandbox) = self.sandboxes.get(uid).cloned() else { return Ok(()) };
+        let Some(sandbox) = self.sandboxes.get(uid).cloned() else {
+            return Ok(());
+        };
         for (name, record) in &sandbox.containers {
             if let Some(pid) = record.pid {
                 process::kill_and_wait(pid, Duration::from_secs(2));
@@ -306,11 +376,15 @@ impl Kubelet {
     }
 
     fn resolv_path(&self, uid: &str) -> PathBuf {
-        self.layout.resolv_dir(&self.node).join(format!("{uid}.conf"))
+        self.layout
+            .resolv_dir(&self.node)
+            .join(format!("{uid}.conf"))
     }
 
     fn write_status(&self, uid: &str, pod: &Pod) -> Result<(), LabError> {
-        let Some(sandbox) = self.sandboxes.get(uid) else { return Ok(()) };
+        let Some(sandbox) = self.sandboxes.get(uid) else {
+            return Ok(());
+        };
         let node_ip = self.node_ip();
         let status = crate::status::pod_status(pod, sandbox, node_ip.as_deref());
         self.update_status(pod, status)
@@ -327,9 +401,13 @@ impl Kubelet {
     }
 
     fn update_status(&self, pod: &Pod, status: serde_json::Value) -> Result<(), LabError> {
-        let status: k8s_openapi::api::core::v1::PodStatus =
-            serde_json::from_value(status).map_err(|e| LabError::Invalid(format!("building pod status: {e}")))?;
-        let key = ObjectKey { kind: "Pod".into(), namespace: pod.metadata.namespace.clone(), name: pod_name(pod).to_string() };
+        let status: k8s_openapi::api::core::v1::PodStatus = serde_json::from_value(status)
+            .map_err(|e| LabError::Invalid(format!("building pod status: {e}")))?;
+        let key = ObjectKey {
+            kind: "Pod".into(),
+            namespace: pod.metadata.namespace.clone(),
+            name: pod_name(pod).to_string(),
+        };
         let uid = pod.metadata.uid.clone();
         self.store.update(&key, |obj| {
             if let Object::Pod(p) = obj {

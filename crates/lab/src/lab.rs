@@ -26,11 +26,19 @@ pub struct UpReport {
 }
 
 /// Build the lab. `objects` were parsed (and so validated) by the caller.
-pub fn up(config: &ClusterConfig, objects: Vec<Object>, state_root: &Path, wait: Duration) -> Result<UpReport, LabError> {
+pub fn up(
+    config: &ClusterConfig,
+    objects: Vec<Object>,
+    state_root: &Path,
+    wait: Duration,
+) -> Result<UpReport, LabError> {
     config.validate()?;
     let layout = Layout::new(config.name.clone(), state_root);
     if layout.dir().exists() || !topology::lab_namespaces(&layout).is_empty() {
-        return Err(LabError::AlreadyUp { name: config.name.to_string(), dir: layout.dir().to_path_buf() });
+        return Err(LabError::AlreadyUp {
+            name: config.name.to_string(),
+            dir: layout.dir().to_path_buf(),
+        });
     }
     crate::cni_plugin_dir()?;
 
@@ -44,24 +52,48 @@ pub fn up(config: &ClusterConfig, objects: Vec<Object>, state_root: &Path, wait:
         }
     };
     let not_ready = wait_ready(&layout, wait)?;
-    Ok(UpReport { layout, applied, not_ready })
+    Ok(UpReport {
+        layout,
+        applied,
+        not_ready,
+    })
 }
 
-fn build(layout: &Layout, config: &ClusterConfig, objects: Vec<Object>) -> Result<Vec<ApplyResult>, LabError> {
-    fs::create_dir_all(layout.logs_dir()).map_err(|e| LabError::io(format!("creating {}", layout.dir().display()), e))?;
+fn build(
+    layout: &Layout,
+    config: &ClusterConfig,
+    objects: Vec<Object>,
+) -> Result<Vec<ApplyResult>, LabError> {
+    fs::create_dir_all(layout.logs_dir())
+        .map_err(|e| LabError::io(format!("creating {}", layout.dir().display()), e))?;
     fs::write(layout.config_file(), crate::config_file::render(config))
         .map_err(|e| LabError::io("writing the cluster config", e))?;
     let store = Store::open(&layout.store_dir())?;
     // The user's objects first: a bad manifest must fail before any namespace exists.
     let applied = store.apply(objects)?;
-    store.apply((0..config.nodes).map(|i| node_object(config, i)).collect::<Result<Vec<_>, _>>()?)?;
-    store.apply(SYSTEM_NAMESPACES.iter().map(|ns| namespace_object(ns)).collect::<Result<Vec<_>, _>>()?)?;
+    store.apply(
+        (0..config.nodes)
+            .map(|i| node_object(config, i))
+            .collect::<Result<Vec<_>, _>>()?,
+    )?;
+    store.apply(
+        SYSTEM_NAMESPACES
+            .iter()
+            .map(|ns| namespace_object(ns))
+            .collect::<Result<Vec<_>, _>>()?,
+    )?;
 
     topology::create_fabric(layout, config)?;
     for i in 0..config.nodes {
         topology::create_node(layout, config, i)?;
     }
-    spawn_daemon(layout, &["lab", "controller"], None, "controller", &layout.controller_pid_file())?;
+    spawn_daemon(
+        layout,
+        &["lab", "controller"],
+        None,
+        "controller",
+        &layout.controller_pid_file(),
+    )?;
     for i in 0..config.nodes {
         let node = config.node_name(i);
         spawn_daemon(
@@ -86,10 +118,16 @@ fn namespace_object(name: &str) -> Result<Object, LabError> {
 /// The Node object the lab registers for node `index`, as a kubelet would.
 fn node_object(config: &ClusterConfig, index: u32) -> Result<Object, LabError> {
     let name = config.node_name(index);
-    let pod_cidr = config
-        .node_pod_cidr(index)
-        .ok_or_else(|| LabError::Invalid(format!("pod CIDR {} has no range for node {name}", config.pod_cidr)))?;
-    let ip = config.node_ip(index).map(|ip| ip.to_string()).unwrap_or_default();
+    let pod_cidr = config.node_pod_cidr(index).ok_or_else(|| {
+        LabError::Invalid(format!(
+            "pod CIDR {} has no range for node {name}",
+            config.pod_cidr
+        ))
+    })?;
+    let ip = config
+        .node_ip(index)
+        .map(|ip| ip.to_string())
+        .unwrap_or_default();
     let mut labels = serde_json::Map::new();
     labels.insert("kubernetes.io/hostname".into(), json!(name));
     labels.insert("kubernetes.io/os".into(), json!("linux"));
@@ -118,11 +156,21 @@ fn node_object(config: &ClusterConfig, index: u32) -> Result<Object, LabError> {
 }
 
 /// Start `weft <args>` detached, optionally inside a node namespace, logging to the lab's logs.
-fn spawn_daemon(layout: &Layout, args: &[&str], netns: Option<&str>, log: &str, pid_file: &Path) -> Result<(), LabError> {
-    let exe = std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
+fn spawn_daemon(
+    layout: &Layout,
+    args: &[&str],
+    netns: Option<&str>,
+    log: &str,
+    pid_file: &Path,
+) -> Result<(), LabError> {
+    let exe =
+        std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
     let log_path = layout.logs_dir().join(format!("{log}.log"));
-    let out = fs::File::create(&log_path).map_err(|e| LabError::io(format!("creating {}", log_path.display()), e))?;
-    let err = out.try_clone().map_err(|e| LabError::io("duplicating a log fd", e))?;
+    let out = fs::File::create(&log_path)
+        .map_err(|e| LabError::io(format!("creating {}", log_path.display()), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| LabError::io("duplicating a log fd", e))?;
     let ns_file = match netns {
         Some(name) => Some(
             fs::File::open(Path::new("/run/netns").join(name))
@@ -133,7 +181,10 @@ fn spawn_daemon(layout: &Layout, args: &[&str], netns: Option<&str>, log: &str, 
     let mut cmd = Command::new(exe);
     cmd.args(["--lab", layout.name().as_str()])
         .args(args)
-        .env("WEFT_STATE_DIR", layout.dir().parent().unwrap_or(Path::new("/")))
+        .env(
+            "WEFT_STATE_DIR",
+            layout.dir().parent().unwrap_or(Path::new("/")),
+        )
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
@@ -151,10 +202,13 @@ fn spawn_daemon(layout: &Layout, args: &[&str], netns: Option<&str>, log: &str, 
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| LabError::io(format!("starting weft {}", args.join(" ")), e))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| LabError::io(format!("starting weft {}", args.join(" ")), e))?;
     fs::create_dir_all(pid_file.parent().unwrap_or(Path::new("/")))
         .map_err(|e| LabError::io("creating a pid file dir", e))?;
-    fs::write(pid_file, child.id().to_string()).map_err(|e| LabError::io(format!("writing {}", pid_file.display()), e))?;
+    fs::write(pid_file, child.id().to_string())
+        .map_err(|e| LabError::io(format!("writing {}", pid_file.display()), e))?;
     Ok(())
 }
 
@@ -182,26 +236,50 @@ fn unready(store: &Store) -> Result<Vec<(String, String)>, LabError> {
                         .status
                         .as_ref()
                         .and_then(|s| {
-                            s.container_statuses.iter().flatten().find_map(|c| {
-                                c.state.as_ref()?.waiting.as_ref().map(|w| {
-                                    format!("{}: {}", w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default())
+                            s.container_statuses
+                                .iter()
+                                .flatten()
+                                .find_map(|c| {
+                                    c.state.as_ref()?.waiting.as_ref().map(|w| {
+                                        format!(
+                                            "{}: {}",
+                                            w.reason.clone().unwrap_or_default(),
+                                            w.message.clone().unwrap_or_default()
+                                        )
+                                    })
                                 })
-                            })
-                            .or_else(|| s.conditions.iter().flatten().find_map(|c| c.message.clone()))
+                                .or_else(|| {
+                                    s.conditions
+                                        .iter()
+                                        .flatten()
+                                        .find_map(|c| c.message.clone())
+                                })
                         })
                         .unwrap_or(phase);
                     out.push((
-                        format!("{}/{}", p.metadata.namespace.unwrap_or_default(), p.metadata.name.unwrap_or_default()),
+                        format!(
+                            "{}/{}",
+                            p.metadata.namespace.unwrap_or_default(),
+                            p.metadata.name.unwrap_or_default()
+                        ),
                         why,
                     ));
                 }
             }
             Object::Deployment(d) => {
                 let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let have = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+                let have = d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0);
                 if have < want {
                     out.push((
-                        format!("{}/{}", d.metadata.namespace.unwrap_or_default(), d.metadata.name.unwrap_or_default()),
+                        format!(
+                            "{}/{}",
+                            d.metadata.namespace.unwrap_or_default(),
+                            d.metadata.name.unwrap_or_default()
+                        ),
                         format!("deployment has {have}/{want} ready replicas"),
                     ));
                 }
@@ -232,7 +310,10 @@ pub fn down(layout: &Layout) -> Result<DownReport, LabError> {
         }
     }
     for pid_file in pid_files {
-        if let Some(pid) = fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+        if let Some(pid) = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+        {
             if process::alive(pid) && process::is_weft(pid) {
                 process::kill_and_wait(pid, Duration::from_secs(2));
                 report.processes += 1;
@@ -243,19 +324,25 @@ pub fn down(layout: &Layout) -> Result<DownReport, LabError> {
         let path = PathBuf::from("/run/netns").join(&name);
         report.processes += process::pids_in_netns(&path).len();
         process::kill_in_netns(&path);
-        weft_dataplane::NetNs::delete(&name)
-            .map_err(|e| LabError::Dataplane { what: format!("deleting namespace {name}"), error: e })?;
+        weft_dataplane::NetNs::delete(&name).map_err(|e| LabError::Dataplane {
+            what: format!("deleting namespace {name}"),
+            error: e,
+        })?;
         report.namespaces.push(name);
     }
     if layout.dir().exists() {
-        fs::remove_dir_all(layout.dir()).map_err(|e| LabError::io(format!("removing {}", layout.dir().display()), e))?;
+        fs::remove_dir_all(layout.dir())
+            .map_err(|e| LabError::io(format!("removing {}", layout.dir().display()), e))?;
         report.state_removed = true;
     }
     Ok(report)
 }
 
 /// Open a running lab's layout, config and store.
-pub fn open(name: &weft_model::config::ClusterName, state_root: &Path) -> Result<(Layout, ClusterConfig, Store), LabError> {
+pub fn open(
+    name: &weft_model::config::ClusterName,
+    state_root: &Path,
+) -> Result<(Layout, ClusterConfig, Store), LabError> {
     let layout = Layout::new(name.clone(), state_root);
     let config_path = layout.config_file();
     let text = fs::read_to_string(&config_path).map_err(|_| LabError::NotUp {

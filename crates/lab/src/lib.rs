@@ -27,9 +27,16 @@ pub enum LabError {
     #[error("{what}: {error}")]
     Io { what: String, error: std::io::Error },
     #[error("{what}: {error}")]
-    Dataplane { what: String, error: weft_dataplane::Error },
+    Dataplane {
+        what: String,
+        error: weft_dataplane::Error,
+    },
     #[error("CNI {op} for container {container_id}: {message}")]
-    Cni { op: &'static str, container_id: String, message: String },
+    Cni {
+        op: &'static str,
+        container_id: String,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] weft_sources::StoreError),
     #[error(transparent)]
@@ -44,13 +51,19 @@ pub enum LabError {
 
 impl From<weft_dataplane::Error> for LabError {
     fn from(error: weft_dataplane::Error) -> LabError {
-        LabError::Dataplane { what: "netlink".into(), error }
+        LabError::Dataplane {
+            what: "netlink".into(),
+            error,
+        }
     }
 }
 
 impl LabError {
     pub fn io(what: impl Into<String>, error: std::io::Error) -> LabError {
-        LabError::Io { what: what.into(), error }
+        LabError::Io {
+            what: what.into(),
+            error,
+        }
     }
 }
 

@@ -8,13 +8,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub fn alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     // SAFETY: signal 0 only checks for existence and permission.
     let exists = unsafe { libc::kill(pid, 0) } == 0;
     // A zombie is dead for our purposes.
     exists
         && fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+            .map(|s| {
+                !s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
             .unwrap_or(false)
 }
 
@@ -41,9 +46,13 @@ pub fn kill_and_wait(pid: u32, grace: Duration) {
 
 /// Pids of all processes whose network namespace is the one at `netns` (e.g. /run/netns/x).
 pub fn pids_in_netns(netns: &Path) -> Vec<u32> {
-    let Ok(target) = fs::metadata(netns) else { return Vec::new() };
+    let Ok(target) = fs::metadata(netns) else {
+        return Vec::new();
+    };
     let me = std::process::id();
-    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -74,7 +83,12 @@ pub fn is_weft(pid: u32) -> bool {
         .map(|c| {
             c.split(|b| *b == 0)
                 .next()
-                .and_then(|argv0| Path::new(std::str::from_utf8(argv0).ok()?).file_name()?.to_str().map(|n| n.starts_with("weft")))
+                .and_then(|argv0| {
+                    Path::new(std::str::from_utf8(argv0).ok()?)
+                        .file_name()?
+                        .to_str()
+                        .map(|n| n.starts_with("weft"))
+                })
                 .unwrap_or(false)
         })
         .unwrap_or(false)
@@ -88,7 +102,10 @@ mod tests {
     fn our_own_process_is_alive_and_found_in_our_netns() {
         assert!(alive(std::process::id()));
         assert!(!alive(u32::MAX));
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         assert!(pids_in_netns(Path::new("/proc/self/ns/net")).contains(&child.id()));
         child.kill().unwrap();
         child.wait().unwrap();

@@ -41,7 +41,11 @@ pub struct ContainerRecord {
 
 impl Sandbox {
     pub fn pod_ref(&self) -> PodRef {
-        PodRef { namespace: self.namespace.clone(), name: self.name.clone(), uid: self.uid.clone() }
+        PodRef {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+        }
     }
 
     pub fn netns_path(&self) -> PathBuf {
@@ -51,13 +55,24 @@ impl Sandbox {
     /// Create the namespace and call CNI ADD. On failure nothing is left behind.
     pub fn create(pod: PodRef, netns: String, cni: &CniNetwork) -> Result<Sandbox, LabError> {
         let ns = NetNs::create(&netns).map_err(|e| LabError::Dataplane {
-            what: format!("creating network namespace {netns} for pod {}/{}", pod.namespace, pod.name),
+            what: format!(
+                "creating network namespace {netns} for pod {}/{}",
+                pod.namespace, pod.name
+            ),
             error: e,
         })?;
         let wired = ns
             .run(|| weft_dataplane::Netlink::open()?.lo_up())
-            .map_err(|e| LabError::Dataplane { what: format!("entering {netns}"), error: e })
-            .and_then(|r| r.map_err(|e| LabError::Dataplane { what: format!("bringing up lo in {netns}"), error: e }))
+            .map_err(|e| LabError::Dataplane {
+                what: format!("entering {netns}"),
+                error: e,
+            })
+            .and_then(|r| {
+                r.map_err(|e| LabError::Dataplane {
+                    what: format!("bringing up lo in {netns}"),
+                    error: e,
+                })
+            })
             .and_then(|()| cni.add(&pod.uid, ns.path(), &pod));
         match wired {
             Ok(attachment) => Ok(Sandbox {
@@ -84,8 +99,10 @@ impl Sandbox {
         let path = self.netns_path();
         let netns = path.exists().then_some(path.as_path());
         cni.del(&self.uid, netns, &self.pod_ref())?;
-        NetNs::delete(&self.netns)
-            .map_err(|e| LabError::Dataplane { what: format!("deleting network namespace {}", self.netns), error: e })?;
+        NetNs::delete(&self.netns).map_err(|e| LabError::Dataplane {
+            what: format!("deleting network namespace {}", self.netns),
+            error: e,
+        })?;
         Ok(())
     }
 }
@@ -97,21 +114,25 @@ pub struct SandboxRecords {
 
 impl SandboxRecords {
     pub fn open(dir: PathBuf) -> Result<SandboxRecords, LabError> {
-        fs::create_dir_all(&dir).map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
         Ok(SandboxRecords { dir })
     }
 
     pub fn load_all(&self) -> Result<BTreeMap<String, Sandbox>, LabError> {
         let mut out = BTreeMap::new();
-        let entries = fs::read_dir(&self.dir).map_err(|e| LabError::io(format!("reading {}", self.dir.display()), e))?;
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|e| LabError::io(format!("reading {}", self.dir.display()), e))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            let text = fs::read(&path).map_err(|e| LabError::io(format!("reading {}", path.display()), e))?;
-            let sandbox: Sandbox = serde_json::from_slice(&text)
-                .map_err(|e| LabError::Invalid(format!("sandbox record {}: {e}", path.display())))?;
+            let text = fs::read(&path)
+                .map_err(|e| LabError::io(format!("reading {}", path.display()), e))?;
+            let sandbox: Sandbox = serde_json::from_slice(&text).map_err(|e| {
+                LabError::Invalid(format!("sandbox record {}: {e}", path.display()))
+            })?;
             out.insert(sandbox.uid.clone(), sandbox);
         }
         Ok(out)
@@ -120,7 +141,8 @@ impl SandboxRecords {
     pub fn save(&self, sandbox: &Sandbox) -> Result<(), LabError> {
         let path = self.dir.join(format!("{}.json", sandbox.uid));
         let tmp = self.dir.join(format!(".{}.json.tmp", sandbox.uid));
-        let text = serde_json::to_vec_pretty(sandbox).map_err(|e| LabError::Invalid(e.to_string()))?;
+        let text =
+            serde_json::to_vec_pretty(sandbox).map_err(|e| LabError::Invalid(e.to_string()))?;
         fs::write(&tmp, text).map_err(|e| LabError::io(format!("writing {}", tmp.display()), e))?;
         fs::rename(&tmp, &path).map_err(|e| LabError::io(format!("writing {}", path.display()), e))
     }
@@ -128,7 +150,9 @@ impl SandboxRecords {
     pub fn remove(&self, uid: &str) -> Result<(), LabError> {
         let path = self.dir.join(format!("{uid}.json"));
         match fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(LabError::io(format!("removing {}", path.display()), e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(LabError::io(format!("removing {}", path.display()), e))
+            }
             _ => Ok(()),
         }
     }

@@ -46,7 +46,10 @@ pub fn pod_status(pod: &Pod, sandbox: &Sandbox, host_ip: Option<&str>) -> Value 
             "restartCount": rec.restarts,
             "state": state,
         });
-        if let Some(code) = rec.last_exit_code.filter(|_| is_running || rec.restarts > 0) {
+        if let Some(code) = rec
+            .last_exit_code
+            .filter(|_| is_running || rec.restarts > 0)
+        {
             status["lastState"] = json!({"terminated": {"exitCode": code}});
         }
         statuses.push(status);
@@ -106,17 +109,28 @@ mod tests {
             netns: "n".into(),
             ip: "10.244.0.5".parse().unwrap(),
             started_at: "2026-11-23T09:00:00Z".into(),
-            containers: records.iter().map(|(n, r)| (n.to_string(), r.clone())).collect(),
+            containers: records
+                .iter()
+                .map(|(n, r)| (n.to_string(), r.clone()))
+                .collect(),
         }
     }
 
     fn running() -> ContainerRecord {
-        ContainerRecord { pid: Some(42), started_at: Some("2026-11-23T09:00:01Z".into()), ..Default::default() }
+        ContainerRecord {
+            pid: Some(42),
+            started_at: Some("2026-11-23T09:00:01Z".into()),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn all_containers_running_is_ready() {
-        let s = pod_status(&pod(&["a", "b"], "Always"), &sandbox(&[("a", running()), ("b", running())]), Some("172.20.0.2"));
+        let s = pod_status(
+            &pod(&["a", "b"], "Always"),
+            &sandbox(&[("a", running()), ("b", running())]),
+            Some("172.20.0.2"),
+        );
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["conditions"][3]["status"], "True");
         assert_eq!(s["podIP"], "10.244.0.5");
@@ -134,10 +148,17 @@ mod tests {
             restart_after: 10,
             ..Default::default()
         };
-        let s = pod_status(&pod(&["a", "b"], "Always"), &sandbox(&[("a", running()), ("b", crashed)]), None);
+        let s = pod_status(
+            &pod(&["a", "b"], "Always"),
+            &sandbox(&[("a", running()), ("b", crashed)]),
+            None,
+        );
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["conditions"][3]["status"], "False");
-        assert_eq!(s["containerStatuses"][1]["state"]["waiting"]["reason"], "CrashLoopBackOff");
+        assert_eq!(
+            s["containerStatuses"][1]["state"]["waiting"]["reason"],
+            "CrashLoopBackOff"
+        );
         assert_eq!(s["containerStatuses"][1]["restartCount"], 3);
     }
 
@@ -150,16 +171,29 @@ mod tests {
             restart_after: u64::MAX,
             ..Default::default()
         };
-        assert_eq!(pod_status(&pod(&["a"], "Never"), &sandbox(&[("a", done(0))]), None)["phase"], "Succeeded");
-        assert_eq!(pod_status(&pod(&["a"], "Never"), &sandbox(&[("a", done(2))]), None)["phase"], "Failed");
+        assert_eq!(
+            pod_status(&pod(&["a"], "Never"), &sandbox(&[("a", done(0))]), None)["phase"],
+            "Succeeded"
+        );
+        assert_eq!(
+            pod_status(&pod(&["a"], "Never"), &sandbox(&[("a", done(2))]), None)["phase"],
+            "Failed"
+        );
         let unknown_image = ContainerRecord {
             waiting_reason: Some("ImageNotBuiltIn".into()),
             started_at: Some(String::new()),
             restart_after: u64::MAX,
             ..Default::default()
         };
-        let s = pod_status(&pod(&["a"], "Always"), &sandbox(&[("a", unknown_image)]), None);
+        let s = pod_status(
+            &pod(&["a"], "Always"),
+            &sandbox(&[("a", unknown_image)]),
+            None,
+        );
         assert_eq!(s["phase"], "Pending");
-        assert_eq!(s["containerStatuses"][0]["state"]["waiting"]["reason"], "ImageNotBuiltIn");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "ImageNotBuiltIn"
+        );
     }
 }

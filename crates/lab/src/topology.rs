@@ -4,10 +4,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use weft_dataplane::Netlink;
 use weft_dataplane::NetNs;
-use weft_dataplane::{IfIndex, IpNet};
+use weft_dataplane::Netlink;
 use weft_dataplane::{sysctl, Error as DpError};
+use weft_dataplane::{IfIndex, IpNet};
 use weft_model::config::ClusterConfig;
 
 use crate::layout::{fabric_port_name, Layout};
@@ -20,7 +20,10 @@ pub const NODE_UPLINK: &str = "eth0";
 
 fn dp(what: impl Into<String>) -> impl FnOnce(DpError) -> LabError {
     let what = what.into();
-    move |source| LabError::Dataplane { what, error: source }
+    move |source| LabError::Dataplane {
+        what,
+        error: source,
+    }
 }
 
 /// Create the fabric namespace with its bridge, holding the underlay gateway address.
@@ -34,7 +37,8 @@ pub fn create_fabric(layout: &Layout, config: &ClusterConfig) -> Result<(), LabE
         nl.lo_up()?;
         nl.link_add_bridge(FABRIC_BRIDGE).execute()?;
         let bridge = link_index(&mut nl, FABRIC_BRIDGE)?;
-        nl.addr_add(bridge, IpNet::new(IpAddr::V4(gateway), prefix)?).execute()?;
+        nl.addr_add(bridge, IpNet::new(IpAddr::V4(gateway), prefix)?)
+            .execute()?;
         nl.link_set(bridge).up().execute()?;
         sysctl::write("net/ipv4/ip_forward", "1")?;
         Ok(())
@@ -46,12 +50,16 @@ pub fn create_fabric(layout: &Layout, config: &ClusterConfig) -> Result<(), LabE
 /// Create node `index`: its namespace, a veth into the fabric bridge, its node IP and routes.
 pub fn create_node(layout: &Layout, config: &ClusterConfig, index: u32) -> Result<(), LabError> {
     let node = config.node_name(index);
-    let node_ip = config
-        .node_ip(index)
-        .ok_or_else(|| LabError::Invalid(format!("node network {} has no address for node {node}", config.node_network)))?;
+    let node_ip = config.node_ip(index).ok_or_else(|| {
+        LabError::Invalid(format!(
+            "node network {} has no address for node {node}",
+            config.node_network
+        ))
+    })?;
     let gateway = config.node_gateway_ip();
     let prefix = config.node_network.prefix();
-    let fabric = NetNs::open_named(&layout.fabric_netns()).map_err(dp("opening the fabric namespace"))?;
+    let fabric =
+        NetNs::open_named(&layout.fabric_netns()).map_err(dp("opening the fabric namespace"))?;
     let name = layout.node_netns(&node);
     let ns = NetNs::create(&name).map_err(dp(format!("creating namespace {name}")))?;
     let port = fabric_port_name(index);
@@ -59,7 +67,9 @@ pub fn create_node(layout: &Layout, config: &ClusterConfig, index: u32) -> Resul
     fabric
         .run(|| -> Result<(), LabError> {
             let mut nl = Netlink::open()?;
-            nl.link_add_veth(&port, NODE_UPLINK).peer_netns(&ns).execute()?;
+            nl.link_add_veth(&port, NODE_UPLINK)
+                .peer_netns(&ns)
+                .execute()?;
             let bridge = link_index(&mut nl, FABRIC_BRIDGE)?;
             nl.link_set(port.as_str()).master(bridge).up().execute()?;
             Ok(())
@@ -71,20 +81,28 @@ pub fn create_node(layout: &Layout, config: &ClusterConfig, index: u32) -> Resul
         let mut nl = Netlink::open()?;
         nl.lo_up()?;
         let uplink = link_index(&mut nl, NODE_UPLINK)?;
-        nl.addr_add(uplink, IpNet::new(IpAddr::V4(node_ip), prefix)?).execute()?;
+        nl.addr_add(uplink, IpNet::new(IpAddr::V4(node_ip), prefix)?)
+            .execute()?;
         nl.link_set(uplink).up().execute()?;
-        nl.route_add(IpNet::default_v4()).gateway(IpAddr::V4(gateway)).oif(uplink).execute()?;
+        nl.route_add(IpNet::default_v4())
+            .gateway(IpAddr::V4(gateway))
+            .oif(uplink)
+            .execute()?;
         // A node forwards for its pods.
         sysctl::write("net/ipv4/ip_forward", "1")?;
         Ok(())
     })
     .map_err(dp(format!("entering {name}")))?
-    .map_err(context(format!("configuring node {node} ({node_ip}/{prefix})")))
+    .map_err(context(format!(
+        "configuring node {node} ({node_ip}/{prefix})"
+    )))
 }
 
 /// The index of a link that was just created; its absence is reported as the kernel would.
 fn link_index(nl: &mut Netlink, name: &str) -> Result<IfIndex, LabError> {
-    nl.link_get(name)?.map(|l| l.index).ok_or_else(|| LabError::Invalid(format!("link {name} vanished right after it was created")))
+    nl.link_get(name)?.map(|l| l.index).ok_or_else(|| {
+        LabError::Invalid(format!("link {name} vanished right after it was created"))
+    })
 }
 
 /// Give a step's error the context of what was being built.
