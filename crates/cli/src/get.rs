@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Args;
 use k8s_openapi::api::core::v1::Pod;
-use weft_lab::clock::age;
 use weft_lab::layout::Layout;
 use weft_model::config::ClusterName;
 use weft_model::object::{Object, ObjectKey};
@@ -193,12 +192,10 @@ fn headers<'a>(all: bool, rest: &[&'a str]) -> Vec<&'a str> {
 }
 
 fn created(o: &Object) -> String {
-    age(o
-        .metadata()
-        .creation_timestamp
-        .as_ref()
-        .map(|t| t.0.to_string())
-        .as_deref())
+    match &o.metadata().creation_timestamp {
+        Some(t) => weft_model::time::format_age(t, &weft_model::time::now()),
+        None => "<unknown>".into(),
+    }
 }
 
 fn pod_table(objects: &[Object], wide: bool, all: bool) -> Table {

@@ -29,7 +29,7 @@ impl Controller {
     }
 
     pub fn run(mut self) -> Result<(), LabError> {
-        let mut watch = self.store.watch(0)?;
+        let mut watch = self.store.watch(self.store.revision()?)?;
         loop {
             if let Err(e) = self.sync() {
                 tracing::warn!("controller sync failed: {e}");

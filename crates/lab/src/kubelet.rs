@@ -16,7 +16,6 @@ use weft_model::object::{Object, ObjectKey};
 use weft_sources::Store;
 use weft_workloads::{DeclaredPort, Protocol};
 
-use crate::clock::{now_rfc3339, unix_now};
 use crate::cni_client::{CniNetwork, PodRef};
 use crate::container::{cluster_first_resolv_conf, find_program, ContainerProcess};
 use crate::layout::Layout;
@@ -81,7 +80,7 @@ impl Kubelet {
 
     /// Reconcile forever: on every store change, and twice a second to notice exited processes.
     pub fn run(mut self) -> Result<(), LabError> {
-        let mut watch = self.store.watch(0)?;
+        let mut watch = self.store.watch(self.store.revision()?)?;
         loop {
             if let Err(e) = self.sync() {
                 tracing::warn!(node = %self.node, "sync failed: {e}");
@@ -428,6 +427,15 @@ impl Kubelet {
     fn config_node_index(&self) -> Option<u32> {
         (0..self.config.nodes).find(|i| self.config.node_name(*i) == self.node)
     }
+}
+
+/// Now as RFC 3339, whole seconds, the form object timestamps take.
+pub(crate) fn now_rfc3339() -> String {
+    weft_model::time::now().0.to_string()
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(weft_model::time::unix_seconds(&weft_model::time::now())).unwrap_or(0)
 }
 
 pub(crate) fn pod_name(pod: &Pod) -> &str {

@@ -66,7 +66,7 @@ fn build(
 ) -> Result<Vec<ApplyResult>, LabError> {
     fs::create_dir_all(layout.logs_dir())
         .map_err(|e| LabError::io(format!("creating {}", layout.dir().display()), e))?;
-    fs::write(layout.config_file(), crate::config_file::render(config))
+    fs::write(layout.config_file(), config.to_yaml())
         .map_err(|e| LabError::io("writing the cluster config", e))?;
     let store = Store::open(&layout.store_dir())?;
     // The user's objects first: a bad manifest must fail before any namespace exists.

@@ -40,7 +40,7 @@ impl Layout {
     }
 
     pub fn config_file(&self) -> PathBuf {
-        self.dir.join("cluster.json")
+        self.dir.join("cluster.yaml")
     }
 
     pub fn store_dir(&self) -> PathBuf {

@@ -6,9 +6,7 @@
 //! store, and wires every pod by executing the real `weft-cni` plugin, exactly as a container
 //! runtime does. `weft lab down` removes exactly what `weft lab up` made.
 
-pub mod clock;
 pub mod cni_client;
-pub mod config_file;
 pub mod container;
 pub mod controller;
 pub mod kubelet;

@@ -81,7 +81,7 @@ impl Sandbox {
                 name: pod.name,
                 netns,
                 ip: attachment.ip,
-                started_at: crate::clock::now_rfc3339(),
+                started_at: crate::kubelet::now_rfc3339(),
                 containers: BTreeMap::new(),
             }),
             Err(e) => {

@@ -157,7 +157,7 @@ impl FromStr for Ipv4Cidr {
         }
         let prefix: u8 = prefix
             .parse()
-            .map_err(|_| CidrError::PrefixTooLong { prefix: u8::MAX })?;
+            .map_err(|_| syntax(&format!("prefix length /{prefix} is longer than 32")))?;
         Ipv4Cidr::new(addr, prefix)
     }
 }
@@ -212,7 +212,19 @@ mod tests {
             "10.0.0.0/33".parse::<Ipv4Cidr>().unwrap_err().to_string(),
             "prefix length /33 is longer than 32"
         );
-        for bad in ["10.0.0.0", "10.0.0/8", "10.0.0.0/", "10.0.0.0/x", "/8", ""] {
+        assert_eq!(
+            "10.0.0.0/999".parse::<Ipv4Cidr>().unwrap_err().to_string(),
+            "\"10.0.0.0/999\" is not a CIDR like 10.244.0.0/16: prefix length /999 is longer than 32"
+        );
+        for bad in [
+            "10.0.0.0",
+            "10.0.0/8",
+            "10.0.0.0/",
+            "10.0.0.0/x",
+            "/8",
+            "",
+            "10.0.0.0/-1",
+        ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
         }
         assert!(Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, 0), 33).is_err());

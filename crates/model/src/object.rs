@@ -351,6 +351,12 @@ impl Object {
         };
         match map.get("metadata").and_then(|m| m.get("name")) {
             Some(Value::String(s)) if !s.is_empty() => {}
+            Some(other) if !other.is_null() && !other.is_string() => {
+                return Err(ObjectError::Field {
+                    path: "metadata.name".into(),
+                    message: format!("must be a string, found {}", json_type(other)),
+                })
+            }
             _ => {
                 return Err(ObjectError::Missing {
                     field: "metadata.name",
@@ -509,6 +515,10 @@ mod tests {
             "spec.replicas: invalid type: string \"three\", expected i32"
         );
         assert_eq!(err(json!([1])), "an object must be a mapping, found a list");
+        assert_eq!(
+            err(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": 5}})),
+            "metadata.name: must be a string, found a number"
+        );
         assert_eq!(
             err(json!({"apiVersion": "x/v1", "kind": "W", "metadata": {"name": "a", "labels": 3}})),
             "metadata.labels: invalid type: integer `3`, expected a map"

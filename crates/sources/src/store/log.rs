@@ -153,3 +153,55 @@ impl Watch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(revision: u64, name: &str) -> Event {
+        Event {
+            revision,
+            kind: EventKind::Added,
+            key: ObjectKey::namespaced("Pod", "default", name),
+        }
+    }
+
+    #[test]
+    fn a_half_written_line_waits_for_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        append(&path, &[event(1, "a")]).unwrap();
+        let line = "{\"revision\":2,\"type\":\"Added\",\"kind\":\"Pod\",\"namespace\":\"default\",\"name\":\"b\"}\n";
+        let (head, tail) = line.split_at(20);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(head.as_bytes()).unwrap();
+
+        let mut watch = Watch::new(path.clone(), 0);
+        assert_eq!(watch.poll().unwrap(), [event(1, "a")]);
+        assert!(watch.poll().unwrap().is_empty());
+        file.write_all(tail.as_bytes()).unwrap();
+        assert_eq!(watch.poll().unwrap(), [event(2, "b")]);
+        assert_eq!(watch.revision(), 2);
+    }
+
+    #[test]
+    fn line_format_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        append(
+            &path,
+            &[Event {
+                revision: 7,
+                kind: EventKind::Deleted,
+                key: ObjectKey::cluster_scoped("Namespace", "demo"),
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"revision\":7,\"type\":\"Deleted\",\"kind\":\"Namespace\",\"name\":\"demo\"}\n"
+        );
+        let mut watch = Watch::new(dir.path().join("missing.jsonl"), 0);
+        assert!(watch.poll().unwrap().is_empty());
+    }
+}
