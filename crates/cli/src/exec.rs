@@ -47,13 +47,8 @@ fn resolve_pod(store: &Store, namespace: &str, target: &str) -> Result<Pod> {
             Some(Object::Pod(p)) => Ok(p),
             _ => bail!("pod {name:?} not found in namespace {namespace}"),
         },
-        "Deployment" => store
-            .list("Pod")?
+        "Deployment" => weft_lab::list_pods(store)?
             .into_iter()
-            .filter_map(|o| match o {
-                Object::Pod(p) => Some(p),
-                _ => None,
-            })
             .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
             .filter(|p| {
                 p.metadata
@@ -103,19 +98,9 @@ pub fn exec(lab: &ClusterName, args: ExecArgs) -> Result<i32> {
     };
     let program = find_program(&args.command[0])
         .ok_or_else(|| anyhow!("command {:?} not found on PATH", args.command[0]))?;
-    let mut env = vec![
-        (
-            "PATH".to_string(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        ),
-        ("HOME".to_string(), "/root".to_string()),
-        ("HOSTNAME".to_string(), name.clone()),
-    ];
+    let mut env = weft_lab::container::container_env(&name, container);
     if let Ok(term) = std::env::var("TERM") {
         env.push(("TERM".into(), term));
-    }
-    for var in container.env.iter().flatten() {
-        env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
     }
     let process = ContainerProcess {
         program,

@@ -43,7 +43,8 @@ impl ContainerProcess {
         let detach = self.detach;
 
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args);
+        // A container sees its own environment, not the environment of whoever started it.
+        cmd.env_clear().args(&self.args);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -104,6 +105,26 @@ fn enter_pod(
         ))?;
     }
     Ok(())
+}
+
+/// The environment a container starts with: a standard PATH and HOME, HOSTNAME set to the pod
+/// name (as container runtimes do), then the container's own `env` values.
+pub fn container_env(
+    pod_name: &str,
+    container: &k8s_openapi::api::core::v1::Container,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        ),
+        ("HOME".to_string(), "/root".to_string()),
+        ("HOSTNAME".to_string(), pod_name.to_string()),
+    ];
+    for var in container.env.iter().flatten() {
+        env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
+    }
+    env
 }
 
 /// The resolv.conf a pod with dnsPolicy ClusterFirst gets in Kubernetes.

@@ -53,22 +53,10 @@ impl Controller {
         }
         self.sync_deployments(&deployments, &pods)?;
         self.collect_orphans(&deployments, &pods)?;
-        let pods = self.pods()?;
+        let pods = crate::list_pods(&self.store)?;
         self.schedule(&nodes, &pods)?;
         self.deployment_status(&deployments, &pods)?;
         Ok(())
-    }
-
-    fn pods(&self) -> Result<Vec<Pod>, LabError> {
-        Ok(self
-            .store
-            .list("Pod")?
-            .into_iter()
-            .filter_map(|o| match o {
-                Object::Pod(p) => Some(p),
-                _ => None,
-            })
-            .collect())
     }
 
     fn sync_deployments(

@@ -91,14 +91,8 @@ impl Kubelet {
 
     /// One reconcile pass.
     pub fn sync(&mut self) -> Result<(), LabError> {
-        let pods: Vec<Pod> = self
-            .store
-            .list("Pod")?
+        let pods: Vec<Pod> = crate::list_pods(&self.store)?
             .into_iter()
-            .filter_map(|o| match o {
-                Object::Pod(p) => Some(p),
-                _ => None,
-            })
             .filter(|p| {
                 p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(self.node.as_str())
             })
@@ -329,17 +323,7 @@ impl Kubelet {
                 )
             }
         };
-        let mut env = vec![
-            (
-                "PATH".to_string(),
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-            ),
-            ("HOME".to_string(), "/root".to_string()),
-            ("HOSTNAME".to_string(), pod_name(pod).to_string()),
-        ];
-        for var in c.env.iter().flatten() {
-            env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
-        }
+        let env = crate::container::container_env(pod_name(pod), c);
         Ok(Ok(ContainerProcess {
             program,
             args: argv,

@@ -65,6 +65,17 @@ impl LabError {
     }
 }
 
+/// Every pod in the store.
+pub fn list_pods(
+    store: &weft_sources::Store,
+) -> Result<Vec<k8s_openapi::api::core::v1::Pod>, LabError> {
+    Ok(store
+        .list("Pod")?
+        .into_iter()
+        .filter_map(|o| o.as_pod().cloned())
+        .collect())
+}
+
 /// Where `weft-cni` and the reference plugins are looked for: `WEFT_CNI_PATH`, else the
 /// directory of the running `weft` executable (cargo builds both side by side).
 pub fn cni_plugin_dir() -> Result<PathBuf, LabError> {
