@@ -5,12 +5,13 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use serde_json::{Map, Value};
-use weft_dataplane::{sysctl, NetNs, Netlink};
+use weft_dataplane::{sysctl, IpNet, NetNs, Netlink};
 
 use crate::config::{self, Attachment, NetConf};
 use crate::env::{Command, Env};
 use crate::error::Error;
 use crate::ipam::Store;
+use crate::reaper;
 use crate::spec::{self, CniResult, CniVersion, Interface, IpConfig, RouteEntry};
 use crate::wiring::{self, host_veth_name, PodWiring, GATEWAY};
 
@@ -172,13 +173,28 @@ fn undo_allocation(store: &Store, att: &Attachment) {
 
 /// DEL: idempotent; works without CNI_NETNS or with a netns that is already gone, because
 /// the host veth's name is derived from the attachment and deleting it removes the pod end.
+///
+/// The pod is taken off the network at once (its host route deleted) and its address released
+/// under the IPAM lock; the veth itself is deleted by a detached process (see [`reaper`]),
+/// because the kernel's wait for that is most of a DEL's time.
 fn del(env: &Env, conf: &NetConf) -> Result<(), Error> {
     let att = attachment(env)?;
     let mut host = Netlink::open()?;
-    // Veth first: the address must not be handed out while the old route still points at it.
-    wiring::teardown(&mut host, &host_veth_name(&att.container_id, &att.ifname))?;
+    let veth = host.link_get(host_veth_name(&att.container_id, &att.ifname).as_str())?;
     let store = Store::new(&conf.ipam.data_dir, conf.name.as_str());
-    store.lock()?.release(&att)?;
+    let ipam = store.lock()?;
+    if let (Some(link), Some(ip)) = (&veth, ipam.find(&att)?) {
+        // The route must be gone before the address can be handed out again.
+        match host.route_del(IpNet::host(IpAddr::V4(ip)), Some(link.index), None) {
+            Err(e) if !e.is_not_found() => return Err(e.into()),
+            _ => {}
+        }
+    }
+    ipam.release(&att)?;
+    drop(ipam);
+    if let Some(link) = veth {
+        reaper::delete_link_detached(link.index);
+    }
     Ok(())
 }
 

@@ -522,6 +522,30 @@ mod tests {
         assert_eq!(err(nv), (7, "network config: missing cniVersion".into()));
     }
 
+    proptest::proptest! {
+        /// stdin is untrusted: arbitrary bytes and arbitrary values under the known keys
+        /// give a config or an error, never a panic.
+        #[test]
+        fn stdin_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            if let Ok(m) = decode(&bytes) {
+                let _ = NetConf::from_map(&m);
+            }
+        }
+
+        #[test]
+        fn odd_values_never_panic(
+            key in proptest::sample::select(vec!["mtu", "name", "dns", "runtimeConfig", "prevResult", "args", "cni.dev/valid-attachments"]),
+            ipam_key in proptest::sample::select(vec!["subnet", "rangeStart", "rangeEnd", "dataDir", "type"]),
+            s in ".{0,24}",
+            n in proptest::num::i64::ANY,
+        ) {
+            for v in [json!(s.clone()), json!(n), json!([s.clone()]), json!({"ips": [s.clone()], "mac": s.clone()}), json!(null)] {
+                let _ = parse(with(&[key], v.clone()));
+                let _ = parse(with(&["ipam", ipam_key], v));
+            }
+        }
+    }
+
     #[test]
     fn decode_errors_are_code_6() {
         assert_eq!(decode(b"{nope").unwrap_err().code() as u32, 6);

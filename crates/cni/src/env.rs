@@ -242,6 +242,14 @@ mod tests {
         assert!(CniArgs::parse("IP=10.1.1").is_err());
     }
 
+    proptest::proptest! {
+        /// CNI_ARGS comes from the runtime: any string parses or fails cleanly.
+        #[test]
+        fn args_never_panic(raw in ".{0,80}") {
+            let _ = CniArgs::parse(&raw);
+        }
+    }
+
     #[test]
     fn env_requirements_per_command() {
         let e = env(&[

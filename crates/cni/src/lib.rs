@@ -14,6 +14,7 @@ pub mod config;
 pub mod env;
 pub mod error;
 pub mod ipam;
+pub mod reaper;
 pub mod spec;
 pub mod wiring;
 

@@ -17,7 +17,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use sha2::{Digest, Sha256};
-use weft_dataplane::{sysctl, IpNet, Link, MacAddr, NetNs, Netlink, Scope};
+use weft_dataplane::{sysctl, Family, IpNet, Link, MacAddr, NetNs, Netlink, Scope};
 
 use crate::env::{ContainerId, IfName};
 use crate::error::Error;
@@ -145,7 +145,7 @@ impl PodWiring<'_> {
             )));
         }
         let pod_ip = IpAddr::V4(self.ip);
-        let host_routes = host.routes(true)?;
+        let host_routes = host.routes(Family::V4)?;
         if !host_routes
             .iter()
             .any(|r| r.dst == IpNet::host(pod_ip) && r.oif == Some(host_link.index))
@@ -175,7 +175,7 @@ impl PodWiring<'_> {
                 "failed: interface {ifname} in netns {ns} does not have address {pod_ip}/32"
             )));
         }
-        let routes = pod.routes(true)?;
+        let routes = pod.routes(Family::V4)?;
         let gw = IpAddr::V4(GATEWAY);
         if !routes
             .iter()

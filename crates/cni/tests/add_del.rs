@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{cmd_env, Node, TestNs};
 use serde_json::{json, Value};
-use weft_dataplane::IpNet;
+use weft_dataplane::{Family, IpNet};
 
 fn pod_ip(result: &Value) -> IpAddr {
     let addr = result["ips"][0]["address"].as_str().unwrap();
@@ -90,13 +90,14 @@ fn add_wires_two_pods_that_talk_tcp_through_the_host() {
     assert_eq!(&buf, b"pong");
     assert_eq!(server.join().unwrap(), ipa, "no NAT: b sees a's pod IP");
 
-    // DEL removes veth, route and allocation; doing it twice is fine.
+    // DEL removes the route and allocation at once and the veth right after (the kernel's
+    // wait for a veth deletion is left to a detached process); doing it twice is fine.
     node.del(&conf, "ctr-a", Some(&a.path())).ok();
     node.del(&conf, "ctr-a", Some(&a.path())).ok();
-    assert!(pa.link_get("eth0").unwrap().is_none());
-    assert!(host.link_get(hv.name.as_str()).unwrap().is_none());
+    eventually(|| pa.link_get("eth0").unwrap().is_none());
+    eventually(|| host.link_get(hv.name.as_str()).unwrap().is_none());
     assert!(!host
-        .routes(true)
+        .routes(Family::V4)
         .unwrap()
         .iter()
         .any(|r| r.dst == IpNet::host(ipa)));
@@ -250,4 +251,47 @@ fn del_without_netns_or_with_deleted_netns_releases() {
 
     // Never seen before: fine.
     node.del(&conf, "never-added", None).ok();
+}
+
+/// Polls for up to 3 s: for what DEL hands to its detached veth reaper.
+fn eventually(mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "not within 3 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn an_immediate_re_add_survives_the_previous_del() {
+    let node = Node::new("10.244.7.0/24");
+    let pod = TestNs::new("pr");
+    let conf = node.conf("1.1.0");
+    let first = node.add(&conf, "ctr-r", &pod).ok().json();
+    let veth = first["interfaces"][0]["name"].as_str().unwrap().to_string();
+    node.del(&conf, "ctr-r", Some(&pod.path())).ok();
+    // Same attachment again at once: same host veth name, possibly while the old one is
+    // still being deleted. The new one must be the one that stays.
+    let second = node.add(&conf, "ctr-r", &pod).ok().json();
+    let new_index = node
+        .host
+        .nl()
+        .link_get(veth.as_str())
+        .unwrap()
+        .expect("new veth")
+        .index;
+    std::thread::sleep(Duration::from_millis(300));
+    let link = node
+        .host
+        .nl()
+        .link_get(veth.as_str())
+        .unwrap()
+        .expect("re-added veth survives");
+    assert_eq!(link.index, new_index);
+    assert!(pod.nl().link_get("eth0").unwrap().is_some());
+    assert!(second["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("10.244.7."));
+    node.del(&conf, "ctr-r", Some(&pod.path())).ok();
 }

@@ -12,7 +12,8 @@ use support::netns::TestNetns;
 use support::plugin::{exec_plugin, with_prev_result, Attachment, CniCommand};
 use support::podman::Podman;
 use support::{
-    in_subnet, reference_plugin, require_tool, run_ok, unique_name, weft_cni, weft_plugin,
+    eventually, first_answer, in_subnet, reference_plugin, require_tool, run, run_ok, unique_name,
+    weft_cni, weft_plugin,
 };
 
 /// An address only the test's host namespace has (on its loopback): the "node IP" the host port
@@ -51,12 +52,12 @@ fn podman_host_port_through_portmap_chained_after_weft() {
 
     // portmap DNATs the host port to the address it read from weft's prevResult; the reply
     // comes back through the pod's default route via weft's host-side veth.
-    let reply = run_ok(
-        podman
+    let reply = first_answer(|| {
+        run(podman
             .host()
             .command("busybox")
-            .args(["nc", "-w", "5", NODE_IP, HOST_PORT]),
-    );
+            .args(["nc", "-w", "5", NODE_IP, HOST_PORT]))
+    });
     assert_eq!(
         reply.trim(),
         "hi",
@@ -252,19 +253,20 @@ fn loopback_weft_portmap_chain_keeps_prev_result_and_unwinds() {
         .unwrap_or_else(|e| panic!("DEL failed: {e:?}"));
     }
 
-    assert!(
-        !pod.link_names().iter().any(|l| l == "eth0"),
-        "eth0 still in the pod after DEL"
-    );
-    let host_links = host.link_names();
-    assert!(
-        !host_links.iter().any(|l| l.starts_with("weft")),
-        "host veth still there after DEL: {host_links:?}"
-    );
+    // The route goes with DEL itself; the veth (and with it the pod's eth0) a moment later.
     assert!(
         !host.routes().contains(&ip.to_string()),
-        "route to {ip} still there after DEL:\n{}",
+        "route to {ip} still there right after DEL:\n{}",
         host.routes()
+    );
+    assert!(
+        eventually(|| !pod.link_names().iter().any(|l| l == "eth0")),
+        "eth0 still in the pod after DEL"
+    );
+    assert!(
+        eventually(|| !host.link_names().iter().any(|l| l.starts_with("weft"))),
+        "host veth still there after DEL: {:?}",
+        host.link_names()
     );
     assert!(
         !nat_rules(&host).contains(&ip.to_string()),

@@ -7,7 +7,7 @@ mod support;
 
 use support::netns::TestNetns;
 use support::podman::{Container, Podman};
-use support::{in_subnet, unique_name, weft_plugin};
+use support::{eventually, first_answer, in_subnet, unique_name, weft_plugin};
 
 /// Answers every TCP connection on 8080 with "hi" (busybox nc; -ll keeps listening).
 const SERVER: &[&str] = &["nc", "-ll", "-p", "8080", "-e", "echo", "hi"];
@@ -70,11 +70,12 @@ fn two_containers_get_distinct_addresses_and_reach_each_other() {
     }
     assert_ne!(server.ip, client.ip, "both containers got the same address");
 
-    let reply = exec_stdout(
-        &podman,
-        &client,
-        &["nc", "-w", "5", &server.ip.to_string(), "8080"],
-    );
+    let reply = first_answer(|| {
+        podman.exec(
+            &client.name,
+            &["nc", "-w", "5", &server.ip.to_string(), "8080"],
+        )
+    });
     assert_eq!(
         reply.trim(),
         "hi",
@@ -150,9 +151,8 @@ fn removing_a_container_removes_only_its_host_side() {
         gone.ip,
         podman.host().routes()
     );
-    assert_eq!(
-        weft_links(&podman).len(),
-        1,
+    assert!(
+        eventually(|| weft_links(&podman).len() == 1),
         "the removed container's host veth is still there: {:?}",
         weft_links(&podman)
     );
@@ -232,5 +232,43 @@ fn containers_started_concurrently_get_distinct_addresses() {
         weft_links(&podman).len(),
         COUNT,
         "expected one host veth per container"
+    );
+}
+
+#[test]
+fn restarted_container_is_wired_again() {
+    let mut podman = weft_podman("weftrs");
+    let server = podman.start("server", &[], SERVER);
+    let client = podman.start("client", &[], IDLE);
+
+    // A restart tears the network down (DEL) and sets it up again (ADD) in a new namespace.
+    podman.ok(&["restart", "--time", "0", &server.name]);
+    // New processes and namespace: let Drop know about them too.
+    podman.adopt(&server.name);
+    let restarted = podman.container(&server.name);
+    assert!(
+        in_subnet(restarted.ip),
+        "restarted server got {}",
+        restarted.ip
+    );
+    assert_ne!(
+        restarted.ip, client.ip,
+        "restart reused a live container's address"
+    );
+    assert!(
+        eventually(|| weft_links(&podman).len() == 2),
+        "expected exactly one host veth per container after the restart: {:?}",
+        weft_links(&podman)
+    );
+    let reply = first_answer(|| {
+        podman.exec(
+            &client.name,
+            &["nc", "-w", "5", &restarted.ip.to_string(), "8080"],
+        )
+    });
+    assert_eq!(
+        reply.trim(),
+        "hi",
+        "client cannot reach the restarted server"
     );
 }

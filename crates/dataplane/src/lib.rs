@@ -36,4 +36,4 @@ pub use neigh::Neighbour;
 pub use netlink::Netlink;
 pub use netns::{NetNs, NETNS_RUN_DIR};
 pub use route::{Route, RouteAdd, Scope};
-pub use types::{IfIndex, IpNet, MacAddr};
+pub use types::{Family, IfIndex, IpNet, MacAddr};

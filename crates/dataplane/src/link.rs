@@ -400,34 +400,30 @@ impl LinkSet<'_> {
         self
     }
 
-    pub fn execute(self) -> Result<()> {
+    pub fn execute(mut self) -> Result<()> {
+        // A rename carries the new name in IFLA_IFNAME, so the link must be named by index.
+        if let (Some(new), LinkRef::Name(old)) = (&self.name, &self.link) {
+            let op = || format!("renaming link {old} to {new}");
+            let index = self
+                .nl
+                .link_get(old.as_str())?
+                .ok_or_else(|| Error::errno(op(), libc::ENODEV))?
+                .index;
+            self.link = LinkRef::Index(index);
+        }
         let (flags, change) = match self.up {
             Some(true) => (IFF_UP, IFF_UP),
             Some(false) => (0, IFF_UP),
             None => (0, 0),
         };
-        // RTM_NEWLINK without CREATE modifies an existing link; unlike RTM_SETLINK it also
-        // accepts a lookup by IFLA_IFNAME when index is 0.
+        // RTM_NEWLINK without CREATE modifies an existing link, found by index or, when the
+        // index is 0, by IFLA_IFNAME.
         let mut m = Msg::new(RTM_NEWLINK, 0);
         let mut what = Vec::new();
         match &self.link {
             LinkRef::Name(n) => {
                 check_ifname(n)?;
                 m.header(&ifinfomsg(0, flags, change));
-                if self.name.is_some() {
-                    // A rename needs the index: the name attribute is the new name.
-                    drop(m);
-                    let idx = self
-                        .nl
-                        .link_get(n.as_str())?
-                        .ok_or_else(|| Error::errno(format!("renaming link {n}"), libc::ENODEV))?
-                        .index;
-                    return LinkSet {
-                        link: LinkRef::Index(idx),
-                        ..self
-                    }
-                    .execute_named(n.clone());
-                }
                 m.attr_str(IFLA_IFNAME, n);
             }
             LinkRef::Index(i) => {
@@ -457,17 +453,6 @@ impl LinkSet<'_> {
         let link = self.link;
         self.nl
             .request(m, || format!("setting link {link} {}", what.join(" ")))
-    }
-
-    fn execute_named(self, old: String) -> Result<()> {
-        let new = self.name.clone().unwrap_or_default();
-        self.execute().map_err(|e| match e {
-            Error::Os { source, .. } => Error::Os {
-                op: format!("renaming link {old} to {new}"),
-                source,
-            },
-            other => other,
-        })
     }
 }
 

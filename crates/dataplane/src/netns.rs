@@ -197,12 +197,8 @@ impl NetNs {
         let origin = NetNs::current()?;
         setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET)
             .op(|| format!("entering netns {}", self.path.display()))?;
-        let guard = Restore { origin: &origin };
-        let out = f();
-        std::mem::forget(guard);
-        setns(origin.fd.as_fd(), CloneFlags::CLONE_NEWNET)
-            .op(|| format!("returning from netns {}", self.path.display()))?;
-        Ok(out)
+        let _back = Restore { origin: &origin };
+        Ok(f())
     }
 }
 
@@ -212,7 +208,7 @@ impl AsFd for NetNs {
     }
 }
 
-/// Switches the thread back to its namespace while unwinding from a panic in `run`.
+/// Switches the thread back to its namespace when `run` returns or unwinds.
 struct Restore<'a> {
     origin: &'a NetNs,
 }

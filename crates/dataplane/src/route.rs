@@ -8,7 +8,7 @@ use crate::netlink::{
     attr_ip, attr_u32, family, ip_bytes, Attrs, Msg, Netlink, NLM_F_CREATE, NLM_F_EXCL,
     NLM_F_REPLACE,
 };
-use crate::types::{IfIndex, IpNet};
+use crate::types::{Family, IfIndex, IpNet};
 
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
@@ -121,9 +121,9 @@ impl Netlink {
         self.request(m, || format!("deleting route {dst}"))
     }
 
-    /// Routes of the main table for one family (`v4` true: IPv4).
-    pub fn routes(&mut self, v4: bool) -> Result<Vec<Route>> {
-        let fam = if v4 { libc::AF_INET } else { libc::AF_INET6 } as u8;
+    /// Routes of the main table for one family.
+    pub fn routes(&mut self, family: Family) -> Result<Vec<Route>> {
+        let fam = family.raw();
         let mut m = Msg::new(RTM_GETROUTE, 0);
         m.header(&rtmsg(fam, 0, 0, 0, 0, 0));
         let replies = self.dump(m, || "listing routes".to_string())?;
@@ -156,10 +156,9 @@ impl Netlink {
             if rfam != fam || table != u32::from(RT_TABLE_MAIN) || ty != RTN_UNICAST {
                 continue;
             }
-            let unspecified: IpAddr = if v4 {
-                std::net::Ipv4Addr::UNSPECIFIED.into()
-            } else {
-                std::net::Ipv6Addr::UNSPECIFIED.into()
+            let unspecified: IpAddr = match family {
+                Family::V4 => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                Family::V6 => std::net::Ipv6Addr::UNSPECIFIED.into(),
             };
             r.dst = IpNet::new(dst.unwrap_or(unspecified), dst_len)?;
             out.push(r);

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use weft_dataplane::{IpNet, MacAddr, NetNs, Netlink, Scope};
+use weft_dataplane::{Family, IpNet, MacAddr, NetNs, Netlink, Scope};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -65,6 +65,34 @@ fn create_open_exists_delete() {
     assert!(!NetNs::delete(&t.name).unwrap());
     assert!(!NetNs::exists(&t.name));
     assert!(NetNs::open_named(&t.name).unwrap_err().is_not_found());
+}
+
+#[test]
+fn open_by_proc_path_and_refuse_non_namespaces() {
+    let me = NetNs::open(format!("/proc/{}/ns/net", std::process::id())).unwrap();
+    assert!(me.path().starts_with("/proc"));
+    let dir = std::env::temp_dir().join(format!("wdp-notns-{}", std::process::id()));
+    std::fs::write(&dir, "").unwrap();
+    let err = NetNs::open(&dir).unwrap_err();
+    std::fs::remove_file(&dir).unwrap();
+    assert!(err.is_not_found(), "{err}");
+    assert!(NetNs::open("/run/netns/wdp-never-created")
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[test]
+fn run_restores_the_namespace_after_a_panic() {
+    let t = TestNs::new("panic");
+    let before = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.ns.run(|| panic!("boom")).unwrap();
+    }));
+    assert!(caught.is_err());
+    assert_eq!(
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -132,7 +160,7 @@ fn veth_across_namespaces_with_addresses_routes_neighbours_and_tcp() {
         .src(ip("10.99.0.1"))
         .execute()
         .unwrap();
-    let routes = na.routes(true).unwrap();
+    let routes = na.routes(Family::V4).unwrap();
     let r = routes
         .iter()
         .find(|r| r.dst == net("10.99.0.0/24"))
@@ -148,7 +176,7 @@ fn veth_across_namespaces_with_addresses_routes_neighbours_and_tcp() {
         .replace()
         .execute()
         .unwrap();
-    let routes = na.routes(true).unwrap();
+    let routes = na.routes(Family::V4).unwrap();
     let d = routes
         .iter()
         .find(|r| r.dst.prefix() == 0)

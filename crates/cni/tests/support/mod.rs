@@ -107,3 +107,42 @@ pub fn in_subnet(ip: std::net::Ipv4Addr) -> bool {
     let mask = u32::MAX << (32 - SUBNET.1);
     u32::from(ip) & mask == u32::from(SUBNET.0)
 }
+
+/// Runs `attempt` (a client connecting to a test server) until it succeeds with some output, at
+/// most ten times: a server container counts as running as soon as its process exists, a moment
+/// before it listens. Returns the answer, or a description of the last failure to assert on.
+pub fn first_answer(mut attempt: impl FnMut() -> Output) -> String {
+    let mut last = None;
+    for _ in 0..10 {
+        let output = attempt();
+        if output.status.success() && !output.stdout.is_empty() {
+            return String::from_utf8_lossy(&output.stdout).into_owned();
+        }
+        last = Some(output);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    match last {
+        Some(output) => format!(
+            "(no answer after 10 attempts; last: {}, stderr: {})",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        None => "(no attempt made)".to_owned(),
+    }
+}
+
+/// Polls `done` for up to five seconds. weft's DEL takes the pod off the network at once (route,
+/// address) but leaves the kernel's slow veth deletion to a detached process, so "the host veth
+/// is gone" is only true a moment after DEL returns.
+pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
