@@ -12,9 +12,12 @@ N=${N:-100}
 # Operations run in blocks of BLOCK, alternating plugins block by block, so a burst of load on
 # the (shared) machine hits both plugins alike instead of whichever happened to run then.
 BLOCK=${BLOCK:-10}
-WEFT_CNI=${WEFT_CNI:-$here/../target-bench/release/weft-cni}
+WEFT_CNI=${WEFT_CNI:-$here/../target/release/weft-cni}
 REF_DIR=${REF_DIR:-/usr/lib/cni}
 SUBNET=${SUBNET:-10.244.1.0/24}
+# Where both plugins keep their IPAM store. On disk by default, like /var/lib/cni on a node: the
+# file creations are part of an ADD. IPAM_ROOT=/run (tmpfs) takes the disk out of the picture.
+IPAM_ROOT=${IPAM_ROOT:-/var/tmp}
 # Everything this run creates carries the pid, so concurrent runs and other tools are untouched.
 PREFIX="weftbench-$$-"
 
@@ -22,14 +25,17 @@ die() { echo "cni.sh: $*" >&2; exit 1; }
 
 [[ $(id -u) == 0 ]] || die "must run as root (creates network namespaces)"
 command -v ip >/dev/null || die "ip not found: install iproute2"
-[[ -x $WEFT_CNI ]] || die "weft-cni not found at $WEFT_CNI: run CARGO_TARGET_DIR=target-bench cargo build --release -p weft-cni, or set WEFT_CNI"
+[[ -x $WEFT_CNI ]] || die "weft-cni not found at $WEFT_CNI: run cargo build --release -p weft-cni, or set WEFT_CNI"
 for p in bridge host-local; do
   [[ -x $REF_DIR/$p ]] || die "$REF_DIR/$p not found: install containernetworking-plugins"
 done
 (( N > 0 && N < 250 )) || die "N=$N: must be 1..249 (one /24 of pod addresses)"
 (( BLOCK > 0 )) || die "BLOCK=$BLOCK: must be positive"
 
-WORK=$(mktemp -d /tmp/weft-bench.XXXXXX)
+# The harness's own files (configs, results, timings) live on tmpfs: creating a file on this
+# machine's disk can take milliseconds under load, which would pollute every sample.
+WORK=$(mktemp -d /run/weft-bench.XXXXXX)
+IPAM=$(mktemp -d "$IPAM_ROOT/weft-bench-ipam.XXXXXX")
 cleanup() {
   local ns
   # Deleting a host namespace also removes the veths, bridge and routes the plugins made in it;
@@ -37,16 +43,16 @@ cleanup() {
   for ns in $(ip netns list | awk '{print $1}' | grep "^$PREFIX" || true); do
     ip netns del "$ns" 2>/dev/null || echo "cni.sh: could not delete netns $ns" >&2
   done
-  rm -rf "$WORK"
+  rm -rf "$WORK" "$IPAM"
 }
 # Everything runs in this shell (no background jobs), so a signal's trap fires between commands
 # and cleanup never races a loop that is still creating or using namespaces.
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The timed part, run inside a plugin's host namespace: operations from..to of one phase.
+# The timed part, run inside a plugin's host namespace: operations from..to of one phase, each
+# timed on its own (appended to <dir>/<phase>.us, one microsecond count per line).
 # Args: phase (ADD|DEL), label, plugin binary, work dir, from, to, netns prefix, CNI_PATH.
-# Prints the block's wall time in microseconds.
 run_block() {
   local phase=$1 label=$2 plugin=$3 dir=$4 from=$5 to=$6 prefix=$7 cni_path=$8
   local conf i t0 t1
@@ -54,43 +60,35 @@ run_block() {
   export CNI_IFNAME=eth0 CNI_PATH=$cni_path CNI_ARGS=
   fail() {
     echo "cni.sh: $label $phase #$1 failed; stdout:" >&2
-    cat "$dir/out-$1.json" >&2
+    cat "$dir/res-$1.json" >&2
     echo "stderr:" >&2
     cat "$dir/err-$1" >&2
     exit 1
   }
-  if [[ $phase == DEL ]]; then
-    # A runtime hands DEL the cached ADD result as prevResult; building that is not timed.
-    for ((i = from; i <= to; i++)); do
-      printf '%s' "${conf%\}},\"prevResult\":$(<"$dir/out-$i.json")}" >"$dir/in-$i.json"
-    done
-  else
-    for ((i = from; i <= to; i++)); do
-      printf '%s' "$conf" >"$dir/in-$i.json"
-    done
-  fi
-  t0=$EPOCHREALTIME
   for ((i = from; i <= to; i++)); do
+    if [[ $phase == DEL ]]; then
+      # A runtime hands DEL the cached ADD result as prevResult; building that is not timed.
+      printf '%s' "${conf%\}},\"prevResult\":$(<"$dir/out-$i.json")}" >"$dir/in-$i.json"
+    else
+      printf '%s' "$conf" >"$dir/in-$i.json"
+    fi
+    t0=$EPOCHREALTIME
     CNI_COMMAND=$phase CNI_CONTAINERID=bench-$i CNI_NETNS=/run/netns/${prefix}$label-pod$i \
       "$plugin" <"$dir/in-$i.json" >"$dir/res-$i.json" 2>"$dir/err-$i" || fail "$i"
+    t1=$EPOCHREALTIME
+    echo $(( ${t1//[!0-9]/} - ${t0//[!0-9]/} )) >>"$dir/$phase.us"
+    # Keep ADD results for the DEL phase; DEL prints nothing on success.
+    [[ $phase == DEL ]] || mv "$dir/res-$i.json" "$dir/out-$i.json"
   done
-  t1=$EPOCHREALTIME
-  # Keep ADD results for the DEL phase; DEL prints nothing on success.
-  if [[ $phase == ADD ]]; then
-    for ((i = from; i <= to; i++)); do mv "$dir/res-$i.json" "$dir/out-$i.json"; done
-  fi
-  echo $(( ${t1//[!0-9]/} - ${t0//[!0-9]/} ))
 }
 
-# label -> plugin binary, and the per-label running totals (microseconds).
-declare -A PLUGIN ADD_US DEL_US
+# label -> plugin binary.
+declare -A PLUGIN
 
 # Creates label's host namespace, its N pod namespaces and its config (none of it timed).
 setup() {
   local label=$1 plugin=$2 conf=$3 pods=$4 i
   PLUGIN[$label]=$plugin
-  ADD_US[$label]=0
-  DEL_US[$label]=0
   mkdir -p "$WORK/$label"
   printf '%s' "$conf" >"$WORK/$label/conf.json"
   ip netns add "${PREFIX}$label-host"
@@ -102,21 +100,16 @@ setup() {
   fi
 }
 
-# Runs one block of one phase for label in its host namespace and adds it to the totals.
+# Runs one block of one phase for label in its host namespace.
 block() {
-  local phase=$1 label=$2 from=$3 to=$4 us
-  us=$(ip netns exec "${PREFIX}$label-host" bash -c "$(declare -f run_block); run_block \"\$@\"" \
-    run_block "$phase" "$label" "${PLUGIN[$label]}" "$WORK/$label" "$from" "$to" "$PREFIX" "$REF_DIR")
-  if [[ $phase == ADD ]]; then
-    ADD_US[$label]=$(( ${ADD_US[$label]} + us ))
-  else
-    DEL_US[$label]=$(( ${DEL_US[$label]} + us ))
-  fi
+  local phase=$1 label=$2 from=$3 to=$4
+  ip netns exec "${PREFIX}$label-host" bash -c "$(declare -f run_block); run_block \"\$@\"" \
+    run_block "$phase" "$label" "${PLUGIN[$label]}" "$WORK/$label" "$from" "$to" "$PREFIX" "$REF_DIR"
 }
 
 # All ADDs, then all DELs, in blocks; the order of the labels rotates every block.
 run_phase() {
-  local phase=$1 from to k=0 label
+  local phase=$1 from to j k=0 label
   shift
   local labels=("$@")
   for ((from = 1; from <= N; from += BLOCK)); do
@@ -130,8 +123,9 @@ run_phase() {
 }
 
 # The kernel's own cost per pod interface: N veth pairs created into a pod namespace, then
-# deleted, each batch in one `ip -batch` process. A DEL that removes a veth waits for the kernel
-# to unregister the device, which is most of this number.
+# deleted, each batch in one `ip -batch` process (only the batch mean is known, so mean =
+# median). A DEL that removes a veth waits for the kernel to unregister the device, which is
+# most of this number.
 kernel_floor() {
   local host=${PREFIX}kernel-host pod=${PREFIX}kernel-pod i t0 t1
   ip netns add "$host"
@@ -142,27 +136,34 @@ kernel_floor() {
   t0=$EPOCHREALTIME
   ip -n "$host" -batch "$WORK/kernel-add.batch"
   t1=$EPOCHREALTIME
-  ADD_US[kernel]=$(( ${t1//[!0-9]/} - ${t0//[!0-9]/} ))
+  mkdir -p "$WORK/kernel"
+  echo $(( (${t1//[!0-9]/} - ${t0//[!0-9]/}) / N )) >"$WORK/kernel/ADD.us"
   t0=$EPOCHREALTIME
   ip -n "$host" -batch "$WORK/kernel-del.batch"
   t1=$EPOCHREALTIME
-  DEL_US[kernel]=$(( ${t1//[!0-9]/} - ${t0//[!0-9]/} ))
+  echo $(( (${t1//[!0-9]/} - ${t0//[!0-9]/}) / N )) >"$WORK/kernel/DEL.us"
   ip netns del "$pod"
   ip netns del "$host"
 }
 
-# The DELs must have undone the ADDs: nothing but lo (and the reference's bridge) is left.
+# The DELs must have undone the ADDs: nothing but lo (and the reference's bridge) is left. A
+# plugin may finish removing links a moment after DEL returns (weft leaves the kernel's slow veth
+# deletion to a detached process), so this waits up to 5 s before calling it a leak.
 check_clean() {
-  local label=$1 left
-  left=$(ip -n "${PREFIX}$label-host" -o link show | awk -F': ' '{print $2}' \
-    | grep -v -e '^lo$' -e '^benchbr0$' || true)
-  [[ -z $left ]] || die "$label left links behind after DEL: $left"
+  local label=$1 left tries
+  for ((tries = 0; tries < 50; tries++)); do
+    left=$(ip -n "${PREFIX}$label-host" -o link show | awk -F': ' '{print $2}' \
+      | grep -v -e '^lo$' -e '^benchbr0$' || true)
+    [[ -n $left ]] || return 0
+    sleep 0.1
+  done
+  die "$label left links behind after DEL: $left"
 }
 
-weft_conf='{"cniVersion":"1.0.0","name":"benchweft","type":"weft-cni","mtu":1500,"ipam":{"subnet":"'$SUBNET'","dataDir":"'$WORK'/weft/ipam"}}'
-ref_conf='{"cniVersion":"1.0.0","name":"benchref","type":"bridge","bridge":"benchbr0","isGateway":true,"ipam":{"type":"host-local","subnet":"'$SUBNET'","routes":[{"dst":"0.0.0.0/0"}],"dataDir":"'$WORK'/ref/ipam"}}'
+weft_conf='{"cniVersion":"1.0.0","name":"benchweft","type":"weft-cni","mtu":1500,"ipam":{"subnet":"'$SUBNET'","dataDir":"'$IPAM'/weft"}}'
+ref_conf='{"cniVersion":"1.0.0","name":"benchref","type":"bridge","bridge":"benchbr0","isGateway":true,"ipam":{"type":"host-local","subnet":"'$SUBNET'","routes":[{"dst":"0.0.0.0/0"}],"dataDir":"'$IPAM'/ref"}}'
 
-echo "cni.sh: $N ADDs then $N DELs per plugin, interleaved in blocks of $BLOCK ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r))"
+echo "cni.sh: $N ADDs then $N DELs per plugin, interleaved in blocks of $BLOCK, IPAM under $IPAM_ROOT ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r))"
 setup weft "$WEFT_CNI" "$weft_conf" pods
 setup ref "$REF_DIR/bridge" "$ref_conf" pods
 # /bin/true as a "plugin": fork+exec+redirections of the same loop, nothing else.
@@ -173,15 +174,29 @@ check_clean weft
 check_clean ref
 kernel_floor
 
-awk -v n="$N" -v wa="${ADD_US[weft]}" -v wd="${DEL_US[weft]}" -v ra="${ADD_US[ref]}" \
-  -v rd="${DEL_US[ref]}" -v ka="${ADD_US[kernel]}" -v kd="${DEL_US[kernel]}" \
-  -v ea="${ADD_US[exec]}" -v ed="${DEL_US[exec]}" 'BEGIN {
-  printf "%-24s %12s %12s\n", "plugin", "ADD mean", "DEL mean"
-  printf "%-24s %9.2f ms %9.2f ms\n", "weft-cni", wa / n / 1000, wd / n / 1000
-  printf "%-24s %9.2f ms %9.2f ms\n", "bridge + host-local", ra / n / 1000, rd / n / 1000
-  printf "%-24s %11.1fx %11.1fx\n", "ratio reference/weft", ra / wa, rd / wd
-  printf "target: ADD >= 5x (%s), DEL >= 10x (%s)\n", (ra / wa >= 5 ? "met" : "MISSED"), (rd / wd >= 10 ? "met" : "MISSED")
-  printf "yardsticks (costs any plugin pays on this machine):\n"
-  printf "%-24s %9.2f ms %9.2f ms\n", "exec floor (/bin/true)", ea / n / 1000, ed / n / 1000
-  printf "%-24s %9.2f ms %9.2f ms\n", "kernel veth add/del", ka / n / 1000, kd / n / 1000
-}'
+# mean and median of a label's phase, in ms: "<mean> <median>".
+stats() {
+  sort -n "$WORK/$1/$2.us" | awk '{ v[NR] = $1; sum += $1 }
+    END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          printf "%.2f %.2f\n", sum / NR / 1000, m / 1000 }'
+}
+row() {
+  local mean_add median_add mean_del median_del
+  read -r mean_add median_add < <(stats "$2" ADD)
+  read -r mean_del median_del < <(stats "$2" DEL)
+  printf '%-24s %9s ms %9s ms   %9s ms %9s ms\n' "$1" "$mean_add" "$mean_del" "$median_add" "$median_del"
+}
+ratio() {
+  local w r
+  read -r w _ < <(stats weft "$1")
+  read -r r _ < <(stats ref "$1")
+  awk -v w="$w" -v r="$r" -v t="$2" 'BEGIN { printf "%.1fx (target >= %dx: %s)", r / w, t, (r / w >= t ? "met" : "MISSED") }'
+}
+
+printf '%-24s %12s %12s   %12s %12s\n' plugin "ADD mean" "DEL mean" "ADD median" "DEL median"
+row weft-cni weft
+row "bridge + host-local" ref
+echo "ratio reference/weft (means): ADD $(ratio ADD 5), DEL $(ratio DEL 10)"
+echo "yardsticks (costs any plugin pays on this machine):"
+row "exec floor (/bin/true)" exec
+row "kernel veth add/del" kernel
