@@ -14,8 +14,13 @@ for m in "${manifests[@]}"; do args+=(-f "$m"); done
 "$weft" lab up "${args[@]}"
 echo
 "$weft" get nodes -o wide
+# One request across the pod network, as the README's tour does it.
+web_ip=$("$weft" get pods -o json | python3 -c 'import json,sys; print(next(p["status"]["podIP"] for p in json.load(sys.stdin)["items"] if p["metadata"]["name"].startswith("web-")))' 2>/dev/null || true)
+if [[ -n $web_ip ]]; then
+    echo
+    echo "\$ weft exec client -- curl -s http://$web_ip/clientip"
+    "$weft" exec client -- curl -s --max-time 5 "http://$web_ip/clientip"
+    echo
+fi
 echo
-"$weft" get pods -A -o wide
-echo
-echo "Try:  $weft exec client -- curl -s http://<web pod IP>/hostname"
-echo "Then: $weft lab down"
+echo "Explore with $weft (get, exec, logs, apply, delete; --help on each). Remove it all: $weft lab down"
