@@ -188,17 +188,7 @@ impl Netlink {
     /// Looks a link up; `Ok(None)` when it does not exist.
     pub fn link_get(&mut self, link: impl Into<LinkRef>) -> Result<Option<Link>> {
         let link = link.into();
-        let mut m = Msg::new(RTM_GETLINK, 0);
-        match &link {
-            LinkRef::Name(n) => {
-                check_ifname(n)?;
-                m.header(&ifinfomsg(0, 0, 0));
-                m.attr_str(IFLA_IFNAME, n);
-            }
-            LinkRef::Index(i) => {
-                m.header(&ifinfomsg(i.0, 0, 0));
-            }
-        }
+        let m = addressed(RTM_GETLINK, &link)?;
         match self.get(m, || format!("getting link {link}")) {
             Ok(payload) => parse_link(&payload)
                 .map(Some)
@@ -233,17 +223,7 @@ impl Netlink {
     /// with [`Error::is_not_found`] true, so callers decide whether that is fine.
     pub fn link_del(&mut self, link: impl Into<LinkRef>) -> Result<()> {
         let link = link.into();
-        let mut m = Msg::new(RTM_DELLINK, 0);
-        match &link {
-            LinkRef::Name(n) => {
-                check_ifname(n)?;
-                m.header(&ifinfomsg(0, 0, 0));
-                m.attr_str(IFLA_IFNAME, n);
-            }
-            LinkRef::Index(i) => {
-                m.header(&ifinfomsg(i.0, 0, 0));
-            }
-        }
+        let m = addressed(RTM_DELLINK, &link)?;
         self.request(m, || format!("deleting link {link}"))
     }
 
@@ -255,6 +235,22 @@ impl Netlink {
 
 /// Builder for a veth pair; see [`Netlink::link_add_veth`].
 #[must_use = "call .execute()"]
+/// A link message naming its link the way the caller did: by name (IFLA_IFNAME) or index.
+fn addressed(kind: u16, link: &LinkRef) -> Result<Msg> {
+    let mut m = Msg::new(kind, 0);
+    match link {
+        LinkRef::Name(n) => {
+            check_ifname(n)?;
+            m.header(&ifinfomsg(0, 0, 0));
+            m.attr_str(IFLA_IFNAME, n);
+        }
+        LinkRef::Index(i) => {
+            m.header(&ifinfomsg(i.0, 0, 0));
+        }
+    }
+    Ok(m)
+}
+
 pub struct VethAdd<'a> {
     nl: &'a mut Netlink,
     name: String,
