@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use weft_lab::layout::Layout;
-use weft_model::config::{ClusterConfig, ClusterName};
+use weft_model::config::{ClusterConfig, ClusterName, NetworkMode};
 
 #[derive(Subcommand)]
 pub enum LabCommand {
@@ -27,6 +27,9 @@ pub enum LabCommand {
         /// Number of nodes (overrides the config).
         #[arg(long)]
         nodes: Option<u32>,
+        /// How pods on different nodes reach each other: vxlan or direct (overrides the config).
+        #[arg(long = "network-mode")]
+        network_mode: Option<NetworkMode>,
         /// How long to wait for pods to become ready, in seconds.
         #[arg(long, default_value_t = 60)]
         wait: u64,
@@ -37,6 +40,17 @@ pub enum LabCommand {
         /// The cluster's name; defaults to --lab.
         #[arg(long)]
         name: Option<ClusterName>,
+    },
+    /// Add or remove nodes of a running lab.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Run a command on the lab's outside host (203.0.113.10), outside the cluster.
+    #[command(
+        after_help = "Examples:\n  weft lab outside -- curl -s http://172.20.0.2:30080/hostname\n  weft lab outside -- ip -br addr"
+    )]
+    Outside {
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// The control plane of a lab (started by `lab up`).
     #[command(hide = true)]
@@ -49,6 +63,29 @@ pub enum LabCommand {
     },
 }
 
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Add a node: its namespace, the first free pod CIDR, a kubelet and an agent.
+    #[command(after_help = "Examples:\n  weft lab node add\n  weft lab node add --label zone=b")]
+    Add {
+        /// Extra node labels, KEY=VALUE (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Remove a node; its pods are scheduled elsewhere.
+    #[command(after_help = "Examples:\n  weft lab node remove weft-node2")]
+    Remove { name: String },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    weft_model::names::check_label_key(k)?;
+    weft_model::names::check_label_value(v)?;
+    Ok((k.to_string(), v.to_string()))
+}
+
 pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
     let state_root = Layout::state_root_from_env();
     match cmd {
@@ -57,13 +94,21 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
             config,
             name,
             nodes,
+            network_mode,
             wait,
         } => {
             let mut cluster = match &config {
                 Some(path) => {
                     let text = std::fs::read_to_string(path)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    ClusterConfig::from_yaml(&path.display().to_string(), &text)?
+                    let mut cluster = ClusterConfig::from_yaml(&path.display().to_string(), &text)?;
+                    // A config without a name builds the lab the command names (--lab).
+                    let named = serde_yaml::from_str::<serde_yaml::Value>(&text)
+                        .is_ok_and(|doc| doc.get("name").is_some());
+                    if !named {
+                        cluster.name = lab.clone();
+                    }
+                    cluster
                 }
                 None => ClusterConfig {
                     name: lab.clone(),
@@ -75,6 +120,9 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
             }
             if let Some(nodes) = nodes {
                 cluster.nodes = nodes;
+            }
+            if let Some(mode) = network_mode {
+                cluster.network_mode = mode;
             }
             // Parse everything before creating anything.
             let objects = if files.is_empty() {
@@ -121,6 +169,25 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
                 );
             }
             Ok(0)
+        }
+        LabCommand::Node(NodeCommand::Add { labels }) => {
+            let (layout, config, store) = weft_lab::lab::open(lab, &state_root)?;
+            let slot = weft_lab::nodes::add(&layout, &config, &store, &labels)?;
+            println!(
+                "node/{} added: {} pod CIDR {}",
+                slot.name, slot.ip, slot.pod_cidr
+            );
+            Ok(0)
+        }
+        LabCommand::Node(NodeCommand::Remove { name }) => {
+            let (layout, _, store) = weft_lab::lab::open(lab, &state_root)?;
+            let moved = weft_lab::nodes::remove(&layout, &store, &name)?;
+            println!("node/{name} removed; {moved} pod(s) rescheduled");
+            Ok(0)
+        }
+        LabCommand::Outside { command } => {
+            let (layout, _, _) = weft_lab::lab::open(lab, &state_root)?;
+            weft_lab::lab::run_outside(&layout, &command).map_err(Into::into)
         }
         LabCommand::Controller => {
             let (_, _, store) = weft_lab::lab::open(lab, &state_root)?;

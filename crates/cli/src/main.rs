@@ -60,6 +60,19 @@ enum Command {
         after_help = "Examples:\n  weft logs client\n  weft logs web-7d9c6b5f4-x2kqz -c web"
     )]
     Logs(exec::LogsArgs),
+    /// The node agent: keeps this node's routes, overlay and egress rules in step with the
+    /// cluster (the lab starts one per node; on Kubernetes it runs as a DaemonSet).
+    #[command(
+        after_help = "Examples:\n  weft --lab demo agent --node demo-node1          # inside that node's network namespace\n  weft --lab demo agent --node demo-node2 --plan   # print the node's plan, change nothing"
+    )]
+    Agent {
+        /// The node this agent runs on.
+        #[arg(long)]
+        node: String,
+        /// Print the plan (routes, overlay entries, egress table) as commands and exit.
+        #[arg(long)]
+        plan: bool,
+    },
     /// Run a built-in workload (the lab starts these inside pods).
     #[command(hide = true)]
     Workload {
@@ -83,6 +96,8 @@ fn main() {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Daemons log to files: colour codes only for a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let code = match run(cli) {
         Ok(code) => code,
@@ -102,6 +117,21 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Get(args) => get::get(&cli.lab, args).map(|()| 0),
         Command::Exec(args) => exec::exec(&cli.lab, args),
         Command::Logs(args) => exec::logs(&cli.lab, args).map(|()| 0),
+        Command::Agent { node, plan } => {
+            let (_, config, store) =
+                weft_lab::lab::open(&cli.lab, &weft_lab::layout::Layout::state_root_from_env())?;
+            let agent = weft_agent::Agent::new(
+                store,
+                weft_net::NetworkConfig::from_cluster(&config),
+                &node,
+            );
+            if plan {
+                print!("{}", agent.plan()?);
+            } else {
+                agent.run()?;
+            }
+            Ok(0)
+        }
         Command::Workload { args } => {
             let workload = weft_workloads::Workload::from_args(&args)?;
             weft_workloads::run(&workload)?;

@@ -2,100 +2,12 @@
 //! `weft-cni`, real traffic. Needs root. Each test uses its own lab name and state directory, and
 //! tears its lab down in Drop, also when it fails.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+mod support;
+
+use std::process::Command;
 
 use serde_json::Value;
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-struct Lab {
-    name: String,
-    state: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new() -> Lab {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        // Cluster names are short (they prefix netns names): "t" + pid + counter, in base 36.
-        let name = format!("t{}{n}", radix36(std::process::id()));
-        Lab {
-            name,
-            state: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn weft(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(["--lab", &self.name])
-            .args(args)
-            .env("WEFT_STATE_DIR", self.state.path())
-            .current_dir(workspace_root())
-            .output()
-            .expect("running weft")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.weft(args);
-        assert!(
-            out.status.success(),
-            "weft {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn pods(&self, extra: &[&str]) -> Vec<Value> {
-        let mut args = vec!["get", "pods", "-o", "json"];
-        args.extend_from_slice(extra);
-        let v: Value = serde_json::from_str(&self.ok(&args)).expect("pods json");
-        v["items"].as_array().cloned().unwrap_or_default()
-    }
-
-    fn netns(&self) -> Vec<String> {
-        let prefix = format!("weft_{}_", self.name);
-        netns_list()
-            .into_iter()
-            .filter(|n| n.starts_with(&prefix))
-            .collect()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.weft(&["lab", "down"]);
-    }
-}
-
-fn radix36(mut n: u32) -> String {
-    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(digits[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap()
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn netns_list() -> Vec<String> {
-    std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use support::{name_of, netns_list, pod_ip, wait_for, Lab};
 
 fn root_links() -> String {
     let out = Command::new("ip")
@@ -110,20 +22,6 @@ fn root_links() -> String {
         .collect();
     names.sort();
     names.join(",")
-}
-
-fn pod_ip(pod: &Value) -> String {
-    pod["status"]["podIP"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn name_of(pod: &Value) -> String {
-    pod["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
 }
 
 #[test]
@@ -325,17 +223,6 @@ fn running(pods: &[Value]) -> usize {
         .count()
 }
 
-fn wait_for(mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not met within 20s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn up_and_down_twice_leave_the_machine_as_it_was() {
     let netns_before = netns_list();
@@ -343,7 +230,12 @@ fn up_and_down_twice_leave_the_machine_as_it_was() {
     let lab = Lab::new();
     for _ in 0..2 {
         lab.ok(&["lab", "up", "--wait", "30"]);
-        assert_eq!(lab.netns().len(), 2, "fabric + one node: {:?}", lab.netns());
+        assert_eq!(
+            lab.netns().len(),
+            3,
+            "fabric, outside and one node: {:?}",
+            lab.netns()
+        );
         let nodes: Value = serde_json::from_str(&lab.ok(&["get", "nodes", "-o", "json"])).unwrap();
         assert_eq!(nodes["items"][0]["spec"]["podCIDR"], "10.244.0.0/24");
         lab.ok(&["lab", "down"]);

@@ -19,6 +19,9 @@ pub enum Error {
     /// The kernel answered something we could not decode.
     #[error("{op}: malformed netlink reply: {detail}")]
     Protocol { op: String, detail: String },
+    /// `nft` refused a ruleset or command; `stderr` is its explanation.
+    #[error("{op}: nft: {stderr}")]
+    Nft { op: String, stderr: String },
     /// A caller passed a value the kernel would reject anyway; refused before any syscall.
     #[error("invalid {what} {value:?}: {reason}")]
     Invalid {

@@ -30,6 +30,11 @@ const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
+const IFLA_VXLAN_ID: u16 = 1;
+const IFLA_VXLAN_LINK: u16 = 3;
+const IFLA_VXLAN_LOCAL: u16 = 4;
+const IFLA_VXLAN_LEARNING: u16 = 7;
+const IFLA_VXLAN_PORT: u16 = 15;
 
 const IFF_UP: u32 = 0x1;
 const IF_OPER_UP: u8 = 6;
@@ -51,6 +56,45 @@ pub struct Link {
     /// `IFLA_INFO_KIND`: "veth", "bridge", ... (None for physical/loopback links).
     pub kind: Option<String>,
     pub master: Option<IfIndex>,
+    /// The VXLAN parameters, for links of kind "vxlan".
+    pub vxlan: Option<VxlanInfo>,
+}
+
+/// What the kernel reports of a VXLAN device: enough to tell whether it is the one we want.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanInfo {
+    pub vni: u32,
+    /// Local (source) address of the encapsulated packets.
+    pub local: Option<std::net::Ipv4Addr>,
+    /// Destination UDP port.
+    pub port: u16,
+    /// Underlay device the tunnel is bound to.
+    pub underlay: Option<IfIndex>,
+    pub learning: bool,
+}
+
+fn parse_vxlan(data: &[u8]) -> VxlanInfo {
+    let mut info = VxlanInfo {
+        vni: 0,
+        local: None,
+        port: 0,
+        underlay: None,
+        learning: false,
+    };
+    for (ty, d) in Attrs::new(data) {
+        match ty {
+            IFLA_VXLAN_ID => info.vni = attr_u32(d).unwrap_or(0),
+            IFLA_VXLAN_LINK => info.underlay = attr_u32(d).filter(|i| *i != 0).map(IfIndex),
+            IFLA_VXLAN_LOCAL if d.len() == 4 => {
+                info.local = Some(std::net::Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+            }
+            IFLA_VXLAN_LEARNING => info.learning = d.first().is_some_and(|b| *b != 0),
+            // The port travels in network byte order.
+            IFLA_VXLAN_PORT if d.len() == 2 => info.port = u16::from_be_bytes([d[0], d[1]]),
+            _ => {}
+        }
+    }
+    info
 }
 
 /// How an operation names its link: by name or by index.
@@ -136,6 +180,7 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
         oper_up: false,
         kind: None,
         master: None,
+        vxlan: None,
     };
     for (ty, data) in Attrs::new(&payload[16..]) {
         match ty {
@@ -149,10 +194,16 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
             IFLA_MASTER => link.master = attr_u32(data).map(IfIndex),
             IFLA_OPERSTATE => link.oper_up = data.first() == Some(&IF_OPER_UP),
             IFLA_LINKINFO => {
+                let mut info_data = None;
                 for (ity, idata) in Attrs::new(data) {
-                    if ity == IFLA_INFO_KIND {
-                        link.kind = Some(attr_string(idata));
+                    match ity {
+                        IFLA_INFO_KIND => link.kind = Some(attr_string(idata)),
+                        IFLA_INFO_DATA => info_data = Some(idata),
+                        _ => {}
                     }
+                }
+                if let (Some("vxlan"), Some(d)) = (link.kind.as_deref(), info_data) {
+                    link.vxlan = Some(parse_vxlan(d));
                 }
             }
             _ => {}
@@ -182,6 +233,22 @@ impl Netlink {
             nl: self,
             name: name.to_string(),
             mtu: None,
+        }
+    }
+
+    /// Starts creating a VXLAN device with network identifier `vni` (destination port 4789,
+    /// learning off, unless the builder says otherwise).
+    pub fn link_add_vxlan<'a>(&'a mut self, name: &str, vni: u32) -> VxlanAdd<'a> {
+        VxlanAdd {
+            nl: self,
+            name: name.to_string(),
+            vni,
+            local: None,
+            port: 4789,
+            underlay: None,
+            learning: false,
+            mtu: None,
+            mac: None,
         }
     }
 
@@ -216,6 +283,7 @@ impl Netlink {
             netns: None,
             name: None,
             mtu: None,
+            mac: None,
         }
     }
 
@@ -350,6 +418,88 @@ impl BridgeAdd<'_> {
     }
 }
 
+/// Builder for a VXLAN device; see [`Netlink::link_add_vxlan`].
+#[must_use = "call .execute()"]
+pub struct VxlanAdd<'a> {
+    nl: &'a mut Netlink,
+    name: String,
+    vni: u32,
+    local: Option<std::net::Ipv4Addr>,
+    port: u16,
+    underlay: Option<IfIndex>,
+    learning: bool,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+}
+
+impl VxlanAdd<'_> {
+    /// Source address of encapsulated packets (the node's underlay address).
+    pub fn local(mut self, ip: std::net::Ipv4Addr) -> Self {
+        self.local = Some(ip);
+        self
+    }
+    /// Destination UDP port of encapsulated packets.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+    /// The underlay device the tunnel sends through.
+    pub fn underlay(mut self, link: IfIndex) -> Self {
+        self.underlay = Some(link);
+        self
+    }
+    /// Learn remote MACs from received packets (off by default: entries are programmed).
+    pub fn learning(mut self, on: bool) -> Self {
+        self.learning = on;
+        self
+    }
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+
+    pub fn execute(self) -> Result<()> {
+        check_ifname(&self.name)?;
+        if self.vni == 0 || self.vni >= 1 << 24 {
+            return Err(Error::Invalid {
+                what: "VXLAN network identifier",
+                value: self.vni.to_string(),
+                reason: "must be between 1 and 16777215",
+            });
+        }
+        let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+        m.header(&ifinfomsg(0, 0, 0));
+        m.attr_str(IFLA_IFNAME, &self.name);
+        if let Some(mtu) = self.mtu {
+            m.attr_u32(IFLA_MTU, mtu);
+        }
+        if let Some(mac) = self.mac {
+            m.attr(IFLA_ADDRESS, &mac.0);
+        }
+        let info = m.begin_nest(IFLA_LINKINFO);
+        m.attr_str(IFLA_INFO_KIND, "vxlan");
+        let data = m.begin_nest(IFLA_INFO_DATA);
+        m.attr_u32(IFLA_VXLAN_ID, self.vni);
+        if let Some(local) = self.local {
+            m.attr(IFLA_VXLAN_LOCAL, &local.octets());
+        }
+        if let Some(link) = self.underlay {
+            m.attr_u32(IFLA_VXLAN_LINK, link.0);
+        }
+        m.attr(IFLA_VXLAN_LEARNING, &[u8::from(self.learning)]);
+        m.attr(IFLA_VXLAN_PORT, &self.port.to_be_bytes());
+        m.end_nest(data);
+        m.end_nest(info);
+        let (name, vni) = (self.name, self.vni);
+        self.nl
+            .request(m, || format!("creating vxlan {name} (vni {vni})"))
+    }
+}
+
 /// Builder for link attribute changes; see [`Netlink::link_set`]. All changes go in one
 /// RTM_NEWLINK request, so they apply together.
 #[must_use = "call .execute()"]
@@ -361,9 +511,15 @@ pub struct LinkSet<'a> {
     netns: Option<std::os::fd::RawFd>,
     name: Option<String>,
     mtu: Option<u32>,
+    mac: Option<MacAddr>,
 }
 
 impl LinkSet<'_> {
+    /// Sets the link's hardware address.
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.mac = Some(mac);
+        self
+    }
     pub fn up(mut self) -> Self {
         self.up = Some(true);
         self
@@ -437,6 +593,10 @@ impl LinkSet<'_> {
         if let Some(mtu) = self.mtu {
             m.attr_u32(IFLA_MTU, mtu);
             what.push(format!("mtu {mtu}"));
+        }
+        if let Some(mac) = self.mac {
+            m.attr(IFLA_ADDRESS, &mac.0);
+            what.push(format!("address {mac}"));
         }
         if let Some(master) = self.master {
             m.attr_u32(IFLA_MASTER, master);

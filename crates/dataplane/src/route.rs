@@ -19,8 +19,8 @@ const RTA_GATEWAY: u16 = 5;
 const RTA_PREFSRC: u16 = 7;
 const RTA_TABLE: u16 = 15;
 const RT_TABLE_MAIN: u8 = 254;
-/// `ip route` marks routes it adds as "boot"; we do the same so they look familiar.
-const RTPROT_BOOT: u8 = 3;
+/// `ip route` marks routes it adds as "boot"; routes default to it so they look familiar.
+pub const RTPROT_BOOT: u8 = 3;
 const RTN_UNICAST: u8 = 1;
 const RTNH_F_ONLINK: u32 = 4;
 
@@ -65,6 +65,8 @@ pub struct Route {
     pub scope: Scope,
     pub onlink: bool,
     pub src: Option<IpAddr>,
+    /// Who installed the route (`proto` in `ip route`): lets an owner find its own routes.
+    pub protocol: u8,
 }
 
 /// rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
@@ -92,6 +94,7 @@ impl Netlink {
                 scope: Scope::Universe,
                 onlink: false,
                 src: None,
+                protocol: RTPROT_BOOT,
             },
             scope_set: false,
             replace: false,
@@ -132,7 +135,8 @@ impl Netlink {
             if p.len() < 12 {
                 return Err(Error::protocol("listing routes", "short rtmsg"));
             }
-            let (rfam, dst_len, mut table, scope, ty) = (p[0], p[1], u32::from(p[4]), p[6], p[7]);
+            let (rfam, dst_len, mut table, protocol, scope, ty) =
+                (p[0], p[1], u32::from(p[4]), p[5], p[6], p[7]);
             let flags = u32::from_ne_bytes([p[8], p[9], p[10], p[11]]);
             let mut r = Route {
                 dst: IpNet::default_v4(),
@@ -141,6 +145,7 @@ impl Netlink {
                 scope: Scope::from_raw(scope),
                 onlink: flags & RTNH_F_ONLINK != 0,
                 src: None,
+                protocol,
             };
             let mut dst = None;
             for (t, data) in Attrs::new(&p[12..]) {
@@ -201,6 +206,11 @@ impl RouteAdd<'_> {
         self.route.src = Some(src);
         self
     }
+    /// Marks the route as installed by `protocol` (`ip route ... proto N`).
+    pub fn protocol(mut self, protocol: u8) -> Self {
+        self.route.protocol = protocol;
+        self
+    }
     /// Replace an existing route to the same destination instead of failing (`ip route replace`).
     pub fn replace(mut self) -> Self {
         self.replace = true;
@@ -227,7 +237,7 @@ impl RouteAdd<'_> {
             r.dst.prefix(),
             scope.raw(),
             rflags,
-            RTPROT_BOOT,
+            r.protocol,
             RTN_UNICAST,
         ));
         if r.dst.prefix() > 0 {

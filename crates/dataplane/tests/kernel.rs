@@ -291,3 +291,166 @@ fn sysctl_in_test_namespace() {
         .unwrap();
     assert_eq!(v, "1");
 }
+
+/// Two namespaces on a veth "underlay", each with a VXLAN device whose forwarding entry,
+/// neighbour and onlink route point at the other: TCP flows between the overlay addresses.
+#[test]
+fn vxlan_overlay_with_fdb_neighbour_and_owned_routes() {
+    let a = TestNs::new("vxa");
+    let b = TestNs::new("vxb");
+    let mut na = a.nl();
+    let mut nb = b.nl();
+    na.link_add_veth("u0", "u0")
+        .peer_netns(&b.ns)
+        .execute()
+        .unwrap();
+    let (mac_a, mac_b): (MacAddr, MacAddr) = (
+        "0e:57:00:00:00:01".parse().unwrap(),
+        "0e:57:00:00:00:02".parse().unwrap(),
+    );
+    let sides = [
+        (
+            &mut na,
+            "192.0.2.1",
+            "10.99.1.0",
+            "192.0.2.2",
+            "10.99.2.0",
+            mac_a,
+            mac_b,
+        ),
+        (
+            &mut nb,
+            "192.0.2.2",
+            "10.99.2.0",
+            "192.0.2.1",
+            "10.99.1.0",
+            mac_b,
+            mac_a,
+        ),
+    ];
+    for (nl, under, over, peer_under, peer_over, mine, theirs) in sides {
+        nl.lo_up().unwrap();
+        let u0 = nl.link_get("u0").unwrap().unwrap().index;
+        nl.addr_add(u0, net(&format!("{under}/24")))
+            .execute()
+            .unwrap();
+        nl.link_set(u0).up().execute().unwrap();
+        nl.link_add_vxlan("vx0", 4242)
+            .local(under.parse().unwrap())
+            .port(4790)
+            .underlay(u0)
+            .mtu(1450)
+            .mac(mine)
+            .execute()
+            .unwrap();
+        let vx = nl.link_get("vx0").unwrap().unwrap();
+        assert_eq!(vx.kind.as_deref(), Some("vxlan"));
+        assert_eq!(vx.mac, Some(mine));
+        assert_eq!(vx.mtu, 1450);
+        let info = vx.vxlan.clone().expect("vxlan info");
+        assert_eq!(info.vni, 4242);
+        assert_eq!(info.port, 4790);
+        assert_eq!(info.local, Some(under.parse().unwrap()));
+        assert_eq!(info.underlay, Some(u0));
+        assert!(!info.learning);
+        nl.addr_add(vx.index, net(&format!("{over}/32")))
+            .execute()
+            .unwrap();
+        nl.link_set(vx.index).up().execute().unwrap();
+        nl.fdb_replace(vx.index, theirs, ip(peer_under)).unwrap();
+        nl.neigh_add_permanent(vx.index, ip(peer_over), theirs)
+            .unwrap();
+        nl.route_add(net(&format!("{}/24", peer_over)))
+            .gateway(ip(peer_over))
+            .oif(vx.index)
+            .onlink()
+            .protocol(0x57)
+            .execute()
+            .unwrap();
+        // Replacing an entry is idempotent; the listing shows exactly the one entry.
+        nl.fdb_replace(vx.index, theirs, ip(peer_under)).unwrap();
+        let fdbs = nl.fdbs(vx.index).unwrap();
+        let ours: Vec<_> = fdbs.iter().filter(|e| e.mac == theirs).collect();
+        assert_eq!(ours.len(), 1, "{fdbs:?}");
+        assert_eq!(ours[0].dst, Some(ip(peer_under)));
+        assert!(ours[0].permanent);
+        // FDB entries are not neighbours.
+        let neighs = nl.neighs(vx.index).unwrap();
+        assert_eq!(neighs.len(), 1, "{neighs:?}");
+        let owned: Vec<_> = nl
+            .routes(Family::V4)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.protocol == 0x57)
+            .collect();
+        assert_eq!(owned.len(), 1, "{owned:?}");
+        assert!(owned[0].onlink);
+        assert_eq!(owned[0].gateway, Some(ip(peer_over)));
+    }
+
+    let listener =
+        b.ns.run(|| TcpListener::bind("10.99.2.0:7000"))
+            .unwrap()
+            .unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, peer) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&buf).unwrap();
+        peer
+    });
+    let mut c =
+        a.ns.run(|| {
+            std::net::TcpStream::connect_timeout(
+                &"10.99.2.0:7000".parse::<SocketAddr>().unwrap(),
+                Duration::from_secs(5),
+            )
+        })
+        .unwrap()
+        .unwrap();
+    c.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 5];
+    c.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello");
+    assert_eq!(
+        server.join().unwrap().ip(),
+        ip("10.99.1.0"),
+        "overlay source kept"
+    );
+
+    // Deletes: the entries go, and deleting them again reports "not found".
+    let vx = na.link_get("vx0").unwrap().unwrap().index;
+    na.fdb_del(vx, mac_b, Some(ip("192.0.2.2"))).unwrap();
+    assert!(na.fdbs(vx).unwrap().iter().all(|e| e.mac != mac_b));
+    assert!(na.fdb_del(vx, mac_b, None).unwrap_err().is_not_found());
+    na.neigh_del(vx, ip("10.99.2.0")).unwrap();
+    assert!(na.neighs(vx).unwrap().is_empty());
+    assert!(na
+        .neigh_del(vx, ip("10.99.2.0"))
+        .unwrap_err()
+        .is_not_found());
+}
+
+#[test]
+fn nft_tables_load_atomically_and_bad_rulesets_change_nothing() {
+    let t = TestNs::new("nft");
+    t.ns.run(|| {
+        use weft_dataplane::nft;
+        assert_eq!(nft::table("ip", "wdp_test").unwrap(), None);
+        nft::apply(
+            "table ip wdp_test {\n  chain post {\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr 10.1.0.0/24 ip daddr != 10.0.0.0/8 masquerade\n  }\n}\n",
+        )
+        .unwrap();
+        let text = nft::table("ip", "wdp_test").unwrap().expect("table exists");
+        assert!(text.contains("masquerade"), "{text}");
+        // A broken script is refused whole: the error names the problem, the table is unchanged.
+        let err = nft::apply("delete table ip wdp_test\ntable ip wdp_test { chain c { nonsense } }\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("nft:"), "{err}");
+        assert_eq!(nft::table("ip", "wdp_test").unwrap().as_deref(), Some(text.as_str()));
+        nft::delete_table("ip", "wdp_test").unwrap();
+        nft::delete_table("ip", "wdp_test").unwrap();
+        assert_eq!(nft::table("ip", "wdp_test").unwrap(), None);
+    })
+    .unwrap();
+}

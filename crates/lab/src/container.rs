@@ -40,6 +40,8 @@ impl ContainerProcess {
         let resolv = cstring(self.resolv_conf.as_os_str().as_bytes())?;
         let target = cstring(b"/etc/resolv.conf")?;
         let root = cstring(b"/")?;
+        let sys = cstring(b"/sys")?;
+        let sysfs = cstring(b"sysfs")?;
         let detach = self.detach;
 
         let mut cmd = Command::new(&self.program);
@@ -53,6 +55,7 @@ impl ContainerProcess {
         unsafe {
             cmd.pre_exec(move || {
                 enter_pod(&netns, &hostname, &root, &resolv, &target)?;
+                mount_sysfs(&sysfs, &sys)?;
                 if detach && libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -125,6 +128,25 @@ pub fn container_env(
         env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
     }
     env
+}
+
+/// A sysfs of the pod's own network namespace over /sys, as container runtimes mount it, so
+/// /sys/class/net lists the pod's interfaces and not the machine's.
+fn mount_sysfs(sysfs: &CString, sys: &CString) -> std::io::Result<()> {
+    // SAFETY: a plain system call on NUL-terminated strings, in the child's private mount ns.
+    let rc = unsafe {
+        libc::mount(
+            sysfs.as_ptr(),
+            sys.as_ptr(),
+            sysfs.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The resolv.conf a pod with dnsPolicy ClusterFirst gets in Kubernetes.

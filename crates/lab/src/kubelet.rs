@@ -22,9 +22,6 @@ use crate::layout::Layout;
 use crate::sandbox::{Sandbox, SandboxRecords};
 use crate::{process, LabError};
 
-/// Pod MTU on the lab's underlay (plain veths, nothing to subtract yet).
-const POD_MTU: u32 = 1500;
-
 pub struct Kubelet {
     layout: Layout,
     config: ClusterConfig,
@@ -36,6 +33,7 @@ pub struct Kubelet {
     /// Children we started in this run (reaped here); adopted ones are watched by pid.
     children: HashMap<(String, String), Child>,
     weft_exe: PathBuf,
+    node_ip: Option<String>,
 }
 
 impl Kubelet {
@@ -53,13 +51,22 @@ impl Kubelet {
             _ => None,
         }
         .ok_or_else(|| LabError::Invalid(format!("node {node} has no spec.podCIDR")))?;
+        let node_ip = node_obj
+            .as_node()
+            .and_then(crate::nodes::internal_ip)
+            .map(|ip| ip.to_string());
         let pod_cidr = pod_cidr.parse().map_err(|e| {
             LabError::Invalid(format!("node {node}: spec.podCIDR {pod_cidr:?}: {e}"))
         })?;
         let weft_exe =
             std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
         let plugin_dir = crate::cni_plugin_dir()?;
-        let cni = CniNetwork::for_node(&plugin_dir, pod_cidr, &layout.ipam_dir(node), POD_MTU);
+        let cni = CniNetwork::for_node(
+            &plugin_dir,
+            pod_cidr,
+            &layout.ipam_dir(node),
+            config.pod_mtu(),
+        );
         let records = SandboxRecords::open(layout.sandboxes_dir(node))?;
         let sandboxes = records.load_all()?;
         fs::create_dir_all(layout.resolv_dir(node))
@@ -75,6 +82,7 @@ impl Kubelet {
             sandboxes,
             children: HashMap::new(),
             weft_exe,
+            node_ip,
         })
     }
 
@@ -82,11 +90,37 @@ impl Kubelet {
     pub fn run(mut self) -> Result<(), LabError> {
         let mut watch = self.store.watch(self.store.revision()?)?;
         loop {
+            if let Err(e) = self.supervise_agent() {
+                tracing::warn!(node = %self.node, "agent: {e}");
+            }
             if let Err(e) = self.sync() {
                 tracing::warn!(node = %self.node, "sync failed: {e}");
             }
             watch.wait(Duration::from_millis(500))?;
         }
+    }
+
+    /// The node agent runs as a DaemonSet would: one per node, restarted when it dies.
+    fn supervise_agent(&self) -> Result<(), LabError> {
+        let pid_file = self.layout.agent_pid_file(&self.node);
+        let running = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .is_some_and(|pid| process::alive(pid) && process::is_weft(pid));
+        if running {
+            return Ok(());
+        }
+        if pid_file.exists() {
+            tracing::warn!(node = %self.node, "agent is not running; restarting it");
+        }
+        // Already in the node's namespace: the agent inherits it.
+        crate::lab::spawn_daemon(
+            &self.layout,
+            &["agent", "--node", &self.node],
+            None,
+            &format!("agent-{}", self.node),
+            &pid_file,
+        )
     }
 
     /// One reconcile pass.
@@ -368,8 +402,7 @@ impl Kubelet {
         let Some(sandbox) = self.sandboxes.get(uid) else {
             return Ok(());
         };
-        let node_ip = self.node_ip();
-        let status = crate::status::pod_status(pod, sandbox, node_ip.as_deref());
+        let status = crate::status::pod_status(pod, sandbox, self.node_ip.as_deref());
         self.update_status(pod, status)
     }
 
@@ -401,15 +434,6 @@ impl Kubelet {
             }
         })?;
         Ok(())
-    }
-
-    fn node_ip(&self) -> Option<String> {
-        let index = self.config_node_index()?;
-        self.config.node_ip(index).map(|ip| ip.to_string())
-    }
-
-    fn config_node_index(&self) -> Option<u32> {
-        (0..self.config.nodes).find(|i| self.config.node_name(*i) == self.node)
     }
 }
 

@@ -72,11 +72,6 @@ fn build(
     // The user's objects first: a bad manifest must fail before any namespace exists.
     let applied = store.apply(objects)?;
     store.apply(
-        (0..config.nodes)
-            .map(|i| node_object(config, i))
-            .collect::<Result<Vec<_>, _>>()?,
-    )?;
-    store.apply(
         SYSTEM_NAMESPACES
             .iter()
             .map(|ns| namespace_object(ns))
@@ -84,8 +79,12 @@ fn build(
     )?;
 
     topology::create_fabric(layout, config)?;
-    for i in 0..config.nodes {
-        topology::create_node(layout, config, i)?;
+    topology::create_outside(layout)?;
+    start_outside_server(layout)?;
+    // Every node registers before the controller starts, so the scheduler spreads the pods
+    // over all of them from the first pass.
+    for _ in 0..config.nodes {
+        crate::nodes::add(layout, config, &store, &[])?;
     }
     spawn_daemon(
         layout,
@@ -94,16 +93,6 @@ fn build(
         "controller",
         &layout.controller_pid_file(),
     )?;
-    for i in 0..config.nodes {
-        let node = config.node_name(i);
-        spawn_daemon(
-            layout,
-            &["lab", "kubelet", "--node", &node],
-            Some(&layout.node_netns(&node)),
-            &format!("kubelet-{node}"),
-            &layout.kubelet_pid_file(&node),
-        )?;
-    }
     Ok(applied)
 }
 
@@ -115,48 +104,47 @@ fn namespace_object(name: &str) -> Result<Object, LabError> {
         .map_err(|e| LabError::Invalid(format!("namespace {name}: {e}")))
 }
 
-/// The Node object the lab registers for node `index`, as a kubelet would.
-fn node_object(config: &ClusterConfig, index: u32) -> Result<Object, LabError> {
-    let name = config.node_name(index);
-    let pod_cidr = config.node_pod_cidr(index).ok_or_else(|| {
-        LabError::Invalid(format!(
-            "pod CIDR {} has no range for node {name}",
-            config.pod_cidr
-        ))
-    })?;
-    let ip = config
-        .node_ip(index)
-        .map(|ip| ip.to_string())
-        .unwrap_or_default();
-    let mut labels = serde_json::Map::new();
-    labels.insert("kubernetes.io/hostname".into(), json!(name));
-    labels.insert("kubernetes.io/os".into(), json!("linux"));
-    if index == 0 {
-        labels.insert("node-role.kubernetes.io/control-plane".into(), json!(""));
-    }
-    for (k, v) in config.node_labels.get(&name).into_iter().flatten() {
-        labels.insert(k.clone(), json!(v));
-    }
-    let value = json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"podCIDR": pod_cidr.to_string(), "podCIDRs": [pod_cidr.to_string()]},
-        "status": {
-            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "weft lab node is ready"}],
-            "nodeInfo": {
-                "architecture": std::env::consts::ARCH, "bootID": "", "containerRuntimeVersion": "weft-lab",
-                "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": concat!("weft-", env!("CARGO_PKG_VERSION")),
-                "machineID": "", "operatingSystem": "linux", "osImage": "weft lab", "systemUUID": ""
-            }
-        }
+/// The outside host's server: agnhost netexec (HTTP on 80 answering /clientip with the caller's
+/// address, UDP echo on 8081), so pods' egress can be checked from the receiving end.
+fn start_outside_server(layout: &Layout) -> Result<(), LabError> {
+    let resolv = layout.dir().join("outside-resolv.conf");
+    fs::write(&resolv, "# the lab's outside host has no DNS server\n")
+        .map_err(|e| LabError::io("writing outside resolv.conf", e))?;
+    let workload = weft_workloads::Workload::Agnhost(weft_workloads::AgnhostConfig {
+        mode: weft_workloads::AgnhostMode::Netexec,
+        tcp_ports: vec![80],
+        udp_ports: vec![8081],
     });
-    Object::from_json(value).map_err(|e| LabError::Invalid(format!("node {name}: {e}")))
+    let mut args = vec!["workload".to_string()];
+    args.extend(workload.to_args());
+    let process = crate::container::ContainerProcess {
+        program: std::env::current_exe()
+            .map_err(|e| LabError::io("finding the weft executable", e))?,
+        args,
+        env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
+        hostname: "outside".into(),
+        netns: Path::new("/run/netns").join(layout.outside_netns()),
+        resolv_conf: resolv,
+        detach: true,
+    };
+    let log = layout.logs_dir().join("outside.log");
+    let out = fs::File::create(&log)
+        .map_err(|e| LabError::io(format!("creating {}", log.display()), e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| LabError::io("duplicating a log fd", e))?;
+    process
+        .command()?
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| LabError::io("starting the outside server", e))?;
+    Ok(())
 }
 
 /// Start `weft <args>` detached, optionally inside a node namespace, logging to the lab's logs.
-fn spawn_daemon(
+pub(crate) fn spawn_daemon(
     layout: &Layout,
     args: &[&str],
     netns: Option<&str>,
@@ -166,7 +154,11 @@ fn spawn_daemon(
     let exe =
         std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
     let log_path = layout.logs_dir().join(format!("{log}.log"));
-    let out = fs::File::create(&log_path)
+    // Appended to, so a restarted daemon's log follows the previous one's.
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
         .map_err(|e| LabError::io(format!("creating {}", log_path.display()), e))?;
     let err = out
         .try_clone()
@@ -216,13 +208,50 @@ fn spawn_daemon(
 pub fn wait_ready(layout: &Layout, wait: Duration) -> Result<Vec<(String, String)>, LabError> {
     let store = Store::open(&layout.store_dir())?;
     let deadline = Instant::now() + wait;
+    let mut stuck_since: Option<Instant> = None;
     loop {
         let not_ready = unready(&store)?;
         if not_ready.is_empty() || Instant::now() >= deadline {
             return Ok(not_ready);
         }
+        // Pods no node can take will not become ready by waiting: once every unready pod has
+        // been unschedulable for a second, say so instead of sitting out the whole wait.
+        if only_unschedulable_pods_left(&store)? {
+            let since = *stuck_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= Duration::from_secs(1) {
+                return Ok(not_ready);
+            }
+        } else {
+            stuck_since = None;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn only_unschedulable_pods_left(store: &Store) -> Result<bool, LabError> {
+    let mut any = false;
+    for o in store.list("Pod")? {
+        let Object::Pod(p) = o else { continue };
+        if crate::controller::pod_ready(&p) || weft_model::pod::phase(&p) == "Succeeded" {
+            continue;
+        }
+        let unschedulable = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            });
+        if !unschedulable {
+            return Ok(false);
+        }
+        any = true;
+    }
+    Ok(any)
 }
 
 fn unready(store: &Store) -> Result<Vec<(String, String)>, LabError> {
@@ -352,4 +381,30 @@ pub fn open(
     let config = ClusterConfig::from_yaml(&config_path.display().to_string(), &text)?;
     let store = Store::open(&layout.store_dir())?;
     Ok((layout, config, store))
+}
+
+/// Run a command on the lab's outside host (foreground, its exit code returned).
+pub fn run_outside(layout: &Layout, command: &[String]) -> Result<i32, LabError> {
+    let first = command
+        .first()
+        .ok_or_else(|| LabError::Invalid("no command given".into()))?;
+    let program = crate::container::find_program(first)
+        .ok_or_else(|| LabError::Invalid(format!("command {first:?} not found on PATH")))?;
+    let process = crate::container::ContainerProcess {
+        program,
+        args: command[1..].to_vec(),
+        env: vec![(
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        )],
+        hostname: "outside".into(),
+        netns: Path::new("/run/netns").join(layout.outside_netns()),
+        resolv_conf: layout.dir().join("outside-resolv.conf"),
+        detach: false,
+    };
+    let status = process
+        .command()?
+        .status()
+        .map_err(|e| LabError::io(format!("running {first} outside"), e))?;
+    Ok(status.code().unwrap_or(128))
 }

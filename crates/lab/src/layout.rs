@@ -89,6 +89,15 @@ impl Layout {
         format!("{}fabric", self.netns_prefix())
     }
 
+    /// "Outside the cluster": where external clients and servers of the lab live.
+    pub fn outside_netns(&self) -> String {
+        format!("{}outside", self.netns_prefix())
+    }
+
+    pub fn agent_pid_file(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("agent.pid")
+    }
+
     pub fn node_netns(&self, node: &str) -> String {
         format!("{}{}", self.netns_prefix(), node)
     }

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod kubelet;
 pub mod lab;
 pub mod layout;
+pub mod nodes;
 pub mod process;
 pub mod sandbox;
 pub mod status;

@@ -11,6 +11,7 @@ use weft_dataplane::{IfIndex, IpNet};
 use weft_model::config::ClusterConfig;
 
 use crate::layout::{fabric_port_name, Layout};
+use crate::nodes::NodeSlot;
 use crate::LabError;
 
 /// The underlay bridge inside the fabric namespace.
@@ -47,15 +48,15 @@ pub fn create_fabric(layout: &Layout, config: &ClusterConfig) -> Result<(), LabE
     .map_err(context(format!("setting up the fabric bridge in {name}")))
 }
 
-/// Create node `index`: its namespace, a veth into the fabric bridge, its node IP and routes.
-pub fn create_node(layout: &Layout, config: &ClusterConfig, index: u32) -> Result<(), LabError> {
-    let node = config.node_name(index);
-    let node_ip = config.node_ip(index).ok_or_else(|| {
-        LabError::Invalid(format!(
-            "node network {} has no address for node {node}",
-            config.node_network
-        ))
-    })?;
+/// Create a node: its namespace, a veth into the fabric bridge, its node IP and routes.
+pub fn create_node(
+    layout: &Layout,
+    config: &ClusterConfig,
+    slot: &NodeSlot,
+) -> Result<(), LabError> {
+    let node = slot.name.clone();
+    let node_ip = slot.ip;
+    let index = slot.index;
     let gateway = config.node_gateway_ip();
     let prefix = config.node_network.prefix();
     let fabric =
@@ -110,9 +111,48 @@ fn context(what: String) -> impl FnOnce(LabError) -> LabError {
     move |e| LabError::Invalid(format!("{what}: {e}"))
 }
 
-/// The node IP of `index`, for display.
-pub fn node_ip(config: &ClusterConfig, index: u32) -> Option<Ipv4Addr> {
-    config.node_ip(index)
+/// "Outside the cluster": a namespace hanging off the fabric with one host on a documentation
+/// range (RFC 5737), reached through the fabric, never through the machine's uplink.
+pub const OUTSIDE_NETWORK: &str = "203.0.113.0/24";
+pub const OUTSIDE_GATEWAY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+pub const OUTSIDE_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const OUTSIDE_PORT: &str = "out0";
+
+/// Create the outside namespace, its link to the fabric, and its addresses and routes.
+pub fn create_outside(layout: &Layout) -> Result<(), LabError> {
+    let fabric =
+        NetNs::open_named(&layout.fabric_netns()).map_err(dp("opening the fabric namespace"))?;
+    let name = layout.outside_netns();
+    let ns = NetNs::create(&name).map_err(dp(format!("creating namespace {name}")))?;
+    fabric
+        .run(|| -> Result<(), LabError> {
+            let mut nl = Netlink::open()?;
+            nl.link_add_veth(OUTSIDE_PORT, NODE_UPLINK)
+                .peer_netns(&ns)
+                .execute()?;
+            let port = link_index(&mut nl, OUTSIDE_PORT)?;
+            nl.addr_add(port, IpNet::new(IpAddr::V4(OUTSIDE_GATEWAY), 24)?)
+                .execute()?;
+            nl.link_set(port).up().execute()?;
+            Ok(())
+        })
+        .map_err(dp("entering the fabric namespace"))?
+        .map_err(context(format!("plugging {name} into the fabric")))?;
+    ns.run(|| -> Result<(), LabError> {
+        let mut nl = Netlink::open()?;
+        nl.lo_up()?;
+        let uplink = link_index(&mut nl, NODE_UPLINK)?;
+        nl.addr_add(uplink, IpNet::new(IpAddr::V4(OUTSIDE_HOST), 24)?)
+            .execute()?;
+        nl.link_set(uplink).up().execute()?;
+        nl.route_add(IpNet::default_v4())
+            .gateway(IpAddr::V4(OUTSIDE_GATEWAY))
+            .oif(uplink)
+            .execute()?;
+        Ok(())
+    })
+    .map_err(dp(format!("entering {name}")))?
+    .map_err(context(format!("configuring {name} ({OUTSIDE_HOST})")))
 }
 
 /// Every namespace of this lab that exists now, pods first, the fabric last: the order to delete.
@@ -136,6 +176,7 @@ pub fn lab_namespaces(layout: &Layout) -> Vec<String> {
             1
         }
     };
+    // (the outside namespace ranks with the nodes: anything but the fabric goes before it)
     names.sort_by_key(|n| (rank(n), n.clone()));
     names
 }

@@ -123,7 +123,50 @@ pub struct ClusterConfig {
     pub node_port_range: (u16, u16),
     /// Node name -> extra labels for that node.
     pub node_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// How pods on different nodes reach each other.
+    pub network_mode: NetworkMode,
+    /// The VXLAN network identifier and UDP port of the overlay (vxlan mode).
+    pub vxlan_vni: u32,
+    pub vxlan_port: u16,
+    /// MTU of the nodes' underlay; pods get it less the overlay's 50 bytes in vxlan mode.
+    pub underlay_mtu: u32,
 }
+
+/// Cross-node pod traffic: encapsulated in VXLAN between nodes (works on any underlay), or
+/// routed directly to the node that owns the pod CIDR (needs the nodes on one L2, like
+/// Flannel's host-gw).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    Vxlan,
+    Direct,
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetworkMode::Vxlan => "vxlan",
+            NetworkMode::Direct => "direct",
+        })
+    }
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "vxlan" => Ok(NetworkMode::Vxlan),
+            "direct" => Ok(NetworkMode::Direct),
+            other => Err(format!(
+                "network mode {other:?} is neither \"vxlan\" nor \"direct\""
+            )),
+        }
+    }
+}
+
+/// The bytes VXLAN adds to every packet (outer Ethernet, IPv4, UDP and VXLAN headers).
+pub const VXLAN_OVERHEAD: u32 = 50;
 
 const fn cidr(addr: [u8; 4], prefix: u8) -> Ipv4Cidr {
     Ipv4Cidr::containing(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]), prefix)
@@ -142,6 +185,10 @@ impl Default for ClusterConfig {
             node_network: cidr([172, 20, 0, 0], 24),
             node_port_range: (30000, 32767),
             node_labels: BTreeMap::new(),
+            network_mode: NetworkMode::Vxlan,
+            vxlan_vni: 1,
+            vxlan_port: 4789,
+            underlay_mtu: 1500,
         }
     }
 }
@@ -171,6 +218,14 @@ struct ConfigDocument {
     node_port_range: Option<String>,
     #[serde(rename = "nodeLabels")]
     node_labels: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    #[serde(rename = "networkMode")]
+    network_mode: Option<NetworkMode>,
+    #[serde(rename = "vxlanVNI")]
+    vxlan_vni: Option<u32>,
+    #[serde(rename = "vxlanPort")]
+    vxlan_port: Option<u16>,
+    #[serde(rename = "underlayMTU")]
+    underlay_mtu: Option<u32>,
 }
 
 /// The config document as written out by [`ClusterConfig::to_yaml`].
@@ -193,6 +248,12 @@ struct RenderedDocument<'a> {
     node_network: Ipv4Cidr,
     node_port_range: String,
     node_labels: &'a BTreeMap<String, BTreeMap<String, String>>,
+    network_mode: NetworkMode,
+    #[serde(rename = "vxlanVNI")]
+    vxlan_vni: u32,
+    vxlan_port: u16,
+    #[serde(rename = "underlayMTU")]
+    underlay_mtu: u32,
 }
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
@@ -291,6 +352,18 @@ impl ClusterConfig {
         if let Some(labels) = doc.node_labels {
             config.node_labels = labels;
         }
+        if let Some(mode) = doc.network_mode {
+            config.network_mode = mode;
+        }
+        if let Some(vni) = doc.vxlan_vni {
+            config.vxlan_vni = vni;
+        }
+        if let Some(port) = doc.vxlan_port {
+            config.vxlan_port = port;
+        }
+        if let Some(mtu) = doc.underlay_mtu {
+            config.underlay_mtu = mtu;
+        }
         Ok(config)
     }
 
@@ -312,6 +385,10 @@ impl ClusterConfig {
             node_network: self.node_network,
             node_port_range: format!("{}-{}", self.node_port_range.0, self.node_port_range.1),
             node_labels: &self.node_labels,
+            network_mode: self.network_mode,
+            vxlan_vni: self.vxlan_vni,
+            vxlan_port: self.vxlan_port,
+            underlay_mtu: self.underlay_mtu,
         };
         // Only strings, numbers and string-keyed maps: serde_yaml has nothing here it can fail on.
         serde_yaml::to_string(&doc).unwrap_or_default()
@@ -387,6 +464,21 @@ impl ClusterConfig {
                 "NodePort range {lo}-{hi} must lie within 1-65535 with the low port first"
             ));
         }
+        if self.vxlan_vni == 0 || self.vxlan_vni > 0x00ff_ffff {
+            return invalid(format!(
+                "vxlanVNI {} must be between 1 and 16777215",
+                self.vxlan_vni
+            ));
+        }
+        if self.vxlan_port == 0 {
+            return invalid("vxlanPort must not be 0".into());
+        }
+        if !(1280..=9216).contains(&self.underlay_mtu) {
+            return invalid(format!(
+                "underlayMTU {} must be between 1280 and 9216",
+                self.underlay_mtu
+            ));
+        }
         for (node, labels) in &self.node_labels {
             if !(0..self.nodes).any(|i| self.node_name(i) == *node) {
                 return invalid(format!(
@@ -403,6 +495,14 @@ impl ClusterConfig {
             }
         }
         Ok(())
+    }
+
+    /// The MTU pods get: the underlay's, less the overlay's headers in vxlan mode.
+    pub fn pod_mtu(&self) -> u32 {
+        match self.network_mode {
+            NetworkMode::Vxlan => self.underlay_mtu - VXLAN_OVERHEAD,
+            NetworkMode::Direct => self.underlay_mtu,
+        }
     }
 
     /// The name of the `index`-th node (from 0): `<cluster>-node1`, `<cluster>-node2`, ...

@@ -220,3 +220,48 @@ fn to_yaml_round_trips() {
         default
     );
 }
+
+#[test]
+fn network_mode_fields_read_validate_and_set_the_pod_mtu() {
+    let c = ClusterConfig::default();
+    assert_eq!(c.network_mode, NetworkMode::Vxlan);
+    assert_eq!((c.vxlan_vni, c.vxlan_port, c.underlay_mtu), (1, 4789, 1500));
+    assert_eq!(c.pod_mtu(), 1450);
+
+    let text = "apiVersion: weft.dev/v1alpha1\nkind: Cluster\nnetworkMode: direct\nvxlanVNI: 42\nvxlanPort: 8472\nunderlayMTU: 9000\n";
+    let c = ClusterConfig::from_yaml("c.yaml", text).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.network_mode, NetworkMode::Direct);
+    assert_eq!(
+        (c.vxlan_vni, c.vxlan_port, c.underlay_mtu),
+        (42, 8472, 9000)
+    );
+    assert_eq!(c.pod_mtu(), 9000, "no overlay, no overhead");
+    // Written out and read back, nothing is lost.
+    let again = ClusterConfig::from_yaml("again.yaml", &c.to_yaml()).unwrap();
+    assert_eq!(again, c);
+
+    let err = ClusterConfig::from_yaml("c.yaml", "kind: Cluster\nnetworkMode: host-gw\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("c.yaml") && err.contains("networkMode") && err.contains("host-gw"),
+        "{err}"
+    );
+    assert_eq!(
+        invalid(&with(|c| c.vxlan_vni = 0)),
+        "vxlanVNI 0 must be between 1 and 16777215"
+    );
+    assert_eq!(
+        invalid(&with(|c| c.vxlan_vni = 1 << 24)),
+        "vxlanVNI 16777216 must be between 1 and 16777215"
+    );
+    assert_eq!(
+        invalid(&with(|c| c.vxlan_port = 0)),
+        "vxlanPort must not be 0"
+    );
+    assert_eq!(
+        invalid(&with(|c| c.underlay_mtu = 1000)),
+        "underlayMTU 1000 must be between 1280 and 9216"
+    );
+}

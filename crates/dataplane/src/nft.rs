@@ -1,0 +1,82 @@
+//! nftables, through the `nft` tool: a ruleset is loaded as one `nft -f -` transaction, so the
+//! kernel sees all of it or none of it. (The netlink protocol of nf_tables is large and
+//! versioned; the tool is the stable interface, and a transaction per change is cheap.)
+//!
+//! `nft` runs in the network namespace of the calling thread.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// Where to find `nft`: `WEFT_NFT` overrides the search of `PATH` (and the usual sbin dirs,
+/// which a non-login root shell may lack).
+fn nft_program() -> String {
+    if let Ok(p) = std::env::var("WEFT_NFT") {
+        return p;
+    }
+    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        let p = format!("{dir}/nft");
+        if std::path::Path::new(&p).exists() {
+            return p;
+        }
+    }
+    "nft".to_string()
+}
+
+fn run(args: &[&str], stdin: Option<&str>, op: &str) -> Result<String> {
+    let mut child = Command::new(nft_program())
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::os(format!("{op}: running nft"), e))?;
+    if let Some(text) = stdin {
+        // Dropping the handle after the write closes nft's stdin.
+        let mut input = child.stdin.take().expect("stdin was piped");
+        input
+            .write_all(text.as_bytes())
+            .map_err(|e| Error::os(format!("{op}: writing to nft"), e))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Error::os(format!("{op}: waiting for nft"), e))?;
+    if !out.status.success() {
+        return Err(Error::Nft {
+            op: op.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Loads `ruleset` (nft script syntax) as one transaction.
+pub fn apply(ruleset: &str) -> Result<()> {
+    run(&["-f", "-"], Some(ruleset), "loading an nftables ruleset")?;
+    Ok(())
+}
+
+/// The text of table `family name` (`nft list table`), or `None` when it does not exist.
+pub fn table(family: &str, name: &str) -> Result<Option<String>> {
+    match run(
+        &["list", "table", family, name],
+        None,
+        &format!("listing table {family} {name}"),
+    ) {
+        Ok(text) => Ok(Some(text)),
+        Err(Error::Nft { stderr, .. }) if stderr.contains("No such file or directory") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes table `family name` if it exists (in one transaction, so it is never an error).
+pub fn delete_table(family: &str, name: &str) -> Result<()> {
+    apply(&format!(
+        "table {family} {name}\ndelete table {family} {name}\n"
+    ))
+}

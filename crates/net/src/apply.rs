@@ -1,0 +1,273 @@
+//! The kernel half: make this namespace match a [`NodePlan`], changing only what differs and
+//! only what weft owns. Every change is reported, so "re-applying is a no-op" is checkable.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use weft_dataplane::{nft, Family, IfIndex, IpNet, Link, MacAddr, Netlink, Route};
+
+use crate::compile::{NodePlan, PlannedRoute, Via, VxlanPlan};
+use crate::{NetError, EGRESS_TABLE, ROUTE_PROTOCOL, VXLAN_DEVICE};
+
+/// What one apply changed, as `ip`-style lines ("added route ...").
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub changes: Vec<String>,
+}
+
+impl Applied {
+    pub fn is_noop(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// Makes the calling thread's network namespace match `plan`.
+pub fn apply(plan: &NodePlan) -> Result<Applied, NetError> {
+    let mut nl = Netlink::open()?;
+    let mut done = Applied::default();
+    let uplink = uplink(&mut nl, plan.node.ip)?;
+    let vxlan = match &plan.vxlan {
+        Some(want) => Some(ensure_vxlan(&mut nl, want, uplink.index, &mut done)?),
+        None => {
+            if nl.link_get(VXLAN_DEVICE)?.is_some() {
+                nl.link_del(VXLAN_DEVICE)?;
+                done.changes
+                    .push(format!("deleted link {VXLAN_DEVICE} (not in direct mode)"));
+            }
+            None
+        }
+    };
+    sync_routes(&mut nl, &plan.routes, uplink.index, vxlan, &mut done)?;
+    if let Some(vx) = vxlan {
+        sync_neighbours(&mut nl, vx, &plan.neighbours, &mut done)?;
+        sync_fdb(&mut nl, vx, &plan.fdb, &mut done)?;
+    }
+    sync_nft(plan, &mut done)?;
+    Ok(done)
+}
+
+/// The link holding the node IP: the underlay, found rather than configured, so the same agent
+/// works in the lab (eth0) and on any real node.
+fn uplink(nl: &mut Netlink, node_ip: Ipv4Addr) -> Result<Link, NetError> {
+    let holder = nl
+        .addrs(None)?
+        .into_iter()
+        .find(|a| a.local.addr() == IpAddr::V4(node_ip))
+        .ok_or(NetError::NoUplink(node_ip))?;
+    nl.link_get(holder.link)?.ok_or(NetError::NoUplink(node_ip))
+}
+
+fn ensure_vxlan(
+    nl: &mut Netlink,
+    want: &VxlanPlan,
+    underlay: IfIndex,
+    done: &mut Applied,
+) -> Result<IfIndex, NetError> {
+    let existing = nl.link_get(VXLAN_DEVICE)?;
+    let fits = |l: &Link| {
+        l.kind.as_deref() == Some("vxlan")
+            && l.vxlan.as_ref().is_some_and(|v| {
+                v.vni == want.vni
+                    && v.port == want.port
+                    && v.local == Some(want.local)
+                    && v.underlay == Some(underlay)
+                    && !v.learning
+            })
+    };
+    let link = match existing {
+        Some(l) if fits(&l) => l,
+        other => {
+            if other.is_some() {
+                // VNI, port and local address are fixed at creation: a different one is rebuilt.
+                nl.link_del(VXLAN_DEVICE)?;
+                done.changes
+                    .push(format!("deleted link {VXLAN_DEVICE} (parameters changed)"));
+            }
+            nl.link_add_vxlan(VXLAN_DEVICE, want.vni)
+                .local(want.local)
+                .port(want.port)
+                .underlay(underlay)
+                .learning(false)
+                .mtu(want.mtu)
+                .mac(want.mac)
+                .execute()?;
+            done.changes.push(format!(
+                "added link {VXLAN_DEVICE} vxlan id {} local {} dstport {}",
+                want.vni, want.local, want.port
+            ));
+            nl.link_get(VXLAN_DEVICE)?.ok_or_else(|| {
+                NetError::Kernel(weft_dataplane::Error::Protocol {
+                    op: format!("creating {VXLAN_DEVICE}"),
+                    detail: "the device vanished right after it was created".into(),
+                })
+            })?
+        }
+    };
+    if link.mac != Some(want.mac) || link.mtu != want.mtu {
+        nl.link_set(link.index)
+            .mtu(want.mtu)
+            .mac(want.mac)
+            .execute()?;
+        done.changes.push(format!(
+            "set {VXLAN_DEVICE} address {} mtu {}",
+            want.mac, want.mtu
+        ));
+    }
+    if !link.admin_up {
+        nl.link_set(link.index).up().execute()?;
+        done.changes.push(format!("set {VXLAN_DEVICE} up"));
+    }
+    let want_addr = IpNet::new(IpAddr::V4(want.address), 32)?;
+    let mut have_addr = false;
+    for a in nl
+        .addrs(Some(link.index))?
+        .into_iter()
+        .filter(|a| a.link == link.index)
+    {
+        if a.local == want_addr {
+            have_addr = true;
+        } else if a.local.addr().is_ipv4() {
+            nl.addr_del(link.index, a.local)?;
+            done.changes
+                .push(format!("deleted address {} from {VXLAN_DEVICE}", a.local));
+        }
+    }
+    if !have_addr {
+        nl.addr_add(link.index, want_addr).execute()?;
+        done.changes
+            .push(format!("added address {want_addr} to {VXLAN_DEVICE}"));
+    }
+    Ok(link.index)
+}
+
+fn sync_routes(
+    nl: &mut Netlink,
+    want: &[PlannedRoute],
+    uplink: IfIndex,
+    vxlan: Option<IfIndex>,
+    done: &mut Applied,
+) -> Result<(), NetError> {
+    let owned: Vec<Route> = nl
+        .routes(Family::V4)?
+        .into_iter()
+        .filter(|r| r.protocol == ROUTE_PROTOCOL)
+        .collect();
+    let mut wanted_dsts = HashSet::new();
+    for r in want {
+        let oif = match r.via {
+            Via::Uplink => uplink,
+            Via::Vxlan => vxlan.expect("vxlan routes come with a vxlan device"),
+        };
+        let dst = IpNet::new(IpAddr::V4(r.dst.network()), r.dst.prefix())?;
+        wanted_dsts.insert(dst);
+        let gw = IpAddr::V4(r.gateway);
+        let present = owned.iter().any(|o| {
+            o.dst == dst && o.gateway == Some(gw) && o.oif == Some(oif) && o.onlink == r.onlink
+        });
+        if present {
+            continue;
+        }
+        let mut add = nl
+            .route_add(dst)
+            .gateway(gw)
+            .oif(oif)
+            .protocol(ROUTE_PROTOCOL)
+            .replace();
+        if r.onlink {
+            add = add.onlink();
+        }
+        add.execute()?;
+        done.changes
+            .push(format!("added route {dst} via {gw} dev ifindex {oif}"));
+    }
+    for o in owned.iter().filter(|o| !wanted_dsts.contains(&o.dst)) {
+        match nl.route_del(o.dst, o.oif, o.gateway) {
+            Ok(()) => done.changes.push(format!("deleted route {}", o.dst)),
+            // Gone with its device already (a deleted VXLAN device takes its routes along).
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn sync_neighbours(
+    nl: &mut Netlink,
+    vx: IfIndex,
+    want: &[(Ipv4Addr, MacAddr)],
+    done: &mut Applied,
+) -> Result<(), NetError> {
+    let have: BTreeMap<IpAddr, (Option<MacAddr>, bool)> =
+        // Only IPv4 entries are ours: the kernel keeps its own IPv6 multicast ones here.
+        nl.neighs(vx)?.into_iter().filter(|n| n.ip.is_ipv4()).map(|n| (n.ip, (n.mac, n.permanent))).collect();
+    let wanted: BTreeMap<IpAddr, MacAddr> = want
+        .iter()
+        .map(|(ip, mac)| (IpAddr::V4(*ip), *mac))
+        .collect();
+    for (ip, mac) in &wanted {
+        if have.get(ip) != Some(&(Some(*mac), true)) {
+            nl.neigh_add_permanent(vx, *ip, *mac)?;
+            done.changes.push(format!(
+                "added neighbour {ip} lladdr {mac} dev {VXLAN_DEVICE}"
+            ));
+        }
+    }
+    for ip in have.keys().filter(|ip| !wanted.contains_key(ip)) {
+        match nl.neigh_del(vx, *ip) {
+            Ok(()) => done
+                .changes
+                .push(format!("deleted neighbour {ip} dev {VXLAN_DEVICE}")),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn sync_fdb(
+    nl: &mut Netlink,
+    vx: IfIndex,
+    want: &[(MacAddr, Ipv4Addr)],
+    done: &mut Applied,
+) -> Result<(), NetError> {
+    let have = nl.fdbs(vx)?;
+    for (mac, dst) in want {
+        let dst = IpAddr::V4(*dst);
+        let present = have
+            .iter()
+            .any(|e| e.mac == *mac && e.dst == Some(dst) && e.permanent);
+        if !present {
+            nl.fdb_replace(vx, *mac, dst)?;
+            done.changes
+                .push(format!("added fdb {mac} dst {dst} dev {VXLAN_DEVICE}"));
+        }
+    }
+    for e in &have {
+        let wanted = want
+            .iter()
+            .any(|(mac, dst)| e.mac == *mac && e.dst == Some(IpAddr::V4(*dst)));
+        if !wanted {
+            match nl.fdb_del(vx, e.mac, e.dst) {
+                Ok(()) => done
+                    .changes
+                    .push(format!("deleted fdb {} dev {VXLAN_DEVICE}", e.mac)),
+                Err(err) if err.is_not_found() => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sync_nft(plan: &NodePlan, done: &mut Applied) -> Result<(), NetError> {
+    let loaded = nft::table("ip", EGRESS_TABLE)?;
+    if loaded.is_some_and(|text| text.contains(&format!("weft node egress {}", plan.nft_digest))) {
+        return Ok(());
+    }
+    nft::apply(&plan.nft)?;
+    done.changes.push(format!(
+        "loaded nftables table ip {EGRESS_TABLE} ({})",
+        plan.nft_digest
+    ));
+    Ok(())
+}
