@@ -13,7 +13,16 @@ command -v iperf3 >/dev/null || { echo "iperf3 is not installed (apt-get install
 export WEFT_STATE_DIR=$(mktemp -d)
 lab="bn$$"
 files=$(mktemp -d)
-cleanup() { "$weft" --lab "$lab" lab down >/dev/null 2>&1 || true; rm -rf "$WEFT_STATE_DIR" "$files"; }
+# The yardstick's two namespaces (no weft in them: plain veth and a kernel VXLAN made with `ip`).
+ka="bnk-a-$$"
+kb="bnk-b-$$"
+cleanup() {
+    "$weft" --lab "$lab" lab down >/dev/null 2>&1 || true
+    ip netns pids "$kb" 2>/dev/null | xargs -r kill 2>/dev/null || true
+    ip netns del "$ka" 2>/dev/null || true
+    ip netns del "$kb" 2>/dev/null || true
+    rm -rf "$WEFT_STATE_DIR" "$files"
+}
 trap cleanup EXIT INT TERM
 
 # The server and one client on node1, another client on node2: iperf3 runs as the containers'
@@ -65,6 +74,35 @@ for ((r = 1; r <= rounds; r++)); do
         "$weft" --lab "$lab" lab down >/dev/null
     done
 done
+# Yardstick: what VXLAN costs the kernel itself on this machine, with nothing but two namespaces
+# joined by a veth, iperf3 to the peer's veth address vs to its VXLAN address.
+ip netns add "$ka"
+ip netns add "$kb"
+ip -n "$ka" link add eth0 type veth peer name eth0 netns "$kb"
+ip -n "$ka" addr add 192.0.2.1/24 dev eth0
+ip -n "$kb" addr add 192.0.2.2/24 dev eth0
+ip -n "$ka" link add vx0 type vxlan id 5 local 192.0.2.1 remote 192.0.2.2 dev eth0 dstport 4789
+ip -n "$kb" link add vx0 type vxlan id 5 local 192.0.2.2 remote 192.0.2.1 dev eth0 dstport 4789
+ip -n "$ka" addr add 10.9.0.1/24 dev vx0
+ip -n "$kb" addr add 10.9.0.2/24 dev vx0
+for ns in "$ka" "$kb"; do
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" link set vx0 up
+done
+ip netns exec "$kb" iperf3 -s -D
+sleep 0.5
+kgbits() {
+    ip netns exec "$ka" iperf3 -c "$1" -t "$secs" -J \
+        | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
+}
+for ((r = 1; r <= rounds; r++)); do
+    runs[kdirect]+="$(kgbits 192.0.2.2) "
+    runs[kvxlan]+="$(kgbits 10.9.0.2) "
+done
+kdirect=$(median ${runs[kdirect]})
+kvxlan=$(median ${runs[kvxlan]})
+
 same=$(median ${runs[same]})
 direct=$(median ${runs[direct]})
 vxlan=$(median ${runs[vxlan]})
@@ -75,3 +113,8 @@ printf '%-32s %10s %14s   %s\n' "pod -> pod, same node" "$same" 1.00 "${runs[sam
 printf '%-32s %10s %14s   %s\n' "pod -> pod, across nodes, direct" "$direct" "$(ratio "$direct" "$same")" "${runs[direct]}"
 printf '%-32s %10s %14s   %s\n' "pod -> pod, across nodes, vxlan" "$vxlan" "$(ratio "$vxlan" "$same")" "${runs[vxlan]}"
 echo "vxlan / direct: $(ratio "$vxlan" "$direct") (target >= 0.90)"
+echo
+echo "yardstick, the kernel alone (two namespaces, one veth, a VXLAN device made with ip):"
+printf '%-32s %10s   %s\n' "veth" "$kdirect" "${runs[kdirect]}"
+printf '%-32s %10s   %s\n' "vxlan over that veth" "$kvxlan" "${runs[kvxlan]}"
+echo "kernel vxlan / veth: $(ratio "$kvxlan" "$kdirect")"

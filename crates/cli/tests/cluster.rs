@@ -81,16 +81,7 @@ fn full_matrix(mode: &str, pod_mtu: &str) {
                 continue;
             }
             let dst_ip = pod_ip(dst);
-            let tcp = lab.ok(&[
-                "exec",
-                &src_name,
-                "--",
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                &format!("http://{dst_ip}:8080/clientip"),
-            ]);
+            let tcp = lab.curl(&src_name, &format!("http://{dst_ip}:8080/clientip"));
             assert_eq!(
                 tcp.split(':').next(),
                 Some(src_ip.as_str()),
@@ -98,17 +89,7 @@ fn full_matrix(mode: &str, pod_mtu: &str) {
             );
             // agnhost's /dial sends the UDP datagram from the source pod itself.
             let url = format!("http://127.0.0.1:8080/dial?request=clientip&protocol=udp&host={dst_ip}&port=8081&tries=1");
-            let udp: Value = serde_json::from_str(&lab.ok(&[
-                "exec",
-                &src_name,
-                "--",
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                &url,
-            ]))
-            .unwrap();
+            let udp: Value = serde_json::from_str(&lab.curl(&src_name, &url)).unwrap();
             let seen = udp["responses"][0].as_str().unwrap_or_default();
             assert_eq!(
                 seen.split(':').next(),
@@ -119,16 +100,7 @@ fn full_matrix(mode: &str, pod_mtu: &str) {
         let mtu = lab.ok(&["exec", &src_name, "--", "cat", "/sys/class/net/eth0/mtu"]);
         assert_eq!(mtu.trim(), pod_mtu, "pod MTU in {mode} mode");
         // Egress to the outside host is masqueraded to the pod's node IP.
-        let seen = lab.ok(&[
-            "exec",
-            &src_name,
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "http://203.0.113.10/clientip",
-        ]);
+        let seen = lab.curl(&src_name, "http://203.0.113.10/clientip");
         let node_ip = nodes
             .iter()
             .find(|n| n["metadata"]["name"] == src["spec"]["nodeName"])
@@ -207,16 +179,10 @@ fn nodes_join_and_leave_a_running_lab() {
     let on3 = pods.iter().find(|p| node_of(p) == node3);
     let other = pods.iter().find(|p| node_of(p) != node3).unwrap();
     if let Some(on3) = on3 {
-        let out = lab.ok(&[
-            "exec",
+        let out = lab.curl(
             &name_of(other),
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
             &format!("http://{}:8080/clientip", pod_ip(on3)),
-        ]);
+        );
         assert_eq!(out.split(':').next(), Some(pod_ip(other).as_str()));
     }
 }

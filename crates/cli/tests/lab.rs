@@ -72,31 +72,10 @@ fn quickstart_pods_get_addresses_and_talk_without_nat() {
     let client_ip = pod_ip(client);
     for w in &web {
         let url = format!("http://{}/hostname", pod_ip(w));
-        assert_eq!(
-            lab.ok(&[
-                "exec",
-                "client",
-                "--",
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                &url
-            ]),
-            name_of(w)
-        );
+        assert_eq!(lab.curl("client", &url), name_of(w));
         // The server sees the client's own pod IP: no NAT between pods.
         let url = format!("http://{}/clientip", pod_ip(w));
-        let seen = lab.ok(&[
-            "exec",
-            "client",
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            &url,
-        ]);
+        let seen = lab.curl("client", &url);
         assert_eq!(
             seen.split(':').next(),
             Some(client_ip.as_str()),
@@ -121,20 +100,7 @@ fn quickstart_pods_get_addresses_and_talk_without_nat() {
     let site = lab.pods(&["-n", "demo"]);
     assert_eq!(site.len(), 1);
     let url = format!("http://{}/", pod_ip(&site[0]));
-    assert_eq!(
-        lab.ok(&[
-            "exec",
-            "client",
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            &url
-        ])
-        .trim(),
-        "site"
-    );
+    assert_eq!(lab.curl("client", &url).trim(), "site");
     // Each pod has the cluster's resolv.conf.
     let resolv = lab.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
     assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");

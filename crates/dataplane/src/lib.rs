@@ -35,6 +35,6 @@ pub use error::{Error, Result};
 pub use link::{BridgeAdd, Link, LinkRef, LinkSet, VethAdd, VxlanAdd, VxlanInfo, MAX_IFNAME_LEN};
 pub use neigh::{FdbEntry, Neighbour};
 pub use netlink::Netlink;
-pub use netns::{NetNs, NETNS_RUN_DIR};
+pub use netns::{NetNs, ScopedNetNs, NETNS_RUN_DIR};
 pub use route::{Route, RouteAdd, Scope, RTPROT_BOOT};
 pub use types::{Family, IfIndex, IpNet, MacAddr};

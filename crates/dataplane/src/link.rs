@@ -301,8 +301,6 @@ impl Netlink {
     }
 }
 
-/// Builder for a veth pair; see [`Netlink::link_add_veth`].
-#[must_use = "call .execute()"]
 /// A link message naming its link the way the caller did: by name (IFLA_IFNAME) or index.
 fn addressed(kind: u16, link: &LinkRef) -> Result<Msg> {
     let mut m = Msg::new(kind, 0);
@@ -319,6 +317,31 @@ fn addressed(kind: u16, link: &LinkRef) -> Result<Msg> {
     Ok(m)
 }
 
+/// A RTM_NEWLINK creating link `name` of `kind`, with IFLA_LINKINFO left open after the kind so
+/// the caller can add IFLA_INFO_DATA; close it with `end_nest` on the returned offset.
+fn create_link_msg(
+    name: &str,
+    kind: &str,
+    mtu: Option<u32>,
+    mac: Option<MacAddr>,
+) -> Result<(Msg, usize)> {
+    check_ifname(name)?;
+    let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+    m.header(&ifinfomsg(0, 0, 0));
+    m.attr_str(IFLA_IFNAME, name);
+    if let Some(mtu) = mtu {
+        m.attr_u32(IFLA_MTU, mtu);
+    }
+    if let Some(mac) = mac {
+        m.attr(IFLA_ADDRESS, &mac.0);
+    }
+    let info = m.begin_nest(IFLA_LINKINFO);
+    m.attr_str(IFLA_INFO_KIND, kind);
+    Ok((m, info))
+}
+
+/// Builder for a veth pair; see [`Netlink::link_add_veth`].
+#[must_use = "call .execute()"]
 pub struct VethAdd<'a> {
     nl: &'a mut Netlink,
     name: String,
@@ -353,19 +376,8 @@ impl VethAdd<'_> {
     }
 
     pub fn execute(self) -> Result<()> {
-        check_ifname(&self.name)?;
         check_ifname(&self.peer)?;
-        let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        m.header(&ifinfomsg(0, 0, 0));
-        m.attr_str(IFLA_IFNAME, &self.name);
-        if let Some(mtu) = self.mtu {
-            m.attr_u32(IFLA_MTU, mtu);
-        }
-        if let Some(mac) = self.mac {
-            m.attr(IFLA_ADDRESS, &mac.0);
-        }
-        let info = m.begin_nest(IFLA_LINKINFO);
-        m.attr_str(IFLA_INFO_KIND, "veth");
+        let (mut m, info) = create_link_msg(&self.name, "veth", self.mtu, self.mac)?;
         let data = m.begin_nest(IFLA_INFO_DATA);
         let peer = m.begin_nest(VETH_INFO_PEER);
         m.header(&ifinfomsg(0, 0, 0));
@@ -403,15 +415,7 @@ impl BridgeAdd<'_> {
     }
 
     pub fn execute(self) -> Result<()> {
-        check_ifname(&self.name)?;
-        let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        m.header(&ifinfomsg(0, 0, 0));
-        m.attr_str(IFLA_IFNAME, &self.name);
-        if let Some(mtu) = self.mtu {
-            m.attr_u32(IFLA_MTU, mtu);
-        }
-        let info = m.begin_nest(IFLA_LINKINFO);
-        m.attr_str(IFLA_INFO_KIND, "bridge");
+        let (mut m, info) = create_link_msg(&self.name, "bridge", self.mtu, None)?;
         m.end_nest(info);
         let name = self.name;
         self.nl.request(m, || format!("creating bridge {name}"))
@@ -463,7 +467,6 @@ impl VxlanAdd<'_> {
     }
 
     pub fn execute(self) -> Result<()> {
-        check_ifname(&self.name)?;
         if self.vni == 0 || self.vni >= 1 << 24 {
             return Err(Error::Invalid {
                 what: "VXLAN network identifier",
@@ -471,17 +474,7 @@ impl VxlanAdd<'_> {
                 reason: "must be between 1 and 16777215",
             });
         }
-        let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        m.header(&ifinfomsg(0, 0, 0));
-        m.attr_str(IFLA_IFNAME, &self.name);
-        if let Some(mtu) = self.mtu {
-            m.attr_u32(IFLA_MTU, mtu);
-        }
-        if let Some(mac) = self.mac {
-            m.attr(IFLA_ADDRESS, &mac.0);
-        }
-        let info = m.begin_nest(IFLA_LINKINFO);
-        m.attr_str(IFLA_INFO_KIND, "vxlan");
+        let (mut m, info) = create_link_msg(&self.name, "vxlan", self.mtu, self.mac)?;
         let data = m.begin_nest(IFLA_INFO_DATA);
         m.attr_u32(IFLA_VXLAN_ID, self.vni);
         if let Some(local) = self.local {

@@ -221,3 +221,38 @@ impl Drop for Restore<'_> {
         }
     }
 }
+
+/// A named namespace that is deleted when this value is dropped (also while unwinding from a
+/// panic): for tests, benchmarks and tools that must remove exactly what they created.
+pub struct ScopedNetNs {
+    name: String,
+    ns: NetNs,
+}
+
+impl ScopedNetNs {
+    /// Creates `<prefix>-<pid>-<n>`, unique within this machine while the process lives.
+    pub fn create_unique(prefix: &str) -> Result<ScopedNetNs> {
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("{prefix}-{}-{n}", std::process::id());
+        let ns = NetNs::create(&name)?;
+        Ok(ScopedNetNs { name, ns })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::ops::Deref for ScopedNetNs {
+    type Target = NetNs;
+    fn deref(&self) -> &NetNs {
+        &self.ns
+    }
+}
+
+impl Drop for ScopedNetNs {
+    fn drop(&mut self) {
+        let _ = NetNs::delete(&self.name);
+    }
+}

@@ -3,39 +3,17 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use weft_dataplane::{Family, IpNet, MacAddr, NetNs, Netlink, Scope};
+use weft_dataplane::{Family, IpNet, MacAddr, NetNs, Netlink, Scope, ScopedNetNs};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A named netns owned by the test.
-struct TestNs {
-    name: String,
-    ns: NetNs,
+/// A namespace owned by the test, deleted in Drop (also on panic).
+fn scoped(tag: &str) -> ScopedNetNs {
+    ScopedNetNs::create_unique(&format!("wdp-{tag}")).expect("create netns")
 }
 
-impl TestNs {
-    fn new(tag: &str) -> TestNs {
-        let name = format!(
-            "wdp-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let ns = NetNs::create(&name).expect("create netns");
-        TestNs { name, ns }
-    }
-
-    fn nl(&self) -> Netlink {
-        self.ns.run(Netlink::open).unwrap().unwrap()
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = NetNs::delete(&self.name);
-    }
+fn nl(ns: &NetNs) -> Netlink {
+    ns.run(Netlink::open).unwrap().unwrap()
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -48,23 +26,23 @@ fn net(s: &str) -> IpNet {
 
 #[test]
 fn create_open_exists_delete() {
-    let t = TestNs::new("life");
-    assert!(NetNs::exists(&t.name));
-    let err = NetNs::create(&t.name).unwrap_err();
+    let t = scoped("life");
+    assert!(NetNs::exists(t.name()));
+    let err = NetNs::create(t.name()).unwrap_err();
     assert!(err.is_exists(), "{err}");
-    let again = NetNs::open_named(&t.name).unwrap();
-    assert_eq!(again.path(), t.ns.path());
+    let again = NetNs::open_named(t.name()).unwrap();
+    assert_eq!(again.path(), t.path());
     // A fresh namespace has only a down loopback; bring it up.
-    let mut nl = t.nl();
+    let mut nl = nl(&t);
     let links = nl.links().unwrap();
     assert_eq!(links.len(), 1, "{links:?}");
     assert!(!links[0].admin_up);
     nl.lo_up().unwrap();
     assert!(nl.link_get("lo").unwrap().unwrap().admin_up);
-    assert!(NetNs::delete(&t.name).unwrap());
-    assert!(!NetNs::delete(&t.name).unwrap());
-    assert!(!NetNs::exists(&t.name));
-    assert!(NetNs::open_named(&t.name).unwrap_err().is_not_found());
+    assert!(NetNs::delete(t.name()).unwrap());
+    assert!(!NetNs::delete(t.name()).unwrap());
+    assert!(!NetNs::exists(t.name()));
+    assert!(NetNs::open_named(t.name()).unwrap_err().is_not_found());
 }
 
 #[test]
@@ -83,10 +61,10 @@ fn open_by_proc_path_and_refuse_non_namespaces() {
 
 #[test]
 fn run_restores_the_namespace_after_a_panic() {
-    let t = TestNs::new("panic");
+    let t = scoped("panic");
     let before = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        t.ns.run(|| panic!("boom")).unwrap();
+        t.run(|| panic!("boom")).unwrap();
     }));
     assert!(caught.is_err());
     assert_eq!(
@@ -97,11 +75,11 @@ fn run_restores_the_namespace_after_a_panic() {
 
 #[test]
 fn run_switches_back() {
-    let t = TestNs::new("run");
+    let t = scoped("run");
     let before = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
-    let inside =
-        t.ns.run(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap())
-            .unwrap();
+    let inside = t
+        .run(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap())
+        .unwrap();
     let after = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
     assert_ne!(before, inside);
     assert_eq!(before, after);
@@ -109,13 +87,13 @@ fn run_switches_back() {
 
 #[test]
 fn veth_across_namespaces_with_addresses_routes_neighbours_and_tcp() {
-    let a = TestNs::new("a");
-    let b = TestNs::new("b");
-    let mut na = a.nl();
-    let mut nb = b.nl();
+    let a = scoped("a");
+    let b = scoped("b");
+    let mut na = nl(&a);
+    let mut nb = nl(&b);
     let mac: MacAddr = "02:00:00:00:00:0a".parse().unwrap();
     na.link_add_veth("va", "vb")
-        .peer_netns(&b.ns)
+        .peer_netns(&b)
         .mtu(1450)
         .mac(mac)
         .execute()
@@ -193,10 +171,7 @@ fn veth_across_namespaces_with_addresses_routes_neighbours_and_tcp() {
         .any(|n| n.ip == ip("10.99.0.2") && n.mac == Some(vb_mac) && n.permanent));
 
     // A real TCP connection across the veth: listener in b, client in a.
-    let listener =
-        b.ns.run(|| TcpListener::bind("10.99.0.2:0"))
-            .unwrap()
-            .unwrap();
+    let listener = b.run(|| TcpListener::bind("10.99.0.2:0")).unwrap().unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         let (mut s, peer) = listener.accept().unwrap();
@@ -205,8 +180,8 @@ fn veth_across_namespaces_with_addresses_routes_neighbours_and_tcp() {
         s.write_all(b"pong!").unwrap();
         (peer.ip(), buf)
     });
-    let mut client =
-        a.ns.run(|| {
+    let mut client = a
+        .run(|| {
             TcpStream::connect_timeout(
                 &SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 99, 0, 2)), port),
                 Duration::from_secs(5),
@@ -249,10 +224,10 @@ fn veth_across_namespaces_with_addresses_routes_neighbours_and_tcp() {
 
 #[test]
 fn bridge_master_rename_mtu_move() {
-    let a = TestNs::new("br");
-    let b = TestNs::new("mv");
-    let mut na = a.nl();
-    let mut nb = b.nl();
+    let a = scoped("br");
+    let b = scoped("mv");
+    let mut na = nl(&a);
+    let mut nb = nl(&b);
     na.link_add_bridge("br0").mtu(1400).execute().unwrap();
     na.link_add_veth("x1", "x2").execute().unwrap();
     let br = na.link_get("br0").unwrap().unwrap();
@@ -270,7 +245,7 @@ fn bridge_master_rename_mtu_move() {
     na.link_set("x1").name("x1renamed").execute().unwrap();
     assert!(na.link_get("x1").unwrap().is_none());
     assert!(na.link_get("x1renamed").unwrap().is_some());
-    na.link_set("x2").netns(&b.ns).execute().unwrap();
+    na.link_set("x2").netns(&b).execute().unwrap();
     assert!(na.link_get("x2").unwrap().is_none());
     assert!(nb.link_get("x2").unwrap().is_some());
     let names: Vec<String> = na.links().unwrap().into_iter().map(|l| l.name).collect();
@@ -281,9 +256,9 @@ fn bridge_master_rename_mtu_move() {
 
 #[test]
 fn sysctl_in_test_namespace() {
-    let t = TestNs::new("sys");
-    let v =
-        t.ns.run(|| {
+    let t = scoped("sys");
+    let v = t
+        .run(|| {
             weft_dataplane::sysctl::write("net/ipv4/ip_forward", "1")?;
             weft_dataplane::sysctl::read("net/ipv4/ip_forward")
         })
@@ -296,12 +271,12 @@ fn sysctl_in_test_namespace() {
 /// neighbour and onlink route point at the other: TCP flows between the overlay addresses.
 #[test]
 fn vxlan_overlay_with_fdb_neighbour_and_owned_routes() {
-    let a = TestNs::new("vxa");
-    let b = TestNs::new("vxb");
-    let mut na = a.nl();
-    let mut nb = b.nl();
+    let a = scoped("vxa");
+    let b = scoped("vxb");
+    let mut na = nl(&a);
+    let mut nb = nl(&b);
     na.link_add_veth("u0", "u0")
-        .peer_netns(&b.ns)
+        .peer_netns(&b)
         .execute()
         .unwrap();
     let (mac_a, mac_b): (MacAddr, MacAddr) = (
@@ -388,10 +363,10 @@ fn vxlan_overlay_with_fdb_neighbour_and_owned_routes() {
         assert_eq!(owned[0].gateway, Some(ip(peer_over)));
     }
 
-    let listener =
-        b.ns.run(|| TcpListener::bind("10.99.2.0:7000"))
-            .unwrap()
-            .unwrap();
+    let listener = b
+        .run(|| TcpListener::bind("10.99.2.0:7000"))
+        .unwrap()
+        .unwrap();
     let server = std::thread::spawn(move || {
         let (mut s, peer) = listener.accept().unwrap();
         let mut buf = [0u8; 5];
@@ -399,8 +374,8 @@ fn vxlan_overlay_with_fdb_neighbour_and_owned_routes() {
         s.write_all(&buf).unwrap();
         peer
     });
-    let mut c =
-        a.ns.run(|| {
+    let mut c = a
+        .run(|| {
             std::net::TcpStream::connect_timeout(
                 &"10.99.2.0:7000".parse::<SocketAddr>().unwrap(),
                 Duration::from_secs(5),
@@ -433,8 +408,8 @@ fn vxlan_overlay_with_fdb_neighbour_and_owned_routes() {
 
 #[test]
 fn nft_tables_load_atomically_and_bad_rulesets_change_nothing() {
-    let t = TestNs::new("nft");
-    t.ns.run(|| {
+    let t = scoped("nft");
+    t.run(|| {
         use weft_dataplane::nft;
         assert_eq!(nft::table("ip", "wdp_test").unwrap(), None);
         nft::apply(

@@ -181,12 +181,11 @@ fn sync_routes(
             .push(format!("added route {dst} via {gw} dev ifindex {oif}"));
     }
     for o in owned.iter().filter(|o| !wanted_dsts.contains(&o.dst)) {
-        match nl.route_del(o.dst, o.oif, o.gateway) {
-            Ok(()) => done.changes.push(format!("deleted route {}", o.dst)),
-            // Gone with its device already (a deleted VXLAN device takes its routes along).
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
+        deleted(
+            nl.route_del(o.dst, o.oif, o.gateway),
+            format!("deleted route {}", o.dst),
+            done,
+        )?;
     }
     Ok(())
 }
@@ -213,13 +212,11 @@ fn sync_neighbours(
         }
     }
     for ip in have.keys().filter(|ip| !wanted.contains_key(ip)) {
-        match nl.neigh_del(vx, *ip) {
-            Ok(()) => done
-                .changes
-                .push(format!("deleted neighbour {ip} dev {VXLAN_DEVICE}")),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
+        deleted(
+            nl.neigh_del(vx, *ip),
+            format!("deleted neighbour {ip} dev {VXLAN_DEVICE}"),
+            done,
+        )?;
     }
     Ok(())
 }
@@ -247,16 +244,31 @@ fn sync_fdb(
             .iter()
             .any(|(mac, dst)| e.mac == *mac && e.dst == Some(IpAddr::V4(*dst)));
         if !wanted {
-            match nl.fdb_del(vx, e.mac, e.dst) {
-                Ok(()) => done
-                    .changes
-                    .push(format!("deleted fdb {} dev {VXLAN_DEVICE}", e.mac)),
-                Err(err) if err.is_not_found() => {}
-                Err(err) => return Err(err.into()),
-            }
+            deleted(
+                nl.fdb_del(vx, e.mac, e.dst),
+                format!("deleted fdb {} dev {VXLAN_DEVICE}", e.mac),
+                done,
+            )?;
         }
     }
     Ok(())
+}
+
+/// Records a delete as a change; an object already gone (a deleted VXLAN device takes its
+/// routes and entries along) is neither an error nor a change.
+fn deleted(
+    result: weft_dataplane::Result<()>,
+    change: String,
+    done: &mut Applied,
+) -> Result<(), NetError> {
+    match result {
+        Ok(()) => {
+            done.changes.push(change);
+            Ok(())
+        }
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn sync_nft(plan: &NodePlan, done: &mut Applied) -> Result<(), NetError> {

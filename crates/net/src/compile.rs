@@ -208,11 +208,10 @@ mod tests {
     use super::*;
 
     fn cfg(mode: Mode) -> NetworkConfig {
+        // The lab's defaults: cluster 10.244.0.0/16, services 10.96.0.0/12, MTU 1500.
         NetworkConfig {
             mode,
-            underlay_mtu: 1500,
-            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
-            service_cidr: "10.96.0.0/12".parse().unwrap(),
+            ..NetworkConfig::from_cluster(&weft_model::config::ClusterConfig::default())
         }
     }
 

@@ -3,39 +3,29 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use weft_dataplane::{Family, IpNet, NetNs, Netlink};
+use weft_dataplane::{Family, IpNet, Netlink, ScopedNetNs};
+use weft_model::config::ClusterConfig;
 use weft_net::{
     apply, compile, Mode, NetworkConfig, NodeInfo, NodePlan, ROUTE_PROTOCOL, VXLAN_DEVICE,
 };
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-struct TestNs {
-    name: String,
-    ns: NetNs,
-}
+/// A namespace owned by the test, deleted in Drop (also on panic).
+struct TestNs(ScopedNetNs);
 
 impl TestNs {
     fn new(tag: &str) -> TestNs {
-        let name = format!(
-            "wnet-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let ns = NetNs::create(&name).expect("create netns");
-        TestNs { name, ns }
+        TestNs(ScopedNetNs::create_unique(&format!("wnet-{tag}")).expect("create netns"))
     }
 
     fn apply(&self, plan: &NodePlan) -> Vec<String> {
-        self.ns.run(|| apply(plan)).unwrap().unwrap().changes
+        self.0.run(|| apply(plan)).unwrap().unwrap().changes
     }
 
     fn sh(&self, cmd: &str) -> String {
         let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &self.name, "sh", "-c", cmd])
+            .args(["netns", "exec", self.0.name(), "sh", "-c", cmd])
             .output()
             .unwrap();
         assert!(
@@ -47,18 +37,10 @@ impl TestNs {
     }
 }
 
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = NetNs::delete(&self.name);
-    }
-}
-
 fn cfg(mode: Mode) -> NetworkConfig {
     NetworkConfig {
         mode,
-        underlay_mtu: 1500,
-        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
-        service_cidr: "10.96.0.0/12".parse().unwrap(),
+        ..NetworkConfig::from_cluster(&ClusterConfig::default())
     }
 }
 
@@ -79,13 +61,13 @@ fn nodes(n: u8) -> Vec<NodeInfo> {
 fn two_nodes() -> (TestNs, TestNs) {
     let a = TestNs::new("a");
     let b = TestNs::new("b");
-    let mut na = a.ns.run(Netlink::open).unwrap().unwrap();
+    let mut na = a.0.run(Netlink::open).unwrap().unwrap();
     na.link_add_veth("eth0", "eth0")
-        .peer_netns(&b.ns)
+        .peer_netns(&b.0)
         .execute()
         .unwrap();
     for (t, ip) in [(&a, "192.0.2.1/24"), (&b, "192.0.2.2/24")] {
-        t.ns.run(|| {
+        t.0.run(|| {
             let mut nl = Netlink::open().unwrap();
             nl.lo_up().unwrap();
             let eth0 = nl.link_get("eth0").unwrap().unwrap().index;
@@ -98,7 +80,7 @@ fn two_nodes() -> (TestNs, TestNs) {
 }
 
 fn owned_routes(t: &TestNs) -> Vec<IpNet> {
-    t.ns.run(|| {
+    t.0.run(|| {
         let mut nl = Netlink::open().unwrap();
         nl.routes(Family::V4)
             .unwrap()
@@ -144,7 +126,7 @@ fn vxlan_plan_applies_once_then_is_a_noop_and_carries_traffic() {
 
     // Overlay traffic between the nodes' own overlay addresses (10.244.0.0 <-> 10.244.1.0).
     let listener =
-        b.ns.run(|| TcpListener::bind("10.244.1.0:7001"))
+        b.0.run(|| TcpListener::bind("10.244.1.0:7001"))
             .unwrap()
             .unwrap();
     let server = std::thread::spawn(move || {
@@ -156,7 +138,7 @@ fn vxlan_plan_applies_once_then_is_a_noop_and_carries_traffic() {
     });
     let to: SocketAddr = "10.244.1.0:7001".parse().unwrap();
     let mut conn =
-        a.ns.run(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))
+        a.0.run(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))
             .unwrap()
             .unwrap();
     conn.write_all(b"ping").unwrap();
@@ -231,7 +213,7 @@ fn switching_modes_rebuilds_only_what_differs() {
 fn a_namespace_without_the_node_ip_is_refused() {
     let t = TestNs::new("nouplink");
     let plan = compile(&cfg(Mode::Direct), "n0", &nodes(2)).unwrap();
-    let err = t.ns.run(|| apply(&plan)).unwrap().unwrap_err().to_string();
+    let err = t.0.run(|| apply(&plan)).unwrap().unwrap_err().to_string();
     assert!(err.contains("192.0.2.1"), "{err}");
     assert!(t.sh("ip route").trim().is_empty());
 }

@@ -57,6 +57,11 @@ impl Lab {
         path.to_string_lossy().into_owned()
     }
 
+    /// `weft exec POD -- curl -sS --max-time 5 URL`, which must succeed; its output.
+    pub fn curl(&self, pod: &str, url: &str) -> String {
+        self.ok(&["exec", pod, "--", "curl", "-sS", "--max-time", "5", url])
+    }
+
     pub fn pods(&self, extra: &[&str]) -> Vec<Value> {
         let mut args = vec!["get", "pods", "-o", "json"];
         args.extend_from_slice(extra);
