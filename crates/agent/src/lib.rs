@@ -1,6 +1,7 @@
 //! The node agent: one per node, inside that node's network namespace. It watches the cluster's
-//! Nodes through the store's change stream and, on every change (and every [`RESYNC`] to repair
-//! drift), compiles this node's network plan and applies it. The agent holds no state of its
+//! Nodes, Services and EndpointSlices through the store's change stream and, on every change
+//! (and every [`RESYNC`] to repair drift), compiles this node's network plan (routes, overlay,
+//! egress) and its Service proxy table, and applies both. The agent holds no state of its
 //! own: killed and restarted, it reads the same Nodes, compiles the same plan, finds the kernel
 //! already matching, and changes nothing, so connections through the node never notice.
 //!
@@ -10,7 +11,11 @@
 use std::time::{Duration, Instant};
 
 use weft_net::{Applied, NetError, NetworkConfig, NodeInfo, NodePlan};
+use weft_proxy::{Proxy, ProxyError, ProxyNode, SyncKind};
 use weft_sources::{Store, StoreError};
+
+/// The kinds whose changes the agent acts on.
+const WATCHED: [&str; 3] = ["Node", "Service", "EndpointSlice"];
 
 /// How often the agent re-applies its plan even when nothing in the cluster changed, so that
 /// state removed behind its back comes back.
@@ -24,12 +29,15 @@ pub enum AgentError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
 }
 
 pub struct Agent {
     store: Store,
     config: NetworkConfig,
     node: String,
+    proxy: Proxy,
 }
 
 impl Agent {
@@ -38,6 +46,7 @@ impl Agent {
             store,
             config,
             node: node.to_string(),
+            proxy: Proxy::new(),
         }
     }
 
@@ -63,16 +72,52 @@ impl Agent {
     }
 
     /// One reconcile pass: compile, apply, log what changed.
-    pub fn sync(&self) -> Result<Applied, AgentError> {
-        let applied = weft_net::apply(&self.plan()?)?;
+    pub fn sync(&mut self) -> Result<Applied, AgentError> {
+        let plan = self.plan()?;
+        let applied = weft_net::apply(&plan)?;
         for change in &applied.changes {
             tracing::info!(node = %self.node, "{change}");
         }
+        self.sync_services(&plan.node)?;
         Ok(applied)
     }
 
+    /// Compiles this node's Service table from the stored Services and EndpointSlices and
+    /// loads what changed.
+    fn sync_services(&mut self, me: &NodeInfo) -> Result<(), AgentError> {
+        let node = ProxyNode {
+            name: self.node.clone(),
+            ip: me.ip,
+            cluster_cidr: self.config.cluster_cidr,
+        };
+        let services: Vec<_> = self
+            .store
+            .list("Service")?
+            .iter()
+            .filter_map(|o| o.as_service().cloned())
+            .collect();
+        let slices: Vec<_> = self
+            .store
+            .list("EndpointSlice")?
+            .iter()
+            .filter_map(|o| o.as_endpoint_slice().cloned())
+            .collect();
+        let views = weft_proxy::view::views(&node, &services, &slices);
+        let ruleset = weft_proxy::compile(&node, &views);
+        match self.proxy.sync(ruleset)? {
+            SyncKind::Unchanged => {}
+            SyncKind::FullAfterRefusedUpdate(why) => {
+                tracing::warn!(node = %self.node, "services table reloaded in full, the update was refused: {why}")
+            }
+            kind => {
+                tracing::info!(node = %self.node, "services table: {kind:?} load, {} service ports", views.len())
+            }
+        }
+        Ok(())
+    }
+
     /// Runs until the process is killed.
-    pub fn run(self) -> Result<(), AgentError> {
+    pub fn run(mut self) -> Result<(), AgentError> {
         let mut watch = self.store.watch(self.store.revision()?)?;
         tracing::info!(node = %self.node, mode = ?self.config.mode, "agent started");
         let mut due = Instant::now();
@@ -96,7 +141,10 @@ impl Agent {
             }
             let wait = due.saturating_duration_since(Instant::now());
             let events = watch.wait(wait)?;
-            if events.iter().any(|e| e.key.kind == "Node") {
+            if events
+                .iter()
+                .any(|e| WATCHED.contains(&e.key.kind.as_str()))
+            {
                 due = Instant::now();
             }
         }

@@ -55,6 +55,9 @@ pub enum LabCommand {
     /// The control plane of a lab (started by `lab up`).
     #[command(hide = true)]
     Controller,
+    /// The lab's load-balancer speaker (started by `lab up` in the fabric namespace).
+    #[command(hide = true)]
+    Speaker,
     /// The kubelet of one lab node (started by `lab up` inside the node's namespace).
     #[command(hide = true)]
     Kubelet {
@@ -188,6 +191,11 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
         LabCommand::Outside { command } => {
             let (layout, _, _) = weft_lab::lab::open(lab, &state_root)?;
             weft_lab::lab::run_outside(&layout, &command).map_err(Into::into)
+        }
+        LabCommand::Speaker => {
+            let (_, _, store) = weft_lab::lab::open(lab, &state_root)?;
+            weft_lab::speaker::Speaker::new(store).run()?;
+            Ok(0)
         }
         LabCommand::Controller => {
             let (_, _, store) = weft_lab::lab::open(lab, &state_root)?;

@@ -68,7 +68,7 @@ fn build(
         .map_err(|e| LabError::io(format!("creating {}", layout.dir().display()), e))?;
     fs::write(layout.config_file(), config.to_yaml())
         .map_err(|e| LabError::io("writing the cluster config", e))?;
-    let store = Store::open(&layout.store_dir())?;
+    let store = open_store(layout, config)?;
     // The user's objects first: a bad manifest must fail before any namespace exists.
     let applied = store.apply(objects)?;
     store.apply(
@@ -92,6 +92,14 @@ fn build(
         None,
         "controller",
         &layout.controller_pid_file(),
+    )?;
+    // The load-balancer speaker routes LoadBalancer addresses from the fabric to the nodes.
+    spawn_daemon(
+        layout,
+        &["lab", "speaker"],
+        Some(&layout.fabric_netns()),
+        "speaker",
+        &layout.speaker_pid_file(),
     )?;
     Ok(applied)
 }
@@ -332,7 +340,7 @@ pub struct DownReport {
 pub fn down(layout: &Layout) -> Result<DownReport, LabError> {
     let mut report = DownReport::default();
     // The daemons first, so nothing recreates what we remove.
-    let mut pid_files = vec![layout.controller_pid_file()];
+    let mut pid_files = vec![layout.controller_pid_file(), layout.speaker_pid_file()];
     if let Ok(nodes) = fs::read_dir(layout.dir().join("nodes")) {
         for node in nodes.flatten() {
             pid_files.push(node.path().join("kubelet.pid"));
@@ -379,8 +387,14 @@ pub fn open(
         dir: layout.dir().to_path_buf(),
     })?;
     let config = ClusterConfig::from_yaml(&config_path.display().to_string(), &text)?;
-    let store = Store::open(&layout.store_dir())?;
+    let store = open_store(&layout, &config)?;
     Ok((layout, config, store))
+}
+
+/// The lab's store, with the Service registry admitting what users apply (the API server's part).
+fn open_store(layout: &Layout, config: &ClusterConfig) -> Result<Store, LabError> {
+    let registry = std::sync::Arc::new(crate::registry::ServiceRegistry::new(config));
+    Ok(Store::open(&layout.store_dir())?.with_admission(registry))
 }
 
 /// Run a command on the lab's outside host (foreground, its exit code returned).

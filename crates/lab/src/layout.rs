@@ -59,6 +59,10 @@ impl Layout {
         self.dir.join("controller.pid")
     }
 
+    pub fn speaker_pid_file(&self) -> PathBuf {
+        self.dir.join("speaker.pid")
+    }
+
     pub fn kubelet_pid_file(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("kubelet.pid")
     }

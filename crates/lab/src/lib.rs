@@ -14,7 +14,9 @@ pub mod lab;
 pub mod layout;
 pub mod nodes;
 pub mod process;
+pub mod registry;
 pub mod sandbox;
+pub mod speaker;
 pub mod status;
 pub mod topology;
 

@@ -130,7 +130,13 @@ pub struct ClusterConfig {
     pub vxlan_port: u16,
     /// MTU of the nodes' underlay; pods get it less the overlay's 50 bytes in vxlan mode.
     pub underlay_mtu: u32,
+    /// Addresses handed to LoadBalancer Services (the lab routes each to a node).
+    pub load_balancer_pool: Ipv4Cidr,
 }
+
+/// The lab's "outside world": a documentation range (RFC 5737 TEST-NET-3) that no cluster range
+/// may overlap, since the outside host lives there.
+pub const OUTSIDE_NETWORK: Ipv4Cidr = cidr([203, 0, 113, 0], 24);
 
 /// Cross-node pod traffic: encapsulated in VXLAN between nodes (works on any underlay), or
 /// routed directly to the node that owns the pod CIDR (needs the nodes on one L2, like
@@ -189,6 +195,8 @@ impl Default for ClusterConfig {
             vxlan_vni: 1,
             vxlan_port: 4789,
             underlay_mtu: 1500,
+            // RFC 5737 TEST-NET-2: never a real destination.
+            load_balancer_pool: cidr([198, 51, 100, 0], 24),
         }
     }
 }
@@ -226,6 +234,8 @@ struct ConfigDocument {
     vxlan_port: Option<u16>,
     #[serde(rename = "underlayMTU")]
     underlay_mtu: Option<u32>,
+    #[serde(rename = "loadBalancerPool")]
+    load_balancer_pool: Option<Ipv4Cidr>,
 }
 
 /// The config document as written out by [`ClusterConfig::to_yaml`].
@@ -254,6 +264,8 @@ struct RenderedDocument<'a> {
     vxlan_port: u16,
     #[serde(rename = "underlayMTU")]
     underlay_mtu: u32,
+    #[serde(rename = "loadBalancerPool")]
+    load_balancer_pool: Ipv4Cidr,
 }
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
@@ -364,6 +376,9 @@ impl ClusterConfig {
         if let Some(mtu) = doc.underlay_mtu {
             config.underlay_mtu = mtu;
         }
+        if let Some(pool) = doc.load_balancer_pool {
+            config.load_balancer_pool = pool;
+        }
         Ok(config)
     }
 
@@ -389,6 +404,7 @@ impl ClusterConfig {
             vxlan_vni: self.vxlan_vni,
             vxlan_port: self.vxlan_port,
             underlay_mtu: self.underlay_mtu,
+            load_balancer_pool: self.load_balancer_pool,
         };
         // Only strings, numbers and string-keyed maps: serde_yaml has nothing here it can fail on.
         serde_yaml::to_string(&doc).unwrap_or_default()
@@ -405,6 +421,8 @@ impl ClusterConfig {
             ("pod CIDR", self.pod_cidr),
             ("service CIDR", self.service_cidr),
             ("node network", self.node_network),
+            ("load-balancer pool", self.load_balancer_pool),
+            ("outside network", OUTSIDE_NETWORK),
         ];
         for (i, (first_role, first)) in ranges.iter().enumerate() {
             for (second_role, second) in &ranges[i + 1..] {

@@ -7,4 +7,4 @@
 
 pub mod store;
 
-pub use store::{ApplyResult, DeleteResult, Event, EventKind, Store, StoreError, Watch};
+pub use store::{Admission, ApplyResult, DeleteResult, Event, EventKind, Store, StoreError, Watch};

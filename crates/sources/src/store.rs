@@ -117,11 +117,29 @@ impl fmt::Display for DeleteResult {
     }
 }
 
+/// What an API server does to an object before storing it: defaulting, validation and allocation
+/// (a Service's cluster IP, node ports, load-balancer address). Runs under the store's write lock,
+/// so two concurrent applies can never allocate the same thing.
+pub trait Admission: Send + Sync {
+    /// Checks and completes `incoming` (one object of an apply batch). `stored` is its current
+    /// version; `existing` lists the stored objects of the same kind as this batch sees them
+    /// (objects admitted earlier in the batch included, `incoming`'s own stored version too).
+    /// An error refuses the whole batch; its text should say what is wrong and with what.
+    fn admit(&self, incoming: &mut Object, stored: Option<&Object>, existing: &[Object]) -> Result<(), String>;
+}
+
 /// A handle on a store directory. Cheap; several handles (in one or many processes) may share a
 /// directory.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Store {
     layout: Layout,
+    admission: Option<std::sync::Arc<dyn Admission>>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("dir", &self.layout.dir).finish()
+    }
 }
 
 /// The writes of one locked section, committed together at its end.
@@ -168,6 +186,21 @@ impl<'a> Txn<'a> {
             key: key.clone(),
         });
         self.pending.insert(key.clone(), None);
+    }
+
+    /// The objects of one kind as this transaction sees them (its pending writes included).
+    fn list(&self, kind: &str) -> Result<Vec<Object>, StoreError> {
+        let mut by_key: BTreeMap<ObjectKey, Object> = files::read_kind(self.layout, kind)?
+            .into_iter()
+            .map(|o| (o.key(), o))
+            .collect();
+        for (key, pending) in self.pending.iter().filter(|(k, _)| k.kind == kind) {
+            match pending {
+                Some(object) => by_key.insert(key.clone(), object.clone()),
+                None => by_key.remove(key),
+            };
+        }
+        Ok(by_key.into_values().collect())
     }
 
     fn namespace_exists(&self, namespace: &str) -> Result<bool, StoreError> {
@@ -240,7 +273,17 @@ impl Store {
         if !layout.revision().exists() {
             files::write_atomic(&layout.revision(), b"0")?;
         }
-        Ok(Store { layout })
+        Ok(Store {
+            layout,
+            admission: None,
+        })
+    }
+
+    /// This handle runs `admission` on every object it applies (controllers' `put`s and
+    /// `update`s are not admitted: they write what the control plane decided).
+    pub fn with_admission(mut self, admission: std::sync::Arc<dyn Admission>) -> Store {
+        self.admission = Some(admission);
+        self
     }
 
     /// The store directory.
@@ -293,10 +336,19 @@ impl Store {
                 }
             }
             let mut results = Vec::with_capacity(objects.len());
-            for object in objects {
+            for mut object in objects {
                 let key = object.key();
                 let handled = object.is_handled();
                 let stored = txn.get(&key)?;
+                if let Some(admission) = &self.admission {
+                    let existing = txn.list(&key.kind)?;
+                    admission
+                        .admit(&mut object, stored.as_ref(), &existing)
+                        .map_err(|message| StoreError::Invalid {
+                            key: key.clone(),
+                            message,
+                        })?;
+                }
                 let merged = merge(object, stored.as_ref(), StatusMode::KeepStored)?;
                 let (_, event) = txn.write(merged)?;
                 results.push(match event {

@@ -1,0 +1,477 @@
+//! The lab's Service registry: what the Kubernetes API server does to a Service before storing
+//! it. Defaults (type, protocol, targetPort, policies), validation with messages naming the field,
+//! and allocation: a cluster IP from the service CIDR, node ports from the node-port range, and a
+//! load-balancer address from the pool (what a cloud controller or MetalLB would do), written to
+//! `status.loadBalancer.ingress`. It runs as the store's [`Admission`], under the store's write
+//! lock, so concurrent applies never hand out one address twice; allocations live on the Service
+//! objects themselves and so persist with them.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::{
+    LoadBalancerIngress, LoadBalancerStatus, Service, ServiceSpec, ServiceStatus,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weft_model::cidr::Ipv4Cidr;
+use weft_model::config::ClusterConfig;
+use weft_model::Object;
+use weft_sources::Admission;
+
+/// Set on a LoadBalancer Service the pool could not serve, saying why (the Service stays
+/// `<pending>`, as on a cloud without capacity).
+pub const LB_PROBLEM_ANNOTATION: &str = "loadbalancer.weft.dev/problem";
+/// Kubernetes' default session-affinity timeout (3 hours).
+const DEFAULT_AFFINITY_TIMEOUT: i32 = 10800;
+
+pub struct ServiceRegistry {
+    service_cidr: Ipv4Cidr,
+    /// Reserved for the cluster DNS Service: only handed out when asked for by name.
+    dns_ip: Ipv4Addr,
+    node_ports: (u16, u16),
+    pool: Ipv4Cidr,
+}
+
+impl ServiceRegistry {
+    pub fn new(config: &ClusterConfig) -> ServiceRegistry {
+        ServiceRegistry {
+            service_cidr: config.service_cidr,
+            dns_ip: config.dns_service_ip,
+            node_ports: config.node_port_range,
+            pool: config.load_balancer_pool,
+        }
+    }
+
+    /// Defaults, validates and allocates one Service, given the others as stored.
+    pub fn admit_service(
+        &self,
+        svc: &mut Service,
+        stored: Option<&Service>,
+        others: &[&Service],
+    ) -> Result<(), String> {
+        let spec = svc.spec.get_or_insert_with(ServiceSpec::default);
+        let old = stored.and_then(|s| s.spec.as_ref());
+        let ty = spec.type_.get_or_insert_with(|| "ClusterIP".into()).clone();
+        if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty.as_str()) {
+            return Err(format!(
+                "spec.type: unsupported value {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
+            ));
+        }
+        if ty == "ExternalName" {
+            return admit_external_name(spec);
+        }
+        check_ports(spec)?;
+        check_policies(spec, &ty)?;
+        for ip in spec.external_ips.iter().flatten() {
+            ip.parse::<Ipv4Addr>()
+                .map_err(|_| format!("spec.externalIPs: {ip:?} is not an IPv4 address"))?;
+        }
+        self.cluster_ip(spec, old, others)?;
+        if ty == "NodePort" || ty == "LoadBalancer" {
+            self.node_ports(spec, old, others)?;
+        } else {
+            for p in spec.ports.iter_mut().flatten() {
+                if p.node_port.take().is_some() {
+                    // Kubernetes refuses this too: only NodePort and LoadBalancer Services have them.
+                    return Err(format!(
+                        "spec.ports[{}].nodePort: may not be set when type is {ty:?}",
+                        p.name.clone().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        if ty == "LoadBalancer" {
+            self.load_balancer(svc, stored, others);
+        } else {
+            // What the API server shows for every other type; it also clears a stored address
+            // when a LoadBalancer becomes something else.
+            svc.status = Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus::default()),
+                ..Default::default()
+            });
+            remove_annotation(svc, LB_PROBLEM_ANNOTATION);
+        }
+        Ok(())
+    }
+
+    fn cluster_ip(
+        &self,
+        spec: &mut ServiceSpec,
+        old: Option<&ServiceSpec>,
+        others: &[&Service],
+    ) -> Result<(), String> {
+        let old_ip = old
+            .and_then(|o| o.cluster_ip.clone())
+            .filter(|ip| !ip.is_empty());
+        let requested = spec.cluster_ip.clone().filter(|ip| !ip.is_empty());
+        let ip = match (requested, old_ip) {
+            (Some(r), Some(o)) if r != o => {
+                return Err(format!(
+                    "spec.clusterIP: field is immutable (is {o}, asked for {r})"
+                ))
+            }
+            (None, Some(o)) => o,
+            (Some(r), _) if r == "None" => r,
+            (Some(r), old) => {
+                let ip: Ipv4Addr = r
+                    .parse()
+                    .map_err(|_| format!("spec.clusterIP: {r:?} is not an IPv4 address"))?;
+                if old.is_none() {
+                    if !self.service_cidr.contains(ip)
+                        || ip == self.service_cidr.network()
+                        || ip == self.service_cidr.broadcast()
+                    {
+                        return Err(format!(
+                            "spec.clusterIP: {ip} is not a usable address of the service CIDR {}",
+                            self.service_cidr
+                        ));
+                    }
+                    if let Some(owner) = others.iter().find(|s| cluster_ip(s) == Some(ip)) {
+                        return Err(format!(
+                            "spec.clusterIP: {ip} is already allocated to service {}",
+                            name(owner)
+                        ));
+                    }
+                }
+                r
+            }
+            (None, None) => {
+                let taken: BTreeSet<Ipv4Addr> =
+                    others.iter().filter_map(|s| cluster_ip(s)).collect();
+                // Sequential from the bottom, skipping the DNS address: deterministic, and
+                // what a reader of `weft get svc` can predict.
+                let free = (1..self.service_cidr.size().saturating_sub(1))
+                    .filter_map(|n| self.service_cidr.nth(n))
+                    .find(|ip| *ip != self.dns_ip && !taken.contains(ip))
+                    .ok_or_else(|| {
+                        format!(
+                            "no cluster IP left in the service CIDR {}",
+                            self.service_cidr
+                        )
+                    })?;
+                free.to_string()
+            }
+        };
+        spec.cluster_ips = Some(vec![ip.clone()]);
+        spec.cluster_ip = Some(ip);
+        if spec.cluster_ip.as_deref() != Some("None") {
+            spec.ip_families = Some(vec!["IPv4".into()]);
+            spec.ip_family_policy
+                .get_or_insert_with(|| "SingleStack".into());
+        }
+        Ok(())
+    }
+
+    fn node_ports(
+        &self,
+        spec: &mut ServiceSpec,
+        old: Option<&ServiceSpec>,
+        others: &[&Service],
+    ) -> Result<(), String> {
+        let (lo, hi) = self.node_ports;
+        let mut taken: BTreeSet<i32> = others
+            .iter()
+            .flat_map(|s| s.spec.iter().flat_map(|sp| sp.ports.iter().flatten()))
+            .filter_map(|p| p.node_port)
+            .collect();
+        let old_ports: Vec<_> = old.and_then(|o| o.ports.clone()).unwrap_or_default();
+        let ports = spec.ports.get_or_insert_with(Vec::new);
+        // Requested ports first, so an automatic pick never takes one asked for later in the list.
+        for p in ports.iter().filter(|p| p.node_port.is_some()) {
+            let n = p.node_port.unwrap_or_default();
+            let kept = old_ports.iter().any(|o| o.node_port == Some(n));
+            if !kept {
+                if n < i32::from(lo) || n > i32::from(hi) {
+                    return Err(format!(
+                        "spec.ports[{}].nodePort: {n} is outside the node port range {lo}-{hi}",
+                        p.port
+                    ));
+                }
+                if taken.contains(&n) {
+                    let owner = others
+                        .iter()
+                        .find(|s| {
+                            s.spec
+                                .iter()
+                                .flat_map(|sp| sp.ports.iter().flatten())
+                                .any(|q| q.node_port == Some(n))
+                        })
+                        .map(|s| name(s))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "spec.ports[{}].nodePort: {n} is already allocated to service {owner}",
+                        p.port
+                    ));
+                }
+            }
+        }
+        taken.extend(ports.iter().filter_map(|p| p.node_port));
+        for p in ports.iter_mut().filter(|p| p.node_port.is_none()) {
+            let kept = old_ports
+                .iter()
+                .find(|o| o.port == p.port && o.protocol == p.protocol)
+                .and_then(|o| o.node_port);
+            let n = match kept {
+                Some(n) => n,
+                None => (i32::from(lo)..=i32::from(hi))
+                    .find(|n| !taken.contains(n))
+                    .ok_or_else(|| format!("no node port left in the range {lo}-{hi}"))?,
+            };
+            taken.insert(n);
+            p.node_port = Some(n);
+        }
+        Ok(())
+    }
+
+    /// Keeps the stored address, honours `spec.loadBalancerIP` when it is in the pool and free,
+    /// else takes the first free one; an empty pool leaves the Service pending with a reason.
+    fn load_balancer(&self, svc: &mut Service, stored: Option<&Service>, others: &[&Service]) {
+        let taken: BTreeSet<Ipv4Addr> = others.iter().filter_map(|s| lb_ip(s)).collect();
+        let requested = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.load_balancer_ip.as_deref())
+            .filter(|ip| !ip.is_empty())
+            .map(str::to_string);
+        let usable = |ip: &Ipv4Addr| {
+            self.pool.contains(*ip) && *ip != self.pool.network() && *ip != self.pool.broadcast()
+        };
+        let chosen: Result<Ipv4Addr, String> = match (requested, stored.and_then(lb_ip)) {
+            (Some(r), kept) => match r.parse::<Ipv4Addr>() {
+                Ok(ip) if Some(ip) == kept => Ok(ip),
+                Ok(ip) if !usable(&ip) => Err(format!(
+                    "spec.loadBalancerIP {ip} is not in the pool {}",
+                    self.pool
+                )),
+                Ok(ip) if taken.contains(&ip) => {
+                    Err(format!("spec.loadBalancerIP {ip} is already in use"))
+                }
+                Ok(ip) => Ok(ip),
+                Err(_) => Err(format!("spec.loadBalancerIP {r:?} is not an IPv4 address")),
+            },
+            (None, Some(kept)) => Ok(kept),
+            (None, None) => (1..self.pool.size().saturating_sub(1))
+                .filter_map(|n| self.pool.nth(n))
+                .find(|ip| !taken.contains(ip))
+                .ok_or_else(|| {
+                    format!(
+                        "the load-balancer pool {} is exhausted ({} addresses in use)",
+                        self.pool,
+                        taken.len()
+                    )
+                }),
+        };
+        match chosen {
+            Ok(ip) => {
+                svc.status = Some(ServiceStatus {
+                    load_balancer: Some(LoadBalancerStatus {
+                        ingress: Some(vec![LoadBalancerIngress {
+                            ip: Some(ip.to_string()),
+                            ip_mode: Some("VIP".into()),
+                            ..Default::default()
+                        }]),
+                    }),
+                    ..Default::default()
+                });
+                remove_annotation(svc, LB_PROBLEM_ANNOTATION);
+            }
+            Err(problem) => {
+                svc.status = Some(ServiceStatus {
+                    load_balancer: Some(LoadBalancerStatus::default()),
+                    ..Default::default()
+                });
+                svc.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(LB_PROBLEM_ANNOTATION.into(), problem);
+            }
+        }
+    }
+}
+
+impl Admission for ServiceRegistry {
+    fn admit(
+        &self,
+        incoming: &mut Object,
+        stored: Option<&Object>,
+        existing: &[Object],
+    ) -> Result<(), String> {
+        let Some(svc) = incoming.as_service_mut() else {
+            return Ok(());
+        };
+        let me = (svc.metadata.namespace.clone(), svc.metadata.name.clone());
+        let others: Vec<&Service> = existing
+            .iter()
+            .filter_map(Object::as_service)
+            .filter(|s| (s.metadata.namespace.clone(), s.metadata.name.clone()) != me)
+            .collect();
+        self.admit_service(svc, stored.and_then(Object::as_service), &others)
+    }
+}
+
+fn admit_external_name(spec: &mut ServiceSpec) -> Result<(), String> {
+    let target = spec.external_name.clone().unwrap_or_default();
+    if target.is_empty() {
+        return Err("spec.externalName: required when type is \"ExternalName\"".into());
+    }
+    weft_model::names::check_rfc1123_subdomain(target.trim_end_matches('.'))
+        .map_err(|e| format!("spec.externalName {target:?}: {e}"))?;
+    if spec.cluster_ip.as_deref().is_some_and(|ip| !ip.is_empty()) {
+        return Err("spec.clusterIP: must be empty for type \"ExternalName\"".into());
+    }
+    Ok(())
+}
+
+fn check_ports(spec: &mut ServiceSpec) -> Result<(), String> {
+    let headless = spec.cluster_ip.as_deref() == Some("None");
+    let ports = spec.ports.get_or_insert_with(Vec::new);
+    if ports.is_empty() && !headless {
+        return Err(
+            "spec.ports: at least one port is required (only headless Services may have none)"
+                .into(),
+        );
+    }
+    let many = ports.len() > 1;
+    let mut seen = BTreeSet::new();
+    let mut names = BTreeSet::new();
+    for (i, p) in ports.iter_mut().enumerate() {
+        let protocol = p.protocol.get_or_insert_with(|| "TCP".into()).clone();
+        if !["TCP", "UDP", "SCTP"].contains(&protocol.as_str()) {
+            return Err(format!("spec.ports[{i}].protocol: unsupported value {protocol:?}: supported values: \"SCTP\", \"TCP\", \"UDP\""));
+        }
+        if !(1..=65535).contains(&p.port) {
+            return Err(format!(
+                "spec.ports[{i}].port: {} must be between 1 and 65535",
+                p.port
+            ));
+        }
+        if !seen.insert((p.port, protocol.clone())) {
+            return Err(format!(
+                "spec.ports[{i}]: duplicate port {}/{protocol}",
+                p.port
+            ));
+        }
+        match p.name.as_deref() {
+            Some(n) if !n.is_empty() => {
+                weft_model::names::check_rfc1123_label(n)
+                    .map_err(|e| format!("spec.ports[{i}].name {n:?}: {e}"))?;
+                if !names.insert(n.to_string()) {
+                    return Err(format!("spec.ports[{i}].name: duplicate name {n:?}"));
+                }
+            }
+            _ if many => {
+                return Err(format!(
+                    "spec.ports[{i}].name: required when a Service has more than one port"
+                ))
+            }
+            _ => {}
+        }
+        match p.target_port.get_or_insert(IntOrString::Int(p.port)) {
+            IntOrString::Int(t) if !(1..=65535).contains(t) => {
+                return Err(format!(
+                    "spec.ports[{i}].targetPort: {t} must be between 1 and 65535"
+                ))
+            }
+            IntOrString::String(name) => check_port_name(name)
+                .map_err(|e| format!("spec.ports[{i}].targetPort {name:?}: {e}"))?,
+            IntOrString::Int(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// An IANA service name, as a named container port must be: 1-15 characters, lowercase letters,
+/// digits and '-', at least one letter, no leading/trailing or double '-'.
+fn check_port_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if name.is_empty() || name.len() > 15 {
+        return Err("must be 1 to 15 characters".into());
+    }
+    if !ok_chars || !name.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err("must be lowercase letters, digits and '-', with at least one letter".into());
+    }
+    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
+        return Err("must not start or end with '-' or contain \"--\"".into());
+    }
+    Ok(())
+}
+
+fn check_policies(spec: &mut ServiceSpec, ty: &str) -> Result<(), String> {
+    let affinity = spec
+        .session_affinity
+        .get_or_insert_with(|| "None".into())
+        .clone();
+    match affinity.as_str() {
+        "None" => spec.session_affinity_config = None,
+        "ClientIP" => {
+            let cfg = spec.session_affinity_config.get_or_insert_with(Default::default);
+            let client = cfg.client_ip.get_or_insert_with(Default::default);
+            let t = *client.timeout_seconds.get_or_insert(DEFAULT_AFFINITY_TIMEOUT);
+            if !(1..=86400).contains(&t) {
+                return Err(format!(
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds: {t} must be between 1 and 86400"
+                ));
+            }
+        }
+        other => return Err(format!("spec.sessionAffinity: unsupported value {other:?}: supported values: \"ClientIP\", \"None\"")),
+    }
+    let external = ty == "NodePort"
+        || ty == "LoadBalancer"
+        || spec.external_ips.as_ref().is_some_and(|e| !e.is_empty());
+    match spec.external_traffic_policy.as_deref() {
+        None if external => spec.external_traffic_policy = Some("Cluster".into()),
+        None => {}
+        Some("Cluster") | Some("Local") if external => {}
+        Some(p @ ("Cluster" | "Local")) => {
+            return Err(format!(
+                "spec.externalTrafficPolicy: may only be set for NodePort or LoadBalancer Services or with externalIPs (is {p:?})"
+            ))
+        }
+        Some(p) => return Err(format!("spec.externalTrafficPolicy: unsupported value {p:?}: supported values: \"Cluster\", \"Local\"")),
+    }
+    match spec.internal_traffic_policy.get_or_insert_with(|| "Cluster".into()).as_str() {
+        "Cluster" | "Local" => {}
+        p => return Err(format!("spec.internalTrafficPolicy: unsupported value {p:?}: supported values: \"Cluster\", \"Local\"")),
+    }
+    Ok(())
+}
+
+fn cluster_ip(s: &Service) -> Option<Ipv4Addr> {
+    s.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()
+}
+
+fn lb_ip(s: &Service) -> Option<Ipv4Addr> {
+    s.status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .first()?
+        .ip
+        .as_deref()?
+        .parse()
+        .ok()
+}
+
+fn name(s: &Service) -> String {
+    format!(
+        "{}/{}",
+        s.metadata.namespace.as_deref().unwrap_or("default"),
+        s.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn remove_annotation(svc: &mut Service, key: &str) {
+    if let Some(a) = svc.metadata.annotations.as_mut() {
+        a.remove(key);
+        if a.is_empty() {
+            svc.metadata.annotations = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

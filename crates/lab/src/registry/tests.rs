@@ -1,0 +1,260 @@
+use super::*;
+
+fn registry() -> ServiceRegistry {
+    let mut config = ClusterConfig::default();
+    config.load_balancer_pool = "198.51.100.0/29".parse().unwrap(); // 6 usable addresses
+    ServiceRegistry::new(&config)
+}
+
+fn svc(yaml: &str) -> Service {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn admit(yaml: &str, others: &[&Service]) -> Result<Service, String> {
+    let mut s = svc(yaml);
+    registry().admit_service(&mut s, None, others)?;
+    Ok(s)
+}
+
+const WEB: &str = "metadata: {name: web, namespace: default}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n";
+
+#[test]
+fn defaults_and_first_free_cluster_ip() {
+    let a = admit(WEB, &[]).unwrap();
+    let spec = a.spec.as_ref().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.1"));
+    assert_eq!(spec.cluster_ips, Some(vec!["10.96.0.1".to_string()]));
+    let p = &spec.ports.as_ref().unwrap()[0];
+    assert_eq!(p.protocol.as_deref(), Some("TCP"));
+    assert_eq!(p.target_port, Some(IntOrString::Int(80)));
+    assert_eq!(spec.session_affinity.as_deref(), Some("None"));
+    assert_eq!(spec.internal_traffic_policy.as_deref(), Some("Cluster"));
+    assert_eq!(spec.external_traffic_policy, None);
+    let b = admit(&WEB.replace("name: web", "name: b"), &[&a]).unwrap();
+    assert_eq!(b.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.2"));
+}
+
+#[test]
+fn the_dns_address_is_only_given_when_asked_for() {
+    let mut taken = Vec::new();
+    for i in 0..12 {
+        let s = admit(
+            &WEB.replace("name: web", &format!("name: s{i}")),
+            &taken.iter().collect::<Vec<_>>(),
+        )
+        .unwrap();
+        taken.push(s);
+    }
+    let ips: Vec<String> = taken
+        .iter()
+        .map(|s| s.spec.as_ref().unwrap().cluster_ip.clone().unwrap())
+        .collect();
+    assert!(!ips.contains(&"10.96.0.10".to_string()), "{ips:?}");
+    let dns = admit(
+        &WEB.replace("name: web", "name: dns")
+            .replace("spec:\n", "spec:\n  clusterIP: 10.96.0.10\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(dns.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.10"));
+}
+
+#[test]
+fn requested_cluster_ips_are_honoured_checked_and_immutable() {
+    let asked = WEB.replace("spec:\n", "spec:\n  clusterIP: 10.96.5.5\n");
+    let a = admit(&asked, &[]).unwrap();
+    assert_eq!(
+        a.spec.as_ref().unwrap().cluster_ip.as_deref(),
+        Some("10.96.5.5")
+    );
+    let err = admit(&asked.replace("name: web", "name: other"), &[&a]).unwrap_err();
+    assert_eq!(
+        err,
+        "spec.clusterIP: 10.96.5.5 is already allocated to service default/web"
+    );
+    let err = admit(
+        &WEB.replace("spec:\n", "spec:\n  clusterIP: 10.200.0.1\n"),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("10.200.0.1") && err.contains("10.96.0.0/12"),
+        "{err}"
+    );
+    let err = admit(&WEB.replace("spec:\n", "spec:\n  clusterIP: banana\n"), &[]).unwrap_err();
+    assert!(err.contains("banana"), "{err}");
+    // Re-applying without the field keeps the address; asking for another is refused.
+    let mut again = svc(WEB);
+    registry().admit_service(&mut again, Some(&a), &[]).unwrap();
+    assert_eq!(
+        again.spec.as_ref().unwrap().cluster_ip.as_deref(),
+        Some("10.96.5.5")
+    );
+    let mut moved = svc(&WEB.replace("spec:\n", "spec:\n  clusterIP: 10.96.6.6\n"));
+    let err = registry()
+        .admit_service(&mut moved, Some(&a), &[])
+        .unwrap_err();
+    assert!(err.contains("immutable"), "{err}");
+}
+
+#[test]
+fn headless_and_external_name() {
+    let h = admit(
+        "metadata: {name: h}\nspec:\n  clusterIP: None\n  selector: {app: web}\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(h.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    let e = admit(
+        "metadata: {name: e}\nspec:\n  type: ExternalName\n  externalName: example.com\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(e.spec.as_ref().unwrap().cluster_ip, None);
+    let err = admit("metadata: {name: e}\nspec:\n  type: ExternalName\n", &[]).unwrap_err();
+    assert!(err.contains("externalName"), "{err}");
+    let err = admit(
+        "metadata: {name: e}\nspec:\n  type: ExternalName\n  externalName: 'bad name!'\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("bad name!"), "{err}");
+}
+
+#[test]
+fn node_ports_are_allocated_honoured_and_refused_with_reasons() {
+    let np = "metadata: {name: np}\nspec:\n  type: NodePort\n  ports: [{name: http, port: 80, nodePort: 30080}, {name: dns, port: 53, protocol: UDP}]\n";
+    let a = admit(np, &[]).unwrap();
+    let ports = a.spec.as_ref().unwrap().ports.clone().unwrap();
+    assert_eq!(ports[0].node_port, Some(30080));
+    assert_eq!(ports[1].node_port, Some(30000));
+    assert_eq!(
+        a.spec.as_ref().unwrap().external_traffic_policy.as_deref(),
+        Some("Cluster")
+    );
+    let err = admit(&np.replace("name: np", "name: np2"), &[&a]).unwrap_err();
+    assert_eq!(
+        err,
+        "spec.ports[80].nodePort: 30080 is already allocated to service default/np"
+    );
+    let err = admit(&np.replace("30080", "80"), &[]).unwrap_err();
+    assert_eq!(
+        err,
+        "spec.ports[80].nodePort: 80 is outside the node port range 30000-32767"
+    );
+    let b = admit(
+        &np.replace("name: np", "name: np2")
+            .replace(", nodePort: 30080", ""),
+        &[&a],
+    )
+    .unwrap();
+    let ports = b.spec.unwrap().ports.unwrap();
+    assert_eq!(
+        (ports[0].node_port, ports[1].node_port),
+        (Some(30001), Some(30002))
+    );
+    // Re-applied without nodePorts: the same ones are kept.
+    let mut again = svc(&np.replace(", nodePort: 30080", ""));
+    registry().admit_service(&mut again, Some(&a), &[]).unwrap();
+    let ports = again.spec.unwrap().ports.unwrap();
+    assert_eq!(
+        (ports[0].node_port, ports[1].node_port),
+        (Some(30080), Some(30000))
+    );
+    let err = admit(
+        "metadata: {name: c}\nspec:\n  ports: [{port: 80, nodePort: 30001}]\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("nodePort") && err.contains("ClusterIP"),
+        "{err}"
+    );
+}
+
+#[test]
+fn load_balancers_get_pool_addresses_until_the_pool_runs_out() {
+    let lb = |n: &str| {
+        format!("metadata: {{name: {n}}}\nspec:\n  type: LoadBalancer\n  ports: [{{port: 80}}]\n")
+    };
+    let mut made: Vec<Service> = Vec::new();
+    for i in 0..6 {
+        let s = admit(&lb(&format!("lb{i}")), &made.iter().collect::<Vec<_>>()).unwrap();
+        made.push(s);
+    }
+    let ips: Vec<String> = made.iter().map(|s| lb_ip(s).unwrap().to_string()).collect();
+    assert_eq!(ips.first().map(String::as_str), Some("198.51.100.1"));
+    assert_eq!(ips.last().map(String::as_str), Some("198.51.100.6"));
+    assert!(made[0].spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
+        .node_port
+        .is_some());
+    // The pool is exhausted: the Service is stored, pending, with the reason.
+    let pending = admit(&lb("lb6"), &made.iter().collect::<Vec<_>>()).unwrap();
+    assert_eq!(lb_ip(&pending), None);
+    let why = &pending.metadata.annotations.as_ref().unwrap()[LB_PROBLEM_ANNOTATION];
+    assert_eq!(
+        why,
+        "the load-balancer pool 198.51.100.0/29 is exhausted (6 addresses in use)"
+    );
+    // A requested address: honoured when free and in the pool.
+    let asked = admit(
+        &lb("x").replace("spec:\n", "spec:\n  loadBalancerIP: 198.51.100.3\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(lb_ip(&asked).unwrap().to_string(), "198.51.100.3");
+    let refused = admit(
+        &lb("x").replace("spec:\n", "spec:\n  loadBalancerIP: 10.0.0.1\n"),
+        &[],
+    )
+    .unwrap();
+    assert!(
+        refused.metadata.annotations.unwrap()[LB_PROBLEM_ANNOTATION].contains("not in the pool")
+    );
+    // Becoming a ClusterIP Service clears the address.
+    let mut back = svc("metadata: {name: lb0}\nspec:\n  ports: [{port: 80}]\n");
+    registry()
+        .admit_service(&mut back, Some(&made[0]), &[])
+        .unwrap();
+    assert_eq!(lb_ip(&back), None);
+}
+
+#[test]
+fn bad_ports_and_policies_name_the_field() {
+    let cases = [
+        ("ports: [{port: 0}]", "spec.ports[0].port: 0 must be between 1 and 65535"),
+        ("ports: [{port: 80, targetPort: 70000}]", "spec.ports[0].targetPort: 70000 must be between 1 and 65535"),
+        ("ports: [{port: 80, targetPort: Not_A_Name}]", "spec.ports[0].targetPort \"Not_A_Name\""),
+        ("ports: [{port: 80, protocol: ICMP}]", "spec.ports[0].protocol: unsupported value \"ICMP\""),
+        ("ports: [{port: 80}, {port: 81}]", "spec.ports[0].name: required"),
+        ("ports: [{name: a, port: 80}, {name: a, port: 81}]", "duplicate name \"a\""),
+        ("ports: [{name: a, port: 80}, {name: b, port: 80}]", "duplicate port 80/TCP"),
+        ("ports: []", "at least one port"),
+        ("type: Bogus\n  ports: [{port: 80}]", "spec.type: unsupported value \"Bogus\""),
+        ("externalTrafficPolicy: Local\n  ports: [{port: 80}]", "externalTrafficPolicy: may only be set"),
+        ("sessionAffinity: Sticky\n  ports: [{port: 80}]", "spec.sessionAffinity: unsupported value \"Sticky\""),
+        (
+            "sessionAffinity: ClientIP\n  sessionAffinityConfig: {clientIP: {timeoutSeconds: 0}}\n  ports: [{port: 80}]",
+            "timeoutSeconds: 0",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let err = admit(&format!("metadata: {{name: x}}\nspec:\n  {spec}\n"), &[]).unwrap_err();
+        assert!(err.contains(expected), "{spec}: {err}");
+    }
+    let ok = admit("metadata: {name: x}\nspec:\n  sessionAffinity: ClientIP\n  ports: [{port: 80, targetPort: http}]\n", &[]).unwrap();
+    let spec = ok.spec.unwrap();
+    assert_eq!(
+        spec.session_affinity_config
+            .unwrap()
+            .client_ip
+            .unwrap()
+            .timeout_seconds,
+        Some(10800)
+    );
+    assert_eq!(
+        spec.ports.unwrap()[0].target_port,
+        Some(IntOrString::String("http".into()))
+    );
+}

@@ -1,0 +1,212 @@
+//! The lab's load-balancer speaker: what MetalLB (or a cloud's load balancer) does for a real
+//! cluster. It runs inside the lab's fabric namespace, the router between the outside host and
+//! the nodes, and routes each LoadBalancer address (and each externalIP) to a node: for
+//! `externalTrafficPolicy: Cluster` any ready node (the node's proxy balances cluster-wide), for
+//! `Local` a node that has a ready endpoint of the Service, so the client's address survives.
+//! Routes carry protocol 0x57 so the speaker only ever replaces or removes its own.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_dataplane::{Family, IpNet, Netlink};
+use weft_sources::Store;
+
+use crate::LabError;
+
+/// The protocol tag of the speaker's routes (the same as the node agents').
+const ROUTE_PROTOCOL: u8 = 0x57;
+
+/// Address -> the node IP it is routed to. Pure: decided from the objects alone.
+pub fn desired_routes(
+    services: &[Service],
+    slices: &[EndpointSlice],
+    nodes: &[Node],
+) -> BTreeMap<Ipv4Addr, Ipv4Addr> {
+    let mut ready: Vec<(String, Ipv4Addr)> = nodes
+        .iter()
+        .filter(|n| crate::controller::node_ready(n))
+        .filter_map(|n| Some((n.metadata.name.clone()?, crate::nodes::internal_ip(n)?)))
+        .collect();
+    ready.sort();
+    let mut out = BTreeMap::new();
+    for svc in services {
+        let Some(spec) = &svc.spec else { continue };
+        let mut addresses: Vec<Ipv4Addr> = spec
+            .external_ips
+            .iter()
+            .flatten()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        addresses.extend(
+            svc.status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
+        );
+        if addresses.is_empty() {
+            continue;
+        }
+        let local = spec.external_traffic_policy.as_deref() == Some("Local");
+        let target = if local {
+            let with_endpoints = local_endpoint_nodes(svc, slices);
+            ready
+                .iter()
+                .find(|(name, _)| with_endpoints.contains(name))
+                .or(ready.first())
+        } else {
+            ready.first()
+        };
+        if let Some((_, ip)) = target {
+            for a in addresses {
+                out.insert(a, *ip);
+            }
+        }
+    }
+    out
+}
+
+/// The nodes holding a ready endpoint of `svc`.
+fn local_endpoint_nodes(svc: &Service, slices: &[EndpointSlice]) -> Vec<String> {
+    let (ns, name) = (
+        svc.metadata.namespace.as_deref(),
+        svc.metadata.name.as_deref(),
+    );
+    slices
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == ns)
+        .filter(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get("kubernetes.io/service-name"))
+                .map(String::as_str)
+                == name
+        })
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .filter_map(|e| e.node_name.clone())
+        .collect()
+}
+
+pub struct Speaker {
+    store: Store,
+}
+
+impl Speaker {
+    pub fn new(store: Store) -> Speaker {
+        Speaker { store }
+    }
+
+    /// Runs until killed, in the fabric namespace it was started in.
+    pub fn run(self) -> Result<(), LabError> {
+        let mut watch = self.store.watch(self.store.revision()?)?;
+        loop {
+            if let Err(e) = self.sync() {
+                tracing::warn!("speaker sync failed: {e}");
+            }
+            watch.wait(Duration::from_secs(5))?;
+        }
+    }
+
+    /// Routes the addresses the store asks for and removes the ones it no longer does.
+    pub fn sync(&self) -> Result<(), LabError> {
+        let list = |kind: &str| self.store.list(kind);
+        let services: Vec<Service> = list("Service")?
+            .iter()
+            .filter_map(|o| o.as_service().cloned())
+            .collect();
+        let slices: Vec<EndpointSlice> = list("EndpointSlice")?
+            .iter()
+            .filter_map(|o| o.as_endpoint_slice().cloned())
+            .collect();
+        let nodes: Vec<Node> = list("Node")?
+            .iter()
+            .filter_map(|o| o.as_node().cloned())
+            .collect();
+        let want = desired_routes(&services, &slices, &nodes);
+        let mut nl = Netlink::open()?;
+        let owned: Vec<_> = nl
+            .routes(Family::V4)?
+            .into_iter()
+            .filter(|r| r.protocol == ROUTE_PROTOCOL)
+            .collect();
+        for (addr, node) in &want {
+            let dst = IpNet::new(IpAddr::V4(*addr), 32)?;
+            let present = owned
+                .iter()
+                .any(|r| r.dst == dst && r.gateway == Some(IpAddr::V4(*node)));
+            if !present {
+                nl.route_add(dst)
+                    .gateway(IpAddr::V4(*node))
+                    .protocol(ROUTE_PROTOCOL)
+                    .replace()
+                    .execute()?;
+                tracing::info!("routing {addr} to node {node}");
+            }
+        }
+        for r in owned {
+            let wanted = match r.dst.addr() {
+                IpAddr::V4(a) => r.dst.prefix() == 32 && want.contains_key(&a),
+                IpAddr::V6(_) => false,
+            };
+            if !wanted {
+                match nl.route_del(r.dst, r.oif, r.gateway) {
+                    Ok(()) => tracing::info!("no longer routing {}", r.dst),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn docs<T: serde::de::DeserializeOwned>(yaml: &str) -> Vec<T> {
+        yaml.split("\n---\n")
+            .map(|d| serde_yaml::from_str(d).unwrap())
+            .collect()
+    }
+
+    const NODES: &str = "metadata: {name: n1}\nstatus: {addresses: [{type: InternalIP, address: 172.20.0.2}], conditions: [{type: Ready, status: 'True'}]}
+---
+metadata: {name: n2}\nstatus: {addresses: [{type: InternalIP, address: 172.20.0.3}], conditions: [{type: Ready, status: 'True'}]}";
+
+    #[test]
+    fn cluster_goes_to_the_first_ready_node_local_to_one_with_an_endpoint() {
+        let services: Vec<Service> = docs(
+            "metadata: {name: c, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Cluster}\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.1}]}}
+---
+metadata: {name: l, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local, externalIPs: [198.51.100.200]}\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.2}]}}
+---
+metadata: {name: pending, namespace: default}\nspec: {type: LoadBalancer}",
+        );
+        let slices: Vec<EndpointSlice> = docs(
+            "metadata: {name: l-1, namespace: default, labels: {kubernetes.io/service-name: l}}\naddressType: IPv4\nendpoints: [{addresses: [10.244.1.5], nodeName: n2, conditions: {ready: true}}]",
+        );
+        let nodes: Vec<Node> = docs(NODES);
+        let routes = desired_routes(&services, &slices, &nodes);
+        let show: Vec<String> = routes.iter().map(|(a, n)| format!("{a} via {n}")).collect();
+        assert_eq!(
+            show,
+            [
+                "198.51.100.1 via 172.20.0.2",
+                "198.51.100.2 via 172.20.0.3",
+                "198.51.100.200 via 172.20.0.3"
+            ]
+        );
+        assert!(
+            desired_routes(&services, &slices, &[]).is_empty(),
+            "no ready node, no route"
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Loading rulesets: the first one (and any after a refused update) replaces the whole table in
+//! one transaction; later ones load only the difference from what is known to be loaded.
+
+use weft_dataplane::nft;
+
+use crate::{ProxyError, Ruleset};
+
+/// What one [`Proxy::sync`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncKind {
+    Unchanged,
+    Incremental,
+    Full,
+    /// The incremental transaction was refused (the table was changed behind our back); the
+    /// whole table was reloaded instead. Carries the refusal.
+    FullAfterRefusedUpdate(String),
+}
+
+/// The loaded state of this node's service table.
+#[derive(Default)]
+pub struct Proxy {
+    loaded: Option<Ruleset>,
+}
+
+impl Proxy {
+    pub fn new() -> Proxy {
+        Proxy::default()
+    }
+
+    /// Makes the kernel's table match `next`, in the calling thread's network namespace.
+    pub fn sync(&mut self, next: Ruleset) -> Result<SyncKind, ProxyError> {
+        let update = match &self.loaded {
+            Some(old) if *old == next => return Ok(SyncKind::Unchanged),
+            Some(old) => next.update_script(old),
+            None => None,
+        };
+        let kind = match update {
+            Some(script) => match nft::apply(&script) {
+                Ok(()) => SyncKind::Incremental,
+                Err(refused) => {
+                    // What is loaded is not what we think (someone changed the table): start over.
+                    self.loaded = None;
+                    nft::apply(&next.full_script())?;
+                    SyncKind::FullAfterRefusedUpdate(refused.to_string())
+                }
+            },
+            None => {
+                nft::apply(&next.full_script())?;
+                SyncKind::Full
+            }
+        };
+        self.loaded = Some(next);
+        Ok(kind)
+    }
+
+    /// Forgets what is loaded: the next sync replaces the whole table.
+    pub fn reset(&mut self) {
+        self.loaded = None;
+    }
+}

@@ -1,0 +1,193 @@
+use super::*;
+use crate::view::views;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+fn node() -> ProxyNode {
+    ProxyNode {
+        name: "lab-node1".into(),
+        ip: "172.20.0.2".parse().unwrap(),
+        cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+    }
+}
+
+fn docs<T: serde::de::DeserializeOwned>(yaml: &str) -> Vec<T> {
+    yaml.split("\n---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_yaml::from_str(d).unwrap())
+        .collect()
+}
+
+/// Every kind of Service the proxy handles, with endpoints on this node and another.
+pub(crate) const SERVICES: &str = "
+metadata: {name: web, namespace: default}
+spec: {type: ClusterIP, clusterIP: 10.96.0.1, ports: [{name: http, port: 80, protocol: TCP}]}
+---
+metadata: {name: dns, namespace: kube-system}
+spec: {type: ClusterIP, clusterIP: 10.96.0.10, ports: [{name: dns, port: 53, protocol: UDP}, {name: dns-tcp, port: 53, protocol: TCP}]}
+---
+metadata: {name: np, namespace: default}
+spec: {type: NodePort, clusterIP: 10.96.0.2, externalTrafficPolicy: Cluster, ports: [{port: 80, nodePort: 30080}]}
+---
+metadata: {name: lb-local, namespace: default}
+spec: {type: LoadBalancer, clusterIP: 10.96.0.3, externalTrafficPolicy: Local, ports: [{port: 80, nodePort: 30081}]}
+status: {loadBalancer: {ingress: [{ip: 198.51.100.1}]}}
+---
+metadata: {name: sticky, namespace: default}
+spec: {clusterIP: 10.96.0.4, sessionAffinity: ClientIP, sessionAffinityConfig: {clientIP: {timeoutSeconds: 5}}, ports: [{port: 80}]}
+---
+metadata: {name: empty, namespace: default}
+spec: {type: NodePort, clusterIP: 10.96.0.5, externalIPs: [203.0.113.50], ports: [{port: 80, nodePort: 30082}]}
+---
+metadata: {name: itp, namespace: default}
+spec: {clusterIP: 10.96.0.6, internalTrafficPolicy: Local, ports: [{port: 80}]}
+---
+metadata: {name: headless, namespace: default}
+spec: {clusterIP: None, ports: [{port: 80}]}
+---
+metadata: {name: ext, namespace: default}
+spec: {type: ExternalName, externalName: example.com}
+";
+
+pub(crate) const SLICES: &str = "
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+  - {addresses: [10.244.0.5], nodeName: lab-node1, conditions: {ready: true}}
+  - {addresses: [10.244.1.5], nodeName: lab-node2, conditions: {ready: true}}
+  - {addresses: [10.244.1.6], nodeName: lab-node2, conditions: {ready: false, serving: true, terminating: true}}
+---
+metadata: {name: dns-1, namespace: kube-system, labels: {kubernetes.io/service-name: dns}}
+addressType: IPv4
+ports: [{name: dns, port: 5353, protocol: UDP}, {name: dns-tcp, port: 5353, protocol: TCP}]
+endpoints: [{addresses: [10.244.1.9], nodeName: lab-node2}]
+---
+metadata: {name: np-1, namespace: default, labels: {kubernetes.io/service-name: np}}
+addressType: IPv4
+ports: [{port: 80, protocol: TCP}]
+endpoints: [{addresses: [10.244.1.7], nodeName: lab-node2, conditions: {ready: true}}]
+---
+metadata: {name: lb-local-1, namespace: default, labels: {kubernetes.io/service-name: lb-local}}
+addressType: IPv4
+ports: [{port: 80, protocol: TCP}]
+endpoints: [{addresses: [10.244.0.8], nodeName: lab-node1, conditions: {ready: true}}, {addresses: [10.244.1.8], nodeName: lab-node2, conditions: {ready: true}}]
+---
+metadata: {name: sticky-1, namespace: default, labels: {kubernetes.io/service-name: sticky}}
+addressType: IPv4
+ports: [{port: 80, protocol: TCP}]
+endpoints: [{addresses: [10.244.0.9], nodeName: lab-node1}, {addresses: [10.244.1.10], nodeName: lab-node2}]
+---
+metadata: {name: itp-1, namespace: default, labels: {kubernetes.io/service-name: itp}}
+addressType: IPv4
+ports: [{port: 80, protocol: TCP}]
+endpoints: [{addresses: [10.244.1.11], nodeName: lab-node2}]
+";
+
+fn all() -> Ruleset {
+    let services: Vec<Service> = docs(SERVICES);
+    let slices: Vec<EndpointSlice> = docs(SLICES);
+    compile(&node(), &views(&node(), &services, &slices))
+}
+
+#[test]
+fn every_service_type_snapshot() {
+    insta::assert_snapshot!(all().full_script());
+}
+
+#[test]
+fn views_pick_ready_endpoints_and_fall_back_to_terminating_ones() {
+    let services: Vec<Service> = docs(SERVICES);
+    let mut slices: Vec<EndpointSlice> = docs(SLICES);
+    let vs = views(&node(), &services, &slices);
+    let web = vs.iter().find(|v| v.name == "web").unwrap();
+    let ips: Vec<String> = web.endpoints.iter().map(|e| e.ip.to_string()).collect();
+    assert_eq!(
+        ips,
+        ["10.244.0.5", "10.244.1.5"],
+        "the terminating one is out while others are ready"
+    );
+    assert_eq!(web.local_endpoints.len(), 1);
+    // Only the terminating endpoint left: it still serves.
+    slices[0].endpoints.truncate(0);
+    slices[0].endpoints.push(serde_yaml::from_str("{addresses: [10.244.1.6], conditions: {ready: false, serving: true, terminating: true}}").unwrap());
+    let vs = views(&node(), &services, &slices);
+    let web = vs.iter().find(|v| v.name == "web").unwrap();
+    assert_eq!(web.endpoints.len(), 1);
+    assert!(
+        vs.iter().all(|v| v.name != "headless" && v.name != "ext"),
+        "nothing to proxy for those"
+    );
+}
+
+#[test]
+fn updates_touch_only_what_changed() {
+    let before = all();
+    assert_eq!(before.update_script(&before).as_deref(), Some(""));
+    let services: Vec<Service> = docs(SERVICES);
+    let mut slices: Vec<EndpointSlice> = docs(SLICES);
+    // One web endpoint goes away.
+    slices[0].endpoints.remove(1);
+    let after = compile(&node(), &views(&node(), &services, &slices));
+    let script = after.update_script(&before).unwrap();
+    insta::assert_snapshot!(script);
+    // The np Service is deleted: its elements and chains go, nothing else.
+    let fewer: Vec<Service> = services
+        .into_iter()
+        .filter(|s| s.metadata.name.as_deref() != Some("np"))
+        .collect();
+    let gone = compile(&node(), &views(&node(), &fewer, &slices))
+        .update_script(&after)
+        .unwrap();
+    assert!(
+        gone.contains("delete element ip weft_services service_ips { 10.96.0.2 . tcp . 80 }"),
+        "{gone}"
+    );
+    assert!(
+        gone.contains("delete element ip weft_services service_nodeports { tcp . 30080 }"),
+        "{gone}"
+    );
+    assert!(
+        gone.contains("delete chain ip weft_services svc-default/np/tcp/80"),
+        "{gone}"
+    );
+    assert!(
+        gone.contains("delete chain ip weft_services ext-default/np/tcp/80"),
+        "{gone}"
+    );
+    assert!(!gone.contains("web"), "{gone}");
+    // A different node address changes the fixed part: only a full reload will do.
+    let mut moved = node();
+    moved.ip = "172.20.0.9".parse().unwrap();
+    let services: Vec<Service> = docs(SERVICES);
+    assert_eq!(
+        compile(&moved, &views(&moved, &services, &slices)).update_script(&after),
+        None
+    );
+}
+
+#[test]
+fn map_lookups_do_not_grow_with_services() {
+    // 1000 services compile to 1000 chains and 1000 map elements, and still 2 lookups per packet
+    // in the `services` chain: the base part is the same text whatever the count.
+    let mut services = String::new();
+    let mut slices = String::new();
+    for i in 0..1000 {
+        let _ = write!(
+            services,
+            "metadata: {{name: s{i}, namespace: default}}\nspec: {{clusterIP: 10.96.{}.{}, ports: [{{port: 80}}]}}\n---\n",
+            i / 250,
+            i % 250 + 1
+        );
+        let _ = write!(
+            slices,
+            "metadata: {{name: s{i}-1, namespace: default, labels: {{kubernetes.io/service-name: s{i}}}}}\naddressType: IPv4\nports: [{{port: 8080, protocol: TCP}}]\nendpoints: [{{addresses: [10.244.{}.{}]}}]\n---\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    let rs = compile(&node(), &views(&node(), &docs(&services), &docs(&slices)));
+    assert_eq!(rs.chain_count(), 1000);
+    assert_eq!(rs.maps["service_ips"].len(), 1000);
+    assert_eq!(rs.base, all().base);
+}

@@ -1,0 +1,273 @@
+//! Services and EndpointSlices as the proxy sees them: one entry per service port with its
+//! addresses (cluster IP, node port, external addresses) and endpoints. Pure; the rules about
+//! which endpoints serve which traffic live here.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::ProxyNode;
+
+/// The label linking an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    fn parse(text: Option<&str>) -> Option<Protocol> {
+        match text.unwrap_or("TCP") {
+            "TCP" => Some(Protocol::Tcp),
+            "UDP" => Some(Protocol::Udp),
+            "SCTP" => Some(Protocol::Sctp),
+            _ => None,
+        }
+    }
+
+    /// The name nftables uses (`meta l4proto tcp`).
+    pub fn nft(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// One endpoint of one service port.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    /// The node the endpoint's pod runs on, when the slice says.
+    pub node: Option<String>,
+}
+
+/// One port of one Service, with everything the ruleset needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePortView {
+    pub namespace: String,
+    pub name: String,
+    /// The port's name, or its number when unnamed.
+    pub port_name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub cluster_ip: Option<Ipv4Addr>,
+    pub node_port: Option<u16>,
+    /// externalIPs and load-balancer ingress addresses: served like a node port.
+    pub external_ips: Vec<Ipv4Addr>,
+    /// externalTrafficPolicy: Local.
+    pub external_local: bool,
+    /// internalTrafficPolicy: Local.
+    pub internal_local: bool,
+    /// sessionAffinity: ClientIP, with its timeout in seconds.
+    pub affinity_timeout: Option<u32>,
+    /// The endpoints cluster-wide traffic may use.
+    pub endpoints: Vec<Endpoint>,
+    /// The endpoints on this node that local-policy traffic may use.
+    pub local_endpoints: Vec<Endpoint>,
+}
+
+impl ServicePortView {
+    /// `namespace/name/protocol/port`: how rules and errors name this service port.
+    pub fn id(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.namespace,
+            self.name,
+            self.protocol.nft(),
+            self.port_name
+        )
+    }
+
+    /// The endpoints traffic from inside the cluster (to the cluster IP) goes to.
+    pub fn internal_endpoints(&self) -> &[Endpoint] {
+        if self.internal_local {
+            &self.local_endpoints
+        } else {
+            &self.endpoints
+        }
+    }
+
+    /// The endpoints traffic from outside (node port, external addresses) goes to.
+    pub fn external_endpoints(&self) -> &[Endpoint] {
+        if self.external_local {
+            &self.local_endpoints
+        } else {
+            &self.endpoints
+        }
+    }
+}
+
+/// Builds the views of every proxied Service port. ExternalName Services and headless ones
+/// (no cluster IP) are not proxied; neither are ports of unknown protocol.
+pub fn views(
+    node: &ProxyNode,
+    services: &[Service],
+    slices: &[EndpointSlice],
+) -> Vec<ServicePortView> {
+    let mut by_service: BTreeMap<(String, String), Vec<&EndpointSlice>> = BTreeMap::new();
+    for slice in slices {
+        if slice.address_type != "IPv4" {
+            continue;
+        }
+        let Some(owner) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
+            continue;
+        };
+        let ns = slice
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        by_service
+            .entry((ns, owner.clone()))
+            .or_default()
+            .push(slice);
+    }
+    let mut out = Vec::new();
+    for svc in services {
+        let Some(spec) = &svc.spec else { continue };
+        if spec.type_.as_deref() == Some("ExternalName") {
+            continue;
+        }
+        let cluster_ip = spec
+            .cluster_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+        let namespace = svc
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        if cluster_ip.is_none() {
+            // Headless: DNS hands out the endpoints; there is nothing to proxy.
+            continue;
+        }
+        let mut external_ips: Vec<Ipv4Addr> = spec
+            .external_ips
+            .iter()
+            .flatten()
+            .filter_map(|ip| ip.parse().ok())
+            .collect();
+        external_ips.extend(
+            svc.status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
+        );
+        external_ips.sort();
+        external_ips.dedup();
+        let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds)
+                .and_then(|t| u32::try_from(t).ok())
+                .unwrap_or(10800)
+        });
+        let own_slices = by_service
+            .get(&(namespace.clone(), name.clone()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for p in spec.ports.iter().flatten() {
+            let (Some(protocol), Ok(port)) = (
+                Protocol::parse(p.protocol.as_deref()),
+                u16::try_from(p.port),
+            ) else {
+                continue;
+            };
+            let port_name = p.name.clone().filter(|n| !n.is_empty());
+            let endpoints = endpoints_for(own_slices, port_name.as_deref(), protocol);
+            let local_endpoints = endpoints
+                .iter()
+                .filter(|e| e.node.as_deref() == Some(node.name.as_str()))
+                .cloned()
+                .collect();
+            out.push(ServicePortView {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                port_name: port_name.unwrap_or_else(|| port.to_string()),
+                protocol,
+                port,
+                cluster_ip,
+                node_port: p
+                    .node_port
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| *n > 0),
+                external_ips: external_ips.clone(),
+                external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+                internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+                affinity_timeout,
+                endpoints,
+                local_endpoints,
+            });
+        }
+    }
+    out.sort_by_key(|v| v.id());
+    out
+}
+
+/// The endpoints of the slice port named like the service port: ready ones, or, when none is
+/// ready, the serving ones that are terminating (so a rolling update never refuses
+/// connections it could still serve), as kube-proxy does.
+fn endpoints_for(
+    slices: &[&EndpointSlice],
+    port_name: Option<&str>,
+    protocol: Protocol,
+) -> Vec<Endpoint> {
+    let mut ready = Vec::new();
+    let mut terminating = Vec::new();
+    for slice in slices {
+        let Some(port) = slice.ports.iter().flatten().find(|p| {
+            p.name.as_deref().filter(|n| !n.is_empty()) == port_name
+                && Protocol::parse(p.protocol.as_deref()) == Some(protocol)
+        }) else {
+            continue;
+        };
+        let Some(port) = port.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        for e in &slice.endpoints {
+            let c = e.conditions.as_ref();
+            // Unset conditions mean "ready" and "not terminating" (discovery.k8s.io/v1).
+            let is_ready = c.and_then(|c| c.ready).unwrap_or(true);
+            let serving = c.and_then(|c| c.serving).unwrap_or(is_ready);
+            let is_terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+            for ip in e
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+            {
+                let ep = Endpoint {
+                    ip,
+                    port,
+                    node: e.node_name.clone(),
+                };
+                if is_ready && !is_terminating {
+                    ready.push(ep);
+                } else if serving && is_terminating {
+                    terminating.push(ep);
+                }
+            }
+        }
+    }
+    let mut chosen = if ready.is_empty() { terminating } else { ready };
+    chosen.sort();
+    chosen.dedup();
+    chosen
+}
