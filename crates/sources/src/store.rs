@@ -336,21 +336,31 @@ impl Store {
                 }
             }
             let mut results = Vec::with_capacity(objects.len());
+            // What admission sees of each kind, read once per batch and kept current as the
+            // batch writes (a batch of 10k Services must not re-read the store 10k times).
+            let mut seen: BTreeMap<String, Vec<Object>> = BTreeMap::new();
             for mut object in objects {
                 let key = object.key();
                 let handled = object.is_handled();
                 let stored = txn.get(&key)?;
                 if let Some(admission) = &self.admission {
-                    let existing = txn.list(&key.kind)?;
+                    if !seen.contains_key(&key.kind) {
+                        seen.insert(key.kind.clone(), txn.list(&key.kind)?);
+                    }
+                    let existing = seen.get(&key.kind).map(Vec::as_slice).unwrap_or_default();
                     admission
-                        .admit(&mut object, stored.as_ref(), &existing)
+                        .admit(&mut object, stored.as_ref(), existing)
                         .map_err(|message| StoreError::Invalid {
                             key: key.clone(),
                             message,
                         })?;
                 }
                 let merged = merge(object, stored.as_ref(), StatusMode::KeepStored)?;
-                let (_, event) = txn.write(merged)?;
+                let (written, event) = txn.write(merged)?;
+                if let Some(list) = seen.get_mut(&key.kind) {
+                    list.retain(|o| o.key() != key);
+                    list.push(written);
+                }
                 results.push(match event {
                     None => ApplyResult::Unchanged(key),
                     Some(_) if !handled => ApplyResult::Ignored(key),
