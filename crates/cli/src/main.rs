@@ -124,9 +124,11 @@ fn run(cli: Cli) -> Result<i32> {
                 store,
                 weft_net::NetworkConfig::from_cluster(&config),
                 &node,
-            );
+            )?;
             if plan {
                 print!("{}", agent.plan()?);
+                println!("# the Service table");
+                print!("nft -f - <<EOF\n{}EOF\n", agent.services_script()?);
             } else {
                 agent.run()?;
             }
