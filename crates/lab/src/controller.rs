@@ -43,11 +43,15 @@ impl Controller {
         let mut deployments = Vec::new();
         let mut pods = Vec::new();
         let mut nodes = Vec::new();
+        let mut services = Vec::new();
+        let mut slices = Vec::new();
         for o in objects {
             match o {
                 Object::Deployment(d) => deployments.push(d),
                 Object::Pod(p) => pods.push(p),
                 Object::Node(n) => nodes.push(n),
+                Object::Service(s) => services.push(s),
+                Object::EndpointSlice(s) => slices.push(s),
                 _ => {}
             }
         }
@@ -56,6 +60,7 @@ impl Controller {
         let pods = crate::list_pods(&self.store)?;
         self.schedule(&nodes, &pods)?;
         self.deployment_status(&deployments, &pods)?;
+        crate::endpoints::reconcile(&self.store, &services, &pods, &slices)?;
         Ok(())
     }
 

@@ -1,15 +1,17 @@
 //! The lab's kubelet: one per node, running inside the node's network namespace. It watches the
 //! store for pods bound to its node, gives each a sandbox (netns + CNI ADD) and runs its containers
 //! as processes, restarts them per `restartPolicy`, tears down pods that are gone, and writes each
-//! pod's status back to the store, as the real kubelet does through the API server.
+//! pod's status back to the store, as the real kubelet does through the API server. Readiness
+//! probes run from here too (from the node, as a real kubelet's do) and decide whether a running
+//! container counts as ready.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use serde_json::json;
 use weft_model::config::ClusterConfig;
 use weft_model::object::{Object, ObjectKey};
@@ -19,6 +21,7 @@ use weft_workloads::{DeclaredPort, Protocol};
 use crate::cni_client::{CniNetwork, PodRef};
 use crate::container::{cluster_first_resolv_conf, find_program, ContainerProcess};
 use crate::layout::Layout;
+use crate::probe::{Prober, Timing};
 use crate::sandbox::{Sandbox, SandboxRecords};
 use crate::{process, LabError};
 
@@ -34,6 +37,16 @@ pub struct Kubelet {
     children: HashMap<(String, String), Child>,
     weft_exe: PathBuf,
     node_ip: Option<String>,
+    /// Readiness probers by (pod uid, container name), for running containers with a probe.
+    probers: HashMap<(String, String), ProbeSlot>,
+}
+
+/// A prober belongs to one run of a container with one probe: a restart (new pid) or a changed
+/// probe starts over, not ready.
+struct ProbeSlot {
+    pid: u32,
+    probe: Probe,
+    prober: Prober,
 }
 
 impl Kubelet {
@@ -83,6 +96,7 @@ impl Kubelet {
             children: HashMap::new(),
             weft_exe,
             node_ip,
+            probers: HashMap::new(),
         })
     }
 
@@ -192,7 +206,85 @@ impl Kubelet {
                 self.records.save(sandbox)?;
             }
         }
-        self.write_status(uid, pod)
+        let verdicts = self.sync_probes(uid, pod);
+        self.write_status(uid, pod, &verdicts)
+    }
+
+    /// Advances the readiness probers of a pod's running containers and returns their verdicts
+    /// (only containers that have a readinessProbe appear).
+    fn sync_probes(&mut self, uid: &str, pod: &Pod) -> BTreeMap<String, bool> {
+        let Some(sandbox) = self.sandboxes.get(uid) else {
+            return BTreeMap::new();
+        };
+        let pod_ip = std::net::IpAddr::V4(sandbox.ip);
+        let containers = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.as_slice())
+            .unwrap_or_default();
+        let mut verdicts = BTreeMap::new();
+        for c in containers {
+            let key = (uid.to_string(), c.name.clone());
+            let pid = sandbox.containers.get(&c.name).and_then(|r| r.pid);
+            let (Some(pid), Some(probe)) = (pid, c.readiness_probe.as_ref()) else {
+                self.probers.remove(&key);
+                continue;
+            };
+            let current = self
+                .probers
+                .get(&key)
+                .is_some_and(|slot| slot.pid == pid && slot.probe == *probe);
+            if !current {
+                let action = crate::probe::action(probe, c, pod_ip, |command| {
+                    self.exec_process(uid, pod, c, command)
+                });
+                let prober = Prober::new(action, Timing::of(probe), Instant::now());
+                let slot = ProbeSlot {
+                    pid,
+                    probe: probe.clone(),
+                    prober,
+                };
+                self.probers.insert(key.clone(), slot);
+            }
+            let Some(slot) = self.probers.get_mut(&key) else {
+                continue;
+            };
+            if slot.prober.tick(Instant::now()) {
+                tracing::info!(
+                    node = %self.node,
+                    "pod {} container {}: {}{}",
+                    pod_name(pod),
+                    c.name,
+                    if slot.prober.ready() { "ready" } else { "not ready" },
+                    slot.prober.last_failure.as_deref().map(|w| format!(" (readiness probe: {w})")).unwrap_or_default()
+                );
+            }
+            verdicts.insert(c.name.clone(), slot.prober.ready());
+        }
+        verdicts
+    }
+
+    /// An exec probe's command as a process in the container's namespaces, as `weft exec` runs
+    /// commands.
+    fn exec_process(
+        &self,
+        uid: &str,
+        pod: &Pod,
+        c: &Container,
+        command: &[String],
+    ) -> Result<ContainerProcess, String> {
+        let first = command.first().ok_or("exec probe has an empty command")?;
+        let program = find_program(first)
+            .ok_or_else(|| format!("command {first:?} is not on this machine's PATH"))?;
+        Ok(ContainerProcess {
+            program,
+            args: command[1..].to_vec(),
+            env: crate::container::container_env(pod_name(pod), c),
+            hostname: pod_name(pod).to_string(),
+            netns: Path::new("/run/netns").join(self.layout.pod_netns(uid)),
+            resolv_conf: self.resolv_path(uid),
+            detach: false,
+        })
     }
 
     /// Start, reap or restart one container. Returns whether its record changed.
@@ -388,6 +480,7 @@ impl Kubelet {
         let _ = fs::remove_file(self.resolv_path(uid));
         self.records.remove(uid)?;
         self.sandboxes.remove(uid);
+        self.probers.retain(|(pod_uid, _), _| pod_uid != uid);
         tracing::info!(node = %self.node, "pod {}/{} torn down", sandbox.namespace, sandbox.name);
         Ok(())
     }
@@ -398,11 +491,16 @@ impl Kubelet {
             .join(format!("{uid}.conf"))
     }
 
-    fn write_status(&self, uid: &str, pod: &Pod) -> Result<(), LabError> {
+    fn write_status(
+        &self,
+        uid: &str,
+        pod: &Pod,
+        probes: &BTreeMap<String, bool>,
+    ) -> Result<(), LabError> {
         let Some(sandbox) = self.sandboxes.get(uid) else {
             return Ok(());
         };
-        let status = crate::status::pod_status(pod, sandbox, self.node_ip.as_deref());
+        let status = crate::status::pod_status(pod, sandbox, self.node_ip.as_deref(), probes);
         self.update_status(pod, status)
     }
 

@@ -9,10 +9,12 @@
 pub mod cni_client;
 pub mod container;
 pub mod controller;
+pub mod endpoints;
 pub mod kubelet;
 pub mod lab;
 pub mod layout;
 pub mod nodes;
+pub mod probe;
 pub mod process;
 pub mod registry;
 pub mod sandbox;

@@ -1,16 +1,28 @@
 //! Pod status as the kubelet reports it: phase, conditions, IPs and one status per container,
-//! derived from the sandbox record alone so the same record always gives the same status.
+//! derived from the sandbox record and the readiness probes' verdicts alone, so the same inputs
+//! always give the same status.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 
 use crate::sandbox::Sandbox;
 
-pub fn pod_status(pod: &Pod, sandbox: &Sandbox, host_ip: Option<&str>) -> Value {
+/// `probes` holds, for each container with a readinessProbe, whether the probe passes now; a
+/// container with a probe and no verdict yet is not ready (as in Kubernetes, readiness starts
+/// false).
+pub fn pod_status(
+    pod: &Pod,
+    sandbox: &Sandbox,
+    host_ip: Option<&str>,
+    probes: &BTreeMap<String, bool>,
+) -> Value {
     let spec = pod.spec.clone().unwrap_or_default();
     let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let mut statuses = Vec::new();
-    let (mut running, mut succeeded, mut failed) = (0, 0, 0);
+    let (mut running, mut ready, mut succeeded, mut failed) = (0, 0, 0, 0);
+    let mut unready = Vec::new();
     for c in &spec.containers {
         let rec = sandbox.containers.get(&c.name).cloned().unwrap_or_default();
         let is_running = rec.pid.is_some();
@@ -37,11 +49,19 @@ pub fn pod_status(pod: &Pod, sandbox: &Sandbox, host_ip: Option<&str>) -> Value 
             }
             json!({"waiting": {"reason": reason, "message": rec.message.clone().unwrap_or_default()}})
         };
+        let probe_passes =
+            c.readiness_probe.is_none() || probes.get(&c.name).copied().unwrap_or(false);
+        let is_ready = is_running && probe_passes;
+        if is_ready {
+            ready += 1;
+        } else {
+            unready.push(c.name.clone());
+        }
         let mut status = json!({
             "name": c.name,
             "image": c.image.clone().unwrap_or_default(),
             "imageID": "",
-            "ready": is_running,
+            "ready": is_ready,
             "started": is_running,
             "restartCount": rec.restarts,
             "state": state,
@@ -55,8 +75,8 @@ pub fn pod_status(pod: &Pod, sandbox: &Sandbox, host_ip: Option<&str>) -> Value 
         statuses.push(status);
     }
     let total = spec.containers.len();
-    let all_ready = total > 0 && running == total;
-    let phase = if all_ready || running > 0 {
+    let all_ready = total > 0 && ready == total;
+    let phase = if running > 0 {
         "Running"
     } else if total > 0 && succeeded == total && restart_policy != "Always" {
         "Succeeded"
@@ -65,15 +85,23 @@ pub fn pod_status(pod: &Pod, sandbox: &Sandbox, host_ip: Option<&str>) -> Value 
     } else {
         "Pending"
     };
-    let ready = if all_ready { "True" } else { "False" };
+    let ready_condition = |type_: &str| {
+        if all_ready {
+            json!({"type": type_, "status": "True"})
+        } else {
+            // Kubernetes' words, so `describe` reads as it does there.
+            json!({"type": type_, "status": "False", "reason": "ContainersNotReady",
+                   "message": format!("containers with unready status: [{}]", unready.join(" "))})
+        }
+    };
     let ip = sandbox.ip.to_string();
     let mut status = json!({
         "phase": phase,
         "conditions": [
             {"type": "PodScheduled", "status": "True"},
             {"type": "Initialized", "status": "True"},
-            {"type": "ContainersReady", "status": ready},
-            {"type": "Ready", "status": ready},
+            ready_condition("ContainersReady"),
+            ready_condition("Ready"),
         ],
         "podIP": ip,
         "podIPs": [{"ip": ip}],
@@ -130,6 +158,7 @@ mod tests {
             &pod(&["a", "b"], "Always"),
             &sandbox(&[("a", running()), ("b", running())]),
             Some("172.20.0.2"),
+            &BTreeMap::new(),
         );
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["conditions"][3]["status"], "True");
@@ -152,6 +181,7 @@ mod tests {
             &pod(&["a", "b"], "Always"),
             &sandbox(&[("a", running()), ("b", crashed)]),
             None,
+            &BTreeMap::new(),
         );
         assert_eq!(s["phase"], "Running");
         assert_eq!(s["conditions"][3]["status"], "False");
@@ -160,6 +190,32 @@ mod tests {
             "CrashLoopBackOff"
         );
         assert_eq!(s["containerStatuses"][1]["restartCount"], 3);
+    }
+
+    #[test]
+    fn a_readiness_probe_gates_readiness() {
+        let mut p = pod(&["a", "b"], "Always");
+        p.spec.as_mut().unwrap().containers[1].readiness_probe = Some(Default::default());
+        let sb = sandbox(&[("a", running()), ("b", running())]);
+        let status = |verdicts: &[(&str, bool)]| {
+            let probes = verdicts.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+            pod_status(&p, &sb, None, &probes)
+        };
+        for s in [status(&[]), status(&[("b", false)])] {
+            assert_eq!(s["phase"], "Running");
+            assert_eq!(s["conditions"][2]["status"], "False");
+            assert_eq!(s["conditions"][3]["status"], "False");
+            assert_eq!(
+                s["conditions"][3]["message"],
+                "containers with unready status: [b]"
+            );
+            assert_eq!(s["containerStatuses"][0]["ready"], true);
+            assert_eq!(s["containerStatuses"][1]["ready"], false);
+            assert_eq!(s["containerStatuses"][1]["started"], true);
+        }
+        let s = status(&[("b", true)]);
+        assert_eq!(s["conditions"][3]["status"], "True");
+        assert_eq!(s["containerStatuses"][1]["ready"], true);
     }
 
     #[test]
@@ -172,11 +228,21 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            pod_status(&pod(&["a"], "Never"), &sandbox(&[("a", done(0))]), None)["phase"],
+            pod_status(
+                &pod(&["a"], "Never"),
+                &sandbox(&[("a", done(0))]),
+                None,
+                &BTreeMap::new()
+            )["phase"],
             "Succeeded"
         );
         assert_eq!(
-            pod_status(&pod(&["a"], "Never"), &sandbox(&[("a", done(2))]), None)["phase"],
+            pod_status(
+                &pod(&["a"], "Never"),
+                &sandbox(&[("a", done(2))]),
+                None,
+                &BTreeMap::new()
+            )["phase"],
             "Failed"
         );
         let unknown_image = ContainerRecord {
@@ -189,6 +255,7 @@ mod tests {
             &pod(&["a"], "Always"),
             &sandbox(&[("a", unknown_image)]),
             None,
+            &BTreeMap::new(),
         );
         assert_eq!(s["phase"], "Pending");
         assert_eq!(

@@ -125,7 +125,12 @@ pub trait Admission: Send + Sync {
     /// version; `existing` lists the stored objects of the same kind as this batch sees them
     /// (objects admitted earlier in the batch included, `incoming`'s own stored version too).
     /// An error refuses the whole batch; its text should say what is wrong and with what.
-    fn admit(&self, incoming: &mut Object, stored: Option<&Object>, existing: &[Object]) -> Result<(), String>;
+    fn admit(
+        &self,
+        incoming: &mut Object,
+        stored: Option<&Object>,
+        existing: &[Object],
+    ) -> Result<(), String>;
 }
 
 /// A handle on a store directory. Cheap; several handles (in one or many processes) may share a
@@ -138,7 +143,9 @@ pub struct Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("dir", &self.layout.dir).finish()
+        f.debug_struct("Store")
+            .field("dir", &self.layout.dir)
+            .finish()
     }
 }
 

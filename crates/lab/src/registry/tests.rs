@@ -1,8 +1,10 @@
 use super::*;
 
 fn registry() -> ServiceRegistry {
-    let mut config = ClusterConfig::default();
-    config.load_balancer_pool = "198.51.100.0/29".parse().unwrap(); // 6 usable addresses
+    let config = ClusterConfig {
+        load_balancer_pool: "198.51.100.0/29".parse().unwrap(), // 6 usable addresses
+        ..ClusterConfig::default()
+    };
     ServiceRegistry::new(&config)
 }
 
