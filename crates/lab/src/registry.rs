@@ -4,7 +4,8 @@
 //! load-balancer address from the pool (what a cloud controller or MetalLB would do), written to
 //! `status.loadBalancer.ingress`. It runs as the store's [`Admission`], under the store's write
 //! lock, so concurrent applies never hand out one address twice; allocations live on the Service
-//! objects themselves and so persist with them.
+//! objects themselves and so persist with them. (It also keeps a Pod's binding to its node when
+//! the Pod is re-applied, as the API server keeps what the scheduler wrote.)
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -296,6 +297,15 @@ impl Admission for ServiceRegistry {
         stored: Option<&Object>,
         existing: &[Object],
     ) -> Result<(), String> {
+        if let (Some(pod), Some(old)) = (incoming.as_pod_mut(), stored.and_then(Object::as_pod)) {
+            // The binding is the scheduler's write, not the user's: re-applying a manifest
+            // without nodeName must not unbind (and so move) a running pod.
+            let bound = old.spec.as_ref().and_then(|s| s.node_name.clone());
+            if let (Some(spec), Some(node)) = (pod.spec.as_mut(), bound) {
+                spec.node_name.get_or_insert(node);
+            }
+            return Ok(());
+        }
         let Some(svc) = incoming.as_service_mut() else {
             return Ok(());
         };

@@ -260,3 +260,34 @@ fn bad_ports_and_policies_name_the_field() {
         Some(IntOrString::String("http".into()))
     );
 }
+
+#[test]
+fn re_applying_a_bound_pod_keeps_its_node() {
+    let pod = |yaml: &str| {
+        Object::from_json(
+            serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(yaml).unwrap()).unwrap(),
+        )
+        .unwrap()
+    };
+    let stored = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\nspec: {nodeName: n2, containers: [{name: c, image: busybox}]}");
+    let mut again = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\nspec: {containers: [{name: c, image: nginx}]}");
+    registry().admit(&mut again, Some(&stored), &[]).unwrap();
+    assert_eq!(
+        again
+            .as_pod()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .node_name
+            .as_deref(),
+        Some("n2")
+    );
+    // A new pod is left for the scheduler.
+    let mut fresh = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: q, namespace: default}\nspec: {containers: [{name: c, image: busybox}]}");
+    registry().admit(&mut fresh, None, &[]).unwrap();
+    assert_eq!(
+        fresh.as_pod().unwrap().spec.as_ref().unwrap().node_name,
+        None
+    );
+}
