@@ -5,18 +5,20 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use weft_lab::layout::Layout;
 use weft_model::config::ClusterName;
 use weft_model::object::{Object, ObjectKey};
 use weft_sources::{DeleteResult, Store};
 
 use crate::resources::{kind_of, singular};
-use crate::table::Table;
+use crate::table::{self as cells, Table};
 
 #[derive(Args)]
 pub struct GetArgs {
-    /// What to list: pods, nodes, deployments, namespaces, services, ... (short names work).
+    /// What to list: pods, nodes, deployments, namespaces, services (svc), endpoints (ep),
+    /// endpointslices (eps), ... (short names work).
     resource: String,
     /// Only this object.
     name: Option<String>,
@@ -43,7 +45,7 @@ pub struct DeleteArgs {
     namespace: Option<String>,
 }
 
-fn open_store(lab: &ClusterName) -> Result<Store> {
+pub fn open_store(lab: &ClusterName) -> Result<Store> {
     let (_, _, store) = weft_lab::lab::open(lab, &Layout::state_root_from_env())?;
     Ok(store)
 }
@@ -99,8 +101,14 @@ pub fn get(lab: &ClusterName, args: GetArgs) -> Result<()> {
     let store = open_store(lab)?;
     let namespaced = Object::is_namespaced_kind(&kind);
     let namespace = args.namespace.clone().unwrap_or_else(|| "default".into());
+    // Endpoints are derived from Services and their slices, so list the Services.
+    let stored_kind = if kind == "Endpoints" {
+        "Service"
+    } else {
+        &kind
+    };
     let objects: Vec<Object> = store
-        .list(&kind)?
+        .list(stored_kind)?
         .into_iter()
         .filter(|o| {
             !namespaced
@@ -122,15 +130,31 @@ pub fn get(lab: &ClusterName, args: GetArgs) -> Result<()> {
             );
         }
     }
+    let slices: Vec<EndpointSlice> = if matches!(kind.as_str(), "Endpoints") {
+        store
+            .list("EndpointSlice")?
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::EndpointSlice(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let as_json = |o: &Object| match (kind.as_str(), o) {
+        ("Endpoints", Object::Service(svc)) => endpoints_json(svc, &slices_of(&slices, svc)),
+        _ => o.to_json(),
+    };
     match args.output.as_deref() {
         Some("yaml") => {
             for o in &objects {
-                print!("---\n{}", serde_yaml::to_string(&o.to_json())?);
+                print!("---\n{}", serde_yaml::to_string(&as_json(o))?);
             }
             return Ok(());
         }
         Some("json") => {
-            let items: Vec<_> = objects.iter().map(Object::to_json).collect();
+            let items: Vec<_> = objects.iter().map(as_json).collect();
             let out = if args.name.is_some() && items.len() == 1 {
                 items[0].clone()
             } else {
@@ -149,6 +173,24 @@ pub fn get(lab: &ClusterName, args: GetArgs) -> Result<()> {
         "Node" => node_table(&objects, wide),
         "Deployment" => deployment_table(&objects, all),
         "Namespace" => generic_table(&objects, false, &["STATUS"], |_| vec!["Active".into()]),
+        "Service" => service_table(&objects, wide, all),
+        "Endpoints" => generic_table(&objects, all, &["ENDPOINTS"], |o| match o {
+            Object::Service(svc) => vec![cells::endpoints_cell(&slices_of(&slices, svc))],
+            _ => vec![String::new()],
+        }),
+        "EndpointSlice" => generic_table(
+            &objects,
+            all,
+            &["ADDRESSTYPE", "PORTS", "ENDPOINTS"],
+            |o| match o {
+                Object::EndpointSlice(s) => vec![
+                    s.address_type.clone(),
+                    cells::slice_ports_cell(s),
+                    cells::slice_endpoints_cell(s),
+                ],
+                _ => vec![String::new(); 3],
+            },
+        ),
         _ => generic_table(&objects, all, &[], |_| vec![]),
     };
     if table.is_empty() {
@@ -159,6 +201,15 @@ pub fn get(lab: &ClusterName, args: GetArgs) -> Result<()> {
         }
     } else {
         print!("{}", table.render());
+    }
+    if kind == "Endpoints" && args.name.is_some() {
+        for o in &objects {
+            if let Object::Service(svc) = o {
+                if let Some(hint) = no_endpoints_hint(svc, &slices_of(&slices, svc)) {
+                    eprintln!("hint: {hint}");
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -349,4 +400,131 @@ fn generic_table(
         t.row(with_namespace(all, o, row));
     }
     t
+}
+
+fn service_table(objects: &[Object], wide: bool, all: bool) -> Table {
+    let mut cols = vec![
+        "NAME",
+        "TYPE",
+        "CLUSTER-IP",
+        "EXTERNAL-IP",
+        "PORT(S)",
+        "AGE",
+    ];
+    if wide {
+        cols.push("SELECTOR");
+    }
+    let mut t = Table::new(&headers(all, &cols));
+    for o in objects {
+        let Object::Service(svc) = o else { continue };
+        let mut row = vec![
+            svc.metadata.name.clone().unwrap_or_default(),
+            cells::service_type(svc).to_string(),
+            cells::cluster_ip_cell(svc),
+            cells::external_ip_cell(svc),
+            cells::ports_cell(svc),
+            created(o),
+        ];
+        if wide {
+            row.push(cells::selector_cell(
+                svc.spec.as_ref().and_then(|s| s.selector.as_ref()),
+            ));
+        }
+        t.row(with_namespace(all, o, row));
+    }
+    t
+}
+
+/// The slices of `svc`: same namespace, labelled with its name.
+pub fn slices_of<'a>(slices: &'a [EndpointSlice], svc: &Service) -> Vec<&'a EndpointSlice> {
+    slices
+        .iter()
+        .filter(|s| s.metadata.namespace == svc.metadata.namespace)
+        .filter(|s| {
+            s.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(cells::SERVICE_NAME_LABEL))
+                == svc.metadata.name.as_ref()
+        })
+        .collect()
+}
+
+/// The `Endpoints` object the slices stand for (one subset per slice), for `-o json|yaml`.
+fn endpoints_json(svc: &Service, slices: &[&EndpointSlice]) -> serde_json::Value {
+    use serde_json::json;
+    let address = |e: &k8s_openapi::api::discovery::v1::Endpoint, ip: &String| {
+        let mut a = json!({ "ip": ip });
+        if let Some(node) = &e.node_name {
+            a["nodeName"] = json!(node);
+        }
+        if let Some(target) = &e.target_ref {
+            a["targetRef"] =
+                json!({"kind": target.kind, "name": target.name, "namespace": target.namespace});
+        }
+        a
+    };
+    let subsets: Vec<serde_json::Value> = slices
+        .iter()
+        .filter(|s| !s.endpoints.is_empty())
+        .map(|s| {
+            let (ready, not_ready): (Vec<_>, Vec<_>) =
+                s.endpoints.iter().partition(|e| cells::endpoint_ready(e));
+            let list = |es: Vec<&k8s_openapi::api::discovery::v1::Endpoint>| {
+                es.into_iter()
+                    .flat_map(|e| e.addresses.iter().map(move |ip| address(e, ip)))
+                    .collect::<Vec<_>>()
+            };
+            let ports: Vec<_> = s
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| json!({"name": p.name, "port": p.port, "protocol": p.protocol}))
+                .collect();
+            json!({"addresses": list(ready), "notReadyAddresses": list(not_ready), "ports": ports})
+        })
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {
+            "name": svc.metadata.name,
+            "namespace": svc.metadata.namespace,
+            "creationTimestamp": svc.metadata.creation_timestamp,
+        },
+        "subsets": subsets,
+    })
+}
+
+/// Why a Service shows no ready endpoints, when it has none: the endpoints controller's own
+/// diagnosis, else what its selector (or the lack of one) implies.
+pub fn no_endpoints_hint(svc: &Service, slices: &[&EndpointSlice]) -> Option<String> {
+    if !cells::ready_endpoints(slices, None).is_empty()
+        || cells::service_type(svc) == "ExternalName"
+    {
+        return None;
+    }
+    let name = svc.metadata.name.clone().unwrap_or_default();
+    let selector = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .filter(|s| !s.is_empty());
+    let problem = svc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::describe::ENDPOINTS_PROBLEM_ANNOTATION));
+    Some(match (selector, problem) {
+        (Some(_), Some(problem)) => format!("service {name} has no ready endpoints: {problem}"),
+        (Some(selector), None) => format!(
+            "service {name} has no ready endpoints: no ready pods match its selector {}",
+            weft_model::selector::format_map(selector)
+        ),
+        (None, _) => format!(
+            "service {name} has no selector, so nothing makes its endpoints: create EndpointSlices \
+             by hand, labelled {}={name}",
+            cells::SERVICE_NAME_LABEL
+        ),
+    })
 }

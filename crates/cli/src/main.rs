@@ -1,8 +1,10 @@
 //! `weft`: Kubernetes networking, and a whole cluster on one Linux machine (the lab).
 
+mod describe;
 mod exec;
 mod get;
 mod lab;
+mod portforward;
 mod resources;
 mod table;
 
@@ -47,9 +49,19 @@ enum Command {
     Delete(get::DeleteArgs),
     /// List objects like kubectl get.
     #[command(
-        after_help = "Examples:\n  weft get pods -o wide\n  weft get pods -A\n  weft get nodes -o wide\n  weft get deploy web -o yaml"
+        after_help = "Examples:\n  weft get pods -o wide\n  weft get pods -A\n  weft get nodes -o wide\n  weft get deploy web -o yaml\n  weft get svc -o wide\n  weft get endpoints web\n  weft get eps"
     )]
     Get(get::GetArgs),
+    /// Show one service or pod in detail, with what is wrong with it under Events.
+    #[command(
+        after_help = "Examples:\n  weft describe svc web\n  weft describe service db -n demo\n  weft describe pod client"
+    )]
+    Describe(describe::DescribeArgs),
+    /// Forward local ports to a pod (or to one ready pod behind a service).
+    #[command(
+        after_help = "Examples:\n  weft port-forward pod/client 8080          # localhost:8080 -> the pod's 8080\n  weft port-forward svc/web 9000:80          # localhost:9000 -> service port 80's target on one ready pod\n  weft port-forward deploy/web :80 :8080     # free local ports, printed\n  weft port-forward -n demo site 8443:http   # a container port by name\n\nListens on 127.0.0.1 (and ::1) only, connects to localhost inside the pod (TCP only); runs until Ctrl-C."
+    )]
+    PortForward(portforward::PortForwardArgs),
     /// Run a command inside a pod (its network, hostname and resolv.conf).
     #[command(
         after_help = "Examples:\n  weft exec client -- curl -s http://10.244.0.5:8080/clientip\n  weft exec deploy/web -- ip addr\n  weft exec -n demo pod/db -- cat /etc/resolv.conf"
@@ -115,6 +127,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Apply(args) => get::apply(&cli.lab, &args.files).map(|()| 0),
         Command::Delete(args) => get::delete(&cli.lab, args).map(|()| 0),
         Command::Get(args) => get::get(&cli.lab, args).map(|()| 0),
+        Command::Describe(args) => describe::describe(&cli.lab, args).map(|()| 0),
+        Command::PortForward(args) => portforward::port_forward(&cli.lab, args),
         Command::Exec(args) => exec::exec(&cli.lab, args),
         Command::Logs(args) => exec::logs(&cli.lab, args).map(|()| 0),
         Command::Agent { node, plan } => {

@@ -7,7 +7,9 @@ const RESOURCES: &[(&str, &str, &[&str])] = &[
     ("Namespace", "namespaces", &["namespace", "ns"]),
     ("Deployment", "deployments", &["deployment", "deploy"]),
     ("Service", "services", &["service", "svc"]),
-    ("EndpointSlice", "endpointslices", &["endpointslice"]),
+    // Endpoints are not stored: `get endpoints` derives them from the EndpointSlices.
+    ("Endpoints", "endpoints", &["ep"]),
+    ("EndpointSlice", "endpointslices", &["endpointslice", "eps"]),
     ("Ingress", "ingresses", &["ingress", "ing"]),
     (
         "NetworkPolicy",
@@ -48,5 +50,11 @@ mod tests {
         assert_eq!(kind_of("deploy"), "Deployment");
         assert_eq!(kind_of("netpol"), "NetworkPolicy");
         assert_eq!(kind_of("Widget"), "Widget");
+        assert_eq!(kind_of("svc"), "Service");
+        assert_eq!(kind_of("services"), "Service");
+        assert_eq!(kind_of("ep"), "Endpoints");
+        assert_eq!(kind_of("endpoints"), "Endpoints");
+        assert_eq!(kind_of("eps"), "EndpointSlice");
+        assert_eq!(kind_of("endpointslices"), "EndpointSlice");
     }
 }
