@@ -114,8 +114,16 @@ impl Agent {
             ip: me.ip,
             cluster_cidr: self.config.cluster_cidr,
         };
-        let services: Vec<_> = self.objects.values().filter_map(|o| o.as_service().cloned()).collect();
-        let slices: Vec<_> = self.objects.values().filter_map(|o| o.as_endpoint_slice().cloned()).collect();
+        let services: Vec<_> = self
+            .objects
+            .values()
+            .filter_map(|o| o.as_service().cloned())
+            .collect();
+        let slices: Vec<_> = self
+            .objects
+            .values()
+            .filter_map(|o| o.as_endpoint_slice().cloned())
+            .collect();
         let views = weft_proxy::view::views(&node, &services, &slices);
         (weft_proxy::compile(&node, &views), views.len())
     }
@@ -133,7 +141,9 @@ impl Agent {
             SyncKind::FullAfterRefusedUpdate(why) => {
                 tracing::warn!(node = %self.node, "services table reloaded whole, the update was refused: {why}")
             }
-            kind => tracing::info!(node = %self.node, "services table: {kind:?} load, {ports} service ports"),
+            kind => {
+                tracing::info!(node = %self.node, "services table: {kind:?} load, {ports} service ports")
+            }
         }
         Ok(applied)
     }
@@ -165,8 +175,11 @@ impl Agent {
             }
             let wait = due.saturating_duration_since(Instant::now());
             let events = watch.wait(wait)?;
-            let changed: Vec<ObjectKey> =
-                events.into_iter().map(|e| e.key).filter(|k| WATCHED.contains(&k.kind.as_str())).collect();
+            let changed: Vec<ObjectKey> = events
+                .into_iter()
+                .map(|e| e.key)
+                .filter(|k| WATCHED.contains(&k.kind.as_str()))
+                .collect();
             if !changed.is_empty() {
                 self.refresh(changed)?;
                 due = Instant::now();
