@@ -59,6 +59,7 @@ fn main() {
     if let Ok(path) = std::env::var("DUMP") {
         std::fs::write(path, rs.full_script()).expect("dump");
     }
+    let first = rs.clone();
     let kind = ns
         .run(|| proxy.sync(rs))
         .expect("enter netns")
@@ -71,17 +72,23 @@ fn main() {
     let t = Instant::now();
     let rs = compile(&node, &views(&node, &services, &slices));
     let recompiled = t.elapsed();
+    let d = Instant::now();
+    let script = rs.update_script(&first).expect("same base");
+    let equal = rs == first;
+    let diffed = d.elapsed();
     let kind = ns
         .run(|| proxy.sync(rs))
         .expect("enter netns")
         .expect("update");
     let one = t.elapsed();
     assert_eq!(kind, SyncKind::Incremental);
+    assert!(!equal && !script.is_empty(), "the change shows in the update");
     println!(
-        "services={n} endpoints_per_service={e} full_sync_ms={:.1} (compile {:.1}) one_change_ms={:.1} (compile {:.1})",
+        "services={n} endpoints_per_service={e} full_sync_ms={:.1} (compile {:.1}) one_change_ms={:.1} (compile {:.1}, diff {:.1}, nft the rest)",
         full.as_secs_f64() * 1e3,
         compiled.as_secs_f64() * 1e3,
-        one.as_secs_f64() * 1e3,
-        recompiled.as_secs_f64() * 1e3
+        one.as_secs_f64() * 1e3 - diffed.as_secs_f64() * 1e3,
+        recompiled.as_secs_f64() * 1e3,
+        diffed.as_secs_f64() * 1e3
     );
 }

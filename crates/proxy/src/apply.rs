@@ -16,10 +16,12 @@ pub enum SyncKind {
     FullAfterRefusedUpdate(String),
 }
 
-/// The loaded state of this node's service table.
+/// The loaded state of this node's service table, and the nftables session that loads it (one
+/// per network namespace: create the proxy's first sync inside the namespace it manages).
 #[derive(Default)]
 pub struct Proxy {
     loaded: Option<Ruleset>,
+    nft: nft::Session,
 }
 
 impl Proxy {
@@ -35,7 +37,7 @@ impl Proxy {
             None => None,
         };
         let kind = match update {
-            Some(script) => match nft::apply(&script) {
+            Some(script) => match self.nft.apply(&script) {
                 Ok(()) => SyncKind::Incremental,
                 Err(refused) => {
                     // What is loaded is not what we think (someone changed the table): start over.
@@ -45,6 +47,9 @@ impl Proxy {
                 }
             },
             None => {
+                // Whole loads go through the `nft` tool: a session that had loaded the whole
+                // table would keep a cache of all of it and refresh all of it before every later
+                // update (measured: ~60 ms per update at 10k Services, instead of ~10 ms).
                 nft::apply(&next.full_script())?;
                 SyncKind::Full
             }
