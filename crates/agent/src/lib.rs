@@ -14,12 +14,12 @@
 //! In the lab, the node's kubelet starts it (`weft agent --node NAME`); on Kubernetes the same
 //! loop runs as a DaemonSet against the API server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use weft_model::{Object, ObjectKey};
 use weft_net::{Applied, NetError, NetworkConfig, NodeInfo, NodePlan};
-use weft_proxy::{Proxy, ProxyError, ProxyNode, SyncKind};
+use weft_proxy::{Proxy, ProxyError, ProxyNode, ServicePortView, SyncKind};
 use weft_sources::{Store, StoreError};
 
 /// How often the agent re-applies its plan even when nothing in the cluster changed, so that
@@ -47,6 +47,15 @@ pub struct Agent {
     proxy: Proxy,
     /// The watched objects as last read, by key.
     objects: BTreeMap<ObjectKey, Object>,
+    /// The service-port views last loaded, per Service (namespace, name).
+    views: BTreeMap<(String, String), Vec<ServicePortView>>,
+    /// Services whose objects or slices changed since the last load.
+    dirty: BTreeSet<(String, String)>,
+    /// Recompile every Service at the next sync (start, node changes).
+    whole: bool,
+    /// When the next whole recompile is due anyway (a periodic check that the per-Service
+    /// updates add up to the whole).
+    next_whole: Instant,
 }
 
 impl Agent {
@@ -58,6 +67,10 @@ impl Agent {
             node: node.to_string(),
             proxy: Proxy::new(),
             objects: BTreeMap::new(),
+            views: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            whole: true,
+            next_whole: Instant::now(),
         };
         agent.relist()?;
         Ok(agent)
@@ -73,13 +86,36 @@ impl Agent {
         Ok(())
     }
 
-    /// Re-reads the objects behind `keys` (gone ones are dropped).
+    /// Re-reads the objects behind `keys` (gone ones are dropped) and notes which Services
+    /// they concern.
     fn refresh(&mut self, keys: impl IntoIterator<Item = ObjectKey>) -> Result<(), AgentError> {
         for key in keys {
-            match self.store.get(&key)? {
-                Some(o) => self.objects.insert(key, o),
+            let new = self.store.get(&key)?;
+            let old = match &new {
+                Some(o) => self.objects.insert(key.clone(), o.clone()),
                 None => self.objects.remove(&key),
             };
+            for o in old.iter().chain(new.iter()) {
+                match o {
+                    Object::Service(_) => {
+                        self.dirty
+                            .insert((key.namespace.clone().unwrap_or_default(), key.name.clone()));
+                    }
+                    Object::EndpointSlice(slice) => {
+                        if let Some(svc) = slice
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(weft_proxy::view::SERVICE_NAME_LABEL))
+                        {
+                            self.dirty
+                                .insert((key.namespace.clone().unwrap_or_default(), svc.clone()));
+                        }
+                    }
+                    // Node addresses and readiness: simplest to recompile everything (rare).
+                    _ => self.whole = true,
+                }
+            }
         }
         Ok(())
     }
@@ -108,24 +144,106 @@ impl Agent {
         Ok(self.ruleset(&plan.node).0.full_script())
     }
 
-    fn ruleset(&self, me: &NodeInfo) -> (weft_proxy::Ruleset, usize) {
-        let node = ProxyNode {
+    fn proxy_node(&self, me: &NodeInfo) -> ProxyNode {
+        ProxyNode {
             name: self.node.clone(),
             ip: me.ip,
             cluster_cidr: self.config.cluster_cidr,
+        }
+    }
+
+    /// The views of the given Services (all of them when None), grouped per Service.
+    fn views_of(
+        &self,
+        node: &ProxyNode,
+        only: Option<&BTreeSet<(String, String)>>,
+    ) -> BTreeMap<(String, String), Vec<ServicePortView>> {
+        let wanted = |ns: &str, name: &str| {
+            only.is_none_or(|set| set.contains(&(ns.to_string(), name.to_string())))
         };
-        let services: Vec<_> = self
-            .objects
-            .values()
-            .filter_map(|o| o.as_service().cloned())
-            .collect();
-        let slices: Vec<_> = self
-            .objects
-            .values()
-            .filter_map(|o| o.as_endpoint_slice().cloned())
-            .collect();
-        let views = weft_proxy::view::views(&node, &services, &slices);
+        let mut services = Vec::new();
+        let mut slices = Vec::new();
+        for (key, o) in &self.objects {
+            let ns = key.namespace.as_deref().unwrap_or_default();
+            match o {
+                Object::Service(svc) if wanted(ns, &key.name) => services.push(svc.clone()),
+                Object::EndpointSlice(slice) => {
+                    let owner = slice
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(weft_proxy::view::SERVICE_NAME_LABEL));
+                    if owner.is_some_and(|svc| wanted(ns, svc)) {
+                        slices.push(slice.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out: BTreeMap<(String, String), Vec<ServicePortView>> = BTreeMap::new();
+        for v in weft_proxy::view::views(node, &services, &slices) {
+            out.entry((v.namespace.clone(), v.name.clone()))
+                .or_default()
+                .push(v);
+        }
+        out
+    }
+
+    fn ruleset(&self, me: &NodeInfo) -> (weft_proxy::Ruleset, usize) {
+        let node = self.proxy_node(me);
+        let views: Vec<ServicePortView> =
+            self.views_of(&node, None).into_values().flatten().collect();
         (weft_proxy::compile(&node, &views), views.len())
+    }
+
+    /// Loads what changed in the Services: only the changed ones, or everything when asked to
+    /// (or when only that will do).
+    fn sync_services(&mut self, me: &NodeInfo) -> Result<(), AgentError> {
+        let node = self.proxy_node(me);
+        if Instant::now() >= self.next_whole {
+            self.whole = true;
+        }
+        if !self.whole && !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            let fresh = self.views_of(&node, Some(&dirty));
+            let mut changes = Vec::new();
+            for svc in &dirty {
+                let old = self.views.get(svc).cloned().unwrap_or_default();
+                let new = fresh.get(svc).cloned().unwrap_or_default();
+                let ids: BTreeSet<String> =
+                    old.iter().chain(&new).map(ServicePortView::id).collect();
+                for id in ids {
+                    let o = old.iter().find(|v| v.id() == id).cloned();
+                    let n = new.iter().find(|v| v.id() == id).cloned();
+                    if o != n {
+                        changes.push((o, n));
+                    }
+                }
+            }
+            match self.proxy.sync_changes(&node, &changes)? {
+                Some(kind) => {
+                    for svc in dirty {
+                        match fresh.get(&svc) {
+                            Some(v) => self.views.insert(svc, v.clone()),
+                            None => self.views.remove(&svc),
+                        };
+                    }
+                    log_sync(&self.node, kind, changes.len());
+                    return Ok(());
+                }
+                None => self.whole = true,
+            }
+        }
+        if self.whole {
+            self.dirty.clear();
+            self.views = self.views_of(&node, None);
+            let views: Vec<ServicePortView> = self.views.values().flatten().cloned().collect();
+            let kind = self.proxy.sync(weft_proxy::compile(&node, &views))?;
+            log_sync(&self.node, kind, views.len());
+            self.whole = false;
+            self.next_whole = Instant::now() + RESYNC;
+        }
+        Ok(())
     }
 
     /// One reconcile pass: compile, apply, log what changed.
@@ -135,20 +253,15 @@ impl Agent {
         for change in &applied.changes {
             tracing::info!(node = %self.node, "{change}");
         }
-        let (ruleset, ports) = self.ruleset(&plan.node);
-        match self.proxy.sync(ruleset)? {
-            SyncKind::Unchanged => {}
-            SyncKind::FullAfterRefusedUpdate(why) => {
-                tracing::warn!(node = %self.node, "services table reloaded whole, the update was refused: {why}")
-            }
-            kind => {
-                tracing::info!(node = %self.node, "services table: {kind:?} load, {ports} service ports")
-            }
-        }
+        self.sync_services(&plan.node)?;
         Ok(applied)
     }
 
     /// Runs until the process is killed.
+    ///
+    /// Changes are applied as they arrive, Service by Service; every [`RESYNC`] the kernel's
+    /// routes are re-checked and the whole Service table recompiled (a check that the per-Service
+    /// updates add up to it: normally a no-op).
     pub fn run(mut self) -> Result<(), AgentError> {
         // Events after the listing; one that the listing already saw is simply read again.
         let mut watch = self.store.watch(self.store.revision()?)?;
@@ -185,5 +298,18 @@ impl Agent {
                 due = Instant::now();
             }
         }
+    }
+}
+
+fn log_sync(node: &str, kind: SyncKind, ports: usize) {
+    match kind {
+        SyncKind::Unchanged => {}
+        SyncKind::FullAfterRefusedUpdate(why) => {
+            tracing::warn!(
+                node,
+                "services table reloaded whole, the update was refused: {why}"
+            )
+        }
+        kind => tracing::info!(node, "services table: {kind:?} load, {ports} service ports"),
     }
 }

@@ -3,7 +3,7 @@
 
 use weft_dataplane::nft;
 
-use crate::{ProxyError, Ruleset};
+use crate::{ProxyError, Ruleset, ServicePortView};
 
 /// What one [`Proxy::sync`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +56,38 @@ impl Proxy {
         };
         self.loaded = Some(next);
         Ok(kind)
+    }
+
+    /// Applies changes of individual service ports (`(old, new)` views; None for none) to what
+    /// is loaded, compiling and writing only those. Returns None when nothing is loaded yet (or
+    /// the node changed): then only a whole [`Proxy::sync`] will do.
+    pub fn sync_changes(
+        &mut self,
+        node: &crate::ProxyNode,
+        changes: &[(Option<ServicePortView>, Option<ServicePortView>)],
+    ) -> Result<Option<SyncKind>, ProxyError> {
+        let Some(loaded) = self.loaded.as_mut() else {
+            return Ok(None);
+        };
+        if loaded.base_for(node) {
+            let mut script = String::new();
+            for (old, new) in changes {
+                script.push_str(&loaded.change(node, old.as_ref(), new.as_ref()));
+            }
+            if script.is_empty() {
+                return Ok(Some(SyncKind::Unchanged));
+            }
+            match self.nft.apply(&script) {
+                Ok(()) => return Ok(Some(SyncKind::Incremental)),
+                Err(refused) => {
+                    // `loaded` now holds the wanted state: load it whole.
+                    let whole = loaded.full_script();
+                    nft::apply(&whole)?;
+                    return Ok(Some(SyncKind::FullAfterRefusedUpdate(refused.to_string())));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Forgets what is loaded: the next sync replaces the whole table.

@@ -37,7 +37,10 @@ pub struct Ruleset {
     /// Verdict maps: map name -> key -> verdict.
     maps: BTreeMap<&'static str, BTreeMap<String, String>>,
     /// `ip . ip` of every endpoint on this node: traffic from a pod to itself through a Service.
-    hairpin: BTreeSet<String>,
+    /// (With how many service ports share each entry, so one leaving keeps it for the others.)
+    hairpin: BTreeMap<String, usize>,
+    /// The backends-map slot of each dispatching chain.
+    slots: BTreeMap<String, u32>,
 }
 
 const MAPS: [(&str, &str); 4] = [
@@ -83,15 +86,20 @@ pub fn compile(node: &ProxyNode, views: &[ServicePortView]) -> Ruleset {
 /// in name order, so the same services always get the same blocks, and a service's block only
 /// moves when a new one lands on it first (then both are rewritten).
 fn place_dispatches(rs: &mut Ruleset, mut pending: Vec<PendingDispatch>) {
-    use sha2::{Digest, Sha256};
     pending.sort_by(|a, b| a.chain.cmp(&b.chain));
-    let mut taken = BTreeSet::new();
+    let mut taken: BTreeSet<u32> = rs.slots.values().copied().collect();
     for d in pending {
-        let h = Sha256::digest(d.chain.as_bytes());
-        let mut slot = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % ((1 << SLOT_BITS) - 1) + 1;
-        while !taken.insert(slot) {
-            slot = slot % ((1 << SLOT_BITS) - 1) + 1;
-        }
+        let slot = match rs.slots.get(&d.chain) {
+            Some(slot) => *slot,
+            None => {
+                let mut slot = home_slot(&d.chain);
+                while !taken.insert(slot) {
+                    slot = slot % ((1 << SLOT_BITS) - 1) + 1;
+                }
+                rs.slots.insert(d.chain.clone(), slot);
+                slot
+            }
+        };
         let base = slot << BLOCK_BITS;
         let eps = &d.endpoints[..d.endpoints.len().min(MAX_ENDPOINTS_PER_DISPATCH)];
         for (i, e) in eps.iter().enumerate() {
@@ -109,6 +117,185 @@ fn place_dispatches(rs: &mut Ruleset, mut pending: Vec<PendingDispatch>) {
         {
             *r = rule;
         }
+    }
+}
+
+/// The slot a dispatching chain's name hashes to (1..2^19).
+fn home_slot(chain: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(chain.as_bytes());
+    u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % ((1 << SLOT_BITS) - 1) + 1
+}
+
+/// The contribution of one service port alone: its chains, sets, map elements and hairpin
+/// entries, and its dispatches still to be placed.
+fn part(node: &ProxyNode, v: &ServicePortView) -> (Ruleset, Vec<PendingDispatch>) {
+    let mut rs = Ruleset::default();
+    for (name, _) in MAPS {
+        rs.maps.insert(name, BTreeMap::new());
+    }
+    let mut pending = Vec::new();
+    add_service_port(&mut rs, &mut pending, node, v);
+    (rs, pending)
+}
+
+impl Ruleset {
+    /// Replaces one service port's contribution (`old` -> `new`; None for none) in this
+    /// ruleset and returns the nft statements that make the same change in the kernel: only
+    /// that service port's chains, sets and elements are compiled, compared and written, so a
+    /// change costs the same with 10 or 10,000 Services. The result equals a whole `compile`
+    /// of the new views, except that a dispatch keeps its slot where a whole compile might
+    /// have ordered a hash collision the other way.
+    pub fn change(
+        &mut self,
+        node: &ProxyNode,
+        old: Option<&ServicePortView>,
+        new: Option<&ServicePortView>,
+    ) -> String {
+        let (old_part, old_pending) = old.map(|v| part(node, v)).unwrap_or_default();
+        let (new_part, new_pending) = new.map(|v| part(node, v)).unwrap_or_default();
+        // Everything either side touches, for the before/after comparison.
+        let chains: BTreeSet<String> = old_part
+            .chains
+            .keys()
+            .chain(new_part.chains.keys())
+            .cloned()
+            .collect();
+        let sets: BTreeSet<String> = old_part
+            .sets
+            .keys()
+            .chain(new_part.sets.keys())
+            .cloned()
+            .collect();
+        let mut elements: BTreeSet<(&'static str, String)> = BTreeSet::new();
+        for p in [&old_part, &new_part] {
+            for (map, entries) in &p.maps {
+                elements.extend(entries.keys().map(|k| (*map, k.clone())));
+            }
+        }
+        let hairpin: BTreeSet<String> = old_part
+            .hairpin
+            .keys()
+            .chain(new_part.hairpin.keys())
+            .cloned()
+            .collect();
+        let mut blocks: BTreeSet<u32> = BTreeSet::new();
+        for d in &old_pending {
+            blocks.extend(self.slots.get(&d.chain));
+        }
+        let before = self.subset(&chains, &sets, &elements, &hairpin, &blocks);
+
+        // Take the old contribution out.
+        for c in old_part.chains.keys() {
+            self.chains.remove(c);
+        }
+        for name in old_part.sets.keys() {
+            self.sets.remove(name);
+        }
+        for (map, entries) in &old_part.maps {
+            if let Some(m) = self.maps.get_mut(map) {
+                for k in entries.keys() {
+                    m.remove(k);
+                }
+            }
+        }
+        for (k, n) in &old_part.hairpin {
+            if let Some(count) = self.hairpin.get_mut(k) {
+                *count = count.saturating_sub(*n);
+                if *count == 0 {
+                    self.hairpin.remove(k);
+                }
+            }
+        }
+        let kept: BTreeSet<String> = new_pending.iter().map(|d| d.chain.clone()).collect();
+        for d in &old_pending {
+            let slot = if kept.contains(&d.chain) {
+                self.slots.get(&d.chain).copied()
+            } else {
+                self.slots.remove(&d.chain)
+            };
+            if let Some(slot) = slot {
+                let base = slot << BLOCK_BITS;
+                let stale: Vec<u32> = self
+                    .backends
+                    .range(base..base + (1 << BLOCK_BITS))
+                    .map(|(k, _)| *k)
+                    .collect();
+                for k in stale {
+                    self.backends.remove(&k);
+                }
+            }
+        }
+        // Put the new one in.
+        for (c, rules) in new_part.chains {
+            self.chains.insert(c, rules);
+        }
+        self.sets.extend(new_part.sets);
+        for (map, entries) in new_part.maps {
+            self.maps.entry(map).or_default().extend(entries);
+        }
+        for (k, n) in new_part.hairpin {
+            *self.hairpin.entry(k).or_default() += n;
+        }
+        place_dispatches(self, new_pending);
+        for c in &kept {
+            blocks.extend(self.slots.get(c));
+        }
+        let after = self.subset(&chains, &sets, &elements, &hairpin, &blocks);
+        after.update_script(&before).unwrap_or_default()
+    }
+
+    /// Whether this ruleset was compiled for `node` (its fixed part matches).
+    pub fn base_for(&self, node: &ProxyNode) -> bool {
+        self.base == base(node)
+    }
+
+    /// A ruleset holding only the given parts of this one (same base), to diff a change.
+    fn subset(
+        &self,
+        chains: &BTreeSet<String>,
+        sets: &BTreeSet<String>,
+        elements: &BTreeSet<(&'static str, String)>,
+        hairpin: &BTreeSet<String>,
+        blocks: &BTreeSet<u32>,
+    ) -> Ruleset {
+        let mut sub = Ruleset {
+            base: self.base.clone(),
+            ..Ruleset::default()
+        };
+        for (name, _) in MAPS {
+            sub.maps.insert(name, BTreeMap::new());
+        }
+        for c in chains {
+            if let Some(rules) = self.chains.get(c) {
+                sub.chains.insert(c.clone(), rules.clone());
+            }
+        }
+        for name in sets {
+            if let Some(t) = self.sets.get(name) {
+                sub.sets.insert(name.clone(), *t);
+            }
+        }
+        for (map, key) in elements {
+            if let Some(v) = self.maps.get(map).and_then(|m| m.get(key)) {
+                sub.maps
+                    .entry(map)
+                    .or_default()
+                    .insert(key.clone(), v.clone());
+            }
+        }
+        for k in hairpin {
+            if let Some(n) = self.hairpin.get(k) {
+                sub.hairpin.insert(k.clone(), *n);
+            }
+        }
+        for slot in blocks {
+            let base = slot << BLOCK_BITS;
+            for (k, v) in self.backends.range(base..base + (1 << BLOCK_BITS)) {
+                sub.backends.insert(*k, v.clone());
+            }
+        }
+        sub
     }
 }
 
@@ -193,7 +380,9 @@ fn add_service_port(
     }
 
     for ep in v.local_endpoints.iter() {
-        rs.hairpin.insert(format!("{} . {}", ep.ip, ep.ip));
+        *rs.hairpin
+            .entry(format!("{} . {}", ep.ip, ep.ip))
+            .or_default() += 1;
     }
 
     // Traffic to the cluster IP: from pods, or masqueraded when it comes from anywhere else (the
@@ -338,7 +527,7 @@ impl Ruleset {
                 elements.iter().map(|(k, v)| format!("{k} : {v}")),
             );
         }
-        add_elements(&mut s, "hairpin", self.hairpin.iter().cloned());
+        add_elements(&mut s, "hairpin", self.hairpin.keys().cloned());
         add_elements(
             &mut s,
             "backends",
@@ -402,12 +591,19 @@ impl Ruleset {
         delete_elements(
             &mut s,
             "hairpin",
-            old.hairpin.difference(&self.hairpin).cloned().collect(),
+            old.hairpin
+                .keys()
+                .filter(|k| !self.hairpin.contains_key(*k))
+                .cloned()
+                .collect(),
         );
         add_elements(
             &mut s,
             "hairpin",
-            self.hairpin.difference(&old.hairpin).cloned(),
+            self.hairpin
+                .keys()
+                .filter(|k| !old.hairpin.contains_key(*k))
+                .cloned(),
         );
         let gone: Vec<String> = old
             .backends

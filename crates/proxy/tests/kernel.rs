@@ -166,3 +166,63 @@ fn cluster_ip_connections_reach_the_endpoints() {
         "no endpoints: refused"
     );
 }
+
+#[test]
+fn per_service_changes_load_and_match_a_whole_compile() {
+    let ns = ScopedNetNs::create_unique("wpxc").unwrap();
+    let n = node();
+    let mut proxy = Proxy::new();
+    let mut svcs: Vec<Service> = (1..=5)
+        .map(|i| service(&format!("s{i}"), &format!("10.96.0.{i}")))
+        .collect();
+    let mut slices: Vec<EndpointSlice> = (1..=5)
+        .map(|i| {
+            slice(
+                &format!("s{i}"),
+                &[&format!("10.244.0.{i}"), &format!("10.244.1.{i}")],
+            )
+        })
+        .collect();
+    let first = views(&n, &svcs, &slices);
+    assert_eq!(
+        ns.run(|| proxy.sync(compile(&n, &first))).unwrap().unwrap(),
+        SyncKind::Full
+    );
+
+    // s2 gains an endpoint, s3 is deleted, s6 is new.
+    slices[1] = slice("s2", &["10.244.0.2", "10.244.1.2", "10.244.2.2"]);
+    svcs.retain(|s| s.metadata.name.as_deref() != Some("s3"));
+    slices.retain(|s| s.metadata.name.as_deref() != Some("s3-1"));
+    svcs.push(service("s6", "10.96.0.6"));
+    slices.push(slice("s6", &["10.244.0.6"]));
+    let next = views(&n, &svcs, &slices);
+    let by_id =
+        |vs: &[weft_proxy::ServicePortView], id: &str| vs.iter().find(|v| v.id() == id).cloned();
+    let changes: Vec<_> = [
+        "default/s2/tcp/80",
+        "default/s3/tcp/80",
+        "default/s6/tcp/80",
+    ]
+    .iter()
+    .map(|id| (by_id(&first, id), by_id(&next, id)))
+    .collect();
+    let kind = ns
+        .run(|| proxy.sync_changes(&n, &changes))
+        .unwrap()
+        .unwrap();
+    assert_eq!(kind, Some(SyncKind::Incremental));
+    // What the proxy holds is what a whole compile gives, so a whole sync finds nothing to do.
+    assert_eq!(
+        ns.run(|| proxy.sync(compile(&n, &next))).unwrap().unwrap(),
+        SyncKind::Unchanged
+    );
+    let table = nft(&ns, "list table ip weft_services");
+    assert!(
+        table.contains("10.244.2.2 . 7070") && table.contains("10.96.0.6 . tcp . 80"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("10.96.0.3 ") && !table.contains("svc-default/s3/"),
+        "{table}"
+    );
+}

@@ -191,3 +191,59 @@ fn map_lookups_do_not_grow_with_services() {
     assert_eq!(rs.maps["service_ips"].len(), 1000);
     assert_eq!(rs.base, all().base);
 }
+
+#[test]
+fn changes_one_service_at_a_time_equal_a_whole_compile() {
+    let services: Vec<Service> = docs(SERVICES);
+    let slices: Vec<EndpointSlice> = docs(SLICES);
+    let all = views(&node(), &services, &slices);
+    // Build up from nothing, one service port at a time.
+    let mut rs = compile(&node(), &[]);
+    for v in &all {
+        let script = rs.change(&node(), None, Some(v));
+        assert!(!script.is_empty());
+    }
+    assert_eq!(rs, compile(&node(), &all));
+    assert_eq!(rs.full_script(), all_script());
+
+    // Endpoints change (web loses one, sticky gains one), a policy changes, a service goes.
+    let mut slices2 = slices.clone();
+    slices2[0].endpoints.remove(1);
+    slices2[4]
+        .endpoints
+        .push(serde_yaml::from_str("{addresses: [10.244.0.20], nodeName: lab-node1}").unwrap());
+    let mut services2 = services.clone();
+    services2.retain(|s| s.metadata.name.as_deref() != Some("np"));
+    let lb = services2
+        .iter_mut()
+        .find(|s| s.metadata.name.as_deref() == Some("lb-local"))
+        .unwrap();
+    lb.spec.as_mut().unwrap().external_traffic_policy = Some("Cluster".into());
+    let next = views(&node(), &services2, &slices2);
+    let ids: BTreeSet<String> = all.iter().chain(&next).map(|v| v.id()).collect();
+    let mut touched = 0;
+    for id in ids {
+        let old = all.iter().find(|v| v.id() == id);
+        let new = next.iter().find(|v| v.id() == id);
+        if old != new {
+            touched += 1;
+            let script = rs.change(&node(), old, new);
+            assert!(
+                !script.contains("svc-default/dns") && !script.contains("itp"),
+                "only the changed ports: {script}"
+            );
+        }
+    }
+    assert_eq!(touched, 4, "web, sticky, lb-local, np");
+    assert_eq!(rs, compile(&node(), &next));
+
+    // And down to nothing again.
+    for v in &next {
+        rs.change(&node(), Some(v), None);
+    }
+    assert_eq!(rs, compile(&node(), &[]));
+}
+
+fn all_script() -> String {
+    all().full_script()
+}
