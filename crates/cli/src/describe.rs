@@ -50,15 +50,8 @@ pub fn describe(lab: &ClusterName, args: DescribeArgs) -> Result<()> {
     };
     let text = match store.get(&key)? {
         Some(Object::Service(svc)) => {
-            let slices: Vec<EndpointSlice> = store
-                .list("EndpointSlice")?
-                .into_iter()
-                .filter_map(|o| match o {
-                    Object::EndpointSlice(s) => Some(s),
-                    _ => None,
-                })
-                .collect();
-            describe_service(&svc, &crate::get::slices_of(&slices, &svc))
+            let slices = crate::get::service_slices(&store, &svc)?;
+            describe_service(&svc, &slices.iter().collect::<Vec<_>>())
         }
         Some(Object::Pod(pod)) => describe_pod(&pod),
         _ => bail!(

@@ -33,7 +33,7 @@ pub struct LogsArgs {
 }
 
 /// Find the pod a user means by NAME, pod/NAME or deploy/NAME.
-fn resolve_pod(store: &Store, namespace: &str, target: &str) -> Result<Pod> {
+pub(crate) fn resolve_pod(store: &Store, namespace: &str, target: &str) -> Result<Pod> {
     let (kind, name) = match target.split_once('/') {
         Some((kind, name)) => (crate::resources::kind_of(kind), name),
         None => ("Pod".to_string(), target),

@@ -436,6 +436,19 @@ fn service_table(objects: &[Object], wide: bool, all: bool) -> Table {
 }
 
 /// The slices of `svc`: same namespace, labelled with its name.
+/// The stored EndpointSlices of one Service.
+pub fn service_slices(store: &Store, svc: &Service) -> Result<Vec<EndpointSlice>> {
+    let all: Vec<EndpointSlice> = store
+        .list("EndpointSlice")?
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::EndpointSlice(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    Ok(slices_of(&all, svc).into_iter().cloned().collect())
+}
+
 pub fn slices_of<'a>(slices: &'a [EndpointSlice], svc: &Service) -> Vec<&'a EndpointSlice> {
     slices
         .iter()

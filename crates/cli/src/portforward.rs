@@ -275,15 +275,8 @@ fn resolve(
             for spec in specs {
                 service_port(&svc, &spec.remote)?;
             }
-            let slices: Vec<EndpointSlice> = store
-                .list("EndpointSlice")?
-                .into_iter()
-                .filter_map(|o| match o {
-                    Object::EndpointSlice(s) => Some(s),
-                    _ => None,
-                })
-                .collect();
-            let mine = crate::get::slices_of(&slices, &svc);
+            let slices = crate::get::service_slices(store, &svc)?;
+            let mine: Vec<&EndpointSlice> = slices.iter().collect();
             let Some((pod_name, slice)) = pick_endpoint_pod(&mine) else {
                 let why = crate::get::no_endpoints_hint(&svc, &mine).unwrap_or_else(|| {
                     format!("service {name} has no ready endpoint that is a pod")
@@ -296,20 +289,7 @@ fn resolve(
             Ok((pod, forwards))
         }
         "Deployment" => {
-            let pod = weft_lab::list_pods(store)?
-                .into_iter()
-                .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-                .filter(|p| {
-                    p.metadata
-                        .owner_references
-                        .iter()
-                        .flatten()
-                        .any(|r| r.kind == "Deployment" && r.name == name)
-                })
-                .find(weft_lab::controller::pod_ready)
-                .ok_or_else(|| {
-                    anyhow!("deployment {name:?} in namespace {namespace} has no ready pod")
-                })?;
+            let pod = crate::exec::resolve_pod(store, namespace, &format!("deploy/{name}"))?;
             let forwards = forwards_to_pod(&pod, specs)?;
             Ok((pod, forwards))
         }

@@ -94,17 +94,7 @@ pub fn cluster_ip_cell(svc: &Service) -> String {
     }
 }
 
-/// The addresses a LoadBalancer's status publishes (IP, else hostname, per ingress).
-pub fn load_balancer_ingress(svc: &Service) -> Vec<String> {
-    svc.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
-        .collect()
-}
+pub use weft_model::service::load_balancer_ingress;
 
 /// EXTERNAL-IP as kubectl prints it: the ExternalName's name; for a LoadBalancer its ingress
 /// addresses and external IPs, or `<pending>` while it has none; otherwise the external IPs

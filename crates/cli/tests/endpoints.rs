@@ -66,18 +66,8 @@ fn slices(lab: &Lab, service: &str) -> Vec<Value> {
     out
 }
 
-fn service_json(lab: &Lab, name: &str) -> Value {
-    let path = lab
-        .state
-        .path()
-        .join(&lab.name)
-        .join("store/objects/Service/default")
-        .join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default()).unwrap_or_default()
-}
-
 fn problem(lab: &Lab, name: &str) -> Option<String> {
-    service_json(lab, name)["metadata"]["annotations"]["endpoints.weft.dev/problem"]
+    lab.service(name)["metadata"]["annotations"]["endpoints.weft.dev/problem"]
         .as_str()
         .map(String::from)
 }
@@ -146,7 +136,7 @@ fn one_slice_follows_a_deployment_as_it_scales() {
             {"name": "dns", "port": 5353, "protocol": "UDP"},
         ])
     );
-    let svc = service_json(&lab, "web");
+    let svc = lab.service("web");
     assert_eq!(
         slice["metadata"]["ownerReferences"][0]["uid"],
         svc["metadata"]["uid"]

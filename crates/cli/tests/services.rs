@@ -51,25 +51,15 @@ fn up(lab: &Lab, nodes: u32, docs: &[String]) {
     ]);
 }
 
-fn svc_json(lab: &Lab, name: &str) -> Value {
-    let path = lab
-        .state
-        .path()
-        .join(&lab.name)
-        .join("store/objects/Service/default")
-        .join(format!("{name}.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).expect("service stored")).expect("json")
-}
-
 fn cluster_ip(lab: &Lab, name: &str) -> String {
-    svc_json(lab, name)["spec"]["clusterIP"]
+    lab.service(name)["spec"]["clusterIP"]
         .as_str()
         .expect("cluster IP")
         .to_string()
 }
 
 fn lb_ip(lab: &Lab, name: &str) -> String {
-    svc_json(lab, name)["status"]["loadBalancer"]["ingress"][0]["ip"]
+    lab.service(name)["status"]["loadBalancer"]["ingress"][0]["ip"]
         .as_str()
         .expect("LB address")
         .to_string()
@@ -449,9 +439,9 @@ fn bad_services_are_refused_with_reasons_and_disturb_nothing() {
         .join("store/objects/Service/default/bad.json")
         .exists());
     // Headless and ExternalName are stored and not proxied.
-    assert_eq!(svc_json(&lab, "headless")["spec"]["clusterIP"], "None");
+    assert_eq!(lab.service("headless")["spec"]["clusterIP"], "None");
     assert_eq!(
-        svc_json(&lab, "elsewhere")["spec"]["externalName"],
+        lab.service("elsewhere")["spec"]["externalName"],
         "example.com"
     );
     let table = lab.in_node(

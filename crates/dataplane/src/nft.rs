@@ -118,7 +118,10 @@ impl Library {
         // SAFETY: dlopen/dlsym with NUL-terminated names; every symbol is checked for null
         // before being turned into a function pointer of the signature libnftables.h declares.
         unsafe {
-            let handle = libc::dlopen(c"libnftables.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            let handle = libc::dlopen(
+                c"libnftables.so.1".as_ptr(),
+                libc::RTLD_NOW | libc::RTLD_LOCAL,
+            );
             if handle.is_null() {
                 return None;
             }
@@ -129,9 +132,13 @@ impl Library {
             let new: CtxNew = std::mem::transmute(sym(c"nft_ctx_new")?);
             let buffer_output: CtxInt = std::mem::transmute(sym(c"nft_ctx_buffer_output")?);
             let buffer_error: CtxInt = std::mem::transmute(sym(c"nft_ctx_buffer_error")?);
-            let run = std::mem::transmute::<*mut libc::c_void, RunCmd>(sym(c"nft_run_cmd_from_buffer")?);
-            let output = std::mem::transmute::<*mut libc::c_void, CtxBuf>(sym(c"nft_ctx_get_output_buffer")?);
-            let error = std::mem::transmute::<*mut libc::c_void, CtxBuf>(sym(c"nft_ctx_get_error_buffer")?);
+            let run =
+                std::mem::transmute::<*mut libc::c_void, RunCmd>(sym(c"nft_run_cmd_from_buffer")?);
+            let output = std::mem::transmute::<*mut libc::c_void, CtxBuf>(sym(
+                c"nft_ctx_get_output_buffer",
+            )?);
+            let error =
+                std::mem::transmute::<*mut libc::c_void, CtxBuf>(sym(c"nft_ctx_get_error_buffer")?);
             let free = std::mem::transmute::<*mut libc::c_void, CtxFree>(sym(c"nft_ctx_free")?);
             let ctx = new(0);
             if ctx.is_null() {
@@ -140,7 +147,13 @@ impl Library {
             // Messages go to buffers we read, not to the agent's stdout/stderr.
             buffer_output(ctx);
             buffer_error(ctx);
-            Some(Library { ctx, run, output, error, free })
+            Some(Library {
+                ctx,
+                run,
+                output,
+                error,
+                free,
+            })
         }
     }
 }
@@ -180,13 +193,19 @@ impl Session {
                 if p.is_null() {
                     String::new()
                 } else {
-                    std::ffi::CStr::from_ptr(p).to_string_lossy().trim().to_string()
+                    std::ffi::CStr::from_ptr(p)
+                        .to_string_lossy()
+                        .trim()
+                        .to_string()
                 }
             };
             let _ = read(lib.output);
             let errors = read(lib.error);
             if rc != 0 {
-                return Err(Error::Nft { op: op.into(), stderr: errors });
+                return Err(Error::Nft {
+                    op: op.into(),
+                    stderr: errors,
+                });
             }
         }
         Ok(())

@@ -34,21 +34,7 @@ pub fn desired_routes(
     let mut out = BTreeMap::new();
     for svc in services {
         let Some(spec) = &svc.spec else { continue };
-        let mut addresses: Vec<Ipv4Addr> = spec
-            .external_ips
-            .iter()
-            .flatten()
-            .filter_map(|ip| ip.parse().ok())
-            .collect();
-        addresses.extend(
-            svc.status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
-        );
+        let addresses = weft_model::service::external_ipv4s(svc);
         if addresses.is_empty() {
             continue;
         }

@@ -13,6 +13,7 @@ pub mod names;
 pub mod object;
 pub mod pod;
 pub mod selector;
+pub mod service;
 pub mod time;
 
 /// The `k8s-openapi` this crate is built on, so every part uses the same object types.

@@ -155,23 +155,7 @@ pub fn views(
             // Headless: DNS hands out the endpoints; there is nothing to proxy.
             continue;
         }
-        let mut external_ips: Vec<Ipv4Addr> = spec
-            .external_ips
-            .iter()
-            .flatten()
-            .filter_map(|ip| ip.parse().ok())
-            .collect();
-        external_ips.extend(
-            svc.status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()),
-        );
-        external_ips.sort();
-        external_ips.dedup();
+        let external_ips = weft_model::service::external_ipv4s(svc);
         let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
             spec.session_affinity_config
                 .as_ref()

@@ -62,6 +62,20 @@ impl Lab {
         self.ok(&["exec", pod, "--", "curl", "-sS", "--max-time", "5", url])
     }
 
+    /// A Service as stored (`Value::Null` if there is none), in namespace default.
+    pub fn service(&self, name: &str) -> Value {
+        let path = self
+            .state
+            .path()
+            .join(&self.name)
+            .join("store/objects/Service/default")
+            .join(format!("{name}.json"));
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
     pub fn pods(&self, extra: &[&str]) -> Vec<Value> {
         let mut args = vec!["get", "pods", "-o", "json"];
         args.extend_from_slice(extra);
