@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: build weft, bring up the example cluster (3 nodes, VXLAN overlay), and show its
+# The main job: build weft, bring up the example cluster (3 nodes, VXLAN overlay, Services), show its
 # nodes, its pods, one request across nodes and one to the outside host.
 #   bash scripts/lab.sh [manifest...]     (default: examples/quickstart.yaml; NODES=3)
 set -euo pipefail
@@ -31,6 +31,27 @@ if [[ -n $web_ip ]]; then
     echo
     echo "\$ weft exec client -- curl -s http://203.0.113.10/clientip  # the outside host sees the node IP"
     "$weft" exec client -- curl -s --max-time 5 "http://203.0.113.10/clientip"
+    echo
+fi
+# Services of every type for those pods, and one request through each kind of address.
+if [[ $# -eq 0 ]]; then
+    echo
+    "$weft" apply -f examples/services.yaml
+    svc_field() { "$weft" get svc "$1" -o json | python3 -c "import json,sys; s=json.load(sys.stdin); print($2)"; }
+    cluster_ip=$(svc_field web 's["spec"]["clusterIP"]')
+    lb_ip=$(svc_field web-lb 's["status"]["loadBalancer"]["ingress"][0]["ip"]')
+    for _ in $(seq 50); do "$weft" exec client -- curl -s --max-time 1 -o /dev/null "http://$cluster_ip/" && break; sleep 0.2; done
+    echo
+    "$weft" get svc
+    echo
+    echo "\$ weft exec client -- curl -s http://$cluster_ip/hostname     # a ClusterIP, balanced in the kernel"
+    "$weft" exec client -- curl -s --max-time 5 "http://$cluster_ip/hostname"
+    echo
+    echo "\$ weft lab outside -- curl -s http://172.20.0.2:30080/hostname   # a NodePort from outside"
+    "$weft" lab outside -- curl -s --max-time 5 "http://172.20.0.2:30080/hostname"
+    echo
+    echo "\$ weft lab outside -- curl -s http://$lb_ip/clientip   # a LoadBalancer (Local: the client address is kept)"
+    "$weft" lab outside -- curl -s --max-time 5 "http://$lb_ip/clientip"
     echo
 fi
 echo
