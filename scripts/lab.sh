@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: build weft, bring up the example cluster (3 nodes, VXLAN overlay, Services), show its
-# nodes, its pods, one request across nodes and one to the outside host.
+# nodes and pods, a request across nodes, one to the outside host, and one through each kind of
+# Service address.
 #   bash scripts/lab.sh [manifest...]     (default: examples/quickstart.yaml; NODES=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
