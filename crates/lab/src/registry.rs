@@ -315,7 +315,21 @@ impl Admission for ServiceRegistry {
             .filter_map(Object::as_service)
             .filter(|s| (s.metadata.namespace.clone(), s.metadata.name.clone()) != me)
             .collect();
-        self.admit_service(svc, stored.and_then(Object::as_service), &others)
+        let stored = stored.and_then(Object::as_service);
+        // What the endpoints controller reported stays until it says otherwise: re-applying an
+        // unchanged manifest is then "unchanged", not a flicker of the annotation.
+        let reported = stored
+            .and_then(|s| s.metadata.annotations.as_ref())
+            .and_then(|a| a.get(crate::endpoints::PROBLEM_ANNOTATION))
+            .cloned();
+        if let Some(problem) = reported {
+            svc.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .entry(crate::endpoints::PROBLEM_ANNOTATION.to_string())
+                .or_insert(problem);
+        }
+        self.admit_service(svc, stored, &others)
     }
 }
 
