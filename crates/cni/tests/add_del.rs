@@ -104,7 +104,7 @@ fn add_wires_two_pods_that_talk_tcp_through_the_host() {
     assert_eq!(node.allocations(), vec!["10.244.1.3".to_string()]);
     node.del(&conf, "ctr-b", Some(&b.path())).ok();
     assert!(node.allocations().is_empty());
-    assert!(node.host_veths().is_empty());
+    eventually(|| node.host_veths().is_empty());
 }
 
 #[test]
@@ -238,7 +238,7 @@ fn del_without_netns_or_with_deleted_netns_releases() {
     node.add(&conf, "d-a", &a).ok();
     node.del(&conf, "d-a", None).ok();
     assert!(node.allocations().is_empty());
-    assert!(node.host_veths().is_empty());
+    eventually(|| node.host_veths().is_empty());
 
     let mut b = TestNs::new("gone");
     node.add(&conf, "d-b", &b).ok();
@@ -247,7 +247,7 @@ fn del_without_netns_or_with_deleted_netns_releases() {
     node.del(&conf, "d-b", Some(&path)).ok();
     node.del(&conf, "d-b", Some("/var/run/netns/nope")).ok();
     assert!(node.allocations().is_empty());
-    assert!(node.host_veths().is_empty());
+    eventually(|| node.host_veths().is_empty());
 
     // Never seen before: fine.
     node.del(&conf, "never-added", None).ok();
