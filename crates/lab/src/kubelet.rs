@@ -117,11 +117,7 @@ impl Kubelet {
     /// The node agent runs as a DaemonSet would: one per node, restarted when it dies.
     fn supervise_agent(&self) -> Result<(), LabError> {
         let pid_file = self.layout.agent_pid_file(&self.node);
-        let running = fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-            .is_some_and(|pid| process::alive(pid) && process::is_weft(pid));
-        if running {
+        if process::running_daemon(&pid_file).is_some() {
             return Ok(());
         }
         if pid_file.exists() {

@@ -347,14 +347,9 @@ pub fn down(layout: &Layout) -> Result<DownReport, LabError> {
         }
     }
     for pid_file in pid_files {
-        if let Some(pid) = fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-        {
-            if process::alive(pid) && process::is_weft(pid) {
-                process::kill_and_wait(pid, Duration::from_secs(2));
-                report.processes += 1;
-            }
+        if let Some(pid) = process::running_daemon(&pid_file) {
+            process::kill_and_wait(pid, Duration::from_secs(2));
+            report.processes += 1;
         }
     }
     for name in topology::lab_namespaces(layout) {

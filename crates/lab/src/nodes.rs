@@ -209,13 +209,8 @@ pub fn remove(layout: &Layout, store: &Store, name: &str) -> Result<usize, LabEr
 /// Stop a node's processes and delete its namespaces (pods first) and its state.
 pub fn teardown(layout: &Layout, name: &str) -> Result<(), LabError> {
     for pid_file in [layout.kubelet_pid_file(name), layout.agent_pid_file(name)] {
-        if let Some(pid) = fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok())
-        {
-            if process::alive(pid) && process::is_weft(pid) {
-                process::kill_and_wait(pid, Duration::from_secs(2));
-            }
+        if let Some(pid) = process::running_daemon(&pid_file) {
+            process::kill_and_wait(pid, Duration::from_secs(2));
         }
     }
     let sandboxes = crate::sandbox::SandboxRecords::open(layout.sandboxes_dir(name))?.load_all()?;

@@ -78,6 +78,15 @@ pub fn kill_in_netns(netns: &Path) {
 }
 
 /// Does `pid` run a weft binary? Guards against killing a recycled pid from a stale pid file.
+/// The pid in a daemon's pid file, if that process is alive and is one of ours (a stale file,
+/// or a pid reused by something else, gives None).
+pub fn running_daemon(pid_file: &Path) -> Option<u32> {
+    fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|pid| alive(*pid) && is_weft(*pid))
+}
+
 pub fn is_weft(pid: u32) -> bool {
     fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| {
