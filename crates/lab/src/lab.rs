@@ -218,13 +218,13 @@ pub fn wait_ready(layout: &Layout, wait: Duration) -> Result<Vec<(String, String
     let deadline = Instant::now() + wait;
     let mut stuck_since: Option<Instant> = None;
     loop {
-        let not_ready = unready(&store)?;
+        let (not_ready, only_unschedulable) = unready(&store)?;
         if not_ready.is_empty() || Instant::now() >= deadline {
             return Ok(not_ready);
         }
         // Pods no node can take will not become ready by waiting: once every unready pod has
         // been unschedulable for a second, say so instead of sitting out the whole wait.
-        if only_unschedulable_pods_left(&store)? {
+        if only_unschedulable {
             let since = *stuck_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= Duration::from_secs(1) {
                 return Ok(not_ready);
@@ -236,39 +236,31 @@ pub fn wait_ready(layout: &Layout, wait: Duration) -> Result<Vec<(String, String
     }
 }
 
-fn only_unschedulable_pods_left(store: &Store) -> Result<bool, LabError> {
-    let mut any = false;
-    for o in store.list("Pod")? {
-        let Object::Pod(p) = o else { continue };
-        if crate::controller::pod_ready(&p) || weft_model::pod::phase(&p) == "Succeeded" {
-            continue;
-        }
-        let unschedulable = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    c.type_ == "PodScheduled"
-                        && c.status == "False"
-                        && c.reason.as_deref() == Some("Unschedulable")
-                })
-            });
-        if !unschedulable {
-            return Ok(false);
-        }
-        any = true;
-    }
-    Ok(any)
+fn unschedulable(p: &k8s_openapi::api::core::v1::Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            })
+        })
 }
 
-fn unready(store: &Store) -> Result<Vec<(String, String)>, LabError> {
+/// What is not ready yet, with why; and whether there are unready pods and every one of them
+/// is unschedulable.
+fn unready(store: &Store) -> Result<(Vec<(String, String)>, bool), LabError> {
     let mut out = Vec::new();
+    let (mut unready_pods, mut stuck_pods) = (0, 0);
     for o in store.list_all()? {
         match o {
             Object::Pod(p) => {
                 let phase = weft_model::pod::phase(&p).to_string();
                 if !crate::controller::pod_ready(&p) && phase != "Succeeded" {
+                    unready_pods += 1;
+                    stuck_pods += usize::from(unschedulable(&p));
                     let why = p
                         .status
                         .as_ref()
@@ -324,7 +316,7 @@ fn unready(store: &Store) -> Result<Vec<(String, String)>, LabError> {
             _ => {}
         }
     }
-    Ok(out)
+    Ok((out, unready_pods > 0 && stuck_pods == unready_pods))
 }
 
 /// What `down` removed.
