@@ -32,6 +32,18 @@ pub struct LogsArgs {
     container: Option<String>,
 }
 
+/// The pod `namespace/name`, or an error naming it.
+pub(crate) fn get_pod(store: &Store, namespace: &str, name: &str) -> Result<Pod> {
+    match store.get(&ObjectKey {
+        kind: "Pod".into(),
+        namespace: Some(namespace.into()),
+        name: name.into(),
+    })? {
+        Some(Object::Pod(p)) => Ok(p),
+        _ => bail!("pod {name:?} not found in namespace {namespace}"),
+    }
+}
+
 /// Find the pod a user means by NAME, pod/NAME or deploy/NAME.
 pub(crate) fn resolve_pod(store: &Store, namespace: &str, target: &str) -> Result<Pod> {
     let (kind, name) = match target.split_once('/') {
@@ -39,14 +51,7 @@ pub(crate) fn resolve_pod(store: &Store, namespace: &str, target: &str) -> Resul
         None => ("Pod".to_string(), target),
     };
     match kind.as_str() {
-        "Pod" => match store.get(&ObjectKey {
-            kind: "Pod".into(),
-            namespace: Some(namespace.into()),
-            name: name.into(),
-        })? {
-            Some(Object::Pod(p)) => Ok(p),
-            _ => bail!("pod {name:?} not found in namespace {namespace}"),
-        },
+        "Pod" => get_pod(store, namespace, name),
         "Deployment" => weft_lab::list_pods(store)?
             .into_iter()
             .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))

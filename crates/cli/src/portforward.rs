@@ -231,17 +231,6 @@ pub fn forwards_to_service(
         .collect()
 }
 
-fn get_pod(store: &Store, namespace: &str, name: &str) -> Result<Pod> {
-    match store.get(&ObjectKey {
-        kind: "Pod".into(),
-        namespace: Some(namespace.into()),
-        name: name.into(),
-    })? {
-        Some(Object::Pod(p)) => Ok(p),
-        _ => bail!("pod {name:?} not found in namespace {namespace}"),
-    }
-}
-
 /// The pod to forward to and the resolved forwards, from what the user typed.
 fn resolve(
     store: &Store,
@@ -255,7 +244,7 @@ fn resolve(
     };
     match kind.as_str() {
         "Pod" => {
-            let pod = get_pod(store, namespace, name)?;
+            let pod = crate::exec::get_pod(store, namespace, name)?;
             let forwards = forwards_to_pod(&pod, specs)?;
             Ok((pod, forwards))
         }
@@ -283,7 +272,7 @@ fn resolve(
                 });
                 bail!("no ready endpoint to forward to: {why}");
             };
-            let pod = get_pod(store, namespace, &pod_name)
+            let pod = crate::exec::get_pod(store, namespace, &pod_name)
                 .with_context(|| format!("the endpoint of service {name}"))?;
             let forwards = forwards_to_service(&svc, slice, &pod, specs)?;
             Ok((pod, forwards))
