@@ -27,6 +27,9 @@ use weft_sources::{Store, StoreError};
 pub const RESYNC: Duration = Duration::from_secs(10);
 /// How long to wait before retrying after a failed sync.
 const RETRY: Duration = Duration::from_secs(1);
+/// Service-port views, per Service (namespace, name).
+type ViewsByService = BTreeMap<(String, String), Vec<ServicePortView>>;
+
 /// The kinds whose changes the agent acts on.
 const WATCHED: [&str; 3] = ["Node", "Service", "EndpointSlice"];
 
@@ -48,11 +51,13 @@ pub struct Agent {
     /// The watched objects as last read, by key.
     objects: BTreeMap<ObjectKey, Object>,
     /// The service-port views last loaded, per Service (namespace, name).
-    views: BTreeMap<(String, String), Vec<ServicePortView>>,
+    views: ViewsByService,
     /// Services whose objects or slices changed since the last load.
     dirty: BTreeSet<(String, String)>,
     /// Recompile every Service at the next sync (start, node changes).
     whole: bool,
+    /// The store revision `objects` was listed at: the change log is followed from there.
+    listed_at: u64,
     /// When the next whole recompile is due anyway (a periodic check that the per-Service
     /// updates add up to the whole).
     next_whole: Instant,
@@ -71,12 +76,16 @@ impl Agent {
             dirty: BTreeSet::new(),
             whole: true,
             next_whole: Instant::now(),
+            listed_at: 0,
         };
         agent.relist()?;
         Ok(agent)
     }
 
     fn relist(&mut self) -> Result<(), AgentError> {
+        // The revision first: a change made during the listing is then read again from the
+        // log, never missed.
+        self.listed_at = self.store.revision()?;
         self.objects.clear();
         for kind in WATCHED {
             for o in self.store.list(kind)? {
@@ -141,7 +150,10 @@ impl Agent {
     /// This node's Service table as last read, as the `nft` script that would load it whole.
     pub fn services_script(&self) -> Result<String, AgentError> {
         let plan = self.plan()?;
-        Ok(self.ruleset(&plan.node).0.full_script())
+        Ok(self
+            .compile_all(&self.proxy_node(&plan.node))
+            .1
+            .full_script())
     }
 
     fn proxy_node(&self, me: &NodeInfo) -> ProxyNode {
@@ -157,7 +169,7 @@ impl Agent {
         &self,
         node: &ProxyNode,
         only: Option<&BTreeSet<(String, String)>>,
-    ) -> BTreeMap<(String, String), Vec<ServicePortView>> {
+    ) -> ViewsByService {
         let wanted = |ns: &str, name: &str| {
             only.is_none_or(|set| set.contains(&(ns.to_string(), name.to_string())))
         };
@@ -180,7 +192,7 @@ impl Agent {
                 _ => {}
             }
         }
-        let mut out: BTreeMap<(String, String), Vec<ServicePortView>> = BTreeMap::new();
+        let mut out: ViewsByService = BTreeMap::new();
         for v in weft_proxy::view::views(node, &services, &slices) {
             out.entry((v.namespace.clone(), v.name.clone()))
                 .or_default()
@@ -189,11 +201,12 @@ impl Agent {
         out
     }
 
-    fn ruleset(&self, me: &NodeInfo) -> (weft_proxy::Ruleset, usize) {
-        let node = self.proxy_node(me);
-        let views: Vec<ServicePortView> =
-            self.views_of(&node, None).into_values().flatten().collect();
-        (weft_proxy::compile(&node, &views), views.len())
+    /// Every Service's views, grouped per Service, and the whole table they compile to.
+    fn compile_all(&self, node: &ProxyNode) -> (ViewsByService, weft_proxy::Ruleset) {
+        let views = self.views_of(node, None);
+        let flat: Vec<ServicePortView> = views.values().flatten().cloned().collect();
+        let ruleset = weft_proxy::compile(node, &flat);
+        (views, ruleset)
     }
 
     /// Loads what changed in the Services: only the changed ones, or everything when asked to
@@ -236,10 +249,10 @@ impl Agent {
         }
         if self.whole {
             self.dirty.clear();
-            self.views = self.views_of(&node, None);
-            let views: Vec<ServicePortView> = self.views.values().flatten().cloned().collect();
-            let kind = self.proxy.sync(weft_proxy::compile(&node, &views))?;
-            log_sync(&self.node, kind, views.len());
+            let (views, ruleset) = self.compile_all(&node);
+            self.views = views;
+            let kind = self.proxy.sync(ruleset)?;
+            log_sync(&self.node, kind, self.views.values().map(Vec::len).sum());
             self.whole = false;
             self.next_whole = Instant::now() + RESYNC;
         }
@@ -264,8 +277,7 @@ impl Agent {
     /// updates add up to it: normally a no-op).
     pub fn run(mut self) -> Result<(), AgentError> {
         // Events after the listing; one that the listing already saw is simply read again.
-        let mut watch = self.store.watch(self.store.revision()?)?;
-        self.relist()?;
+        let mut watch = self.store.watch(self.listed_at)?;
         tracing::info!(node = %self.node, mode = ?self.config.mode, "agent started");
         let mut due = Instant::now();
         let mut first = true;
