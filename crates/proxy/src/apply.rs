@@ -89,9 +89,4 @@ impl Proxy {
         }
         Ok(None)
     }
-
-    /// Forgets what is loaded: the next sync replaces the whole table.
-    pub fn reset(&mut self) {
-        self.loaded = None;
-    }
 }
