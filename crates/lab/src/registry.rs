@@ -467,15 +467,8 @@ fn cluster_ip(s: &Service) -> Option<Ipv4Addr> {
 }
 
 fn lb_ip(s: &Service) -> Option<Ipv4Addr> {
-    s.status
-        .as_ref()?
-        .load_balancer
-        .as_ref()?
-        .ingress
-        .as_ref()?
+    weft_model::service::load_balancer_ingress(s)
         .first()?
-        .ip
-        .as_deref()?
         .parse()
         .ok()
 }
