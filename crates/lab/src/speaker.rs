@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use weft_dataplane::{Family, IpNet, Netlink};
+use weft_dataplane::{IpNet, Netlink};
 use weft_sources::Store;
 
 use crate::LabError;
 
-/// The protocol tag of the speaker's routes (the same as the node agents').
-const ROUTE_PROTOCOL: u8 = 0x57;
+use weft_net::{sync_owned_routes, OwnedRoute};
 
 /// Address -> the node IP it is routed to. Pure: decided from the objects alone.
 pub fn desired_routes(
@@ -116,38 +115,21 @@ impl Speaker {
             .filter_map(|o| o.as_node().cloned())
             .collect();
         let want = desired_routes(&services, &slices, &nodes);
-        let mut nl = Netlink::open()?;
-        let owned: Vec<_> = nl
-            .routes(Family::V4)?
-            .into_iter()
-            .filter(|r| r.protocol == ROUTE_PROTOCOL)
-            .collect();
-        for (addr, node) in &want {
-            let dst = IpNet::new(IpAddr::V4(*addr), 32)?;
-            let present = owned
-                .iter()
-                .any(|r| r.dst == dst && r.gateway == Some(IpAddr::V4(*node)));
-            if !present {
-                nl.route_add(dst)
-                    .gateway(IpAddr::V4(*node))
-                    .protocol(ROUTE_PROTOCOL)
-                    .replace()
-                    .execute()?;
-                tracing::info!("routing {addr} to node {node}");
-            }
-        }
-        for r in owned {
-            let wanted = match r.dst.addr() {
-                IpAddr::V4(a) => r.dst.prefix() == 32 && want.contains_key(&a),
-                IpAddr::V6(_) => false,
-            };
-            if !wanted {
-                match nl.route_del(r.dst, r.oif, r.gateway) {
-                    Ok(()) => tracing::info!("no longer routing {}", r.dst),
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let routes = want
+            .iter()
+            .map(|(addr, node)| {
+                Ok(OwnedRoute {
+                    dst: IpNet::new(IpAddr::V4(*addr), 32)?,
+                    gateway: IpAddr::V4(*node),
+                    oif: None,
+                    onlink: false,
+                })
+            })
+            .collect::<Result<Vec<_>, weft_dataplane::Error>>()?;
+        let changes = sync_owned_routes(&mut Netlink::open()?, &routes)
+            .map_err(|e| LabError::Invalid(format!("routing load-balancer addresses: {e}")))?;
+        for change in changes {
+            tracing::info!("{change}");
         }
         Ok(())
     }

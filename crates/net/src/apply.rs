@@ -147,47 +147,79 @@ fn sync_routes(
     vxlan: Option<IfIndex>,
     done: &mut Applied,
 ) -> Result<(), NetError> {
-    let owned: Vec<Route> = nl
-        .routes(Family::V4)?
-        .into_iter()
-        .filter(|r| r.protocol == ROUTE_PROTOCOL)
-        .collect();
-    let mut wanted_dsts = HashSet::new();
+    let mut owned = Vec::with_capacity(want.len());
     for r in want {
         let oif = match r.via {
             Via::Uplink => uplink,
             Via::Vxlan => vxlan.expect("vxlan routes come with a vxlan device"),
         };
-        let dst = IpNet::new(IpAddr::V4(r.dst.network()), r.dst.prefix())?;
-        wanted_dsts.insert(dst);
-        let gw = IpAddr::V4(r.gateway);
+        owned.push(OwnedRoute {
+            dst: IpNet::new(IpAddr::V4(r.dst.network()), r.dst.prefix())?,
+            gateway: IpAddr::V4(r.gateway),
+            oif: Some(oif),
+            onlink: r.onlink,
+        });
+    }
+    done.changes.extend(sync_owned_routes(nl, &owned)?);
+    Ok(())
+}
+
+/// A main-table route weft wants, tagged with [`ROUTE_PROTOCOL`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedRoute {
+    pub dst: IpNet,
+    pub gateway: IpAddr,
+    /// The output device, or None for wherever the gateway is reached.
+    pub oif: Option<IfIndex>,
+    pub onlink: bool,
+}
+
+/// Makes weft's own routes (protocol [`ROUTE_PROTOCOL`]) in this namespace exactly `want`:
+/// adds or replaces what differs, deletes the rest, and never touches a route somebody else
+/// installed. Returns what it changed. (The node agents and the lab's load-balancer speaker
+/// both keep their routes this way.)
+pub fn sync_owned_routes(nl: &mut Netlink, want: &[OwnedRoute]) -> Result<Vec<String>, NetError> {
+    let mut done = Applied::default();
+    let owned: Vec<Route> = nl
+        .routes(Family::V4)?
+        .into_iter()
+        .filter(|r| r.protocol == ROUTE_PROTOCOL)
+        .collect();
+    for r in want {
         let present = owned.iter().any(|o| {
-            o.dst == dst && o.gateway == Some(gw) && o.oif == Some(oif) && o.onlink == r.onlink
+            o.dst == r.dst
+                && o.gateway == Some(r.gateway)
+                && r.oif.is_none_or(|i| o.oif == Some(i))
+                && o.onlink == r.onlink
         });
         if present {
             continue;
         }
         let mut add = nl
-            .route_add(dst)
-            .gateway(gw)
-            .oif(oif)
+            .route_add(r.dst)
+            .gateway(r.gateway)
             .protocol(ROUTE_PROTOCOL)
             .replace();
+        let mut change = format!("added route {} via {}", r.dst, r.gateway);
+        if let Some(oif) = r.oif {
+            add = add.oif(oif);
+            change.push_str(&format!(" dev ifindex {oif}"));
+        }
         if r.onlink {
             add = add.onlink();
         }
         add.execute()?;
-        done.changes
-            .push(format!("added route {dst} via {gw} dev ifindex {oif}"));
+        done.changes.push(change);
     }
+    let wanted_dsts: HashSet<IpNet> = want.iter().map(|r| r.dst).collect();
     for o in owned.iter().filter(|o| !wanted_dsts.contains(&o.dst)) {
         deleted(
             nl.route_del(o.dst, o.oif, o.gateway),
             format!("deleted route {}", o.dst),
-            done,
+            &mut done,
         )?;
     }
-    Ok(())
+    Ok(done.changes)
 }
 
 fn sync_neighbours(

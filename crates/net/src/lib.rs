@@ -35,7 +35,7 @@ use k8s_openapi::api::core::v1::Node;
 use weft_model::cidr::Ipv4Cidr;
 use weft_model::config::{ClusterConfig, NetworkMode};
 
-pub use apply::{apply, Applied};
+pub use apply::{apply, sync_owned_routes, Applied, OwnedRoute};
 pub use compile::{compile, vtep_mac, NodePlan, PlannedRoute, Via, VxlanPlan};
 
 /// The VXLAN device every node of a vxlan-mode cluster has.
