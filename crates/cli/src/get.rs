@@ -149,7 +149,7 @@ pub fn get(lab: &ClusterName, args: GetArgs) -> Result<()> {
     match args.output.as_deref() {
         Some("yaml") => {
             for o in &objects {
-                print!("---\n{}", serde_yaml::to_string(&as_json(o))?);
+                print!("---\n{}", serde_norway::to_string(&as_json(o))?);
             }
             return Ok(());
         }

@@ -106,7 +106,7 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
                         .with_context(|| format!("reading {}", path.display()))?;
                     let mut cluster = ClusterConfig::from_yaml(&path.display().to_string(), &text)?;
                     // A config without a name builds the lab the command names (--lab).
-                    let named = serde_yaml::from_str::<serde_yaml::Value>(&text)
+                    let named = serde_norway::from_str::<serde_norway::Value>(&text)
                         .is_ok_and(|doc| doc.get("name").is_some());
                     if !named {
                         cluster.name = lab.clone();

@@ -141,7 +141,7 @@ mod tests {
 
     fn docs<T: serde::de::DeserializeOwned>(yaml: &str) -> Vec<T> {
         yaml.split("\n---\n")
-            .map(|d| serde_yaml::from_str(d).unwrap())
+            .map(|d| serde_norway::from_str(d).unwrap())
             .collect()
     }
 

@@ -286,11 +286,11 @@ impl ClusterConfig {
         if text.trim().is_empty() {
             return Ok(config);
         }
-        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let deserializer = serde_norway::Deserializer::from_str(text);
         let doc: ConfigDocument = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner().to_string();
-            // serde_yaml already prefixes nested errors with the path; say it only once.
+            // serde_norway already prefixes nested errors with the path; say it only once.
             let inner = inner
                 .strip_prefix(&format!("{path}: "))
                 .map(str::to_string)
@@ -406,8 +406,8 @@ impl ClusterConfig {
             underlay_mtu: self.underlay_mtu,
             load_balancer_pool: self.load_balancer_pool,
         };
-        // Only strings, numbers and string-keyed maps: serde_yaml has nothing here it can fail on.
-        serde_yaml::to_string(&doc).unwrap_or_default()
+        // Only strings, numbers and string-keyed maps: serde_norway has nothing here it can fail on.
+        serde_norway::to_string(&doc).unwrap_or_default()
     }
 
     /// Checks the config as a whole: ranges that overlap, ranges too small for the node count, and

@@ -1,4 +1,4 @@
-//! Manifests to objects: multi-document YAML, JSON, and `kind: List`, parsed into [`Object`]s and
+//! Manifests to objects: multi-document YAML or JSON, and `kind: List`, parsed into [`Object`]s and
 //! validated as one set, with errors that say which file, document, object and field is wrong.
 
 mod checks;
@@ -76,11 +76,13 @@ fn documents(source: &str, text: &str) -> Result<Vec<(usize, Value)>, ManifestEr
             .enumerate()
             .map(|(i, value)| value.map(|v| (i + 1, v)))
             .collect();
-        // Quoted first key: meant as JSON, so report the JSON error rather than YAML's reading.
-        let quoted = trimmed[1..].trim_start().starts_with('"');
         return match json {
             Ok(values) => Ok(values),
-            Err(json_error) if quoted || trimmed.starts_with('[') => {
+            // JSON documents between `---` lines, as kubectl takes them: JSON is YAML's flow style,
+            // so YAML reads them, numbered and located in the whole file like YAML documents.
+            Err(_) if text.lines().any(is_document_marker) => yaml_documents(source, text),
+            // Meant as JSON, so report the JSON error rather than YAML's reading.
+            Err(json_error) if meant_as_json(text) => {
                 Err(error(source, 1, format!("malformed JSON: {json_error}")))
             }
             Err(_) => yaml_documents(source, text),
@@ -89,12 +91,47 @@ fn documents(source: &str, text: &str) -> Result<Vec<(usize, Value)>, ManifestEr
     yaml_documents(source, text)
 }
 
+/// A JSON list, or an object whose first key is quoted: YAML flow style (`{kind: Pod}`) is not.
+fn meant_as_json(document: &str) -> bool {
+    let trimmed = document.trim_start();
+    trimmed.starts_with('[')
+        || trimmed
+            .strip_prefix('{')
+            .is_some_and(|rest| rest.trim_start().starts_with('"'))
+}
+
+/// A line that starts a new YAML document: `---` alone, or followed by a space and content.
+fn is_document_marker(line: &str) -> bool {
+    line.strip_prefix("---")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+}
+
+/// Whether the document holding the 1-based `line` and `column` is written as JSON, to name the
+/// syntax in errors: YAML's parser reads JSON documents too, and reports their mistakes.
+fn json_document_at(text: &str, line: usize, column: usize) -> bool {
+    let mut start = 0;
+    let mut offset = 0;
+    for (number, content) in (1..=line).zip(text.split_inclusive('\n')) {
+        // An error on the `---` itself is about the document it ends (an unclosed brace, say).
+        if is_document_marker(content.trim_end_matches('\n')) && (number < line || column > 3) {
+            start = offset + "---".len();
+        }
+        offset += content.len();
+    }
+    text.get(start..).is_some_and(meant_as_json)
+}
+
 fn yaml_documents(source: &str, text: &str) -> Result<Vec<(usize, Value)>, ManifestError> {
     let mut out = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let number = index + 1;
-        let value = Value::deserialize(document)
-            .map_err(|e| error(source, number, format!("malformed YAML: {e}")))?;
+        let value = Value::deserialize(document).map_err(|e| {
+            let syntax = match e.location() {
+                Some(at) if json_document_at(text, at.line(), at.column()) => "JSON",
+                _ => "YAML",
+            };
+            error(source, number, format!("malformed {syntax}: {e}"))
+        })?;
         if !value.is_null() {
             out.push((number, value));
         }
@@ -213,9 +250,10 @@ fn check_duplicates(located: &[Located]) -> Result<(), ManifestError> {
     Ok(())
 }
 
-/// Parses a manifest: multi-document YAML (`---`), a JSON object, or a `List` (JSON or YAML) with
-/// `items`. Empty documents are skipped; namespaced objects without a namespace get `default`.
-/// Kinds weft does not handle become [`Object::Other`].
+/// Parses a manifest: multi-document YAML (`---`), JSON objects (one after another, or as documents
+/// between `---` lines, also mixed with YAML ones), or a `List` (JSON or YAML) with `items`. Empty
+/// documents are skipped; namespaced objects without a namespace get `default`. Kinds weft does not
+/// handle become [`Object::Other`].
 pub fn parse(source: &str, text: &str) -> Result<Vec<Object>, ManifestError> {
     let located = parse_located(source, text)?;
     check_duplicates(&located)?;

@@ -21,7 +21,7 @@ fn node() -> ProxyNode {
 }
 
 fn service(name: &str, ip: &str) -> Service {
-    serde_yaml::from_str(&format!("metadata: {{name: {name}, namespace: default}}\nspec: {{clusterIP: {ip}, ports: [{{port: 80}}]}}")).unwrap()
+    serde_norway::from_str(&format!("metadata: {{name: {name}, namespace: default}}\nspec: {{clusterIP: {ip}, ports: [{{port: 80}}]}}")).unwrap()
 }
 
 fn slice(name: &str, ips: &[&str]) -> EndpointSlice {
@@ -29,7 +29,7 @@ fn slice(name: &str, ips: &[&str]) -> EndpointSlice {
         .iter()
         .map(|ip| format!("{{addresses: [{ip}], nodeName: n1}}"))
         .collect();
-    serde_yaml::from_str(&format!(
+    serde_norway::from_str(&format!(
         "metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{port: 7070, protocol: TCP}}]\nendpoints: [{}]",
         eps.join(", ")
     ))

@@ -9,7 +9,7 @@ fn registry() -> ServiceRegistry {
 }
 
 fn svc(yaml: &str) -> Service {
-    serde_yaml::from_str(yaml).unwrap()
+    serde_norway::from_str(yaml).unwrap()
 }
 
 fn admit(yaml: &str, others: &[&Service]) -> Result<Service, String> {
@@ -265,7 +265,8 @@ fn bad_ports_and_policies_name_the_field() {
 fn re_applying_a_bound_pod_keeps_its_node() {
     let pod = |yaml: &str| {
         Object::from_json(
-            serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(yaml).unwrap()).unwrap(),
+            serde_json::to_value(serde_norway::from_str::<serde_norway::Value>(yaml).unwrap())
+                .unwrap(),
         )
         .unwrap()
     };

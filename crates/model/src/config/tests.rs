@@ -102,7 +102,7 @@ fn document_errors_name_file_and_field() {
     ];
     for (text, want) in cases {
         let err = ClusterConfig::from_yaml("c.yaml", &text).unwrap_err();
-        // serde_yaml adds " at line L column C" to its own errors.
+        // serde_norway adds " at line L column C" to its own errors.
         assert!(err.to_string().starts_with(want), "for {text}: {err}");
     }
     let err = ClusterConfig::from_yaml("c.yaml", &format!("{head}podCidr: 10.0.0.0/8\n"))

@@ -110,6 +110,95 @@ fn parses_json_and_json_lists() {
         .is_empty());
 }
 
+/// `kubectl get -o json` style: pretty-printed, closing brace at column 0.
+fn pretty_json_namespace(name: &str) -> String {
+    format!(
+        "{{\n    \"apiVersion\": \"v1\",\n    \"kind\": \"Namespace\",\n    \"metadata\": {{\n        \"name\": \"{name}\"\n    }}\n}}\n"
+    )
+}
+
+#[test]
+fn parses_json_documents_separated_like_yaml() {
+    // Two JSON documents, as kubectl accepts them: the same objects and numbering as YAML documents.
+    let two = format!(
+        "{}---\n{}",
+        pretty_json_namespace("a"),
+        pretty_json_namespace("b")
+    );
+    assert_eq!(
+        keys(&parse("two.json", &two).unwrap()),
+        "Namespace a [v1, handled: true]\nNamespace b [v1, handled: true]"
+    );
+    let err = parse("two.json", &two.replace("\"b\"", "\"a\"")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "two.json: duplicate Namespace a: documents 1 and 2"
+    );
+
+    // JSON first, then YAML, then compact JSON, an empty document and a JSON List.
+    let mixed = format!(
+        "{}---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: b}}\n---\n{}\n---\n---\n{}",
+        pretty_json_namespace("a"),
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "b"}}"#,
+        r#"{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "d"}}]}"#,
+    );
+    insta::assert_snapshot!(keys(&parse("mixed.json", &mixed).unwrap()), @r"
+    Namespace a [v1, handled: true]
+    Namespace b [v1, handled: true]
+    ConfigMap b/c [v1, handled: true]
+    Namespace d [v1, handled: true]
+    ");
+    // YAML first, then JSON.
+    let yaml_first = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: y}}\n---\n{}",
+        pretty_json_namespace("j")
+    );
+    assert_eq!(
+        keys(&parse("mixed.yaml", &yaml_first).unwrap()),
+        "Namespace y [v1, handled: true]\nNamespace j [v1, handled: true]"
+    );
+
+    // Errors name the document, its syntax, and the line in the whole file.
+    let a = pretty_json_namespace("a");
+    let b = pretty_json_namespace("b");
+    let cases = [
+        (
+            "missing comma",
+            format!("{a}---\n{}", b.replace("\"Namespace\",", "\"Namespace\"")),
+        ),
+        (
+            "unclosed",
+            format!("{}\n---\n{b}", a.trim_end().trim_end_matches('}')),
+        ),
+        ("yaml after json", format!("{a}---\nkind: [Namespace\n")),
+        (
+            "on the marker line",
+            format!("{a}--- {{\"kind\" \"Namespace\"}}\n"),
+        ),
+        (
+            "invalid name",
+            format!("{a}---\n{}", pretty_json_namespace("B")),
+        ),
+    ];
+    let report = cases
+        .iter()
+        .map(|(what, text)| format!("{what}:\n  {}", parse("bad.json", text).expect_err(what)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!(report, @r#"
+    missing comma:
+      bad.json: document 2: malformed JSON: did not find expected ',' or '}' at line 12 column 5, while parsing a flow mapping at line 9 column 1
+    unclosed:
+      bad.json: document 1: malformed JSON: did not find expected ',' or '}' at line 8 column 1, while parsing a flow mapping
+    yaml after json:
+      bad.json: document 2: malformed YAML: did not find expected ',' or ']' at line 10 column 1, while parsing a flow sequence at line 9 column 7
+    on the marker line:
+      bad.json: document 2: malformed JSON: did not find expected ',' or '}' at line 8 column 13, while parsing a flow mapping at line 8 column 5
+    invalid name:
+      bad.json: document 2 (Namespace B): metadata.name: "B" must consist of lower case alphanumeric characters or '-' (RFC 1123 label)
+    "#);
+}
+
 const POD_HEAD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n";
 
 fn deployment(spec: &str) -> String {

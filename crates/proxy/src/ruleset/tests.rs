@@ -14,7 +14,7 @@ fn node() -> ProxyNode {
 fn docs<T: serde::de::DeserializeOwned>(yaml: &str) -> Vec<T> {
     yaml.split("\n---\n")
         .filter(|d| !d.trim().is_empty())
-        .map(|d| serde_yaml::from_str(d).unwrap())
+        .map(|d| serde_norway::from_str(d).unwrap())
         .collect()
 }
 
@@ -110,7 +110,7 @@ fn views_pick_ready_endpoints_and_fall_back_to_terminating_ones() {
     assert_eq!(web.local_endpoints.len(), 1);
     // Only the terminating endpoint left: it still serves.
     slices[0].endpoints.truncate(0);
-    slices[0].endpoints.push(serde_yaml::from_str("{addresses: [10.244.1.6], conditions: {ready: false, serving: true, terminating: true}}").unwrap());
+    slices[0].endpoints.push(serde_norway::from_str("{addresses: [10.244.1.6], conditions: {ready: false, serving: true, terminating: true}}").unwrap());
     let vs = views(&node(), &services, &slices);
     let web = vs.iter().find(|v| v.name == "web").unwrap();
     assert_eq!(web.endpoints.len(), 1);
@@ -211,7 +211,7 @@ fn changes_one_service_at_a_time_equal_a_whole_compile() {
     slices2[0].endpoints.remove(1);
     slices2[4]
         .endpoints
-        .push(serde_yaml::from_str("{addresses: [10.244.0.20], nodeName: lab-node1}").unwrap());
+        .push(serde_norway::from_str("{addresses: [10.244.0.20], nodeName: lab-node1}").unwrap());
     let mut services2 = services.clone();
     services2.retain(|s| s.metadata.name.as_deref() != Some("np"));
     let lb = services2
