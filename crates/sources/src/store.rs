@@ -1,31 +1,42 @@
-//! The embedded store: objects as JSON files, a revision counter and a change log, shared by several
-//! processes through the file system.
+//! The embedded store: Kubernetes objects in one SQLite database (`<dir>/store.db`, WAL mode),
+//! shared by every process of the lab (controller, kubelets, agents, API server, CLI), the way k3s's
+//! kine keeps the Kubernetes API on SQLite.
 //!
-//! Layout of a store directory:
-//! - `objects/<Kind>/<namespace or _cluster>/<name>.json`: the objects, each replaced atomically;
-//! - `events.jsonl`: one line per change (revision, type, key), append-only;
-//! - `revision`: the last revision handed out;
-//! - `lock`: `flock`ed exclusively around every write. Readers take no lock: renames are atomic.
+//! Every write is one `BEGIN IMMEDIATE` transaction: it takes the next revisions from a counter that
+//! never goes back, writes the objects and one change-log row per change, and commits all of it or
+//! nothing; writers in other processes wait for it rather than fail. Readers never block: they read
+//! one consistent snapshot, and follow changes through the log ([`Store::watch`] for the daemons,
+//! [`Store::changes`] for the API server), which is compacted as it grows.
 //!
-//! A write stores its objects first, then appends its events, then bumps `revision`, so a watcher
-//! that sees an event can read the object it names.
+//! Parsed objects are cached per kind in process (see `cache`), so admission of one object against
+//! 10k others, or a list of 10k, does not parse 10k rows. The directory is root-only (0700, its
+//! files 0600).
 
-mod files;
+mod cache;
+mod db;
+mod key;
 mod log;
+mod read;
 mod server_fields;
+mod txn;
+mod write;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use weft_model::{Object, ObjectKey};
 
-use files::{Layout, WriteLock};
-pub use log::{Event, EventKind, Watch};
-use server_fields::{merge, Merged, StatusMode};
+use cache::{Caches, KindCache};
+use db::Db;
+pub use key::BUILTIN_NAMESPACES;
+pub use log::{Change, Event, EventKind, Watch};
+pub use server_fields::StatusMode;
+use txn::Txn;
 
-/// Namespaces that exist without a Namespace object, as in every Kubernetes cluster.
-pub const BUILTIN_NAMESPACES: &[&str] = &["default", "kube-system"];
+/// How many change-log rows a store keeps before writes compact it to half that.
+pub const DEFAULT_LOG_LIMIT: u64 = 100_000;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +47,20 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("store file {} is corrupt: {message}", path.display())]
-    Corrupt { path: PathBuf, message: String },
+    #[error("store database {}: {source}", path.display())]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store database {} cannot be used: {reason}", path.display())]
+    Unusable { path: PathBuf, reason: String },
+    #[error("{key} (revision {revision}) is corrupt in the store: {message}; delete it and create it again")]
+    Corrupt {
+        key: ObjectKey,
+        revision: u64,
+        message: String,
+    },
     #[error("{key}: namespace {namespace:?} does not exist (create it first or apply it in the same batch)")]
     NamespaceMissing { key: ObjectKey, namespace: String },
     #[error("{key} appears more than once in one apply")]
@@ -52,11 +75,33 @@ pub enum StoreError {
         // Boxed to keep every Result of this crate small.
         after: Box<ObjectKey>,
     },
+    #[error("{key} already exists")]
+    AlreadyExists { key: ObjectKey },
+    #[error("{key} not found")]
+    NotFound { key: ObjectKey },
+    #[error("{key} has been modified: it is at resourceVersion {actual}, the write expected {expected}; read it again and apply the change to the latest version")]
+    Conflict {
+        key: ObjectKey,
+        expected: u64,
+        actual: u64,
+    },
+    /// `oldest` is the oldest revision a watch can still start from.
+    #[error("revision {requested} has been compacted: the change log only holds changes after revision {oldest}; list again and watch from the listed revision")]
+    Compacted { requested: u64, oldest: u64 },
+    #[error("{key}: quota exceeded: this store holds at most {limit} objects of kind {kind}; delete some, or raise the limit the store was opened with (Store::with_quota)", kind = key.kind)]
+    QuotaExceeded { key: ObjectKey, limit: usize },
 }
 
 impl StoreError {
     fn io(path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn db(path: &Path, source: rusqlite::Error) -> StoreError {
+        StoreError::Database {
             path: path.to_path_buf(),
             source,
         }
@@ -118,13 +163,14 @@ impl fmt::Display for DeleteResult {
 }
 
 /// What an API server does to an object before storing it: defaulting, validation and allocation
-/// (a Service's cluster IP, node ports, load-balancer address). Runs under the store's write lock,
-/// so two concurrent applies can never allocate the same thing.
+/// (a Service's cluster IP, node ports, load-balancer address). Runs inside the write transaction,
+/// so two concurrent writers can never allocate the same thing.
 pub trait Admission: Send + Sync {
-    /// Checks and completes `incoming` (one object of an apply batch). `stored` is its current
-    /// version; `existing` lists the stored objects of the same kind as this batch sees them
-    /// (objects admitted earlier in the batch included, `incoming`'s own stored version too).
-    /// An error refuses the whole batch; its text should say what is wrong and with what.
+    /// Checks and completes `incoming` (one object of an apply batch, or of a create or replace).
+    /// `stored` is its current version; `existing` lists the stored objects of the same kind as this
+    /// write sees them, in no particular order (objects admitted earlier in the batch included,
+    /// `incoming`'s own stored version too). An error refuses the whole write; its text should say
+    /// what is wrong and with what.
     fn admit(
         &self,
         incoming: &mut Object,
@@ -133,370 +179,111 @@ pub trait Admission: Send + Sync {
     ) -> Result<(), String>;
 }
 
-/// A handle on a store directory. Cheap; several handles (in one or many processes) may share a
-/// directory.
+/// What the clones of one opened handle share: the connections, the caches.
+struct Shared {
+    db: Db,
+    caches: Caches,
+    /// Corrupt log revisions already reported, so a poller does not repeat the warning.
+    warned: Mutex<HashSet<u64>>,
+}
+
+/// A handle on a store directory. Cheap to clone (clones share connections and caches); several
+/// handles, in one or many processes, may open the same directory.
 #[derive(Clone)]
 pub struct Store {
-    layout: Layout,
-    admission: Option<std::sync::Arc<dyn Admission>>,
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    admission: Option<Arc<dyn Admission>>,
+    dry_run: bool,
+    quota: Option<usize>,
+    log_limit: u64,
 }
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Store")
-            .field("dir", &self.layout.dir)
+            .field("dir", &self.dir)
+            .field("dry_run", &self.dry_run)
+            .field("quota", &self.quota)
             .finish()
     }
 }
 
-/// The writes of one locked section, committed together at its end.
-struct Txn<'a> {
-    layout: &'a Layout,
-    revision: u64,
-    /// Pending state by key: Some(object) to write, None to delete. Reads see it first.
-    pending: BTreeMap<ObjectKey, Option<Object>>,
-    events: Vec<Event>,
-}
-
-impl<'a> Txn<'a> {
-    fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
-        match self.pending.get(key) {
-            Some(pending) => Ok(pending.clone()),
-            None => files::read_object(&self.layout.object(key)),
-        }
-    }
-
-    /// Records a change under the next revision and returns the object as it will be stored.
-    fn write(&mut self, merged: Merged) -> Result<(Object, Option<EventKind>), StoreError> {
-        match merged {
-            Merged::Unchanged(object) => Ok((object, None)),
-            Merged::Changed(mut object, kind) => {
-                self.revision += 1;
-                Merged::commit(&mut object, self.revision);
-                let key = object.key();
-                self.events.push(Event {
-                    revision: self.revision,
-                    kind,
-                    key: key.clone(),
-                });
-                self.pending.insert(key, Some(object.clone()));
-                Ok((object, Some(kind)))
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &ObjectKey) {
-        self.revision += 1;
-        self.events.push(Event {
-            revision: self.revision,
-            kind: EventKind::Deleted,
-            key: key.clone(),
-        });
-        self.pending.insert(key.clone(), None);
-    }
-
-    /// The objects of one kind as this transaction sees them (its pending writes included).
-    fn list(&self, kind: &str) -> Result<Vec<Object>, StoreError> {
-        let mut by_key: BTreeMap<ObjectKey, Object> = files::read_kind(self.layout, kind)?
-            .into_iter()
-            .map(|o| (o.key(), o))
-            .collect();
-        for (key, pending) in self.pending.iter().filter(|(k, _)| k.kind == kind) {
-            match pending {
-                Some(object) => by_key.insert(key.clone(), object.clone()),
-                None => by_key.remove(key),
-            };
-        }
-        Ok(by_key.into_values().collect())
-    }
-
-    fn namespace_exists(&self, namespace: &str) -> Result<bool, StoreError> {
-        if BUILTIN_NAMESPACES.contains(&namespace) {
-            return Ok(true);
-        }
-        Ok(self
-            .get(&ObjectKey::cluster_scoped("Namespace", namespace))?
-            .is_some())
-    }
-
-    fn commit(self) -> Result<(), StoreError> {
-        for (key, object) in &self.pending {
-            let path = self.layout.object(key);
-            match object {
-                Some(object) => {
-                    let bytes = serde_json::to_vec_pretty(&object.to_json()).map_err(|e| {
-                        StoreError::Invalid {
-                            key: key.clone(),
-                            message: format!("cannot encode: {e}"),
-                        }
-                    })?;
-                    files::write_atomic(&path, &bytes)?;
-                }
-                None => match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(StoreError::io(&path, e)),
-                },
-            }
-        }
-        log::append(&self.layout.events(), &self.events)?;
-        if !self.events.is_empty() {
-            files::write_atomic(
-                &self.layout.revision(),
-                self.revision.to_string().as_bytes(),
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// Gives namespaced objects a namespace (`default`) and takes it from cluster-scoped ones, so keys
-/// are the same whether or not the object came through the manifest parser.
-fn normalize(mut object: Object) -> Object {
-    let namespaced = Object::is_namespaced_kind(object.kind());
-    let meta = object.metadata_mut();
-    if !namespaced {
-        meta.namespace = None;
-    } else if meta.namespace.as_deref().is_none_or(str::is_empty) {
-        meta.namespace = Some("default".to_string());
-    }
-    object
-}
-
 impl Store {
-    /// Opens the store in `dir`, creating the directory and its layout if missing.
+    /// Opens the store in `dir`, creating the directory and database if missing. The directory
+    /// is made 0700 and the database files 0600, also when they already exist.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let layout = Layout {
-            dir: dir.to_path_buf(),
-        };
-        std::fs::create_dir_all(layout.objects()).map_err(|e| StoreError::io(dir, e))?;
-        let _lock = WriteLock::acquire(&layout.lock())?;
-        let events = layout.events();
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&events)
-            .map_err(|e| StoreError::io(&events, e))?;
-        if !layout.revision().exists() {
-            files::write_atomic(&layout.revision(), b"0")?;
-        }
+        let db = Db::open(dir)?;
         Ok(Store {
-            layout,
+            shared: Arc::new(Shared {
+                db,
+                caches: Caches::default(),
+                warned: Mutex::default(),
+            }),
+            dir: dir.to_path_buf(),
             admission: None,
+            dry_run: false,
+            quota: None,
+            log_limit: DEFAULT_LOG_LIMIT,
         })
     }
 
-    /// This handle runs `admission` on every object it applies (controllers' `put`s and
-    /// `update`s are not admitted: they write what the control plane decided).
-    pub fn with_admission(mut self, admission: std::sync::Arc<dyn Admission>) -> Store {
+    /// This handle runs `admission` on every object it applies, creates or replaces
+    /// (controllers' `put`s and `update`s are not admitted: they write what the control plane
+    /// decided).
+    pub fn with_admission(mut self, admission: Arc<dyn Admission>) -> Store {
         self.admission = Some(admission);
         self
     }
 
+    /// This handle refuses to create an object of a kind that already has `max_objects_per_kind`
+    /// objects (all namespaces together), with [`StoreError::QuotaExceeded`]. Applies to every
+    /// write that creates (`apply`, `put`, `create`); updates and deletes are never refused.
+    pub fn with_quota(mut self, max_objects_per_kind: usize) -> Store {
+        self.quota = Some(max_objects_per_kind);
+        self
+    }
+
+    /// Writes through this handle compact the change log down to `rows / 2` rows once it holds
+    /// more than `rows` (at least 2; [`DEFAULT_LOG_LIMIT`] unless set). Watchers further behind
+    /// than that get [`StoreError::Compacted`] and must list again.
+    pub fn with_log_limit(mut self, rows: u64) -> Store {
+        self.log_limit = rows.max(2);
+        self
+    }
+
+    /// A handle whose writes run everything (key checks, namespaces, admission, quotas, merging)
+    /// and return what would be stored, then roll back: a server-side dry run.
+    pub fn dry_run(&self) -> Store {
+        let mut store = self.clone();
+        store.dry_run = true;
+        store
+    }
+
     /// The store directory.
     pub fn dir(&self) -> &Path {
-        &self.layout.dir
+        &self.dir
     }
 
-    fn locked<T>(
+    /// Runs `f` as one write transaction. `kinds` are the kinds whose caches it keeps in step
+    /// (others are read from the database and their caches reloaded when next used).
+    fn write<T>(
         &self,
+        kinds: &[&str],
         f: impl FnOnce(&mut Txn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let _lock = WriteLock::acquire(&self.layout.lock())?;
-        let mut txn = Txn {
-            layout: &self.layout,
-            revision: files::read_revision(&self.layout.revision())?,
-            pending: BTreeMap::new(),
-            events: Vec::new(),
-        };
+        let mut names = kinds.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        let caches: Vec<(String, Arc<Mutex<KindCache>>)> = names
+            .iter()
+            .map(|k| (k.to_string(), self.shared.caches.kind(k)))
+            .collect();
+        let conn = self.shared.db.writer();
+        let mut txn = Txn::begin(&conn, &self.shared.db.path, &caches, self.quota)?;
         let value = f(&mut txn)?;
-        txn.commit()?;
+        txn.commit(self.log_limit, self.dry_run)?;
         Ok(value)
-    }
-
-    /// Creates or updates objects, like `kubectl apply`: all or nothing. Every object is checked
-    /// before anything is written: its namespace must exist (or be created in the same batch) and no
-    /// key may appear twice. Objects that differ from the stored ones only in server-set fields are
-    /// Unchanged and make no event; a stored status is kept when the incoming object has none.
-    pub fn apply(&self, objects: Vec<Object>) -> Result<Vec<ApplyResult>, StoreError> {
-        let objects: Vec<Object> = objects.into_iter().map(normalize).collect();
-        self.locked(|txn| {
-            let mut keys = BTreeSet::new();
-            let batch_namespaces: BTreeSet<&str> = objects
-                .iter()
-                .filter(|o| o.kind() == "Namespace")
-                .map(|o| o.name())
-                .collect();
-            for object in &objects {
-                let key = object.key();
-                files::check_key(&key)?;
-                if !keys.insert(key.clone()) {
-                    return Err(StoreError::Duplicate { key });
-                }
-                if let Some(ns) = &key.namespace {
-                    if !batch_namespaces.contains(ns.as_str()) && !txn.namespace_exists(ns)? {
-                        return Err(StoreError::NamespaceMissing {
-                            namespace: ns.clone(),
-                            key,
-                        });
-                    }
-                }
-            }
-            let mut results = Vec::with_capacity(objects.len());
-            // What admission sees of each kind, read once per batch and kept current as the
-            // batch writes (a batch of 10k Services must not re-read the store 10k times).
-            let mut seen: BTreeMap<String, Vec<Object>> = BTreeMap::new();
-            for mut object in objects {
-                let key = object.key();
-                let handled = object.is_handled();
-                let stored = txn.get(&key)?;
-                if let Some(admission) = &self.admission {
-                    if !seen.contains_key(&key.kind) {
-                        seen.insert(key.kind.clone(), txn.list(&key.kind)?);
-                    }
-                    let existing = seen.get(&key.kind).map(Vec::as_slice).unwrap_or_default();
-                    admission
-                        .admit(&mut object, stored.as_ref(), existing)
-                        .map_err(|message| StoreError::Invalid {
-                            key: key.clone(),
-                            message,
-                        })?;
-                }
-                let merged = merge(object, stored.as_ref(), StatusMode::KeepStored)?;
-                let (written, event) = txn.write(merged)?;
-                if let Some(list) = seen.get_mut(&key.kind) {
-                    list.retain(|o| o.key() != key);
-                    list.push(written);
-                }
-                results.push(match event {
-                    None => ApplyResult::Unchanged(key),
-                    Some(_) if !handled => ApplyResult::Ignored(key),
-                    Some(EventKind::Added) => ApplyResult::Created(key),
-                    Some(_) => ApplyResult::Configured(key),
-                });
-            }
-            Ok(results)
-        })
-    }
-
-    /// A controller's write: creates or replaces the object, status included, and returns it as
-    /// stored (with uid, creationTimestamp, generation and resourceVersion set).
-    pub fn put(&self, object: Object) -> Result<Object, StoreError> {
-        let object = normalize(object);
-        self.locked(|txn| {
-            let key = object.key();
-            files::check_key(&key)?;
-            if let Some(ns) = &key.namespace {
-                if !txn.namespace_exists(ns)? {
-                    return Err(StoreError::NamespaceMissing {
-                        namespace: ns.clone(),
-                        key,
-                    });
-                }
-            }
-            let stored = txn.get(&key)?;
-            let merged = merge(object, stored.as_ref(), StatusMode::Replace)?;
-            Ok(txn.write(merged)?.0)
-        })
-    }
-
-    /// Read-modify-write of one object under the lock, so concurrent writers never lose an update.
-    /// Returns None if the object does not exist; makes no event if `f` changed nothing.
-    pub fn update(
-        &self,
-        key: &ObjectKey,
-        f: impl FnOnce(&mut Object),
-    ) -> Result<Option<Object>, StoreError> {
-        self.locked(|txn| {
-            let Some(stored) = txn.get(key)? else {
-                return Ok(None);
-            };
-            let mut object = stored.clone();
-            f(&mut object);
-            let object = normalize(object);
-            if object.key() != *key {
-                return Err(StoreError::KeyChanged {
-                    before: key.clone(),
-                    after: Box::new(object.key()),
-                });
-            }
-            let merged = merge(object, Some(&stored), StatusMode::Replace)?;
-            Ok(Some(txn.write(merged)?.0))
-        })
-    }
-
-    /// Deletes objects; missing ones are reported as NotFound. Deleting a Namespace deletes every
-    /// object in it (each with its own Deleted event).
-    pub fn delete(&self, keys: &[ObjectKey]) -> Result<Vec<DeleteResult>, StoreError> {
-        self.locked(|txn| {
-            let mut results = Vec::with_capacity(keys.len());
-            for key in keys {
-                if txn.get(key)?.is_none() {
-                    results.push(DeleteResult::NotFound(key.clone()));
-                    continue;
-                }
-                if key.kind == "Namespace" && key.namespace.is_none() {
-                    for kind in files::kinds(&self.layout)? {
-                        for object in files::read_kind(&self.layout, &kind)? {
-                            let inner = object.key();
-                            if inner.namespace.as_deref() == Some(key.name.as_str())
-                                && txn.get(&inner)?.is_some()
-                            {
-                                txn.remove(&inner);
-                            }
-                        }
-                    }
-                    // Objects created earlier in this same call are only in the pending set.
-                    let pending: Vec<ObjectKey> = txn
-                        .pending
-                        .iter()
-                        .filter(|(k, v)| {
-                            v.is_some() && k.namespace.as_deref() == Some(key.name.as_str())
-                        })
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for inner in pending {
-                        txn.remove(&inner);
-                    }
-                }
-                txn.remove(key);
-                results.push(DeleteResult::Deleted(key.clone()));
-            }
-            Ok(results)
-        })
-    }
-
-    pub fn get(&self, key: &ObjectKey) -> Result<Option<Object>, StoreError> {
-        files::check_key(key)?;
-        files::read_object(&self.layout.object(key))
-    }
-
-    /// Every object of `kind`, sorted by namespace and name.
-    pub fn list(&self, kind: &str) -> Result<Vec<Object>, StoreError> {
-        if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Ok(Vec::new());
-        }
-        files::read_kind(&self.layout, kind)
-    }
-
-    /// Every object, sorted by kind, namespace and name.
-    pub fn list_all(&self) -> Result<Vec<Object>, StoreError> {
-        let mut all = Vec::new();
-        for kind in files::kinds(&self.layout)? {
-            all.extend(files::read_kind(&self.layout, &kind)?);
-        }
-        Ok(all)
-    }
-
-    /// The revision of the last change (0 for an empty store).
-    pub fn revision(&self) -> Result<u64, StoreError> {
-        files::read_revision(&self.layout.revision())
-    }
-
-    /// Follows changes after `from_revision` (0: from the beginning). To see a consistent picture,
-    /// read `revision()`, list, then watch from that revision.
-    pub fn watch(&self, from_revision: u64) -> Result<Watch, StoreError> {
-        Ok(Watch::new(self.layout.events(), from_revision))
     }
 }
 

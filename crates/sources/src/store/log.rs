@@ -1,14 +1,21 @@
-//! The change log: one JSON line per change in `events.jsonl`, appended under the store lock and
-//! read without it. A reader only consumes complete lines, so a half-written append is never seen.
+//! The change log as readers see it: [`Event`]s (what changed) for the lab's daemons through a
+//! [`Watch`], and [`Change`]s (what changed, with the object) for the API server's watch cache.
+//!
+//! A log row that cannot be read is skipped with a warning naming it, never an error: one bad row
+//! must not stop every watcher of the store.
 
-use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
-use weft_model::ObjectKey;
+use weft_model::{Object, ObjectKey};
 
+use super::db::{check_not_compacted, decode};
+use super::key::from_columns;
+use super::server_fields::Merged;
 use super::StoreError;
 
 /// What happened to an object.
@@ -19,6 +26,26 @@ pub enum EventKind {
     Deleted,
 }
 
+impl EventKind {
+    /// The `type` column of a log row, spelled like a Kubernetes watch event's type.
+    pub(super) fn log_type(self) -> &'static str {
+        match self {
+            EventKind::Added => "ADDED",
+            EventKind::Modified => "MODIFIED",
+            EventKind::Deleted => "DELETED",
+        }
+    }
+
+    fn from_log_type(text: &str) -> Option<EventKind> {
+        match text {
+            "ADDED" => Some(EventKind::Added),
+            "MODIFIED" => Some(EventKind::Modified),
+            "DELETED" => Some(EventKind::Deleted),
+            _ => None,
+        }
+    }
+}
+
 /// One change, numbered by the store revision it created.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Event {
@@ -27,63 +54,134 @@ pub struct Event {
     pub key: ObjectKey,
 }
 
-/// The line format of `events.jsonl`.
-#[derive(Serialize, Deserialize)]
-struct Line {
+/// One change with its object: as written for Added and Modified; for Deleted, as last stored,
+/// with its resourceVersion set to the delete's revision (as kube-apiserver sends deletions).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub revision: u64,
+    pub kind: EventKind,
+    pub key: ObjectKey,
+    pub object: Object,
+}
+
+/// A log row's identity columns, read without its object.
+struct Row {
     revision: u64,
-    #[serde(rename = "type")]
-    kind: EventKind,
-    #[serde(flatten)]
+    kind: Option<EventKind>,
+    type_text: String,
     key: ObjectKey,
 }
 
-/// Appends events with one write, so concurrent readers see whole lines or nothing of them.
-pub(super) fn append(path: &PathBuf, events: &[Event]) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut text = String::new();
-    for event in events {
-        let line = Line {
-            revision: event.revision,
-            kind: event.kind,
-            key: event.key.clone(),
-        };
-        let json = serde_json::to_string(&line).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            message: format!("cannot encode event: {e}"),
-        })?;
-        text.push_str(&json);
-        text.push('\n');
-    }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| StoreError::io(path, e))?;
-    file.write_all(text.as_bytes())
-        .map_err(|e| StoreError::io(path, e))
+fn row_head(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    let type_text: String = row.get(1)?;
+    Ok(Row {
+        revision: row.get(0)?,
+        kind: EventKind::from_log_type(&type_text),
+        type_text,
+        key: from_columns(row.get(2)?, row.get(3)?, row.get(4)?),
+    })
 }
 
-/// A cursor over the change log: returns each event after `from_revision` once.
+fn warn_bad_type(row: &Row) {
+    tracing::warn!(object = %row.key, revision = row.revision, r#type = %row.type_text,
+        "skipping a change log row of unknown type");
+}
+
+/// Up to `limit` changes after revision `after`, read in the transaction `conn` is in. Rows that do
+/// not decode are skipped, with one warning per row and process (`warned` remembers them).
+pub(super) fn read_changes(
+    conn: &Connection,
+    path: &Path,
+    after: u64,
+    limit: usize,
+    warned: &Mutex<HashSet<u64>>,
+) -> Result<Vec<Change>, StoreError> {
+    check_not_compacted(conn, path, after)?;
+    let db_err = |e| StoreError::db(path, e);
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT revision, type, kind, namespace, name, json FROM log \
+             WHERE revision > ?1 ORDER BY revision LIMIT ?2",
+        )
+        .map_err(db_err)?;
+    let mut changes = Vec::new();
+    let mut from = after;
+    // Skipped rows would leave a page short: read on until it is full or the log ends.
+    while changes.len() < limit {
+        let want = limit - changes.len();
+        let mut rows = stmt
+            .query((from, i64::try_from(want).unwrap_or(i64::MAX)))
+            .map_err(db_err)?;
+        let mut read = 0;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            read += 1;
+            let head = row_head(row).map_err(db_err)?;
+            from = head.revision;
+            let json: String = row.get(5).map_err(db_err)?;
+            let Some(kind) = head.kind else {
+                if warned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(head.revision)
+                {
+                    warn_bad_type(&head);
+                }
+                continue;
+            };
+            match decode(&head.key, head.revision, &json) {
+                Ok(mut object) => {
+                    if kind == EventKind::Deleted {
+                        Merged::commit(&mut object, head.revision);
+                    }
+                    changes.push(Change {
+                        revision: head.revision,
+                        kind,
+                        key: head.key,
+                        object,
+                    });
+                }
+                Err(e) => {
+                    if warned
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(head.revision)
+                    {
+                        tracing::warn!(object = %head.key, revision = head.revision, error = %e,
+                            "skipping a corrupt change log row");
+                    }
+                }
+            }
+        }
+        if read < want {
+            break;
+        }
+    }
+    Ok(changes)
+}
+
+/// A cursor over the change log: returns each event after its starting revision once. It has its
+/// own database connection, so polling costs one `PRAGMA data_version` while nothing changes.
 #[derive(Debug)]
 pub struct Watch {
+    conn: Connection,
     path: PathBuf,
-    /// Byte offset of the first unread line.
-    offset: u64,
     /// The last revision handed out (or the starting point).
     last: u64,
+    /// The database's data version at the last read: unchanged means no commit since.
+    data_version: Option<i64>,
 }
 
-/// How often `wait` looks at the log: cheap (one stat) and well under a human's notice.
-const WAIT_INTERVAL: Duration = Duration::from_millis(25);
+/// How often `wait` polls: a poll that finds nothing costs one pragma, and 5 ms is well under what
+/// any watcher notices.
+const WAIT_INTERVAL: Duration = Duration::from_millis(5);
 
 impl Watch {
-    pub(super) fn new(path: PathBuf, from_revision: u64) -> Watch {
+    pub(super) fn new(conn: Connection, path: PathBuf, from_revision: u64) -> Watch {
         Watch {
+            conn,
             path,
-            offset: 0,
             last: from_revision,
+            data_version: None,
         }
     }
 
@@ -92,48 +190,47 @@ impl Watch {
         self.last
     }
 
-    /// Events after the last one seen, without blocking.
+    /// Events after the last one seen, without blocking. Fails with Compacted if the log has been
+    /// compacted past this watch (list again, then watch from the listed revision).
     pub fn poll(&mut self) -> Result<Vec<Event>, StoreError> {
-        let mut file = match std::fs::File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io(&self.path, e)),
-        };
-        let len = file
-            .metadata()
-            .map_err(|e| StoreError::io(&self.path, e))?
-            .len();
-        if len <= self.offset {
+        let path = &self.path;
+        let db_err = |e| StoreError::db(path, e);
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |row| row.get(0))
+            .map_err(db_err)?;
+        if self.data_version == Some(version) {
             return Ok(Vec::new());
         }
-        file.seek(SeekFrom::Start(self.offset))
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        // Only whole lines: a writer may be in the middle of its append.
-        let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
-            return Ok(Vec::new());
-        };
+        let tx = self.conn.transaction().map_err(db_err)?;
+        check_not_compacted(&tx, path, self.last)?;
         let mut events = Vec::new();
-        for line in bytes[..end].split(|&b| b == b'\n') {
-            if line.is_empty() {
-                continue;
-            }
-            let line: Line = serde_json::from_slice(line).map_err(|e| StoreError::Corrupt {
-                path: self.path.clone(),
-                message: format!("bad event line: {e}"),
-            })?;
-            if line.revision > self.last {
-                self.last = line.revision;
-                events.push(Event {
-                    revision: line.revision,
-                    kind: line.kind,
-                    key: line.key,
-                });
+        let mut last = self.last;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT revision, type, kind, namespace, name FROM log \
+                     WHERE revision > ?1 ORDER BY revision",
+                )
+                .map_err(db_err)?;
+            let mut rows = stmt.query([last]).map_err(db_err)?;
+            while let Some(row) = rows.next().map_err(db_err)? {
+                let head = row_head(row).map_err(db_err)?;
+                // Past a bad row too: it is reported once, not at every poll.
+                last = head.revision;
+                match head.kind {
+                    Some(kind) => events.push(Event {
+                        revision: head.revision,
+                        kind,
+                        key: head.key,
+                    }),
+                    None => warn_bad_type(&head),
+                }
             }
         }
-        self.offset += end as u64 + 1;
+        tx.rollback().map_err(db_err)?;
+        self.last = last;
+        self.data_version = Some(version);
         Ok(events)
     }
 
@@ -151,57 +248,5 @@ impl Watch {
             }
             std::thread::sleep(WAIT_INTERVAL.min(deadline - now));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn event(revision: u64, name: &str) -> Event {
-        Event {
-            revision,
-            kind: EventKind::Added,
-            key: ObjectKey::namespaced("Pod", "default", name),
-        }
-    }
-
-    #[test]
-    fn a_half_written_line_waits_for_its_end() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        append(&path, &[event(1, "a")]).unwrap();
-        let line = "{\"revision\":2,\"type\":\"Added\",\"kind\":\"Pod\",\"namespace\":\"default\",\"name\":\"b\"}\n";
-        let (head, tail) = line.split_at(20);
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(head.as_bytes()).unwrap();
-
-        let mut watch = Watch::new(path.clone(), 0);
-        assert_eq!(watch.poll().unwrap(), [event(1, "a")]);
-        assert!(watch.poll().unwrap().is_empty());
-        file.write_all(tail.as_bytes()).unwrap();
-        assert_eq!(watch.poll().unwrap(), [event(2, "b")]);
-        assert_eq!(watch.revision(), 2);
-    }
-
-    #[test]
-    fn line_format_is_stable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        append(
-            &path,
-            &[Event {
-                revision: 7,
-                kind: EventKind::Deleted,
-                key: ObjectKey::cluster_scoped("Namespace", "demo"),
-            }],
-        )
-        .unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "{\"revision\":7,\"type\":\"Deleted\",\"kind\":\"Namespace\",\"name\":\"demo\"}\n"
-        );
-        let mut watch = Watch::new(dir.path().join("missing.jsonl"), 0);
-        assert!(watch.poll().unwrap().is_empty());
     }
 }

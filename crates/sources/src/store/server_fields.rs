@@ -8,12 +8,18 @@ use weft_model::Object;
 
 use super::{EventKind, StoreError};
 
-/// Whether a write keeps the stored status when the incoming object carries none. `apply` does
-/// (users do not write status); controller writes (`put`, `update`) own the whole object.
+/// Which status a write stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum StatusMode {
+pub enum StatusMode {
+    /// The stored status when the incoming object carries none: what `apply` and a PUT on the main
+    /// resource do (users do not write status).
     KeepStored,
+    /// The incoming object's, whatever it is: controller writes (`put`, `update`) own the whole
+    /// object.
     Replace,
+    /// Only `.status` from the incoming object, everything else as stored: a PUT on the `/status`
+    /// subresource.
+    OnlyStatus,
 }
 
 /// The outcome of merging one incoming object.
@@ -69,6 +75,18 @@ fn desired_part(value: &Value) -> Value {
     value
 }
 
+/// `stored` with `incoming`'s status (none if `incoming` has none): what a status write stores.
+pub(super) fn with_status_of(stored: &Object, incoming: &Object) -> Result<Object, StoreError> {
+    let mut json = stored.to_json();
+    if let Value::Object(map) = &mut json {
+        match incoming.to_json().get("status").filter(|s| !s.is_null()) {
+            Some(status) => map.insert("status".to_string(), status.clone()),
+            None => map.remove("status"),
+        };
+    }
+    reparse(json, incoming)
+}
+
 fn reparse(value: Value, object: &Object) -> Result<Object, StoreError> {
     Object::from_json(value).map_err(|e| StoreError::Invalid {
         key: object.key(),
@@ -82,6 +100,9 @@ pub(super) fn merge(
     stored: Option<&Object>,
     status: StatusMode,
 ) -> Result<Merged, StoreError> {
+    if let (StatusMode::OnlyStatus, Some(stored)) = (status, stored) {
+        incoming = with_status_of(stored, &incoming)?;
+    }
     clear_server_fields(incoming.metadata_mut());
     let Some(stored) = stored else {
         let meta = incoming.metadata_mut();

@@ -1,5 +1,6 @@
 use super::*;
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,7 +215,12 @@ fn a_bad_batch_writes_nothing() {
     );
     assert_eq!(store.revision().unwrap(), 0);
     assert!(store.list_all().unwrap().is_empty());
-    assert!(std::fs::read(dir.path().join("events.jsonl"))
+    assert!(store.changes(0, usize::MAX).unwrap().is_empty());
+    assert!(Store::open(dir.path())
+        .unwrap()
+        .watch(0)
+        .unwrap()
+        .poll()
         .unwrap()
         .is_empty());
     let err = store.put(pod("nowhere", "p", "x")).unwrap_err();
