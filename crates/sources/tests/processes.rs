@@ -1,5 +1,7 @@
-//! Several processes writing one store at once: the lock must serialize them so that no update is
-//! lost and no revision is handed out twice. The test binary re-runs itself as the writer processes.
+//! Several processes writing one store at once: transactions must serialize them so that no update
+//! is lost and no revision is handed out twice, whether writers update in one transaction or, like
+//! API clients, read and then replace with a resourceVersion precondition, retrying on Conflict.
+//! The test binary re-runs itself as the writer processes.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -7,7 +9,7 @@ use std::process::Command;
 
 use serde_json::json;
 use weft_model::{Object, ObjectKey};
-use weft_sources::{EventKind, Store};
+use weft_sources::{EventKind, StatusMode, Store, StoreError};
 
 const DIR_ENV: &str = "WEFT_SOURCES_TEST_STORE_DIR";
 const ID_ENV: &str = "WEFT_SOURCES_TEST_WRITER_ID";
@@ -16,6 +18,36 @@ const ROUNDS: usize = 30;
 
 fn counter_key() -> ObjectKey {
     ObjectKey::namespaced("ConfigMap", "default", "counter")
+}
+
+fn optimistic_key() -> ObjectKey {
+    ObjectKey::namespaced("ConfigMap", "default", "optimistic")
+}
+
+fn value(object: &Object) -> u64 {
+    object.as_config_map().unwrap().data.as_ref().unwrap()["v"]
+        .parse()
+        .unwrap()
+}
+
+/// Adds one to the optimistic counter as an API client would.
+fn increment_optimistically(store: &Store) {
+    loop {
+        let current = store.get(&optimistic_key()).unwrap().unwrap();
+        let expected = current
+            .metadata()
+            .resource_version
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let next = config_map("optimistic", &(value(&current) + 1).to_string());
+        match store.replace(next, Some(expected), StatusMode::Replace) {
+            Ok(_) => return,
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => panic!("replace failed: {e}"),
+        }
+    }
 }
 
 fn config_map(name: &str, value: &str) -> Object {
@@ -42,6 +74,7 @@ fn write_rounds(dir: &Path, id: &str) {
         store
             .apply(vec![config_map(&format!("w{id}-{round}"), "x")])
             .unwrap();
+        increment_optimistically(&store);
     }
 }
 
@@ -58,7 +91,12 @@ fn writer_process() {
 fn concurrent_processes_never_lose_updates_or_duplicate_revisions() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    store.apply(vec![config_map("counter", "0")]).unwrap();
+    store
+        .apply(vec![
+            config_map("counter", "0"),
+            config_map("optimistic", "0"),
+        ])
+        .unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut children = Vec::new();
     for id in 0..WRITERS {
@@ -86,9 +124,11 @@ fn concurrent_processes_never_lose_updates_or_duplicate_revisions() {
     let counter = store.get(&counter_key()).unwrap().unwrap();
     let value = &counter.as_config_map().unwrap().data.as_ref().unwrap()["v"];
     assert_eq!(value, &(writers * ROUNDS).to_string());
-    let total = 1 + 2 * writers * ROUNDS;
+    let optimistic = store.get(&optimistic_key()).unwrap().unwrap();
+    assert_eq!(self::value(&optimistic), (writers * ROUNDS) as u64);
+    let total = 2 + 3 * writers * ROUNDS;
     assert_eq!(store.revision().unwrap(), total as u64);
-    assert_eq!(store.list("ConfigMap").unwrap().len(), 1 + writers * ROUNDS);
+    assert_eq!(store.list("ConfigMap").unwrap().len(), 2 + writers * ROUNDS);
 
     let events = store.watch(0).unwrap().poll().unwrap();
     let revisions: Vec<u64> = events.iter().map(|e| e.revision).collect();
@@ -98,7 +138,13 @@ fn concurrent_processes_never_lose_updates_or_duplicate_revisions() {
         .filter(|e| e.kind == EventKind::Added)
         .map(|e| &e.key)
         .collect();
-    assert_eq!(created.len(), 1 + writers * ROUNDS);
+    assert_eq!(created.len(), 2 + writers * ROUNDS);
+    let changes = store.changes(0, usize::MAX).unwrap();
+    let revisions: Vec<u64> = changes.iter().map(|c| c.revision).collect();
+    assert_eq!(revisions, (1..=total as u64).collect::<Vec<_>>());
+    assert!(changes
+        .iter()
+        .all(|c| c.object.metadata().resource_version == Some(c.revision.to_string())));
     // The counter's resourceVersion is the revision of its last change.
     let rv: u64 = counter
         .metadata()
