@@ -55,6 +55,9 @@ pub enum LabCommand {
     /// The control plane of a lab (started by `lab up`).
     #[command(hide = true)]
     Controller,
+    /// The lab's Kubernetes API server (started by `lab up`).
+    #[command(hide = true)]
+    Apiserver,
     /// The lab's load-balancer speaker (started by `lab up` in the fabric namespace).
     #[command(hide = true)]
     Speaker,
@@ -198,8 +201,15 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
             Ok(0)
         }
         LabCommand::Controller => {
-            let (_, _, store) = weft_lab::lab::open(lab, &state_root)?;
-            weft_lab::controller::Controller::new(store).run()?;
+            let (layout, _, store) = weft_lab::lab::open(lab, &state_root)?;
+            weft_lab::controller::Controller::new(store)
+                .supervising(layout)
+                .run()?;
+            Ok(0)
+        }
+        LabCommand::Apiserver => {
+            let (layout, config, store) = weft_lab::lab::open(lab, &state_root)?;
+            weft_lab::apiserver::serve(layout, config, store)?;
             Ok(0)
         }
         LabCommand::Kubelet { node } => {

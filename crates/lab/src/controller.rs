@@ -18,6 +18,8 @@ use crate::LabError;
 pub struct Controller {
     store: Store,
     rng: rand::rngs::ThreadRng,
+    /// The lab whose daemons this controller keeps running, if any.
+    supervising: Option<crate::layout::Layout>,
 }
 
 impl Controller {
@@ -25,16 +27,28 @@ impl Controller {
         Controller {
             store,
             rng: rand::thread_rng(),
+            supervising: None,
         }
+    }
+
+    /// Also restart the lab's API server, speaker and kubelets when they die.
+    pub fn supervising(mut self, layout: crate::layout::Layout) -> Controller {
+        self.supervising = Some(layout);
+        self
     }
 
     pub fn run(mut self) -> Result<(), LabError> {
         let mut watch = self.store.watch(self.store.revision()?)?;
         loop {
+            if let Some(layout) = &self.supervising {
+                if let Err(e) = crate::supervise::control_plane(layout, &self.store) {
+                    tracing::warn!("supervising the lab's daemons: {e}");
+                }
+            }
             if let Err(e) = self.sync() {
                 tracing::warn!("controller sync failed: {e}");
             }
-            watch.wait(Duration::from_secs(2))?;
+            watch.wait(Duration::from_secs(1))?;
         }
     }
 

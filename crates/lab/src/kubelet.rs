@@ -71,8 +71,7 @@ impl Kubelet {
         let pod_cidr = pod_cidr.parse().map_err(|e| {
             LabError::Invalid(format!("node {node}: spec.podCIDR {pod_cidr:?}: {e}"))
         })?;
-        let weft_exe =
-            std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
+        let weft_exe = crate::weft_exe()?;
         let plugin_dir = crate::cni_plugin_dir()?;
         let cni = CniNetwork::for_node(
             &plugin_dir,

@@ -66,10 +66,18 @@ fn build(
 ) -> Result<Vec<ApplyResult>, LabError> {
     fs::create_dir_all(layout.logs_dir())
         .map_err(|e| LabError::io(format!("creating {}", layout.dir().display()), e))?;
+    // The state holds keys, tokens and every object (Secrets too): root only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(layout.dir(), fs::Permissions::from_mode(0o700))
+            .map_err(|e| LabError::io(format!("restricting {}", layout.dir().display()), e))?;
+    }
     fs::write(layout.config_file(), config.to_yaml())
         .map_err(|e| LabError::io("writing the cluster config", e))?;
     let store = open_store(layout, config)?;
-    // The user's objects first: a bad manifest must fail before any namespace exists.
+    // The `kubernetes` Service first, so it holds the service CIDR's first address as in every
+    // cluster; then the user's objects: a bad manifest must fail before any namespace exists.
+    store.apply(crate::apiserver::kubernetes_service(config)?)?;
     let applied = store.apply(objects)?;
     store.apply(
         SYSTEM_NAMESPACES
@@ -81,26 +89,16 @@ fn build(
     topology::create_fabric(layout, config)?;
     topology::create_outside(layout)?;
     start_outside_server(layout)?;
+    crate::apiserver::start(layout, config)?;
     // Every node registers before the controller starts, so the scheduler spreads the pods
     // over all of them from the first pass.
     for _ in 0..config.nodes {
         crate::nodes::add(layout, config, &store, &[])?;
     }
-    spawn_daemon(
-        layout,
-        &["lab", "controller"],
-        None,
-        "controller",
-        &layout.controller_pid_file(),
-    )?;
+    crate::supervise::spawn_controller(layout)?;
     // The load-balancer speaker routes LoadBalancer addresses from the fabric to the nodes.
-    spawn_daemon(
-        layout,
-        &["lab", "speaker"],
-        Some(&layout.fabric_netns()),
-        "speaker",
-        &layout.speaker_pid_file(),
-    )?;
+    crate::supervise::spawn_speaker(layout)?;
+    crate::supervise::begin(layout)?;
     Ok(applied)
 }
 
@@ -108,8 +106,9 @@ fn build(
 const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
 
 fn namespace_object(name: &str) -> Result<Object, LabError> {
-    Object::from_json(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
-        .map_err(|e| LabError::Invalid(format!("namespace {name}: {e}")))
+    Object::from_json(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}}}))
+    .map_err(|e| LabError::Invalid(format!("namespace {name}: {e}")))
 }
 
 /// The outside host's server: agnhost netexec (HTTP on 80 answering /clientip with the caller's
@@ -126,8 +125,7 @@ fn start_outside_server(layout: &Layout) -> Result<(), LabError> {
     let mut args = vec!["workload".to_string()];
     args.extend(workload.to_args());
     let process = crate::container::ContainerProcess {
-        program: std::env::current_exe()
-            .map_err(|e| LabError::io("finding the weft executable", e))?,
+        program: crate::weft_exe()?,
         args,
         env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
         hostname: "outside".into(),
@@ -159,8 +157,7 @@ pub(crate) fn spawn_daemon(
     log: &str,
     pid_file: &Path,
 ) -> Result<(), LabError> {
-    let exe =
-        std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
+    let exe = crate::weft_exe()?;
     let log_path = layout.logs_dir().join(format!("{log}.log"));
     // Appended to, so a restarted daemon's log follows the previous one's.
     let out = fs::OpenOptions::new()
@@ -331,8 +328,14 @@ pub struct DownReport {
 /// Safe to run twice, and on a lab that failed half-way up.
 pub fn down(layout: &Layout) -> Result<DownReport, LabError> {
     let mut report = DownReport::default();
+    crate::supervise::end(layout);
     // The daemons first, so nothing recreates what we remove.
-    let mut pid_files = vec![layout.controller_pid_file(), layout.speaker_pid_file()];
+    // The API server and the controller restart each other: stop both before either notices.
+    let mut pid_files = vec![
+        layout.apiserver_pid_file(),
+        layout.controller_pid_file(),
+        layout.speaker_pid_file(),
+    ];
     if let Ok(nodes) = fs::read_dir(layout.dir().join("nodes")) {
         for node in nodes.flatten() {
             pid_files.push(node.path().join("kubelet.pid"));

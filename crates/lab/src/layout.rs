@@ -63,6 +63,32 @@ impl Layout {
         self.dir.join("speaker.pid")
     }
 
+    /// Present once `lab up` has started every daemon and until `lab down` begins: daemons are
+    /// only restarted while it is there, so supervisors never race the start or the teardown.
+    pub fn supervised_marker(&self) -> PathBuf {
+        self.dir.join("supervised")
+    }
+
+    pub fn apiserver_pid_file(&self) -> PathBuf {
+        self.dir.join("apiserver.pid")
+    }
+
+    /// The port the API server listens on at 127.0.0.1, chosen at its first start and kept, so
+    /// a restarted server is where the kubeconfig says.
+    pub fn apiserver_port_file(&self) -> PathBuf {
+        self.dir.join("apiserver.port")
+    }
+
+    /// The lab's CA, serving and admin certificates and tokens (root only).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.join("pki")
+    }
+
+    /// The kubeconfig `lab up` writes for this lab (root only: it holds the admin key).
+    pub fn kubeconfig_file(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
     pub fn kubelet_pid_file(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("kubelet.pid")
     }

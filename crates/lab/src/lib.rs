@@ -6,6 +6,7 @@
 //! store, and wires every pod by executing the real `weft-cni` plugin, exactly as a container
 //! runtime does. `weft lab down` removes exactly what `weft lab up` made.
 
+pub mod apiserver;
 pub mod cni_client;
 pub mod container;
 pub mod controller;
@@ -20,6 +21,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod speaker;
 pub mod status;
+pub mod supervise;
 pub mod topology;
 
 use std::path::PathBuf;
@@ -81,16 +83,25 @@ pub fn list_pods(
         .collect())
 }
 
+/// The `weft` executable the lab's daemons run. When it was replaced while the lab runs (a
+/// rebuild), the kernel names the old file "... (deleted)": the daemons then start the new one.
+pub fn weft_exe() -> Result<PathBuf, LabError> {
+    let exe =
+        std::env::current_exe().map_err(|e| LabError::io("finding the weft executable", e))?;
+    Ok(
+        match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+            Some(current) => PathBuf::from(current),
+            None => exe,
+        },
+    )
+}
+
 /// Where `weft-cni` and the reference plugins are looked for: `WEFT_CNI_PATH`, else the
 /// directory of the running `weft` executable (cargo builds both side by side).
 pub fn cni_plugin_dir() -> Result<PathBuf, LabError> {
     let dir = match std::env::var_os("WEFT_CNI_PATH") {
         Some(dir) => PathBuf::from(dir),
-        None => std::env::current_exe()
-            .map_err(|e| LabError::io("finding the weft executable", e))?
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_default(),
+        None => weft_exe()?.parent().map(PathBuf::from).unwrap_or_default(),
     };
     if dir.join("weft-cni").is_file() {
         Ok(dir)

@@ -145,15 +145,7 @@ pub fn add(
     let registered = store
         .apply(vec![object])
         .map_err(LabError::from)
-        .and_then(|_| {
-            crate::lab::spawn_daemon(
-                layout,
-                &["lab", "kubelet", "--node", &slot.name],
-                Some(&layout.node_netns(&slot.name)),
-                &format!("kubelet-{}", slot.name),
-                &layout.kubelet_pid_file(&slot.name),
-            )
-        });
+        .and_then(|_| crate::supervise::spawn_kubelet(layout, &slot.name));
     if let Err(e) = registered {
         let _ = teardown(layout, &slot.name);
         let _ = store.delete(&[ObjectKey::cluster_scoped("Node", slot.name.clone())]);

@@ -117,6 +117,96 @@ pub fn format_map(selector: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
+/// Parses kubectl's selector syntax (`app=web,tier in (a,b),!debug,env!=prod`), the form of the
+/// `labelSelector` query parameter, into a selector that [`matches`] evaluates. Values are checked
+/// the way the API server checks them; the error names the offending part.
+pub fn parse(text: &str) -> Result<LabelSelector, String> {
+    let mut expressions = Vec::new();
+    for part in split_requirements(text)? {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let requirement = |key: &str, operator: &str, values: Option<Vec<String>>| {
+            let key = key.trim();
+            names::check_label_key(key).map_err(|e| format!("{part:?}: {e}"))?;
+            for value in values.iter().flatten() {
+                names::check_label_value(value).map_err(|e| format!("{part:?}: {e}"))?;
+            }
+            Ok::<_, String>(LabelSelectorRequirement {
+                key: key.to_string(),
+                operator: operator.to_string(),
+                values,
+            })
+        };
+        let lower = part.to_ascii_lowercase();
+        let expression = if let Some(key) = part.strip_prefix('!') {
+            requirement(key, "DoesNotExist", None)?
+        } else if let Some((key, value)) = part.split_once("!=") {
+            requirement(key, "NotIn", Some(vec![value.trim().to_string()]))?
+        } else if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            requirement(key, "In", Some(vec![value.trim().to_string()]))?
+        } else if let Some(at) = lower.find(" notin ").or_else(|| lower.find(" in ")) {
+            let notin = lower[at..].starts_with(" notin ");
+            let rest = part[at..].trim_start();
+            let rest = rest[if notin { 5 } else { 2 }..].trim();
+            let values = rest
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(|| format!("{part:?}: values must be a list in parentheses"))?;
+            let values: Vec<String> = values
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect();
+            if values.is_empty() {
+                return Err(format!(
+                    "{part:?}: for 'in', 'notin' operators, values set can't be empty"
+                ));
+            }
+            requirement(
+                &part[..at],
+                if notin { "NotIn" } else { "In" },
+                Some(values),
+            )?
+        } else if part.contains(['<', '>', '(', ')', ' ']) {
+            return Err(format!("{part:?}: unsupported selector requirement"));
+        } else {
+            requirement(part, "Exists", None)?
+        };
+        expressions.push(expression);
+    }
+    Ok(LabelSelector {
+        match_labels: None,
+        match_expressions: Some(expressions),
+    })
+}
+
+/// Splits on the commas between requirements, not those inside `in (a,b)`.
+fn split_requirements(text: &str) -> Result<Vec<&str>, String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        if !(0..=1).contains(&depth) {
+            return Err(format!("{text:?}: unbalanced parentheses"));
+        }
+    }
+    if depth != 0 {
+        return Err(format!("{text:?}: unbalanced parentheses"));
+    }
+    parts.push(&text[start..]);
+    Ok(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +370,40 @@ mod tests {
             prop_assert_eq!(matches(&sel, &pod_labels), reference(&dedup, &exprs, &pod_labels));
             prop_assert!(validate(&sel).is_ok());
         }
+    }
+
+    #[test]
+    fn parses_the_query_syntax() {
+        let sel = parse("app=web, tier in (a, b),!debug,env!=prod,track").unwrap();
+        assert!(matches(
+            &sel,
+            &labels(&[("app", "web"), ("tier", "b"), ("track", "x")])
+        ));
+        assert!(!matches(
+            &sel,
+            &labels(&[("app", "web"), ("tier", "c"), ("track", "x")])
+        ));
+        assert!(!matches(
+            &sel,
+            &labels(&[("app", "web"), ("tier", "a"), ("track", "x"), ("debug", "")])
+        ));
+        assert!(!matches(
+            &sel,
+            &labels(&[
+                ("app", "web"),
+                ("tier", "a"),
+                ("track", "x"),
+                ("env", "prod")
+            ])
+        ));
+        assert!(!matches(&sel, &labels(&[("app", "web"), ("tier", "a")])));
+        let notin = parse("tier notin (a)").unwrap();
+        assert!(matches(&notin, &labels(&[])));
+        assert!(matches(&parse("").unwrap(), &labels(&[("x", "y")])));
+        assert!(parse("app in (a").is_err());
+        assert!(parse("app in ()").is_err());
+        assert!(parse("a b").is_err());
+        assert!(parse("bad key!=x").is_err());
+        assert_eq!(format(&parse("app==web").unwrap()), "app in (web)");
     }
 }

@@ -1,0 +1,666 @@
+//! Reads and writes of resources: get, list (selectors, pages, Tables), create, update, patch,
+//! delete (preconditions, propagation), and the `status` and `scale` subresources. Each write is
+//! one store transaction, so it is whole or absent.
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use weft_model::{Object, ObjectKey};
+use weft_sources::{StatusMode, Store, StoreError};
+
+use crate::api::{json_response, Api};
+use crate::decode::{self, FieldValidation};
+use crate::request::{Query, ResourcePath};
+use crate::resources::Resource;
+use crate::select::Filter;
+use crate::status::{ApiError, Cause};
+use crate::Body;
+
+/// Runs a store call off the async threads (SQLite blocks).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::Invalid {
+            key: ObjectKey::cluster_scoped("Task", "store"),
+            message: format!("store task failed: {e}"),
+        }),
+    }
+}
+
+pub(crate) async fn dispatch(
+    api: &Api,
+    req: Request<Incoming>,
+    resource: &Resource,
+    p: ResourcePath,
+    query: Query,
+) -> Result<Response<Body>, ApiError> {
+    let method = req.method().clone();
+    let ns = p.namespace.clone();
+    let sub = p.subresource.as_deref();
+    if resource.read_only && method != Method::GET {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} are a read-only view of EndpointSlices in this server",
+            resource.plural
+        )));
+    }
+    match (&method, p.name.clone(), sub) {
+        (&Method::GET, None, None) if query.flag("watch") => {
+            crate::watch::serve(api, &req, resource, ns, &query).await
+        }
+        (&Method::GET, None, None) => list(api, &req, resource, ns.as_deref(), &query).await,
+        (&Method::GET, Some(name), None | Some("status")) => {
+            let object = get(api, resource, ns.as_deref(), &name).await?;
+            Ok(object_response(
+                &req,
+                resource,
+                StatusCode::OK,
+                object,
+                Vec::new(),
+            ))
+        }
+        (&Method::GET | &Method::PUT, Some(name), Some("scale"))
+            if resource.kind == "Deployment" =>
+        {
+            crate::scale::serve(api, req, resource, ns, name, &query).await
+        }
+        (&Method::PATCH, Some(name), Some("scale")) if resource.kind == "Deployment" => {
+            crate::scale::serve(api, req, resource, ns, name, &query).await
+        }
+        (_, Some(name), Some("log" | "exec" | "attach")) if resource.kind == "Pod" => {
+            crate::pods::serve(
+                api,
+                req,
+                ns.unwrap_or_default(),
+                name,
+                sub.unwrap_or_default(),
+                &query,
+            )
+            .await
+        }
+        (&Method::POST, None, None) => create(api, req, resource, ns.as_deref(), &query).await,
+        (&Method::PUT, Some(name), None | Some("status")) => {
+            update(
+                api,
+                req,
+                resource,
+                ns.as_deref(),
+                &name,
+                sub == Some("status"),
+                &query,
+            )
+            .await
+        }
+        (&Method::PATCH, Some(name), None | Some("status")) => {
+            crate::patching::patch(
+                api,
+                req,
+                resource,
+                ns.as_deref(),
+                &name,
+                sub == Some("status"),
+                &query,
+            )
+            .await
+        }
+        (&Method::DELETE, Some(name), None) => {
+            delete(api, req, resource, ns.as_deref(), &name, &query).await
+        }
+        (&Method::DELETE, None, None) => {
+            delete_collection(api, req, resource, ns.as_deref(), &query).await
+        }
+        (_, Some(_), Some(other)) if !resource.subresources.contains(&other) => {
+            Err(ApiError::no_route())
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({method} {})",
+            resource.qualified()
+        ))),
+    }
+}
+
+pub(crate) fn key(resource: &Resource, ns: Option<&str>, name: &str) -> ObjectKey {
+    ObjectKey::new(
+        resource.kind.clone(),
+        if resource.namespaced { ns } else { None },
+        name,
+    )
+}
+
+/// The store's error as the API says it.
+pub(crate) fn store_error(e: StoreError, resource: &Resource, name: &str) -> ApiError {
+    match e {
+        StoreError::AlreadyExists { .. } => ApiError::already_exists(resource, name),
+        StoreError::NotFound { .. } => ApiError::not_found(resource, name),
+        StoreError::Conflict { .. } => ApiError::conflict(resource, name),
+        StoreError::NamespaceMissing { namespace, .. } => ApiError {
+            details: Some(json!({"name": namespace, "kind": "namespaces"})),
+            ..ApiError::new(404, "NotFound", format!("namespaces \"{namespace}\" not found"))
+        },
+        StoreError::Invalid { message, .. } | StoreError::InvalidKey { reason: message, .. } => {
+            ApiError::invalid(resource, name, vec![cause_of(&message)])
+        }
+        StoreError::QuotaExceeded { limit, .. } => ApiError::forbidden(
+            resource,
+            name,
+            format!("exceeded quota: at most {limit} objects of this kind; raise the lab's quota to store more"),
+        ),
+        StoreError::Compacted { requested, oldest } => ApiError::expired(requested, oldest),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+/// Splits `spec.ports[0].port: must be ...` into the field and the message.
+fn cause_of(message: &str) -> Cause {
+    let field_like = |f: &str| {
+        !f.is_empty()
+            && f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._[]-/".contains(c))
+            && f.contains(|c: char| c.is_ascii_lowercase())
+    };
+    match message.split_once(": ") {
+        Some((field, rest)) if field_like(field) => Cause {
+            reason: "FieldValueInvalid",
+            field: field.to_string(),
+            message: format!("Invalid value: {rest}"),
+        },
+        _ => match message.split_once(' ') {
+            Some((field, _)) if field_like(field) && field.contains('.') => Cause {
+                reason: "FieldValueInvalid",
+                field: field.to_string(),
+                message: message.to_string(),
+            },
+            _ => Cause {
+                reason: "FieldValueInvalid",
+                field: String::new(),
+                message: message.to_string(),
+            },
+        },
+    }
+}
+
+pub(crate) async fn get(
+    api: &Api,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Value, ApiError> {
+    if resource.kind == "Endpoints" {
+        let store = api.store.clone();
+        let slices = blocking(move || store.list("EndpointSlice")).await;
+        let slices = slices.map_err(|e| store_error(e, resource, name))?;
+        return crate::endpoints::endpoints(&slices, ns, Some(name))
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::not_found(resource, name));
+    }
+    let store = api.store.clone();
+    let k = key(resource, ns, name);
+    match blocking(move || store.get(&k)).await {
+        Ok(Some(object)) => Ok(object.to_json()),
+        Ok(None) => Err(ApiError::not_found(resource, name)),
+        Err(e) => Err(store_error(e, resource, name)),
+    }
+}
+
+/// The objects of a resource (in a namespace or all) at one revision, filtered.
+pub(crate) async fn snapshot(
+    api: &Api,
+    resource: &Resource,
+    ns: Option<&str>,
+    filter: &Filter,
+) -> Result<(u64, Vec<Value>), ApiError> {
+    let store = api.store.clone();
+    let kind = if resource.kind == "Endpoints" {
+        "EndpointSlice".to_string()
+    } else {
+        resource.kind.clone()
+    };
+    let (revision, objects) = blocking(move || store.snapshot(Some(&kind)))
+        .await
+        .map_err(|e| store_error(e, resource, ""))?;
+    let items: Vec<Value> = if resource.kind == "Endpoints" {
+        crate::endpoints::endpoints(&objects, ns, None)
+    } else {
+        objects
+            .iter()
+            .filter(|o| ns.is_none() || !resource.namespaced || o.namespace() == ns)
+            .map(Object::to_json)
+            .collect()
+    };
+    Ok((
+        revision,
+        items.into_iter().filter(|v| filter.matches(v)).collect(),
+    ))
+}
+
+async fn list(
+    api: &Api,
+    req: &Request<Incoming>,
+    resource: &Resource,
+    ns: Option<&str>,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let filter = Filter::from_query(query)?;
+    let (revision, mut items) = snapshot(api, resource, ns, &filter).await?;
+    // Pages: `continue` carries the last key handed out; the next page starts after it.
+    let limit = query
+        .number("limit")
+        .map_err(ApiError::bad_request)?
+        .filter(|l| *l > 0);
+    if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+        let after = decode_continue(token)?;
+        items.retain(|v| item_key(v) > after);
+    }
+    let mut list_meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(limit) = limit {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        if items.len() > limit {
+            let remaining = items.len() - limit;
+            items.truncate(limit);
+            if let Some(last) = items.last() {
+                list_meta["continue"] = json!(encode_continue(&item_key(last)));
+                list_meta["remainingItemCount"] = json!(remaining);
+            }
+        }
+    }
+    if let Some(include) = wants_table(req) {
+        let table = crate::table::table(
+            &resource.plural,
+            &items,
+            include,
+            &weft_model::time::now(),
+            list_meta,
+        );
+        return Ok(json_response(StatusCode::OK, &table));
+    }
+    let list = json!({
+        "kind": format!("{}List", resource.kind),
+        "apiVersion": resource.api_version(),
+        "metadata": list_meta,
+        "items": items,
+    });
+    Ok(json_response(StatusCode::OK, &list))
+}
+
+fn item_key(v: &Value) -> String {
+    format!(
+        "{}/{}",
+        v["metadata"]["namespace"].as_str().unwrap_or_default(),
+        v["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
+fn encode_continue(key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
+fn decode_continue(token: &str) -> Result<String, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::bad_request("continue key is not valid: illegal base64 data"))
+}
+
+/// The `includeObject` a client asking for a Table wants, or None when it wants objects.
+pub(crate) fn wants_table(req: &Request<Incoming>) -> Option<crate::table::IncludeObject> {
+    let accept = req.headers().get(hyper::header::ACCEPT)?.to_str().ok()?;
+    let first = accept.split(',').next()?;
+    if !first.contains("as=Table") {
+        return None;
+    }
+    let query = crate::request::Query::parse(req.uri().query());
+    Some(crate::table::IncludeObject::from_query(query.get("includeObject")).unwrap_or_default())
+}
+
+/// One object in the response, as a one-row Table if the client asked for one.
+pub(crate) fn object_response(
+    req: &Request<Incoming>,
+    resource: &Resource,
+    status: StatusCode,
+    object: Value,
+    warnings: Vec<String>,
+) -> Response<Body> {
+    let mut response = match wants_table(req) {
+        Some(include) => {
+            let rv = object["metadata"]["resourceVersion"].clone();
+            let table = crate::table::table(
+                &resource.plural,
+                &[object],
+                include,
+                &weft_model::time::now(),
+                json!({"resourceVersion": rv}),
+            );
+            json_response(status, &table)
+        }
+        None => json_response(status, &object),
+    };
+    for w in warnings {
+        // kube-apiserver's form: `299 - "<text>"`.
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            response.headers_mut().append("Warning", v);
+        }
+    }
+    response
+}
+
+fn content_type(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string()
+}
+
+/// The store to write through: the real one, or one that rolls back (`dryRun=All`).
+pub(crate) fn writer(api: &Api, query: &Query) -> Result<Store, ApiError> {
+    Ok(if decode::dry_run(query)? {
+        api.store.dry_run()
+    } else {
+        api.store.clone()
+    })
+}
+
+/// Parses, checks and validates a body into the object to store.
+pub(crate) fn object_from(
+    mut value: Value,
+    resource: &Resource,
+    ns: Option<&str>,
+    validation: FieldValidation,
+) -> Result<(Object, Vec<String>), ApiError> {
+    decode::check_kind(&mut value, resource)?;
+    decode::check_namespace(&mut value, resource, ns)?;
+    let object = decode::to_object(value.clone(), resource)?;
+    let warnings = decode::field_validation(decode::unknown_fields(&value, &object), validation)?;
+    Ok((object, warnings))
+}
+
+async fn create(
+    api: &Api,
+    req: Request<Incoming>,
+    resource: &Resource,
+    ns: Option<&str>,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let validation = FieldValidation::from_query(query)?;
+    let store = writer(api, query)?;
+    let ct = content_type(&req);
+    let (parts, body) = req.into_parts();
+    let bytes = api.body(Request::from_parts(parts.clone(), body)).await?;
+    let mut value = decode::parse_body(&bytes, &ct)?;
+    decode::check_kind(&mut value, resource)?;
+    decode::check_namespace(&mut value, resource, ns)?;
+    decode::prepare_create(&mut value, resource)?;
+    let name = value["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (object, warnings) = object_from(value, resource, ns, validation)?;
+    let stored = blocking(move || store.create(object))
+        .await
+        .map_err(|e| store_error(e, resource, &name))?;
+    if resource.kind == "CustomResourceDefinition" {
+        api.refresh_resources();
+    }
+    api.hub.poke();
+    let req = Request::from_parts(parts, ());
+    Ok(object_response_parts(
+        &req,
+        resource,
+        StatusCode::CREATED,
+        stored.to_json(),
+        warnings,
+    ))
+}
+
+/// [`object_response`] for a request whose body was consumed.
+pub(crate) fn object_response_parts(
+    req: &Request<()>,
+    resource: &Resource,
+    status: StatusCode,
+    object: Value,
+    warnings: Vec<String>,
+) -> Response<Body> {
+    // Tables are for reads; writes answer with the object, as kube-apiserver does for kubectl.
+    let _ = req;
+    let mut response = json_response(status, &object);
+    let _ = resource;
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            response.headers_mut().append("Warning", v);
+        }
+    }
+    response
+}
+
+/// Which part of the stored object a write of this resource keeps.
+pub(crate) fn status_mode(resource: &Resource, to_status: bool) -> StatusMode {
+    if to_status {
+        StatusMode::OnlyStatus
+    } else if resource.subresources.contains(&"status") {
+        StatusMode::KeepStored
+    } else {
+        StatusMode::Replace
+    }
+}
+
+fn parse_revision(value: &Value) -> Result<Option<u64>, ApiError> {
+    match value["metadata"]["resourceVersion"].as_str() {
+        None | Some("") => Ok(None),
+        Some(rv) => rv.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "metadata.resourceVersion: Invalid value: {rv:?}: must be a number"
+            ))
+        }),
+    }
+}
+
+async fn update(
+    api: &Api,
+    req: Request<Incoming>,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    to_status: bool,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let validation = FieldValidation::from_query(query)?;
+    let store = writer(api, query)?;
+    let ct = content_type(&req);
+    let (parts, body) = req.into_parts();
+    let bytes = api.body(Request::from_parts(parts.clone(), body)).await?;
+    let value = decode::parse_body(&bytes, &ct)?;
+    let body_name = value["metadata"]["name"].as_str().unwrap_or_default();
+    if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let expected = parse_revision(&value)?;
+    let (object, warnings) = object_from(value, resource, ns, validation)?;
+    let mode = status_mode(resource, to_status);
+    let stored = blocking(move || store.replace(object, expected, mode))
+        .await
+        .map_err(|e| store_error(e, resource, name))?;
+    if resource.kind == "CustomResourceDefinition" {
+        api.refresh_resources();
+    }
+    api.hub.poke();
+    let req = Request::from_parts(parts, ());
+    Ok(object_response_parts(
+        &req,
+        resource,
+        StatusCode::OK,
+        stored.to_json(),
+        warnings,
+    ))
+}
+
+/// DeleteOptions from the body and the query.
+struct DeleteOptions {
+    propagation: String,
+    uid: Option<String>,
+    revision: Option<u64>,
+}
+
+fn delete_options(body: &[u8], query: &Query) -> Result<DeleteOptions, ApiError> {
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("DeleteOptions: {e}")))?
+    };
+    let propagation = value["propagationPolicy"]
+        .as_str()
+        .or(query.get("propagationPolicy"))
+        .or(match value["orphanDependents"].as_bool() {
+            Some(true) => Some("Orphan"),
+            _ => None,
+        })
+        .unwrap_or("Background")
+        .to_string();
+    if !["Orphan", "Background", "Foreground"].contains(&propagation.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: {propagation:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+        )));
+    }
+    let revision = match value["preconditions"]["resourceVersion"].as_str() {
+        Some(rv) => Some(rv.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "preconditions.resourceVersion {rv:?} is not a number"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(DeleteOptions {
+        propagation,
+        uid: value["preconditions"]["uid"].as_str().map(str::to_string),
+        revision,
+    })
+}
+
+async fn delete(
+    api: &Api,
+    req: Request<Incoming>,
+    resource: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let store = writer(api, query)?;
+    let dry = decode::dry_run(query)?;
+    let bytes = api.body(req).await?;
+    let options = delete_options(&bytes, query)?;
+    let current = get(api, resource, ns, name).await?;
+    if let Some(uid) = &options.uid {
+        let actual = current["metadata"]["uid"].as_str().unwrap_or_default();
+        if uid != actual {
+            return Err(ApiError {
+                details: Some(json!({"name": name, "group": resource.group, "kind": resource.plural})),
+                ..ApiError::new(409, "Conflict", format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}",
+                    resource.qualified()
+                ))
+            });
+        }
+    }
+    let uid = current["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !dry && options.propagation == "Orphan" {
+        crate::gc::orphan(api, &uid)
+            .await
+            .map_err(|e| store_error(e, resource, name))?;
+    }
+    if !dry && options.propagation == "Foreground" {
+        crate::gc::collect(api, &uid)
+            .await
+            .map_err(|e| store_error(e, resource, name))?;
+    }
+    let k = key(resource, ns, name);
+    let expected = options.revision;
+    let deleted = blocking(move || store.delete_object(&k, expected))
+        .await
+        .map_err(|e| store_error(e, resource, name))?
+        .ok_or_else(|| ApiError::not_found(resource, name))?;
+    if !dry && options.propagation == "Background" {
+        crate::gc::collect_later(api, uid);
+    }
+    if resource.kind == "CustomResourceDefinition" {
+        api.refresh_resources();
+    }
+    api.hub.poke();
+    Ok(json_response(StatusCode::OK, &deleted.to_json()))
+}
+
+async fn delete_collection(
+    api: &Api,
+    req: Request<Incoming>,
+    resource: &Resource,
+    ns: Option<&str>,
+    query: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let filter = Filter::from_query(query)?;
+    let store = writer(api, query)?;
+    let _ = api.body(req).await?;
+    let (_, items) = snapshot(api, resource, ns, &filter).await?;
+    let keys: Vec<ObjectKey> = items
+        .iter()
+        .map(|v| {
+            key(
+                resource,
+                v["metadata"]["namespace"].as_str(),
+                v["metadata"]["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut deleted = Vec::new();
+    for k in keys {
+        let store = store.clone();
+        let name = k.name.clone();
+        if let Some(object) = blocking(move || store.delete_object(&k, None))
+            .await
+            .map_err(|e| store_error(e, resource, &name))?
+        {
+            if !decode::dry_run(query)? {
+                if let Some(uid) = object.metadata().uid.clone() {
+                    crate::gc::collect_later(api, uid);
+                }
+            }
+            deleted.push(object.to_json());
+        }
+    }
+    api.hub.poke();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"kind": format!("{}List", resource.kind), "apiVersion": resource.api_version(), "metadata": {}, "items": deleted}),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_messages_become_field_causes() {
+        let c = cause_of("spec.ports[0].port: must be between 1 and 65535, inclusive");
+        assert_eq!(c.field, "spec.ports[0].port");
+        assert_eq!(
+            c.message,
+            "Invalid value: must be between 1 and 65535, inclusive"
+        );
+        let c = cause_of("spec.loadBalancerIP 1.2.3.4 is already in use");
+        assert_eq!(c.field, "spec.loadBalancerIP");
+        let c = cause_of("Something odd happened: here");
+        assert_eq!(c.field, "");
+        assert_eq!(decode_continue(&encode_continue("ns/a")).unwrap(), "ns/a");
+    }
+}
