@@ -140,7 +140,9 @@ impl Api {
             if m == Method::GET || m == Method::HEAD {
                 Ok(())
             } else {
-                Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"))
+                Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ))
             }
         };
         let aggregated = accepts_aggregated_discovery(&req);
@@ -203,7 +205,20 @@ impl Api {
                     .ok_or_else(ApiError::no_route)?;
                 Ok(json_response(StatusCode::OK, &doc))
             }
-            Route::OpenApiV2 | Route::OpenApiV3(_) | Route::Unknown => Err(ApiError::no_route()),
+            Route::OpenApiV3(None) => {
+                get_only(req.method())?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &crate::openapi::root(&self.resources()),
+                ))
+            }
+            Route::OpenApiV3(Some(path)) => {
+                get_only(req.method())?;
+                let doc = crate::openapi::group_version(&self.resources(), &path)
+                    .ok_or_else(ApiError::no_route)?;
+                Ok(json_response(StatusCode::OK, &doc))
+            }
+            Route::OpenApiV2 | Route::Unknown => Err(ApiError::no_route()),
             Route::Resource(p) => self.resource(req, p, query, caller).await,
         }
     }

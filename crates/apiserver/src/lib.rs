@@ -10,6 +10,7 @@ mod crud;
 pub mod decode;
 pub mod endpoints;
 mod gc;
+pub mod openapi;
 pub mod patching;
 pub mod pki;
 mod pods;

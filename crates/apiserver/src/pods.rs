@@ -112,12 +112,30 @@ pub(crate) async fn serve(
                 return Err(ApiError::method_not_allowed("pods/log is read with GET"));
             }
             if !log.exists() {
+                let reason = pod["status"]["containerStatuses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|s| s["name"] == container.as_str())
+                    .and_then(|s| s["state"]["waiting"]["reason"].as_str())
+                    .unwrap_or("ContainerCreating");
                 return Err(ApiError::bad_request(format!(
-                    "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+                    "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
                 )));
             }
             let options = LogOptions::from_query(req.uri().query().unwrap_or_default())
                 .map_err(stream_error)?;
+            let log = if options.previous {
+                let previous = log.with_extension("previous.log");
+                if !previous.exists() {
+                    return Err(ApiError::bad_request(format!(
+                        "previous terminated container \"{container}\" in pod \"{name}\" not found"
+                    )));
+                }
+                previous
+            } else {
+                log
+            };
             let done = until_done(api.store.clone(), pod_key, uid, container, false);
             let done = async move {
                 done.await;
@@ -162,7 +180,9 @@ pub(crate) async fn serve(
         "attach" => {
             let (response, upgrade) = stream::accept_websocket(&mut req).map_err(stream_error)?;
             let spec = AttachSpec {
-                log_offset: std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0),
+                // The file is this run's alone: all of it, so a command that finished before
+                // the attach is still seen (`kubectl run -i`).
+                log_offset: 0,
                 log,
                 stdin_pipe: None,
                 stdin: query.flag("stdin"),

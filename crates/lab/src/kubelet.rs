@@ -342,6 +342,11 @@ impl Kubelet {
                         pod_name(pod),
                         container.name
                     ));
+                    // Each run of a container has a log of its own; the last run's is kept beside
+                    // it for `kubectl logs --previous`, as the kubelet keeps one file per restart.
+                    if log.exists() {
+                        let _ = fs::rename(&log, log.with_extension("previous.log"));
+                    }
                     let out = fs::OpenOptions::new()
                         .create(true)
                         .append(true)
@@ -426,6 +431,19 @@ impl Kubelet {
                 (self.weft_exe.clone(), argv)
             }
             Ok(None) => {
+                // Images the lab does not emulate run their command on the machine. With no
+                // command, the args are run as given, as for an image without an ENTRYPOINT
+                // (busybox: `kubectl run tmp --image=busybox -- wget -qO- URL`).
+                let command = if command.is_empty() {
+                    args.clone()
+                } else {
+                    command.clone()
+                };
+                let args = if c.command.as_deref().unwrap_or_default().is_empty() {
+                    Vec::new()
+                } else {
+                    args.clone()
+                };
                 let Some(first) = command.first() else {
                     return Ok(Err((
                         "ImageNotBuiltIn".into(),
