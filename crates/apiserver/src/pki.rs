@@ -200,7 +200,7 @@ fn read(path: &Path) -> Result<String, PkiError> {
     })
 }
 
-pub(crate) fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
+pub fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
     let io = |source| PkiError::Io {
         path: dir.to_path_buf(),
         source,

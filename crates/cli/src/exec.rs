@@ -71,7 +71,7 @@ pub(crate) fn resolve_pod(store: &Store, namespace: &str, target: &str) -> Resul
 }
 
 pub fn exec(lab: &ClusterName, args: ExecArgs) -> Result<i32> {
-    let (layout, _, store) = weft_lab::lab::open(lab, &Layout::state_root_from_env())?;
+    let (layout, config, store) = weft_lab::lab::open(lab, &Layout::state_root_from_env())?;
     let pod = resolve_pod(&store, &args.namespace, &args.pod)?;
     let name = pod.metadata.name.clone().unwrap_or_default();
     let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -103,7 +103,8 @@ pub fn exec(lab: &ClusterName, args: ExecArgs) -> Result<i32> {
     };
     let program = find_program(&args.command[0])
         .ok_or_else(|| anyhow!("command {:?} not found on PATH", args.command[0]))?;
-    let mut env = weft_lab::container::container_env(&name, container);
+    let mut env = weft_lab::apiserver::service_env(&config);
+    env.extend(weft_lab::container::container_env(&name, container));
     if let Ok(term) = std::env::var("TERM") {
         env.push(("TERM".into(), term));
     }
@@ -115,6 +116,7 @@ pub fn exec(lab: &ClusterName, args: ExecArgs) -> Result<i32> {
         netns,
         resolv_conf: layout.resolv_dir(&node).join(format!("{uid}.conf")),
         detach: false,
+        service_account: Some(layout.service_account_dir(&node, &uid)).filter(|d| d.exists()),
     };
     let status = process
         .command()?

@@ -50,6 +50,39 @@ fn pki_error(e: weft_apiserver::pki::PkiError) -> LabError {
     LabError::Invalid(format!("lab PKI: {e}"))
 }
 
+/// The variables every container gets for the `kubernetes` Service, which in-cluster clients
+/// (client-go, kube-rs) read to find the API server.
+pub fn service_env(config: &ClusterConfig) -> Vec<(String, String)> {
+    let ip = kubernetes_service_ip(config);
+    vec![
+        ("KUBERNETES_SERVICE_HOST".into(), ip.to_string()),
+        ("KUBERNETES_SERVICE_PORT".into(), "443".into()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS".into(), "443".into()),
+        ("KUBERNETES_PORT".into(), format!("tcp://{ip}:443")),
+        ("KUBERNETES_PORT_443_TCP".into(), format!("tcp://{ip}:443")),
+        ("KUBERNETES_PORT_443_TCP_PROTO".into(), "tcp".into()),
+        ("KUBERNETES_PORT_443_TCP_PORT".into(), "443".into()),
+        ("KUBERNETES_PORT_443_TCP_ADDR".into(), ip.to_string()),
+    ]
+}
+
+/// Writes a pod's service account directory: the lab's service account token, the CA that
+/// signed the server's certificate, and the pod's namespace.
+pub fn write_service_account(layout: &Layout, dir: &Path, namespace: &str) -> Result<(), LabError> {
+    let pki = Pki::at(&layout.pki_dir());
+    let token = pki.service_account_token().map_err(pki_error)?;
+    let ca = pki.read(&pki.ca_cert()).map_err(pki_error)?;
+    weft_apiserver::pki::create_private_dir(dir).map_err(pki_error)?;
+    for (file, text) in [
+        ("token", token.as_str()),
+        ("ca.crt", ca.as_str()),
+        ("namespace", namespace),
+    ] {
+        weft_apiserver::pki::write_private(&dir.join(file), text.as_bytes()).map_err(pki_error)?;
+    }
+    Ok(())
+}
+
 /// Makes the PKI, starts the server and waits until it answers; returns its local URL.
 pub fn start(layout: &Layout, config: &ClusterConfig) -> Result<String, LabError> {
     Pki::at(&layout.pki_dir())

@@ -26,7 +26,13 @@ pub struct ContainerProcess {
     pub resolv_conf: PathBuf,
     /// Start a new session, so the container outlives its starter and gets no terminal signals.
     pub detach: bool,
+    /// The pod's service account directory (token, ca.crt, namespace), mounted read-only at
+    /// [`SERVICE_ACCOUNT_DIR`] as the kubelet mounts it.
+    pub service_account: Option<PathBuf>,
 }
+
+/// Where in-cluster clients find their credentials, in every Kubernetes pod.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 impl ContainerProcess {
     /// A `Command` that, once spawned, runs inside the pod. Everything that allocates happens
@@ -43,6 +49,21 @@ impl ContainerProcess {
         let sys = cstring(b"/sys")?;
         let sysfs = cstring(b"sysfs")?;
         let detach = self.detach;
+        let service_account = match &self.service_account {
+            Some(dir) => {
+                // The mount point must exist on the machine (a directory under /run, the
+                // tmpfs /var/run points to); the mount itself stays in the container.
+                std::fs::create_dir_all(SERVICE_ACCOUNT_DIR).map_err(|e| LabError::Io {
+                    what: format!("creating the mount point {SERVICE_ACCOUNT_DIR}"),
+                    error: e,
+                })?;
+                Some((
+                    cstring(dir.as_os_str().as_bytes())?,
+                    cstring(SERVICE_ACCOUNT_DIR.as_bytes())?,
+                ))
+            }
+            None => None,
+        };
 
         let mut cmd = Command::new(&self.program);
         // A container sees its own environment, not the environment of whoever started it.
@@ -56,6 +77,9 @@ impl ContainerProcess {
             cmd.pre_exec(move || {
                 enter_pod(&netns, &hostname, &root, &resolv, &target)?;
                 mount_sysfs(&sysfs, &sys)?;
+                if let Some((source, target)) = &service_account {
+                    bind_read_only(source, target)?;
+                }
                 if detach && libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -128,6 +152,35 @@ pub fn container_env(
         env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
     }
     env
+}
+
+/// A read-only bind mount, in the child's private mount namespace.
+fn bind_read_only(source: &CString, target: &CString) -> std::io::Result<()> {
+    // SAFETY: plain system calls on NUL-terminated strings, in the child's private mount ns.
+    unsafe {
+        if libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        ) < 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        // A bind mount takes MS_RDONLY only on a remount.
+        if libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            std::ptr::null(),
+        ) < 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// A sysfs of the pod's own network namespace over /sys, as container runtimes mount it, so

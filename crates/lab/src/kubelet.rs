@@ -183,6 +183,13 @@ impl Kubelet {
             );
             fs::write(&resolv, text)
                 .map_err(|e| LabError::io(format!("writing {}", resolv.display()), e))?;
+            if spec_automounts(pod) {
+                crate::apiserver::write_service_account(
+                    &self.layout,
+                    &self.layout.service_account_dir(&self.node, uid),
+                    &pod_ref.namespace,
+                )?;
+            }
             let sandbox = Sandbox::create(pod_ref, self.layout.pod_netns(uid), &self.cni)?;
             self.records.save(&sandbox)?;
             self.sandboxes.insert(uid.to_string(), sandbox);
@@ -274,11 +281,12 @@ impl Kubelet {
         Ok(ContainerProcess {
             program,
             args: command[1..].to_vec(),
-            env: crate::container::container_env(pod_name(pod), c),
+            env: self.env(pod, c),
             hostname: pod_name(pod).to_string(),
             netns: Path::new("/run/netns").join(self.layout.pod_netns(uid)),
             resolv_conf: self.resolv_path(uid),
             detach: false,
+            service_account: self.service_account(uid, pod),
         })
     }
 
@@ -462,7 +470,7 @@ impl Kubelet {
                 )
             }
         };
-        let env = crate::container::container_env(pod_name(pod), c);
+        let env = self.env(pod, c);
         Ok(Ok(ContainerProcess {
             program,
             args: argv,
@@ -471,6 +479,7 @@ impl Kubelet {
             netns: Path::new("/run/netns").join(self.layout.pod_netns(uid)),
             resolv_conf: self.resolv_path(uid),
             detach: true,
+            service_account: self.service_account(uid, pod),
         }))
     }
 
@@ -491,11 +500,23 @@ impl Kubelet {
         process::kill_in_netns(&sandbox.netns_path());
         sandbox.destroy(&self.cni)?;
         let _ = fs::remove_file(self.resolv_path(uid));
+        let _ = fs::remove_dir_all(self.layout.service_account_dir(&self.node, uid));
         self.records.remove(uid)?;
         self.sandboxes.remove(uid);
         self.probers.retain(|(pod_uid, _), _| pod_uid != uid);
         tracing::info!(node = %self.node, "pod {}/{} torn down", sandbox.namespace, sandbox.name);
         Ok(())
+    }
+
+    /// A container's environment: the `kubernetes` Service's variables, then its own.
+    fn env(&self, pod: &Pod, c: &Container) -> Vec<(String, String)> {
+        let mut env = crate::apiserver::service_env(&self.config);
+        env.extend(crate::container::container_env(pod_name(pod), c));
+        env
+    }
+
+    fn service_account(&self, uid: &str, pod: &Pod) -> Option<PathBuf> {
+        spec_automounts(pod).then(|| self.layout.service_account_dir(&self.node, uid))
     }
 
     fn resolv_path(&self, uid: &str) -> PathBuf {
@@ -559,4 +580,13 @@ fn unix_now() -> u64 {
 
 pub(crate) fn pod_name(pod: &Pod) -> &str {
     pod.metadata.name.as_deref().unwrap_or("")
+}
+
+/// Whether the pod gets its service account token mounted (`automountServiceAccountToken`
+/// defaults to true).
+fn spec_automounts(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.automount_service_account_token)
+        .unwrap_or(true)
 }

@@ -132,6 +132,7 @@ fn start_outside_server(layout: &Layout) -> Result<(), LabError> {
         netns: Path::new("/run/netns").join(layout.outside_netns()),
         resolv_conf: resolv,
         detach: true,
+        service_account: None,
     };
     let log = layout.logs_dir().join("outside.log");
     let out = fs::File::create(&log)
@@ -405,6 +406,7 @@ pub fn run_outside(layout: &Layout, command: &[String]) -> Result<i32, LabError>
         netns: Path::new("/run/netns").join(layout.outside_netns()),
         resolv_conf: layout.dir().join("outside-resolv.conf"),
         detach: false,
+        service_account: None,
     };
     let status = process
         .command()?

@@ -103,6 +103,12 @@ impl Layout {
         self.node_dir(node).join("ipam")
     }
 
+    /// A pod's service account credentials (token, ca.crt, namespace), mounted into its
+    /// containers.
+    pub fn service_account_dir(&self, node: &str, pod_uid: &str) -> PathBuf {
+        self.node_dir(node).join("serviceaccounts").join(pod_uid)
+    }
+
     /// The pods' resolv.conf files live here, one per pod.
     pub fn resolv_dir(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("resolv")
