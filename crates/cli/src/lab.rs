@@ -41,6 +41,18 @@ pub enum LabCommand {
         #[arg(long)]
         name: Option<ClusterName>,
     },
+    /// Print the lab's kubeconfig, or merge it into ~/.kube/config as context weft-<lab>.
+    #[command(
+        after_help = "Examples:\n  weft lab kubeconfig > lab.kubeconfig && KUBECONFIG=lab.kubeconfig kubectl get pods\n  weft lab kubeconfig --merge && kubectl --context weft-weft get nodes"
+    )]
+    Kubeconfig {
+        /// Merge into $KUBECONFIG's first file, else ~/.kube/config, and switch to its context.
+        #[arg(long)]
+        merge: bool,
+    },
+    /// List the labs on this machine.
+    #[command(after_help = "Examples:\n  weft lab list")]
+    List,
     /// Add or remove nodes of a running lab.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -81,6 +93,17 @@ pub enum NodeCommand {
     /// Remove a node; its pods are scheduled elsewhere.
     #[command(after_help = "Examples:\n  weft lab node remove weft-node2")]
     Remove { name: String },
+}
+
+/// Where `--merge` writes: the first file of $KUBECONFIG, else ~/.kube/config (kubectl's order).
+fn default_kubeconfig() -> Result<PathBuf> {
+    if let Some(first) = std::env::var_os("KUBECONFIG")
+        .and_then(|v| std::env::split_paths(&v).find(|p| !p.as_os_str().is_empty()))
+    {
+        return Ok(first);
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; set KUBECONFIG instead")?;
+    Ok(PathBuf::from(home).join(".kube").join("config"))
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {
@@ -144,6 +167,13 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
                 cluster.nodes,
                 report.layout.dir().display()
             );
+            println!(
+                "API server {} ; use it with:\n  export KUBECONFIG={}\n  (or `weft lab kubeconfig --merge --lab {}` for context weft-{})",
+                report.api_url,
+                report.layout.kubeconfig_file().display(),
+                cluster.name,
+                cluster.name
+            );
             for result in &report.applied {
                 println!("{result}");
             }
@@ -189,6 +219,43 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
             let (layout, _, store) = weft_lab::lab::open(lab, &state_root)?;
             let moved = weft_lab::nodes::remove(&layout, &store, &name)?;
             println!("node/{name} removed; {moved} pod(s) rescheduled");
+            Ok(0)
+        }
+        LabCommand::Kubeconfig { merge } => {
+            let (layout, _, _) = weft_lab::lab::open(lab, &state_root)?;
+            if merge {
+                let path = default_kubeconfig()?;
+                weft_lab::apiserver::merge_kubeconfig(&layout, &path)?;
+                println!(
+                    "merged lab {lab} into {} as context weft-{lab} (now the current context)",
+                    path.display()
+                );
+            } else {
+                let url = weft_lab::apiserver::wait_listening(&layout, Duration::from_secs(5))?;
+                print!("{}", weft_lab::apiserver::kubeconfig(&layout, &url)?);
+            }
+            Ok(0)
+        }
+        LabCommand::List => {
+            let labs = weft_lab::lab::list(&state_root)?;
+            if labs.is_empty() {
+                println!("No labs in {}.", state_root.display());
+                return Ok(0);
+            }
+            println!(
+                "{:<16} {:<6} {:<8} {:<28} KUBECONFIG",
+                "NAME", "NODES", "API", "SERVER"
+            );
+            for l in labs {
+                println!(
+                    "{:<16} {:<6} {:<8} {:<28} {}",
+                    l.name,
+                    l.nodes,
+                    if l.api_running { "running" } else { "down" },
+                    l.server.unwrap_or_else(|| "<none>".into()),
+                    l.kubeconfig.display()
+                );
+            }
             Ok(0)
         }
         LabCommand::Outside { command } => {

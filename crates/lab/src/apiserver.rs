@@ -154,6 +154,48 @@ pub fn kubeconfig(layout: &Layout, url: &str) -> Result<String, LabError> {
         .map_err(|e| LabError::Invalid(format!("writing the kubeconfig: {e}")))
 }
 
+/// Adds this lab's cluster, user and context (`weft-<lab>`) to the kubeconfig at `path`
+/// (creating it), replacing entries of the same names and leaving every other one alone, and
+/// makes it the current context, as `kind export kubeconfig` does.
+pub fn merge_kubeconfig(layout: &Layout, path: &Path) -> Result<(), LabError> {
+    let url = wait_listening(layout, Duration::from_secs(5))?;
+    let ours: serde_json::Value = serde_norway::from_str(&kubeconfig(layout, &url)?)
+        .map_err(|e| LabError::Invalid(format!("reading the lab's kubeconfig: {e}")))?;
+    let mut theirs: serde_json::Value = match fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => serde_norway::from_str(&text).map_err(|e| {
+            LabError::Invalid(format!("{} is not a kubeconfig: {e}", path.display()))
+        })?,
+        Ok(_) => json!({"apiVersion": "v1", "kind": "Config"}),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            json!({"apiVersion": "v1", "kind": "Config"})
+        }
+        Err(e) => return Err(LabError::io(format!("reading {}", path.display()), e)),
+    };
+    if !theirs.is_object() {
+        return Err(LabError::Invalid(format!(
+            "{} is not a kubeconfig",
+            path.display()
+        )));
+    }
+    for section in ["clusters", "users", "contexts"] {
+        let mut list: Vec<serde_json::Value> =
+            theirs[section].as_array().cloned().unwrap_or_default();
+        for entry in ours[section].as_array().into_iter().flatten() {
+            list.retain(|e| e["name"] != entry["name"]);
+            list.push(entry.clone());
+        }
+        theirs[section] = json!(list);
+    }
+    theirs["current-context"] = ours["current-context"].clone();
+    let text = serde_norway::to_string(&theirs)
+        .map_err(|e| LabError::Invalid(format!("writing the kubeconfig: {e}")))?;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)
+            .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
+    }
+    weft_apiserver::pki::write_private(path, text.as_bytes()).map_err(pki_error)
+}
+
 fn write_kubeconfig(layout: &Layout, url: &str) -> Result<(), LabError> {
     let text = kubeconfig(layout, url)?;
     weft_apiserver::pki::write_private(&layout.kubeconfig_file(), text.as_bytes())

@@ -20,6 +20,8 @@ use crate::{process, topology, LabError};
 /// What `up` reports back.
 pub struct UpReport {
     pub layout: Layout,
+    /// Where the lab's API server listens on this machine.
+    pub api_url: String,
     pub applied: Vec<ApplyResult>,
     /// Pods that were not ready when the wait ran out: (namespace/name, why).
     pub not_ready: Vec<(String, String)>,
@@ -52,8 +54,10 @@ pub fn up(
         }
     };
     let not_ready = wait_ready(&layout, wait)?;
+    let api_url = crate::apiserver::wait_listening(&layout, Duration::from_secs(5))?;
     Ok(UpReport {
         layout,
+        api_url,
         applied,
         not_ready,
     })
@@ -364,6 +368,47 @@ pub fn down(layout: &Layout) -> Result<DownReport, LabError> {
         report.state_removed = true;
     }
     Ok(report)
+}
+
+/// One lab found on this machine.
+pub struct LabSummary {
+    pub name: String,
+    pub nodes: usize,
+    pub api_running: bool,
+    pub server: Option<String>,
+    pub kubeconfig: PathBuf,
+}
+
+/// The labs under `state_root` (each a directory with a cluster config), sorted by name.
+pub fn list(state_root: &Path) -> Result<Vec<LabSummary>, LabError> {
+    let entries = match fs::read_dir(state_root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(LabError::io(format!("reading {}", state_root.display()), e)),
+    };
+    let mut labs = Vec::new();
+    for entry in entries.flatten() {
+        let Some(name) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let layout = Layout::new(name, state_root);
+        if !layout.config_file().exists() {
+            continue;
+        }
+        let nodes = fs::read_dir(layout.dir().join("nodes"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let port = fs::read_to_string(layout.apiserver_port_file()).ok();
+        labs.push(LabSummary {
+            name: layout.name().to_string(),
+            nodes,
+            api_running: process::running_daemon(&layout.apiserver_pid_file()).is_some(),
+            server: port.map(|p| format!("https://127.0.0.1:{}", p.trim())),
+            kubeconfig: layout.kubeconfig_file(),
+        });
+    }
+    labs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(labs)
 }
 
 /// Open a running lab's layout, config and store.
