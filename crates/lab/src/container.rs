@@ -75,6 +75,7 @@ impl ContainerProcess {
         // calls on values prepared above, and keeps `netns` open until exec.
         unsafe {
             cmd.pre_exec(move || {
+                crate::process::unblock_signals()?;
                 enter_pod(&netns, &hostname, &root, &resolv, &target)?;
                 mount_sysfs(&sysfs, &sys)?;
                 if let Some((source, target)) = &service_account {

@@ -15,6 +15,9 @@ use weft_sources::Store;
 use crate::kubelet::pod_name;
 use crate::LabError;
 
+/// Pod creations per controller pass (kube-controller-manager's ReplicaSet controller uses 500).
+const BURST_CREATES: usize = 500;
+
 pub struct Controller {
     store: Store,
     rng: rand::rngs::ThreadRng,
@@ -83,16 +86,71 @@ impl Controller {
         deployments: &[Deployment],
         pods: &[Pod],
     ) -> Result<(), LabError> {
+        // Like the ReplicaSet controller's burstReplicas: a few hundred creations per pass, so a
+        // Deployment of 100000 replicas fills up over many passes, each of which re-reads the
+        // Deployments and so follows a scale-down or a delete at once.
+        let mut budget = BURST_CREATES;
         for d in deployments {
             let plan = weft_model::deployment::reconcile(d, pods, &mut self.rng);
             if !plan.delete.is_empty() {
                 self.store.delete(&plan.delete)?;
             }
             for pod in plan.create {
-                self.store.put(Object::Pod(pod))?;
+                if budget == 0 {
+                    break;
+                }
+                budget -= 1;
+                if let Err(e) = self.store.put(Object::Pod(pod)) {
+                    // The ReplicaSet controller's FailedCreate: say so where `kubectl describe`
+                    // and `kubectl get events` look, and try again on a later pass.
+                    tracing::warn!("deployment {}: {e}", d.metadata.name.as_deref().unwrap_or(""));
+                    self.event(d, "FailedCreate", &format!("Error creating: {e}"));
+                    break;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Records a Warning event about a Deployment (one per reason, its count bumped on repeats).
+    fn event(&self, d: &Deployment, reason: &str, message: &str) {
+        let ns = d.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = format!("{}.{}", d.metadata.name.as_deref().unwrap_or(""), reason.to_ascii_lowercase());
+        let key = ObjectKey::namespaced("Event", &ns, &name);
+        let now = weft_model::time::now();
+        let updated = self.store.update(&key, |o| {
+            if let Object::Other(other) = o {
+                let count = other.raw["count"].as_i64().unwrap_or(1) + 1;
+                other.raw["count"] = serde_json::json!(count);
+                other.raw["message"] = serde_json::json!(message);
+                other.raw["lastTimestamp"] = serde_json::json!(now);
+            }
+        });
+        if matches!(updated, Ok(Some(_))) {
+            return;
+        }
+        let event = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": d.metadata.name,
+                "namespace": ns, "uid": d.metadata.uid},
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "source": {"component": "weft-controller"},
+        });
+        match Object::from_json(event) {
+            Ok(object) => {
+                if let Err(e) = self.store.put(object) {
+                    tracing::warn!("recording event {name}: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("event {name}: {e}"),
+        }
     }
 
     /// Pods owned by a Deployment that no longer exists (or was recreated with a new uid).

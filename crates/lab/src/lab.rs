@@ -193,6 +193,7 @@ pub(crate) fn spawn_daemon(
     // SAFETY: only raw system calls between fork and exec; `ns_file` stays open until exec.
     unsafe {
         cmd.pre_exec(move || {
+            crate::process::unblock_signals()?;
             if let Some(f) = &ns_file {
                 if libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -411,6 +412,44 @@ pub fn list(state_root: &Path) -> Result<Vec<LabSummary>, LabError> {
     Ok(labs)
 }
 
+/// Makes an interrupt (Ctrl-C, SIGTERM, SIGHUP) during `up` remove what was half made, then
+/// exit 130. Call before any thread is started; the returned guard disarms it once `up` is
+/// done, so an interrupt after that leaves the lab alone.
+pub fn remove_on_interrupt(layout: Layout) -> Result<InterruptGuard, LabError> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(sig);
+    }
+    // Blocked in this thread and so in every thread started after it; the waiter below takes
+    // them synchronously, so no work happens in a signal handler.
+    set.thread_block()
+        .map_err(|e| LabError::io("blocking signals", std::io::Error::from(e)))?;
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let waiter_armed = armed.clone();
+    std::thread::spawn(move || {
+        let Ok(sig) = set.wait() else { return };
+        if waiter_armed.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("\n{sig}: removing the half-made lab {}", layout.name());
+            let _ = down(&layout);
+        }
+        std::process::exit(130);
+    });
+    Ok(InterruptGuard { armed })
+}
+
+/// Keeps [`remove_on_interrupt`] armed until dropped or disarmed.
+pub struct InterruptGuard {
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl InterruptGuard {
+    /// The lab is complete: an interrupt now only ends the command.
+    pub fn disarm(&self) {
+        self.armed.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// Open a running lab's layout, config and store.
 pub fn open(
     name: &weft_model::config::ClusterName,
@@ -430,7 +469,9 @@ pub fn open(
 /// The lab's store, with the Service registry admitting what users apply (the API server's part).
 fn open_store(layout: &Layout, config: &ClusterConfig) -> Result<Store, LabError> {
     let registry = std::sync::Arc::new(crate::registry::ServiceRegistry::new(config));
-    Ok(Store::open(&layout.store_dir())?.with_admission(registry))
+    Ok(Store::open(&layout.store_dir())?
+        .with_admission(registry)
+        .with_quota(config.object_quota as usize))
 }
 
 /// Run a command on the lab's outside host (foreground, its exit code returned).

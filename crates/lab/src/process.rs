@@ -44,6 +44,21 @@ pub fn kill_and_wait(pid: u32, grace: Duration) {
     }
 }
 
+/// Clears the signal mask in a child before exec: `lab up` blocks its interrupt signals (to
+/// clean up on Ctrl-C), and a daemon inheriting that mask would ignore SIGTERM forever.
+/// Async-signal-safe: one system call.
+pub fn unblock_signals() -> std::io::Result<()> {
+    // SAFETY: sigemptyset and sigprocmask on a local set; both async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Pids of all processes whose network namespace is the one at `netns` (e.g. /run/netns/x).
 pub fn pids_in_netns(netns: &Path) -> Vec<u32> {
     let Ok(target) = fs::metadata(netns) else {

@@ -132,7 +132,14 @@ pub struct ClusterConfig {
     pub underlay_mtu: u32,
     /// Addresses handed to LoadBalancer Services (the lab routes each to a node).
     pub load_balancer_pool: Ipv4Cidr,
+    /// The most objects of one kind the lab's API stores (a ResourceQuota for the whole lab), so
+    /// a runaway client or a Deployment of 100000 replicas meets a clear error, not a full disk.
+    pub object_quota: u32,
 }
+
+/// The default [`ClusterConfig::object_quota`]: room for the benchmarks' 10k Services and
+/// their slices, far below what makes the lab slow.
+pub const DEFAULT_OBJECT_QUOTA: u32 = 50_000;
 
 /// The lab's "outside world": a documentation range (RFC 5737 TEST-NET-3) that no cluster range
 /// may overlap, since the outside host lives there.
@@ -197,6 +204,7 @@ impl Default for ClusterConfig {
             underlay_mtu: 1500,
             // RFC 5737 TEST-NET-2: never a real destination.
             load_balancer_pool: cidr([198, 51, 100, 0], 24),
+            object_quota: DEFAULT_OBJECT_QUOTA,
         }
     }
 }
@@ -236,6 +244,8 @@ struct ConfigDocument {
     underlay_mtu: Option<u32>,
     #[serde(rename = "loadBalancerPool")]
     load_balancer_pool: Option<Ipv4Cidr>,
+    #[serde(rename = "objectQuota")]
+    object_quota: Option<u32>,
 }
 
 /// The config document as written out by [`ClusterConfig::to_yaml`].
@@ -266,6 +276,8 @@ struct RenderedDocument<'a> {
     underlay_mtu: u32,
     #[serde(rename = "loadBalancerPool")]
     load_balancer_pool: Ipv4Cidr,
+    #[serde(rename = "objectQuota")]
+    object_quota: u32,
 }
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
@@ -379,6 +391,9 @@ impl ClusterConfig {
         if let Some(pool) = doc.load_balancer_pool {
             config.load_balancer_pool = pool;
         }
+        if let Some(quota) = doc.object_quota {
+            config.object_quota = quota;
+        }
         Ok(config)
     }
 
@@ -405,6 +420,7 @@ impl ClusterConfig {
             vxlan_port: self.vxlan_port,
             underlay_mtu: self.underlay_mtu,
             load_balancer_pool: self.load_balancer_pool,
+            object_quota: self.object_quota,
         };
         // Only strings, numbers and string-keyed maps: serde_norway has nothing here it can fail on.
         serde_norway::to_string(&doc).unwrap_or_default()
@@ -490,6 +506,12 @@ impl ClusterConfig {
         }
         if self.vxlan_port == 0 {
             return invalid("vxlanPort must not be 0".into());
+        }
+        if self.object_quota < 100 {
+            return invalid(format!(
+                "objectQuota {} must be at least 100 (the lab's own objects need room)",
+                self.object_quota
+            ));
         }
         if !(1280..=9216).contains(&self.underlay_mtu) {
             return invalid(format!(
