@@ -401,7 +401,13 @@ async fn create(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let (object, warnings) = object_from(value, resource, ns, validation)?;
+    let (object, mut warnings) = object_from(value, resource, ns, validation)?;
+    if !resource.acted_on() {
+        warnings.push(format!(
+            "weft stores {} objects but does not act on them",
+            resource.qualified()
+        ));
+    }
     let stored = blocking(move || store.create(object))
         .await
         .map_err(|e| store_error(e, resource, &name))?;

@@ -23,6 +23,15 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// Whether the lab does more with objects of this kind than store and serve them. Custom
+    /// resources are never acted on.
+    pub fn acted_on(&self) -> bool {
+        !NOT_ACTED_ON.contains(&self.kind.as_str())
+            && (self.group.is_empty()
+                || !self.group.contains('.')
+                || self.group.ends_with(".k8s.io"))
+    }
+
     /// `v1` or `apps/v1`, as in `apiVersion`.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -203,6 +212,152 @@ const BUILTIN: &[Row] = &[
         &["netpol"],
         &[],
     ),
+    // Stored and served for the manifests and charts that carry them; weft does not act on them.
+    (
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        true,
+        &["rs"],
+        &["status"],
+    ),
+    (
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        true,
+        &["ds"],
+        &["status"],
+    ),
+    (
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        true,
+        &["sts"],
+        &["status"],
+    ),
+    ("batch", "v1", "Job", "jobs", true, &[], &["status"]),
+    (
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        true,
+        &["cj"],
+        &["status"],
+    ),
+    (
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+        &["pdb"],
+        &["status"],
+    ),
+    (
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+        &["hpa"],
+        &["status"],
+    ),
+    (
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        true,
+        &[],
+        &[],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        true,
+        &[],
+        &[],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+        &[],
+        &[],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+        &[],
+        &[],
+    ),
+    (
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+        &["pvc"],
+        &["status"],
+    ),
+    (
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        true,
+        &["limits"],
+        &[],
+    ),
+    (
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        true,
+        &["quota"],
+        &["status"],
+    ),
+    (
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        false,
+        &["sc"],
+        &[],
+    ),
+    (
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        false,
+        &["pc"],
+        &[],
+    ),
     (
         "apiextensions.k8s.io",
         "v1",
@@ -215,7 +370,37 @@ const BUILTIN: &[Row] = &[
 ];
 
 /// Resources that `kubectl get all` shows (the `all` category), as in Kubernetes.
-const IN_ALL: &[&str] = &["pods", "services", "deployments"];
+const IN_ALL: &[&str] = &[
+    "pods",
+    "services",
+    "deployments",
+    "replicasets",
+    "daemonsets",
+    "statefulsets",
+    "jobs",
+    "cronjobs",
+    "horizontalpodautoscalers",
+];
+
+/// Kinds the lab keeps without acting on them beyond storage: creating one says so.
+const NOT_ACTED_ON: &[&str] = &[
+    "ReplicaSet",
+    "DaemonSet",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "PodDisruptionBudget",
+    "HorizontalPodAutoscaler",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolumeClaim",
+    "LimitRange",
+    "ResourceQuota",
+    "StorageClass",
+    "PriorityClass",
+];
 
 /// The resources served now: the built-in ones and those of stored CustomResourceDefinitions.
 #[derive(Clone, Debug, Default)]
@@ -484,6 +669,15 @@ mod tests {
         );
         assert!(r.find("apps", "v1", "pods").is_none());
         assert!(r.find("", "v1", "endpoints").is_some_and(|r| r.read_only));
+        assert!(r.find("", "v1", "services").unwrap().acted_on());
+        assert!(r
+            .find("networking.k8s.io", "v1", "networkpolicies")
+            .unwrap()
+            .acted_on());
+        let role = r
+            .find("rbac.authorization.k8s.io", "v1", "clusterroles")
+            .unwrap();
+        assert!(!role.acted_on() && !role.namespaced);
     }
 
     #[test]
@@ -494,6 +688,7 @@ mod tests {
         let r = Resources::with_crds(&[crd]);
         let w = r.find("example.com", "v1", "widgets").unwrap();
         assert_eq!(w.singular, "widget");
+        assert!(!w.acted_on());
         assert!(r.find("example.com", "v0", "widgets").is_none());
         assert!(r.group("example.com").is_some());
         let list = r.resource_list("example.com", "v1").unwrap();
