@@ -103,7 +103,10 @@ impl Controller {
                 if let Err(e) = self.store.put(Object::Pod(pod)) {
                     // The ReplicaSet controller's FailedCreate: say so where `kubectl describe`
                     // and `kubectl get events` look, and try again on a later pass.
-                    tracing::warn!("deployment {}: {e}", d.metadata.name.as_deref().unwrap_or(""));
+                    tracing::warn!(
+                        "deployment {}: {e}",
+                        d.metadata.name.as_deref().unwrap_or("")
+                    );
                     self.event(d, "FailedCreate", &format!("Error creating: {e}"));
                     break;
                 }
@@ -114,8 +117,16 @@ impl Controller {
 
     /// Records a Warning event about a Deployment (one per reason, its count bumped on repeats).
     fn event(&self, d: &Deployment, reason: &str, message: &str) {
-        let ns = d.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        let name = format!("{}.{}", d.metadata.name.as_deref().unwrap_or(""), reason.to_ascii_lowercase());
+        let ns = d
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let name = format!(
+            "{}.{}",
+            d.metadata.name.as_deref().unwrap_or(""),
+            reason.to_ascii_lowercase()
+        );
         let key = ObjectKey::namespaced("Event", &ns, &name);
         let now = weft_model::time::now();
         let updated = self.store.update(&key, |o| {
@@ -280,11 +291,26 @@ impl Controller {
                 .collect();
             let ready = owned.iter().filter(|p| pod_ready(p)).count() as i32;
             let replicas = owned.len() as i32;
+            // Pods of the current template, which `kubectl rollout status` waits for.
+            let hash = d
+                .spec
+                .as_ref()
+                .map(|s| weft_model::deployment::pod_template_hash(&s.template));
+            let updated = owned
+                .iter()
+                .filter(|p| {
+                    p.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("pod-template-hash"))
+                        == hash.as_ref()
+                })
+                .count() as i32;
             let status: k8s_openapi::api::apps::v1::DeploymentStatus =
                 serde_json::from_value(json!({
                     "observedGeneration": d.metadata.generation.unwrap_or(1),
                     "replicas": replicas,
-                    "updatedReplicas": replicas,
+                    "updatedReplicas": updated,
                     "readyReplicas": ready,
                     "availableReplicas": ready,
                 }))
