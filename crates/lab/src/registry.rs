@@ -365,7 +365,7 @@ fn check_ports(spec: &mut ServiceSpec) -> Result<(), String> {
         }
         if !(1..=65535).contains(&p.port) {
             return Err(format!(
-                "spec.ports[{i}].port: {} must be between 1 and 65535",
+                "spec.ports[{i}].port: {}: must be between 1 and 65535, inclusive",
                 p.port
             ));
         }
@@ -393,7 +393,7 @@ fn check_ports(spec: &mut ServiceSpec) -> Result<(), String> {
         match p.target_port.get_or_insert(IntOrString::Int(p.port)) {
             IntOrString::Int(t) if !(1..=65535).contains(t) => {
                 return Err(format!(
-                    "spec.ports[{i}].targetPort: {t} must be between 1 and 65535"
+                    "spec.ports[{i}].targetPort: {t}: must be between 1 and 65535, inclusive"
                 ))
             }
             IntOrString::String(name) => check_port_name(name)

@@ -225,8 +225,8 @@ fn load_balancers_get_pool_addresses_until_the_pool_runs_out() {
 #[test]
 fn bad_ports_and_policies_name_the_field() {
     let cases = [
-        ("ports: [{port: 0}]", "spec.ports[0].port: 0 must be between 1 and 65535"),
-        ("ports: [{port: 80, targetPort: 70000}]", "spec.ports[0].targetPort: 70000 must be between 1 and 65535"),
+        ("ports: [{port: 0}]", "spec.ports[0].port: 0: must be between 1 and 65535, inclusive"),
+        ("ports: [{port: 80, targetPort: 70000}]", "spec.ports[0].targetPort: 70000: must be between 1 and 65535, inclusive"),
         ("ports: [{port: 80, targetPort: Not_A_Name}]", "spec.ports[0].targetPort \"Not_A_Name\""),
         ("ports: [{port: 80, protocol: ICMP}]", "spec.ports[0].protocol: unsupported value \"ICMP\""),
         ("ports: [{port: 80}, {port: 81}]", "spec.ports[0].name: required"),
