@@ -462,3 +462,39 @@ fn the_store_is_root_only() {
     assert!(again.get(&cm_key("a")).unwrap().is_some());
     drop(store);
 }
+
+#[test]
+fn a_handle_follows_other_handles_writes() {
+    let (dir, reader) = store();
+    let writer = Store::open(dir.path()).unwrap();
+    let names = |store: &Store| -> Vec<String> {
+        let listed = store.list("ConfigMap").unwrap();
+        listed
+            .iter()
+            .map(|o| format!("{}={}", o.name(), value_of(o)))
+            .collect()
+    };
+    writer.create(config_map("default", "a", "1")).unwrap();
+    writer.create(config_map("default", "b", "1")).unwrap();
+    assert_eq!(names(&reader), ["a=1", "b=1"]);
+
+    // A few changes: replayed from the log.
+    writer.create(config_map("default", "c", "1")).unwrap();
+    writer.put(config_map("default", "a", "2")).unwrap();
+    writer.delete_object(&cm_key("b"), None).unwrap();
+    assert_eq!(names(&reader), ["a=2", "c=1"]);
+
+    // Changes the log no longer holds: loaded again.
+    writer.put(config_map("default", "c", "2")).unwrap();
+    writer.compact(u64::MAX).unwrap();
+    assert_eq!(names(&reader), ["a=2", "c=2"]);
+
+    // More changes than objects: loaded again rather than replayed.
+    for i in 0..1_100 {
+        writer
+            .put(config_map("default", "a", &i.to_string()))
+            .unwrap();
+    }
+    assert_eq!(names(&reader), ["a=1099", "c=2"]);
+    assert_eq!(reader.snapshot(Some("ConfigMap")).unwrap().1.len(), 2);
+}

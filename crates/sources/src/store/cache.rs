@@ -13,9 +13,12 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use weft_model::{Object, ObjectKey};
 
-use super::db::{decode, stamp};
+use super::db::{decode, meta, stamp};
 use super::key::from_columns;
-use super::StoreError;
+use super::{EventKind, StoreError};
+
+/// Changes a cache replays from the log rather than reloading, at least (more for larger kinds).
+const MIN_REPLAY: u64 = 1000;
 
 /// Every kind's cache of one store handle (shared by its clones).
 #[derive(Default)]
@@ -39,7 +42,42 @@ pub(super) struct KindCache {
 }
 
 impl KindCache {
-    /// The objects of `kind` as the transaction `conn` is in sees them, loaded if stale.
+    /// Brings the cache to `stamp`, the kind's stamp in the transaction `conn` is in: by replaying
+    /// the kind's log rows since the cache's stamp when there are few, else by loading every object
+    /// of the kind (if `load`) or dropping the cache.
+    fn refresh(
+        &mut self,
+        conn: &Connection,
+        path: &Path,
+        kind: &str,
+        stamp: u64,
+        load: bool,
+    ) -> Result<(), StoreError> {
+        if let Some(data) = &mut self.data {
+            if data.stamp == stamp {
+                return Ok(());
+            }
+            if data.stamp < stamp {
+                match data.catch_up(conn, path, kind, stamp) {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        // Half replayed: neither the old stamp's objects nor the new.
+                        self.data = None;
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        self.data = if load {
+            Some(KindData::load(conn, path, kind, stamp)?)
+        } else {
+            None
+        };
+        Ok(())
+    }
+
+    /// The objects of `kind` as the transaction `conn` is in sees them, loaded if need be.
     pub fn current(
         &mut self,
         conn: &Connection,
@@ -47,9 +85,10 @@ impl KindCache {
         kind: &str,
     ) -> Result<&mut KindData, StoreError> {
         let stamp = stamp(conn, path, kind)?;
+        self.refresh(conn, path, kind, stamp, true)?;
         let data = match self.data.take() {
-            Some(data) if data.stamp == stamp => data,
-            _ => KindData::load(conn, path, kind, stamp)?,
+            Some(data) => data,
+            None => KindData::load(conn, path, kind, stamp)?,
         };
         Ok(self.data.insert(data))
     }
@@ -64,20 +103,14 @@ impl KindCache {
         kind: &str,
     ) -> Result<Vec<Object>, StoreError> {
         let stamp = stamp(conn, path, kind)?;
-        match &self.data {
-            Some(data) if data.stamp == stamp => return Ok(data.sorted()),
-            Some(data) if data.stamp > stamp => {
-                return Ok(KindData::load(conn, path, kind, stamp)?.sorted())
-            }
-            _ => {}
+        if self.data.as_ref().is_some_and(|d| d.stamp > stamp) {
+            return Ok(KindData::load(conn, path, kind, stamp)?.sorted());
         }
-        Ok(self
-            .data
-            .insert(KindData::load(conn, path, kind, stamp)?)
-            .sorted())
+        Ok(self.current(conn, path, kind)?.sorted())
     }
 
-    /// The cache, if it is valid for the transaction `conn` is in, without loading anything.
+    /// The cache, if it can be made current for the transaction `conn` is in without loading the
+    /// whole kind.
     pub fn if_current(
         &mut self,
         conn: &Connection,
@@ -85,9 +118,7 @@ impl KindCache {
         kind: &str,
     ) -> Result<Option<&mut KindData>, StoreError> {
         let stamp = stamp(conn, path, kind)?;
-        if self.data.as_ref().is_some_and(|d| d.stamp != stamp) {
-            self.data = None;
-        }
+        self.refresh(conn, path, kind, stamp, false)?;
         Ok(self.data.as_mut())
     }
 }
@@ -135,18 +166,70 @@ impl KindData {
             );
             let revision: u64 = row.get(2).map_err(db_err)?;
             let json: String = row.get(3).map_err(db_err)?;
-            match decode(&key, revision, &json) {
-                Ok(object) => {
-                    data.upsert(object);
-                }
-                Err(e) => {
-                    // One bad row must not stop every daemon that lists this kind.
-                    tracing::warn!(object = %key, revision, error = %e, "skipping a corrupt object in the store");
-                    data.corrupt.insert(key, (revision, e.to_string()));
-                }
-            }
+            data.store(key, revision, &json);
         }
         Ok(data)
+    }
+
+    /// Replays the kind's changes after this cache's stamp up to `stamp` from the log, so a cache
+    /// follows other processes' writes at the cost of those writes. False (nothing changed) when
+    /// the log no longer reaches back or replaying would cost more than a load.
+    fn catch_up(
+        &mut self,
+        conn: &Connection,
+        path: &Path,
+        kind: &str,
+        stamp: u64,
+    ) -> Result<bool, StoreError> {
+        // Revisions are contiguous, so this bounds the log rows to scan (of every kind).
+        let behind = stamp - self.stamp;
+        if behind > (self.objects.len() as u64).max(MIN_REPLAY)
+            || meta(conn, path, "compacted")? > self.stamp
+        {
+            return Ok(false);
+        }
+        let db_err = |e| StoreError::db(path, e);
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT revision, type, namespace, name, json FROM log \
+                 WHERE revision > ?1 AND revision <= ?2 AND kind = ?3 ORDER BY revision",
+            )
+            .map_err(db_err)?;
+        let mut rows = stmt.query((self.stamp, stamp, kind)).map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            let revision: u64 = row.get(0).map_err(db_err)?;
+            let change: String = row.get(1).map_err(db_err)?;
+            let key = from_columns(
+                kind.to_string(),
+                row.get(2).map_err(db_err)?,
+                row.get(3).map_err(db_err)?,
+            );
+            if change == EventKind::Deleted.log_type() {
+                self.remove(&key);
+                self.corrupt.remove(&key);
+                continue;
+            }
+            let json: String = row.get(4).map_err(db_err)?;
+            self.store(key, revision, &json);
+        }
+        self.stamp = stamp;
+        Ok(true)
+    }
+
+    /// Stores a row's object, or records it as corrupt (with a warning) if it does not parse.
+    fn store(&mut self, key: ObjectKey, revision: u64, json: &str) {
+        match decode(&key, revision, json) {
+            Ok(object) => {
+                self.corrupt.remove(&key);
+                self.upsert(object);
+            }
+            Err(e) => {
+                // One bad row must not stop every daemon that lists this kind.
+                tracing::warn!(object = %key, revision, error = %e, "skipping a corrupt object in the store");
+                self.remove(&key);
+                self.corrupt.insert(key, (revision, e.to_string()));
+            }
+        }
     }
 
     pub fn lookup(&self, key: &ObjectKey) -> Cached<'_> {

@@ -11,8 +11,8 @@
 //! - `meta(name, value)`: `revision`, the last revision handed out, which never goes back, and
 //!   `compacted`, the revision at or below which the log has been dropped.
 
-use std::fs::{OpenOptions, Permissions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -80,22 +80,13 @@ impl Db {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         restrict(dir, 0o700)?;
         let path = dir.join(DB_FILE);
-        // Created here with 0600 before SQLite sees it: SQLite gives the -wal and -shm files the
-        // main file's mode, so the whole database stays root-only.
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
-        restrict(&path, 0o600)?;
-        for suffix in ["-wal", "-shm"] {
-            let side = dir.join(format!("{DB_FILE}{suffix}"));
-            if side.exists() {
-                restrict(&side, 0o600)?;
-            }
-        }
+        // The files are only ever touched by path here (chmod, never open and close): closing any
+        // descriptor of the database would drop every POSIX lock this process holds on it, which
+        // lets another process's closing connection checkpoint and truncate the WAL under this
+        // process's readers. SQLite creates the file; the 0700 directory keeps it private until
+        // it is 0600, and SQLite gives the -wal and -shm files the main file's mode.
         let mut writer = connect(&path)?;
+        restrict_files(dir, &path)?;
         let db_err = |e| StoreError::db(&path, e);
         // WAL: readers (every daemon's watch) never block the writer nor wait for it.
         let mode: String = writer
@@ -126,6 +117,7 @@ impl Db {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
+        restrict_files(dir, &path)?;
         Ok(Db {
             path,
             writer: Mutex::new(writer),
@@ -195,6 +187,19 @@ impl Drop for Reader<'_> {
             }
         }
     }
+}
+
+/// Makes the database and its -wal and -shm files (those that exist) 0600.
+fn restrict_files(dir: &Path, db: &Path) -> Result<(), StoreError> {
+    restrict(db, 0o600)?;
+    for suffix in ["-wal", "-shm"] {
+        let side = dir.join(format!("{DB_FILE}{suffix}"));
+        match std::fs::set_permissions(&side, Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other.map_err(|e| StoreError::io(&side, e))?,
+        }
+    }
+    Ok(())
 }
 
 fn restrict(path: &Path, mode: u32) -> Result<(), StoreError> {

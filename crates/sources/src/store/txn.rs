@@ -178,6 +178,9 @@ impl<'a> Txn<'a> {
         let changed_here = self.kinds.get(kind).is_some_and(|s| s.changed);
         let slot = &mut self.slots[i];
         if !slot.maintained {
+            // Loaded whole, with this transaction's own rows: the log cannot replay those (the
+            // kind's stamp moves only at commit).
+            slot.cache().data = None;
             slot.tainted = changed_here;
             slot.maintained = true;
         }
