@@ -170,7 +170,7 @@ pub trait Admission: Send + Sync {
     /// `stored` is its current version; `existing` lists the stored objects of the same kind as this
     /// write sees them, in no particular order (objects admitted earlier in the batch included,
     /// `incoming`'s own stored version too). An error refuses the whole write; its text should say
-    /// what is wrong and with what.
+    /// what is wrong and with what. It must not call the store: the write holds its locks.
     fn admit(
         &self,
         incoming: &mut Object,

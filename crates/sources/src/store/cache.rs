@@ -4,7 +4,8 @@
 //! A kind's cache is valid while the database's stamp for the kind (the revision of its last change,
 //! written in the same transaction as the change) equals the stamp the cache was built at: one
 //! indexed read tells whether any process changed the kind since. This handle's own writes update
-//! the cache in place and move its stamp with them after they commit.
+//! the cache in place and move its stamp with them after they commit; other handles' writes are
+//! replayed from the change log when they are few, else the kind is loaded again.
 
 use std::collections::HashMap;
 use std::path::Path;
