@@ -64,7 +64,7 @@ metadata: {name: iperf}
 spec: {selector: {app: iperf}, ports: [{port: 5201}]}
 YAML
 "$weft" --lab "$lab" lab up --nodes 1 -f "$files/app.yaml" --wait 60 >/dev/null
-svc_ip() { python3 -c "import json; print(json.load(open('$WEFT_STATE_DIR/$lab/store/objects/Service/default/$1.json'))['spec']['clusterIP'])"; }
+svc_ip() { "$weft" --lab "$lab" get svc "$1" -o json | python3 -c "import json,sys; print(json.load(sys.stdin)['spec']['clusterIP'])"; }
 pod_ip() { "$weft" --lab "$lab" get pods -o json | python3 -c "import json,sys; print(next(p['status']['podIP'] for p in json.load(sys.stdin)['items'] if p['metadata']['name']=='$1'))"; }
 http_ip=$(svc_ip http)
 iperf_ip=$(svc_ip iperf)
