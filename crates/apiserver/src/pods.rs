@@ -155,7 +155,8 @@ pub(crate) async fn serve(
             let mut args = vec![
                 "--lab".to_string(),
                 tools.lab.clone(),
-                "exec".into(),
+                "lab".into(),
+                "exec-local".into(),
                 "-n".into(),
                 ns.clone(),
                 name.clone(),

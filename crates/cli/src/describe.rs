@@ -5,15 +5,15 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use weft_model::config::ClusterName;
-use weft_model::object::{Object, ObjectKey};
+use weft_model::object::Object;
 
-use crate::resources::{kind_of, singular};
+use crate::client::{Cluster, Target};
+use crate::resources;
 use crate::table as cells;
 
 /// Set by the endpoints controller on a Service whose selector finds nothing to serve it.
@@ -29,37 +29,44 @@ pub struct DescribeArgs {
     resource: String,
     /// Its name.
     name: String,
-    /// The namespace of the object.
-    #[arg(short = 'n', long = "namespace", default_value = "default")]
-    namespace: String,
+    /// The namespace of the object (default: the context's, "default" for a lab).
+    #[arg(short = 'n', long = "namespace")]
+    namespace: Option<String>,
 }
 
-pub fn describe(lab: &ClusterName, args: DescribeArgs) -> Result<()> {
-    let kind = kind_of(&args.resource);
-    if !matches!(kind.as_str(), "Service" | "Pod") {
+pub async fn describe(target: &Target, args: DescribeArgs) -> Result<()> {
+    let resource = resources::builtin_named(&args.resource)
+        .filter(|r| matches!(r.kind.as_str(), "Service" | "Pod"));
+    let Some(resource) = resource else {
         bail!(
             "cannot describe {:?}: weft describes services (svc) and pods",
             args.resource
         );
-    }
-    let store = crate::get::open_store(lab)?;
-    let key = ObjectKey {
-        kind: kind.clone(),
-        namespace: Some(args.namespace.clone()),
-        name: args.name.clone(),
     };
-    let text = match store.get(&key)? {
-        Some(Object::Service(svc)) => {
-            let slices = crate::get::service_slices(&store, &svc)?;
+    let cluster = Cluster::connect(target).await?;
+    let namespace = cluster.namespace_or_default(args.namespace.as_deref());
+    let Some(value) = cluster.get(&resource, Some(&namespace), &args.name).await? else {
+        bail!(
+            "{} {:?} not found in namespace {namespace}",
+            resource.singular,
+            args.name,
+        );
+    };
+    let text = match Object::from_json(value)? {
+        Object::Service(svc) => {
+            let slices = resources::builtin_named("endpointslices").context("endpointslices")?;
+            let selector = format!("{}={}", cells::SERVICE_NAME_LABEL, args.name);
+            let (items, _) = cluster
+                .list(&slices, Some(&namespace), Some(&selector))
+                .await?;
+            let slices: Vec<EndpointSlice> = items
+                .into_iter()
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect();
             describe_service(&svc, &slices.iter().collect::<Vec<_>>())
         }
-        Some(Object::Pod(pod)) => describe_pod(&pod),
-        _ => bail!(
-            "{} {:?} not found in namespace {}",
-            singular(&kind),
-            args.name,
-            args.namespace
-        ),
+        Object::Pod(pod) => describe_pod(&pod),
+        other => bail!("cannot describe a {}", other.kind()),
     };
     print!("{text}");
     Ok(())

@@ -1,543 +1,545 @@
-//! `weft get`, `weft apply`, `weft delete`: the store of a running lab, shown and changed the way
-//! kubectl shows and changes an API server.
+//! `weft get`: objects read over the Kubernetes API, shown the way kubectl shows them: one or
+//! more resource types (`pod,svc`, `all`), names (`svc web`, `svc/web`), a label selector, and
+//! `--watch` to follow changes row by row.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use futures::StreamExt;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use weft_lab::layout::Layout;
+use kube::core::WatchEvent;
+use serde_json::Value;
 use weft_model::config::ClusterName;
-use weft_model::object::{Object, ObjectKey};
-use weft_sources::{DeleteResult, Store};
+use weft_model::object::Object;
 
-use crate::resources::{kind_of, singular};
-use crate::table::{self as cells, Table};
+use crate::client::{Cluster, Reported, ServerError, Target};
+use crate::printers;
+use crate::resources::{self, Resource};
+use crate::table::Table;
 
 #[derive(Args)]
 pub struct GetArgs {
-    /// What to list: pods, nodes, deployments, namespaces, services (svc), endpoints (ep),
-    /// endpointslices (eps), ... (short names work).
-    resource: String,
-    /// Only this object.
-    name: Option<String>,
-    /// Output format: wide, yaml or json.
+    /// TYPE[,TYPE...] [NAME...] or TYPE/NAME...: pods, nodes, deployments, namespaces, services
+    /// (svc), endpoints (ep), endpointslices (eps), any resource the server has; `all` is pods,
+    /// services and deployments.
+    #[arg(required = true, value_name = "TYPE[,TYPE] [NAME]... | TYPE/NAME...")]
+    args: Vec<String>,
+    /// Output format: wide, yaml, json or name.
     #[arg(short = 'o', long = "output")]
     output: Option<String>,
-    /// Namespace (default: "default").
+    /// Namespace (default: the context's, "default" for a lab).
     #[arg(short = 'n', long = "namespace")]
     namespace: Option<String>,
     /// List across all namespaces.
     #[arg(short = 'A', long = "all-namespaces")]
     all_namespaces: bool,
+    /// Only objects with these labels (`app=web`, `tier in (a,b)`, `!canary`), selected by
+    /// the server.
+    #[arg(short = 'l', long = "selector")]
+    selector: Option<String>,
+    /// After listing, print a row for every change (like kubectl get -w), until Ctrl-C.
+    #[arg(short = 'w', long = "watch")]
+    watch: bool,
 }
 
-#[derive(Args)]
-pub struct DeleteArgs {
-    /// Manifests naming the objects to delete.
-    #[arg(short = 'f', long = "filename")]
-    files: Vec<PathBuf>,
-    /// Or: a resource and a name (`weft delete pod client`).
-    resource: Option<String>,
-    name: Option<String>,
-    #[arg(short = 'n', long = "namespace")]
-    namespace: Option<String>,
-}
-
-pub fn open_store(lab: &ClusterName) -> Result<Store> {
-    let (_, _, store) = weft_lab::lab::open(lab, &Layout::state_root_from_env())?;
-    Ok(store)
-}
-
-pub fn apply(lab: &ClusterName, files: &[PathBuf]) -> Result<()> {
-    let objects = weft_model::manifest::read_files(files)?;
-    let store = open_store(lab)?;
-    for result in store.apply(objects)? {
-        println!("{result}");
-    }
-    Ok(())
-}
-
-pub fn delete(lab: &ClusterName, args: DeleteArgs) -> Result<()> {
-    let keys: Vec<ObjectKey> = match (&args.resource, &args.name, args.files.is_empty()) {
-        (None, None, false) => weft_model::manifest::read_files(&args.files)?
-            .iter()
-            .map(Object::key)
-            .collect(),
-        (Some(resource), Some(name), true) => {
-            let kind = kind_of(resource);
-            let namespace = Object::is_namespaced_kind(&kind)
-                .then(|| args.namespace.clone().unwrap_or_else(|| "default".into()));
-            vec![ObjectKey {
-                kind,
-                namespace,
-                name: name.clone(),
-            }]
-        }
-        _ => bail!(
-            "say what to delete: `-f FILE` or `RESOURCE NAME` (e.g. `weft delete pod client`)"
-        ),
+/// What the user asked for: resource words, each with the names wanted (none: every object).
+pub fn parse_request(args: &[String]) -> Result<Vec<(String, Vec<String>)>> {
+    let Some(first) = args.first() else {
+        bail!("say what to get: `weft get pods`, `weft get svc web`, `weft get svc/web`");
     };
-    let store = open_store(lab)?;
-    let mut missing = 0;
-    for result in store.delete(&keys)? {
-        match result {
-            DeleteResult::Deleted(key) => println!("{}/{} deleted", singular(&key.kind), key.name),
-            DeleteResult::NotFound(key) => {
-                missing += 1;
-                eprintln!("Error from server (NotFound): {} not found", key);
+    if first.contains('/') {
+        let mut wanted: Vec<(String, Vec<String>)> = Vec::new();
+        for arg in args {
+            let Some((word, name)) = arg
+                .split_once('/')
+                .filter(|(w, n)| !w.is_empty() && !n.is_empty())
+            else {
+                bail!("there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (e.g. `weft get svc/web pod/client`)");
+            };
+            match wanted.last_mut() {
+                Some((last, names)) if last == word => names.push(name.to_string()),
+                _ => wanted.push((word.to_string(), vec![name.to_string()])),
+            }
+        }
+        return Ok(wanted);
+    }
+    let names: Vec<String> = args[1..].to_vec();
+    Ok(first
+        .split(',')
+        .filter(|w| !w.is_empty())
+        .map(|w| (w.to_string(), names.clone()))
+        .collect())
+}
+
+/// One resource type to show, with what was read of it.
+struct Section {
+    resource: Resource,
+    /// The objects, or for Endpoints the Services they stand for.
+    objects: Vec<Object>,
+    /// The raw JSON of each object (what `-o json|yaml` prints).
+    raw: Vec<Value>,
+    /// EndpointSlices, for the Endpoints view.
+    slices: Vec<EndpointSlice>,
+    /// The list's resourceVersion (a watch starts there).
+    version: String,
+}
+
+fn to_object(v: Value) -> Result<Object> {
+    let what = format!(
+        "{} {}",
+        v["kind"].as_str().unwrap_or_default(),
+        v["metadata"]["name"].as_str().unwrap_or_default()
+    );
+    Object::from_json(v).with_context(|| format!("reading {what} from the server"))
+}
+
+fn slices_of_values(values: Vec<Value>) -> Vec<EndpointSlice> {
+    values
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect()
+}
+
+pub async fn get(target: &Target, args: GetArgs) -> Result<()> {
+    let cluster = Cluster::connect(target).await?;
+    let wanted = parse_request(&args.args)?;
+    let mut resolved: Vec<(Resource, Vec<String>)> = Vec::new();
+    let mut mixed = wanted.len() > 1;
+    for (word, names) in &wanted {
+        if word.eq_ignore_ascii_case(resources::ALL) {
+            mixed = true;
+            resolved.extend(
+                resources::all_category()
+                    .into_iter()
+                    .map(|r| (r, names.clone())),
+            );
+        } else {
+            resolved.push((cluster.resource(word).await?, names.clone()));
+        }
+    }
+    let namespace = cluster.namespace_or_default(args.namespace.as_deref());
+    let ns = (!args.all_namespaces).then_some(namespace.as_str());
+    if args.watch && resolved.len() != 1 {
+        bail!("--watch follows one resource type at a time");
+    }
+
+    let mut sections = Vec::new();
+    let mut missing: Vec<ServerError> = Vec::new();
+    for (resource, names) in resolved {
+        let (section, not_found) =
+            read_section(&cluster, resource, ns, &names, args.selector.as_deref()).await?;
+        sections.push(section);
+        missing.extend(not_found);
+    }
+    let single = wanted.len() == 1 && wanted[0].1.len() == 1 && !mixed;
+    let widths = print_sections(
+        &sections,
+        &args,
+        single,
+        mixed,
+        &namespace,
+        missing.is_empty(),
+    )?;
+    for e in &missing {
+        eprintln!("{e}");
+    }
+    if args.watch {
+        if let (Some(section), true) = (sections.first(), missing.is_empty()) {
+            let names = wanted.first().map(|(_, n)| n.clone()).unwrap_or_default();
+            return watch(&cluster, section, ns, &names, &args, widths).await;
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Reported.into())
+    }
+}
+
+/// Reads one resource type: the named objects (with a NotFound error for each missing one),
+/// or every object in `ns` matching `selector`.
+async fn read_section(
+    cluster: &Cluster,
+    resource: Resource,
+    ns: Option<&str>,
+    names: &[String],
+    selector: Option<&str>,
+) -> Result<(Section, Vec<ServerError>)> {
+    // Endpoints are shown from the Services and their EndpointSlices, so a Service without a
+    // selector gets a hint, and the same cells work on any cluster.
+    let endpoints = resource.kind == "Endpoints";
+    let read = if endpoints {
+        resources::builtin_named("services").context("the services resource")?
+    } else {
+        resource.clone()
+    };
+    let mut raw = Vec::new();
+    let mut missing = Vec::new();
+    let mut version = String::new();
+    if names.is_empty() {
+        let (items, rv) = cluster.list(&read, ns, selector).await?;
+        raw = items;
+        version = rv;
+    } else {
+        for name in names {
+            match cluster.get(&read, ns, name).await? {
+                Some(v) => raw.push(v),
+                None => missing.push(ServerError {
+                    code: 404,
+                    reason: "NotFound".into(),
+                    message: format!("{} {name:?} not found", resource.qualified()),
+                    details: None,
+                }),
             }
         }
     }
-    if missing > 0 && missing == keys.len() {
-        bail!("nothing was deleted");
-    }
-    Ok(())
-}
-
-pub fn get(lab: &ClusterName, args: GetArgs) -> Result<()> {
-    let kind = kind_of(&args.resource);
-    let store = open_store(lab)?;
-    let namespaced = Object::is_namespaced_kind(&kind);
-    let namespace = args.namespace.clone().unwrap_or_else(|| "default".into());
-    // Endpoints are derived from Services and their slices, so list the Services.
-    let stored_kind = if kind == "Endpoints" {
-        "Service"
-    } else {
-        &kind
-    };
-    let objects: Vec<Object> = store
-        .list(stored_kind)?
-        .into_iter()
-        .filter(|o| {
-            !namespaced
-                || args.all_namespaces
-                || o.metadata().namespace.as_deref() == Some(namespace.as_str())
-        })
-        .filter(|o| args.name.is_none() || o.metadata().name == args.name)
-        .collect();
-    if let Some(name) = &args.name {
-        if objects.is_empty() {
-            bail!(
-                "{} {name:?} not found{}",
-                singular(&kind),
-                if namespaced {
-                    format!(" in namespace {namespace}")
-                } else {
-                    String::new()
-                }
-            );
-        }
-    }
-    let slices: Vec<EndpointSlice> = if matches!(kind.as_str(), "Endpoints") {
-        store
-            .list("EndpointSlice")?
-            .into_iter()
-            .filter_map(|o| match o {
-                Object::EndpointSlice(s) => Some(s),
-                _ => None,
-            })
-            .collect()
+    let slices = if endpoints {
+        let eps = resources::builtin_named("endpointslices").context("endpointslices")?;
+        slices_of_values(cluster.list(&eps, ns, None).await?.0)
     } else {
         Vec::new()
     };
-    let as_json = |o: &Object| match (kind.as_str(), o) {
-        ("Endpoints", Object::Service(svc)) => endpoints_json(svc, &slices_of(&slices, svc)),
-        _ => o.to_json(),
+    let objects = raw
+        .iter()
+        .cloned()
+        .map(to_object)
+        .collect::<Result<Vec<_>>>()?;
+    let raw = if endpoints {
+        objects
+            .iter()
+            .map(|o| endpoints_value(o, &slices))
+            .collect()
+    } else {
+        raw
     };
+    Ok((
+        Section {
+            resource,
+            objects,
+            raw,
+            slices,
+            version,
+        },
+        missing,
+    ))
+}
+
+fn endpoints_value(o: &Object, slices: &[EndpointSlice]) -> Value {
+    match o {
+        Object::Service(svc) => printers::endpoints_json(svc, &printers::slices_of(slices, svc)),
+        other => other.to_json(),
+    }
+}
+
+fn table_of(section: &Section, objects: &[Object], wide: bool, all: bool, mixed: bool) -> Table {
+    let r = &section.resource;
+    let mut table =
+        printers::table_for(&r.kind, objects, &section.slices, wide, all && r.namespaced);
+    if mixed {
+        table.prefix_names(&format!("{}/", resources::qualified_singular(r)));
+    }
+    table
+}
+
+/// Prints every section in the chosen format; returns the first table's column widths (a
+/// watch lines its rows up with them).
+fn print_sections(
+    sections: &[Section],
+    args: &GetArgs,
+    single: bool,
+    mixed: bool,
+    namespace: &str,
+    all_found: bool,
+) -> Result<Vec<usize>> {
+    let raw: Vec<&Value> = sections.iter().flat_map(|s| s.raw.iter()).collect();
     match args.output.as_deref() {
         Some("yaml") => {
-            for o in &objects {
-                print!("---\n{}", serde_norway::to_string(&as_json(o))?);
+            for v in &raw {
+                print!("---\n{}", serde_norway::to_string(v)?);
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
         Some("json") => {
-            let items: Vec<_> = objects.iter().map(as_json).collect();
-            let out = if args.name.is_some() && items.len() == 1 {
-                items[0].clone()
-            } else {
-                serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items})
+            let out = match raw.as_slice() {
+                [one] if single => (*one).clone(),
+                _ => serde_json::json!({"apiVersion": "v1", "kind": "List", "items": raw}),
             };
             println!("{}", serde_json::to_string_pretty(&out)?);
-            return Ok(());
+            return Ok(Vec::new());
+        }
+        Some("name") => {
+            for s in sections {
+                let kind = resources::qualified_singular(&s.resource);
+                for o in &s.objects {
+                    println!("{kind}/{}", o.name());
+                }
+            }
+            return Ok(Vec::new());
         }
         Some("wide") | None => {}
-        Some(other) => bail!("unknown output format {other:?} (use wide, yaml or json)"),
+        Some(other) => bail!("unknown output format {other:?} (use wide, yaml, json or name)"),
     }
     let wide = args.output.as_deref() == Some("wide");
-    let all = namespaced && args.all_namespaces;
-    let table = match kind.as_str() {
-        "Pod" => pod_table(&objects, wide, all),
-        "Node" => node_table(&objects, wide),
-        "Deployment" => deployment_table(&objects, all),
-        "Namespace" => generic_table(&objects, false, &["STATUS"], |_| vec!["Active".into()]),
-        "Service" => service_table(&objects, wide, all),
-        "Endpoints" => generic_table(&objects, all, &["ENDPOINTS"], |o| match o {
-            Object::Service(svc) => vec![cells::endpoints_cell(&slices_of(&slices, svc))],
-            _ => vec![String::new()],
-        }),
-        "EndpointSlice" => generic_table(
-            &objects,
-            all,
-            &["ADDRESSTYPE", "PORTS", "ENDPOINTS"],
-            |o| match o {
-                Object::EndpointSlice(s) => vec![
-                    s.address_type.clone(),
-                    cells::slice_ports_cell(s),
-                    cells::slice_endpoints_cell(s),
-                ],
-                _ => vec![String::new(); 3],
-            },
-        ),
-        _ => generic_table(&objects, all, &[], |_| vec![]),
-    };
-    if table.is_empty() {
-        if namespaced && !all {
+    let mut printed = 0;
+    let mut widths = Vec::new();
+    for s in sections {
+        let table = table_of(s, &s.objects, wide, args.all_namespaces, mixed);
+        if table.is_empty() {
+            continue;
+        }
+        if printed > 0 {
+            println!();
+        }
+        if printed == 0 {
+            widths = table.widths();
+        }
+        print!("{}", table.render());
+        printed += 1;
+    }
+    let any_namespaced = sections.iter().any(|s| s.resource.namespaced);
+    if printed == 0 && all_found && !args.watch {
+        if any_namespaced && !args.all_namespaces {
             eprintln!("No resources found in {namespace} namespace.");
         } else {
             eprintln!("No resources found");
         }
-    } else {
-        print!("{}", table.render());
     }
-    if kind == "Endpoints" && args.name.is_some() {
-        for o in &objects {
+    for s in sections.iter().filter(|s| s.resource.kind == "Endpoints") {
+        if !single {
+            break;
+        }
+        for o in &s.objects {
             if let Object::Service(svc) = o {
-                if let Some(hint) = no_endpoints_hint(svc, &slices_of(&slices, svc)) {
+                if let Some(hint) =
+                    printers::no_endpoints_hint(svc, &printers::slices_of(&s.slices, svc))
+                {
                     eprintln!("hint: {hint}");
                 }
             }
         }
     }
-    Ok(())
+    Ok(widths)
 }
 
-/// The pod table `lab up` prints at the end.
-pub fn print_pods(lab: &ClusterName, wide: bool, all: bool) -> Result<()> {
-    let store = open_store(lab)?;
-    let pods = store.list("Pod")?;
-    if pods.is_empty() {
-        println!("No pods.");
+/// Follows one resource type after its listing: a row (or a document) per change, like
+/// `kubectl get -w`. Endpoints follow their EndpointSlices and Services.
+async fn watch(
+    cluster: &Cluster,
+    section: &Section,
+    ns: Option<&str>,
+    names: &[String],
+    args: &GetArgs,
+    widths: Vec<usize>,
+) -> Result<()> {
+    let endpoints = section.resource.kind == "Endpoints";
+    let watched = if endpoints {
+        resources::builtin_named("endpointslices").context("endpointslices")?
     } else {
-        print!("{}", pod_table(&pods, wide, all).render());
+        section.resource.clone()
+    };
+    let field = match names {
+        [one] if !endpoints => Some(format!("metadata.name={one}")),
+        _ => None,
+    };
+    let selector = if endpoints {
+        None
+    } else {
+        args.selector.as_deref()
+    };
+    let mut version = if endpoints {
+        cluster.list(&watched, ns, None).await?.1
+    } else {
+        section.version.clone()
+    };
+    if version.is_empty() {
+        // Named reads carry no list version: start from a listing of the same objects.
+        version = cluster.list(&watched, ns, selector).await?.1;
     }
+    let wide = args.output.as_deref() == Some("wide");
+    let mut widths = widths;
+    loop {
+        let mut events = Box::pin(
+            cluster
+                .watch(&watched, ns, selector, field.as_deref(), &version)
+                .await?,
+        );
+        while let Some(event) = events.next().await {
+            let object = match event? {
+                WatchEvent::Added(v) | WatchEvent::Modified(v) | WatchEvent::Deleted(v) => v,
+                WatchEvent::Bookmark(b) => {
+                    version = b.metadata.resource_version;
+                    continue;
+                }
+                WatchEvent::Error(status) if status.code == 410 => {
+                    // Too old: start again from now, as kubectl's watch does.
+                    version = cluster.list(&watched, ns, selector).await?.1;
+                    break;
+                }
+                WatchEvent::Error(status) => {
+                    bail!("the watch ended: {} ({})", status.message, status.reason)
+                }
+            };
+            if let Some(rv) = object["metadata"]["resourceVersion"].as_str() {
+                version = rv.to_string();
+            }
+            let shown = if endpoints {
+                match endpoints_row_object(cluster, &object, ns, names, args).await? {
+                    Some(shown) => shown,
+                    None => continue,
+                }
+            } else {
+                WatchedRow {
+                    object: to_object(object.clone())?,
+                    raw: object,
+                    slices: Vec::new(),
+                }
+            };
+            print_watched(section, &shown, args, wide, &mut widths)?;
+        }
+    }
+}
+
+/// One changed object as a watch shows it.
+struct WatchedRow {
+    object: Object,
+    raw: Value,
+    slices: Vec<EndpointSlice>,
+}
+
+/// The Endpoints row a changed EndpointSlice stands for: its Service, with all its slices now.
+async fn endpoints_row_object(
+    cluster: &Cluster,
+    slice: &Value,
+    ns: Option<&str>,
+    names: &[String],
+    args: &GetArgs,
+) -> Result<Option<WatchedRow>> {
+    let Some(svc_name) = slice["metadata"]["labels"][crate::table::SERVICE_NAME_LABEL].as_str()
+    else {
+        return Ok(None);
+    };
+    if !names.is_empty() && !names.iter().any(|n| n == svc_name) {
+        return Ok(None);
+    }
+    let svc_ns = slice["metadata"]["namespace"].as_str().or(ns);
+    let services = resources::builtin_named("services").context("services")?;
+    let Some(raw) = cluster.get(&services, svc_ns, svc_name).await? else {
+        return Ok(None);
+    };
+    let object = to_object(raw)?;
+    if let (Some(selector), Object::Service(svc)) = (&args.selector, &object) {
+        let parsed = weft_model::selector::parse(selector).map_err(anyhow::Error::msg)?;
+        let labels: BTreeMap<String, String> = svc.metadata.labels.clone().unwrap_or_default();
+        if !weft_model::selector::matches(&parsed, &labels) {
+            return Ok(None);
+        }
+    }
+    let eps = resources::builtin_named("endpointslices").context("endpointslices")?;
+    let selector = format!("{}={svc_name}", crate::table::SERVICE_NAME_LABEL);
+    let slices = slices_of_values(cluster.list(&eps, svc_ns, Some(&selector)).await?.0);
+    let raw = endpoints_value(&object, &slices);
+    Ok(Some(WatchedRow {
+        object,
+        raw,
+        slices,
+    }))
+}
+
+fn print_watched(
+    section: &Section,
+    row: &WatchedRow,
+    args: &GetArgs,
+    wide: bool,
+    widths: &mut Vec<usize>,
+) -> Result<()> {
+    match args.output.as_deref() {
+        Some("yaml") => print!("---\n{}", serde_norway::to_string(&row.raw)?),
+        Some("json") => println!("{}", serde_json::to_string_pretty(&row.raw)?),
+        Some("name") => println!(
+            "{}/{}",
+            resources::qualified_singular(&section.resource),
+            row.object.name()
+        ),
+        _ => {
+            let shown = Section {
+                resource: section.resource.clone(),
+                objects: Vec::new(),
+                raw: Vec::new(),
+                slices: row.slices.clone(),
+                version: String::new(),
+            };
+            let table = table_of(
+                &shown,
+                std::slice::from_ref(&row.object),
+                wide,
+                args.all_namespaces,
+                false,
+            );
+            if widths.is_empty() {
+                // Nothing was listed first: this row starts the table, headers included.
+                *widths = table.widths();
+                print!("{}", table.render());
+            } else {
+                print!("{}", table.render_rows(widths));
+            }
+        }
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
     Ok(())
 }
 
-fn with_namespace(all: bool, o: &Object, mut cells: Vec<String>) -> Vec<String> {
-    if all {
-        cells.insert(0, o.metadata().namespace.clone().unwrap_or_default());
-    }
-    cells
-}
-
-fn headers<'a>(all: bool, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut h = Vec::new();
-    if all {
-        h.push("NAMESPACE");
-    }
-    h.extend_from_slice(rest);
-    h
-}
-
-fn created(o: &Object) -> String {
-    match &o.metadata().creation_timestamp {
-        Some(t) => weft_model::time::format_age(t, &weft_model::time::now()),
-        None => "<unknown>".into(),
-    }
-}
-
-fn pod_table(objects: &[Object], wide: bool, all: bool) -> Table {
-    let mut cols = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
-    if wide {
-        cols.extend(["IP", "NODE"]);
-    }
-    let mut t = Table::new(&headers(all, &cols));
-    for o in objects {
-        let Object::Pod(p) = o else { continue };
-        let (ready, total) = weft_model::pod::containers_ready(p);
-        let restarts: i32 = p
-            .status
-            .iter()
-            .flat_map(|s| s.container_statuses.iter().flatten())
-            .map(|c| c.restart_count)
-            .sum();
-        let mut cells = vec![
-            p.metadata.name.clone().unwrap_or_default(),
-            format!("{ready}/{total}"),
-            pod_status_word(p),
-            restarts.to_string(),
-            created(o),
-        ];
-        if wide {
-            let status = p.status.as_ref();
-            cells.push(
-                status
-                    .and_then(|s| s.pod_ip.clone())
-                    .unwrap_or_else(|| "<none>".into()),
-            );
-            cells.push(
-                p.spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.clone())
-                    .unwrap_or_else(|| "<none>".into()),
-            );
+/// The pod table `lab up` prints at the end, read through the lab's API server.
+pub fn print_pods(lab: &ClusterName, wide: bool, all: bool) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cluster = Cluster::connect(&Target::Lab(lab.clone())).await?;
+        let pods = resources::builtin_named("pods").context("pods")?;
+        let (items, _) = cluster.list(&pods, None, None).await?;
+        let objects = items
+            .into_iter()
+            .map(to_object)
+            .collect::<Result<Vec<_>>>()?;
+        if objects.is_empty() {
+            println!("No pods.");
+        } else {
+            print!("{}", printers::pod_table(&objects, wide, all).render());
         }
-        t.row(with_namespace(all, o, cells));
-    }
-    t
-}
-
-/// kubectl's STATUS column: the phase, unless a container waits for a reason worth showing.
-fn pod_status_word(p: &Pod) -> String {
-    let status = p.status.as_ref();
-    let waiting = status.and_then(|s| {
-        s.container_statuses
-            .iter()
-            .flatten()
-            .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
-    });
-    let unschedulable = status.and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-        c.iter()
-            .any(|c| c.type_ == "PodScheduled" && c.status == "False")
-    });
-    match (waiting, unschedulable) {
-        (_, true) => "Pending".into(),
-        (Some(reason), _) => reason,
-        (None, _) => weft_model::pod::phase(p).to_string(),
-    }
-}
-
-fn node_table(objects: &[Object], wide: bool) -> Table {
-    let mut cols = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
-    if wide {
-        cols.extend(["INTERNAL-IP", "POD-CIDR"]);
-    }
-    let mut t = Table::new(&cols);
-    for o in objects {
-        let Object::Node(n) = o else { continue };
-        let labels = n.metadata.labels.clone().unwrap_or_default();
-        let roles: Vec<&str> = labels
-            .keys()
-            .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
-            .collect();
-        let status = n.status.as_ref();
-        let mut cells = vec![
-            n.metadata.name.clone().unwrap_or_default(),
-            if weft_lab::controller::node_ready(n) {
-                "Ready".into()
-            } else {
-                "NotReady".into()
-            },
-            if roles.is_empty() {
-                "<none>".into()
-            } else {
-                roles.join(",")
-            },
-            created(o),
-            status
-                .and_then(|s| s.node_info.as_ref())
-                .map(|i| i.kubelet_version.clone())
-                .unwrap_or_default(),
-        ];
-        if wide {
-            cells.push(
-                status
-                    .and_then(|s| s.addresses.as_ref())
-                    .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
-                    .map(|a| a.address.clone())
-                    .unwrap_or_else(|| "<none>".into()),
-            );
-            cells.push(
-                n.spec
-                    .as_ref()
-                    .and_then(|s| s.pod_cidr.clone())
-                    .unwrap_or_else(|| "<none>".into()),
-            );
-        }
-        t.row(cells);
-    }
-    t
-}
-
-fn deployment_table(objects: &[Object], all: bool) -> Table {
-    let mut t = Table::new(&headers(
-        all,
-        &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
-    ));
-    for o in objects {
-        let Object::Deployment(d) = o else { continue };
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let s = d.status.clone().unwrap_or_default();
-        let cells = vec![
-            d.metadata.name.clone().unwrap_or_default(),
-            format!("{}/{want}", s.ready_replicas.unwrap_or(0)),
-            s.updated_replicas.unwrap_or(0).to_string(),
-            s.available_replicas.unwrap_or(0).to_string(),
-            created(o),
-        ];
-        t.row(with_namespace(all, o, cells));
-    }
-    t
-}
-
-fn generic_table(
-    objects: &[Object],
-    all: bool,
-    extra: &[&str],
-    cells: impl Fn(&Object) -> Vec<String>,
-) -> Table {
-    let mut cols = vec!["NAME"];
-    cols.extend_from_slice(extra);
-    cols.push("AGE");
-    let mut t = Table::new(&headers(all, &cols));
-    for o in objects {
-        let mut row = vec![o.metadata().name.clone().unwrap_or_default()];
-        row.extend(cells(o));
-        row.push(created(o));
-        t.row(with_namespace(all, o, row));
-    }
-    t
-}
-
-fn service_table(objects: &[Object], wide: bool, all: bool) -> Table {
-    let mut cols = vec![
-        "NAME",
-        "TYPE",
-        "CLUSTER-IP",
-        "EXTERNAL-IP",
-        "PORT(S)",
-        "AGE",
-    ];
-    if wide {
-        cols.push("SELECTOR");
-    }
-    let mut t = Table::new(&headers(all, &cols));
-    for o in objects {
-        let Object::Service(svc) = o else { continue };
-        let mut row = vec![
-            svc.metadata.name.clone().unwrap_or_default(),
-            cells::service_type(svc).to_string(),
-            cells::cluster_ip_cell(svc),
-            cells::external_ip_cell(svc),
-            cells::ports_cell(svc),
-            created(o),
-        ];
-        if wide {
-            row.push(cells::selector_cell(
-                svc.spec.as_ref().and_then(|s| s.selector.as_ref()),
-            ));
-        }
-        t.row(with_namespace(all, o, row));
-    }
-    t
-}
-
-/// The slices of `svc`: same namespace, labelled with its name.
-/// The stored EndpointSlices of one Service.
-pub fn service_slices(store: &Store, svc: &Service) -> Result<Vec<EndpointSlice>> {
-    let all: Vec<EndpointSlice> = store
-        .list("EndpointSlice")?
-        .into_iter()
-        .filter_map(|o| match o {
-            Object::EndpointSlice(s) => Some(s),
-            _ => None,
-        })
-        .collect();
-    Ok(slices_of(&all, svc).into_iter().cloned().collect())
-}
-
-pub fn slices_of<'a>(slices: &'a [EndpointSlice], svc: &Service) -> Vec<&'a EndpointSlice> {
-    slices
-        .iter()
-        .filter(|s| s.metadata.namespace == svc.metadata.namespace)
-        .filter(|s| {
-            s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(cells::SERVICE_NAME_LABEL))
-                == svc.metadata.name.as_ref()
-        })
-        .collect()
-}
-
-/// The `Endpoints` object the slices stand for (one subset per slice), for `-o json|yaml`.
-fn endpoints_json(svc: &Service, slices: &[&EndpointSlice]) -> serde_json::Value {
-    use serde_json::json;
-    let address = |e: &k8s_openapi::api::discovery::v1::Endpoint, ip: &String| {
-        let mut a = json!({ "ip": ip });
-        if let Some(node) = &e.node_name {
-            a["nodeName"] = json!(node);
-        }
-        if let Some(target) = &e.target_ref {
-            a["targetRef"] =
-                json!({"kind": target.kind, "name": target.name, "namespace": target.namespace});
-        }
-        a
-    };
-    let subsets: Vec<serde_json::Value> = slices
-        .iter()
-        .filter(|s| !s.endpoints.is_empty())
-        .map(|s| {
-            let (ready, not_ready): (Vec<_>, Vec<_>) =
-                s.endpoints.iter().partition(|e| cells::endpoint_ready(e));
-            let list = |es: Vec<&k8s_openapi::api::discovery::v1::Endpoint>| {
-                es.into_iter()
-                    .flat_map(|e| e.addresses.iter().map(move |ip| address(e, ip)))
-                    .collect::<Vec<_>>()
-            };
-            let ports: Vec<_> = s
-                .ports
-                .iter()
-                .flatten()
-                .map(|p| json!({"name": p.name, "port": p.port, "protocol": p.protocol}))
-                .collect();
-            json!({"addresses": list(ready), "notReadyAddresses": list(not_ready), "ports": ports})
-        })
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "Endpoints",
-        "metadata": {
-            "name": svc.metadata.name,
-            "namespace": svc.metadata.namespace,
-            "creationTimestamp": svc.metadata.creation_timestamp,
-        },
-        "subsets": subsets,
+        Ok(())
     })
 }
 
-/// Why a Service shows no ready endpoints, when it has none: the endpoints controller's own
-/// diagnosis, else what its selector (or the lack of one) implies.
-pub fn no_endpoints_hint(svc: &Service, slices: &[&EndpointSlice]) -> Option<String> {
-    if !cells::ready_endpoints(slices, None).is_empty()
-        || cells::service_type(svc) == "ExternalName"
-    {
-        return None;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Vec<(String, Vec<String>)> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        parse_request(&args).unwrap()
     }
-    let name = svc.metadata.name.clone().unwrap_or_default();
-    let selector = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .filter(|s| !s.is_empty());
-    let problem = svc
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(crate::describe::ENDPOINTS_PROBLEM_ANNOTATION));
-    Some(match (selector, problem) {
-        (Some(_), Some(problem)) => format!("service {name} has no ready endpoints: {problem}"),
-        (Some(selector), None) => format!(
-            "service {name} has no ready endpoints: no ready pods match its selector {}",
-            weft_model::selector::format_map(selector)
-        ),
-        (None, _) => format!(
-            "service {name} has no selector, so nothing makes its endpoints: create EndpointSlices \
-             by hand, labelled {}={name}",
-            cells::SERVICE_NAME_LABEL
-        ),
-    })
+
+    #[test]
+    fn requests_like_kubectl() {
+        assert_eq!(parse(&["pods"]), [("pods".to_string(), vec![])]);
+        assert_eq!(
+            parse(&["svc", "web", "db"]),
+            [("svc".to_string(), vec!["web".to_string(), "db".to_string()])]
+        );
+        assert_eq!(
+            parse(&["pod,svc"]),
+            [("pod".to_string(), vec![]), ("svc".to_string(), vec![])]
+        );
+        assert_eq!(
+            parse(&["svc/web", "svc/db", "pod/client"]),
+            [
+                ("svc".to_string(), vec!["web".to_string(), "db".to_string()]),
+                ("pod".to_string(), vec!["client".to_string()])
+            ]
+        );
+        let args: Vec<String> = vec!["svc/web".into(), "db".into()];
+        assert!(parse_request(&args).is_err());
+    }
 }

@@ -70,6 +70,14 @@ pub enum LabCommand {
     /// The lab's Kubernetes API server (started by `lab up`).
     #[command(hide = true)]
     Apiserver,
+    /// A command inside a pod of this lab, entered directly (the API server runs it for
+    /// `pods/exec`; use `weft exec`).
+    #[command(
+        hide = true,
+        name = "exec-local",
+        after_help = "Examples:\n  weft lab exec-local -n default client -c app -- ip addr"
+    )]
+    ExecLocal(crate::exec_local::ExecLocalArgs),
     /// The lab's load-balancer speaker (started by `lab up` in the fabric namespace).
     #[command(hide = true)]
     Speaker,
@@ -284,6 +292,7 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
             weft_lab::apiserver::serve(layout, config, store)?;
             Ok(0)
         }
+        LabCommand::ExecLocal(args) => crate::exec_local::exec_local(lab, args),
         LabCommand::Kubelet { node } => {
             let (layout, config, _) = weft_lab::lab::open(lab, &state_root)?;
             weft_lab::kubelet::Kubelet::new(layout, config, &node)?.run()?;

@@ -1,30 +1,44 @@
 //! `weft`: Kubernetes networking, and a whole cluster on one Linux machine (the lab).
 
+mod apply;
+mod client;
 mod describe;
 mod exec;
+mod exec_local;
 mod get;
 mod lab;
+mod logs;
 mod portforward;
+mod printers;
 mod resources;
 mod table;
+mod terminal;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use anyhow::{bail, Result};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use weft_model::config::ClusterName;
+
+use crate::client::{Reported, ServerError, Target};
 
 #[derive(Parser)]
 #[command(
     name = "weft",
     version,
     about = "Kubernetes networking in Rust, and a whole cluster on one machine",
-    after_help = "Examples:\n  weft lab up -f examples/quickstart.yaml\n  weft get pods -o wide\n  weft exec deploy/web -- curl -s http://10.244.0.3:8080/hostname\n  weft lab down"
+    after_help = "Examples:\n  weft lab up -f examples/quickstart.yaml\n  weft get pods -o wide\n  weft exec deploy/web -- curl -s http://10.244.0.3:8080/hostname\n  weft --context prod get svc -A      # any kubeconfig context, a lab's or a real cluster's\n  weft lab down\n\nThe user verbs (apply, delete, get, describe, exec, logs) talk to the Kubernetes API: the lab's\n(--lab, default \"weft\") unless --kubeconfig or --context chooses a kubeconfig context."
 )]
 struct Cli {
     /// Which lab to talk to (a machine can run several side by side).
     #[arg(long = "lab", global = true, env = "WEFT_LAB", default_value = "weft")]
     lab: ClusterName,
+    /// The kubeconfig file the user verbs (get, apply, exec...) use instead of the lab's.
+    #[arg(long = "kubeconfig", global = true, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context they use (from --kubeconfig, else $KUBECONFIG or ~/.kube/config).
+    #[arg(long = "context", global = true, value_name = "NAME")]
+    context: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,7 +51,7 @@ enum Command {
         after_help = "Examples:\n  weft lab up -f examples/quickstart.yaml\n  weft lab down"
     )]
     Lab(lab::LabCommand),
-    /// Create or update objects from manifests on a running lab.
+    /// Create or update objects from manifests (all or nothing: the server checks them all first).
     #[command(
         after_help = "Examples:\n  weft apply -f examples/quickstart.yaml\n  weft apply -f manifests/   # every .yaml/.yml/.json in it\n  cat x.yaml | weft apply -f -"
     )]
@@ -46,10 +60,10 @@ enum Command {
     #[command(
         after_help = "Examples:\n  weft delete -f examples/quickstart.yaml\n  weft delete pod client\n  weft delete deploy web -n demo"
     )]
-    Delete(get::DeleteArgs),
+    Delete(apply::DeleteArgs),
     /// List objects like kubectl get.
     #[command(
-        after_help = "Examples:\n  weft get pods -o wide\n  weft get pods -A\n  weft get nodes -o wide\n  weft get deploy web -o yaml\n  weft get svc -o wide\n  weft get endpoints web\n  weft get eps"
+        after_help = "Examples:\n  weft get pods -o wide\n  weft get pods -A\n  weft get nodes -o wide\n  weft get deploy web -o yaml\n  weft get svc/web\n  weft get pod,svc\n  weft get all\n  weft get pods -l app=web -w\n  weft get endpoints web\n  weft get eps"
     )]
     Get(get::GetArgs),
     /// Show one service or pod in detail, with what is wrong with it under Events.
@@ -57,21 +71,21 @@ enum Command {
         after_help = "Examples:\n  weft describe svc web\n  weft describe service db -n demo\n  weft describe pod client"
     )]
     Describe(describe::DescribeArgs),
-    /// Forward local ports to a pod (or to one ready pod behind a service).
+    /// Forward local ports to a pod (or to one ready pod behind a service) of a lab on this machine.
     #[command(
-        after_help = "Examples:\n  weft port-forward pod/client 8080          # localhost:8080 -> the pod's 8080\n  weft port-forward svc/web 9000:80          # localhost:9000 -> service port 80's target on one ready pod\n  weft port-forward deploy/web :80 :8080     # free local ports, printed\n  weft port-forward -n demo site 8443:http   # a container port by name\n\nListens on 127.0.0.1 (and ::1) only, connects to localhost inside the pod (TCP only); runs until Ctrl-C."
+        after_help = "Examples:\n  weft port-forward pod/client 8080          # localhost:8080 -> the pod's 8080\n  weft port-forward svc/web 9000:80          # localhost:9000 -> service port 80's target on one ready pod\n  weft port-forward deploy/web :80 :8080     # free local ports, printed\n  weft port-forward -n demo site 8443:http   # a container port by name\n\nListens on 127.0.0.1 (and ::1) only, connects to localhost inside the pod (TCP only); runs until Ctrl-C.\nLabs only for now: the API's pods/portforward is not served yet, so --kubeconfig/--context are refused."
     )]
     PortForward(portforward::PortForwardArgs),
     /// Run a command inside a pod (its network, hostname and resolv.conf).
     #[command(
-        after_help = "Examples:\n  weft exec client -- curl -s http://10.244.0.5:8080/clientip\n  weft exec deploy/web -- ip addr\n  weft exec -n demo pod/db -- cat /etc/resolv.conf"
+        after_help = "Examples:\n  weft exec client -- curl -s http://10.244.0.5:8080/clientip\n  weft exec deploy/web -- ip addr\n  weft exec -n demo pod/db -- cat /etc/resolv.conf\n  weft exec -it client -- sh                  # an interactive shell\n  echo hi | weft exec -i client -- cat\n\nExits with the command's exit code."
     )]
     Exec(exec::ExecArgs),
     /// Print a container's output.
     #[command(
-        after_help = "Examples:\n  weft logs client\n  weft logs web-7d9c6b5f4-x2kqz -c web"
+        after_help = "Examples:\n  weft logs client\n  weft logs web-7d9c6b5f4-x2kqz -c web\n  weft logs -f --tail 10 deploy/web\n  weft logs -l app=web\n  weft logs --previous client"
     )]
-    Logs(exec::LogsArgs),
+    Logs(logs::LogsArgs),
     /// The node agent: keeps this node's routes, overlay and egress rules in step with the
     /// cluster (the lab starts one per node; on Kubernetes it runs as a DaemonSet).
     #[command(
@@ -84,6 +98,14 @@ enum Command {
         /// Print the plan (routes, overlay entries, egress table) as commands and exit.
         #[arg(long)]
         plan: bool,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  weft completion bash > /etc/bash_completion.d/weft\n  source <(weft completion bash)\n  weft completion zsh > \"${fpath[1]}/_weft\"\n  weft completion fish > ~/.config/fish/completions/weft.fish"
+    )]
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Run a built-in workload (the lab starts these inside pods).
     #[command(hide = true)]
@@ -113,6 +135,12 @@ fn main() {
         .init();
     let code = match run(cli) {
         Ok(code) => code,
+        Err(e) if e.is::<Reported>() => 1,
+        // The server's own words, as kubectl prints them.
+        Err(e) if e.is::<ServerError>() => {
+            eprintln!("{e}");
+            1
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             1
@@ -122,15 +150,26 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    let target = Target::from_flags(&cli.lab, cli.kubeconfig.clone(), cli.context.clone());
     match cli.command {
         Command::Lab(cmd) => lab::run(&cli.lab, cmd),
-        Command::Apply(args) => get::apply(&cli.lab, &args.files).map(|()| 0),
-        Command::Delete(args) => get::delete(&cli.lab, args).map(|()| 0),
-        Command::Get(args) => get::get(&cli.lab, args).map(|()| 0),
-        Command::Describe(args) => describe::describe(&cli.lab, args).map(|()| 0),
-        Command::PortForward(args) => portforward::port_forward(&cli.lab, args),
-        Command::Exec(args) => exec::exec(&cli.lab, args),
-        Command::Logs(args) => exec::logs(&cli.lab, args).map(|()| 0),
+        Command::Apply(args) => api(async { apply::apply(&target, &args.files).await.map(|()| 0) }),
+        Command::Delete(args) => api(async { apply::delete(&target, args).await.map(|()| 0) }),
+        Command::Get(args) => api(async { get::get(&target, args).await.map(|()| 0) }),
+        Command::Describe(args) => api(async { describe::describe(&target, args).await.map(|()| 0) }),
+        Command::Exec(args) => api(exec::exec(&target, args)),
+        Command::Logs(args) => api(async { logs::logs(&target, args).await.map(|()| 0) }),
+        Command::PortForward(args) => match target {
+            Target::Lab(lab) => portforward::port_forward(&lab, args),
+            Target::Kubeconfig { .. } => bail!(
+                "port-forward through a remote API is not supported yet (the API's pods/portforward); \
+                 it works for a lab on this machine: drop --kubeconfig/--context and give --lab"
+            ),
+        },
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "weft", &mut std::io::stdout());
+            Ok(0)
+        }
         Command::Agent { node, plan } => {
             let (_, config, store) =
                 weft_lab::lab::open(&cli.lab, &weft_lab::layout::Layout::state_root_from_env())?;
@@ -153,5 +192,66 @@ fn run(cli: Cli) -> Result<i32> {
             weft_workloads::run(&workload)?;
             Ok(0)
         }
+    }
+}
+
+/// Runs an API verb on a tokio runtime made for it (the lab's daemons stay synchronous and
+/// make their own). Shut down in the background: a read of our stdin may still be blocked in a
+/// thread, and the process exits right after.
+fn api(verb: impl std::future::Future<Output = Result<i32>>) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(verb);
+    runtime.shutdown_background();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bash_completion_knows_the_commands() {
+        let mut out = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "weft",
+            &mut out,
+        );
+        let script = String::from_utf8(out).expect("a UTF-8 script");
+        assert!(script.contains("lab") && script.contains("get"), "{script}");
+        assert!(script.contains("--kubeconfig") && script.contains("--context"));
+    }
+
+    #[test]
+    fn exec_takes_kubectl_flags() {
+        let cli = Cli::try_parse_from(["weft", "exec", "-it", "client", "--", "sh"]).unwrap();
+        assert!(matches!(cli.command, Command::Exec(_)));
+        let cli = Cli::try_parse_from([
+            "weft",
+            "--kubeconfig",
+            "k",
+            "--context",
+            "c",
+            "logs",
+            "-f",
+            "--tail",
+            "5",
+            "-l",
+            "app=x",
+        ])
+        .unwrap();
+        assert!(matches!(
+            Target::from_flags(&cli.lab, cli.kubeconfig.clone(), cli.context.clone()),
+            Target::Kubeconfig { .. }
+        ));
     }
 }

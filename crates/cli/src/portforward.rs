@@ -244,7 +244,7 @@ fn resolve(
     };
     match kind.as_str() {
         "Pod" => {
-            let pod = crate::exec::get_pod(store, namespace, name)?;
+            let pod = crate::exec_local::get_pod(store, namespace, name)?;
             let forwards = forwards_to_pod(&pod, specs)?;
             Ok((pod, forwards))
         }
@@ -264,21 +264,21 @@ fn resolve(
             for spec in specs {
                 service_port(&svc, &spec.remote)?;
             }
-            let slices = crate::get::service_slices(store, &svc)?;
+            let slices = crate::exec_local::service_slices(store, &svc)?;
             let mine: Vec<&EndpointSlice> = slices.iter().collect();
             let Some((pod_name, slice)) = pick_endpoint_pod(&mine) else {
-                let why = crate::get::no_endpoints_hint(&svc, &mine).unwrap_or_else(|| {
+                let why = crate::printers::no_endpoints_hint(&svc, &mine).unwrap_or_else(|| {
                     format!("service {name} has no ready endpoint that is a pod")
                 });
                 bail!("no ready endpoint to forward to: {why}");
             };
-            let pod = crate::exec::get_pod(store, namespace, &pod_name)
+            let pod = crate::exec_local::get_pod(store, namespace, &pod_name)
                 .with_context(|| format!("the endpoint of service {name}"))?;
             let forwards = forwards_to_service(&svc, slice, &pod, specs)?;
             Ok((pod, forwards))
         }
         "Deployment" => {
-            let pod = crate::exec::resolve_pod(store, namespace, &format!("deploy/{name}"))?;
+            let pod = crate::exec_local::resolve_pod(store, namespace, &format!("deploy/{name}"))?;
             let forwards = forwards_to_pod(&pod, specs)?;
             Ok((pod, forwards))
         }

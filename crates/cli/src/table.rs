@@ -30,7 +30,20 @@ impl Table {
         self.rows.is_empty()
     }
 
-    pub fn render(&self) -> String {
+    /// Writes `prefix` before every cell of the NAME column (`pod/web` in a mixed listing).
+    pub fn prefix_names(&mut self, prefix: &str) {
+        let Some(col) = self.headers.iter().position(|h| h == "NAME") else {
+            return;
+        };
+        for row in &mut self.rows {
+            if let Some(cell) = row.get_mut(col) {
+                cell.insert_str(0, prefix);
+            }
+        }
+    }
+
+    /// Each column's width: its widest cell or header.
+    pub fn widths(&self) -> Vec<usize> {
         let mut widths: Vec<usize> = self.headers.iter().map(String::len).collect();
         for row in &self.rows {
             for (i, cell) in row.iter().enumerate() {
@@ -39,24 +52,41 @@ impl Table {
                 }
             }
         }
-        let line = |cells: &[String]| {
-            let last = cells.len().saturating_sub(1);
-            let mut out = String::new();
-            for (i, cell) in cells.iter().enumerate() {
-                out.push_str(cell);
-                if i < last {
-                    out.push_str(&" ".repeat(widths[i] - cell.len() + 3));
-                }
-            }
-            out.push('\n');
-            out
-        };
-        let mut out = line(&self.headers);
+        widths
+    }
+
+    pub fn render(&self) -> String {
+        let widths = self.widths();
+        let mut out = line(&widths, &self.headers);
         for row in &self.rows {
-            out.push_str(&line(row));
+            out.push_str(&line(&widths, row));
         }
         out
     }
+
+    /// The rows alone, in columns at least `min` wide: what `get --watch` prints under the
+    /// table it printed first, so later rows line up with it while they fit.
+    pub fn render_rows(&self, min: &[usize]) -> String {
+        let mut widths = self.widths();
+        for (w, m) in widths.iter_mut().zip(min) {
+            *w = (*w).max(*m);
+        }
+        self.rows.iter().map(|row| line(&widths, row)).collect()
+    }
+}
+
+fn line(widths: &[usize], cells: &[String]) -> String {
+    let last = cells.len().saturating_sub(1);
+    let mut out = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        out.push_str(cell);
+        if i < last {
+            let width = widths.get(i).copied().unwrap_or(0);
+            out.push_str(&" ".repeat(width.saturating_sub(cell.len()) + 3));
+        }
+    }
+    out.push('\n');
+    out
 }
 
 /// kubectl shows at most this many addresses in a list cell, then "+ N more...".
