@@ -244,6 +244,7 @@ async fn list(
     query: &Query,
 ) -> Result<Response<Body>, ApiError> {
     let filter = Filter::from_query(query)?;
+    filter.check_fields(&resource.group, &resource.kind)?;
     let (revision, mut items) = snapshot(api, resource, ns, &filter).await?;
     // Pages: `continue` carries the last key handed out; the next page starts after it.
     let limit = query
@@ -615,6 +616,7 @@ async fn delete_collection(
     query: &Query,
 ) -> Result<Response<Body>, ApiError> {
     let filter = Filter::from_query(query)?;
+    filter.check_fields(&resource.group, &resource.kind)?;
     let store = writer(api, query)?;
     let _ = api.body(req).await?;
     let (_, items) = snapshot(api, resource, ns, &filter).await?;

@@ -50,6 +50,32 @@ impl Filter {
         Ok(Filter { labels, fields })
     }
 
+    /// Refuses fields kube-apiserver cannot select `kind` by, with its words: a selector on a
+    /// field it does not index (`spec.bogus`, `status.hostIP`) is a 400 there, not an empty list.
+    /// Custom resources' fields pass (their CRDs may declare selectableFields).
+    pub fn check_fields(&self, group: &str, kind: &str) -> Result<(), ApiError> {
+        let builtin = group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io");
+        if !builtin {
+            return Ok(());
+        }
+        for (path, _, _) in &self.fields {
+            match selectable_fields(kind) {
+                Some(fields) if !fields.contains(&path.as_str()) => {
+                    return Err(ApiError::bad_request(format!(
+                        "field label not supported: {path}"
+                    )))
+                }
+                None if !["metadata.name", "metadata.namespace"].contains(&path.as_str()) => {
+                    return Err(ApiError::bad_request(format!(
+                        "{path:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    )))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.labels.is_none() && self.fields.is_empty()
     }
@@ -81,6 +107,56 @@ impl Filter {
     }
 }
 
+/// The kinds kube-apiserver registers field label conversions for, and the fields each takes;
+/// every other kind takes only `metadata.name` and `metadata.namespace`.
+fn selectable_fields(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "Pod" => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        "Node" => &["metadata.name", "spec.unschedulable"],
+        "Namespace" => &["metadata.name", "status.phase"],
+        "Secret" => &["metadata.name", "metadata.namespace", "type"],
+        "Service" => &[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.clusterIP",
+            "spec.type",
+        ],
+        "ReplicationController" | "ReplicaSet" => {
+            &["metadata.name", "metadata.namespace", "status.replicas"]
+        }
+        "Job" => &["metadata.name", "metadata.namespace", "status.successful"],
+        "CertificateSigningRequest" => &["metadata.name", "spec.signerName"],
+        "Event" => &[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +173,31 @@ mod tests {
         assert!(!f("labelSelector=app!%3Dweb").matches(&pod));
         assert!(Filter::from_query(&Query::parse(Some("fieldSelector=nonsense"))).is_err());
         assert!(Filter::from_query(&Query::parse(Some("labelSelector=a+in+(b"))).is_err());
+    }
+
+    #[test]
+    fn refuses_fields_kube_cannot_select_by() {
+        let check = |q: &str, group: &str, kind: &str| {
+            Filter::from_query(&Query::parse(Some(q)))
+                .unwrap()
+                .check_fields(group, kind)
+                .map_err(|e| e.message)
+        };
+        assert!(check(
+            "fieldSelector=status.phase%3DRunning,spec.nodeName%3Dn1",
+            "",
+            "Pod"
+        )
+        .is_ok());
+        assert_eq!(
+            check("fieldSelector=spec.bogus%3Dx", "", "Pod"),
+            Err("field label not supported: spec.bogus".to_string())
+        );
+        assert!(check("fieldSelector=metadata.name%3Da", "", "ConfigMap").is_ok());
+        assert_eq!(
+            check("fieldSelector=data.x%3Dy", "", "ConfigMap"),
+            Err(r#""data.x" is not a known field selector: only "metadata.name", "metadata.namespace""#.to_string())
+        );
+        assert!(check("fieldSelector=spec.anything%3Dy", "example.com", "Widget").is_ok());
     }
 }
