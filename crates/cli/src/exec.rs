@@ -36,6 +36,9 @@ pub struct ExecArgs {
     command: Vec<String>,
 }
 
+/// Names the container `exec` enters when none is given (as kubectl reads it).
+const DEFAULT_CONTAINER_ANNOTATION: &str = "kubectl.kubernetes.io/default-container";
+
 fn is_ready(pod: &Pod) -> bool {
     weft_model::pod::is_ready(pod)
 }
@@ -120,9 +123,16 @@ pub async fn exec(target: &Target, args: ExecArgs) -> Result<i32> {
         .iter()
         .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
         .collect();
-    let container = match &args.container {
-        Some(c) => c.clone(),
-        None => containers
+    // kubectl's default: the container the pod's annotation names, else the first.
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DEFAULT_CONTAINER_ANNOTATION))
+        .filter(|c| containers.contains(c));
+    let container = match (&args.container, annotated) {
+        (Some(c), _) | (None, Some(c)) => c.clone(),
+        (None, None) => containers
             .first()
             .cloned()
             .ok_or_else(|| anyhow!("pod {name} has no containers"))?,

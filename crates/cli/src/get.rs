@@ -120,6 +120,13 @@ pub async fn get(target: &Target, args: GetArgs) -> Result<()> {
     }
     let namespace = cluster.namespace_or_default(args.namespace.as_deref());
     let ns = (!args.all_namespaces).then_some(namespace.as_str());
+    if args.all_namespaces
+        && resolved
+            .iter()
+            .any(|(r, names)| r.namespaced && !names.is_empty())
+    {
+        bail!("a resource cannot be retrieved by name across all namespaces");
+    }
     if args.watch && resolved.len() != 1 {
         bail!("--watch follows one resource type at a time");
     }
