@@ -6,7 +6,6 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -112,7 +111,7 @@ impl Api {
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, caller: Caller) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Body>, caller: Caller) -> Response<Body> {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let started = std::time::Instant::now();
@@ -129,11 +128,7 @@ impl Api {
         response
     }
 
-    async fn route(
-        &self,
-        req: Request<Incoming>,
-        caller: &Caller,
-    ) -> Result<Response<Body>, ApiError> {
+    async fn route(&self, req: Request<Body>, caller: &Caller) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
         let query = Query::parse(req.uri().query());
         let get_only = |m: &Method| {
@@ -146,21 +141,7 @@ impl Api {
             }
         };
         let aggregated = accepts_aggregated_discovery(&req);
-        // Bodies are JSON or YAML only. A 415 makes client-go fall back to JSON (kubectl sends
-        // built-in kinds as protobuf first).
-        if let Some(ct) = req
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-        {
-            if ct.contains("protobuf") || ct.contains("cbor") {
-                return Err(ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct:?}"),
-                ));
-            }
-        }
+        let req = self.protobuf_to_json(req).await?;
         match route(&path) {
             Route::Version => {
                 get_only(req.method())?;
@@ -225,7 +206,7 @@ impl Api {
 
     async fn resource(
         &self,
-        req: Request<Incoming>,
+        req: Request<Body>,
         p: ResourcePath,
         query: Query,
         caller: &Caller,
@@ -240,8 +221,47 @@ impl Api {
         crate::crud::dispatch(self, req, &resource, p, query).await
     }
 
+    /// Bodies are handled as JSON (or YAML). client-go's typed clients send built-in kinds as
+    /// Kubernetes protobuf, with no fallback: such a body is decoded to the JSON it stands for
+    /// and the request goes on as a JSON one. CBOR (which client-go falls back from on 415) is
+    /// refused.
+    async fn protobuf_to_json(&self, req: Request<Body>) -> Result<Request<Body>, ApiError> {
+        let Some(ct) = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Ok(req);
+        };
+        if ct.contains("cbor") {
+            return Err(ApiError::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {ct:?}"),
+            ));
+        }
+        if !ct.starts_with(weft_kubeproto::MEDIA_TYPE) {
+            return Ok(req);
+        }
+        let (mut parts, body) = req.into_parts();
+        let bytes = self.body(Request::from_parts(parts.clone(), body)).await?;
+        let value = weft_kubeproto::decode(&bytes).map_err(|e| match e {
+            weft_kubeproto::DecodeError::UnknownKind { .. }
+            | weft_kubeproto::DecodeError::UnsupportedEncoding { .. } => {
+                ApiError::new(415, "UnsupportedMediaType", e.to_string())
+            }
+            other => ApiError::bad_request(format!("decoding the protobuf body: {other}")),
+        })?;
+        let json = serde_json::to_vec(&value).map_err(|e| ApiError::internal(e.to_string()))?;
+        parts
+            .headers
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        parts.headers.remove(hyper::header::CONTENT_LENGTH);
+        Ok(Request::from_parts(parts, full(json)))
+    }
+
     /// Reads a request body, refusing one over the size limit before reading it whole.
-    pub(crate) async fn body(&self, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    pub(crate) async fn body(&self, req: Request<Body>) -> Result<Bytes, ApiError> {
         let limit = self.limits.max_body;
         if let Some(len) = req
             .headers()
@@ -273,7 +293,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn accepts_aggregated_discovery(req: &Request<Incoming>) -> bool {
+fn accepts_aggregated_discovery(req: &Request<Body>) -> bool {
     req.headers()
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -2,7 +2,6 @@
 //! delete (preconditions, propagation), and the `status` and `scale` subresources. Each write is
 //! one store transaction, so it is whole or absent.
 
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -32,7 +31,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 pub(crate) async fn dispatch(
     api: &Api,
-    req: Request<Incoming>,
+    req: Request<Body>,
     resource: &Resource,
     p: ResourcePath,
     query: Query,
@@ -238,7 +237,7 @@ pub(crate) async fn snapshot(
 
 async fn list(
     api: &Api,
-    req: &Request<Incoming>,
+    req: &Request<Body>,
     resource: &Resource,
     ns: Option<&str>,
     query: &Query,
@@ -309,7 +308,7 @@ fn decode_continue(token: &str) -> Result<String, ApiError> {
 }
 
 /// The `includeObject` a client asking for a Table wants, or None when it wants objects.
-pub(crate) fn wants_table(req: &Request<Incoming>) -> Option<crate::table::IncludeObject> {
+pub(crate) fn wants_table(req: &Request<Body>) -> Option<crate::table::IncludeObject> {
     let accept = req.headers().get(hyper::header::ACCEPT)?.to_str().ok()?;
     let first = accept.split(',').next()?;
     if !first.contains("as=Table") {
@@ -321,7 +320,7 @@ pub(crate) fn wants_table(req: &Request<Incoming>) -> Option<crate::table::Inclu
 
 /// One object in the response, as a one-row Table if the client asked for one.
 pub(crate) fn object_response(
-    req: &Request<Incoming>,
+    req: &Request<Body>,
     resource: &Resource,
     status: StatusCode,
     object: Value,
@@ -351,7 +350,7 @@ pub(crate) fn object_response(
     response
 }
 
-fn content_type(req: &Request<Incoming>) -> String {
+fn content_type(req: &Request<Body>) -> String {
     req.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -384,7 +383,7 @@ pub(crate) fn object_from(
 
 async fn create(
     api: &Api,
-    req: Request<Incoming>,
+    req: Request<Body>,
     resource: &Resource,
     ns: Option<&str>,
     query: &Query,
@@ -471,7 +470,7 @@ fn parse_revision(value: &Value) -> Result<Option<u64>, ApiError> {
 
 async fn update(
     api: &Api,
-    req: Request<Incoming>,
+    req: Request<Body>,
     resource: &Resource,
     ns: Option<&str>,
     name: &str,
@@ -555,7 +554,7 @@ fn delete_options(body: &[u8], query: &Query) -> Result<DeleteOptions, ApiError>
 
 async fn delete(
     api: &Api,
-    req: Request<Incoming>,
+    req: Request<Body>,
     resource: &Resource,
     ns: Option<&str>,
     name: &str,
@@ -610,7 +609,7 @@ async fn delete(
 
 async fn delete_collection(
     api: &Api,
-    req: Request<Incoming>,
+    req: Request<Body>,
     resource: &Resource,
     ns: Option<&str>,
     query: &Query,

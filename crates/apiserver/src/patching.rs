@@ -3,7 +3,6 @@
 //! resourceVersion as the precondition; a concurrent write makes it try again on the fresh
 //! object, as kube-apiserver does, unless the patch itself named a resourceVersion.
 
-use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
@@ -74,7 +73,7 @@ pub fn apply_patch(
 
 pub(crate) async fn patch(
     api: &Api,
-    req: Request<Incoming>,
+    req: Request<Body>,
     resource: &Resource,
     ns: Option<&str>,
     name: &str,

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
@@ -89,7 +88,7 @@ async fn until_done(
 
 pub(crate) async fn serve(
     api: &Api,
-    mut req: Request<Incoming>,
+    mut req: Request<Body>,
     ns: String,
     name: String,
     sub: &str,

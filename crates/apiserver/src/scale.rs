@@ -2,7 +2,6 @@
 //! autoscalers use: reads show spec and status replicas with the selector; writes change only
 //! `spec.replicas` of the Deployment, with its resourceVersion as the precondition.
 
-use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
@@ -47,7 +46,7 @@ fn scale_of(deployment: &Value) -> Value {
 
 pub(crate) async fn serve(
     api: &Api,
-    req: Request<Incoming>,
+    req: Request<Body>,
     resource: &Resource,
     ns: Option<String>,
     name: String,

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -150,5 +151,6 @@ async fn dispatch(
         );
         return crate::api::error_response(&ApiError::unauthorized());
     }
+    let req = req.map(|body| body.map_err(std::io::Error::other).boxed());
     api.handle(req, caller).await
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response};
 use serde_json::{json, Value};
@@ -152,7 +152,7 @@ struct Watcher {
 
 pub(crate) async fn serve(
     api: &Api,
-    req: &Request<Incoming>,
+    req: &Request<Body>,
     resource: &Resource,
     namespace: Option<String>,
     query: &Query,

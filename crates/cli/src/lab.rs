@@ -167,10 +167,8 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
             } else {
                 weft_model::manifest::read_files(&files)?
             };
-            let interrupt = weft_lab::lab::remove_on_interrupt(Layout::new(
-                cluster.name.clone(),
-                &state_root,
-            ))?;
+            let interrupt =
+                weft_lab::lab::remove_on_interrupt(Layout::new(cluster.name.clone(), &state_root))?;
             let report =
                 weft_lab::lab::up(&cluster, objects, &state_root, Duration::from_secs(wait))?;
             interrupt.disarm();
