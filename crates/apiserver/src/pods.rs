@@ -1,7 +1,6 @@
 //! The pod subresources `log`, `exec` and `attach`. In the lab the kubelet's work is done by
 //! weft's own tools: container output is in the kubelet's log files, and `exec` runs
-//! `weft exec`, which enters the pod's namespaces with the container's environment, exactly
-//! what `weft exec` does from a shell.
+//! `weft lab exec-local`, which enters the pod's namespaces with the container's environment.
 
 use std::path::PathBuf;
 use std::time::Duration;

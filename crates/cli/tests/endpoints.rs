@@ -37,20 +37,13 @@ fn probed_pod(node: &str, name: &str, app: &str, probe: &str) -> String {
     )
 }
 
-/// The managed EndpointSlices of a Service, read from the lab's store.
+/// The managed EndpointSlices of a Service, read through the lab's API.
 fn slices(lab: &Lab, service: &str) -> Vec<Value> {
-    let dir = lab
-        .state
-        .path()
-        .join(&lab.name)
-        .join("store/objects/EndpointSlice/default");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
+    let out = lab.weft(&["get", "endpointslices", "-o", "json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let entries = list["items"].as_array().cloned().unwrap_or_default();
     let mut out: Vec<Value> = entries
-        .flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter_map(|text| serde_json::from_str::<Value>(&text).ok())
+        .into_iter()
         .filter(|s| {
             let labels = &s["metadata"]["labels"];
             labels["kubernetes.io/service-name"] == service
