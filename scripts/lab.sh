@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: build weft, bring up the example cluster (3 nodes, VXLAN overlay, Services), show its
-# nodes and pods, a request across nodes, one to the outside host, and one through each kind of
-# Service address.
+# nodes and pods, a request across nodes, one to the outside host, one through each kind of
+# Service address, and the same cluster through the real kubectl.
 #   bash scripts/lab.sh [manifest...]     (default: examples/quickstart.yaml; NODES=3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,5 +55,24 @@ if [[ $# -eq 0 ]]; then
     "$weft" lab outside -- curl -s --max-time 5 "http://$lb_ip/clientip"
     echo
 fi
+# The lab is a Kubernetes API endpoint: the tutorials' kubectl commands work against it.
+kubeconfig=$("$weft" lab list | awk '$1 == "weft" {print $5}')
+if [[ -n $kubeconfig ]] && command -v kubectl >/dev/null; then
+    echo "\$ export KUBECONFIG=$kubeconfig"
+    export KUBECONFIG=$kubeconfig
+    echo "\$ kubectl create deployment hello --image=nginx --replicas=2 && kubectl expose deployment hello --port=80"
+    kubectl create deployment hello --image=nginx --replicas=2
+    kubectl expose deployment hello --port=80
+    kubectl rollout status deployment hello --timeout=60s
+    echo "\$ kubectl get pods -o wide -l app=hello; kubectl get endpoints hello"
+    kubectl get pods -o wide -l app=hello
+    kubectl get endpoints hello
+    hello_ip=$(kubectl get svc hello -o jsonpath='{.spec.clusterIP}')
+    echo "\$ kubectl exec client -- curl -s http://$hello_ip/hostname"
+    for _ in $(seq 50); do kubectl exec client -- curl -s --max-time 1 -o /dev/null "http://$hello_ip/" && break; sleep 0.2; done
+    kubectl exec client -- curl -s --max-time 5 "http://$hello_ip/hostname"
+    echo
+fi
 echo
-echo "Explore with $weft (get, exec, logs, apply, delete; --help on each). Remove it all: $weft lab down"
+echo "Explore with $weft (get, exec, logs, apply, delete; --help on each) or kubectl (KUBECONFIG above)."
+echo "Remove it all: $weft lab down"
