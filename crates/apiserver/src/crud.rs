@@ -60,12 +60,9 @@ pub(crate) async fn dispatch(
                 Vec::new(),
             ))
         }
-        (&Method::GET | &Method::PUT, Some(name), Some("scale"))
+        (&Method::GET | &Method::PUT | &Method::PATCH, Some(name), Some("scale"))
             if resource.kind == "Deployment" =>
         {
-            crate::scale::serve(api, req, resource, ns, name, &query).await
-        }
-        (&Method::PATCH, Some(name), Some("scale")) if resource.kind == "Deployment" => {
             crate::scale::serve(api, req, resource, ns, name, &query).await
         }
         (_, Some(name), Some("log" | "exec" | "attach")) if resource.kind == "Pod" => {
@@ -326,7 +323,7 @@ pub(crate) fn object_response(
     object: Value,
     warnings: Vec<String>,
 ) -> Response<Body> {
-    let mut response = match wants_table(req) {
+    let response = match wants_table(req) {
         Some(include) => {
             let rv = object["metadata"]["resourceVersion"].clone();
             let table = crate::table::table(
@@ -340,8 +337,18 @@ pub(crate) fn object_response(
         }
         None => json_response(status, &object),
     };
+    with_warnings(response, warnings)
+}
+
+/// The object a write stored, with the write's warnings (writes answer with the object, not a
+/// Table, as kube-apiserver does for kubectl).
+pub(crate) fn written(status: StatusCode, object: Value, warnings: Vec<String>) -> Response<Body> {
+    with_warnings(json_response(status, &object), warnings)
+}
+
+/// Adds `Warning` headers in kube-apiserver's form (`299 - "<text>"`), which kubectl prints.
+fn with_warnings(mut response: Response<Body>, warnings: Vec<String>) -> Response<Body> {
     for w in warnings {
-        // kube-apiserver's form: `299 - "<text>"`.
         let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
         if let Ok(v) = HeaderValue::from_str(&text) {
             response.headers_mut().append("Warning", v);
@@ -391,8 +398,7 @@ async fn create(
     let validation = FieldValidation::from_query(query)?;
     let store = writer(api, query)?;
     let ct = content_type(&req);
-    let (parts, body) = req.into_parts();
-    let bytes = api.body(Request::from_parts(parts.clone(), body)).await?;
+    let bytes = api.body(req).await?;
     let mut value = decode::parse_body(&bytes, &ct)?;
     decode::check_kind(&mut value, resource)?;
     decode::check_namespace(&mut value, resource, ns)?;
@@ -415,35 +421,7 @@ async fn create(
         api.refresh_resources();
     }
     api.hub.poke();
-    let req = Request::from_parts(parts, ());
-    Ok(object_response_parts(
-        &req,
-        resource,
-        StatusCode::CREATED,
-        stored.to_json(),
-        warnings,
-    ))
-}
-
-/// [`object_response`] for a request whose body was consumed.
-pub(crate) fn object_response_parts(
-    req: &Request<()>,
-    resource: &Resource,
-    status: StatusCode,
-    object: Value,
-    warnings: Vec<String>,
-) -> Response<Body> {
-    // Tables are for reads; writes answer with the object, as kube-apiserver does for kubectl.
-    let _ = req;
-    let mut response = json_response(status, &object);
-    let _ = resource;
-    for w in warnings {
-        let text = format!("299 - \"{}\"", w.replace('"', "\\\""));
-        if let Ok(v) = HeaderValue::from_str(&text) {
-            response.headers_mut().append("Warning", v);
-        }
-    }
-    response
+    Ok(written(StatusCode::CREATED, stored.to_json(), warnings))
 }
 
 /// Which part of the stored object a write of this resource keeps.
@@ -480,8 +458,7 @@ async fn update(
     let validation = FieldValidation::from_query(query)?;
     let store = writer(api, query)?;
     let ct = content_type(&req);
-    let (parts, body) = req.into_parts();
-    let bytes = api.body(Request::from_parts(parts.clone(), body)).await?;
+    let bytes = api.body(req).await?;
     let value = decode::parse_body(&bytes, &ct)?;
     let body_name = value["metadata"]["name"].as_str().unwrap_or_default();
     if body_name != name {
@@ -499,14 +476,7 @@ async fn update(
         api.refresh_resources();
     }
     api.hub.poke();
-    let req = Request::from_parts(parts, ());
-    Ok(object_response_parts(
-        &req,
-        resource,
-        StatusCode::OK,
-        stored.to_json(),
-        warnings,
-    ))
+    Ok(written(StatusCode::OK, stored.to_json(), warnings))
 }
 
 /// DeleteOptions from the body and the query.

@@ -9,9 +9,7 @@ use serde_json::Value;
 use weft_sources::StoreError;
 
 use crate::api::Api;
-use crate::crud::{
-    blocking, get, object_from, object_response_parts, status_mode, store_error, writer,
-};
+use crate::crud::{blocking, get, object_from, status_mode, store_error, writer, written};
 use crate::decode::{self, FieldValidation};
 use crate::request::Query;
 use crate::resources::Resource;
@@ -100,9 +98,7 @@ pub(crate) async fn patch(
             }],
         ));
     }
-    let (parts, body) = req.into_parts();
-    let bytes = api.body(Request::from_parts(parts.clone(), body)).await?;
-    let parts = Request::from_parts(parts, ());
+    let bytes = api.body(req).await?;
     for _attempt in 0..5 {
         let current = match get(api, resource, ns, name).await {
             Ok(current) => current,
@@ -118,13 +114,7 @@ pub(crate) async fn patch(
                     .await
                     .map_err(|e| store_error(e, resource, name))?;
                 api.hub.poke();
-                return Ok(object_response_parts(
-                    &parts,
-                    resource,
-                    StatusCode::CREATED,
-                    stored.to_json(),
-                    warnings,
-                ));
+                return Ok(written(StatusCode::CREATED, stored.to_json(), warnings));
             }
             Err(e) => return Err(e),
         };
@@ -154,13 +144,7 @@ pub(crate) async fn patch(
                     api.refresh_resources();
                 }
                 api.hub.poke();
-                return Ok(object_response_parts(
-                    &parts,
-                    resource,
-                    StatusCode::OK,
-                    stored.to_json(),
-                    warnings,
-                ));
+                return Ok(written(StatusCode::OK, stored.to_json(), warnings));
             }
             Err(StoreError::Conflict { .. }) if !named_rv => continue,
             Err(e) => return Err(store_error(e, resource, name)),
