@@ -399,7 +399,20 @@ async fn create(
     let store = writer(api, query)?;
     let ct = content_type(&req);
     let bytes = api.body(req).await?;
-    let mut value = decode::parse_body(&bytes, &ct)?;
+    let value = decode::parse_body(&bytes, &ct)?;
+    create_value(api, &store, value, resource, ns, validation).await
+}
+
+/// Creates an object from a request's JSON: kube-apiserver's preparation, validation, the
+/// store's admission; answers 201 with the stored object (POST, and an apply of a new object).
+pub(crate) async fn create_value(
+    api: &Api,
+    store: &Store,
+    mut value: Value,
+    resource: &Resource,
+    ns: Option<&str>,
+    validation: FieldValidation,
+) -> Result<Response<Body>, ApiError> {
     decode::check_kind(&mut value, resource)?;
     decode::check_namespace(&mut value, resource, ns)?;
     decode::prepare_create(&mut value, resource)?;
@@ -414,6 +427,7 @@ async fn create(
             resource.qualified()
         ));
     }
+    let store = store.clone();
     let stored = blocking(move || store.create(object))
         .await
         .map_err(|e| store_error(e, resource, &name))?;

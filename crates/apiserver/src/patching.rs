@@ -9,7 +9,9 @@ use serde_json::Value;
 use weft_sources::StoreError;
 
 use crate::api::Api;
-use crate::crud::{blocking, get, object_from, status_mode, store_error, writer, written};
+use crate::crud::{
+    blocking, create_value, get, object_from, status_mode, store_error, writer, written,
+};
 use crate::decode::{self, FieldValidation};
 use crate::request::Query;
 use crate::resources::Resource;
@@ -104,17 +106,8 @@ pub(crate) async fn patch(
             Ok(current) => current,
             Err(e) if e.code == 404 && patch_type == PatchType::Apply && !to_status => {
                 // Apply creates what does not exist yet.
-                let mut value = decode::parse_body(&bytes, "application/yaml")?;
-                decode::check_kind(&mut value, resource)?;
-                decode::check_namespace(&mut value, resource, ns)?;
-                decode::prepare_create(&mut value, resource)?;
-                let (object, warnings) = object_from(value, resource, ns, validation)?;
-                let store = store.clone();
-                let stored = blocking(move || store.create(object))
-                    .await
-                    .map_err(|e| store_error(e, resource, name))?;
-                api.hub.poke();
-                return Ok(written(StatusCode::CREATED, stored.to_json(), warnings));
+                let value = decode::parse_body(&bytes, "application/yaml")?;
+                return create_value(api, &store, value, resource, ns, validation).await;
             }
             Err(e) => return Err(e),
         };
