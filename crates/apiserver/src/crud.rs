@@ -65,6 +65,9 @@ pub(crate) async fn dispatch(
         {
             crate::scale::serve(api, req, resource, ns, name, &query).await
         }
+        (_, Some(_), Some("portforward")) if resource.kind == "Pod" => Err(ApiError::method_not_allowed(
+            "pods/portforward is not served by the weft lab's API server yet; `weft port-forward` forwards to a lab's pods and Services from this machine",
+        )),
         (_, Some(name), Some("log" | "exec" | "attach")) if resource.kind == "Pod" => {
             crate::pods::serve(
                 api,
