@@ -11,6 +11,9 @@ use serde_json::Value;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// The real kubectl, installed by scripts/deps.sh.
+pub const KUBECTL: &str = "/usr/local/bin/kubectl";
+
 pub struct Lab {
     pub name: String,
     pub state: tempfile::TempDir,
@@ -62,18 +65,65 @@ impl Lab {
         self.ok(&["exec", pod, "--", "curl", "-sS", "--max-time", "5", url])
     }
 
-    /// A Service as stored (`Value::Null` if there is none), in namespace default.
+    /// A Service as the lab's API serves it (`weft get svc NAME -o json`; `Value::Null` if
+    /// there is none), in namespace default.
     pub fn service(&self, name: &str) -> Value {
-        let path = self
-            .state
-            .path()
-            .join(&self.name)
-            .join("store/objects/Service/default")
-            .join(format!("{name}.json"));
-        std::fs::read_to_string(path)
+        let out = self.weft(&["get", "svc", name, "-o", "json"]);
+        if !out.status.success() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The kubeconfig `weft lab up` writes for this lab (client certificate, https://127.0.0.1).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state.path().join(&self.name).join("kubeconfig")
+    }
+
+    /// The lab's own state directory (`$WEFT_STATE_DIR/<lab>`): pid files, logs, kubeconfig.
+    pub fn dir(&self) -> PathBuf {
+        self.state.path().join(&self.name)
+    }
+
+    /// The real kubectl against this lab (KUBECONFIG set to the lab's kubeconfig).
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_cmd(args).output().expect("running kubectl")
+    }
+
+    /// A kubectl command for this lab, to spawn (watches, follows) or feed stdin.
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("WEFT_STATE_DIR", self.state.path())
+            .current_dir(workspace_root());
+        cmd
+    }
+
+    /// `kubectl ARGS`, which must succeed; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed ({}): {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A daemon's pid file: `apiserver`, `controller`, `speaker` (the lab's) or
+    /// `nodes/NODE/kubelet`, `nodes/NODE/agent`.
+    pub fn pid_file(&self, daemon: &str) -> PathBuf {
+        self.dir().join(format!("{daemon}.pid"))
+    }
+
+    /// The pid in a daemon's pid file, if the file is there and readable.
+    pub fn daemon_pid(&self, daemon: &str) -> Option<u32> {
+        std::fs::read_to_string(self.pid_file(daemon))
             .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
+            .and_then(|t| t.trim().parse().ok())
     }
 
     pub fn pods(&self, extra: &[&str]) -> Vec<Value> {
@@ -203,10 +253,78 @@ pub fn name_of(pod: &Value) -> String {
 }
 
 /// Polls for up to 30 s.
-pub fn wait_for(mut cond: impl FnMut() -> bool) {
+pub fn wait_for(cond: impl FnMut() -> bool) {
+    wait_for_what("condition", cond)
+}
+
+/// Polls for up to 30 s; the panic names `what` was awaited.
+pub fn wait_for_what(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !cond() {
-        assert!(Instant::now() < deadline, "condition not met within 30s");
+        assert!(Instant::now() < deadline, "{what}: not met within 30s");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A kubectl table (`kubectl get`, `api-resources`) as rows of (column, cell), cut at the
+/// header's column starts: kubectl's tabwriter aligns every cell under its header and pads
+/// with at least three spaces, while headers like `NOMINATED NODE` hold single spaces.
+pub fn table(text: &str) -> Vec<Vec<(String, String)>> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = header_columns(lines.next().unwrap_or(""));
+    lines
+        .map(|line| {
+            header
+                .iter()
+                .enumerate()
+                .map(|(c, (start, name))| {
+                    let from = (*start).min(line.len());
+                    let to = header
+                        .get(c + 1)
+                        .map(|(s, _)| *s)
+                        .unwrap_or(line.len())
+                        .min(line.len());
+                    (
+                        name.clone(),
+                        line.get(from..to).unwrap_or("").trim().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The column names of a kubectl table's header (its first line).
+pub fn columns(text: &str) -> Vec<String> {
+    header_columns(text.lines().next().unwrap_or(""))
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect()
+}
+
+fn header_columns(header: &str) -> Vec<(usize, String)> {
+    let bytes = header.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b' ' && (i == 0 || (i >= 2 && &bytes[i - 2..i] == b"  ")) {
+            let end = header[i..]
+                .find("  ")
+                .map(|e| i + e)
+                .unwrap_or(header.len());
+            out.push((i, header[i..end].to_string()));
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// One cell of a table row.
+pub fn cell<'a>(row: &'a [(String, String)], column: &str) -> &'a str {
+    row.iter()
+        .find(|(c, _)| c == column)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no column {column} in {row:?}"))
 }
