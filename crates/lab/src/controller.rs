@@ -306,6 +306,50 @@ impl Controller {
                         == hash.as_ref()
                 })
                 .count() as i32;
+            let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            // The deployment controller's two conditions, which `helm --wait` and kstatus read:
+            // Available once enough pods are ready, Progressing until the current template's
+            // pods are all there and ready.
+            let available = ready >= desired;
+            let complete = updated == desired && replicas == desired && ready >= desired;
+            let conditions = [
+                condition(
+                    d,
+                    "Available",
+                    available,
+                    if available {
+                        "MinimumReplicasAvailable"
+                    } else {
+                        "MinimumReplicasUnavailable"
+                    },
+                    if available {
+                        "Deployment has minimum availability."
+                    } else {
+                        "Deployment does not have minimum availability."
+                    },
+                ),
+                condition(
+                    d,
+                    "Progressing",
+                    true,
+                    if complete {
+                        "NewReplicaSetAvailable"
+                    } else {
+                        "ReplicaSetUpdated"
+                    },
+                    &if complete {
+                        format!(
+                            "Pods of Deployment {:?} have successfully progressed.",
+                            d.metadata.name.as_deref().unwrap_or("")
+                        )
+                    } else {
+                        format!(
+                            "Deployment {:?} is progressing.",
+                            d.metadata.name.as_deref().unwrap_or("")
+                        )
+                    },
+                ),
+            ];
             let status: k8s_openapi::api::apps::v1::DeploymentStatus =
                 serde_json::from_value(json!({
                     "observedGeneration": d.metadata.generation.unwrap_or(1),
@@ -313,6 +357,7 @@ impl Controller {
                     "updatedReplicas": updated,
                     "readyReplicas": ready,
                     "availableReplicas": ready,
+                    "conditions": conditions,
                 }))
                 .map_err(|e| LabError::Invalid(e.to_string()))?;
             if d.status.as_ref() == Some(&status) {
@@ -331,6 +376,34 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// A Deployment condition; its times stay those of the stored one while nothing about it
+/// changes, so an unchanged Deployment is not rewritten every pass.
+fn condition(
+    d: &Deployment,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+) -> serde_json::Value {
+    let status = if status { "True" } else { "False" };
+    let old = d
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == type_));
+    let now = weft_model::time::now();
+    let transition = old
+        .filter(|o| o.status == status)
+        .and_then(|o| o.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    let update = old
+        .filter(|o| o.status == status && o.reason.as_deref() == Some(reason))
+        .and_then(|o| o.last_update_time.clone())
+        .unwrap_or(now);
+    json!({"type": type_, "status": status, "reason": reason, "message": message,
+        "lastTransitionTime": transition, "lastUpdateTime": update})
 }
 
 pub fn node_ready(n: &Node) -> bool {
