@@ -423,7 +423,8 @@ pub(crate) async fn create_value(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let (object, mut warnings) = object_from(value, resource, ns, validation)?;
+    let (object, mut warnings) = object_from(value, resource, ns, validation)
+        .map_err(|e| decode::in_version(e, resource))?;
     if !resource.acted_on() {
         warnings.push(format!(
             "weft stores {} objects but does not act on them",
@@ -484,7 +485,8 @@ async fn update(
         )));
     }
     let expected = parse_revision(&value)?;
-    let (object, warnings) = object_from(value, resource, ns, validation)?;
+    let (object, warnings) = object_from(value, resource, ns, validation)
+        .map_err(|e| decode::in_version(e, resource))?;
     let mode = status_mode(resource, to_status);
     let stored = blocking(move || store.replace(object, expected, mode))
         .await
@@ -499,6 +501,9 @@ async fn update(
 /// DeleteOptions from the body and the query.
 struct DeleteOptions {
     propagation: String,
+    /// `dryRun: ["All"]` in the body: kubectl delete --dry-run=server sends it there, not in
+    /// the query.
+    dry_run: bool,
     uid: Option<String>,
     revision: Option<u64>,
 }
@@ -532,8 +537,19 @@ fn delete_options(body: &[u8], query: &Query) -> Result<DeleteOptions, ApiError>
         })?),
         None => None,
     };
+    let dry_run = match &value["dryRun"] {
+        Value::Null => false,
+        Value::Array(all) if all.is_empty() => false,
+        Value::Array(all) if all.len() == 1 && all[0] == "All" => true,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid dryRun value: {other}: only \"All\" is supported"
+            )))
+        }
+    };
     Ok(DeleteOptions {
         propagation,
+        dry_run,
         uid: value["preconditions"]["uid"].as_str().map(str::to_string),
         revision,
     })
@@ -547,10 +563,14 @@ async fn delete(
     name: &str,
     query: &Query,
 ) -> Result<Response<Body>, ApiError> {
-    let store = writer(api, query)?;
-    let dry = decode::dry_run(query)?;
     let bytes = api.body(req).await?;
     let options = delete_options(&bytes, query)?;
+    let dry = decode::dry_run(query)? || options.dry_run;
+    let store = if dry {
+        api.store.dry_run()
+    } else {
+        api.store.clone()
+    };
     let current = get(api, resource, ns, name).await?;
     if let Some(uid) = &options.uid {
         let actual = current["metadata"]["uid"].as_str().unwrap_or_default();
@@ -603,8 +623,13 @@ async fn delete_collection(
 ) -> Result<Response<Body>, ApiError> {
     let filter = Filter::from_query(query)?;
     filter.check_fields(&resource.group, &resource.kind)?;
-    let store = writer(api, query)?;
-    let _ = api.body(req).await?;
+    let bytes = api.body(req).await?;
+    let dry = decode::dry_run(query)? || delete_options(&bytes, query)?.dry_run;
+    let store = if dry {
+        api.store.dry_run()
+    } else {
+        api.store.clone()
+    };
     let (_, items) = snapshot(api, resource, ns, &filter).await?;
     let keys: Vec<ObjectKey> = items
         .iter()
@@ -624,7 +649,7 @@ async fn delete_collection(
             .await
             .map_err(|e| store_error(e, resource, &name))?
         {
-            if !decode::dry_run(query)? {
+            if !dry {
                 if let Some(uid) = object.metadata().uid.clone() {
                     crate::gc::collect_later(api, uid);
                 }
@@ -642,6 +667,19 @@ async fn delete_collection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delete_options_carry_a_dry_run() {
+        let q = Query::parse(None);
+        assert!(
+            delete_options(br#"{"kind":"DeleteOptions","dryRun":["All"]}"#, &q)
+                .unwrap()
+                .dry_run
+        );
+        assert!(!delete_options(b"", &q).unwrap().dry_run);
+        assert!(!delete_options(br#"{"dryRun":[]}"#, &q).unwrap().dry_run);
+        assert!(delete_options(br#"{"dryRun":["Some"]}"#, &q).is_err());
+    }
 
     #[test]
     fn validation_messages_become_field_causes() {

@@ -250,6 +250,19 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
+/// A create's or update's strict decoding error as kube-apiserver words it (its decoder's error
+/// goes through transformDecodeError: `ConfigMap in version "v1" cannot be handled as a
+/// ConfigMap: strict decoding error: unknown field "x"`); a patch's stays bare, as there.
+pub fn in_version(e: ApiError, resource: &Resource) -> ApiError {
+    if e.code == 400 && e.message.starts_with("strict decoding error: ") {
+        return ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {}",
+            resource.kind, resource.version, resource.kind, e.message
+        ));
+    }
+    e
+}
+
 /// Applies `fieldValidation` to what [`unknown_fields`] found: an error under Strict, warnings
 /// (for the `Warning` header) under Warn.
 pub fn field_validation(

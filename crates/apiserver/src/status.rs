@@ -191,7 +191,12 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(details) = &self.details {
-            status["details"] = details.clone();
+            let mut details = details.clone();
+            // kube's StatusDetails omits empty strings: no "group" for the core group.
+            if let Value::Object(map) = &mut details {
+                map.retain(|_, v| v.as_str() != Some(""));
+            }
+            status["details"] = details;
         }
         status
     }
