@@ -161,14 +161,6 @@ fn under_terminal(lab: &Lab, kubectl_args: &str) -> Said {
     said(out)
 }
 
-fn web_deployment(replicas: u32) -> String {
-    // What `kubectl create deployment web --image=nginx --replicas=N --dry-run=client -o yaml`
-    // prints, less its empty strategy/resources/status.
-    format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  labels:\n    app: web\n  name: web\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - image: nginx\n        name: nginx\n"
-    )
-}
-
 const MULTI: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -218,16 +210,31 @@ fn the_tutorial_with_the_real_kubectl() {
     lab.ok(&["lab", "up", "--nodes", "1"]);
     let node = format!("{}-node1", lab.name);
 
-    // TODO(protobuf decoder): this step is `kubectl create deployment web --image=nginx
-    // --replicas=3`, but kubectl sends that request body as application/vnd.kubernetes.protobuf,
-    // which the API server refuses with 415 until its protobuf decoder lands; until then the
-    // same Deployment goes in with `kubectl apply -f`. The create itself is checked by the
-    // ignored test `create_deployment_sends_protobuf` below.
-    let manifest = lab.write("web.yaml", &web_deployment(3));
-    assert_eq!(
-        lab.kubectl_ok(&["apply", "-f", &manifest]),
-        "deployment.apps/web created\n"
+    // kubectl sends this body as application/vnd.kubernetes.protobuf.
+    let created = kubectl(
+        &lab,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=3",
+        ],
     );
+    assert_eq!(
+        (created.code, created.out.as_str(), created.err.as_str()),
+        (0, "deployment.apps/web created\n", "")
+    );
+    let deployment = json_of(&lab, &["get", "deployment", "web"]);
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        json!({"app": "web"})
+    );
+    let containers = &deployment["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers.as_array().map(Vec::len), Some(1), "{containers}");
+    assert_eq!(containers[0]["name"], "nginx");
+    assert_eq!(containers[0]["image"], "nginx");
     assert_eq!(
         lab.kubectl_ok(&[
             "expose",
@@ -744,34 +751,652 @@ fn the_tutorial_with_the_real_kubectl() {
     assert!(!app_pods(&lab, "api").is_empty());
 }
 
-/// Blocked on the protobuf decoder: kubectl sends `create deployment` as protobuf.
+/// Raw HTTPS to the lab's API server with curl, as the kubeconfig's user (its client
+/// certificate, extracted to files) or as nobody.
+struct Raw {
+    server: String,
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+/// What the server answered: status code, the `Warning` headers, the body as JSON.
+struct Answer {
+    code: u16,
+    warnings: Vec<String>,
+    body: Value,
+}
+
+impl Raw {
+    fn new(lab: &Lab) -> Raw {
+        let field = |path: &str| {
+            lab.kubectl_ok(&[
+                "config",
+                "view",
+                "--raw",
+                "-o",
+                &format!("jsonpath={{{path}}}"),
+            ])
+        };
+        let decode = |b64: String, file: &str| {
+            let out = Command::new("base64")
+                .arg("-d")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    child.stdin.take().unwrap().write_all(b64.as_bytes())?;
+                    child.wait_with_output()
+                })
+                .expect("base64 -d");
+            lab.write(file, &String::from_utf8(out.stdout).expect("PEM"))
+        };
+        Raw {
+            server: field(".clusters[0].cluster.server"),
+            ca: decode(
+                field(".clusters[0].cluster.certificate-authority-data"),
+                "ca.crt",
+            ),
+            cert: decode(
+                field(".users[0].user.client-certificate-data"),
+                "client.crt",
+            ),
+            key: decode(field(".users[0].user.client-key-data"), "client.key"),
+        }
+    }
+
+    /// `curl -X METHOD PATH` with a body from `file` of `content_type`; `authenticated` sends
+    /// the client certificate.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+        authenticated: bool,
+        extra: &[&str],
+    ) -> Answer {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "-i",
+            "--max-time",
+            "30",
+            "--cacert",
+            &self.ca,
+            "-X",
+            method,
+        ]);
+        if authenticated {
+            cmd.args(["--cert", &self.cert, "--key", &self.key]);
+        }
+        if let Some((content_type, file)) = body {
+            cmd.args([
+                "-H",
+                &format!("Content-Type: {content_type}"),
+                "--data-binary",
+                &format!("@{file}"),
+            ]);
+        }
+        cmd.args(extra).arg(format!("{}{path}", self.server));
+        let out = cmd.output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "curl {method} {path}: {}\n{text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("no head in {text}"));
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head}"));
+        let warnings = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("warning"))
+            .map(|(_, v)| v.trim().to_string())
+            .collect();
+        Answer {
+            code,
+            warnings,
+            body: serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}")),
+        }
+    }
+}
+
+/// A failure Status as kube-apiserver sends it.
+fn assert_status(answer: &Answer, code: u16, reason: &str) {
+    assert_eq!(answer.code, code, "{}", answer.body);
+    assert_eq!(answer.body["kind"], "Status", "{}", answer.body);
+    assert_eq!(answer.body["apiVersion"], "v1");
+    assert_eq!(answer.body["status"], "Failure");
+    assert_eq!(answer.body["code"], code);
+    assert_eq!(answer.body["reason"], reason, "{}", answer.body);
+}
+
+fn message(answer: &Answer) -> &str {
+    answer.body["message"].as_str().unwrap_or_default()
+}
+
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
 #[test]
-#[ignore = "needs the API server's protobuf request decoder (415 unknown format until then)"]
-fn create_deployment_sends_protobuf() {
+fn bad_input_is_refused_with_kubes_status_and_nothing_is_stored() {
     let lab = Lab::new();
     lab.ok(&["lab", "up", "--nodes", "1"]);
-    let created = kubectl(
+    let raw = Raw::new(&lab);
+
+    // Malformed JSON: 400, said to be JSON that does not parse.
+    let bad_json = lab.write("bad.json", r#"{"apiVersion":"v1","kind":"ConfigMap","#);
+    let answer = raw.call(
+        "POST",
+        CONFIGMAPS,
+        Some(("application/json", &bad_json)),
+        true,
+        &[],
+    );
+    assert_status(&answer, 400, "BadRequest");
+    assert!(
+        message(&answer).starts_with("couldn't get version/kind; json parse error: "),
+        "{}",
+        answer.body
+    );
+    // The same bytes through kubectl to the server (create --raw sends them as they are).
+    let sent = kubectl(&lab, &["create", "--raw", CONFIGMAPS, "-f", &bad_json]);
+    assert_eq!(sent.code, 1);
+    assert!(
+        sent.err.starts_with(
+            "Error from server (BadRequest): couldn't get version/kind; json parse error: "
+        ),
+        "{}",
+        sent.err
+    );
+    // kubectl's own parser refuses the file before sending anything.
+    let parsed = kubectl(&lab, &["create", "-f", &bad_json]);
+    assert_eq!(parsed.code, 1);
+    assert!(
+        parsed.err.starts_with("error: error parsing "),
+        "{}",
+        parsed.err
+    );
+
+    // Malformed YAML: 400, said to be YAML that does not convert.
+    let bad_yaml = lab.write(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: [broken\n",
+    );
+    let answer = raw.call(
+        "POST",
+        CONFIGMAPS,
+        Some(("application/yaml", &bad_yaml)),
+        true,
+        &[],
+    );
+    assert_status(&answer, 400, "BadRequest");
+    assert!(
+        message(&answer).starts_with("error converting YAML to JSON: "),
+        "{}",
+        answer.body
+    );
+    let cms = lab.kubectl_ok(&["get", "configmaps", "-o", "name"]);
+    assert_eq!(cms, "", "nothing stored by the malformed bodies");
+
+    // An unknown field: kubectl validates strictly on the server by default; the error names
+    // the field and nothing is stored.
+    let unknown = lab.write(
+        "unknown.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: strict\nbogusField: 1\ndata:\n  a: b\n",
+    );
+    let expected = format!(
+        "Error from server (BadRequest): error when creating \"{unknown}\": ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"bogusField\"\n"
+    );
+    for args in [
+        vec!["apply", "-f", &unknown],
+        vec!["apply", "--validate=strict", "-f", &unknown],
+        vec!["create", "--validate=strict", "-f", &unknown],
+    ] {
+        let refused = kubectl(&lab, &args);
+        assert_eq!((refused.code, refused.out.as_str()), (1, ""), "{args:?}");
+        assert_eq!(refused.err, expected, "{args:?}");
+        assert_absent(&lab, "configmaps", "strict");
+    }
+    let answer = raw.call(
+        "POST",
+        &format!("{CONFIGMAPS}?fieldValidation=Strict"),
+        Some(("application/yaml", &unknown)),
+        true,
+        &[],
+    );
+    assert_status(&answer, 400, "BadRequest");
+    assert_absent(&lab, "configmaps", "strict");
+    // --validate=warn: stored without the field, with kube's warning.
+    let warned = kubectl(&lab, &["apply", "--validate=warn", "-f", &unknown]);
+    assert_eq!(warned.code, 0, "{}", warned.err);
+    assert_eq!(warned.out, "configmap/strict created\n");
+    assert_eq!(warned.err, "Warning: unknown field \"bogusField\"\n");
+    let stored = json_of(&lab, &["get", "configmap", "strict"]);
+    assert_eq!(stored["data"], json!({"a": "b"}));
+    assert!(stored.get("bogusField").is_none(), "{stored}");
+    let answer = raw.call(
+        "POST",
+        &format!("{CONFIGMAPS}?fieldValidation=Warn"),
+        Some((
+            "application/json",
+            &lab.write(
+                "warned.json",
+                r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"warned"},"bogus":1}"#,
+            ),
+        )),
+        true,
+        &[],
+    );
+    assert_eq!(answer.code, 201, "{}", answer.body);
+    assert_eq!(answer.warnings, [r#"299 - "unknown field \"bogus\"""#]);
+
+    // A Service on port 70000: 422 Invalid, naming spec.ports[0].port.
+    let port = lab.write(
+        "port.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  selector: {app: x}\n  ports: [{port: 70000}]\n",
+    );
+    let refused = kubectl(&lab, &["apply", "-f", &port]);
+    assert_eq!(refused.code, 1);
+    assert_eq!(
+        refused.err,
+        format!("The Service \"bad\" is invalid: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive\n")
+    );
+    let answer = raw.call(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some(("application/yaml", &port)),
+        true,
+        &[],
+    );
+    assert_status(&answer, 422, "Invalid");
+    assert_eq!(answer.body["details"]["kind"], "Service");
+    assert_eq!(answer.body["details"]["name"], "bad");
+    assert_eq!(
+        answer.body["details"]["causes"][0]["field"],
+        "spec.ports[0].port"
+    );
+    assert_eq!(
+        answer.body["details"]["causes"][0]["reason"],
+        "FieldValueInvalid"
+    );
+    assert_absent(&lab, "services", "bad");
+
+    // The same name twice: 409 AlreadyExists, the first one kept.
+    let dup = lab.write(
+        "dup.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\ndata:\n  k: first\n",
+    );
+    assert_eq!(
+        lab.kubectl_ok(&["create", "-f", &dup]),
+        "configmap/dup created\n"
+    );
+    let again = kubectl(&lab, &["create", "-f", &dup]);
+    assert_eq!(again.code, 1);
+    assert_eq!(
+        again.err,
+        format!("Error from server (AlreadyExists): error when creating \"{dup}\": configmaps \"dup\" already exists\n")
+    );
+    let answer = raw.call(
+        "POST",
+        CONFIGMAPS,
+        Some(("application/yaml", &dup)),
+        true,
+        &[],
+    );
+    assert_status(&answer, 409, "AlreadyExists");
+    assert_eq!(message(&answer), "configmaps \"dup\" already exists");
+    assert_eq!(
+        answer.body["details"],
+        json!({"name": "dup", "kind": "configmaps"})
+    );
+
+    // An update from a stale resourceVersion: 409 Conflict in kube's words; the newer write
+    // stays.
+    let stale = lab.kubectl_ok(&["get", "configmap", "dup", "-o", "json"]);
+    lab.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "dup",
+        "-p",
+        r#"{"data":{"k":"second"}}"#,
+    ]);
+    let mut old: Value = serde_json::from_str(&stale).unwrap();
+    old["data"]["k"] = json!("stale");
+    let stale_file = lab.write("stale.json", &old.to_string());
+    let replaced = kubectl(&lab, &["replace", "-f", &stale_file]);
+    assert_eq!(replaced.code, 1);
+    assert_eq!(
+        replaced.err,
+        format!("Error from server (Conflict): error when replacing \"{stale_file}\": Operation cannot be fulfilled on configmaps \"dup\": the object has been modified; please apply your changes to the latest version and try again\n")
+    );
+    let answer = raw.call(
+        "PUT",
+        &format!("{CONFIGMAPS}/dup"),
+        Some(("application/json", &stale_file)),
+        true,
+        &[],
+    );
+    assert_status(&answer, 409, "Conflict");
+    assert_eq!(
+        message(&answer),
+        "Operation cannot be fulfilled on configmaps \"dup\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    assert_eq!(
+        json_of(&lab, &["get", "configmap", "dup"])["data"],
+        json!({"k": "second"})
+    );
+
+    // 10 MB: 413 RequestEntityTooLarge, nothing stored.
+    let huge = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "huge"},
+        "data": {"a": "x".repeat(10 * 1024 * 1024)},
+    });
+    let huge_file = lab.write("huge.json", &huge.to_string());
+    let refused = kubectl(&lab, &["create", "-f", &huge_file]);
+    assert_eq!(refused.code, 1);
+    assert_eq!(
+        refused.err,
+        format!("Error from server (RequestEntityTooLarge): error when creating \"{huge_file}\": Request entity too large: limit is 3145728\n")
+    );
+    // HTTP/1.1: over HTTP/2, curl 7.88 fails (exit 92, no response shown) when the server
+    // answers before reading the body and then resets the stream, which RFC 9113 8.1 allows
+    // (kubectl, above, reads the same 413 over HTTP/2).
+    let answer = raw.call(
+        "POST",
+        CONFIGMAPS,
+        Some(("application/json", &huge_file)),
+        true,
+        &["--http1.1"],
+    );
+    assert_status(&answer, 413, "RequestEntityTooLarge");
+    assert_eq!(
+        message(&answer),
+        "Request entity too large: limit is 3145728"
+    );
+    assert_absent(&lab, "configmaps", "huge");
+
+    // No client certificate: 401, for reads and writes; public paths stay open.
+    let answer = raw.call("GET", CONFIGMAPS, None, false, &[]);
+    assert_status(&answer, 401, "Unauthorized");
+    assert_eq!(message(&answer), "Unauthorized");
+    // HTTP/1.1: refused before its body is read (see the 413 above).
+    let answer = raw.call(
+        "POST",
+        CONFIGMAPS,
+        Some(("application/yaml", &dup)),
+        false,
+        &["--http1.1"],
+    );
+    assert_status(&answer, 401, "Unauthorized");
+    let answer = raw.call("GET", "/version", None, false, &[]);
+    assert_eq!(answer.code, 200);
+    assert!(answer.body["gitVersion"].is_string(), "{}", answer.body);
+    // kubectl with a token the server does not know.
+    let token = lab.write(
+        "token.kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{}\", certificate-authority: \"{}\"}}}}]\nusers: [{{name: u, user: {{token: not-a-token}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n",
+            raw.server, raw.ca
+        ),
+    );
+    let denied = said(
+        lab.kubectl_cmd(&["--kubeconfig", &token, "get", "configmaps"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("kubectl"),
+    );
+    assert_eq!(denied.code, 1);
+    assert_eq!(
+        denied.err,
+        "error: You must be logged in to the server (Unauthorized)\n"
+    );
+
+    // Server-side dry runs store nothing: create, and delete of one that exists.
+    let dry = lab.write(
+        "dry.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dry\n",
+    );
+    assert_eq!(
+        lab.kubectl_ok(&["create", "--dry-run=server", "-f", &dry]),
+        "configmap/dry created (server dry run)\n"
+    );
+    assert_absent(&lab, "configmaps", "dry");
+    let answer = raw.call(
+        "POST",
+        &format!("{CONFIGMAPS}?dryRun=All"),
+        Some(("application/yaml", &dry)),
+        true,
+        &[],
+    );
+    assert_eq!(answer.code, 201, "{}", answer.body);
+    assert_eq!(answer.body["metadata"]["name"], "dry");
+    assert_absent(&lab, "configmaps", "dry");
+    assert_eq!(
+        lab.kubectl_ok(&["delete", "configmap", "dup", "--dry-run=server"]),
+        "configmap \"dup\" deleted from default namespace (server dry run)\n"
+    );
+    assert_eq!(
+        json_of(&lab, &["get", "configmap", "dup"])["data"],
+        json!({"k": "second"}),
+        "a dry-run delete deleted"
+    );
+    let answer = raw.call(
+        "DELETE",
+        &format!("{CONFIGMAPS}/dup?dryRun=All"),
+        None,
+        true,
+        &[],
+    );
+    assert_eq!(answer.code, 200, "{}", answer.body);
+    assert_eq!(
+        lab.kubectl_ok(&["delete", "configmaps", "--all", "--dry-run=server"]),
+        "configmap \"dup\" deleted from default namespace (server dry run)\nconfigmap \"strict\" deleted from default namespace (server dry run)\nconfigmap \"warned\" deleted from default namespace (server dry run)\n"
+    );
+
+    // After all of it: exactly what was accepted is stored.
+    assert_eq!(
+        lab.kubectl_ok(&["get", "configmaps", "-o", "name"]),
+        "configmap/dup\nconfigmap/strict\nconfigmap/warned\n"
+    );
+}
+
+/// helm's release objects: `kubectl get deploy,svc,cm -l app.kubernetes.io/instance=demo`.
+fn release_objects(lab: &Lab) -> BTreeSet<String> {
+    lab.kubectl_ok(&[
+        "get",
+        "deployments,services,configmaps",
+        "-l",
+        "app.kubernetes.io/instance=demo",
+        "-o",
+        "name",
+    ])
+    .lines()
+    .map(String::from)
+    .collect()
+}
+
+fn helm(lab: &Lab, args: &[&str]) -> Said {
+    said(
+        Command::new("/usr/local/bin/helm")
+            .args(args)
+            .env("KUBECONFIG", lab.kubeconfig())
+            .env("HELM_CACHE_HOME", lab.dir().join("helm/cache"))
+            .env("HELM_CONFIG_HOME", lab.dir().join("helm/config"))
+            .env("HELM_DATA_HOME", lab.dir().join("helm/data"))
+            .current_dir(support::workspace_root())
+            .output()
+            .expect("running helm"),
+    )
+}
+
+fn demo_pods(lab: &Lab) -> Vec<Value> {
+    json_of(
+        lab,
+        &["get", "pods", "-l", "app.kubernetes.io/instance=demo"],
+    )["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn helm_installs_upgrades_and_uninstalls_the_example_chart() {
+    let lab = Lab::new();
+    lab.ok(&["lab", "up", "--nodes", "1"]);
+
+    let install = helm(&lab, &["install", "demo", "examples/chart"]);
+    assert_eq!(install.code, 0, "{}{}", install.out, install.err);
+    let lines: Vec<&str> = install.out.lines().collect();
+    assert_eq!(lines[0], "NAME: demo", "{}", install.out);
+    assert!(lines.contains(&"STATUS: deployed"), "{}", install.out);
+    assert!(lines.contains(&"REVISION: 1"), "{}", install.out);
+    assert_eq!(
+        release_objects(&lab),
+        BTreeSet::from([
+            "deployment.apps/demo".to_string(),
+            "service/demo".to_string(),
+            "configmap/demo-config".to_string(),
+        ])
+    );
+    assert_eq!(
+        json_of(&lab, &["get", "configmap", "demo-config"])["data"],
+        json!({"greeting": "hello from weft-demo", "url": "http://demo.default.svc:80"})
+    );
+    wait_for_what("2 demo pods running", || {
+        let pods = demo_pods(&lab);
+        pods.len() == 2 && running(&pods)
+    });
+    let list = helm(&lab, &["list", "-o", "json"]);
+    let releases: Value = serde_json::from_str(&list.out).expect("helm list json");
+    assert_eq!(releases.as_array().map(Vec::len), Some(1), "{releases}");
+    assert_eq!(releases[0]["name"], "demo");
+    assert_eq!(releases[0]["namespace"], "default");
+    assert_eq!(releases[0]["revision"], "1");
+    assert_eq!(releases[0]["status"], "deployed");
+    assert_eq!(releases[0]["chart"], "weft-demo-0.1.0");
+    // The chart's Service answers from one of its pods.
+    let ip = lab.service("demo")["spec"]["clusterIP"]
+        .as_str()
+        .expect("demo's cluster IP")
+        .to_string();
+    let names: BTreeSet<String> = demo_pods(&lab).iter().map(name_of).collect();
+    let first = names.iter().next().unwrap().clone();
+    let answer = lab.kubectl_ok(&[
+        "exec",
+        &first,
+        "--",
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        &format!("http://{ip}/hostname"),
+    ]);
+    assert!(names.contains(&answer), "{answer:?} not in {names:?}");
+
+    let upgrade = helm(
         &lab,
         &[
-            "create",
-            "deployment",
-            "web",
-            "--image=nginx",
-            "--replicas=3",
+            "upgrade",
+            "demo",
+            "examples/chart",
+            "--set",
+            "replicas=3",
+            "--set",
+            "greeting=bonjour",
         ],
     );
+    assert_eq!(upgrade.code, 0, "{}{}", upgrade.out, upgrade.err);
     assert_eq!(
-        (created.code, created.out.as_str(), created.err.as_str()),
-        (0, "deployment.apps/web created\n", "")
+        upgrade.out.lines().next(),
+        Some("Release \"demo\" has been upgraded. Happy Helming!")
     );
-    let deployment = json_of(&lab, &["get", "deployment", "web"]);
-    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert!(
+        upgrade.out.lines().any(|l| l == "REVISION: 2"),
+        "{}",
+        upgrade.out
+    );
     assert_eq!(
-        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
-        "nginx"
+        json_of(&lab, &["get", "deployment", "demo"])["spec"]["replicas"],
+        3
     );
-    wait_for_what("3 web pods running", || {
-        let pods = app_pods(&lab, "web");
+    assert_eq!(
+        json_of(&lab, &["get", "configmap", "demo-config"])["data"]["greeting"],
+        "bonjour"
+    );
+    wait_for_what("3 demo pods running", || {
+        let pods = demo_pods(&lab);
         pods.len() == 3 && running(&pods)
     });
+    let history = helm(&lab, &["history", "demo", "-o", "json"]);
+    let history: Value = serde_json::from_str(&history.out).expect("helm history json");
+    let statuses: Vec<(i64, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["revision"].as_i64().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, [(1, "superseded"), (2, "deployed")]);
+
+    let uninstall = helm(&lab, &["uninstall", "demo"]);
+    assert_eq!(
+        (uninstall.code, uninstall.out.as_str()),
+        (0, "release \"demo\" uninstalled\n"),
+        "{}",
+        uninstall.err
+    );
+    assert_eq!(release_objects(&lab), BTreeSet::new());
+    assert_absent(&lab, "deployments.apps", "demo");
+    assert_absent(&lab, "services", "demo");
+    assert_absent(&lab, "configmaps", "demo-config");
+    wait_for_what("demo pods collected", || demo_pods(&lab).is_empty());
+    assert_eq!(helm(&lab, &["list", "-o", "json"]).out.trim(), "[]");
+    // helm's release records (Secrets) are gone too.
+    assert_eq!(
+        lab.kubectl_ok(&["get", "secrets", "-l", "owner=helm", "-o", "name"]),
+        ""
+    );
+}
+
+/// `helm install --wait` and `kubectl wait --for=condition=Available` read a Deployment's
+/// status conditions, which the lab's controller does not write yet.
+#[test]
+#[ignore = "lab bug: Deployments have no status.conditions (Available, Progressing), so helm --wait times out"]
+fn helm_wait_and_kubectl_wait_see_deployments_available() {
+    let lab = Lab::new();
+    lab.ok(&["lab", "up", "--nodes", "1"]);
+    let install = helm(
+        &lab,
+        &[
+            "install",
+            "demo",
+            "examples/chart",
+            "--wait",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert_eq!(install.code, 0, "{}{}", install.out, install.err);
+    assert_eq!(
+        lab.kubectl_ok(&[
+            "wait",
+            "--for=condition=Available",
+            "deployment/demo",
+            "--timeout=30s"
+        ]),
+        "deployment.apps/demo condition met\n"
+    );
 }
