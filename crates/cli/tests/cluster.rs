@@ -333,7 +333,7 @@ fn scheduling_honours_node_name_and_selectors_and_explains_what_fits_nowhere() {
     assert_eq!(cond["reason"], "Unschedulable", "{nowhere}");
     assert_eq!(
         cond["message"],
-        "0/3 nodes are available: 0 not ready, 3 didn't match Pod's node selector"
+        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
     );
     assert!(lab
         .ok(&["get", "pods"])

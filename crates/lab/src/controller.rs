@@ -220,12 +220,20 @@ impl Controller {
                 continue;
             }
             let selector = spec.node_selector.clone().unwrap_or_default();
-            let candidates: Vec<&Node> = nodes
+            let matching: Vec<&Node> = nodes
                 .iter()
                 .filter(|n| node_ready(n))
                 .filter(|n| {
                     let labels = n.metadata.labels.clone().unwrap_or_default();
                     weft_model::selector::map_matches(&selector, &labels)
+                })
+                .collect();
+            let candidates: Vec<&Node> = matching
+                .iter()
+                .copied()
+                .filter(|n| {
+                    let name = n.metadata.name.as_deref().unwrap_or_default();
+                    load.get(name).copied().unwrap_or(0) < max_pods(n)
                 })
                 .collect();
             let choice = candidates
@@ -250,14 +258,26 @@ impl Controller {
                     tracing::info!("pod {key} bound to {node}");
                 }
                 None => {
+                    let not_ready = nodes.iter().filter(|n| !node_ready(n)).count();
+                    let full = matching.len();
+                    let mismatched = nodes.len() - not_ready - full;
+                    let mut reasons = Vec::new();
+                    for (count, why) in [
+                        (not_ready, "node(s) were not ready"),
+                        (mismatched, "node(s) didn't match Pod's node affinity/selector"),
+                        (full, "Too many pods"),
+                    ] {
+                        if count > 0 {
+                            reasons.push(format!("{count} {why}"));
+                        }
+                    }
                     let message = if nodes.is_empty() {
                         "0/0 nodes are available".to_string()
                     } else {
                         format!(
-                            "0/{} nodes are available: {} not ready, {} didn't match Pod's node selector",
+                            "0/{} nodes are available: {}.",
                             nodes.len(),
-                            nodes.iter().filter(|n| !node_ready(n)).count(),
-                            nodes.len() - candidates.len() - nodes.iter().filter(|n| !node_ready(n)).count()
+                            reasons.join(", ")
                         )
                     };
                     let status: k8s_openapi::api::core::v1::PodStatus = serde_json::from_value(json!({
@@ -265,11 +285,14 @@ impl Controller {
                         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}],
                     }))
                     .map_err(|e| LabError::Invalid(e.to_string()))?;
+                    // Only a changed verdict is written: thousands of Pending pods must not cost
+                    // a transaction each on every pass.
+                    if p.status.as_ref() == Some(&status) {
+                        continue;
+                    }
                     self.store.update(&key, |o| {
                         if let Object::Pod(pod) = o {
-                            if pod.status.as_ref() != Some(&status) {
-                                pod.status = Some(status.clone());
-                            }
+                            pod.status = Some(status.clone());
                         }
                     })?;
                 }
@@ -376,6 +399,16 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// How many pods a node takes: its `status.allocatable.pods`, else the kubelet's default.
+fn max_pods(n: &Node) -> usize {
+    n.status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .and_then(|a| a.get("pods"))
+        .and_then(|q| q.0.parse().ok())
+        .unwrap_or(crate::nodes::MAX_PODS)
 }
 
 /// A Deployment condition; its times stay those of the stored one while nothing about it

@@ -122,6 +122,9 @@ pub fn node_object(
         "status": {
             "addresses": [{"type": "InternalIP", "address": slot.ip.to_string()}, {"type": "Hostname", "address": name}],
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "weft lab node is ready"}],
+            // The kubelet's default --max-pods: the scheduler keeps a node to this many.
+            "capacity": {"pods": MAX_PODS.to_string()},
+            "allocatable": {"pods": MAX_PODS.to_string()},
             "nodeInfo": {
                 "architecture": std::env::consts::ARCH, "bootID": "", "containerRuntimeVersion": "weft-lab",
                 "kernelVersion": "", "kubeProxyVersion": "", "kubeletVersion": concat!("weft-", env!("CARGO_PKG_VERSION")),
@@ -131,6 +134,10 @@ pub fn node_object(
     });
     Object::from_json(value).map_err(|e| LabError::Invalid(format!("node {name}: {e}")))
 }
+
+/// Pods a lab node runs at most (the kubelet's default `--max-pods`), so a runaway
+/// Deployment waits Pending rather than filling the machine with namespaces.
+pub const MAX_PODS: usize = 110;
 
 /// Add a node to a running (or being-built) lab: namespace, Node object, kubelet.
 pub fn add(
