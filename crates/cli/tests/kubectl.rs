@@ -1372,9 +1372,8 @@ fn helm_installs_upgrades_and_uninstalls_the_example_chart() {
 }
 
 /// `helm install --wait` and `kubectl wait --for=condition=Available` read a Deployment's
-/// status conditions, which the lab's controller does not write yet.
+/// status conditions (kstatus); when they return, the pods are ready, no polling needed.
 #[test]
-#[ignore = "lab bug: Deployments have no status.conditions (Available, Progressing), so helm --wait times out"]
 fn helm_wait_and_kubectl_wait_see_deployments_available() {
     let lab = Lab::new();
     lab.ok(&["lab", "up", "--nodes", "1"]);
@@ -1398,5 +1397,37 @@ fn helm_wait_and_kubectl_wait_see_deployments_available() {
             "--timeout=30s"
         ]),
         "deployment.apps/demo condition met\n"
+    );
+    let upgrade = helm(
+        &lab,
+        &[
+            "upgrade",
+            "demo",
+            "examples/chart",
+            "--set",
+            "replicas=3",
+            "--wait",
+            "--timeout",
+            "30s",
+        ],
+    );
+    assert_eq!(upgrade.code, 0, "{}{}", upgrade.out, upgrade.err);
+    // --wait returned: the third pod is ready now, not eventually.
+    let deploy = lab.kubectl_ok(&["get", "deployment", "demo"]);
+    let rows = table(&deploy);
+    assert_eq!(cell(&rows[0], "READY"), "3/3", "{deploy}");
+    assert_eq!(cell(&rows[0], "UP-TO-DATE"), "3");
+    assert_eq!(cell(&rows[0], "AVAILABLE"), "3");
+    let conditions = json_of(&lab, &["get", "deployment", "demo"])["status"]["conditions"].clone();
+    let available = conditions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Available")
+        .unwrap_or_else(|| panic!("no Available condition: {conditions}"));
+    assert_eq!(available["status"], "True");
+    assert_eq!(
+        lab.kubectl_ok(&["rollout", "status", "deployment/demo", "--timeout=30s"]),
+        "deployment \"demo\" successfully rolled out\n"
     );
 }
