@@ -144,7 +144,7 @@ pub(crate) fn store_error(e: StoreError, resource: &Resource, name: &str) -> Api
         StoreError::QuotaExceeded { limit, .. } => ApiError::forbidden(
             resource,
             name,
-            format!("exceeded quota: at most {limit} objects of this kind; raise the lab's quota to store more"),
+            format!("exceeded quota: at most {limit} objects of this kind (objectQuota in the lab's cluster config)"),
         ),
         StoreError::Compacted { requested, oldest } => ApiError::expired(requested, oldest),
         other => ApiError::internal(other.to_string()),

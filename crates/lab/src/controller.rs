@@ -107,7 +107,14 @@ impl Controller {
                         "deployment {}: {e}",
                         d.metadata.name.as_deref().unwrap_or("")
                     );
-                    self.event(d, "FailedCreate", &format!("Error creating: {e}"));
+                    let why = match e {
+                        weft_sources::StoreError::QuotaExceeded { key, limit } => format!(
+                            "pods \"{}\" is forbidden: exceeded quota: at most {limit} objects of this kind (objectQuota in the lab's cluster config)",
+                            key.name
+                        ),
+                        other => other.to_string(),
+                    };
+                    self.event(d, "FailedCreate", &format!("Error creating: {why}"));
                     break;
                 }
             }
@@ -264,7 +271,10 @@ impl Controller {
                     let mut reasons = Vec::new();
                     for (count, why) in [
                         (not_ready, "node(s) were not ready"),
-                        (mismatched, "node(s) didn't match Pod's node affinity/selector"),
+                        (
+                            mismatched,
+                            "node(s) didn't match Pod's node affinity/selector",
+                        ),
                         (full, "Too many pods"),
                     ] {
                         if count > 0 {
