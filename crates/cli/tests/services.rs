@@ -432,7 +432,11 @@ fn bad_services_are_refused_with_reasons_and_disturb_nothing() {
     }
     // Nothing else moved: the old Service still answers, and no "bad" was stored.
     assert_eq!(try_curl(&lab, "client", url, 3).0, 0);
-    assert_eq!(lab.service("bad"), Value::Null, "the refused Service was not stored");
+    assert_eq!(
+        lab.service("bad"),
+        Value::Null,
+        "the refused Service was not stored"
+    );
     // Headless and ExternalName are stored and not proxied.
     assert_eq!(lab.service("headless")["spec"]["clusterIP"], "None");
     assert_eq!(
