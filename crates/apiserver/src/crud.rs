@@ -147,7 +147,7 @@ pub(crate) fn store_error(e: StoreError, resource: &Resource, name: &str) -> Api
             format!("exceeded quota: at most {limit} objects of this kind (objectQuota in the lab's cluster config)"),
         ),
         StoreError::Compacted { requested, oldest } => ApiError::expired(requested, oldest),
-        other => ApiError::internal(other.to_string()),
+        other => ApiError::internal(format!("Internal error occurred: {other}")),
     }
 }
 
@@ -571,7 +571,13 @@ async fn delete(
     } else {
         api.store.clone()
     };
-    let current = get(api, resource, ns, name).await?;
+    let current = match get(api, resource, ns, name).await {
+        Ok(current) => current,
+        // A row that no longer parses can still be deleted (it has no owner references or
+        // uid to check), which is how a user clears it.
+        Err(e) if e.reason == "InternalError" && options.uid.is_none() => json!({}),
+        Err(e) => return Err(e),
+    };
     if let Some(uid) = &options.uid {
         let actual = current["metadata"]["uid"].as_str().unwrap_or_default();
         if uid != actual {
