@@ -68,9 +68,9 @@ if [[ -n $kubeconfig ]] && command -v kubectl >/dev/null; then
     kubectl get pods -o wide -l app=hello
     kubectl get endpoints hello
     hello_ip=$(kubectl get svc hello -o jsonpath='{.spec.clusterIP}')
-    echo "\$ kubectl exec client -- curl -s http://$hello_ip/hostname"
-    for _ in $(seq 50); do kubectl exec client -- curl -s --max-time 1 -o /dev/null "http://$hello_ip/" && break; sleep 0.2; done
-    kubectl exec client -- curl -s --max-time 5 "http://$hello_ip/hostname"
+    echo "\$ kubectl exec client -c app -- curl -s http://$hello_ip/hostname"
+    for _ in $(seq 50); do kubectl exec client -c app -- curl -s --max-time 1 -o /dev/null "http://$hello_ip/" && break; sleep 0.2; done
+    kubectl exec client -c app -- curl -s --max-time 5 "http://$hello_ip/hostname"
     echo
 fi
 echo
