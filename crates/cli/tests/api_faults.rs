@@ -100,6 +100,17 @@ fn web_pods(lab: &Lab) -> Vec<Value> {
 }
 
 /// `kubectl get endpoints web`'s ENDPOINTS cell, as a set.
+fn uids_of(pods: &[Value]) -> BTreeSet<String> {
+    pods.iter()
+        .map(|p| {
+            p["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
 fn endpoints(lab: &Lab) -> BTreeSet<String> {
     let out = lab.kubectl_ok(&["get", "endpoints", "web"]);
     table(&out)
@@ -131,15 +142,7 @@ fn every_lab_daemon_comes_back_after_sigkill_and_the_cluster_keeps_serving() {
     });
     let pods = web_pods(&lab);
     let names: BTreeSet<String> = pods.iter().map(name_of).collect();
-    let uids: BTreeSet<String> = pods
-        .iter()
-        .map(|p| {
-            p["metadata"]["uid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
+    let uids = uids_of(&pods);
     let want: BTreeSet<String> = pods.iter().map(|p| format!("{}:80", pod_ip(p))).collect();
     wait_for_what("endpoints list both pods", || endpoints(&lab) == want);
     let answer = lab.kubectl_ok(&[
@@ -169,15 +172,7 @@ fn every_lab_daemon_comes_back_after_sigkill_and_the_cluster_keeps_serving() {
         // The same pods (not recreated), still listed; the ClusterIP answers at the first try:
         // the data plane does not depend on the daemon that just restarted.
         let now = web_pods(&lab);
-        let now_uids: BTreeSet<String> = now
-            .iter()
-            .map(|p| {
-                p["metadata"]["uid"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect();
+        let now_uids = uids_of(&now);
         assert_eq!(now_uids, uids, "web pods replaced after {daemon} restarted");
         for p in &now {
             assert_eq!(p["status"]["phase"], "Running", "after {daemon}: {p}");

@@ -1,9 +1,12 @@
 //! The calls the API server makes (create, replace, delete_object, changes, snapshot), and what
 //! guards every write: preconditions, dry runs, quotas, compaction.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
+use support::rv;
 use weft_model::{Object, ObjectKey};
 use weft_sources::{Admission, EventKind, StatusMode, Store, StoreError};
 
@@ -32,16 +35,6 @@ fn pod(name: &str, image: &str, phase: Option<&str>) -> Object {
 
 fn cm_key(name: &str) -> ObjectKey {
     ObjectKey::namespaced("ConfigMap", "default", name)
-}
-
-fn rv(object: &Object) -> u64 {
-    object
-        .metadata()
-        .resource_version
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 fn value_of(object: &Object) -> String {

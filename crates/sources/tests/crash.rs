@@ -2,6 +2,8 @@
 //! absent, no revision handed out twice or skipped, and watchers that carry on. The test binary
 //! re-runs itself as the writer.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde_json::json;
+use support::rv;
 use weft_model::{Object, ObjectKey};
 use weft_sources::{EventKind, Store};
 
@@ -24,16 +27,6 @@ fn config_map(name: &str, value: &str) -> Object {
 
 fn value_of(object: &Object) -> &str {
     &object.as_config_map().unwrap().data.as_ref().unwrap()["v"]
-}
-
-fn rv(object: &Object) -> u64 {
-    object
-        .metadata()
-        .resource_version
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// The writer process's body: applies all objects, one batch after another, until killed. Does

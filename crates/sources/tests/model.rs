@@ -2,10 +2,13 @@
 //! results, objects and revisions as the same sequence applied to a map; and the change log replayed
 //! from revision 0 rebuilds the final objects exactly.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use serde_json::json;
+use support::rv;
 use weft_model::{Object, ObjectKey};
 use weft_sources::{EventKind, StatusMode, Store, StoreError};
 
@@ -84,16 +87,6 @@ fn config_map(key: &ObjectKey, value: u8) -> Object {
 
 fn team_key() -> ObjectKey {
     ObjectKey::cluster_scoped("Namespace", TEAM)
-}
-
-fn rv(object: &Object) -> u64 {
-    object
-        .metadata()
-        .resource_version
-        .as_deref()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// What the store should hold: per key, the ConfigMap value (None for the Namespace) and revision.
