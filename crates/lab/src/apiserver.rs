@@ -279,6 +279,14 @@ fn listener_in_netns(netns: &str, addr: SocketAddr) -> Result<TcpListener, LabEr
 /// The daemon: serves the API until killed, and keeps the controller running (the controller
 /// keeps this server running in turn).
 pub fn serve(layout: Layout, config: ClusterConfig, store: Store) -> Result<(), LabError> {
+    // glibc gives each thread that allocates its own arena and keeps freed list buffers in
+    // them: measured, the server sat at ~900 MiB after a few 10k-object lists with the default,
+    // ~275 MiB with two arenas. Set before the runtime's threads exist.
+    // SAFETY: mallopt only tunes the allocator; called first thing, while the process has a
+    // single thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     let pki = Pki::at(&layout.pki_dir());
     let tls = weft_apiserver::server::tls_config(&pki).map_err(pki_error)?;
     let tokens = pki.read_tokens().map_err(pki_error)?;

@@ -41,8 +41,8 @@ impl Controller {
     }
 
     pub fn run(mut self) -> Result<(), LabError> {
-        let mut watch = self.store.watch(self.store.revision()?)?;
-        loop {
+        let store = self.store.clone();
+        crate::follow(&store, Duration::from_secs(1), || {
             if let Some(layout) = &self.supervising {
                 if let Err(e) = crate::supervise::control_plane(layout, &self.store) {
                     tracing::warn!("supervising the lab's daemons: {e}");
@@ -51,8 +51,7 @@ impl Controller {
             if let Err(e) = self.sync() {
                 tracing::warn!("controller sync failed: {e}");
             }
-            watch.wait(Duration::from_secs(1))?;
-        }
+        })
     }
 
     pub fn sync(&mut self) -> Result<(), LabError> {

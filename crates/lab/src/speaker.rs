@@ -90,13 +90,11 @@ impl Speaker {
 
     /// Runs until killed, in the fabric namespace it was started in.
     pub fn run(self) -> Result<(), LabError> {
-        let mut watch = self.store.watch(self.store.revision()?)?;
-        loop {
+        crate::follow(&self.store, Duration::from_secs(5), || {
             if let Err(e) = self.sync() {
                 tracing::warn!("speaker sync failed: {e}");
             }
-            watch.wait(Duration::from_secs(5))?;
-        }
+        })
     }
 
     /// Routes the addresses the store asks for and removes the ones it no longer does.
