@@ -8,6 +8,7 @@
 pub mod api;
 mod crud;
 pub mod decode;
+mod delete;
 pub mod endpoints;
 mod gc;
 pub mod openapi;
