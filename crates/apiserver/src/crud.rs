@@ -371,11 +371,16 @@ fn content_type(req: &Request<Body>) -> String {
 
 /// The store to write through: the real one, or one that rolls back (`dryRun=All`).
 pub(crate) fn writer(api: &Api, query: &Query) -> Result<Store, ApiError> {
-    Ok(if decode::dry_run(query)? {
+    Ok(store_for(api, decode::dry_run(query)?))
+}
+
+/// The real store, or with `dry` one whose writes roll back.
+pub(crate) fn store_for(api: &Api, dry: bool) -> Store {
+    if dry {
         api.store.dry_run()
     } else {
         api.store.clone()
-    })
+    }
 }
 
 /// Parses, checks and validates a body into the object to store.

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use weft_model::ObjectKey;
 
 use crate::api::{json_response, Api};
-use crate::crud::{blocking, get, key, snapshot, store_error};
+use crate::crud::{blocking, get, key, snapshot, store_error, store_for};
 use crate::decode;
 use crate::request::Query;
 use crate::resources::Resource;
@@ -82,11 +82,7 @@ pub(crate) async fn delete(
     let bytes = api.body(req).await?;
     let options = delete_options(&bytes, query)?;
     let dry = decode::dry_run(query)? || options.dry_run;
-    let store = if dry {
-        api.store.dry_run()
-    } else {
-        api.store.clone()
-    };
+    let store = store_for(api, dry);
     let current = match get(api, resource, ns, name).await {
         Ok(current) => current,
         // A row that no longer parses can still be deleted (it has no owner references or
@@ -147,11 +143,7 @@ pub(crate) async fn delete_collection(
     filter.check_fields(&resource.group, &resource.kind)?;
     let bytes = api.body(req).await?;
     let dry = decode::dry_run(query)? || delete_options(&bytes, query)?.dry_run;
-    let store = if dry {
-        api.store.dry_run()
-    } else {
-        api.store.clone()
-    };
+    let store = store_for(api, dry);
     let (_, items) = snapshot(api, resource, ns, &filter).await?;
     let keys: Vec<ObjectKey> = items
         .iter()

@@ -100,6 +100,20 @@ fn web_pods(lab: &Lab) -> Vec<Value> {
 }
 
 /// `kubectl get endpoints web`'s ENDPOINTS cell, as a set.
+/// `kubectl exec client -- curl -sS --max-time 5 URL`'s arguments.
+fn curl_from_client(url: &str) -> [&str; 8] {
+    [
+        "exec",
+        "client",
+        "--",
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        url,
+    ]
+}
+
 fn uids_of(pods: &[Value]) -> BTreeSet<String> {
     pods.iter()
         .map(|p| {
@@ -145,16 +159,7 @@ fn every_lab_daemon_comes_back_after_sigkill_and_the_cluster_keeps_serving() {
     let uids = uids_of(&pods);
     let want: BTreeSet<String> = pods.iter().map(|p| format!("{}:80", pod_ip(p))).collect();
     wait_for_what("endpoints list both pods", || endpoints(&lab) == want);
-    let answer = lab.kubectl_ok(&[
-        "exec",
-        "client",
-        "--",
-        "curl",
-        "-sS",
-        "--max-time",
-        "5",
-        &url,
-    ]);
+    let answer = lab.kubectl_ok(&curl_from_client(&url));
     assert!(names.contains(&answer), "{url} answered {answer:?}");
 
     for daemon in [
@@ -182,16 +187,7 @@ fn every_lab_daemon_comes_back_after_sigkill_and_the_cluster_keeps_serving() {
             );
         }
         assert_eq!(endpoints(&lab), want, "endpoints after {daemon} restarted");
-        let curl = lab.kubectl(&[
-            "exec",
-            "client",
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            &url,
-        ]);
+        let curl = lab.kubectl(&curl_from_client(&url));
         let answer = String::from_utf8_lossy(&curl.stdout).into_owned();
         assert!(
             curl.status.success() && names.contains(&answer),
