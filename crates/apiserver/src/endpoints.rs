@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use weft_model::Object;
 
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use weft_model::endpoints::SERVICE_NAME_LABEL;
 
 /// The Endpoints of every Service with slices (in `namespace`, or all), or only of `name`.
 pub fn endpoints(slices: &[Object], namespace: Option<&str>, name: Option<&str>) -> Vec<Value> {

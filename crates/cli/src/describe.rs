@@ -17,9 +17,9 @@ use crate::resources;
 use crate::table as cells;
 
 /// Set by the endpoints controller on a Service whose selector finds nothing to serve it.
-pub const ENDPOINTS_PROBLEM_ANNOTATION: &str = "endpoints.weft.dev/problem";
+pub use weft_model::annotations::ENDPOINTS_PROBLEM as ENDPOINTS_PROBLEM_ANNOTATION;
 /// Set by the load-balancer allocator on a Service it could not give an address.
-pub const LB_PROBLEM_ANNOTATION: &str = "loadbalancer.weft.dev/problem";
+pub use weft_model::annotations::LB_PROBLEM as LB_PROBLEM_ANNOTATION;
 /// Kubernetes' default ClientIP affinity timeout (3 hours), shown when the Service sets none.
 const DEFAULT_AFFINITY_TIMEOUT: i32 = 10800;
 

@@ -57,7 +57,7 @@ pub(crate) fn resolve_pod(store: &Store, namespace: &str, target: &str) -> Resul
                     .flatten()
                     .any(|r| r.kind == "Deployment" && r.name == name)
             })
-            .find(weft_lab::controller::pod_ready)
+            .find(weft_model::pod::is_ready)
             .ok_or_else(|| {
                 anyhow!("deployment {name:?} in namespace {namespace} has no ready pod")
             }),

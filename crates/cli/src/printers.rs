@@ -143,7 +143,7 @@ fn node_table(objects: &[Object], wide: bool) -> Table {
         let status = n.status.as_ref();
         let mut cells = vec![
             n.metadata.name.clone().unwrap_or_default(),
-            if weft_lab::controller::node_ready(n) {
+            if weft_model::node::is_ready(n) {
                 "Ready".into()
             } else {
                 "NotReady".into()

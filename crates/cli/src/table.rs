@@ -93,7 +93,7 @@ fn line(widths: &[usize], cells: &[String]) -> String {
 const LIST_LIMIT: usize = 3;
 
 /// The label tying an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub use weft_model::endpoints::SERVICE_NAME_LABEL;
 
 /// `a,b,c + 2 more...`, or `empty` for no items (kubectl's truncated list cells).
 pub fn truncated_list(items: &[String], empty: &str) -> String {
@@ -184,15 +184,7 @@ pub fn host_port(ip: &str, port: i32) -> String {
     }
 }
 
-/// An endpoint counts as ready unless its slice says otherwise (an unset condition means
-/// ready, as the discovery API defines it).
-pub fn endpoint_ready(endpoint: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
-    endpoint
-        .conditions
-        .as_ref()
-        .and_then(|c| c.ready)
-        .unwrap_or(true)
-}
+pub use weft_model::endpoints::is_ready as endpoint_ready;
 
 /// The ready `ip:port` pairs of a Service's slices, the way its Endpoints object lists them;
 /// with `port_name`, only the slice ports of that name (one service port's endpoints).

@@ -228,7 +228,7 @@ impl Controller {
             let selector = spec.node_selector.clone().unwrap_or_default();
             let matching: Vec<&Node> = nodes
                 .iter()
-                .filter(|n| node_ready(n))
+                .filter(|n| weft_model::node::is_ready(n))
                 .filter(|n| {
                     let labels = n.metadata.labels.clone().unwrap_or_default();
                     weft_model::selector::map_matches(&selector, &labels)
@@ -264,7 +264,10 @@ impl Controller {
                     tracing::info!("pod {key} bound to {node}");
                 }
                 None => {
-                    let not_ready = nodes.iter().filter(|n| !node_ready(n)).count();
+                    let not_ready = nodes
+                        .iter()
+                        .filter(|n| !weft_model::node::is_ready(n))
+                        .count();
                     let full = matching.len();
                     let mismatched = nodes.len() - not_ready - full;
                     let mut reasons = Vec::new();
@@ -321,7 +324,10 @@ impl Controller {
                     })
                 })
                 .collect();
-            let ready = owned.iter().filter(|p| pod_ready(p)).count() as i32;
+            let ready = owned
+                .iter()
+                .filter(|p| weft_model::pod::is_ready(p))
+                .count() as i32;
             let replicas = owned.len() as i32;
             // Pods of the current template, which `kubectl rollout status` waits for.
             let hash = d
@@ -446,18 +452,4 @@ fn condition(
         .unwrap_or(now);
     json!({"type": type_, "status": status, "reason": reason, "message": message,
         "lastTransitionTime": transition, "lastUpdateTime": update})
-}
-
-pub fn node_ready(n: &Node) -> bool {
-    n.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-pub fn pod_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }

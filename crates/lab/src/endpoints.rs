@@ -19,13 +19,11 @@ use weft_sources::Store;
 
 use crate::LabError;
 
-/// The label linking a slice to its Service (the proxy and DNS group slices by it).
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+use weft_model::annotations::ENDPOINTS_PROBLEM as PROBLEM_ANNOTATION;
+use weft_model::endpoints::SERVICE_NAME_LABEL;
 /// The label saying which controller owns a slice; slices without our value are never touched.
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpointslice-controller.weft.dev";
-/// Why a Service has no (or fewer) endpoints than one would expect; `weft describe svc` shows it.
-pub const PROBLEM_ANNOTATION: &str = "endpoints.weft.dev/problem";
 /// Upstream's default `--max-endpoints-per-slice`.
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
@@ -52,10 +50,7 @@ pub fn is_managed(slice: &EndpointSlice) -> bool {
     label(&slice.metadata, MANAGED_BY_LABEL) == Some(MANAGED_BY)
 }
 
-/// The Service a slice belongs to, by its label.
-pub fn service_name(slice: &EndpointSlice) -> Option<&str> {
-    label(&slice.metadata, SERVICE_NAME_LABEL)
-}
+pub use weft_model::endpoints::service_name;
 
 fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     meta.labels.as_ref()?.get(key).map(String::as_str)

@@ -66,7 +66,7 @@ impl Kubelet {
         .ok_or_else(|| LabError::Invalid(format!("node {node} has no spec.podCIDR")))?;
         let node_ip = node_obj
             .as_node()
-            .and_then(crate::nodes::internal_ip)
+            .and_then(weft_model::node::internal_ip)
             .map(|ip| ip.to_string());
         let pod_cidr = pod_cidr.parse().map_err(|e| {
             LabError::Invalid(format!("node {node}: spec.podCIDR {pod_cidr:?}: {e}"))

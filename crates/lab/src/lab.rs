@@ -261,7 +261,7 @@ fn unready(store: &Store) -> Result<(Vec<(String, String)>, bool), LabError> {
         match o {
             Object::Pod(p) => {
                 let phase = weft_model::pod::phase(&p).to_string();
-                if !crate::controller::pod_ready(&p) && phase != "Succeeded" {
+                if !weft_model::pod::is_ready(&p) && phase != "Succeeded" {
                     unready_pods += 1;
                     stuck_pods += usize::from(unschedulable(&p));
                     let why = p

@@ -36,18 +36,6 @@ pub fn list_nodes(store: &Store) -> Result<Vec<Node>, LabError> {
         .collect())
 }
 
-pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
-    node.status
-        .as_ref()?
-        .addresses
-        .as_ref()?
-        .iter()
-        .find(|a| a.type_ == "InternalIP")?
-        .address
-        .parse()
-        .ok()
-}
-
 /// The first free slot: the lowest unused node number, its node IP, and the first pod CIDR no
 /// node holds. Pure, so the allocation rules are unit-tested.
 pub fn next_slot(config: &ClusterConfig, existing: &[Node]) -> Result<NodeSlot, LabError> {
@@ -55,7 +43,10 @@ pub fn next_slot(config: &ClusterConfig, existing: &[Node]) -> Result<NodeSlot, 
         .iter()
         .filter_map(|n| n.metadata.name.clone())
         .collect();
-    let ips: BTreeSet<Ipv4Addr> = existing.iter().filter_map(internal_ip).collect();
+    let ips: BTreeSet<Ipv4Addr> = existing
+        .iter()
+        .filter_map(weft_model::node::internal_ip)
+        .collect();
     let cidrs: BTreeSet<String> = existing
         .iter()
         .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())

@@ -21,7 +21,7 @@ use weft_sources::Admission;
 
 /// Set on a LoadBalancer Service the pool could not serve, saying why (the Service stays
 /// `<pending>`, as on a cloud without capacity).
-pub const LB_PROBLEM_ANNOTATION: &str = "loadbalancer.weft.dev/problem";
+pub use weft_model::annotations::LB_PROBLEM as LB_PROBLEM_ANNOTATION;
 /// Kubernetes' default session-affinity timeout (3 hours).
 const DEFAULT_AFFINITY_TIMEOUT: i32 = 10800;
 
@@ -337,13 +337,13 @@ impl Admission for ServiceRegistry {
         // unchanged manifest is then "unchanged", not a flicker of the annotation.
         let reported = stored
             .and_then(|s| s.metadata.annotations.as_ref())
-            .and_then(|a| a.get(crate::endpoints::PROBLEM_ANNOTATION))
+            .and_then(|a| a.get(weft_model::annotations::ENDPOINTS_PROBLEM))
             .cloned();
         if let Some(problem) = reported {
             svc.metadata
                 .annotations
                 .get_or_insert_with(Default::default)
-                .entry(crate::endpoints::PROBLEM_ANNOTATION.to_string())
+                .entry(weft_model::annotations::ENDPOINTS_PROBLEM.to_string())
                 .or_insert(problem);
         }
         self.admit_service(svc, stored, &others)

@@ -26,8 +26,8 @@ pub fn desired_routes(
 ) -> BTreeMap<Ipv4Addr, Ipv4Addr> {
     let mut ready: Vec<(String, Ipv4Addr)> = nodes
         .iter()
-        .filter(|n| crate::controller::node_ready(n))
-        .filter_map(|n| Some((n.metadata.name.clone()?, crate::nodes::internal_ip(n)?)))
+        .filter(|n| weft_model::node::is_ready(n))
+        .filter_map(|n| Some((n.metadata.name.clone()?, weft_model::node::internal_ip(n)?)))
         .collect();
     ready.sort();
     let mut out = BTreeMap::new();

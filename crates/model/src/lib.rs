@@ -5,11 +5,14 @@
 //! the Deployment controller's decision ([`deployment`]) is a pure function. No I/O happens in this
 //! crate apart from [`manifest::read_files`] reading the files it is given.
 
+pub mod annotations;
 pub mod cidr;
 pub mod config;
 pub mod deployment;
+pub mod endpoints;
 pub mod manifest;
 pub mod names;
+pub mod node;
 pub mod object;
 pub mod pod;
 pub mod selector;

@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use crate::ProxyNode;
 
 /// The label linking an EndpointSlice to its Service.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub use weft_model::endpoints::SERVICE_NAME_LABEL;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Protocol {
@@ -117,12 +117,7 @@ pub fn views(
         if slice.address_type != "IPv4" {
             continue;
         }
-        let Some(owner) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
+        let Some(owner) = weft_model::endpoints::service_name(slice) else {
             continue;
         };
         let ns = slice
@@ -131,7 +126,7 @@ pub fn views(
             .clone()
             .unwrap_or_else(|| "default".into());
         by_service
-            .entry((ns, owner.clone()))
+            .entry((ns, owner.to_string()))
             .or_default()
             .push(slice);
     }
@@ -227,11 +222,14 @@ fn endpoints_for(
             continue;
         };
         for e in &slice.endpoints {
-            let c = e.conditions.as_ref();
-            // Unset conditions mean "ready" and "not terminating" (discovery.k8s.io/v1).
-            let is_ready = c.and_then(|c| c.ready).unwrap_or(true);
-            let serving = c.and_then(|c| c.serving).unwrap_or(is_ready);
-            let is_terminating = c.and_then(|c| c.terminating).unwrap_or(false);
+            let is_ready = weft_model::endpoints::is_ready(e);
+            let serving = weft_model::endpoints::is_serving(e);
+            // Unset means "not terminating" (discovery.k8s.io/v1).
+            let is_terminating = e
+                .conditions
+                .as_ref()
+                .and_then(|c| c.terminating)
+                .unwrap_or(false);
             for ip in e
                 .addresses
                 .iter()
