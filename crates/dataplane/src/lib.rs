@@ -1,7 +1,8 @@
 //! weft's dataplane: the part that makes the kernel match a plan. It enters network
 //! namespaces ([`NetNs`]) and speaks rtnetlink itself ([`Netlink`]: links, addresses, routes,
 //! neighbours) over one synchronous socket, plus the few `/proc/sys/net` knobs we need
-//! ([`sysctl`]). It is deliberately small and blocking: the CNI plugin, exec'd once per pod,
+//! ([`sysctl`]), and deletes stale connection-tracking entries through ctnetlink
+//! ([`conntrack`]). It is deliberately small and blocking: the CNI plugin, exec'd once per pod,
 //! links it, so startup cost and dependency weight matter more than concurrency. Long-running
 //! appliers in the agent call the same functions from a blocking thread.
 //!
@@ -20,6 +21,7 @@
 //! ```
 
 mod addr;
+pub mod conntrack;
 mod error;
 mod link;
 mod neigh;

@@ -32,16 +32,22 @@ pub struct Netlink {
 impl Netlink {
     /// Opens a NETLINK_ROUTE socket in the calling thread's network namespace.
     pub fn open() -> Result<Self> {
+        Self::open_protocol(libc::NETLINK_ROUTE, "NETLINK_ROUTE")
+    }
+
+    /// Opens a socket of another netlink protocol (NETLINK_NETFILTER for ctnetlink): the
+    /// framing, ACKs and dumps are the same, only the message types differ.
+    pub(crate) fn open_protocol(protocol: libc::c_int, name: &str) -> Result<Self> {
         // SAFETY: plain socket(2) call; the returned fd is checked before being owned.
         let raw = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
+                protocol,
             )
         };
         if raw < 0 {
-            return Err(Error::last_os("opening NETLINK_ROUTE socket"));
+            return Err(Error::last_os(format!("opening {name} socket")));
         }
         // SAFETY: raw is a fresh, valid fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -57,7 +63,7 @@ impl Netlink {
             )
         };
         if rc < 0 {
-            return Err(Error::last_os("binding NETLINK_ROUTE socket"));
+            return Err(Error::last_os(format!("binding {name} socket")));
         }
         // Strict checking makes the kernel honour filters in dump requests (and reject
         // malformed headers instead of guessing); best effort on old kernels.
@@ -280,6 +286,12 @@ impl Msg {
     pub(crate) fn end_nest(&mut self, at: usize) {
         let len = (self.buf.len() - at) as u16;
         self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    /// The bytes encoded so far (length and sequence not yet patched in), for decoders' tests.
+    #[cfg(test)]
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
     }
 
     fn pad(&mut self) {
