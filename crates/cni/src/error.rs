@@ -78,6 +78,9 @@ impl Error {
             Error::Ipam(IpamError::Exhausted { .. } | IpamError::RequestedTaken { .. }) => {
                 ErrorCode::AddressUnavailable
             }
+            // The spec's 7, "invalid network config": the request (runtimeConfig.ips,
+            // args.cni.ips or CNI_ARGS IP=) asks for what the config's range cannot give, and no
+            // retry or wait can change that; 100 is for what another pod holds right now.
             Error::Ipam(IpamError::RequestedOutOfRange { .. }) => ErrorCode::InvalidConfig,
             Error::Ipam(IpamError::Io { .. }) => ErrorCode::Io,
             Error::Dataplane(_) => ErrorCode::Dataplane,
@@ -106,5 +109,34 @@ impl Error {
             v["details"] = serde_json::Value::String(details.join(": "));
         }
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipam::IpamError;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_requested_address_outside_the_range_is_an_invalid_config() {
+        let e = Error::Ipam(IpamError::RequestedOutOfRange {
+            ip: Ipv4Addr::new(10, 244, 2, 7),
+            subnet: "10.244.1.0/24".parse().unwrap(),
+            range: ".2-.254".into(),
+        });
+        assert_eq!(e.code(), ErrorCode::InvalidConfig);
+        let json = e.to_json(CniVersion::LATEST);
+        assert_eq!(json["code"], 7);
+        assert_eq!(
+            json["msg"],
+            "requested address 10.244.2.7 is outside the range .2-.254 of 10.244.1.0/24"
+        );
+        // Taken is a different matter: another pod holds it, which is ours to report (100).
+        let taken = Error::Ipam(IpamError::RequestedTaken {
+            ip: Ipv4Addr::new(10, 244, 1, 7),
+            owner: "c1/eth0".into(),
+        });
+        assert_eq!(taken.to_json(CniVersion::LATEST)["code"], 100);
     }
 }
