@@ -5,14 +5,21 @@
 //! allocated address, named by the address, holding `containerID\nifname`; `last_reserved_ip`
 //! for round-robin (a freed address is not handed out again right away); `lock`, held with
 //! `flock` for each whole read-modify-write, which makes concurrent plugin runs safe; and
-//! `by-attachment/<sha256 of containerID/ifname>` holding the address, so ADD, DEL and CHECK
-//! find an attachment's address with one read instead of reading every allocation.
+//! `by-attachment/<sha256 of containerID/ifname>`, a symlink whose target is the address, so
+//! ADD, DEL and CHECK find an attachment's address with one `readlink` instead of reading every
+//! allocation.
+//!
+//! Every ADD writes this store on the node's disk, so the writes are shaped for it: the index is
+//! a symlink (one `symlink` call and an inode with the target inline, where a file costs an
+//! open, a write, a close and a data block) and `last_reserved_ip` is overwritten in place at a
+//! fixed width (truncating it would free its block and allocate a new one on every ADD).
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{symlink, FileExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -143,14 +150,23 @@ impl Store {
     /// Creates the directory if needed and takes the exclusive lock; it is released when the
     /// returned guard drops (or the process exits).
     pub fn lock(&self) -> Result<Locked<'_>, IpamError> {
-        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir, "creating directory"))?;
         let path = self.dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path, "opening lock file"))?;
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        };
+        // The directory exists after the first ADD: only a missing one costs the mkdirs.
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.dir).map_err(io_err(&self.dir, "creating directory"))?;
+                open()
+            }
+            other => other,
+        }
+        .map_err(io_err(&path, "opening lock file"))?;
         loop {
             // SAFETY: flock on an fd we own.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -184,6 +200,40 @@ fn parse_owner(content: &str) -> Option<Attachment> {
     })
 }
 
+/// Points `index` at `ip`. The index directory exists after the first ADD, and an entry left
+/// by a crash before its allocation was written is replaced.
+fn write_index(index: &Path, ip: Ipv4Addr) -> io::Result<()> {
+    let target = ip.to_string();
+    match symlink(&target, index) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = index.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            symlink(&target, index)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(index)?;
+            symlink(&target, index)
+        }
+        other => other,
+    }
+}
+
+/// Width `last_reserved_ip` is written at: the longest IPv4 address.
+const LAST_RESERVED_WIDTH: usize = "255.255.255.255".len();
+
+/// Overwrites `last_reserved_ip` in place, padded with spaces to a fixed width, so whatever was
+/// there before (an address, so never longer) is covered without truncating the file.
+fn write_last_reserved(path: &Path, ip: Ipv4Addr) -> io::Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    let text = format!("{:<width$}", ip.to_string(), width = LAST_RESERVED_WIDTH);
+    f.write_all_at(text.as_bytes(), 0)
+}
+
 fn owner_text(o: &Option<Attachment>) -> String {
     match o {
         Some(a) => format!("{}/{}", a.container_id.as_str(), a.ifname.as_str()),
@@ -214,15 +264,20 @@ impl Locked<'_> {
         Ok(out)
     }
 
-    /// The address held by `att`, if any: one read of its index entry, checked against the
-    /// allocation it points at (an entry a crash left stale is ignored).
+    /// The address held by `att`, if any: one `readlink` of its index entry, checked against
+    /// the allocation it points at (an entry a crash left stale is ignored).
     pub fn find(&self, att: &Attachment) -> Result<Option<Ipv4Addr>, IpamError> {
         let path = self.index_path(att);
-        let ip = match fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<Ipv4Addr>().ok(),
+        let text = match fs::read_link(&path) {
+            Ok(target) => target.to_str().map(str::to_owned),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            // A regular file: the index as stores written before the symlinks hold it.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Some(fs::read_to_string(&path).map_err(io_err(&path, "reading attachment index"))?)
+            }
             Err(e) => return Err(io_err(&path, "reading attachment index")(e)),
         };
+        let ip = text.and_then(|t| t.trim().parse::<Ipv4Addr>().ok());
         match ip {
             Some(ip) if self.owner(ip)?.as_ref() == Some(att) => Ok(Some(ip)),
             _ => Ok(None),
@@ -335,16 +390,12 @@ impl Locked<'_> {
             return Err(io_err(&path, "recording allocation")(e));
         }
         let index = self.index_path(att);
-        let indexed = index
-            .parent()
-            .map_or(Ok(()), fs::create_dir_all)
-            .and_then(|()| fs::write(&index, ip.to_string()));
-        if let Err(e) = indexed {
+        if let Err(e) = write_index(&index, ip) {
             let _ = fs::remove_file(&path);
             return Err(io_err(&index, "recording attachment index")(e));
         }
         let last = self.store.dir.join(LAST_RESERVED);
-        fs::write(&last, ip.to_string()).map_err(io_err(&last, "recording last reserved address"))
+        write_last_reserved(&last, ip).map_err(io_err(&last, "recording last reserved address"))
     }
 
     fn remove_index(&self, att: &Attachment) -> Result<(), IpamError> {
@@ -485,6 +536,48 @@ mod tests {
             .allocate(&p, &att("b", "eth0"), Some(Ipv4Addr::new(10, 244, 1, 1)))
             .unwrap_err();
         assert!(matches!(e, IpamError::RequestedOutOfRange { .. }), "{e}");
+    }
+
+    #[test]
+    fn stores_written_before_the_symlink_index_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "net");
+        let p = pool("10.244.1.0/24");
+        let l = store.lock().unwrap();
+        // As the plugin wrote them before: a regular index file, a cursor without padding.
+        let a = att("old", "eth0");
+        fs::write(store.dir().join("10.244.1.9"), "old\neth0").unwrap();
+        let index = l.index_path(&a);
+        fs::create_dir_all(index.parent().unwrap()).unwrap();
+        fs::write(&index, "10.244.1.9").unwrap();
+        fs::write(store.dir().join(LAST_RESERVED), "10.244.1.200").unwrap();
+        assert_eq!(l.find(&a).unwrap(), Some(Ipv4Addr::new(10, 244, 1, 9)));
+        // The cursor is read, then overwritten in place: nothing of the longer address stays.
+        let b = l.allocate(&p, &att("new", "eth0"), None).unwrap();
+        assert_eq!(b.ip, Ipv4Addr::new(10, 244, 1, 201));
+        let c = l.allocate(&p, &att("newer", "eth0"), None).unwrap();
+        assert_eq!(c.ip, Ipv4Addr::new(10, 244, 1, 202));
+        let cursor = fs::read_to_string(store.dir().join(LAST_RESERVED)).unwrap();
+        assert_eq!(cursor.trim(), "10.244.1.202");
+        assert_eq!(l.release(&a).unwrap(), vec![Ipv4Addr::new(10, 244, 1, 9)]);
+        assert!(!index.exists());
+    }
+
+    #[test]
+    fn a_stale_index_entry_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "net");
+        let p = pool("10.244.1.0/24");
+        let l = store.lock().unwrap();
+        let a = att("c", "eth0");
+        // A crash between the index and the allocation: the entry names a free address.
+        let index = l.index_path(&a);
+        fs::create_dir_all(index.parent().unwrap()).unwrap();
+        symlink("10.244.1.50", &index).unwrap();
+        assert_eq!(l.find(&a).unwrap(), None);
+        let got = l.allocate(&p, &a, None).unwrap();
+        assert_eq!(got.ip, Ipv4Addr::new(10, 244, 1, 2));
+        assert_eq!(l.find(&a).unwrap(), Some(got.ip));
     }
 
     #[test]
