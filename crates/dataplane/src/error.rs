@@ -22,6 +22,17 @@ pub enum Error {
     /// `nft` refused a ruleset or command; `stderr` is its explanation.
     #[error("{op}: nft: {stderr}")]
     Nft { op: String, stderr: String },
+    /// nf_tables refused a batch (one transaction: nothing of it was applied). `message` is
+    /// the 1-based index of the first refused message among `count`, `what` says what it did.
+    #[error("{op}: message {message} of {count} ({what}) refused: {source}")]
+    NftBatch {
+        op: String,
+        message: usize,
+        count: usize,
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     /// A caller passed a value the kernel would reject anyway; refused before any syscall.
     #[error("invalid {what} {value:?}: {reason}")]
     Invalid {
@@ -57,7 +68,7 @@ impl Error {
     /// The errno behind this error, if the kernel produced one.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Os { source, .. } => source.raw_os_error(),
+            Error::Os { source, .. } | Error::NftBatch { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }

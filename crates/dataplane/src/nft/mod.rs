@@ -1,8 +1,25 @@
-//! nftables, through the `nft` tool: a ruleset is loaded as one `nft -f -` transaction, so the
-//! kernel sees all of it or none of it. (The netlink protocol of nf_tables is large and
-//! versioned; the tool is the stable interface, and a transaction per change is cheap.)
+//! nftables: a typed model of a table ([`Table`], [`Chain`], [`Set`], [`Rule`]), its
+//! rendering to nft script text, and an [`Applier`] that loads it whole or sends only the
+//! difference as an nf_tables netlink batch of weft's own (`wire`, `encode`, `linearize`).
 //!
-//! `nft` runs in the network namespace of the calling thread.
+//! The older text interface stays for callers not yet on the model: [`apply`] loads nft script
+//! through the `nft` tool (`nft -f -`, one transaction), [`Session`] through libnftables
+//! loaded into the process. Everything runs in the network namespace of the calling thread.
+
+mod applier;
+mod encode;
+mod linearize;
+mod model;
+mod render;
+mod rule;
+mod wire;
+
+pub use applier::{load, Applied, Applier, WholeLoad};
+pub use model::{
+    priority, BaseChain, Chain, ChainType, DataType, Elem, ElemData, Family, Field, Hook,
+    Ipv4Prefix, Key, L4Proto, MapData, Policy, Set, Table, Value, Verdict,
+};
+pub use rule::{ct_state, CmpOp, Dnat, MarkOp, Match, Rule, Selector, Stmt};
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,0 +1,334 @@
+//! The applier: makes the kernel's table match a wanted [`Table`]. The first load (and any
+//! after a refusal, or when the kernel's table is not the one we loaded) replaces the whole
+//! table in one transaction; later ones send only the difference from what was loaded, as one
+//! nf_tables batch of weft's own (no libnftables, no `nft` process, no cache refresh). The
+//! whole load writes a digest of the table into its comment, so a restarted agent finds a
+//! table it already loaded and leaves it alone, and an update checks first that the kernel's
+//! table is still the one it loaded (same handle, same comment).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::encode::Encoder;
+use super::model::{Set, Table};
+use super::wire::{Batch, MsgType, Socket, TableInfo};
+use crate::error::{Error, Result};
+
+/// How whole loads are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WholeLoad {
+    /// One nf_tables batch of our own.
+    #[default]
+    Netlink,
+    /// `nft -f -` of the rendered text.
+    Tool,
+}
+
+/// What one [`Applier::apply`] did.
+#[derive(Debug)]
+pub enum Applied {
+    /// The kernel already held the wanted table.
+    Unchanged,
+    /// An incremental batch of this many messages.
+    Incremental(usize),
+    /// The whole table was (re)loaded.
+    Whole,
+    /// The incremental batch was refused (or the kernel's table was not ours); the whole table
+    /// was reloaded. Carries the refusal.
+    WholeAfterRefusal(Error),
+}
+
+/// Loads tables into the network namespace of the thread that first uses it (one applier per
+/// table and namespace).
+#[derive(Default)]
+pub struct Applier {
+    socket: Option<Socket>,
+    loaded: Option<(Table, TableInfo)>,
+    whole: WholeLoad,
+}
+
+/// FNV-1a over the rendered table: a digest of what a whole load loads.
+fn digest(table: &Table) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in table.render().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("weft:{h:016x}")
+}
+
+/// The comment a whole load gives the table: the caller's, then the digest.
+fn loaded_comment(table: &Table) -> String {
+    match &table.comment {
+        Some(c) => format!("{c} {}", digest(table)),
+        None => digest(table),
+    }
+}
+
+impl Applier {
+    pub fn new() -> Applier {
+        Applier::default()
+    }
+
+    /// Sends whole loads through `nft -f` instead of our own batch.
+    pub fn whole_loads(mut self, how: WholeLoad) -> Applier {
+        self.whole = how;
+        self
+    }
+
+    fn socket(&mut self) -> Result<&mut Socket> {
+        if self.socket.is_none() {
+            self.socket = Some(Socket::open()?);
+        }
+        self.socket
+            .as_mut()
+            .ok_or_else(|| Error::protocol("opening NETLINK_NETFILTER socket", "no socket"))
+    }
+
+    /// The table as last loaded (None before the first load or after a failure).
+    pub fn loaded(&self) -> Option<&Table> {
+        self.loaded.as_ref().map(|(t, _)| t)
+    }
+
+    /// Forgets what was loaded: the next [`Applier::apply`] reloads the whole table.
+    pub fn forget(&mut self) {
+        self.loaded = None;
+    }
+
+    /// Makes the kernel's table match `wanted`: nothing, an incremental batch, or a whole load.
+    pub fn apply(&mut self, wanted: &Table) -> Result<Applied> {
+        let family = wanted.family.nfproto();
+        let Some((old, info)) = self.loaded.take() else {
+            // A table loaded whole with this very content (by an earlier run) is kept.
+            let comment = loaded_comment(wanted);
+            if let Some(k) = self.socket()?.get_table(family, &wanted.name)? {
+                if k.comment.as_deref() == Some(comment.as_str()) {
+                    self.loaded = Some((wanted.clone(), k));
+                    return Ok(Applied::Unchanged);
+                }
+            }
+            self.load_whole(wanted)?;
+            return Ok(Applied::Whole);
+        };
+        if old == *wanted {
+            self.loaded = Some((old, info));
+            return Ok(Applied::Unchanged);
+        }
+        let Some(batch) = diff(&old, wanted) else {
+            self.load_whole(wanted)?;
+            return Ok(Applied::Whole);
+        };
+        let n = batch.len();
+        if batch.is_empty() {
+            self.loaded = Some((wanted.clone(), info));
+            return Ok(Applied::Unchanged);
+        }
+        // The kernel's table must still be the one we loaded: one small GET round trip.
+        let sock = self.socket()?;
+        let now = sock.get_table(family, &wanted.name)?;
+        let refused = if now.as_ref() != Some(&info) {
+            Error::protocol(
+                format!("updating table {}", wanted.id()),
+                "the kernel's table is not the one loaded (deleted or replaced)",
+            )
+        } else {
+            match sock.send(batch, &format!("updating table {}", wanted.id())) {
+                Ok(()) => {
+                    self.loaded = Some((wanted.clone(), info));
+                    return Ok(Applied::Incremental(n));
+                }
+                Err(e) => e,
+            }
+        };
+        self.load_whole(wanted)?;
+        Ok(Applied::WholeAfterRefusal(refused))
+    }
+
+    /// Replaces the whole table in one transaction, with the digest in its comment.
+    pub fn load_whole(&mut self, wanted: &Table) -> Result<()> {
+        self.loaded = None;
+        let comment = loaded_comment(wanted);
+        match self.whole {
+            WholeLoad::Tool => {
+                let id = wanted.id();
+                let text = format!(
+                    "table {id}\ndelete table {id}\n{}",
+                    wanted.render_with_comment(Some(&comment))
+                );
+                super::apply(&text)?;
+            }
+            WholeLoad::Netlink => {
+                let batch = whole_batch(wanted, &comment);
+                self.socket()?
+                    .send(batch, &format!("loading table {}", wanted.id()))?;
+            }
+        }
+        let info = self
+            .socket()?
+            .get_table(wanted.family.nfproto(), &wanted.name)?
+            .ok_or_else(|| {
+                Error::protocol(
+                    format!("loading table {}", wanted.id()),
+                    "the table is missing right after loading it",
+                )
+            })?;
+        self.loaded = Some((wanted.clone(), info));
+        Ok(())
+    }
+}
+
+/// Sends `table` as one batch, replacing any table of its name (for tests and tools that load
+/// a model without keeping an applier).
+pub fn load(table: &Table) -> Result<()> {
+    let comment = table.comment.clone().unwrap_or_default();
+    let batch = whole_batch(table, &comment);
+    Socket::open()?.send(batch, &format!("loading table {}", table.id()))
+}
+
+/// `add table; delete table; add table ...`: the whole table, replacing any previous one.
+fn whole_batch(t: &Table, comment: &str) -> Batch {
+    let mut batch = Batch::new();
+    let mut e = Encoder::new(&mut batch, t);
+    e.add_table(None);
+    e.delete_table();
+    e.add_table((!comment.is_empty()).then_some(comment));
+    for set in t.sets.values() {
+        e.add_set(set);
+    }
+    for chain in t.chains.values() {
+        e.add_chain(chain);
+    }
+    for chain in t.chains.values() {
+        for r in &chain.rules {
+            e.add_rule(&chain.name, r);
+        }
+    }
+    for set in t.sets.values() {
+        add_all_elements(&mut e, set);
+    }
+    batch
+}
+
+fn add_all_elements(e: &mut Encoder<'_>, set: &Set) {
+    e.elements(
+        MsgType::NewSetElem,
+        &set.name,
+        None,
+        set.elements.iter().map(|(k, v)| (k, Some(v))),
+    );
+}
+
+/// Whether two declarations of a set differ (elements aside): then it must be recreated.
+fn set_decl_differs(a: &Set, b: &Set) -> bool {
+    a.key != b.key || a.data != b.data || a.dynamic != b.dynamic || a.timeout != b.timeout
+}
+
+/// The batch turning `old` into `new`, or None when only a whole load will do (the table's
+/// own properties or a base chain changed).
+pub(crate) fn diff(old: &Table, new: &Table) -> Option<Batch> {
+    if old.family != new.family || old.name != new.name || old.comment != new.comment {
+        return None;
+    }
+    for (name, c) in &new.chains {
+        if old.chains.get(name).is_some_and(|o| o.base != c.base) {
+            return None;
+        }
+    }
+    let mut batch = Batch::new();
+    let mut e = Encoder::new(&mut batch, new);
+    let recreated: BTreeSet<&str> = new
+        .sets
+        .iter()
+        .filter(|(n, s)| old.sets.get(*n).is_some_and(|o| set_decl_differs(o, s)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let uses = |t: &Table, chain: &str, sets: &BTreeSet<&str>| {
+        t.chains[chain]
+            .rules
+            .iter()
+            .any(|r| r.set_refs().any(|s| sets.contains(s)))
+    };
+    let mut flushed: BTreeSet<&str> = BTreeSet::new();
+    // Sets to recreate: first empty the chains that use them.
+    if !recreated.is_empty() {
+        for name in old.chains.keys() {
+            if uses(old, name, &recreated) {
+                e.flush_chain(name);
+                flushed.insert(name);
+            }
+        }
+        for name in &recreated {
+            e.delete_set(name);
+        }
+    }
+    for (name, set) in &new.sets {
+        if !old.sets.contains_key(name) || recreated.contains(name.as_str()) {
+            e.add_set(set);
+        }
+    }
+    for (name, chain) in &new.chains {
+        if !old.chains.contains_key(name) {
+            e.add_chain(chain);
+        }
+    }
+    for (name, chain) in &new.chains {
+        let before = old.chains.get(name);
+        let rewrite = match before {
+            None => true,
+            Some(o) => o.rules != chain.rules || flushed.contains(name.as_str()),
+        };
+        if !rewrite {
+            continue;
+        }
+        if before.is_some() && !flushed.contains(name.as_str()) {
+            e.flush_chain(name);
+        }
+        for r in &chain.rules {
+            e.add_rule(name, r);
+        }
+    }
+    let empty = BTreeMap::new();
+    for (name, set) in &new.sets {
+        if recreated.contains(name.as_str()) || !old.sets.contains_key(name) {
+            add_all_elements(&mut e, set);
+            continue;
+        }
+        let before = old.sets.get(name).map(|s| &s.elements).unwrap_or(&empty);
+        e.elements(
+            MsgType::DelSetElem,
+            name,
+            None,
+            before
+                .iter()
+                .filter(|(k, v)| set.elements.get(*k) != Some(v))
+                .map(|(k, _)| (k, None)),
+        );
+        e.elements(
+            MsgType::NewSetElem,
+            name,
+            None,
+            set.elements
+                .iter()
+                .filter(|(k, v)| before.get(*k) != Some(v))
+                .map(|(k, v)| (k, Some(v))),
+        );
+    }
+    // Chains and sets nobody uses any more go last: chains emptied first (dropping their own
+    // jumps and lookups), then deleted.
+    let gone: Vec<&String> = old
+        .chains
+        .keys()
+        .filter(|n| !new.chains.contains_key(*n))
+        .collect();
+    for name in &gone {
+        if !flushed.contains(name.as_str()) {
+            e.flush_chain(name);
+        }
+    }
+    for name in &gone {
+        e.delete_chain(name);
+    }
+    for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
+        e.delete_set(name);
+    }
+    Some(batch)
+}
