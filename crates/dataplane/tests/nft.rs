@@ -8,8 +8,9 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 
 use weft_dataplane::nft::{
-    self, ct_state, priority, Chain, ChainType, CmpOp, DataType, Elem, ElemData, Family, Field,
-    Hook, L4Proto, MarkOp, Policy, Rule, Selector, Set, Table, Value, Verdict,
+    self, ct_state, priority, Applied, Applier, Chain, ChainType, CmpOp, DataType, Elem, ElemData,
+    Family, Field, Hook, L4Proto, MarkOp, Policy, Rule, Selector, Set, Table, Value, Verdict,
+    WholeLoad,
 };
 use weft_dataplane::ScopedNetNs;
 
@@ -342,4 +343,143 @@ fn every_kind_lists_the_same_through_nft_and_netlink() {
     assert_eq!(bytecode(&a, &t), bytecode(&b, &t));
     // The comment is carried too.
     assert!(nft_in(&b, &["list", "table", "ip", &t.name]).contains("comment \"every kind\""));
+}
+
+/// The listing's sets, maps and chains sorted: an incrementally updated table lists a
+/// recreated set after the others (kernel order is creation order), with the same meaning.
+fn sorted_listing(ns: &ScopedNetNs, t: &Table) -> Vec<String> {
+    let text = listing(ns, t);
+    let text = text
+        .trim_end()
+        .strip_suffix('}')
+        .unwrap_or(&text)
+        .trim_end();
+    let mut blocks: Vec<String> = text
+        .split("\n\n")
+        .map(|b| b.replace("table ip weft_nfttest {\n", ""))
+        .collect();
+    blocks.sort();
+    blocks
+}
+
+#[test]
+fn a_refused_batch_changes_nothing_and_names_its_message() {
+    let t = every_kind();
+    let b = scoped();
+    b.run(|| nft::load(&t)).unwrap().unwrap();
+    let before = listing(&b, &t);
+    let mut bad = t.clone();
+    bad.add_chain(Chain::new("svc-c").rule(Rule::new().jump("no-such-chain")));
+    let err = b.run(|| nft::load(&bad)).unwrap().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("adding rule to chain ip weft_nfttest svc-c"),
+        "{text}"
+    );
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{text}");
+    // The batch deleted and re-created the table before the bad rule: none of it happened.
+    assert_eq!(listing(&b, &t), before);
+}
+
+/// The table after one Service's change: its chain rewritten, one chain gone, one new, map
+/// elements changed, the affinity set recreated with another timeout.
+fn changed(t: &Table) -> Table {
+    let mut t = t.clone();
+    let svc_b = t.chains.get_mut("svc-b").unwrap();
+    svc_b.rules = vec![Rule::new()
+        .l4proto(L4Proto::Udp)
+        .dnat_to(ip("10.244.2.9"), Some(5353))];
+    t.add_chain(Chain::new("svc-c").rule(Rule::new().goto("svc-b")));
+    t.chains.remove("ep-a");
+    let svc_a = t.chains.get_mut("svc-a").unwrap();
+    svc_a.rules.retain(|r| !r.chain_refs().any(|c| c == "ep-a"));
+    let m = t.sets.get_mut("service_ips").unwrap();
+    m.elements.insert(
+        vec![
+            Value::Ipv4(ip("10.96.0.7")),
+            Value::Proto(L4Proto::Tcp),
+            Value::Port(443),
+        ],
+        Elem::data(ElemData::Verdict(Verdict::Goto("svc-c".into()))),
+    );
+    m.elements.insert(
+        vec![
+            Value::Ipv4(ip("10.96.0.10")),
+            Value::Proto(L4Proto::Udp),
+            Value::Port(53),
+        ],
+        Elem::data(ElemData::Verdict(Verdict::Goto("svc-b".into()))),
+    );
+    let backends = t.sets.get_mut("backends").unwrap();
+    backends.elements.remove(&vec![Value::Int(18169857)]);
+    t.sets.get_mut("aff").unwrap().timeout = Some(10);
+    t.chains
+        .get_mut("endpoints_check")
+        .unwrap()
+        .rules
+        .push(Rule::new().update("aff", &[Selector::IpSaddr]));
+    t
+}
+
+#[test]
+fn incremental_updates_add_up_to_a_whole_load() {
+    let (v1, v2) = (every_kind(), changed(&every_kind()));
+    let (a, b) = (scoped(), scoped());
+    a.run(|| nft::apply(&v2.render())).unwrap().unwrap();
+    let mut ap = Applier::new();
+    b.run(|| {
+        assert!(matches!(ap.apply(&v1).unwrap(), Applied::Whole));
+        assert!(matches!(ap.apply(&v1).unwrap(), Applied::Unchanged));
+        match ap.apply(&v2).unwrap() {
+            Applied::Incremental(n) => assert!(n > 5, "{n} messages"),
+            other => panic!("expected an incremental update, got {other:?}"),
+        }
+    })
+    .unwrap();
+    assert_eq!(sorted_listing(&a, &v2), sorted_listing(&b, &v2));
+    // And back again.
+    b.run(|| assert!(matches!(ap.apply(&v1).unwrap(), Applied::Incremental(_))))
+        .unwrap();
+    let c = scoped();
+    c.run(|| nft::apply(&v1.render())).unwrap().unwrap();
+    assert_eq!(sorted_listing(&c, &v1), sorted_listing(&b, &v1));
+}
+
+#[test]
+fn a_table_changed_behind_our_back_is_reloaded_whole() {
+    let (v1, v2) = (every_kind(), changed(&every_kind()));
+    let (a, b) = (scoped(), scoped());
+    a.run(|| nft::apply(&v2.render())).unwrap().unwrap();
+    let mut ap = Applier::new().whole_loads(WholeLoad::Tool);
+    b.run(|| ap.apply(&v1).unwrap()).unwrap();
+    // Someone deletes the element our update would delete: the update is refused.
+    nft_in(
+        &b,
+        &[
+            "delete",
+            "element",
+            "ip",
+            "weft_nfttest",
+            "backends",
+            "{ 18169857 }",
+        ],
+    );
+    match b.run(|| ap.apply(&v2).unwrap()).unwrap() {
+        Applied::WholeAfterRefusal(e) => {
+            assert!(e.to_string().contains("deleting elements from set"), "{e}")
+        }
+        other => panic!("expected a whole reload, got {other:?}"),
+    }
+    assert_eq!(sorted_listing(&a, &v2), sorted_listing(&b, &v2));
+    // Someone deletes the table: the next update notices before sending.
+    nft_in(&b, &["delete", "table", "ip", "weft_nfttest"]);
+    let r = b.run(|| ap.apply(&v1).unwrap()).unwrap();
+    assert!(matches!(r, Applied::WholeAfterRefusal(_)), "{r:?}");
+    // A new applier (a restarted agent) finds the table it would load and keeps it.
+    let mut again = Applier::new();
+    let r = b.run(|| again.apply(&v1).unwrap()).unwrap();
+    assert!(matches!(r, Applied::Unchanged), "{r:?}");
+    let r = b.run(|| again.apply(&v2).unwrap()).unwrap();
+    assert!(matches!(r, Applied::Incremental(_)), "{r:?}");
+    assert_eq!(sorted_listing(&a, &v2), sorted_listing(&b, &v2));
 }
