@@ -12,9 +12,13 @@
 //!   atomic table replacement or as the incremental transaction from a previous ruleset.
 //! - [`Proxy`]: loads rulesets into the kernel through `nft -f`, incrementally when it knows what
 //!   is loaded, in full otherwise (at start, or if an update is refused).
+//! - [`stale`]: old and new views -> the UDP/SCTP conntrack entries the change made stale (flows
+//!   still DNATed to a removed endpoint); [`clear_stale_flows`] deletes them once the new rules
+//!   are loaded, so a client that keeps sending from one socket reaches a live endpoint.
 
 mod apply;
 pub mod ruleset;
+pub mod stale;
 pub mod view;
 
 use std::net::Ipv4Addr;
@@ -23,7 +27,9 @@ use weft_model::cidr::Ipv4Cidr;
 
 pub use apply::{Proxy, SyncKind};
 pub use ruleset::{compile, Ruleset, TABLE};
+pub use stale::{stale_flows, stale_flows_for_changes};
 pub use view::{Endpoint, Protocol, ServicePortView};
+pub use weft_dataplane::conntrack::ConntrackFilter;
 
 /// The packet mark bit that asks for masquerade on the way out (the bit kube-proxy uses).
 pub const MASQUERADE_MARK: u32 = 0x4000;
@@ -42,4 +48,17 @@ pub struct ProxyNode {
 pub enum ProxyError {
     #[error(transparent)]
     Kernel(#[from] weft_dataplane::Error),
+    #[error(transparent)]
+    Conntrack(#[from] weft_dataplane::conntrack::ConntrackError),
+}
+
+/// Deletes the conntrack entries `filters` select (from [`stale_flows`]) in the calling thread's
+/// network namespace, returning how many went. Call it after the sync that loaded the new rules:
+/// cleared before, a client's next datagram could still be DNATed by the old rules to the
+/// endpoint that is going away, and a new entry would pin it there again.
+pub fn clear_stale_flows(filters: &[ConntrackFilter]) -> Result<usize, ProxyError> {
+    if filters.is_empty() {
+        return Ok(0);
+    }
+    Ok(weft_dataplane::conntrack::Conntrack::open()?.delete_matching(filters)?)
 }

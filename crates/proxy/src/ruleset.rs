@@ -7,7 +7,10 @@
 //! `protocol . port` (node ports, for this node's address), and jumps to that service port's
 //! chain, which DNATs to an endpoint picked by `numgen random`. A lookup costs the same with 10
 //! or 10,000 Services. Addresses with no endpoints are in the `no_endpoint_*` maps instead, which
-//! the filter hooks use to reject new connections (connection refused, not a timeout).
+//! the filter hooks use to reject new connections (connection refused, not a timeout). Every
+//! cluster IP is in the `cluster_ips` set: a new connection still addressed to one in the filter
+//! forward and output hooks (after DNAT) matched none of its ports, and is rejected too, as
+//! kube-proxy's `cluster-ips-check` does (a client on a Service's old port is refused at once).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -39,6 +42,9 @@ pub struct Ruleset {
     /// `ip . ip` of every endpoint on this node: traffic from a pod to itself through a Service.
     /// (With how many service ports share each entry, so one leaving keeps it for the others.)
     hairpin: BTreeMap<String, usize>,
+    /// Every Service's cluster IP, with how many service ports have it (so the address stays
+    /// while any of its ports does).
+    cluster_ips: BTreeMap<String, usize>,
     /// The backends-map slot of each dispatching chain.
     slots: BTreeMap<String, u32>,
 }
@@ -179,11 +185,17 @@ impl Ruleset {
             .chain(new_part.hairpin.keys())
             .cloned()
             .collect();
+        let cluster_ips: BTreeSet<String> = old_part
+            .cluster_ips
+            .keys()
+            .chain(new_part.cluster_ips.keys())
+            .cloned()
+            .collect();
         let mut blocks: BTreeSet<u32> = BTreeSet::new();
         for d in &old_pending {
             blocks.extend(self.slots.get(&d.chain));
         }
-        let before = self.subset(&chains, &sets, &elements, &hairpin, &blocks);
+        let before = self.subset(&chains, &sets, &elements, &hairpin, &cluster_ips, &blocks);
 
         // Take the old contribution out.
         for c in old_part.chains.keys() {
@@ -199,14 +211,8 @@ impl Ruleset {
                 }
             }
         }
-        for (k, n) in &old_part.hairpin {
-            if let Some(count) = self.hairpin.get_mut(k) {
-                *count = count.saturating_sub(*n);
-                if *count == 0 {
-                    self.hairpin.remove(k);
-                }
-            }
-        }
+        uncount(&mut self.hairpin, &old_part.hairpin);
+        uncount(&mut self.cluster_ips, &old_part.cluster_ips);
         let kept: BTreeSet<String> = new_pending.iter().map(|d| d.chain.clone()).collect();
         for d in &old_pending {
             let slot = if kept.contains(&d.chain) {
@@ -237,11 +243,14 @@ impl Ruleset {
         for (k, n) in new_part.hairpin {
             *self.hairpin.entry(k).or_default() += n;
         }
+        for (k, n) in new_part.cluster_ips {
+            *self.cluster_ips.entry(k).or_default() += n;
+        }
         place_dispatches(self, new_pending);
         for c in &kept {
             blocks.extend(self.slots.get(c));
         }
-        let after = self.subset(&chains, &sets, &elements, &hairpin, &blocks);
+        let after = self.subset(&chains, &sets, &elements, &hairpin, &cluster_ips, &blocks);
         after.update_script(&before).unwrap_or_default()
     }
 
@@ -257,6 +266,7 @@ impl Ruleset {
         sets: &BTreeSet<String>,
         elements: &BTreeSet<(&'static str, String)>,
         hairpin: &BTreeSet<String>,
+        cluster_ips: &BTreeSet<String>,
         blocks: &BTreeSet<u32>,
     ) -> Ruleset {
         let mut sub = Ruleset {
@@ -289,6 +299,11 @@ impl Ruleset {
                 sub.hairpin.insert(k.clone(), *n);
             }
         }
+        for k in cluster_ips {
+            if let Some(n) = self.cluster_ips.get(k) {
+                sub.cluster_ips.insert(k.clone(), *n);
+            }
+        }
         for slot in blocks {
             let base = slot << BLOCK_BITS;
             for (k, v) in self.backends.range(base..base + (1 << BLOCK_BITS)) {
@@ -296,6 +311,18 @@ impl Ruleset {
             }
         }
         sub
+    }
+}
+
+/// Takes `gone`'s counts off `counts`, dropping the keys nothing holds any more.
+fn uncount(counts: &mut BTreeMap<String, usize>, gone: &BTreeMap<String, usize>) {
+    for (k, n) in gone {
+        if let Some(count) = counts.get_mut(k) {
+            *count = count.saturating_sub(*n);
+            if *count == 0 {
+                counts.remove(k);
+            }
+        }
     }
 }
 
@@ -311,6 +338,7 @@ fn base(node: &ProxyNode) -> String {
         let _ = writeln!(b, "  map {name} {{ type {key} : verdict; }}");
     }
     b.push_str("  set hairpin { type ipv4_addr . ipv4_addr; }\n");
+    b.push_str("  set cluster_ips { type ipv4_addr; }\n");
     b.push_str("  map backends { typeof ct mark : ip daddr . tcp dport; }\n");
     let chains = [
         ("nat_prerouting", "type nat hook prerouting priority dstnat; policy accept; jump services;".to_string()),
@@ -332,12 +360,15 @@ fn base(node: &ProxyNode) -> String {
             "filter_input",
             "type filter hook input priority filter; policy accept; ct state new jump endpoints_check; ct state new ip daddr @nodeport_ips meta l4proto . th dport vmap @no_endpoint_nodeports;".to_string(),
         ),
-        ("filter_forward", "type filter hook forward priority filter; policy accept; ct state new jump endpoints_check;".to_string()),
+        // After DNAT: a new connection still addressed to a cluster IP matched none of its
+        // ports (or none of its endpoints: endpoints_check has refused those already).
+        ("filter_forward", "type filter hook forward priority filter; policy accept; ct state new jump endpoints_check; ct state new jump cluster_ips_check;".to_string()),
         (
             "filter_output",
-            "type filter hook output priority filter; policy accept; ct state new jump endpoints_check; ct state new ip daddr @nodeport_ips meta l4proto . th dport vmap @no_endpoint_nodeports;".to_string(),
+            "type filter hook output priority filter; policy accept; ct state new jump endpoints_check; ct state new ip daddr @nodeport_ips meta l4proto . th dport vmap @no_endpoint_nodeports; ct state new jump cluster_ips_check;".to_string(),
         ),
         ("endpoints_check", "ip daddr . meta l4proto . th dport vmap @no_endpoint_services;".to_string()),
+        ("cluster_ips_check", "ip daddr @cluster_ips reject;".to_string()),
         ("reject_chain", "reject;".to_string()),
         (
             "backend_dnat",
@@ -362,6 +393,9 @@ fn add_service_port(
     let svc_chain = format!("svc-{id}");
     let ext_chain = format!("ext-{id}");
     let has_external = v.node_port.is_some() || !v.external_ips.is_empty();
+    if let Some(ip) = v.cluster_ip {
+        *rs.cluster_ips.entry(ip.to_string()).or_default() += 1;
+    }
 
     if v.endpoints.is_empty() {
         // Nothing serves it anywhere: refuse new connections instead of blackholing them.
@@ -528,6 +562,7 @@ impl Ruleset {
             );
         }
         add_elements(&mut s, "hairpin", self.hairpin.keys().cloned());
+        add_elements(&mut s, "cluster_ips", self.cluster_ips.keys().cloned());
         add_elements(
             &mut s,
             "backends",
@@ -588,23 +623,8 @@ impl Ruleset {
                 .collect();
             add_elements(&mut s, map, new.into_iter());
         }
-        delete_elements(
-            &mut s,
-            "hairpin",
-            old.hairpin
-                .keys()
-                .filter(|k| !self.hairpin.contains_key(*k))
-                .cloned()
-                .collect(),
-        );
-        add_elements(
-            &mut s,
-            "hairpin",
-            self.hairpin
-                .keys()
-                .filter(|k| !old.hairpin.contains_key(*k))
-                .cloned(),
-        );
+        set_update(&mut s, "hairpin", &old.hairpin, &self.hairpin);
+        set_update(&mut s, "cluster_ips", &old.cluster_ips, &self.cluster_ips);
         let gone: Vec<String> = old
             .backends
             .iter()
@@ -653,6 +673,22 @@ impl Ruleset {
     pub fn chain_count(&self) -> usize {
         self.chains.len()
     }
+}
+
+/// The statements turning a counted set's keys from `old` into `new` (counts are ours alone).
+fn set_update(
+    s: &mut String,
+    set: &str,
+    old: &BTreeMap<String, usize>,
+    new: &BTreeMap<String, usize>,
+) {
+    let gone = old.keys().filter(|k| !new.contains_key(*k)).cloned();
+    delete_elements(s, set, gone.collect());
+    add_elements(
+        s,
+        set,
+        new.keys().filter(|k| !old.contains_key(*k)).cloned(),
+    );
 }
 
 fn set_decl(name: &str, timeout: u32) -> String {

@@ -247,3 +247,84 @@ fn changes_one_service_at_a_time_equal_a_whole_compile() {
 fn all_script() -> String {
     all().full_script()
 }
+
+#[test]
+fn cluster_ips_set_follows_services_through_changes() {
+    let services: Vec<Service> = docs(SERVICES);
+    let slices: Vec<EndpointSlice> = docs(SLICES);
+    let all = views(&node(), &services, &slices);
+    let rs = compile(&node(), &all);
+    // Every proxied Service's address, with or without endpoints; headless and ExternalName
+    // Services have none. dns has two ports on one address.
+    assert_eq!(
+        rs.cluster_ips
+            .iter()
+            .map(|(k, n)| format!("{k}x{n}"))
+            .collect::<Vec<_>>(),
+        [
+            "10.96.0.1x1",
+            "10.96.0.10x2",
+            "10.96.0.2x1",
+            "10.96.0.3x1",
+            "10.96.0.4x1",
+            "10.96.0.5x1",
+            "10.96.0.6x1"
+        ]
+    );
+    let script = rs.full_script();
+    assert!(
+        script.contains("chain cluster_ips_check { ip daddr @cluster_ips reject; }"),
+        "{script}"
+    );
+
+    // One of dns's ports goes: the address stays for the other one.
+    let mut inc = rs.clone();
+    let dns_udp = all
+        .iter()
+        .find(|v| v.id() == "kube-system/dns/udp/dns")
+        .unwrap();
+    let dns_tcp = all
+        .iter()
+        .find(|v| v.id() == "kube-system/dns/tcp/dns-tcp")
+        .unwrap();
+    let script = inc.change(&node(), Some(dns_udp), None);
+    assert!(!script.contains("cluster_ips"), "{script}");
+    // The other one goes too: now the address leaves the set.
+    let script = inc.change(&node(), Some(dns_tcp), None);
+    assert!(
+        script.contains("delete element ip weft_services cluster_ips { 10.96.0.10 }"),
+        "{script}"
+    );
+    let without_dns: Vec<ServicePortView> =
+        all.iter().filter(|v| v.name != "dns").cloned().collect();
+    assert_eq!(inc, compile(&node(), &without_dns));
+
+    // A Service's address changes: the old one out, the new one in, in one update.
+    let web = all.iter().find(|v| v.name == "web").unwrap();
+    let mut moved = web.clone();
+    moved.cluster_ip = Some("10.96.0.77".parse().unwrap());
+    let script = inc.change(&node(), Some(web), Some(&moved));
+    assert!(
+        script.contains("delete element ip weft_services cluster_ips { 10.96.0.1 }")
+            && script.contains("add element ip weft_services cluster_ips { 10.96.0.77 }"),
+        "{script}"
+    );
+    let next: Vec<ServicePortView> = without_dns
+        .iter()
+        .map(|v| {
+            if v.name == "web" {
+                moved.clone()
+            } else {
+                v.clone()
+            }
+        })
+        .collect();
+    assert_eq!(inc, compile(&node(), &next));
+    // And the whole-ruleset diff says the same.
+    let diff = compile(&node(), &next).update_script(&rs).unwrap();
+    assert!(
+        diff.contains("delete element ip weft_services cluster_ips { 10.96.0.1, 10.96.0.10 }")
+            && diff.contains("add element ip weft_services cluster_ips { 10.96.0.77 }"),
+        "{diff}"
+    );
+}

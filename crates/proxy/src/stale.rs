@@ -1,0 +1,217 @@
+//! Which conntrack entries a change of Services makes stale, as kube-proxy's
+//! `pkg/proxy/conntrack` clears them. Pure: old and new service-port views in, typed
+//! [`ConntrackFilter`]s out; [`crate::clear_stale_flows`] deletes what they select, after the
+//! new rules are loaded.
+//!
+//! Why: a UDP (or SCTP) flow is a conntrack entry that keeps DNATing a client's datagrams to the
+//! endpoint first picked, for as long as the client keeps sending, whatever the rules say now. A
+//! client that sends from one socket to a cluster IP would keep talking to a deleted pod. TCP
+//! needs none of this: a dead endpoint resets or times the connection out, and the client
+//! reconnects through the rules.
+//!
+//! Each Service address (cluster IP, external and load-balancer addresses, each with the service
+//! port; and the node port on any address) is a frontend with a set of endpoints, counting every
+//! endpoint the Service has (not only the ones a traffic policy picks here, as kube-proxy: a
+//! policy change should not cut existing flows). For each frontend:
+//! - an endpoint that is gone (or moved to another port): entries to the frontend whose replies
+//!   come from it;
+//! - a frontend that had no endpoints (or did not exist) and has some now: every entry to it,
+//!   since anything tracked before was not sent to an endpoint.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use weft_dataplane::conntrack::{ConntrackFilter, L4Proto};
+
+use crate::view::{Protocol, ServicePortView};
+
+/// Where clients send: an address and port, or a node port on any of the node's addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Frontend {
+    Address(Ipv4Addr, u16),
+    NodePort(u16),
+}
+
+type Frontends = BTreeMap<(L4Proto, Frontend), BTreeSet<(Ipv4Addr, u16)>>;
+
+/// The filters selecting the flows made stale by going from `old` to `new`. Pass every view of
+/// both states (a whole sync), or only the service ports a change concerns (an incremental
+/// sync: the old and new views of each changed port, both sides of a port that was renamed).
+/// Sorted and without duplicates.
+pub fn stale_flows<'a>(
+    old: impl IntoIterator<Item = &'a ServicePortView>,
+    new: impl IntoIterator<Item = &'a ServicePortView>,
+) -> Vec<ConntrackFilter> {
+    let (old, new) = (frontends(old), frontends(new));
+    let none = BTreeSet::new();
+    let mut out = BTreeSet::new();
+    for (key @ (proto, frontend), before) in &old {
+        let after = new.get(key).unwrap_or(&none);
+        let gone: BTreeSet<Ipv4Addr> = before.difference(after).map(|(ip, _)| *ip).collect();
+        for ip in gone {
+            out.insert(filter(*proto, *frontend).reply_src(IpAddr::V4(ip)));
+        }
+    }
+    for (key @ (proto, frontend), after) in &new {
+        let had_endpoints = old.get(key).is_some_and(|b| !b.is_empty());
+        if !after.is_empty() && !had_endpoints {
+            out.insert(filter(*proto, *frontend));
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The filters for the change pairs the proxy's incremental sync takes (`(old, new)`, None for
+/// none): [`stale_flows`] of their old and new sides.
+pub fn stale_flows_for_changes(
+    changes: &[(Option<ServicePortView>, Option<ServicePortView>)],
+) -> Vec<ConntrackFilter> {
+    stale_flows(
+        changes.iter().filter_map(|(old, _)| old.as_ref()),
+        changes.iter().filter_map(|(_, new)| new.as_ref()),
+    )
+}
+
+fn filter(proto: L4Proto, frontend: Frontend) -> ConntrackFilter {
+    let f = ConntrackFilter::new(proto);
+    match frontend {
+        Frontend::Address(ip, port) => f.orig_dst(IpAddr::V4(ip), port),
+        Frontend::NodePort(port) => f.orig_dst_port(port),
+    }
+}
+
+/// Every UDP and SCTP frontend of `views` with its endpoints (`ip`, `port`).
+fn frontends<'a>(views: impl IntoIterator<Item = &'a ServicePortView>) -> Frontends {
+    let mut out = Frontends::new();
+    for v in views {
+        let proto = match v.protocol {
+            Protocol::Udp => L4Proto::Udp,
+            Protocol::Sctp => L4Proto::Sctp,
+            Protocol::Tcp => continue,
+        };
+        let endpoints: BTreeSet<(Ipv4Addr, u16)> =
+            v.endpoints.iter().map(|e| (e.ip, e.port)).collect();
+        let addresses = v.cluster_ip.iter().chain(&v.external_ips);
+        let mut add = |frontend| {
+            out.entry((proto, frontend))
+                .or_default()
+                .extend(endpoints.iter().copied());
+        };
+        for ip in addresses {
+            add(Frontend::Address(*ip, v.port));
+        }
+        if let Some(np) = v.node_port {
+            add(Frontend::NodePort(np));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::Endpoint;
+
+    fn view(name: &str, protocol: Protocol, eps: &[&str]) -> ServicePortView {
+        ServicePortView {
+            namespace: "default".into(),
+            name: name.into(),
+            port_name: "dns".into(),
+            protocol,
+            port: 53,
+            cluster_ip: Some("10.96.0.10".parse().unwrap()),
+            node_port: None,
+            external_ips: vec![],
+            external_local: false,
+            internal_local: false,
+            affinity_timeout: None,
+            endpoints: eps
+                .iter()
+                .map(|ip| Endpoint {
+                    ip: ip.parse().unwrap(),
+                    port: 5353,
+                    node: None,
+                })
+                .collect(),
+            local_endpoints: vec![],
+        }
+    }
+
+    fn text(filters: &[ConntrackFilter]) -> Vec<String> {
+        filters.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_removed_udp_endpoint_clears_its_flows_to_every_frontend() {
+        let mut old = view("dns", Protocol::Udp, &["10.244.0.5", "10.244.1.5"]);
+        old.node_port = Some(30053);
+        old.external_ips = vec!["198.51.100.1".parse().unwrap()];
+        let mut new = old.clone();
+        new.endpoints.remove(0);
+        assert_eq!(
+            text(&stale_flows([&old], [&new])),
+            [
+                "-p udp --orig-port-dst 30053 --reply-src 10.244.0.5",
+                "-p udp --orig-dst 10.96.0.10 --orig-port-dst 53 --reply-src 10.244.0.5",
+                "-p udp --orig-dst 198.51.100.1 --orig-port-dst 53 --reply-src 10.244.0.5",
+            ]
+        );
+        // Nothing changed, nothing to clear; TCP is never cleared.
+        assert!(stale_flows([&old], [&old]).is_empty());
+        let (mut t_old, mut t_new) = (old.clone(), new.clone());
+        t_old.protocol = Protocol::Tcp;
+        t_new.protocol = Protocol::Tcp;
+        assert!(stale_flows([&t_old], [&t_new]).is_empty());
+    }
+
+    #[test]
+    fn a_first_endpoint_clears_everything_sent_to_the_service() {
+        let empty = view("dns", Protocol::Sctp, &[]);
+        let served = view("dns", Protocol::Sctp, &["10.244.0.5"]);
+        let want = ["-p sctp --orig-dst 10.96.0.10 --orig-port-dst 53"];
+        assert_eq!(text(&stale_flows([&empty], [&served])), want);
+        // A new Service counts as having had none.
+        assert_eq!(text(&stale_flows([], [&served])), want);
+        // Losing the last one: its flows go, nothing else.
+        assert_eq!(
+            text(&stale_flows([&served], [&empty])),
+            ["-p sctp --orig-dst 10.96.0.10 --orig-port-dst 53 --reply-src 10.244.0.5"]
+        );
+        // Still none: nothing.
+        assert!(stale_flows([&empty], [&empty]).is_empty());
+    }
+
+    #[test]
+    fn deleted_services_moved_endpoints_and_policies() {
+        let old = view("dns", Protocol::Udp, &["10.244.0.5", "10.244.1.5"]);
+        // Deleted: the flows to each of its endpoints.
+        assert_eq!(stale_flows([&old], []).len(), 2);
+        // Same endpoint IP, another target port: its flows go to a port nothing serves.
+        let mut moved = old.clone();
+        moved.endpoints[0].port = 5354;
+        assert_eq!(
+            text(&stale_flows([&old], [&moved])),
+            ["-p udp --orig-dst 10.96.0.10 --orig-port-dst 53 --reply-src 10.244.0.5"]
+        );
+        // A traffic policy change alone cuts no flow (kube-proxy's rule too).
+        let mut local = old.clone();
+        local.internal_local = true;
+        assert!(stale_flows([&old], [&local]).is_empty());
+        // A port renamed: the old and new views differ in id but serve one frontend.
+        let mut renamed = old.clone();
+        renamed.port_name = "domain".into();
+        let changes = vec![(Some(old.clone()), None), (None, Some(renamed))];
+        assert!(stale_flows_for_changes(&changes).is_empty());
+        // The cluster IP changes: the old address's flows go, the new one is cleared whole.
+        let mut readdressed = old.clone();
+        readdressed.cluster_ip = Some("10.96.0.11".parse().unwrap());
+        assert_eq!(
+            text(&stale_flows_for_changes(&[(Some(old), Some(readdressed))])),
+            [
+                "-p udp --orig-dst 10.96.0.10 --orig-port-dst 53 --reply-src 10.244.0.5",
+                "-p udp --orig-dst 10.96.0.10 --orig-port-dst 53 --reply-src 10.244.1.5",
+                "-p udp --orig-dst 10.96.0.11 --orig-port-dst 53",
+            ]
+        );
+    }
+}
