@@ -22,7 +22,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::error::Error;
-use crate::netlink::{attr_ip, u16_at, Attrs, Msg, Netlink, NLA_F_NESTED};
+use crate::netlink::{attr_ip, ip_bytes, u16_at, Attrs, Msg, Netlink, NLA_F_NESTED, NLMSG_HDRLEN};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_GET: u16 = 1;
@@ -193,6 +193,27 @@ pub struct ConntrackEntry {
     raw_orig: Vec<u8>,
 }
 
+impl ConntrackEntry {
+    /// An entry named by its tuples (zone 0), as a caller that knows a flow would describe it:
+    /// deleting it deletes the kernel's entry with that original tuple.
+    pub fn new(protocol: u8, orig: Tuple, reply: Tuple) -> ConntrackEntry {
+        let family = if orig.src.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        } as u8;
+        ConntrackEntry {
+            raw_orig: tuple_bytes(protocol, &orig),
+            protocol,
+            orig,
+            reply,
+            zone: None,
+            id: None,
+            family,
+        }
+    }
+}
+
 impl fmt::Display for ConntrackEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let port = |p: Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
@@ -251,13 +272,24 @@ impl Conntrack {
         if filters.is_empty() {
             return Ok(0);
         }
+        let entries = self.entries()?;
+        self.delete_entries(
+            entries
+                .iter()
+                .filter(|e| filters.iter().any(|f| f.matches(e))),
+        )
+    }
+
+    /// Deletes the given entries (from [`Conntrack::entries`] on this socket's namespace),
+    /// returning how many went; the same error rules as [`Conntrack::delete_matching`].
+    pub fn delete_entries<'a>(
+        &mut self,
+        entries: impl IntoIterator<Item = &'a ConntrackEntry>,
+    ) -> Result<usize, ConntrackError> {
         let mut deleted = 0;
         let mut first_error = None;
-        for entry in self.entries()? {
-            if !filters.iter().any(|f| f.matches(&entry)) {
-                continue;
-            }
-            match self.delete(&entry) {
+        for entry in entries {
+            match self.delete(entry) {
                 Ok(()) => deleted += 1,
                 Err(e) if e.is_not_found() => {}
                 Err(source) => {
@@ -376,11 +408,10 @@ fn parse_tuple(data: &[u8]) -> Option<(u8, Tuple)> {
     ))
 }
 
-/// Encodes a tuple nest the way the kernel dumps it (for tests of the decoder).
-#[cfg(test)]
-fn encode_tuple(msg: &mut Msg, ty: u16, protocol: u8, t: &Tuple) {
-    use crate::netlink::ip_bytes;
-    let outer = msg.begin_nest(ty);
+/// The contents of a CTA_TUPLE_* nest, encoded the way the kernel dumps them.
+fn tuple_bytes(protocol: u8, t: &Tuple) -> Vec<u8> {
+    // A message without a family header is a plain attribute buffer after its nlmsghdr.
+    let mut msg = Msg::new(0, 0);
     let ip = msg.begin_nest(CTA_TUPLE_IP);
     let (s, d) = if t.src.is_ipv4() {
         (CTA_IP_V4_SRC, CTA_IP_V4_DST)
@@ -399,7 +430,7 @@ fn encode_tuple(msg: &mut Msg, ty: u16, protocol: u8, t: &Tuple) {
         msg.attr(CTA_PROTO_DST_PORT, &port.to_be_bytes());
     }
     msg.end_nest(p);
-    msg.end_nest(outer);
+    msg.into_bytes().split_off(NLMSG_HDRLEN)
 }
 
 #[cfg(test)]
@@ -421,8 +452,8 @@ mod tests {
         msg.header(&nfgenmsg(libc::AF_INET as u8));
         let orig = tuple("10.244.1.3", 40000, "10.96.0.1", 80);
         let reply = tuple("10.244.0.5", 7070, "10.244.1.3", 40000);
-        encode_tuple(&mut msg, CTA_TUPLE_ORIG, 17, &orig);
-        encode_tuple(&mut msg, CTA_TUPLE_REPLY, 17, &reply);
+        msg.attr(CTA_TUPLE_ORIG | NLA_F_NESTED, &tuple_bytes(17, &orig));
+        msg.attr(CTA_TUPLE_REPLY | NLA_F_NESTED, &tuple_bytes(17, &reply));
         msg.attr(CTA_ID, &0x01020304u32.to_be_bytes());
         msg.into_bytes()[16..].to_vec()
     }
@@ -439,6 +470,10 @@ mod tests {
         // The tuple goes back to the kernel exactly as it came.
         let again = parse_tuple(&e.raw_orig).unwrap();
         assert_eq!(again, (17, e.orig.clone()));
+        // An entry described by its tuples names the same flow.
+        let described = ConntrackEntry::new(17, e.orig.clone(), e.reply.clone());
+        assert_eq!(described.raw_orig, e.raw_orig);
+        assert_eq!(described.family, e.family);
         assert_eq!(
             e.to_string(),
             "proto 17 10.244.1.3:40000 -> 10.96.0.1:80 (replies from 10.244.0.5:7070)"

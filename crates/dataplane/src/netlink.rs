@@ -15,7 +15,7 @@ pub(crate) const NLM_F_REPLACE: u16 = 0x100;
 pub(crate) const NLM_F_EXCL: u16 = 0x200;
 pub(crate) const NLM_F_CREATE: u16 = 0x400;
 pub(crate) const NLA_F_NESTED: u16 = 0x8000;
-const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
 
 /// Kernel replies to a dump arrive in chunks of at most a few pages; 64 KiB holds any one.
 const RECV_BUF: usize = 64 * 1024;
@@ -288,8 +288,8 @@ impl Msg {
         self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
     }
 
-    /// The bytes encoded so far (length and sequence not yet patched in), for decoders' tests.
-    #[cfg(test)]
+    /// The bytes encoded so far (length and sequence not yet patched in): attribute encoders
+    /// reuse a message to build a nest's contents, and decoders' tests read them back.
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.buf
     }

@@ -14,7 +14,8 @@
 //!   is loaded, in full otherwise (at start, or if an update is refused).
 //! - [`stale`]: old and new views -> the UDP/SCTP conntrack entries the change made stale (flows
 //!   still DNATed to a removed endpoint); [`clear_stale_flows`] deletes them once the new rules
-//!   are loaded, so a client that keeps sending from one socket reaches a live endpoint.
+//!   are loaded, so a client that keeps sending from one socket reaches a live endpoint;
+//!   [`clear_unserved_flows`] does the same from the current views alone (after a restart).
 
 mod apply;
 pub mod ruleset;
@@ -27,7 +28,7 @@ use weft_model::cidr::Ipv4Cidr;
 
 pub use apply::{Proxy, SyncKind};
 pub use ruleset::{compile, Ruleset, TABLE};
-pub use stale::{stale_flows, stale_flows_for_changes};
+pub use stale::{stale_flows, stale_flows_for_changes, unserved_flows};
 pub use view::{Endpoint, Protocol, ServicePortView};
 pub use weft_dataplane::conntrack::ConntrackFilter;
 
@@ -61,4 +62,19 @@ pub fn clear_stale_flows(filters: &[ConntrackFilter]) -> Result<usize, ProxyErro
         return Ok(0);
     }
     Ok(weft_dataplane::conntrack::Conntrack::open()?.delete_matching(filters)?)
+}
+
+/// Deletes, in the calling thread's network namespace, every UDP/SCTP conntrack entry that a
+/// Service frontend of `views` DNATed to an address that is not one of its endpoints now
+/// ([`unserved_flows`]), returning how many went. Needs no previous state: call it after the
+/// first whole sync (an agent that restarted cannot know what changed while it was down) and
+/// with the periodic whole check. Reads the whole conntrack table.
+pub fn clear_unserved_flows(
+    node: &ProxyNode,
+    views: &[ServicePortView],
+) -> Result<usize, ProxyError> {
+    let mut ct = weft_dataplane::conntrack::Conntrack::open()?;
+    let entries = ct.entries()?;
+    let stale = unserved_flows(node, views, &entries);
+    Ok(ct.delete_entries(stale)?)
 }

@@ -17,13 +17,19 @@
 //!   come from it;
 //! - a frontend that had no endpoints (or did not exist) and has some now: every entry to it,
 //!   since anything tracked before was not sent to an endpoint.
+//!
+//! [`unserved_flows`] is the stateless form (kube-proxy's current one): from the views and the
+//! table's entries, the flows to a frontend that are not answered by one of its endpoints. It
+//! costs a dump of the table, and needs no memory of the previous state, so it covers an agent
+//! that restarted after endpoints went away.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use weft_dataplane::conntrack::{ConntrackFilter, L4Proto};
+use weft_dataplane::conntrack::{ConntrackEntry, ConntrackFilter, L4Proto, Tuple};
 
 use crate::view::{Protocol, ServicePortView};
+use crate::ProxyNode;
 
 /// Where clients send: an address and port, or a node port on any of the node's addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,6 +76,43 @@ pub fn stale_flows_for_changes(
         changes.iter().filter_map(|(old, _)| old.as_ref()),
         changes.iter().filter_map(|(_, new)| new.as_ref()),
     )
+}
+
+/// The entries a Service frontend of `views` DNATed to somewhere that is not one of its
+/// endpoints now: what kube-proxy's reconciliation (`CleanStaleEntries`) deletes. It needs no
+/// previous state, so it also finds flows to endpoints that went away while the agent was not
+/// running. Frontends without endpoints are left alone (nothing better to send to). Node ports
+/// count only on `node.ip`, the one address the rules serve them on, so flows that merely pass
+/// through this node to another host's same port are not touched.
+pub fn unserved_flows<'e, 'v>(
+    node: &ProxyNode,
+    views: impl IntoIterator<Item = &'v ServicePortView>,
+    entries: &'e [ConntrackEntry],
+) -> Vec<&'e ConntrackEntry> {
+    let frontends = frontends(views);
+    let unserved = |key: &(L4Proto, Frontend), reply: &Tuple| {
+        frontends.get(key).is_some_and(|eps| {
+            !eps.is_empty()
+                && !eps.iter().any(|(ip, port)| {
+                    reply.src == IpAddr::V4(*ip) && reply.src_port.is_none_or(|p| p == *port)
+                })
+        })
+    };
+    entries
+        .iter()
+        .filter(|e| {
+            let proto = match e.protocol {
+                p if p == L4Proto::Udp.number() => L4Proto::Udp,
+                p if p == L4Proto::Sctp.number() => L4Proto::Sctp,
+                _ => return false,
+            };
+            let (IpAddr::V4(dst), Some(port)) = (e.orig.dst, e.orig.dst_port) else {
+                return false;
+            };
+            unserved(&(proto, Frontend::Address(dst, port)), &e.reply)
+                || (dst == node.ip && unserved(&(proto, Frontend::NodePort(port)), &e.reply))
+        })
+        .collect()
 }
 
 fn filter(proto: L4Proto, frontend: Frontend) -> ConntrackFilter {
@@ -135,6 +178,25 @@ mod tests {
                 .collect(),
             local_endpoints: vec![],
         }
+    }
+
+    fn entry(proto: u8, dst: &str, dport: u16, reply_src: &str, sport: u16) -> ConntrackEntry {
+        let client: IpAddr = "10.244.2.7".parse().unwrap();
+        ConntrackEntry::new(
+            proto,
+            Tuple {
+                src: client,
+                dst: dst.parse().unwrap(),
+                src_port: Some(40000),
+                dst_port: Some(dport),
+            },
+            Tuple {
+                src: reply_src.parse().unwrap(),
+                dst: client,
+                src_port: Some(sport),
+                dst_port: Some(40000),
+            },
+        )
     }
 
     fn text(filters: &[ConntrackFilter]) -> Vec<String> {
@@ -213,5 +275,39 @@ mod tests {
                 "-p udp --orig-dst 10.96.0.11 --orig-port-dst 53",
             ]
         );
+    }
+
+    #[test]
+    fn unserved_flows_are_those_not_answered_by_a_current_endpoint() {
+        let node = ProxyNode {
+            name: "n1".into(),
+            ip: "192.0.2.1".parse().unwrap(),
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        };
+        let mut dns = view("dns", Protocol::Udp, &["10.244.0.5"]);
+        dns.node_port = Some(30053);
+        let empty = ServicePortView {
+            name: "empty".into(),
+            cluster_ip: Some("10.96.0.11".parse().unwrap()),
+            ..view("empty", Protocol::Udp, &[])
+        };
+        let entries = vec![
+            entry(17, "10.96.0.10", 53, "10.244.0.5", 5353), // 0: served
+            entry(17, "10.96.0.10", 53, "10.244.0.6", 5353), // 1: a removed endpoint
+            entry(17, "10.96.0.10", 53, "10.244.0.5", 5354), // 2: the endpoint's old port
+            entry(17, "10.96.0.10", 53, "10.96.0.10", 53),   // 3: never DNATed
+            entry(6, "10.96.0.10", 53, "10.244.0.6", 5353),  // TCP: never
+            entry(17, "10.96.0.10", 54, "10.244.0.6", 5353), // no such port
+            entry(17, "10.96.0.11", 53, "10.244.0.6", 5353), // no endpoints: left
+            entry(17, "192.0.2.1", 30053, "10.244.0.6", 5353), // 7: node port
+            entry(17, "192.0.2.1", 30053, "10.244.0.5", 5353), // served node port
+            entry(17, "203.0.113.9", 30053, "203.0.113.9", 30053), // passing through
+        ];
+        let stale = unserved_flows(&node, [&dns, &empty], &entries);
+        let at: Vec<usize> = stale
+            .iter()
+            .map(|s| entries.iter().position(|e| std::ptr::eq(e, *s)).unwrap())
+            .collect();
+        assert_eq!(at, [1, 2, 3, 7]);
     }
 }

@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use weft_dataplane::{Netlink, ScopedNetNs};
 use weft_proxy::{
-    clear_stale_flows, compile, stale_flows_for_changes, view::views, Proxy, ProxyNode,
-    ServicePortView, SyncKind,
+    clear_stale_flows, clear_unserved_flows, compile, stale_flows_for_changes, view::views, Proxy,
+    ProxyNode, ServicePortView, SyncKind,
 };
 
 fn node() -> ProxyNode {
@@ -382,60 +382,93 @@ fn other_ports_of_a_cluster_ip_are_refused_at_once() {
     );
 }
 
-#[test]
-fn a_udp_client_moves_off_a_removed_endpoint_once_stale_flows_are_cleared() {
-    // A and B are endpoints; the client has an address of its own.
-    let ns = node_and_pods("wpxu", &["10.244.0.5", "10.244.0.6", "10.244.0.9"]);
-    for a in ["10.244.0.5:7070", "10.244.0.6:7070"] {
-        let server = ns.run(|| UdpSocket::bind(a)).unwrap().unwrap();
-        std::thread::spawn(move || {
-            let me = server.local_addr().unwrap().ip().to_string();
-            let mut buf = [0u8; 64];
-            while let Ok((_, from)) = server.recv_from(&mut buf) {
-                let _ = server.send_to(me.as_bytes(), from);
-            }
-        });
-    }
-    let n = node();
-    let svcs = vec![udp_service("dns", "10.96.0.10")];
-    let before = views(&n, &svcs, &[udp_slice("dns", &["10.244.0.5"])]);
-    let mut proxy = Proxy::new();
-    ns.run(|| proxy.sync(compile(&n, &before)))
-        .unwrap()
-        .unwrap();
+/// A node namespace with UDP endpoints A (10.244.0.5) and B (10.244.0.6) answering with their
+/// own address, the `dns` Service (10.96.0.10:53) loaded with A alone, and a client that keeps
+/// one socket (as a resolver does: every datagram is the same conntrack flow) and has been
+/// answered by A.
+struct UdpFixture {
+    ns: ScopedNetNs,
+    proxy: Proxy,
+    client: UdpSocket,
+    services: Vec<Service>,
+    with_a: Vec<ServicePortView>,
+}
 
-    // One socket, as a resolver keeps: every datagram is the same conntrack flow.
-    let client = ns.run(|| UdpSocket::bind("10.244.0.9:0")).unwrap().unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    client.connect("10.96.0.10:53").unwrap();
-    // Asks up to `tries` times (a datagram may be lost) and returns the first answer.
-    let ask = |tries: usize| -> String {
+impl UdpFixture {
+    fn new(prefix: &str) -> UdpFixture {
+        let ns = node_and_pods(prefix, &["10.244.0.5", "10.244.0.6", "10.244.0.9"]);
+        for a in ["10.244.0.5:7070", "10.244.0.6:7070"] {
+            let server = ns.run(|| UdpSocket::bind(a)).unwrap().unwrap();
+            std::thread::spawn(move || {
+                let me = server.local_addr().unwrap().ip().to_string();
+                let mut buf = [0u8; 64];
+                while let Ok((_, from)) = server.recv_from(&mut buf) {
+                    let _ = server.send_to(me.as_bytes(), from);
+                }
+            });
+        }
+        let n = node();
+        let services = vec![udp_service("dns", "10.96.0.10")];
+        let with_a = views(&n, &services, &[udp_slice("dns", &["10.244.0.5"])]);
+        let mut proxy = Proxy::new();
+        ns.run(|| proxy.sync(compile(&n, &with_a)))
+            .unwrap()
+            .unwrap();
+        let client = ns.run(|| UdpSocket::bind("10.244.0.9:0")).unwrap().unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        client.connect("10.96.0.10:53").unwrap();
+        let f = UdpFixture {
+            ns,
+            proxy,
+            client,
+            services,
+            with_a,
+        };
+        assert_eq!(f.ask(), "10.244.0.5");
+        f
+    }
+
+    /// The views once A is deleted and B serves.
+    fn with_b(&self) -> Vec<ServicePortView> {
+        views(
+            &node(),
+            &self.services,
+            &[udp_slice("dns", &["10.244.0.6"])],
+        )
+    }
+
+    /// Asks from the client's one socket, up to 5 times (a datagram may be lost); the answer.
+    fn ask(&self) -> String {
         let mut buf = [0u8; 64];
-        for _ in 0..tries {
-            client.send(b"q").unwrap();
-            if let Ok(n) = client.recv(&mut buf) {
+        for _ in 0..5 {
+            self.client.send(b"q").unwrap();
+            if let Ok(n) = self.client.recv(&mut buf) {
                 return String::from_utf8_lossy(&buf[..n]).into_owned();
             }
         }
-        panic!("no answer in {tries} tries");
-    };
-    assert_eq!(ask(5), "10.244.0.5");
+        panic!("no answer in 5 tries");
+    }
+}
 
+#[test]
+fn a_udp_client_moves_off_a_removed_endpoint_once_stale_flows_are_cleared() {
+    let mut f = UdpFixture::new("wpxu");
+    let n = node();
     // A is deleted: the rules now send new flows to B only...
-    let after = views(&n, &svcs, &[udp_slice("dns", &["10.244.0.6"])]);
     let changes: Vec<(Option<ServicePortView>, Option<ServicePortView>)> =
-        vec![(before.first().cloned(), after.first().cloned())];
+        vec![(f.with_a.first().cloned(), f.with_b().first().cloned())];
+    let proxy = &mut f.proxy;
     assert_eq!(
-        ns.run(|| proxy.sync_changes(&n, &changes))
+        f.ns.run(|| proxy.sync_changes(&n, &changes))
             .unwrap()
             .unwrap(),
         Some(SyncKind::Incremental)
     );
     // ...but this client's flow is still pinned to A by its conntrack entry (A still answers
     // here, so the test can see it; a deleted pod would leave the client without answers).
-    assert_eq!(ask(5), "10.244.0.5");
+    assert_eq!(f.ask(), "10.244.0.5");
 
     let filters = stale_flows_for_changes(&changes);
     let text: Vec<String> = filters.iter().map(ToString::to_string).collect();
@@ -443,10 +476,43 @@ fn a_udp_client_moves_off_a_removed_endpoint_once_stale_flows_are_cleared() {
         text,
         ["-p udp --orig-dst 10.96.0.10 --orig-port-dst 53 --reply-src 10.244.0.5"]
     );
-    let deleted = ns.run(|| clear_stale_flows(&filters)).unwrap().unwrap();
+    let deleted = f.ns.run(|| clear_stale_flows(&filters)).unwrap().unwrap();
     assert_eq!(deleted, 1);
     // The next datagram from the same socket goes through the rules again: B answers.
-    assert_eq!(ask(5), "10.244.0.6");
+    assert_eq!(f.ask(), "10.244.0.6");
     // Nothing stale is left to clear.
-    assert_eq!(ns.run(|| clear_stale_flows(&filters)).unwrap().unwrap(), 0);
+    assert_eq!(
+        f.ns.run(|| clear_stale_flows(&filters)).unwrap().unwrap(),
+        0
+    );
+}
+
+#[test]
+fn a_restarted_proxy_clears_flows_to_endpoints_that_went_while_it_was_down() {
+    let f = UdpFixture::new("wpxk");
+    let n = node();
+    // The agent was down while A went: a new one loads the whole table, knowing no old views.
+    let with_b = f.with_b();
+    let mut restarted = Proxy::new();
+    assert_eq!(
+        f.ns.run(|| restarted.sync(compile(&n, &with_b)))
+            .unwrap()
+            .unwrap(),
+        SyncKind::Full
+    );
+    assert_eq!(f.ask(), "10.244.0.5", "still pinned by conntrack");
+    let cleared =
+        f.ns.run(|| clear_unserved_flows(&n, &with_b))
+            .unwrap()
+            .unwrap();
+    assert_eq!(cleared, 1);
+    assert_eq!(f.ask(), "10.244.0.6");
+    // The flow to B is served: a second pass leaves it.
+    assert_eq!(
+        f.ns.run(|| clear_unserved_flows(&n, &with_b))
+            .unwrap()
+            .unwrap(),
+        0
+    );
+    assert_eq!(f.ask(), "10.244.0.6");
 }
