@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::encode::Encoder;
 use super::model::{Set, Table};
+use super::tx::Tx;
 use super::wire::{Batch, MsgType, Socket, TableInfo};
 use crate::error::{Error, Result};
 
@@ -140,6 +141,48 @@ impl Applier {
             }
         };
         self.load_whole(wanted)?;
+        Ok(Applied::WholeAfterRefusal(refused))
+    }
+
+    /// Sends `tx` (changes to what was loaded) as one batch and applies it to the loaded
+    /// copy. Nothing loaded yet: an error (load the whole table first). A refused batch (the
+    /// kernel's table is not what we loaded): the whole table, with the changes, is reloaded.
+    pub fn commit(&mut self, tx: Tx) -> Result<Applied> {
+        let Some((mut table, info)) = self.loaded.take() else {
+            return Err(Error::Invalid {
+                what: "nftables transaction",
+                value: format!("{} changes", tx.len()),
+                reason: "nothing loaded yet: load the whole table first",
+            });
+        };
+        let batch = tx.batch(&table);
+        tx.apply_to(&mut table);
+        let n = batch.len();
+        if batch.is_empty() {
+            self.loaded = Some((table, info));
+            return Ok(Applied::Unchanged);
+        }
+        let op = format!("updating table {}", table.id());
+        let sock = self.socket()?;
+        let refused = if sock
+            .get_table(table.family.nfproto(), &table.name)?
+            .as_ref()
+            != Some(&info)
+        {
+            Error::protocol(
+                op,
+                "the kernel's table is not the one loaded (deleted or replaced)",
+            )
+        } else {
+            match sock.send(batch, &op) {
+                Ok(()) => {
+                    self.loaded = Some((table, info));
+                    return Ok(Applied::Incremental(n));
+                }
+                Err(e) => e,
+            }
+        };
+        self.load_whole(&table)?;
         Ok(Applied::WholeAfterRefusal(refused))
     }
 

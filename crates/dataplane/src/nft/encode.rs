@@ -165,8 +165,8 @@ pub(crate) fn concat_type(fields: &[Field]) -> u32 {
 /// Bytes of a key or data of these fields: concatenations pad each field to 4 bytes.
 pub(crate) fn fields_len(fields: &[Field]) -> usize {
     match fields {
-        [f] => f.data_type().len(),
-        _ => fields.iter().map(|f| (f.data_type().len() + 3) & !3).sum(),
+        [f] => f.data_type().size(),
+        _ => fields.iter().map(|f| (f.data_type().size() + 3) & !3).sum(),
     }
 }
 
@@ -451,5 +451,63 @@ impl<'a> Encoder<'a> {
         if n > 0 {
             self.batch.end();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nft::model::Family;
+
+    /// The user data nft 1.0.6 sends for `map backends { typeof ct mark : ip daddr . tcp dport; }`
+    /// (captured with `nft --debug=mnl`).
+    const NFT_BACKENDS_UDATA: &str = "000401000000010400000000031400040c000000010c0004030000000104ffffffff0434\
+        00040d000000012c0014000407000000010c00040c00000001040c0000000114000407000000010c000408000000010402000000060400000000";
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn typeof_map_user_data_is_nfts() {
+        let set = Set::data_map(
+            "backends",
+            vec![Field::Typeof(Selector::CtMark)],
+            vec![
+                Field::Typeof(Selector::IpDaddr),
+                Field::Typeof(Selector::TcpDport),
+            ],
+        );
+        let t = Table::new(Family::Ip, "u");
+        let mut batch = Batch::new();
+        Encoder::new(&mut batch, &t).add_set(&set);
+        let bytes = hex(&batch.finish());
+        assert!(bytes.contains(NFT_BACKENDS_UDATA), "{bytes}");
+        // Key type mark (19), length 4; data ipv4_addr . inet_service (0x1cd), length 8.
+        assert!(bytes.contains("0800040000000013"), "{bytes}");
+        assert!(bytes.contains(
+            "08000600000001cd08000700000000 08"
+                .replace(' ', "")
+                .as_str()
+        ));
+    }
+
+    #[test]
+    fn concat_types_and_lengths() {
+        let svc = [
+            Field::Type(DataType::Ipv4Addr),
+            Field::Type(DataType::InetProto),
+            Field::Type(DataType::InetService),
+        ];
+        assert_eq!(concat_type(&svc), 0x730d);
+        assert_eq!(fields_len(&svc), 12);
+        assert_eq!(fields_len(&svc[2..]), 2);
+        use crate::nft::model::{L4Proto, Value};
+        let key = value_bytes(&[
+            Value::Ipv4("10.96.0.2".parse().unwrap()),
+            Value::Proto(L4Proto::Tcp),
+            Value::Port(80),
+        ]);
+        assert_eq!(hex(&key), "0a600002060000000050 0000".replace(' ', ""));
     }
 }

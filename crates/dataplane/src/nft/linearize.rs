@@ -15,7 +15,7 @@ const REG_VERDICT: u32 = 0;
 /// slots at the start of a 16-byte register use NFT_REG_1..4, others NFT_REG32_xx.
 fn wire(slot: u32) -> u32 {
     let r = slot - 1;
-    if r % 4 == 0 {
+    if r.is_multiple_of(4) {
         1 + r / 4
     } else {
         8 + r
@@ -163,7 +163,7 @@ fn load_key(out: &mut Vec<Expr>, key: &[Selector]) -> u32 {
     let mut slot = 1;
     for s in key {
         load(out, *s, slot);
-        slot += space(s.data_type().len());
+        slot += space(s.data_type().size());
     }
     wire(1)
 }

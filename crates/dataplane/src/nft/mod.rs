@@ -12,6 +12,7 @@ mod linearize;
 mod model;
 mod render;
 mod rule;
+mod tx;
 mod wire;
 
 pub use applier::{load, Applied, Applier, WholeLoad};
@@ -20,6 +21,7 @@ pub use model::{
     Ipv4Prefix, Key, L4Proto, MapData, Policy, Set, Table, Value, Verdict,
 };
 pub use rule::{ct_state, CmpOp, Dnat, MarkOp, Match, Rule, Selector, Stmt};
+pub use tx::Tx;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

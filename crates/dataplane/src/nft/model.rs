@@ -321,7 +321,7 @@ impl DataType {
     }
 
     /// Bytes of a value in a register (before padding to 4).
-    pub fn len(self) -> usize {
+    pub fn size(self) -> usize {
         match self {
             DataType::InetProto => 1,
             DataType::InetService => 2,
