@@ -28,6 +28,7 @@
 
 mod apply;
 mod compile;
+mod reconcile;
 
 use std::net::Ipv4Addr;
 
@@ -37,6 +38,7 @@ use weft_model::config::{ClusterConfig, NetworkMode};
 
 pub use apply::{apply, sync_owned_routes, Applied, OwnedRoute};
 pub use compile::{compile, vtep_mac, NodePlan, PlannedRoute, Via, VxlanPlan};
+pub use reconcile::NetReconciler;
 
 /// The VXLAN device every node of a vxlan-mode cluster has.
 pub const VXLAN_DEVICE: &str = "weft.vxlan";
@@ -71,22 +73,12 @@ impl NodeInfo {
             node: name.clone(),
             reason,
         };
-        let cidr = node
-            .spec
-            .as_ref()
-            .and_then(|s| s.pod_cidr.as_deref())
+        let cidr = weft_model::node::pod_cidr(node)
             .ok_or_else(|| bad("has no spec.podCIDR yet".into()))?;
         let pod_cidr = cidr
             .parse()
             .map_err(|e| bad(format!("spec.podCIDR {cidr:?}: {e}")))?;
-        let ip = node
-            .status
-            .as_ref()
-            .and_then(|s| s.addresses.as_ref())
-            .into_iter()
-            .flatten()
-            .filter(|a| a.type_ == "InternalIP")
-            .find_map(|a| a.address.parse::<Ipv4Addr>().ok())
+        let ip = weft_model::node::internal_ip(node)
             .ok_or_else(|| bad("has no IPv4 InternalIP in status.addresses".into()))?;
         Ok(NodeInfo { name, ip, pod_cidr })
     }

@@ -18,6 +18,7 @@
 //!   [`clear_unserved_flows`] does the same from the current views alone (after a restart).
 
 mod apply;
+pub mod reconcile;
 pub mod ruleset;
 pub mod stale;
 pub mod view;
@@ -27,6 +28,7 @@ use std::net::Ipv4Addr;
 use weft_model::cidr::Ipv4Cidr;
 
 pub use apply::{Proxy, SyncKind};
+pub use reconcile::ProxyReconciler;
 pub use ruleset::{compile, Ruleset, TABLE};
 pub use stale::{stale_flows, stale_flows_for_changes, unserved_flows};
 pub use view::{Endpoint, Protocol, ServicePortView};

@@ -1,0 +1,70 @@
+//! How a reconciler is driven: it subscribes to the changes it cares about, folds each batch
+//! into its own change tracking ([`Reconciler::note`]), and makes its part of the node match the
+//! view ([`Reconciler::sync`]), at once after a change and every resync period anyway, so state
+//! removed behind its back comes back. A failed sync is retried after [`RETRY`]. Nothing runs
+//! before every watched kind has been listed once: a partial view would remove what it misses.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::mailbox::{Interest, Wake};
+use crate::source;
+use crate::view::Shared;
+
+/// How long to wait before retrying after a failed sync.
+pub const RETRY: Duration = Duration::from_secs(1);
+
+pub trait Reconciler: Send + 'static {
+    type Error: std::fmt::Display;
+
+    /// For logs: "net", "proxy".
+    fn name(&self) -> &'static str;
+
+    /// The changes that concern it.
+    fn interest(&self) -> Interest;
+
+    /// Folds changes into its own tracking (what to recompile at the next sync).
+    fn note(&mut self, wake: Wake);
+
+    /// Makes what it owns match the view: compile (reading the view under its lock), then apply
+    /// (with the lock released).
+    fn sync(&mut self, view: &Shared) -> Result<(), Self::Error>;
+
+    /// How often to sync with no change, to repair drift.
+    fn resync_period(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+/// Runs `r` on the calling thread for as long as the process lives.
+pub fn run<R: Reconciler>(mut r: R, shared: Arc<Shared>) -> ! {
+    let interest = r.interest();
+    let mailbox = shared.subscribe(interest);
+    let kinds = source::kinds(&interest);
+    let mut due: Option<Instant> = None;
+    loop {
+        let wait = due.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let wake = mailbox.wait(wait);
+        let woken = !wake.changes.is_empty() || wake.relisted;
+        r.note(wake);
+        if !shared.read().listed(&kinds) {
+            continue;
+        }
+        if !woken && due.is_some_and(|d| Instant::now() < d) {
+            continue;
+        }
+        let started = Instant::now();
+        due = Some(match r.sync(&shared) {
+            Ok(()) => {
+                tracing::debug!(reconciler = r.name(), took = ?started.elapsed(), "synced");
+                Instant::now() + r.resync_period()
+            }
+            Err(e) => {
+                tracing::warn!(reconciler = r.name(), "sync failed, retrying: {e}");
+                Instant::now() + RETRY
+            }
+        });
+    }
+}
