@@ -6,6 +6,7 @@ mod describe;
 mod exec;
 mod exec_local;
 mod get;
+mod install_cni;
 mod lab;
 mod logs;
 mod portforward;
@@ -16,7 +17,7 @@ mod terminal;
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use weft_model::config::ClusterName;
 
@@ -86,19 +87,29 @@ enum Command {
         after_help = "Examples:\n  weft logs client\n  weft logs web-7d9c6b5f4-x2kqz -c web\n  weft logs -f --tail 10 deploy/web\n  weft logs -l app=web\n  weft logs --previous client"
     )]
     Logs(logs::LogsArgs),
-    /// The node agent: keeps this node's routes, overlay and egress rules in step with the
-    /// cluster (the lab starts one per node; on Kubernetes it runs as a DaemonSet).
+    /// The node agent: keeps this node's routes, overlay, egress rules and Service table in step
+    /// with the cluster, watching the Kubernetes API (the lab runs one per node from the
+    /// DaemonSet in deploy/; on Kubernetes the same DaemonSet runs it).
     #[command(
-        after_help = "Examples:\n  weft --lab demo agent --node demo-node1          # inside that node's network namespace\n  weft --lab demo agent --node demo-node2 --plan   # print the node's plan, change nothing"
+        after_help = "Examples:\n  weft --lab demo agent --node demo-node2 --plan   # print the node's plan, change nothing\n  weft agent --node node1 --config /etc/weft/cluster.yaml --kubeconfig /etc/weft/kubeconfig\n  NODE_NAME=node1 weft agent --config /etc/weft/cluster.yaml   # in a pod: in-cluster API access\n\nThe API: --kubeconfig, else the lab's kubeconfig when the lab is up on this machine, else the\nin-cluster service account or $KUBECONFIG. The cluster config: --config, else the lab's."
     )]
     Agent {
         /// The node this agent runs on.
-        #[arg(long)]
+        #[arg(long, env = "NODE_NAME")]
         node: String,
+        /// The cluster config (YAML, the lab's format: CIDRs, network mode, MTU).
+        #[arg(long, value_name = "PATH", env = "WEFT_CONFIG")]
+        config: Option<PathBuf>,
         /// Print the plan (routes, overlay entries, egress table) as commands and exit.
         #[arg(long)]
         plan: bool,
     },
+    /// Install the CNI plugin and this node's conflist on the host (the agent DaemonSet's init
+    /// container on a real cluster).
+    #[command(
+        after_help = "Examples:\n  NODE_NAME=node1 weft install-cni --config /etc/weft/cluster.yaml --bin-dir /host/opt/cni/bin --conf-dir /host/etc/cni/net.d"
+    )]
+    InstallCni(install_cni::InstallCniArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  weft completion bash > /etc/bash_completion.d/weft\n  source <(weft completion bash)\n  weft completion zsh > \"${fpath[1]}/_weft\"\n  weft completion fish > ~/.config/fish/completions/weft.fish"
@@ -166,24 +177,27 @@ fn run(cli: Cli) -> Result<i32> {
                  it works for a lab on this machine: drop --kubeconfig/--context and give --lab"
             ),
         },
+        Command::InstallCni(args) => {
+            let kubeconfig = cli.kubeconfig.clone();
+            api(async move {
+                install_cni::install(&args, kubeconfig.as_deref())
+                    .await
+                    .map(|()| 0)
+            })
+        }
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "weft", &mut std::io::stdout());
             Ok(0)
         }
-        Command::Agent { node, plan } => {
-            let (_, config, store) =
-                weft_lab::lab::open(&cli.lab, &weft_lab::layout::Layout::state_root_from_env())?;
-            let agent = weft_agent::Agent::new(
-                store,
-                weft_net::NetworkConfig::from_cluster(&config),
-                &node,
-            )?;
+        Command::Agent { node, config, plan } => {
+            let config = agent_config(&cli.lab, node, config, cli.kubeconfig.clone())?;
             if plan {
-                print!("{}", agent.plan()?);
+                let (net, services) = weft_agent::plan(config)?;
+                print!("{net}");
                 println!("# the Service table");
-                print!("nft -f - <<EOF\n{}EOF\n", agent.services_script()?);
+                print!("nft -f - <<EOF\n{services}EOF\n");
             } else {
-                agent.run()?;
+                weft_agent::run(config)?;
             }
             Ok(0)
         }
@@ -193,6 +207,41 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The agent's settings: the cluster config from `--config` or the lab's, the API from
+/// `--kubeconfig`, the lab's kubeconfig (when its config is taken from the lab), or in-cluster.
+fn agent_config(
+    lab: &weft_model::ClusterName,
+    node: String,
+    config: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
+) -> Result<weft_agent::AgentConfig> {
+    let layout = weft_lab::layout::Layout::new(
+        lab.clone(),
+        &weft_lab::layout::Layout::state_root_from_env(),
+    );
+    let (path, from_lab) = match config {
+        Some(path) => (path, false),
+        None => (layout.config_file(), true),
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        if from_lab {
+            format!(
+                "no --config given and lab {lab} is not up here ({} is missing)",
+                path.display()
+            )
+        } else {
+            format!("reading the cluster config {}", path.display())
+        }
+    })?;
+    let cluster = weft_model::ClusterConfig::from_yaml(&path.display().to_string(), &text)?;
+    let kubeconfig = kubeconfig.or_else(|| from_lab.then(|| layout.kubeconfig_file()));
+    Ok(weft_agent::AgentConfig {
+        node,
+        network: weft_net::NetworkConfig::from_cluster(&cluster),
+        kubeconfig,
+    })
 }
 
 /// Runs an API verb on a tokio runtime made for it (the lab's daemons stay synchronous and

@@ -122,10 +122,18 @@ impl Kubelet {
         if pid_file.exists() {
             tracing::warn!(node = %self.node, "agent is not running; restarting it");
         }
-        // Already in the node's namespace: the agent inherits it.
+        // Already in the node's namespace: the agent inherits it, and reaches the API server
+        // at the fabric address the node kubeconfig names.
+        let kubeconfig = self.layout.node_kubeconfig_file();
         crate::lab::spawn_daemon(
             &self.layout,
-            &["agent", "--node", &self.node],
+            &[
+                "agent",
+                "--node",
+                &self.node,
+                "--kubeconfig",
+                &kubeconfig.to_string_lossy(),
+            ],
             None,
             &format!("agent-{}", self.node),
             &pid_file,

@@ -89,6 +89,12 @@ impl Layout {
         self.dir.join("kubeconfig")
     }
 
+    /// The kubeconfig node components (the agent) use: the API at the fabric address, which
+    /// node namespaces reach, with the service account token (root only).
+    pub fn node_kubeconfig_file(&self) -> PathBuf {
+        self.dir.join("node.kubeconfig")
+    }
+
     pub fn kubelet_pid_file(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("kubelet.pid")
     }
