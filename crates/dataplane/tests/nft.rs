@@ -9,7 +9,7 @@ use std::process::Command;
 
 use weft_dataplane::nft::{
     self, ct_state, priority, Applied, Applier, Chain, ChainType, CmpOp, DataType, Elem, ElemData,
-    Family, Field, Hook, L4Proto, MarkOp, Policy, Rule, Selector, Set, Table, Value, Verdict,
+    Family, Field, Hook, L4Proto, MarkOp, Policy, Rule, Selector, Set, Table, Tx, Value, Verdict,
     WholeLoad,
 };
 use weft_dataplane::ScopedNetNs;
@@ -482,4 +482,94 @@ fn a_table_changed_behind_our_back_is_reloaded_whole() {
     let r = b.run(|| again.apply(&v2).unwrap()).unwrap();
     assert!(matches!(r, Applied::Incremental(_)), "{r:?}");
     assert_eq!(sorted_listing(&a, &v2), sorted_listing(&b, &v2));
+}
+
+#[test]
+fn a_tx_recreates_a_redeclared_set_and_its_last_word_on_an_element_wins() {
+    let v1 = every_kind();
+    let (a, b) = (scoped(), scoped());
+    let mut ap = Applier::new();
+    b.run(|| ap.apply(&v1).unwrap()).unwrap();
+    let mut tx = Tx::new();
+    // The affinity set gets another timeout: ep-a and svc-a use it, and only ep-a is
+    // rewritten by the Tx; svc-a must get its rules back around the new set.
+    tx.add_set(Set::new("aff", vec![Field::Type(DataType::Ipv4Addr)]).dynamic_with_timeout(9));
+    let mut ep = v1.chains["ep-a"].clone();
+    ep.rules.pop();
+    tx.put_chain(ep);
+    // One Service's change deletes an element, another's puts it back: it stays.
+    let kept = vec![Value::Ipv4(ip("10.244.0.5")), Value::Ipv4(ip("10.244.0.5"))];
+    tx.delete_element("hairpin", kept.clone())
+        .put_element("hairpin", kept, Elem::default());
+    // And the other way round: put, then deleted.
+    let gone = vec![Value::Ipv4(ip("10.244.9.9")), Value::Ipv4(ip("10.244.9.9"))];
+    tx.put_element("hairpin", gone.clone(), Elem::default())
+        .delete_element("hairpin", gone);
+    let script = tx.script(&v1);
+    assert!(
+        script.contains("flush chain ip weft_nfttest svc-a")
+            && script.contains("delete set ip weft_nfttest aff"),
+        "{script}"
+    );
+    assert!(!script.contains("hairpin"), "{script}");
+    let mut v2 = v1.clone();
+    tx.clone().apply_to(&mut v2);
+    let r = b.run(|| ap.commit(tx).unwrap()).unwrap();
+    assert!(matches!(r, Applied::Incremental(_)), "{r:?}");
+    assert_eq!(ap.loaded(), Some(&v2));
+    a.run(|| nft::apply(&v2.render())).unwrap().unwrap();
+    assert_eq!(sorted_listing(&a, &v2), sorted_listing(&b, &v2));
+    assert!(listing(&b, &v2).contains("timeout 9s"));
+}
+
+#[test]
+fn check_rules_repairs_a_rule_edited_in_place() {
+    let t = every_kind();
+    let b = scoped();
+    let mut ap = Applier::new().check_rules(true);
+    b.run(|| assert!(matches!(ap.apply(&t).unwrap(), Applied::Whole)))
+        .unwrap();
+    b.run(|| assert!(matches!(ap.apply(&t).unwrap(), Applied::Unchanged)))
+        .unwrap();
+    let before = listing(&b, &t);
+    // `nft replace rule` keeps the rule's handle, the table and its comment.
+    let edit = || {
+        let rules = nft_in(
+            &b,
+            &["-a", "list", "chain", "ip", "weft_nfttest", "reject_chain"],
+        );
+        let handle = rules
+            .lines()
+            .find(|l| l.trim_start().starts_with("reject # handle"))
+            .and_then(|l| l.rsplit(' ').next())
+            .expect("the rule's handle")
+            .to_string();
+        nft_in(
+            &b,
+            &[
+                "replace",
+                "rule",
+                "ip",
+                "weft_nfttest",
+                "reject_chain",
+                "handle",
+                &handle,
+                "accept",
+            ],
+        );
+    };
+    edit();
+    assert_ne!(listing(&b, &t), before);
+    match b.run(|| ap.apply(&t).unwrap()).unwrap() {
+        Applied::WholeAfterRefusal(e) => assert!(e.to_string().contains("edited"), "{e}"),
+        other => panic!("expected a repair, got {other:?}"),
+    }
+    assert_eq!(listing(&b, &t), before);
+    // Without the rule check, the same edit goes unnoticed (the cheap check sees the same
+    // table and comment).
+    let mut cheap = Applier::new();
+    b.run(|| cheap.apply(&t).unwrap()).unwrap();
+    edit();
+    let r = b.run(|| cheap.apply(&t).unwrap()).unwrap();
+    assert!(matches!(r, Applied::Unchanged), "{r:?}");
 }

@@ -1,9 +1,11 @@
-//! Loading rulesets: the first one (and any after a refused update) replaces the whole table in
-//! one transaction; later ones load only the difference from what is known to be loaded.
+//! Loading rulesets: the first one (and any after a refused update, or when the kernel's table
+//! was deleted or replaced) replaces the whole table in one transaction; later ones send only
+//! the difference, as nf_tables netlink batches of weft's own (`weft_dataplane::nft::Applier`:
+//! no `nft` process, no libnftables cache of the whole table).
 
-use weft_dataplane::nft;
+use weft_dataplane::nft::{Applied, Applier, Tx};
 
-use crate::{ProxyError, Ruleset, ServicePortView};
+use crate::{ProxyError, ProxyNode, Ruleset, ServicePortView};
 
 /// What one [`Proxy::sync`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,17 +13,31 @@ pub enum SyncKind {
     Unchanged,
     Incremental,
     Full,
-    /// The incremental transaction was refused (the table was changed behind our back); the
-    /// whole table was reloaded instead. Carries the refusal.
+    /// The incremental transaction was refused, or the kernel's table was not the one loaded
+    /// (the table was changed behind our back); the whole table was reloaded instead. Carries
+    /// the refusal.
     FullAfterRefusedUpdate(String),
 }
 
-/// The loaded state of this node's service table, and the nftables session that loads it (one
-/// per network namespace: create the proxy's first sync inside the namespace it manages).
+impl From<Applied> for SyncKind {
+    fn from(a: Applied) -> SyncKind {
+        match a {
+            Applied::Unchanged => SyncKind::Unchanged,
+            Applied::Incremental(_) => SyncKind::Incremental,
+            Applied::Whole => SyncKind::Full,
+            Applied::WholeAfterRefusal(e) => SyncKind::FullAfterRefusedUpdate(e.to_string()),
+        }
+    }
+}
+
+/// The loaded state of this node's service table, and the applier that loads it (one per
+/// network namespace: make the proxy's first sync inside the namespace it manages).
 #[derive(Default)]
 pub struct Proxy {
+    /// What the kernel holds, as far as we know; None after any failure, so the next sync
+    /// starts over with a whole load.
     loaded: Option<Ruleset>,
-    nft: nft::Session,
+    applier: Applier,
 }
 
 impl Proxy {
@@ -29,64 +45,49 @@ impl Proxy {
         Proxy::default()
     }
 
-    /// Makes the kernel's table match `next`, in the calling thread's network namespace.
+    /// Makes the kernel's table match `next`, in the calling thread's network namespace. The
+    /// same ruleset as loaded costs one round trip checking that the kernel's table is still
+    /// ours (reloaded whole if it was deleted or replaced); another one is diffed against what
+    /// is loaded and sent as one batch; the first is loaded whole (or kept, when an earlier run
+    /// loaded this very table).
     pub fn sync(&mut self, next: Ruleset) -> Result<SyncKind, ProxyError> {
-        let update = match &self.loaded {
-            Some(old) if *old == next => return Ok(SyncKind::Unchanged),
-            Some(old) => next.update_script(old),
-            None => None,
-        };
-        let kind = match update {
-            Some(script) => match self.nft.apply(&script) {
-                Ok(()) => SyncKind::Incremental,
-                Err(refused) => {
-                    // What is loaded is not what we think (someone changed the table): start over.
-                    self.loaded = None;
-                    nft::apply(&next.full_script())?;
-                    SyncKind::FullAfterRefusedUpdate(refused.to_string())
-                }
-            },
-            None => {
-                // Whole loads go through the `nft` tool: a session that had loaded the whole
-                // table would keep a cache of all of it and refresh all of it before every later
-                // update (measured: ~60 ms per update at 10k Services, instead of ~10 ms).
-                nft::apply(&next.full_script())?;
-                SyncKind::Full
-            }
+        let same = self.loaded.take().is_some_and(|old| old == next);
+        let applied = if same {
+            self.applier.check()?
+        } else {
+            self.applier.apply(&next.table())?
         };
         self.loaded = Some(next);
-        Ok(kind)
+        Ok(applied.into())
     }
 
     /// Applies changes of individual service ports (`(old, new)` views; None for none) to what
-    /// is loaded, compiling and writing only those. Returns None when nothing is loaded yet (or
-    /// the node changed): then only a whole [`Proxy::sync`] will do.
+    /// is loaded, compiling and writing only those, as one batch. Returns None when nothing is
+    /// loaded yet (or the node changed): then only a whole [`Proxy::sync`] will do.
     pub fn sync_changes(
         &mut self,
-        node: &crate::ProxyNode,
+        node: &ProxyNode,
         changes: &[(Option<ServicePortView>, Option<ServicePortView>)],
     ) -> Result<Option<SyncKind>, ProxyError> {
-        let Some(loaded) = self.loaded.as_mut() else {
+        let Some(mut loaded) = self.loaded.take() else {
             return Ok(None);
         };
-        if loaded.base_for(node) {
-            let mut script = String::new();
-            for (old, new) in changes {
-                script.push_str(&loaded.change(node, old.as_ref(), new.as_ref()));
-            }
-            if script.is_empty() {
-                return Ok(Some(SyncKind::Unchanged));
-            }
-            match self.nft.apply(&script) {
-                Ok(()) => return Ok(Some(SyncKind::Incremental)),
-                Err(refused) => {
-                    // `loaded` now holds the wanted state: load it whole.
-                    let whole = loaded.full_script();
-                    nft::apply(&whole)?;
-                    return Ok(Some(SyncKind::FullAfterRefusedUpdate(refused.to_string())));
-                }
-            }
+        if !loaded.base_for(node) {
+            self.loaded = Some(loaded);
+            return Ok(None);
         }
-        Ok(None)
+        let mut tx = Tx::new();
+        for (old, new) in changes {
+            tx.extend(loaded.change(node, old.as_ref(), new.as_ref()));
+        }
+        if tx.is_empty() {
+            self.loaded = Some(loaded);
+            return Ok(Some(SyncKind::Unchanged));
+        }
+        // A refused batch makes the applier reload the whole table with the changes in it,
+        // which is what `loaded` now holds.
+        let applied = self.applier.commit(tx)?;
+        self.loaded = Some(loaded);
+        Ok(Some(applied.into()))
     }
 }

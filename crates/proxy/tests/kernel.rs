@@ -137,6 +137,15 @@ fn loads_updates_and_recovers_from_tampering() {
     ));
     assert!(nft(&ns, "list map ip weft_services service_ips")
         .contains("10.96.0.2 . tcp . 80 : goto svc-default/b/tcp/80"));
+    // The periodic whole sync, with nothing changed, still notices a deleted table.
+    assert_eq!(sync(&svcs, &slices), SyncKind::Unchanged);
+    nft(&ns, "delete table ip weft_services");
+    assert!(matches!(
+        sync(&svcs, &slices),
+        SyncKind::FullAfterRefusedUpdate(_)
+    ));
+    assert!(nft(&ns, "list map ip weft_services service_ips")
+        .contains("10.96.0.2 . tcp . 80 : goto svc-default/b/tcp/80"));
 }
 
 #[test]

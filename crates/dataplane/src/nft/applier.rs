@@ -4,13 +4,17 @@
 //! nf_tables batch of weft's own (no libnftables, no `nft` process, no cache refresh). The
 //! whole load writes a digest of the table into its comment, so a restarted agent finds a
 //! table it already loaded and leaves it alone, and an update checks first that the kernel's
-//! table is still the one it loaded (same handle, same comment).
+//! table is still the one it loaded (same handle, same comment), and so does
+//! [`Applier::apply`] when it finds nothing to change (the periodic resync): a table deleted or
+//! replaced behind its back is loaded again. With [`Applier::check_rules`] it also notices a
+//! rule edited in place (same table, same comment): it keeps a digest of the kernel's own dump
+//! of the table's rules, taken after each load, and compares it at every apply.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::encode::Encoder;
 use super::model::{Set, Table};
-use super::tx::Tx;
+use super::tx::{set_decl_differs, Tx};
 use super::wire::{Batch, MsgType, Socket, TableInfo};
 use crate::error::{Error, Result};
 
@@ -45,6 +49,9 @@ pub struct Applier {
     socket: Option<Socket>,
     loaded: Option<(Table, TableInfo)>,
     whole: WholeLoad,
+    check_rules: bool,
+    /// With `check_rules`: the kernel's rules as dumped right after our last change.
+    rules: Option<u64>,
 }
 
 /// FNV-1a over the rendered table: a digest of what a whole load loads.
@@ -68,6 +75,17 @@ fn loaded_comment(table: &Table) -> String {
 impl Applier {
     pub fn new() -> Applier {
         Applier::default()
+    }
+
+    /// Checks the kernel's rules, not only the table's handle and comment, when
+    /// [`Applier::apply`] finds nothing to change: a rule edited in place is repaired by a whole
+    /// load. Costs a dump of the table's rules after every change and at every apply, so it
+    /// suits small tables (the egress table), not 10k Services. A fresh applier in this mode
+    /// never adopts a table it finds (nothing says its rules were not edited meanwhile): its
+    /// first apply loads the table whole.
+    pub fn check_rules(mut self, on: bool) -> Applier {
+        self.check_rules = on;
+        self
     }
 
     /// Sends whole loads through `nft -f` instead of our own batch.
@@ -101,18 +119,28 @@ impl Applier {
         let Some((old, info)) = self.loaded.take() else {
             // A table loaded whole with this very content (by an earlier run) is kept.
             let comment = loaded_comment(wanted);
-            if let Some(k) = self.socket()?.get_table(family, &wanted.name)? {
-                if k.comment.as_deref() == Some(comment.as_str()) {
-                    self.loaded = Some((wanted.clone(), k));
-                    return Ok(Applied::Unchanged);
+            if !self.check_rules {
+                if let Some(k) = self.socket()?.get_table(family, &wanted.name)? {
+                    if k.comment.as_deref() == Some(comment.as_str()) {
+                        self.loaded = Some((wanted.clone(), k));
+                        return Ok(Applied::Unchanged);
+                    }
                 }
             }
             self.load_whole(wanted)?;
             return Ok(Applied::Whole);
         };
         if old == *wanted {
-            self.loaded = Some((old, info));
-            return Ok(Applied::Unchanged);
+            return match self.drift(&old, &info)? {
+                None => {
+                    self.loaded = Some((old, info));
+                    Ok(Applied::Unchanged)
+                }
+                Some(why) => {
+                    self.load_whole(wanted)?;
+                    Ok(Applied::WholeAfterRefusal(why))
+                }
+            };
         }
         let Some(batch) = diff(&old, wanted) else {
             self.load_whole(wanted)?;
@@ -135,6 +163,7 @@ impl Applier {
             match sock.send(batch, &format!("updating table {}", wanted.id())) {
                 Ok(()) => {
                     self.loaded = Some((wanted.clone(), info));
+                    self.remember_rules(wanted)?;
                     return Ok(Applied::Incremental(n));
                 }
                 Err(e) => e,
@@ -176,6 +205,7 @@ impl Applier {
         } else {
             match sock.send(batch, &op) {
                 Ok(()) => {
+                    self.remember_rules(&table)?;
                     self.loaded = Some((table, info));
                     return Ok(Applied::Incremental(n));
                 }
@@ -215,6 +245,65 @@ impl Applier {
                 )
             })?;
         self.loaded = Some((wanted.clone(), info));
+        self.remember_rules(wanted)?;
+        Ok(())
+    }
+
+    /// The periodic check when the caller knows its table did not change: if the kernel's
+    /// table is no longer the one loaded ([`Applier::apply`]'s check), the loaded table is
+    /// loaded again whole. Nothing loaded yet: an error.
+    pub fn check(&mut self) -> Result<Applied> {
+        let Some((table, info)) = self.loaded.take() else {
+            return Err(Error::Invalid {
+                what: "nftables check",
+                value: String::new(),
+                reason: "nothing loaded yet: load the whole table first",
+            });
+        };
+        match self.drift(&table, &info)? {
+            None => {
+                self.loaded = Some((table, info));
+                Ok(Applied::Unchanged)
+            }
+            Some(why) => {
+                self.load_whole(&table)?;
+                Ok(Applied::WholeAfterRefusal(why))
+            }
+        }
+    }
+
+    /// Whether the kernel's table is still what we loaded: None if so, else why not. One GET
+    /// of the table (its handle is new for every re-creation; the comment carries our digest),
+    /// and with `check_rules` a dump of its rules.
+    fn drift(&mut self, table: &Table, info: &TableInfo) -> Result<Option<Error>> {
+        let op = || format!("checking table {}", table.id());
+        let family = table.family.nfproto();
+        let (check_rules, loaded_rules) = (self.check_rules, self.rules);
+        let sock = self.socket()?;
+        if sock.get_table(family, &table.name)?.as_ref() != Some(info) {
+            return Ok(Some(Error::protocol(
+                op(),
+                "the kernel's table is not the one loaded (deleted or replaced)",
+            )));
+        }
+        if check_rules {
+            let now = sock.rules_digest(family, &table.name)?;
+            if now != loaded_rules {
+                return Ok(Some(Error::protocol(
+                    op(),
+                    "the kernel's rules are not the ones loaded (edited in place)",
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// With `check_rules`, records the kernel's rules as they are after our change.
+    fn remember_rules(&mut self, table: &Table) -> Result<()> {
+        if self.check_rules {
+            let family = table.family.nfproto();
+            self.rules = self.socket()?.rules_digest(family, &table.name)?;
+        }
         Ok(())
     }
 }
@@ -258,11 +347,6 @@ fn add_all_elements(e: &mut Encoder<'_>, set: &Set) {
         None,
         set.elements.iter().map(|(k, v)| (k, Some(v))),
     );
-}
-
-/// Whether two declarations of a set differ (elements aside): then it must be recreated.
-fn set_decl_differs(a: &Set, b: &Set) -> bool {
-    a.key != b.key || a.data != b.data || a.dynamic != b.dynamic || a.timeout != b.timeout
 }
 
 /// The batch turning `old` into `new`, or None when only a whole load will do (the table's

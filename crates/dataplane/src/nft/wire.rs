@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
 use crate::netlink::{align, u16_at, u32_at, Attrs, NLA_F_NESTED, NLMSG_ERROR, NLM_F_ACK};
-use crate::netlink::{attr_string, NLM_F_CREATE, NLM_F_REQUEST};
+use crate::netlink::{attr_string, NLMSG_DONE, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
 
 const NETLINK_NETFILTER: libc::c_int = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -557,6 +557,104 @@ impl Socket {
                     }
                 }
                 info = Some(t);
+            }
+        }
+    }
+}
+
+const NFT_MSG_GETRULE: u16 = 7;
+const DUMP_SEQ: u32 = 0x7fff_fff1;
+
+impl Socket {
+    /// A digest of every rule of a table as the kernel dumps them (NFT_MSG_GETRULE), or None
+    /// when the table does not exist. The dump carries each rule's chain, handle, expressions
+    /// and user data, and nothing that changes while nobody edits the table (weft's rules hold
+    /// no counters): equal digests mean the same rules, a rule edited in place (same handle,
+    /// new expressions) changes it. Set elements are not part of it.
+    pub(crate) fn rules_digest(&mut self, family: u8, table: &str) -> Result<Option<u64>> {
+        let op = || format!("listing the rules of table {table}");
+        let mut m = Vec::with_capacity(64);
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE).to_ne_bytes());
+        m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        m.extend_from_slice(&DUMP_SEQ.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&[family, 0, 0, 0]);
+        let alen = (5 + table.len()) as u16;
+        m.extend_from_slice(&alen.to_ne_bytes());
+        m.extend_from_slice(&1u16.to_ne_bytes()); // NFTA_RULE_TABLE
+        m.extend_from_slice(table.as_bytes());
+        m.push(0);
+        m.resize(align(m.len()), 0);
+        let len = m.len() as u32;
+        m[0..4].copy_from_slice(&len.to_ne_bytes());
+        // SAFETY: m is valid for its length; a null address means the kernel.
+        let n = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                m.as_ptr() as *const libc::c_void,
+                m.len(),
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(Error::last_os(op()));
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut rules = 0u64;
+        loop {
+            // SAFETY: self.buf is a valid writable buffer of its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr() as *mut libc::c_void,
+                    self.buf.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(Error::os(op(), err));
+            }
+            let mut chunk = &self.buf[..n as usize];
+            while chunk.len() >= NLMSG_HDRLEN {
+                let len = u32_at(chunk, 0) as usize;
+                if len < NLMSG_HDRLEN || len > chunk.len() {
+                    return Err(Error::protocol(op(), format!("bad message length {len}")));
+                }
+                let ty = u16_at(chunk, 4);
+                let seq = u32_at(chunk, 8);
+                let payload = &chunk[NLMSG_HDRLEN..len];
+                chunk = &chunk[align(len).min(chunk.len())..];
+                if seq != DUMP_SEQ {
+                    continue;
+                }
+                match ty {
+                    NLMSG_DONE => return Ok(Some(h ^ rules)),
+                    NLMSG_ERROR => {
+                        let code = payload
+                            .get(..4)
+                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                            .unwrap_or(0);
+                        return match code {
+                            0 => Ok(Some(h ^ rules)),
+                            c if -c == libc::ENOENT => Ok(None),
+                            c => Err(Error::errno(op(), -c)),
+                        };
+                    }
+                    _ => {
+                        // Past the nfgenmsg: its res_id is the ruleset generation, which
+                        // every commit to any table of the namespace bumps.
+                        rules += 1;
+                        for b in payload.get(4..).unwrap_or_default() {
+                            h ^= u64::from(*b);
+                            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+                        }
+                    }
+                }
             }
         }
     }
