@@ -1,5 +1,10 @@
 //! The kernel half: make this namespace match a [`NodePlan`], changing only what differs and
 //! only what weft owns. Every change is reported, so "re-applying is a no-op" is checkable.
+//!
+//! Links, addresses, routes and entries are read back from the kernel at every apply. The
+//! egress table goes through the one nftables applier (`weft_dataplane::nft::Applier`), which
+//! a [`NodeApplier`] keeps between applies: it remembers what it loaded, so a table deleted,
+//! replaced or with a rule edited by hand is loaded again at the next apply.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -7,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use weft_dataplane::{nft, Family, IfIndex, IpNet, Link, MacAddr, Netlink, Route};
 
 use crate::compile::{NodePlan, PlannedRoute, Via, VxlanPlan};
-use crate::{NetError, EGRESS_TABLE, ROUTE_PROTOCOL, VXLAN_DEVICE};
+use crate::{NetError, ROUTE_PROTOCOL, VXLAN_DEVICE};
 
 /// What one apply changed, as `ip`-style lines ("added route ...").
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -21,8 +26,44 @@ impl Applied {
     }
 }
 
-/// Makes the calling thread's network namespace match `plan`.
+/// Makes the calling thread's network namespace match `plan`, with no memory of earlier
+/// applies: the egress table is kept when the kernel's carries the digest of this plan's (a
+/// table deleted or replaced is loaded again; a rule edited in place, under the same comment,
+/// is only noticed by a [`NodeApplier`] that loaded or adopted it before).
 pub fn apply(plan: &NodePlan) -> Result<Applied, NetError> {
+    NodeApplier::new().apply(plan)
+}
+
+/// Applies plans to one network namespace (make its first apply inside it), keeping the egress
+/// table's applier between applies, so that every apply also checks that the kernel's table is
+/// still the one loaded, rules included (one table GET and one dump of its few rules).
+pub struct NodeApplier {
+    egress: nft::Applier,
+}
+
+impl Default for NodeApplier {
+    fn default() -> NodeApplier {
+        NodeApplier::new()
+    }
+}
+
+impl NodeApplier {
+    pub fn new() -> NodeApplier {
+        NodeApplier {
+            egress: nft::Applier::new().check_rules(true),
+        }
+    }
+
+    /// Makes the calling thread's network namespace match `plan`.
+    pub fn apply(&mut self, plan: &NodePlan) -> Result<Applied, NetError> {
+        let mut done = apply_links_and_routes(plan)?;
+        sync_nft(&mut self.egress, plan, &mut done)?;
+        Ok(done)
+    }
+}
+
+/// Everything but the egress table.
+fn apply_links_and_routes(plan: &NodePlan) -> Result<Applied, NetError> {
     let mut nl = Netlink::open()?;
     let mut done = Applied::default();
     let uplink = uplink(&mut nl, plan.node.ip)?;
@@ -42,7 +83,6 @@ pub fn apply(plan: &NodePlan) -> Result<Applied, NetError> {
         sync_neighbours(&mut nl, vx, &plan.neighbours, &mut done)?;
         sync_fdb(&mut nl, vx, &plan.fdb, &mut done)?;
     }
-    sync_nft(plan, &mut done)?;
     Ok(done)
 }
 
@@ -303,15 +343,19 @@ fn deleted(
     }
 }
 
-fn sync_nft(plan: &NodePlan, done: &mut Applied) -> Result<(), NetError> {
-    let loaded = nft::table("ip", EGRESS_TABLE)?;
-    if loaded.is_some_and(|text| text.contains(&format!("weft node egress {}", plan.nft_digest))) {
-        return Ok(());
+fn sync_nft(
+    egress: &mut nft::Applier,
+    plan: &NodePlan,
+    done: &mut Applied,
+) -> Result<(), NetError> {
+    let id = plan.egress.id();
+    match egress.apply(&plan.egress)? {
+        nft::Applied::Unchanged => {}
+        nft::Applied::Incremental(_) => done.changes.push(format!("updated nftables table {id}")),
+        nft::Applied::Whole => done.changes.push(format!("loaded nftables table {id}")),
+        nft::Applied::WholeAfterRefusal(why) => done
+            .changes
+            .push(format!("reloaded nftables table {id} ({why})")),
     }
-    nft::apply(&plan.nft)?;
-    done.changes.push(format!(
-        "loaded nftables table ip {EGRESS_TABLE} ({})",
-        plan.nft_digest
-    ));
     Ok(())
 }

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use sha2::{Digest, Sha256};
+use weft_dataplane::nft::{self, Chain, ChainType, Hook, Ipv4Prefix, Policy, Rule, Table};
 use weft_dataplane::MacAddr;
+use weft_model::cidr::Ipv4Cidr;
 
 use crate::{Mode, NetError, NetworkConfig, NodeInfo, EGRESS_TABLE, VXLAN_DEVICE};
 
@@ -20,11 +21,9 @@ pub struct NodePlan {
     pub neighbours: Vec<(Ipv4Addr, MacAddr)>,
     /// Forwarding entries on the VXLAN device: remote VTEP MAC -> that node's underlay IP.
     pub fdb: Vec<(MacAddr, Ipv4Addr)>,
-    /// The egress table, as one `nft -f` script that replaces any previous version atomically.
-    pub nft: String,
-    /// A digest of `nft`'s table, carried in the table's comment: the applier compares it to
-    /// tell whether the loaded table is already this one.
-    pub nft_digest: String,
+    /// The egress table (`ip weft_egress`), loaded whole and atomically by the applier, which
+    /// keeps a digest of it in the table's comment.
+    pub egress: Table,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,8 +90,7 @@ pub fn compile(cfg: &NetworkConfig, me: &str, nodes: &[NodeInfo]) -> Result<Node
         routes: Vec::new(),
         neighbours: Vec::new(),
         fdb: Vec::new(),
-        nft: String::new(),
-        nft_digest: String::new(),
+        egress: egress_table(cfg, &this),
     };
     match cfg.mode {
         Mode::Vxlan { vni, port } => {
@@ -127,31 +125,38 @@ pub fn compile(cfg: &NetworkConfig, me: &str, nodes: &[NodeInfo]) -> Result<Node
             }
         }
     }
-    let (nft, digest) = egress_table(cfg, &this);
-    plan.nft = nft;
-    plan.nft_digest = digest;
     Ok(plan)
+}
+
+fn prefix(c: Ipv4Cidr) -> Ipv4Prefix {
+    // An Ipv4Cidr is valid by construction (prefix <= 32, host bits clear).
+    Ipv4Prefix {
+        addr: c.network(),
+        len: c.prefix(),
+    }
 }
 
 /// The egress table: this node's pods going anywhere but to pods or Services leave with the
 /// node's address. Pod-to-pod traffic never matches, in either mode.
-fn egress_table(cfg: &NetworkConfig, this: &NodeInfo) -> (String, String) {
-    let body = format!(
-        "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {} ip daddr != {{ {}, {} }} masquerade\n  }}\n",
-        this.pod_cidr, cfg.cluster_cidr, cfg.service_cidr
+fn egress_table(cfg: &NetworkConfig, this: &NodeInfo) -> Table {
+    let mut t = Table::new(nft::Family::Ip, EGRESS_TABLE).comment("weft node egress");
+    t.add_chain(
+        Chain::base(
+            "postrouting",
+            ChainType::Nat,
+            Hook::Postrouting,
+            nft::priority::SRCNAT,
+            Policy::Accept,
+        )
+        .rule(
+            Rule::new()
+                .ip_saddr(prefix(this.pod_cidr))
+                .ip_daddr_ne(prefix(cfg.cluster_cidr))
+                .ip_daddr_ne(prefix(cfg.service_cidr))
+                .masquerade(false),
+        ),
     );
-    let digest: String = Sha256::digest(body.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let t = EGRESS_TABLE;
-    // Declaring the table first makes the delete valid whether or not it existed; all three
-    // statements are one transaction, so there is no moment without the rules.
-    let script = format!(
-        "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n  comment \"weft node egress {digest}\"\n{body}}}\n"
-    );
-    (script, digest)
+    t
 }
 
 /// The plan as the commands that would build it by hand: what the snapshots hold and what
@@ -199,7 +204,7 @@ impl fmt::Display for NodePlan {
                 "bridge fdb replace {mac} dev {VXLAN_DEVICE} dst {dst} self permanent"
             )?;
         }
-        write!(f, "nft -f - <<EOF\n{}EOF\n", self.nft)
+        write!(f, "nft -f - <<EOF\n{}EOF\n", self.egress.replace_script())
     }
 }
 
@@ -267,8 +272,8 @@ mod tests {
         let nodes = &three()[1..2];
         let plan = compile(&cfg(Mode::Vxlan { vni: 1, port: 4789 }), "lab-node1", nodes).unwrap();
         assert!(plan.routes.is_empty() && plan.fdb.is_empty() && plan.neighbours.is_empty());
-        assert!(plan.nft.contains(
-            "ip saddr 10.244.0.0/24 ip daddr != { 10.244.0.0/16, 10.96.0.0/12 } masquerade"
+        assert!(plan.egress.render().contains(
+            "ip saddr 10.244.0.0/24 ip daddr != 10.244.0.0/16 ip daddr != 10.96.0.0/12 masquerade"
         ));
     }
 
@@ -284,12 +289,12 @@ mod tests {
     }
 
     #[test]
-    fn the_digest_follows_the_rules() {
+    fn the_egress_table_follows_the_node() {
         let c = cfg(Mode::Direct);
         let a = compile(&c, "lab-node1", &three()).unwrap();
         let b = compile(&c, "lab-node2", &three()).unwrap();
-        assert_ne!(a.nft_digest, b.nft_digest);
-        assert!(a.nft.contains(&a.nft_digest));
+        assert_ne!(a.egress, b.egress);
+        assert_eq!(a.egress, compile(&c, "lab-node1", &three()).unwrap().egress);
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //! - [`compile`]: a pure function from the cluster view (nodes, their IPs and pod CIDRs) and
 //!   this node to a [`NodePlan`]: the VXLAN device, routes, neighbour and forwarding entries,
 //!   and the nftables egress table this node should have.
-//! - [`apply`]: makes the kernel match a plan through rtnetlink and `nft`, touching only what
-//!   weft owns (routes of protocol [`ROUTE_PROTOCOL`], the [`VXLAN_DEVICE`], the
-//!   [`EGRESS_TABLE`]), and reporting each change it made. Applying a plan twice changes nothing
-//!   the second time.
+//! - [`apply`]: makes the kernel match a plan through rtnetlink and nftables netlink batches
+//!   ([`NodeApplier`] keeps state between applies, to repair a hand-edited egress table),
+//!   touching only what weft owns (routes of protocol [`ROUTE_PROTOCOL`], the
+//!   [`VXLAN_DEVICE`], the [`EGRESS_TABLE`]), and reporting each change it made. Applying a
+//!   plan twice changes nothing the second time.
 //!
 //! ```
 //! use weft_net::{compile, Mode, NetworkConfig, NodeInfo};
@@ -36,7 +37,7 @@ use k8s_openapi::api::core::v1::Node;
 use weft_model::cidr::Ipv4Cidr;
 use weft_model::config::{ClusterConfig, NetworkMode};
 
-pub use apply::{apply, sync_owned_routes, Applied, OwnedRoute};
+pub use apply::{apply, sync_owned_routes, Applied, NodeApplier, OwnedRoute};
 pub use compile::{compile, vtep_mac, NodePlan, PlannedRoute, Via, VxlanPlan};
 pub use reconcile::NetReconciler;
 

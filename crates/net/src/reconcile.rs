@@ -5,11 +5,14 @@
 
 use weft_view::{Interest, Reconciler, Shared, Wake};
 
-use crate::{NetError, NetworkConfig, NodeInfo, NodePlan};
+use crate::{NetError, NetworkConfig, NodeApplier, NodeInfo, NodePlan};
 
 pub struct NetReconciler {
     config: NetworkConfig,
     node: String,
+    /// The kernel side, kept between syncs so the egress table is checked at every sync (the
+    /// agent syncs every 10 s) and repaired when edited or deleted by hand.
+    applier: NodeApplier,
     /// Whether a sync has succeeded since start (the first one says whether the kernel had
     /// kept our state while the agent was down).
     synced_once: bool,
@@ -20,6 +23,7 @@ impl NetReconciler {
         NetReconciler {
             config,
             node: node.to_string(),
+            applier: NodeApplier::new(),
             synced_once: false,
         }
     }
@@ -62,7 +66,7 @@ impl Reconciler for NetReconciler {
 
     fn sync(&mut self, view: &Shared) -> Result<(), NetError> {
         let plan = self.plan(view)?;
-        let applied = crate::apply(&plan)?;
+        let applied = self.applier.apply(&plan)?;
         for change in &applied.changes {
             tracing::info!(node = %self.node, "{change}");
         }

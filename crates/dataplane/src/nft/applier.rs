@@ -80,9 +80,9 @@ impl Applier {
     /// Checks the kernel's rules, not only the table's handle and comment, when
     /// [`Applier::apply`] finds nothing to change: a rule edited in place is repaired by a whole
     /// load. Costs a dump of the table's rules after every change and at every apply, so it
-    /// suits small tables (the egress table), not 10k Services. A fresh applier in this mode
-    /// never adopts a table it finds (nothing says its rules were not edited meanwhile): its
-    /// first apply loads the table whole.
+    /// suits small tables (the egress table), not 10k Services. A table adopted at the first
+    /// apply (loaded by an earlier run, same digest) is trusted as it is: an edit made before
+    /// that goes unnoticed until the table changes.
     pub fn check_rules(mut self, on: bool) -> Applier {
         self.check_rules = on;
         self
@@ -119,12 +119,11 @@ impl Applier {
         let Some((old, info)) = self.loaded.take() else {
             // A table loaded whole with this very content (by an earlier run) is kept.
             let comment = loaded_comment(wanted);
-            if !self.check_rules {
-                if let Some(k) = self.socket()?.get_table(family, &wanted.name)? {
-                    if k.comment.as_deref() == Some(comment.as_str()) {
-                        self.loaded = Some((wanted.clone(), k));
-                        return Ok(Applied::Unchanged);
-                    }
+            if let Some(k) = self.socket()?.get_table(family, &wanted.name)? {
+                if k.comment.as_deref() == Some(comment.as_str()) {
+                    self.loaded = Some((wanted.clone(), k));
+                    self.remember_rules(wanted)?;
+                    return Ok(Applied::Unchanged);
                 }
             }
             self.load_whole(wanted)?;
