@@ -191,6 +191,7 @@ fn printer(resource: &str) -> Printer {
         "pods" => workloads::PODS,
         "deployments" => workloads::DEPLOYMENTS,
         "replicasets" => workloads::REPLICA_SETS,
+        "daemonsets" => workloads::DAEMON_SETS,
         "services" => network::SERVICES,
         "endpoints" => network::ENDPOINTS,
         "endpointslices" => network::ENDPOINT_SLICES,

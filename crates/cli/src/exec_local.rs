@@ -75,7 +75,12 @@ pub fn exec_local(lab: &ClusterName, args: ExecLocalArgs) -> Result<i32> {
         .as_ref()
         .and_then(|s| s.node_name.clone())
         .ok_or_else(|| anyhow!("pod {name} is not scheduled to a node yet"))?;
-    let netns = std::path::Path::new("/run/netns").join(layout.pod_netns(&uid));
+    // A hostNetwork pod runs in its node's namespace, as its sandbox record says.
+    let netns = if weft_model::pod::host_network(&pod) {
+        std::path::Path::new("/run/netns").join(layout.node_netns(&node))
+    } else {
+        std::path::Path::new("/run/netns").join(layout.pod_netns(&uid))
+    };
     if !netns.exists() {
         bail!(
             "pod {name} has no sandbox yet (status {})",
@@ -112,6 +117,7 @@ pub fn exec_local(lab: &ClusterName, args: ExecLocalArgs) -> Result<i32> {
         resolv_conf: layout.resolv_dir(&node).join(format!("{uid}.conf")),
         detach: false,
         service_account: Some(layout.service_account_dir(&node, &uid)).filter(|d| d.exists()),
+        mounts: Vec::new(),
     };
     let status = process
         .command()?

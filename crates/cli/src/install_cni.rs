@@ -94,7 +94,11 @@ mod tests {
 
     #[test]
     fn the_conflist_names_the_node_range_and_the_pod_mtu() {
-        let config = ClusterConfig::from_yaml("t", "name: t\nnetworkMode: vxlan\n").unwrap();
+        let config = ClusterConfig::from_yaml(
+            "t",
+            "apiVersion: weft.dev/v1alpha1\nkind: Cluster\nname: t\nnetworkMode: vxlan\n",
+        )
+        .unwrap();
         let c = conflist(&config, "10.244.3.0/24");
         assert_eq!(c["plugins"][0]["type"], "weft-cni");
         assert_eq!(c["plugins"][0]["ipam"]["subnet"], "10.244.3.0/24");

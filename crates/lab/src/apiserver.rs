@@ -91,7 +91,6 @@ pub fn start(layout: &Layout, config: &ClusterConfig) -> Result<String, LabError
     spawn(layout)?;
     let url = wait_listening(layout, Duration::from_secs(20))?;
     write_kubeconfig(layout, &url)?;
-    write_node_kubeconfig(layout, config)?;
     Ok(url)
 }
 
@@ -200,29 +199,6 @@ pub fn merge_kubeconfig(layout: &Layout, path: &Path) -> Result<(), LabError> {
 fn write_kubeconfig(layout: &Layout, url: &str) -> Result<(), LabError> {
     let text = kubeconfig(layout, url)?;
     weft_apiserver::pki::write_private(&layout.kubeconfig_file(), text.as_bytes())
-        .map_err(pki_error)
-}
-
-/// The kubeconfig of node components: the server at the fabric gateway (where node namespaces
-/// reach it), the lab CA, and the service account token, as an in-cluster client would have.
-fn write_node_kubeconfig(layout: &Layout, config: &ClusterConfig) -> Result<(), LabError> {
-    let pki = Pki::at(&layout.pki_dir());
-    let ca = pki.read(&pki.ca_cert()).map_err(pki_error)?;
-    let token = pki.service_account_token().map_err(pki_error)?;
-    let name = format!("weft-{}", layout.name());
-    let url = format!("https://{}:{FABRIC_PORT}", config.node_gateway_ip());
-    let doc = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": name, "cluster": {"server": url,
-            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca)}}],
-        "users": [{"name": "weft-node", "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": "weft-node"}}],
-        "current-context": name,
-    });
-    let text = serde_norway::to_string(&doc)
-        .map_err(|e| LabError::Invalid(format!("writing the node kubeconfig: {e}")))?;
-    weft_apiserver::pki::write_private(&layout.node_kubeconfig_file(), text.as_bytes())
         .map_err(pki_error)
 }
 

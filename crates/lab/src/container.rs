@@ -29,6 +29,17 @@ pub struct ContainerProcess {
     /// The pod's service account directory (token, ca.crt, namespace), mounted read-only at
     /// [`SERVICE_ACCOUNT_DIR`] as the kubelet mounts it.
     pub service_account: Option<PathBuf>,
+    /// The pod's volumes, bind-mounted at their `mountPath`s.
+    pub mounts: Vec<Mount>,
+}
+
+/// One volume mount: a directory or file the kubelet prepared, seen at `target` in the
+/// container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
 }
 
 /// Where in-cluster clients find their credentials, in every Kubernetes pod.
@@ -65,6 +76,35 @@ impl ContainerProcess {
             None => None,
         };
 
+        let mut mounts = Vec::new();
+        for m in &self.mounts {
+            // As for the service account: the mount point must exist on the machine (created
+            // empty if missing, like a container runtime's); the mount stays in the container.
+            let made = if m.source.is_dir() {
+                std::fs::create_dir_all(&m.target)
+            } else {
+                m.target
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| {
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&m.target)
+                            .map(drop)
+                    })
+            };
+            made.map_err(|e| LabError::Io {
+                what: format!("creating the mount point {}", m.target.display()),
+                error: e,
+            })?;
+            mounts.push((
+                cstring(m.source.as_os_str().as_bytes())?,
+                cstring(m.target.as_os_str().as_bytes())?,
+                m.read_only,
+            ));
+        }
+
         let mut cmd = Command::new(&self.program);
         // A container sees its own environment, not the environment of whoever started it.
         cmd.env_clear().args(&self.args);
@@ -80,6 +120,9 @@ impl ContainerProcess {
                 mount_sysfs(&sysfs, &sys)?;
                 if let Some((source, target)) = &service_account {
                     bind_read_only(source, target)?;
+                }
+                for (source, target, read_only) in &mounts {
+                    bind(source, target, *read_only)?;
                 }
                 if detach && libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
@@ -149,7 +192,13 @@ pub fn container_env(
         ("HOME".to_string(), "/root".to_string()),
         ("HOSTNAME".to_string(), pod_name.to_string()),
     ];
-    for var in container.env.iter().flatten() {
+    // `valueFrom` variables need the API's objects: the kubelet resolves them.
+    for var in container
+        .env
+        .iter()
+        .flatten()
+        .filter(|v| v.value_from.is_none())
+    {
         env.push((var.name.clone(), var.value.clone().unwrap_or_default()));
     }
     env
@@ -157,6 +206,11 @@ pub fn container_env(
 
 /// A read-only bind mount, in the child's private mount namespace.
 fn bind_read_only(source: &CString, target: &CString) -> std::io::Result<()> {
+    bind(source, target, true)
+}
+
+/// A bind mount, in the child's private mount namespace.
+fn bind(source: &CString, target: &CString, read_only: bool) -> std::io::Result<()> {
     // SAFETY: plain system calls on NUL-terminated strings, in the child's private mount ns.
     unsafe {
         if libc::mount(
@@ -170,13 +224,14 @@ fn bind_read_only(source: &CString, target: &CString) -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
         // A bind mount takes MS_RDONLY only on a remount.
-        if libc::mount(
-            std::ptr::null(),
-            target.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-            std::ptr::null(),
-        ) < 0
+        if read_only
+            && libc::mount(
+                std::ptr::null(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                std::ptr::null(),
+            ) < 0
         {
             return Err(std::io::Error::last_os_error());
         }

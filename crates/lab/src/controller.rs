@@ -61,8 +61,16 @@ impl Controller {
         let mut nodes = Vec::new();
         let mut services = Vec::new();
         let mut slices = Vec::new();
+        let mut daemonsets = Vec::new();
         for o in objects {
             match o {
+                Object::Other(other) if other.kind == "DaemonSet" => {
+                    match serde_json::from_value::<k8s_openapi::api::apps::v1::DaemonSet>(other.raw)
+                    {
+                        Ok(ds) => daemonsets.push(ds),
+                        Err(e) => tracing::warn!("daemonset {:?}: {e}", other.metadata.name),
+                    }
+                }
                 Object::Deployment(d) => deployments.push(d),
                 Object::Pod(p) => pods.push(p),
                 Object::Node(n) => nodes.push(n),
@@ -72,6 +80,7 @@ impl Controller {
             }
         }
         self.sync_deployments(&deployments, &pods)?;
+        self.sync_daemonsets(&daemonsets, &nodes, &pods)?;
         self.collect_orphans(&deployments, &pods)?;
         let pods = crate::list_pods(&self.store)?;
         self.schedule(&nodes, &pods)?;
@@ -116,6 +125,48 @@ impl Controller {
                     self.event(d, "FailedCreate", &format!("Error creating: {why}"));
                     break;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// One pod per eligible node for each DaemonSet (the pure decision is the model's), and
+    /// the DaemonSet's status counts.
+    fn sync_daemonsets(
+        &mut self,
+        daemonsets: &[k8s_openapi::api::apps::v1::DaemonSet],
+        nodes: &[Node],
+        pods: &[Pod],
+    ) -> Result<(), LabError> {
+        for ds in daemonsets {
+            let plan = weft_model::daemonset::reconcile(ds, nodes, pods, &mut self.rng);
+            if !plan.delete.is_empty() {
+                self.store.delete(&plan.delete)?;
+            }
+            for pod in plan.create {
+                if let Err(e) = self.store.put(Object::Pod(pod)) {
+                    tracing::warn!(
+                        "daemonset {}: {e}",
+                        ds.metadata.name.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            if ds.status.as_ref() != Some(&plan.status) {
+                let key = ObjectKey::namespaced(
+                    "DaemonSet",
+                    ds.metadata.namespace.clone().unwrap_or_default(),
+                    ds.metadata.name.clone().unwrap_or_default(),
+                );
+                let status = serde_json::to_value(&plan.status)
+                    .map_err(|e| LabError::Invalid(format!("daemonset status: {e}")))?;
+                let uid = ds.metadata.uid.clone();
+                self.store.update(&key, |o| {
+                    if let Object::Other(other) = o {
+                        if other.metadata.uid == uid {
+                            other.raw["status"] = status.clone();
+                        }
+                    }
+                })?;
             }
         }
         Ok(())

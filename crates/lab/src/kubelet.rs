@@ -103,41 +103,11 @@ impl Kubelet {
     pub fn run(mut self) -> Result<(), LabError> {
         let mut watch = self.store.watch(self.store.revision()?)?;
         loop {
-            if let Err(e) = self.supervise_agent() {
-                tracing::warn!(node = %self.node, "agent: {e}");
-            }
             if let Err(e) = self.sync() {
                 tracing::warn!(node = %self.node, "sync failed: {e}");
             }
             watch.wait(Duration::from_millis(500))?;
         }
-    }
-
-    /// The node agent runs as a DaemonSet would: one per node, restarted when it dies.
-    fn supervise_agent(&self) -> Result<(), LabError> {
-        let pid_file = self.layout.agent_pid_file(&self.node);
-        if process::running_daemon(&pid_file).is_some() {
-            return Ok(());
-        }
-        if pid_file.exists() {
-            tracing::warn!(node = %self.node, "agent is not running; restarting it");
-        }
-        // Already in the node's namespace: the agent inherits it, and reaches the API server
-        // at the fabric address the node kubeconfig names.
-        let kubeconfig = self.layout.node_kubeconfig_file();
-        crate::lab::spawn_daemon(
-            &self.layout,
-            &[
-                "agent",
-                "--node",
-                &self.node,
-                "--kubeconfig",
-                &kubeconfig.to_string_lossy(),
-            ],
-            None,
-            &format!("agent-{}", self.node),
-            &pid_file,
-        )
     }
 
     /// One reconcile pass.
@@ -198,7 +168,18 @@ impl Kubelet {
                     &pod_ref.namespace,
                 )?;
             }
-            let sandbox = Sandbox::create(pod_ref, self.layout.pod_netns(uid), &self.cni)?;
+            let sandbox = if weft_model::pod::host_network(pod) {
+                let ip = self
+                    .node_ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse().ok())
+                    .ok_or_else(|| {
+                        LabError::Invalid(format!("node {} has no InternalIP", self.node))
+                    })?;
+                Sandbox::host(pod_ref, self.layout.node_netns(&self.node), ip)
+            } else {
+                Sandbox::create(pod_ref, self.layout.pod_netns(uid), &self.cni)?
+            };
             self.records.save(&sandbox)?;
             self.sandboxes.insert(uid.to_string(), sandbox);
         }
@@ -208,7 +189,24 @@ impl Kubelet {
             .clone()
             .unwrap_or_else(|| "Always".into());
         let mut changed = false;
-        for container in &spec.containers {
+        // Init containers run one after another, each to success, before any container starts
+        // (a failed one is retried with back-off). Their records are kept as `init:<name>`.
+        let mut initialized = true;
+        for init in spec.init_containers.iter().flatten() {
+            let mut as_run = init.clone();
+            as_run.name = format!("init:{}", init.name);
+            changed |= self.sync_container(uid, pod, &as_run, "OnFailure")?;
+            let done = self
+                .sandboxes
+                .get(uid)
+                .and_then(|s| s.containers.get(&as_run.name))
+                .is_some_and(|r| r.pid.is_none() && r.last_exit_code == Some(0));
+            if !done {
+                initialized = false;
+                break;
+            }
+        }
+        for container in spec.containers.iter().filter(|_| initialized) {
             changed |= self.sync_container(uid, pod, container, &restart_policy)?;
         }
         if changed {
@@ -289,12 +287,13 @@ impl Kubelet {
         Ok(ContainerProcess {
             program,
             args: command[1..].to_vec(),
-            env: self.env(pod, c),
+            env: self.env(uid, pod, c)?,
             hostname: pod_name(pod).to_string(),
-            netns: Path::new("/run/netns").join(self.layout.pod_netns(uid)),
+            netns: self.pod_netns_path(uid),
             resolv_conf: self.resolv_path(uid),
             detach: false,
             service_account: self.service_account(uid, pod),
+            mounts: self.mounts(uid, pod, c)?,
         })
     }
 
@@ -439,6 +438,7 @@ impl Kubelet {
                     .map(|port| DeclaredPort { port, protocol })
             })
             .collect();
+        let weft_image = is_weft_image(&image);
         let (program, argv) = match weft_workloads::builtin_for(&image, &command, &args, &ports) {
             Err(e) => return Ok(Err(("InvalidArgs".into(), e.to_string()))),
             Ok(Some(workload)) => {
@@ -466,7 +466,14 @@ impl Kubelet {
                         format!("image {image:?} is not a built-in workload (agnhost, nginx, busybox) and the container has no command"),
                     )));
                 };
-                let Some(program) = find_program(first) else {
+                // weft's own image (deploy/): its `weft` is the lab's weft binary, so the lab
+                // runs weft from the same manifests a real cluster does.
+                let own = weft_image.then(|| match first.as_str() {
+                    "weft" => Some(self.weft_exe.clone()),
+                    "weft-cni" => self.weft_exe.parent().map(|d| d.join("weft-cni")),
+                    _ => None,
+                });
+                let Some(program) = own.flatten().or_else(|| find_program(first)) else {
                     return Ok(Err((
                         "CommandNotFound".into(),
                         format!("command {first:?} is not on this machine's PATH"),
@@ -478,16 +485,24 @@ impl Kubelet {
                 )
             }
         };
-        let env = self.env(pod, c);
+        let env = match self.env(uid, pod, c) {
+            Ok(env) => env,
+            Err(e) => return Ok(Err((crate::volumes::CONFIG_ERROR.into(), e))),
+        };
+        let mounts = match self.mounts(uid, pod, c) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err((crate::volumes::CONFIG_ERROR.into(), e))),
+        };
         Ok(Ok(ContainerProcess {
             program,
             args: argv,
             env,
             hostname: pod_name(pod).to_string(),
-            netns: Path::new("/run/netns").join(self.layout.pod_netns(uid)),
+            netns: self.pod_netns_path(uid),
             resolv_conf: self.resolv_path(uid),
             detach: true,
             service_account: self.service_account(uid, pod),
+            mounts,
         }))
     }
 
@@ -504,9 +519,13 @@ impl Kubelet {
                 let _ = child.wait();
             }
         }
-        // Anything else still inside the pod (a `weft exec` session, say) goes too.
-        process::kill_in_netns(&sandbox.netns_path());
+        // Anything else still inside the pod (a `weft exec` session, say) goes too; not for a
+        // host-network pod, whose namespace is the node's (the kubelet's own among them).
+        if !sandbox.host_network {
+            process::kill_in_netns(&sandbox.netns_path());
+        }
         sandbox.destroy(&self.cni)?;
+        crate::volumes::remove(&self.volume_dirs(uid))?;
         let _ = fs::remove_file(self.resolv_path(uid));
         let _ = fs::remove_dir_all(self.layout.service_account_dir(&self.node, uid));
         self.records.remove(uid)?;
@@ -516,11 +535,49 @@ impl Kubelet {
         Ok(())
     }
 
-    /// A container's environment: the `kubernetes` Service's variables, then its own.
-    fn env(&self, pod: &Pod, c: &Container) -> Vec<(String, String)> {
+    /// A container's environment: the `kubernetes` Service's variables, then its own (values,
+    /// then `valueFrom` ones, which win as later entries do).
+    fn env(&self, uid: &str, pod: &Pod, c: &Container) -> Result<Vec<(String, String)>, String> {
         let mut env = crate::apiserver::service_env(&self.config);
         env.extend(crate::container::container_env(pod_name(pod), c));
-        env
+        let pod_ip = self.sandboxes.get(uid).map(|s| s.ip.to_string());
+        env.extend(crate::volumes::env_from(
+            &self.store,
+            pod,
+            self.node_ip.as_deref(),
+            pod_ip.as_deref(),
+            c,
+        )?);
+        Ok(env)
+    }
+
+    /// The namespace a pod's processes run in: its own, or the node's for hostNetwork.
+    fn pod_netns_path(&self, uid: &str) -> PathBuf {
+        match self.sandboxes.get(uid) {
+            Some(s) => s.netns_path(),
+            None => Path::new("/run/netns").join(self.layout.pod_netns(uid)),
+        }
+    }
+
+    fn volume_dirs(&self, uid: &str) -> crate::volumes::VolumeDirs {
+        crate::volumes::VolumeDirs {
+            pod: self.layout.node_dir(&self.node).join("volumes").join(uid),
+            host_root: self.layout.node_dir(&self.node).join("root"),
+        }
+    }
+
+    /// The container's volume mounts, the volumes (re)written first.
+    fn mounts(
+        &self,
+        uid: &str,
+        pod: &Pod,
+        c: &Container,
+    ) -> Result<Vec<crate::container::Mount>, String> {
+        if c.volume_mounts.as_ref().is_none_or(|m| m.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let volumes = crate::volumes::prepare(&self.store, pod, &self.volume_dirs(uid))?;
+        crate::volumes::mounts(c, &volumes)
     }
 
     fn service_account(&self, uid: &str, pod: &Pod) -> Option<PathBuf> {
@@ -588,6 +645,17 @@ fn unix_now() -> u64 {
 
 pub(crate) fn pod_name(pod: &Pod) -> &str {
     pod.metadata.name.as_deref().unwrap_or("")
+}
+
+/// Whether `image` is weft's own (`…/weft:<tag>` or `weft`), which the lab runs from its own
+/// binaries.
+fn is_weft_image(image: &str) -> bool {
+    let repo = image.split('@').next().unwrap_or(image);
+    let repo = match repo.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => repo,
+    };
+    repo == "weft" || repo.ends_with("/weft")
 }
 
 /// Whether the pod gets its service account token mounted (`automountServiceAccountToken`

@@ -89,6 +89,8 @@ fn build(
             .map(|ns| namespace_object(ns))
             .collect::<Result<Vec<_>, _>>()?,
     )?;
+    // weft itself, from the manifests a real cluster installs (deploy/): the agent DaemonSet.
+    store.apply(crate::deploy::objects(config)?)?;
 
     topology::create_fabric(layout, config)?;
     topology::create_outside(layout)?;
@@ -137,6 +139,7 @@ fn start_outside_server(layout: &Layout) -> Result<(), LabError> {
         resolv_conf: resolv,
         detach: true,
         service_account: None,
+        mounts: Vec::new(),
     };
     let log = layout.logs_dir().join("outside.log");
     let out = fs::File::create(&log)
@@ -493,6 +496,7 @@ pub fn run_outside(layout: &Layout, command: &[String]) -> Result<i32, LabError>
         resolv_conf: layout.dir().join("outside-resolv.conf"),
         detach: false,
         service_account: None,
+        mounts: Vec::new(),
     };
     let status = process
         .command()?

@@ -89,12 +89,6 @@ impl Layout {
         self.dir.join("kubeconfig")
     }
 
-    /// The kubeconfig node components (the agent) use: the API at the fabric address, which
-    /// node namespaces reach, with the service account token (root only).
-    pub fn node_kubeconfig_file(&self) -> PathBuf {
-        self.dir.join("node.kubeconfig")
-    }
-
     pub fn kubelet_pid_file(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("kubelet.pid")
     }
@@ -134,10 +128,6 @@ impl Layout {
     /// "Outside the cluster": where external clients and servers of the lab live.
     pub fn outside_netns(&self) -> String {
         format!("{}outside", self.netns_prefix())
-    }
-
-    pub fn agent_pid_file(&self, node: &str) -> PathBuf {
-        self.node_dir(node).join("agent.pid")
     }
 
     pub fn node_netns(&self, node: &str) -> String {

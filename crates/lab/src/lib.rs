@@ -10,6 +10,7 @@ pub mod apiserver;
 pub mod cni_client;
 pub mod container;
 pub mod controller;
+pub mod deploy;
 pub mod endpoints;
 pub mod kubelet;
 pub mod lab;
@@ -23,6 +24,7 @@ pub mod speaker;
 pub mod status;
 pub mod supervise;
 pub mod topology;
+pub mod volumes;
 
 use std::path::PathBuf;
 

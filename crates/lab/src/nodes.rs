@@ -198,13 +198,12 @@ pub fn remove(layout: &Layout, store: &Store, name: &str) -> Result<usize, LabEr
 
 /// Stop a node's processes and delete its namespaces (pods first) and its state.
 pub fn teardown(layout: &Layout, name: &str) -> Result<(), LabError> {
-    for pid_file in [layout.kubelet_pid_file(name), layout.agent_pid_file(name)] {
-        if let Some(pid) = process::running_daemon(&pid_file) {
-            process::kill_and_wait(pid, Duration::from_secs(2));
-        }
+    if let Some(pid) = process::running_daemon(&layout.kubelet_pid_file(name)) {
+        process::kill_and_wait(pid, Duration::from_secs(2));
     }
     let sandboxes = crate::sandbox::SandboxRecords::open(layout.sandboxes_dir(name))?.load_all()?;
-    for sandbox in sandboxes.values() {
+    // Host-network pods live in the node's namespace, which goes last.
+    for sandbox in sandboxes.values().filter(|s| !s.host_network) {
         let path = sandbox.netns_path();
         process::kill_in_netns(&path);
         delete_netns(&sandbox.netns)?;

@@ -23,6 +23,10 @@ pub struct Sandbox {
     pub started_at: String,
     #[serde(default)]
     pub containers: BTreeMap<String, ContainerRecord>,
+    /// `hostNetwork: true`: the pod shares its node's namespace (`netns` names it) and address;
+    /// it has no CNI attachment and nothing of the namespace is the pod's to delete.
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 /// One container's process and history.
@@ -50,6 +54,20 @@ impl Sandbox {
 
     pub fn netns_path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.netns)
+    }
+
+    /// A `hostNetwork` pod's sandbox: the node's own namespace and address, nothing created.
+    pub fn host(pod: PodRef, node_netns: String, node_ip: Ipv4Addr) -> Sandbox {
+        Sandbox {
+            uid: pod.uid,
+            namespace: pod.namespace,
+            name: pod.name,
+            netns: node_netns,
+            ip: node_ip,
+            started_at: crate::kubelet::now_rfc3339(),
+            containers: BTreeMap::new(),
+            host_network: true,
+        }
     }
 
     /// Create the namespace and call CNI ADD. On failure nothing is left behind.
@@ -83,6 +101,7 @@ impl Sandbox {
                 ip: attachment.ip,
                 started_at: crate::kubelet::now_rfc3339(),
                 containers: BTreeMap::new(),
+                host_network: false,
             }),
             Err(e) => {
                 // Undo: DEL releases any address the plugin may have taken; then drop the netns.
@@ -94,8 +113,12 @@ impl Sandbox {
         }
     }
 
-    /// CNI DEL, then remove the namespace. Idempotent.
+    /// CNI DEL, then remove the namespace. Idempotent. A host-network sandbox has neither:
+    /// the namespace is the node's.
     pub fn destroy(&self, cni: &CniNetwork) -> Result<(), LabError> {
+        if self.host_network {
+            return Ok(());
+        }
         let path = self.netns_path();
         let netns = path.exists().then_some(path.as_path());
         cni.del(&self.uid, netns, &self.pod_ref())?;

@@ -137,6 +137,7 @@ mod tests {
             netns: "n".into(),
             ip: "10.244.0.5".parse().unwrap(),
             started_at: "2026-11-23T09:00:00Z".into(),
+            host_network: false,
             containers: records
                 .iter()
                 .map(|(n, r)| (n.to_string(), r.clone()))

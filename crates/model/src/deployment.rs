@@ -83,7 +83,7 @@ pub fn pod_template_hash(template: &PodTemplateSpec) -> String {
         .collect()
 }
 
-fn random_suffix(rng: &mut impl rand::Rng) -> String {
+pub(crate) fn random_suffix(rng: &mut impl rand::Rng) -> String {
     (0..5)
         .map(|_| char::from(SAFE_ALPHABET[rng.gen_range(0..SAFE_ALPHABET.len())]))
         .collect()

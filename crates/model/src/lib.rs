@@ -8,6 +8,7 @@
 pub mod annotations;
 pub mod cidr;
 pub mod config;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod manifest;

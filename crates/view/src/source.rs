@@ -30,12 +30,17 @@ pub enum SourceError {
     },
     #[error("no Kubernetes API to talk to (no in-cluster service account, KUBECONFIG or ~/.kube/config): {0}")]
     Infer(#[from] kube::config::InferConfigError),
+    #[error("in-cluster API access: {0}")]
+    InCluster(kube::config::InClusterError),
     #[error("building the API client: {0}")]
     Client(#[from] kube::Error),
 }
 
+/// Where a pod's service account token is mounted.
+const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
 /// A client for `kubeconfig` (its current context), or else the in-cluster configuration or
-/// `KUBECONFIG`/`~/.kube/config`, the way kubectl and client-go choose.
+/// `KUBECONFIG`/`~/.kube/config`.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
     let config = match kubeconfig {
         Some(path) => {
@@ -47,6 +52,13 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, SourceError> {
             kube::Config::from_custom_kubeconfig(file, &Default::default())
                 .await
                 .map_err(err)?
+        }
+        // In a pod, the pod's own service account and API address, whatever files the image
+        // or host happen to have (a hostNetwork pod may see the node's ~/.kube/config).
+        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+            && Path::new(SERVICE_ACCOUNT_TOKEN).exists() =>
+        {
+            kube::Config::incluster().map_err(SourceError::InCluster)?
         }
         None => kube::Config::infer().await?,
     };

@@ -4,7 +4,7 @@
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{json, Value};
 
-use super::format::{containers, format_label_selector, label_selector, since};
+use super::format::{containers, format_label_selector, label_map, label_selector, since};
 use super::json::Json;
 use super::{age, docs, name, Column, Printer, Row};
 
@@ -316,6 +316,42 @@ fn deployment_row(deployment: Json, now: Timestamp) -> Row {
         names.into(),
         images.into(),
         selector.into(),
+    ])
+}
+
+pub(super) const DAEMON_SETS: Printer = Printer {
+    columns: &[
+        Column::NAME,
+        Column::new("Desired", "integer", "The total number of nodes that should be running the daemon pod."),
+        Column::new("Current", "integer", "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
+        Column::new("Ready", "integer", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready."),
+        Column::new("Up-to-date", "integer", "The total number of nodes that are running updated daemon pod"),
+        Column::new("Available", "integer", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
+        Column::new("Node Selector", "string", "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node."),
+        Column::AGE,
+        CONTAINERS,
+        IMAGES,
+        Column::new("Selector", "string", "A label query over pods that are managed by the daemon set.").wide(),
+    ],
+    row: daemon_set_row,
+};
+
+fn daemon_set_row(ds: Json, now: Timestamp) -> Row {
+    let status = ds.at("status");
+    let pod_spec = ds.path(&["spec", "template", "spec"]);
+    let (names, images) = containers(pod_spec);
+    Row::new(vec![
+        name(ds),
+        status.at("desiredNumberScheduled").int().into(),
+        status.at("currentNumberScheduled").int().into(),
+        status.at("numberReady").int().into(),
+        status.at("updatedNumberScheduled").int().into(),
+        status.at("numberAvailable").int().into(),
+        label_map(pod_spec.at("nodeSelector")).into(),
+        age(ds, now),
+        names.into(),
+        images.into(),
+        format_label_selector(ds.path(&["spec", "selector"])).into(),
     ])
 }
 
