@@ -1,14 +1,16 @@
 //! ADD and DEL end to end: real binary, real namespaces, real TCP between pods.
 
-mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use common::{cmd_env, Node, TestNs};
 use serde_json::{json, Value};
+use support::node::{cmd_env, Node};
+use support::VETH_REAPED;
 use weft_dataplane::{Family, IpNet};
+use weft_testutil::{eventually, TestNetns};
 
 fn pod_ip(result: &Value) -> IpAddr {
     let addr = result["ips"][0]["address"].as_str().unwrap();
@@ -18,7 +20,7 @@ fn pod_ip(result: &Value) -> IpAddr {
 #[test]
 fn add_wires_two_pods_that_talk_tcp_through_the_host() {
     let node = Node::new("10.244.1.0/24");
-    let (a, b) = (TestNs::new("pa"), TestNs::new("pb"));
+    let (a, b) = (TestNetns::new("wcni-pa"), TestNetns::new("wcni-pb"));
     let conf = node.conf("1.0.0");
     let ra = node.add(&conf, "ctr-a", &a).ok().json();
     let rb = node.add(&conf, "ctr-b", &b).ok().json();
@@ -32,7 +34,7 @@ fn add_wires_two_pods_that_talk_tcp_through_the_host() {
         .starts_with("weft"));
     assert!(ra["interfaces"][0].get("sandbox").is_none());
     assert_eq!(ra["interfaces"][1]["name"], "eth0");
-    assert_eq!(ra["interfaces"][1]["sandbox"], a.path());
+    assert_eq!(ra["interfaces"][1]["sandbox"], a.path_str());
     assert_eq!(ra["ips"][0]["address"], "10.244.1.2/32");
     assert_eq!(ra["ips"][0]["gateway"], "169.254.1.1");
     assert_eq!(ra["ips"][0]["interface"], 1);
@@ -44,7 +46,7 @@ fn add_wires_two_pods_that_talk_tcp_through_the_host() {
     assert_eq!(rb["ips"][0]["address"], "10.244.1.3/32");
 
     // Kernel state matches the result.
-    let mut host = node.host.nl();
+    let mut host = node.host.netlink();
     let hv = host
         .link_get(ra["interfaces"][0]["name"].as_str().unwrap())
         .unwrap()
@@ -52,7 +54,7 @@ fn add_wires_two_pods_that_talk_tcp_through_the_host() {
     assert!(hv.admin_up);
     assert_eq!(hv.mtu, 1450);
     assert_eq!(hv.mac.unwrap().to_string(), ra["interfaces"][0]["mac"]);
-    let mut pa = a.nl();
+    let mut pa = a.netlink();
     let eth0 = pa.link_get("eth0").unwrap().unwrap();
     assert_eq!(eth0.mtu, 1450);
     assert_eq!(eth0.mac.unwrap().to_string(), ra["interfaces"][1]["mac"]);
@@ -92,19 +94,25 @@ fn add_wires_two_pods_that_talk_tcp_through_the_host() {
 
     // DEL removes the route and allocation at once and the veth right after (the kernel's
     // wait for a veth deletion is left to a detached process); doing it twice is fine.
-    node.del(&conf, "ctr-a", Some(&a.path())).ok();
-    node.del(&conf, "ctr-a", Some(&a.path())).ok();
-    eventually(|| pa.link_get("eth0").unwrap().is_none());
-    eventually(|| host.link_get(hv.name.as_str()).unwrap().is_none());
+    node.del(&conf, "ctr-a", Some(a.path_str())).ok();
+    node.del(&conf, "ctr-a", Some(a.path_str())).ok();
+    assert!(eventually(VETH_REAPED, || pa
+        .link_get("eth0")
+        .unwrap()
+        .is_none()));
+    assert!(eventually(VETH_REAPED, || host
+        .link_get(hv.name.as_str())
+        .unwrap()
+        .is_none()));
     assert!(!host
         .routes(Family::V4)
         .unwrap()
         .iter()
         .any(|r| r.dst == IpNet::host(ipa)));
     assert_eq!(node.allocations(), vec!["10.244.1.3".to_string()]);
-    node.del(&conf, "ctr-b", Some(&b.path())).ok();
+    node.del(&conf, "ctr-b", Some(b.path_str())).ok();
     assert!(node.allocations().is_empty());
-    eventually(|| node.host_veths().is_empty());
+    assert!(eventually(VETH_REAPED, || node.host_veths().is_empty()));
 }
 
 #[test]
@@ -114,7 +122,7 @@ fn results_follow_the_requested_version() {
         .iter()
         .enumerate()
     {
-        let pod = TestNs::new("ver");
+        let pod = TestNetns::new("wcni-ver");
         let conf = node.conf(v);
         let cid = format!("ver{i}");
         let r = node.add(&conf, &cid, &pod).ok().json();
@@ -126,14 +134,14 @@ fn results_follow_the_requested_version() {
         }
         let has_mtu = r["interfaces"][1].get("mtu").is_some();
         assert_eq!(has_mtu, *v == "1.1.0", "{v}: {r}");
-        node.del(&conf, &cid, Some(&pod.path())).ok();
+        node.del(&conf, &cid, Some(pod.path_str())).ok();
     }
 }
 
 #[test]
 fn requested_ip_and_mac_from_runtime_config_and_cni_args() {
     let node = Node::new("10.244.3.0/24");
-    let (a, b) = (TestNs::new("rq"), TestNs::new("rq"));
+    let (a, b) = (TestNetns::new("wcni-rq"), TestNetns::new("wcni-rq"));
     let mut conf = node.conf("1.0.0");
     conf["runtimeConfig"] = json!({"ips": ["10.244.3.50/24"], "mac": "c2:11:22:33:44:55"});
     let r = node.add(&conf, "rq-a", &a).ok().json();
@@ -142,8 +150,7 @@ fn requested_ip_and_mac_from_runtime_config_and_cni_args() {
 
     let conf = node.conf("1.0.0");
     let mut env = cmd_env("ADD", "rq-b", None);
-    let p = b.path();
-    env.push(("CNI_NETNS", &p));
+    env.push(("CNI_NETNS", b.path_str()));
     env.push((
         "CNI_ARGS",
         "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;IP=10.244.3.60",
@@ -152,10 +159,9 @@ fn requested_ip_and_mac_from_runtime_config_and_cni_args() {
     assert_eq!(r["ips"][0]["address"], "10.244.3.60/32");
 
     // The same address again is refused, with the owner named, and nothing is left behind.
-    let c = TestNs::new("rq");
+    let c = TestNetns::new("wcni-rq");
     let mut env = cmd_env("ADD", "rq-c", None);
-    let p = c.path();
-    env.push(("CNI_NETNS", &p));
+    env.push(("CNI_NETNS", c.path_str()));
     env.push(("CNI_ARGS", "IP=10.244.3.60"));
     let msg = node.run(&env, &conf).err(100);
     assert_eq!(
@@ -168,7 +174,7 @@ fn requested_ip_and_mac_from_runtime_config_and_cni_args() {
 #[test]
 fn repeated_add_returns_the_same_address() {
     let node = Node::new("10.244.4.0/24");
-    let pod = TestNs::new("rep");
+    let pod = TestNetns::new("wcni-rep");
     let conf = node.conf("1.0.0");
     let r1 = node.add(&conf, "rep", &pod).ok().json();
     // A runtime retrying after a lost answer: same allocation, wiring rebuilt.
@@ -184,12 +190,12 @@ fn repeated_add_returns_the_same_address() {
 #[test]
 fn chained_after_debian_loopback_merges_prev_result() {
     let node = Node::new("10.244.5.0/24");
-    let pod = TestNs::new("chain");
+    let pod = TestNetns::new("wcni-chain");
     // Debian's loopback plugin first, as podman's default conflist does.
     let lo_conf = json!({"cniVersion": "1.0.0", "name": node.network, "type": "loopback"});
-    let p = pod.path();
-    let env = cmd_env("ADD", "chain", Some(&p));
-    let lo = common::wait(
+    let p = pod.path_str();
+    let env = cmd_env("ADD", "chain", Some(p));
+    let lo = support::node::wait(
         pod.ns()
             .run(|| {
                 let mut c = std::process::Command::new("/usr/lib/cni/loopback")
@@ -226,7 +232,7 @@ fn chained_after_debian_loopback_merges_prev_result() {
     assert_eq!(ours["interface"], n_prev + 1);
     assert_eq!(r["dns"]["nameservers"][0], "10.96.0.10");
     // DEL accepts prevResult too.
-    node.del(&conf, "chain", Some(&p)).ok();
+    node.del(&conf, "chain", Some(p)).ok();
     assert!(node.allocations().is_empty());
 }
 
@@ -234,48 +240,39 @@ fn chained_after_debian_loopback_merges_prev_result() {
 fn del_without_netns_or_with_deleted_netns_releases() {
     let node = Node::new("10.244.6.0/24");
     let conf = node.conf("1.0.0");
-    let a = TestNs::new("gone");
+    let a = TestNetns::new("wcni-gone");
     node.add(&conf, "d-a", &a).ok();
     node.del(&conf, "d-a", None).ok();
     assert!(node.allocations().is_empty());
-    eventually(|| node.host_veths().is_empty());
+    assert!(eventually(VETH_REAPED, || node.host_veths().is_empty()));
 
-    let mut b = TestNs::new("gone");
+    let mut b = TestNetns::new("wcni-gone");
     node.add(&conf, "d-b", &b).ok();
-    let path = b.path();
+    let path = b.path_str().to_owned();
     b.delete();
     node.del(&conf, "d-b", Some(&path)).ok();
     node.del(&conf, "d-b", Some("/var/run/netns/nope")).ok();
     assert!(node.allocations().is_empty());
-    eventually(|| node.host_veths().is_empty());
+    assert!(eventually(VETH_REAPED, || node.host_veths().is_empty()));
 
     // Never seen before: fine.
     node.del(&conf, "never-added", None).ok();
 }
 
-/// Polls for up to 3 s: for what DEL hands to its detached veth reaper.
-fn eventually(mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while !cond() {
-        assert!(std::time::Instant::now() < deadline, "not within 3 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn an_immediate_re_add_survives_the_previous_del() {
     let node = Node::new("10.244.7.0/24");
-    let pod = TestNs::new("pr");
+    let pod = TestNetns::new("wcni-pr");
     let conf = node.conf("1.1.0");
     let first = node.add(&conf, "ctr-r", &pod).ok().json();
     let veth = first["interfaces"][0]["name"].as_str().unwrap().to_string();
-    node.del(&conf, "ctr-r", Some(&pod.path())).ok();
+    node.del(&conf, "ctr-r", Some(pod.path_str())).ok();
     // Same attachment again at once: same host veth name, possibly while the old one is
     // still being deleted. The new one must be the one that stays.
     let second = node.add(&conf, "ctr-r", &pod).ok().json();
     let new_index = node
         .host
-        .nl()
+        .netlink()
         .link_get(veth.as_str())
         .unwrap()
         .expect("new veth")
@@ -283,15 +280,15 @@ fn an_immediate_re_add_survives_the_previous_del() {
     std::thread::sleep(Duration::from_millis(300));
     let link = node
         .host
-        .nl()
+        .netlink()
         .link_get(veth.as_str())
         .unwrap()
         .expect("re-added veth survives");
     assert_eq!(link.index, new_index);
-    assert!(pod.nl().link_get("eth0").unwrap().is_some());
+    assert!(pod.netlink().link_get("eth0").unwrap().is_some());
     assert!(second["ips"][0]["address"]
         .as_str()
         .unwrap()
         .starts_with("10.244.7."));
-    node.del(&conf, "ctr-r", Some(&pod.path())).ok();
+    node.del(&conf, "ctr-r", Some(pod.path_str())).ok();
 }

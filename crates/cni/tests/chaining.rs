@@ -8,13 +8,10 @@ mod support;
 use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
-use support::netns::TestNetns;
 use support::plugin::{exec_plugin, with_prev_result, Attachment, CniCommand};
 use support::podman::Podman;
-use support::{
-    eventually, first_answer, in_subnet, reference_plugin, require_tool, run, run_ok, unique_name,
-    weft_cni, weft_plugin,
-};
+use support::{first_answer, in_subnet, reference_plugin, weft_cni, weft_plugin, VETH_REAPED};
+use weft_testutil::{eventually, require_tool, run, run_ok, unique_name, TestNetns};
 
 /// An address only the test's host namespace has (on its loopback): the "node IP" the host port
 /// is reached on. TEST-NET-1, never routed anywhere.
@@ -28,7 +25,7 @@ fn nat_rules(host: &TestNetns) -> String {
 #[test]
 fn podman_host_port_through_portmap_chained_after_weft() {
     require_tool("iptables", "iptables");
-    let host = TestNetns::create("weftpm");
+    let host = TestNetns::new("weftpm").with_loopback_up();
     host.ip(&["addr", "add", &format!("{NODE_IP}/32"), "dev", "lo"]);
     let network = unique_name("weftpm");
     let mut podman = Podman::new(host, &network, |state| {
@@ -98,8 +95,8 @@ fn interfaces(result: &Value) -> Vec<Value> {
 #[test]
 fn loopback_weft_portmap_chain_keeps_prev_result_and_unwinds() {
     require_tool("iptables", "iptables");
-    let host = TestNetns::create("weftchost");
-    let pod = TestNetns::create("weftcpod");
+    let host = TestNetns::new("weftchost").with_loopback_up();
+    let pod = TestNetns::new("weftcpod").with_loopback_up();
     // loopback's ADD is what brings the pod's lo up.
     pod.ip(&["link", "set", "lo", "down"]);
     let state = tempfile::tempdir().expect("create IPAM dir");
@@ -260,11 +257,17 @@ fn loopback_weft_portmap_chain_keeps_prev_result_and_unwinds() {
         host.routes()
     );
     assert!(
-        eventually(|| !pod.link_names().iter().any(|l| l == "eth0")),
+        eventually(VETH_REAPED, || !pod
+            .link_names()
+            .iter()
+            .any(|l| l == "eth0")),
         "eth0 still in the pod after DEL"
     );
     assert!(
-        eventually(|| !host.link_names().iter().any(|l| l.starts_with("weft"))),
+        eventually(VETH_REAPED, || !host
+            .link_names()
+            .iter()
+            .any(|l| l.starts_with("weft"))),
         "host veth still there after DEL: {:?}",
         host.link_names()
     );

@@ -1,18 +1,19 @@
 //! CHECK, STATUS, GC and VERSION against real namespaces.
 
-mod common;
+mod support;
 
-use common::{cmd_env, Node, TestNs};
 use serde_json::json;
+use support::node::{cmd_env, Node};
+use weft_testutil::TestNetns;
 
 #[test]
 fn check_passes_then_fails_when_address_or_route_is_gone() {
     let node = Node::new("10.244.10.0/24");
-    let pod = TestNs::new("chk");
+    let pod = TestNetns::new("wcni-chk");
     let conf = node.conf("1.0.0");
     let result = node.add(&conf, "chk", &pod).ok().json();
-    let p = pod.path();
-    let env = cmd_env("CHECK", "chk", Some(&p));
+    let p = pod.path_str();
+    let env = cmd_env("CHECK", "chk", Some(p));
     let mut check_conf = conf.clone();
     check_conf["prevResult"] = result.clone();
     let out = node.run(&env, &check_conf).ok();
@@ -56,7 +57,7 @@ fn check_passes_then_fails_when_address_or_route_is_gone() {
 fn gc_releases_stale_attachments_and_their_veths() {
     let node = Node::new("10.244.11.0/24");
     let conf = node.conf("1.1.0");
-    let pods: Vec<TestNs> = (0..3).map(|_| TestNs::new("gc")).collect();
+    let pods: Vec<TestNetns> = (0..3).map(|_| TestNetns::new("wcni-gc")).collect();
     for (i, p) in pods.iter().enumerate() {
         node.add(&conf, &format!("gc{i}"), p).ok();
     }
@@ -67,8 +68,8 @@ fn gc_releases_stale_attachments_and_their_veths() {
         .ok();
     assert_eq!(node.allocations(), vec!["10.244.11.3".to_string()]);
     assert_eq!(node.host_veths().len(), 1);
-    assert!(pods[1].nl().link_get("eth0").unwrap().is_some());
-    assert!(pods[0].nl().link_get("eth0").unwrap().is_none());
+    assert!(pods[1].netlink().link_get("eth0").unwrap().is_some());
+    assert!(pods[0].netlink().link_get("eth0").unwrap().is_none());
     // GC is a 1.1 command, and needs the list.
     let mut old = gc.clone();
     old["cniVersion"] = json!("1.0.0");
@@ -83,7 +84,7 @@ fn status_reports_usable_full_and_broken_stores() {
     let status = [("CNI_COMMAND", "STATUS"), ("CNI_PATH", "/usr/lib/cni")];
     node.run(&status, &conf).ok();
     // A /30 has exactly one pod address.
-    let pod = TestNs::new("st");
+    let pod = TestNetns::new("wcni-st");
     node.add(&conf, "st", &pod).ok();
     let msg = node.run(&status, &conf).err(50);
     assert_eq!(
@@ -91,7 +92,7 @@ fn status_reports_usable_full_and_broken_stores() {
         "no free address in 10.244.12.0/30 (range .2-.2): 1 of 1 allocated"
     );
     // The exhausted ADD itself fails with our code and leaves nothing.
-    let pod2 = TestNs::new("st");
+    let pod2 = TestNetns::new("wcni-st");
     let msg = node.add(&conf, "st2", &pod2).err(100);
     assert!(
         msg.starts_with("no free address in 10.244.12.0/30"),

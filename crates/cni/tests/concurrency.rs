@@ -1,18 +1,19 @@
 //! 100 runtimes calling ADD at once against one range: 100 distinct addresses.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 
-use common::{cmd_env, spawn_in, wait, Node, TestNs};
+use support::node::{cmd_env, spawn_in, wait, Node};
+use weft_testutil::TestNetns;
 
 #[test]
 fn hundred_concurrent_adds_get_distinct_addresses() {
     const N: usize = 100;
     let node = Node::new("10.244.30.0/24");
     let conf = node.conf("1.0.0");
-    let pods: Vec<TestNs> = (0..N).map(|_| TestNs::new("cc")).collect();
-    let paths: Vec<String> = pods.iter().map(|p| p.path()).collect();
+    let pods: Vec<TestNetns> = (0..N).map(|_| TestNetns::new("wcni-cc")).collect();
+    let paths: Vec<String> = pods.iter().map(|p| p.path_str().to_owned()).collect();
     let cids: Vec<String> = (0..N).map(|i| format!("cc{i}")).collect();
     let stdin = conf.to_string();
     let children: Vec<_> = (0..N)

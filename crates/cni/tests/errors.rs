@@ -1,9 +1,10 @@
 //! Bad input: each error is spec JSON with the right code, and nothing is left behind.
 
-mod common;
+mod support;
 
-use common::{cmd_env, Node, TestNs};
 use serde_json::json;
+use support::node::{cmd_env, Node};
+use weft_testutil::TestNetns;
 
 fn assert_clean(node: &Node) {
     assert!(node.allocations().is_empty(), "{:?}", node.allocations());
@@ -13,8 +14,8 @@ fn assert_clean(node: &Node) {
 #[test]
 fn missing_env_and_bad_config() {
     let node = Node::new("10.244.20.0/24");
-    let pod = TestNs::new("bad");
-    let p = pod.path();
+    let pod = TestNetns::new("wcni-bad");
+    let p = pod.path_str();
     let conf = node.conf("1.0.0");
 
     let msg = node
@@ -48,14 +49,14 @@ fn missing_env_and_bad_config() {
         "{msg}"
     );
 
-    let r = node.run_raw(&cmd_env("ADD", "x", Some(&p)), b"{not json");
+    let r = node.run_raw(&cmd_env("ADD", "x", Some(p)), b"{not json");
     let msg = r.err(6);
     assert!(
         msg.starts_with("decoding network config from stdin"),
         "{msg}"
     );
 
-    let mut args = cmd_env("ADD", "x", Some(&p));
+    let mut args = cmd_env("ADD", "x", Some(p));
     args.push(("CNI_ARGS", "FOO=bar"));
     node.run(&args, &conf).err(4);
 
@@ -78,7 +79,7 @@ fn add_with_missing_netns_allocates_nothing() {
 fn add_failing_midway_undoes_veth_and_allocation() {
     let node = Node::new("10.244.22.0/24");
     let conf = node.conf("1.0.0");
-    let pod = TestNs::new("mid");
+    let pod = TestNetns::new("wcni-mid");
     // A default route already in the pod makes our last step (default via 169.254.1.1) fail
     // after the veth, addresses and neighbour were created.
     // (veth rather than dummy: this kernel has no dummy driver.)
@@ -92,10 +93,10 @@ fn add_failing_midway_undoes_veth_and_allocation() {
     );
     assert!(msg.contains("File exists"), "{msg}");
     assert_clean(&node);
-    assert!(pod.nl().link_get("eth0").unwrap().is_none());
+    assert!(pod.netlink().link_get("eth0").unwrap().is_none());
 
     // And an interface name already taken in the pod fails early, also cleanly.
-    let pod2 = TestNs::new("mid");
+    let pod2 = TestNetns::new("wcni-mid");
     pod2.ip(&["link", "add", "eth0", "type", "veth", "peer", "name", "d1"]);
     let msg = node.add(&conf, "mid2", &pod2).err(102);
     assert!(msg.contains("creating veth"), "{msg}");

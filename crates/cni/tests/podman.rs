@@ -5,16 +5,16 @@
 
 mod support;
 
-use support::netns::TestNetns;
 use support::podman::{Container, Podman};
-use support::{eventually, first_answer, in_subnet, unique_name, weft_plugin};
+use support::{first_answer, in_subnet, weft_plugin, VETH_REAPED};
+use weft_testutil::{eventually, unique_name, TestNetns};
 
 /// Answers every TCP connection on 8080 with "hi" (busybox nc; -ll keeps listening).
 const SERVER: &[&str] = &["nc", "-ll", "-p", "8080", "-e", "echo", "hi"];
 const IDLE: &[&str] = &["sleep", "600"];
 
 fn weft_podman(prefix: &str) -> Podman {
-    let host = TestNetns::create(prefix);
+    let host = TestNetns::new(prefix).with_loopback_up();
     let network = unique_name(prefix);
     Podman::new(host, &network, |state| {
         vec![weft_plugin(&state.join("ipam"))]
@@ -152,7 +152,7 @@ fn removing_a_container_removes_only_its_host_side() {
         podman.host().routes()
     );
     assert!(
-        eventually(|| weft_links(&podman).len() == 1),
+        eventually(VETH_REAPED, || weft_links(&podman).len() == 1),
         "the removed container's host veth is still there: {:?}",
         weft_links(&podman)
     );
@@ -256,7 +256,7 @@ fn restarted_container_is_wired_again() {
         "restart reused a live container's address"
     );
     assert!(
-        eventually(|| weft_links(&podman).len() == 2),
+        eventually(VETH_REAPED, || weft_links(&podman).len() == 2),
         "expected exactly one host veth per container after the restart: {:?}",
         weft_links(&podman)
     );

@@ -5,36 +5,21 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use weft_dataplane::{Family, IpNet, Netlink, ScopedNetNs};
+use weft_dataplane::{Family, IpNet, Netlink};
 use weft_model::config::ClusterConfig;
 use weft_net::{
     apply, compile, Mode, NetworkConfig, NodeInfo, NodePlan, ROUTE_PROTOCOL, VXLAN_DEVICE,
 };
+use weft_testutil::TestNetns;
 
-/// A namespace owned by the test, deleted in Drop (also on panic).
-struct TestNs(ScopedNetNs);
+/// A "node" namespace owned by the test, deleted in Drop (also on panic).
+fn node_ns(tag: &str) -> TestNetns {
+    TestNetns::new(&format!("wnet-{tag}"))
+}
 
-impl TestNs {
-    fn new(tag: &str) -> TestNs {
-        TestNs(ScopedNetNs::create_unique(&format!("wnet-{tag}")).expect("create netns"))
-    }
-
-    fn apply(&self, plan: &NodePlan) -> Vec<String> {
-        self.0.run(|| apply(plan)).unwrap().unwrap().changes
-    }
-
-    fn sh(&self, cmd: &str) -> String {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", self.0.name(), "sh", "-c", cmd])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+/// Applies `plan` inside `node`; what the applier changed.
+fn apply_in(node: &TestNetns, plan: &NodePlan) -> Vec<String> {
+    node.run(|| apply(plan)).unwrap().changes
 }
 
 fn cfg(mode: Mode) -> NetworkConfig {
@@ -58,29 +43,15 @@ fn nodes(n: u8) -> Vec<NodeInfo> {
 
 /// Two node namespaces joined by a veth "underlay" (192.0.2.1 and .2), each with one "pod"
 /// address on a dummy-like veth end inside its own pod CIDR.
-fn two_nodes() -> (TestNs, TestNs) {
-    let a = TestNs::new("a");
-    let b = TestNs::new("b");
-    let mut na = a.0.run(Netlink::open).unwrap().unwrap();
-    na.link_add_veth("eth0", "eth0")
-        .peer_netns(&b.0)
-        .execute()
-        .unwrap();
-    for (t, ip) in [(&a, "192.0.2.1/24"), (&b, "192.0.2.2/24")] {
-        t.0.run(|| {
-            let mut nl = Netlink::open().unwrap();
-            nl.lo_up().unwrap();
-            let eth0 = nl.link_get("eth0").unwrap().unwrap().index;
-            nl.addr_add(eth0, ip.parse().unwrap()).execute().unwrap();
-            nl.link_set(eth0).up().execute().unwrap();
-        })
-        .unwrap();
-    }
+fn two_nodes() -> (TestNetns, TestNetns) {
+    let a = node_ns("a");
+    let b = node_ns("b");
+    a.veth_to(&b, ("eth0", "192.0.2.1/24"), ("eth0", "192.0.2.2/24"));
     (a, b)
 }
 
-fn owned_routes(t: &TestNs) -> Vec<IpNet> {
-    t.0.run(|| {
+fn owned_routes(t: &TestNetns) -> Vec<IpNet> {
+    t.run(|| {
         let mut nl = Netlink::open().unwrap();
         nl.routes(Family::V4)
             .unwrap()
@@ -89,7 +60,6 @@ fn owned_routes(t: &TestNs) -> Vec<IpNet> {
             .map(|r| r.dst)
             .collect()
     })
-    .unwrap()
 }
 
 #[test]
@@ -101,18 +71,18 @@ fn vxlan_plan_applies_once_then_is_a_noop_and_carries_traffic() {
         compile(&c, "n0", &all).unwrap(),
         compile(&c, "n1", &all).unwrap(),
     );
-    let first = a.apply(&pa);
+    let first = apply_in(&a, &pa);
     assert!(
         first.iter().any(|c| c.starts_with("added link weft.vxlan")),
         "{first:?}"
     );
-    assert!(!b.apply(&pb).is_empty());
+    assert!(!apply_in(&b, &pb).is_empty());
     assert_eq!(
-        a.apply(&pa),
+        apply_in(&a, &pa),
         Vec::<String>::new(),
         "re-applying changes nothing"
     );
-    assert_eq!(b.apply(&pb), Vec::<String>::new());
+    assert_eq!(apply_in(&b, &pb), Vec::<String>::new());
 
     let link = a.sh(&format!("ip -d link show {VXLAN_DEVICE}"));
     assert!(
@@ -125,10 +95,7 @@ fn vxlan_plan_applies_once_then_is_a_noop_and_carries_traffic() {
     assert!(a.sh("nft list table ip weft_egress").contains("masquerade"));
 
     // Overlay traffic between the nodes' own overlay addresses (10.244.0.0 <-> 10.244.1.0).
-    let listener =
-        b.0.run(|| TcpListener::bind("10.244.1.0:7001"))
-            .unwrap()
-            .unwrap();
+    let listener = b.run(|| TcpListener::bind("10.244.1.0:7001")).unwrap();
     let server = std::thread::spawn(move || {
         let (mut s, peer) = listener.accept().unwrap();
         let mut buf = [0u8; 4];
@@ -137,10 +104,9 @@ fn vxlan_plan_applies_once_then_is_a_noop_and_carries_traffic() {
         peer.ip()
     });
     let to: SocketAddr = "10.244.1.0:7001".parse().unwrap();
-    let mut conn =
-        a.0.run(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))
-            .unwrap()
-            .unwrap();
+    let mut conn = a
+        .run(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))
+        .unwrap();
     conn.write_all(b"ping").unwrap();
     let mut buf = [0u8; 4];
     conn.read_exact(&mut buf).unwrap();
@@ -158,19 +124,19 @@ fn drift_is_repaired_and_departed_nodes_are_forgotten() {
     let c = cfg(Mode::Vxlan { vni: 1, port: 4789 });
     let three = nodes(3);
     let plan = compile(&c, "n0", &three).unwrap();
-    a.apply(&plan);
+    apply_in(&a, &plan);
     assert_eq!(owned_routes(&a).len(), 2);
 
     // Someone removes a route and an fdb entry and flushes the table: all come back, nothing else changes.
     a.sh("ip route del 10.244.2.0/24; bridge fdb del 0e:57:c0:00:02:02 dev weft.vxlan self; nft delete table ip weft_egress");
-    let fixed = a.apply(&plan);
+    let fixed = apply_in(&a, &plan);
     assert_eq!(fixed.len(), 3, "{fixed:?}");
     // A route somebody else owns is left alone.
     a.sh("ip route add 10.250.0.0/24 via 192.0.2.2");
 
     // Node n2 leaves: its route, neighbour and fdb entry go.
     let plan = compile(&c, "n0", &three[..2]).unwrap();
-    let changes = a.apply(&plan);
+    let changes = apply_in(&a, &plan);
     assert_eq!(changes.len(), 3, "{changes:?}");
     assert_eq!(
         owned_routes(&a),
@@ -186,9 +152,15 @@ fn drift_is_repaired_and_departed_nodes_are_forgotten() {
 fn switching_modes_rebuilds_only_what_differs() {
     let (a, _b) = two_nodes();
     let all = nodes(2);
-    a.apply(&compile(&cfg(Mode::Vxlan { vni: 1, port: 4789 }), "n0", &all).unwrap());
+    apply_in(
+        &a,
+        &compile(&cfg(Mode::Vxlan { vni: 1, port: 4789 }), "n0", &all).unwrap(),
+    );
     // A different VNI means a new device.
-    let changes = a.apply(&compile(&cfg(Mode::Vxlan { vni: 2, port: 4789 }), "n0", &all).unwrap());
+    let changes = apply_in(
+        &a,
+        &compile(&cfg(Mode::Vxlan { vni: 2, port: 4789 }), "n0", &all).unwrap(),
+    );
     assert!(
         changes.iter().any(|c| c.contains("parameters changed")),
         "{changes:?}"
@@ -196,7 +168,7 @@ fn switching_modes_rebuilds_only_what_differs() {
     assert!(a.sh("ip -d link show weft.vxlan").contains("vxlan id 2"));
 
     let direct = compile(&cfg(Mode::Direct), "n0", &all).unwrap();
-    let changes = a.apply(&direct);
+    let changes = apply_in(&a, &direct);
     assert!(
         changes
             .iter()
@@ -206,14 +178,14 @@ fn switching_modes_rebuilds_only_what_differs() {
     assert!(a.sh("ip link").lines().all(|l| !l.contains("weft.vxlan")));
     let route = a.sh("ip route show proto 0x57");
     assert_eq!(route.trim(), "10.244.1.0/24 via 192.0.2.2 dev eth0");
-    assert!(a.apply(&direct).is_empty());
+    assert!(apply_in(&a, &direct).is_empty());
 }
 
 #[test]
 fn a_namespace_without_the_node_ip_is_refused() {
-    let t = TestNs::new("nouplink");
+    let t = node_ns("nouplink");
     let plan = compile(&cfg(Mode::Direct), "n0", &nodes(2)).unwrap();
-    let err = t.0.run(|| apply(&plan)).unwrap().unwrap_err().to_string();
+    let err = t.run(|| apply(&plan)).unwrap_err().to_string();
     assert!(err.contains("192.0.2.1"), "{err}");
     assert!(t.sh("ip route").trim().is_empty());
 }

@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use rand::Rng;
@@ -14,6 +13,7 @@ use serde_json::json;
 use support::rv;
 use weft_model::{Object, ObjectKey};
 use weft_sources::{EventKind, Store};
+use weft_testutil::rerun_test;
 
 const DIR_ENV: &str = "WEFT_SOURCES_CRASH_STORE_DIR";
 const OBJECTS: usize = 1000;
@@ -94,12 +94,10 @@ fn killed_writers_leave_whole_batches_and_contiguous_revisions() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut watch = store.watch(0).unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut rng = rand::thread_rng();
     let mut markers = 0;
     for kill in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .args(["crash_writer", "--exact", "--test-threads=1", "--nocapture"])
+        let mut child = rerun_test("crash_writer")
             .env(DIR_ENV, dir.path())
             .spawn()
             .unwrap();

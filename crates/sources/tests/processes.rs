@@ -5,11 +5,11 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::json;
 use weft_model::{Object, ObjectKey};
 use weft_sources::{EventKind, StatusMode, Store, StoreError};
+use weft_testutil::rerun_test;
 
 const DIR_ENV: &str = "WEFT_SOURCES_TEST_STORE_DIR";
 const ID_ENV: &str = "WEFT_SOURCES_TEST_WRITER_ID";
@@ -97,16 +97,9 @@ fn concurrent_processes_never_lose_updates_or_duplicate_revisions() {
             config_map("optimistic", "0"),
         ])
         .unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut children = Vec::new();
     for id in 0..WRITERS {
-        let child = Command::new(&exe)
-            .args([
-                "writer_process",
-                "--exact",
-                "--test-threads=1",
-                "--nocapture",
-            ])
+        let child = rerun_test("writer_process")
             .env(DIR_ENV, dir.path())
             .env(ID_ENV, id.to_string())
             .spawn()

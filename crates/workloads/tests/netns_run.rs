@@ -1,17 +1,13 @@
 //! `run` the way the lab runs it: a process in its own network namespace and UTS namespace (hostname =
 //! pod name), binding 0.0.0.0 on the workload's real ports. The server process is this test binary,
-//! re-executed into `serve_workload_from_env` inside `ip netns exec <ns> unshare --uts`. Needs root.
+//! re-executed into `serve_workload_from_env` inside `nsenter --net=<ns> unshare --uts`. Needs root.
 //! Each test creates its own uniquely named namespace and removes it (and kills its server) in Drop.
 
-mod support;
-
-use std::fs::File;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::unique_name;
+use weft_testutil::{rerun_test, run_ok, unique_name, TestNetns};
 use weft_workloads::{builtin_for, DeclaredPort, Protocol, Workload};
 
 const CHILD_ENV: &str = "WEFT_WORKLOADS_TEST_SERVE";
@@ -31,39 +27,31 @@ fn serve_workload_from_env() {
 
 /// A network namespace this test made, and the server process in it.
 struct Pod {
-    netns: String,
+    // Dropped after the server (fields drop in order, after `Drop::drop`).
+    netns: TestNetns,
     server: Option<Child>,
 }
 
 impl Pod {
     fn new() -> Pod {
-        let netns = unique_name("weft-wl");
-        run_ok(Command::new("ip").args(["netns", "add", &netns]));
-        let pod = Pod {
-            netns,
+        Pod {
+            netns: TestNetns::new("weft-wl").with_loopback_up(),
             server: None,
-        };
-        run_ok(Command::new("ip").args(["-n", &pod.netns, "link", "set", "lo", "up"]));
-        pod
+        }
     }
 
     /// Starts `workload` as the lab does: in the netns, in a new UTS namespace named `hostname`.
     fn serve(&mut self, workload: &Workload, hostname: &str) {
-        let exe = std::env::current_exe().unwrap();
-        // `ip netns exec`, `unshare` and `exec` all replace themselves, so the child pid is the server.
-        let script = format!("hostname {hostname} && exec \"$0\" --ignored --exact serve_workload_from_env --nocapture");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.netns,
-                "unshare",
-                "--uts",
-                "sh",
-                "-c",
-                &script,
-            ])
-            .arg(exe)
+        let serve = rerun_test("serve_workload_from_env");
+        // `nsenter`, `unshare` and `exec` all replace themselves, so the child pid is the server.
+        let script = format!("hostname {hostname} && exec \"$@\"");
+        let child = self
+            .netns
+            .command("unshare")
+            .args(["--uts", "sh", "-c", &script, "sh"])
+            .arg(serve.get_program())
+            .args(serve.get_args())
+            .arg("--ignored")
             .env(CHILD_ENV, workload.to_args().join(" "))
             .stdout(Stdio::null())
             .spawn()
@@ -71,42 +59,17 @@ impl Pod {
         self.server = Some(child);
     }
 
-    /// Runs `f` on a thread that entered this pod's network namespace, so its sockets live there.
-    fn inside<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let netns = File::open(format!("/run/netns/{}", self.netns)).unwrap();
-                    // setns on a thread moves only that thread; the rest of the test process stays.
-                    let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
-                    assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                    f()
-                })
-                .join()
-                .unwrap()
-        })
+    /// Runs `f` with this thread in the pod's network namespace, so its sockets live there.
+    fn inside<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.netns.run(f)
     }
 
     fn curl(&self, url: &str) -> String {
-        let output = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.netns,
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                url,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "curl {url}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        run_ok(
+            self.netns
+                .command("curl")
+                .args(["-sS", "--max-time", "5", url]),
+        )
     }
 
     /// Waits until the server accepts TCP connections on `port`.
@@ -129,15 +92,7 @@ impl Drop for Pod {
             let _ = server.kill();
             let _ = server.wait();
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
     }
-}
-
-fn run_ok(command: &mut Command) {
-    let status = command.status().unwrap();
-    assert!(status.success(), "{command:?} failed: {status}");
 }
 
 fn strings(items: &[&str]) -> Vec<String> {

@@ -1,45 +1,28 @@
-//! Harness shared by the root integration tests that drive weft-cni through real clients: podman
-//! (`tests/podman.rs`) and Debian's reference plugins in a chain (`tests/chaining.rs`). Everything a
-//! test creates (network namespaces, podman storage, containers) carries the process id and a
-//! counter in its name and is removed in `Drop`, even when the test panics.
+//! The CNI tests' own harness, on top of `weft-testutil`'s network-namespace fixture: `node`
+//! runs the real `weft-cni` binary in a test "host" namespace with env and stdin exactly as a
+//! runtime does (the ADD/DEL/CHECK/GC tests); `plugin` executes any plugin of a chain step by
+//! step and `podman` is a private podman using weft-cni (`tests/chaining.rs`, `tests/podman.rs`).
+//! Everything a test creates (network namespaces, podman storage, containers) carries the
+//! process id and a counter in its name and is removed in `Drop`, even when the test panics.
 //!
 //! Each test crate uses a different subset of these helpers, so unused ones are not an error.
 #![allow(dead_code)]
 
-pub mod netns;
+pub mod node;
 pub mod plugin;
 pub mod podman;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+use std::process::Output;
+use std::time::Duration;
 
 /// Where Debian's containernetworking-plugins package installs the reference plugins.
 pub const REFERENCE_PLUGIN_DIR: &str = "/usr/lib/cni";
 
-/// The weft plugin under test, built by cargo for this test run.
+/// The weft plugin under test, built by cargo for this test run (this crate defines it, so
+/// cargo builds it and names it to the tests).
 pub fn weft_cni() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weft-cni"))
-}
-
-/// A name unique to this process and call: parallel tests and parallel runs never share an object.
-pub fn unique_name(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{}-{n}", std::process::id())
-}
-
-/// Finds `tool` on PATH or fails the test saying which Debian package provides it: these tests
-/// run in CI as plain `cargo test`, and a missing tool must be a visible failure, not a skip.
-pub fn require_tool(tool: &str, debian_package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{tool}` is not on PATH: install the Debian package `{debian_package}`")
-        })
 }
 
 /// A reference plugin from Debian's containernetworking-plugins, or a failure naming the package.
@@ -51,39 +34,6 @@ pub fn reference_plugin(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Runs `cmd` and returns its stdout; a failure shows the command line, status, stdout and stderr.
-pub fn run_ok(cmd: &mut Command) -> String {
-    let output = run(cmd);
-    assert!(output.status.success(), "{} failed", describe(cmd, &output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Runs `cmd` to completion; only failing to spawn it at all fails the test here.
-pub fn run(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
-}
-
-/// The command line and what it printed, for assertion messages and cleanup warnings.
-pub fn describe(cmd: &Command, output: &Output) -> String {
-    format!(
-        "{cmd:?} ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Runs a cleanup command from a `Drop`: failures are reported on stderr, never panicked on,
-/// so one failed step does not skip the others (or abort a test that is already unwinding).
-pub fn cleanup(cmd: &mut Command) {
-    match cmd.output() {
-        Ok(output) if output.status.success() => {}
-        Ok(output) => eprintln!("cleanup step failed: {}", describe(cmd, &output)),
-        Err(e) => eprintln!("cleanup step {cmd:?} could not start: {e}"),
-    }
 }
 
 /// The pod range every test network allocates from; each test has its own host namespace, so
@@ -131,18 +81,8 @@ pub fn first_answer(mut attempt: impl FnMut() -> Output) -> String {
     }
 }
 
-/// Polls `done` for up to five seconds. weft's DEL takes the pod off the network at once (route,
-/// address) but leaves the kernel's slow veth deletion to a detached process, so "the host veth
-/// is gone" is only true a moment after DEL returns.
-pub fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        if done() {
-            return true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
+/// How long DEL's effects may take to show: weft's DEL takes the pod off the network at once
+/// (route, address) but leaves the kernel's slow veth deletion to a detached process, so "the
+/// host veth is gone" is only true a moment after DEL returns. Poll with
+/// `weft_testutil::eventually(VETH_REAPED, ...)`.
+pub const VETH_REAPED: Duration = Duration::from_secs(5);

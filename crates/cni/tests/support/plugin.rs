@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::Value;
+use weft_testutil::TestNetns;
 
-use super::netns::TestNetns;
 use super::REFERENCE_PLUGIN_DIR;
 
 /// The CNI operations these tests drive.

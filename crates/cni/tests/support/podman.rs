@@ -16,8 +16,9 @@ use nix::unistd::Pid;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use super::netns::TestNetns;
-use super::{cleanup, describe, reference_plugin, require_tool, run, run_ok, weft_cni};
+use weft_testutil::{cleanup, describe, require_tool, run, run_ok, TestNetns};
+
+use super::{reference_plugin, weft_cni};
 
 /// The image every test container runs: a rootfs of Debian's busybox-static, imported by `new`.
 pub const IMAGE: &str = "localhost/weft-busybox:test";

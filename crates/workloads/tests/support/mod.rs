@@ -150,13 +150,3 @@ pub fn send_and_drain(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let _ = writing.join();
     answer
 }
-
-pub fn unique_name(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
-}

@@ -2,12 +2,10 @@
 //! naming it, everything else is still served, and no lab daemon goes down. Root, real lab, the
 //! real kubectl; the corruption is a raw SQL update through Python's sqlite3.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use support::{wait_for_what, Lab};
+use weft_testutil::{wait_for_what, Lab};
 
 fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -5,15 +5,13 @@
 //! allocators and the endpoints controller do. Each test owns its lab (torn down in Drop), and
 //! every `weft port-forward` child is killed in Drop too.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{name_of, pod_ip, Lab};
+use weft_testutil::{name_of, pod_ip, Lab};
 
 /// Two agnhost pods serving HTTP on their declared port 80 (one named `http`, one unnamed),
 /// /hostname answering the pod's name.
@@ -245,10 +243,9 @@ struct Forwarder {
 
 impl Forwarder {
     fn start(lab: &Lab, args: &[&str], forwards: usize) -> Forwarder {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(["--lab", &lab.name, "port-forward"])
+        let mut child = lab
+            .weft_cmd(&["port-forward"])
             .args(args)
-            .env("WEFT_STATE_DIR", lab.state.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

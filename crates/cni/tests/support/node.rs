@@ -1,80 +1,20 @@
-//! Test fixtures: uniquely named netns that remove themselves, and a runner that executes the
-//! real `weft-cni` binary inside a "host" netns with env + stdin exactly as a runtime does.
-
-#![allow(dead_code)]
+//! One isolated "node" for driving the plugin directly: a host network namespace, an IPAM data
+//! dir and a network name; runs the real `weft-cni` binary inside the host namespace with env and
+//! stdin exactly as a runtime does, and reads back what it left (allocations, host veths).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
-use weft_dataplane::{NetNs, Netlink};
+use weft_dataplane::NetNs;
+use weft_testutil::{unique_name, TestNetns};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_weft-cni");
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-pub fn unique(tag: &str) -> String {
-    format!(
-        "wcni-{tag}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// A netns created for one test and deleted in Drop (also on panic).
-pub struct TestNs {
-    pub name: String,
-    pub ns: Option<NetNs>,
-}
-
-impl TestNs {
-    pub fn new(tag: &str) -> TestNs {
-        let name = unique(tag);
-        let ns = NetNs::create(&name).expect("creating test netns");
-        TestNs { name, ns: Some(ns) }
-    }
-
-    pub fn ns(&self) -> &NetNs {
-        self.ns.as_ref().expect("netns already deleted")
-    }
-
-    pub fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-
-    pub fn nl(&self) -> Netlink {
-        self.ns().run(Netlink::open).unwrap().unwrap()
-    }
-
-    /// Deletes the namespace now (the fd is closed, so the kernel tears it down).
-    pub fn delete(&mut self) {
-        self.ns = None;
-        NetNs::delete(&self.name).unwrap();
-    }
-
-    /// Runs an `ip` command inside this netns (for breaking things on purpose).
-    pub fn ip(&self, args: &[&str]) {
-        let st = Command::new("ip")
-            .arg("-n")
-            .arg(&self.name)
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip -n {} {args:?}", self.name);
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        self.ns = None;
-        let _ = NetNs::delete(&self.name);
-    }
-}
+use super::weft_cni;
 
 /// A host netns, a data dir and a network name: one isolated "node".
 pub struct Node {
-    pub host: TestNs,
+    pub host: TestNetns,
     pub data: tempfile::TempDir,
     pub network: String,
     pub subnet: String,
@@ -110,15 +50,12 @@ impl Run {
 
 impl Node {
     pub fn new(subnet: &str) -> Node {
-        let host = TestNs::new("host");
-        // Like any real host: lo up gives the netns its local routing table. Without one the
-        // kernel classifies every neighbour as broadcast and pods see ff:ff:.. frames, which
-        // TCP drops (ICMP would still pass).
-        host.nl().lo_up().unwrap();
+        // Like any real host, with its loopback up (see `with_loopback_up`).
+        let host = TestNetns::new("wcni-host").with_loopback_up();
         Node {
             host,
             data: tempfile::tempdir().unwrap(),
-            network: unique("net"),
+            network: unique_name("wcni-net"),
             subnet: subnet.to_string(),
         }
     }
@@ -154,7 +91,7 @@ impl Node {
     /// Names of weft host veths in the host netns.
     pub fn host_veths(&self) -> Vec<String> {
         self.host
-            .nl()
+            .netlink()
             .links()
             .unwrap()
             .into_iter()
@@ -175,8 +112,8 @@ impl Node {
         wait(spawn_in(self.host.ns(), env, stdin))
     }
 
-    pub fn add(&self, conf: &Value, cid: &str, pod: &TestNs) -> Run {
-        self.run(&cmd_env("ADD", cid, Some(&pod.path())), conf)
+    pub fn add(&self, conf: &Value, cid: &str, pod: &TestNetns) -> Run {
+        self.run(&cmd_env("ADD", cid, Some(pod.path_str())), conf)
     }
 
     pub fn del(&self, conf: &Value, cid: &str, netns: Option<&str>) -> Run {
@@ -207,7 +144,7 @@ pub fn cmd_env<'a>(
 pub fn spawn_in(ns: &NetNs, env: &[(&str, &str)], stdin: &[u8]) -> Child {
     let mut child = ns
         .run(|| {
-            Command::new(BIN)
+            Command::new(weft_cni())
                 .env_clear()
                 .envs(env.iter().copied())
                 .stdin(Stdio::piped())

@@ -2,12 +2,10 @@
 //! `weft-cni`, real traffic. Needs root. Each test uses its own lab name and state directory, and
 //! tears its lab down in Drop, also when it fails.
 
-mod support;
-
 use std::process::Command;
 
 use serde_json::Value;
-use support::{name_of, netns_list, pod_ip, wait_for, Lab};
+use weft_testutil::{name_of, netns_list, pod_ip, wait_for, Lab};
 
 fn root_links() -> String {
     let out = Command::new("ip")

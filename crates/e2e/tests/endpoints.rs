@@ -6,13 +6,11 @@
 //! Services set `spec.clusterIP` explicitly (10.96.0.x), so the tests do not depend on how
 //! cluster IPs are allocated.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{name_of, pod_ip, wait_for, Lab};
+use weft_testutil::{name_of, pod_ip, wait_for, Lab};
 
 const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 const MANAGED_BY: &str = "endpointslice-controller.weft.dev";

@@ -2,13 +2,11 @@
 //! nodes and the outside host; balancing, source addresses, traffic policies, affinity, refusal
 //! without endpoints, scaling. Needs root. Each test runs its own lab, torn down in Drop.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{name_of, pod_ip, wait_for, Lab};
+use weft_testutil::{name_of, pod_ip, wait_for, Lab};
 
 const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
 

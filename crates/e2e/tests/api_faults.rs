@@ -5,14 +5,12 @@
 //! re-apply completes). Needs root, kubectl and python3 with the `kubernetes` package
 //! (scripts/deps.sh). Each test runs its own lab, torn down in Drop.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
-use support::{cell, name_of, pod_ip, table, wait_for_what, workspace_root, Lab};
+use weft_testutil::{cell, name_of, pod_ip, table, wait_for_what, workspace_root, Lab};
 
 /// Two web pods (agnhost netexec on 80), their ClusterIP Service, and a client pod.
 const APP: &str = "apiVersion: apps/v1
@@ -239,7 +237,7 @@ fn a_python_watch_resumes_across_an_api_server_restart_and_misses_nothing() {
     lab.ok(&["lab", "up", "--nodes", "1", "-f", &manifest, "--wait", "60"]);
     const COUNT: usize = 5;
 
-    let script = workspace_root().join("crates/cli/tests/api_client.py");
+    let script = workspace_root().join("crates/e2e/tests/api_client.py");
     let mut py = Command::new("python3")
         .arg(&script)
         .arg(lab.kubeconfig())

@@ -1,6 +1,6 @@
 """A second API client for the lab's API server: the Python `kubernetes` package.
 
-Run by crates/cli/tests/api_faults.rs as `python3 api_client.py KUBECONFIG NAMESPACE COUNT`.
+Run by crates/e2e/tests/api_faults.rs as `python3 api_client.py KUBECONFIG NAMESPACE COUNT`.
 It lists pods, then watches the ConfigMaps of NAMESPACE (from the list's resourceVersion) in a
 thread, resuming from the last resourceVersion it saw whenever the stream breaks, while it
 creates COUNT ConfigMaps before, during and after an API server restart:

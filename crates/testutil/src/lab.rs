@@ -1,47 +1,63 @@
-//! The harness the lab tests share: a lab with a unique name and state directory, driven
-//! through the real `weft` binary, torn down in Drop (also when the test fails).
-#![allow(dead_code)] // each test file uses its own part of it
+//! The lab harness of the cluster tests: a lab with a unique name and state directory, driven
+//! through the real `weft` binary and kubectl, torn down with `weft lab down` in `Drop` (also
+//! when the test fails). `lab down` removes exactly what the lab made, so labs of parallel tests
+//! and of other people's suites on the same machine never touch each other.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+use crate::bins;
+use crate::wait::wait_for;
 
 /// The real kubectl, installed by scripts/deps.sh.
 pub const KUBECTL: &str = "/usr/local/bin/kubectl";
 
+/// One lab of one test. Nothing exists until the test runs `lab up` (`lab.ok(&["lab", "up", ...])`).
 pub struct Lab {
+    /// The lab's name (`--lab`): short, since it prefixes the lab's namespace names.
     pub name: String,
+    /// `WEFT_STATE_DIR` for every command: the lab's pid files, logs, store and kubeconfig.
     pub state: tempfile::TempDir,
+    /// Manifests and configs the test writes ([`Lab::write`]).
     files: tempfile::TempDir,
+    weft: PathBuf,
 }
 
 impl Lab {
+    /// A new lab name and state directory; fails at once if the binaries are not built.
     pub fn new() -> Lab {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let weft = bins::weft();
+        // The lab runs the plugin from beside the weft binary (`weft_lab::cni_plugin_dir`).
+        bins::weft_cni();
+        let n = crate::names::next();
         // Cluster names are short (they prefix netns names): "t" + pid in base 36 + counter.
         let name = format!("t{}{n}", radix36(std::process::id()));
         Lab {
             name,
+            weft,
             state: tempfile::tempdir().expect("temp dir"),
             files: tempfile::tempdir().expect("temp dir"),
         }
     }
 
-    pub fn weft(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(["--lab", &self.name])
+    /// A `weft --lab NAME ARGS` command for this lab, to spawn (port-forward, follows).
+    pub fn weft_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.weft);
+        cmd.args(["--lab", &self.name])
             .args(args)
             .env("WEFT_STATE_DIR", self.state.path())
-            .current_dir(workspace_root())
-            .output()
-            .expect("running weft")
+            .current_dir(workspace_root());
+        cmd
     }
 
+    /// `weft --lab NAME ARGS`, run to completion.
+    pub fn weft(&self, args: &[&str]) -> Output {
+        self.weft_cmd(args).output().expect("running weft")
+    }
+
+    /// `weft ARGS`, which must succeed; its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.weft(args);
         assert!(
@@ -204,12 +220,19 @@ impl Lab {
     }
 }
 
+impl Default for Lab {
+    fn default() -> Lab {
+        Lab::new()
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.weft(&["lab", "down"]);
     }
 }
 
+/// `n` in base 36, for short lab names.
 pub fn radix36(mut n: u32) -> String {
     let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut out = Vec::new();
@@ -224,10 +247,12 @@ pub fn radix36(mut n: u32) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// The workspace's root directory (commands run there, so `examples/...` paths work).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The named network namespaces on this machine (anyone's).
 pub fn netns_list() -> Vec<String> {
     std::fs::read_dir("/run/netns")
         .map(|d| {
@@ -238,6 +263,7 @@ pub fn netns_list() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A pod's `status.podIP` (empty when it has none yet).
 pub fn pod_ip(pod: &Value) -> String {
     pod["status"]["podIP"]
         .as_str()
@@ -245,86 +271,10 @@ pub fn pod_ip(pod: &Value) -> String {
         .to_string()
 }
 
+/// An object's `metadata.name`.
 pub fn name_of(pod: &Value) -> String {
     pod["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_string()
-}
-
-/// Polls for up to 30 s.
-pub fn wait_for(cond: impl FnMut() -> bool) {
-    wait_for_what("condition", cond)
-}
-
-/// Polls for up to 30 s; the panic names `what` was awaited.
-pub fn wait_for_what(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not met within 30s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A kubectl table (`kubectl get`, `api-resources`) as rows of (column, cell), cut at the
-/// header's column starts: kubectl's tabwriter aligns every cell under its header and pads
-/// with at least three spaces, while headers like `NOMINATED NODE` hold single spaces.
-pub fn table(text: &str) -> Vec<Vec<(String, String)>> {
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = header_columns(lines.next().unwrap_or(""));
-    lines
-        .map(|line| {
-            header
-                .iter()
-                .enumerate()
-                .map(|(c, (start, name))| {
-                    let from = (*start).min(line.len());
-                    let to = header
-                        .get(c + 1)
-                        .map(|(s, _)| *s)
-                        .unwrap_or(line.len())
-                        .min(line.len());
-                    (
-                        name.clone(),
-                        line.get(from..to).unwrap_or("").trim().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// The column names of a kubectl table's header (its first line).
-pub fn columns(text: &str) -> Vec<String> {
-    header_columns(text.lines().next().unwrap_or(""))
-        .into_iter()
-        .map(|(_, name)| name)
-        .collect()
-}
-
-fn header_columns(header: &str) -> Vec<(usize, String)> {
-    let bytes = header.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b' ' && (i == 0 || (i >= 2 && &bytes[i - 2..i] == b"  ")) {
-            let end = header[i..]
-                .find("  ")
-                .map(|e| i + e)
-                .unwrap_or(header.len());
-            out.push((i, header[i..end].to_string()));
-            i = end;
-        } else {
-            i += 1;
-        }
-    }
-    out
-}
-
-/// One cell of a table row.
-pub fn cell<'a>(row: &'a [(String, String)], column: &str) -> &'a str {
-    row.iter()
-        .find(|(c, _)| c == column)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no column {column} in {row:?}"))
 }

@@ -2,15 +2,13 @@
 //! the `weft` binary. Needs root. Each test uses its own lab name and state directory and tears
 //! its lab down in Drop, also when it fails.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{name_of, pod_ip, wait_for, Lab};
+use weft_testutil::{name_of, pod_ip, wait_for, Lab};
 
 /// Six agnhost pods (HTTP 8080, UDP 8081) spread by the scheduler.
 const SPREAD: &str = "apiVersion: apps/v1

@@ -4,8 +4,6 @@
 //! refused with kube-apiserver's status and nothing stored. Needs root and /usr/local/bin/kubectl
 //! (scripts/deps.sh). Each test runs its own lab, torn down in Drop.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
@@ -13,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{cell, columns, name_of, pod_ip, table, wait_for_what, Lab, KUBECTL};
+use weft_testutil::{cell, columns, name_of, pod_ip, table, wait_for_what, Lab, KUBECTL};
 
 /// What kubectl said: exit code, stdout, stderr.
 struct Said {
@@ -1232,7 +1230,7 @@ fn helm(lab: &Lab, args: &[&str]) -> Said {
             .env("HELM_CACHE_HOME", lab.dir().join("helm/cache"))
             .env("HELM_CONFIG_HOME", lab.dir().join("helm/config"))
             .env("HELM_DATA_HOME", lab.dir().join("helm/data"))
-            .current_dir(support::workspace_root())
+            .current_dir(weft_testutil::workspace_root())
             .output()
             .expect("running helm"),
     )

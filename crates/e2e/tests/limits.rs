@@ -3,10 +3,8 @@
 //! once; the object quota refuses what is over it with a clear event, and stores nothing more.
 //! Root, real lab, the real kubectl.
 
-mod support;
-
 use serde_json::Value;
-use support::{wait_for_what, Lab};
+use weft_testutil::{wait_for_what, Lab};
 
 fn count_pods(lab: &Lab, selector: &str, phase: Option<&str>) -> usize {
     let mut args = vec!["get", "pods", "-l", selector, "-o", "json"];
