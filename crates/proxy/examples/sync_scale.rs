@@ -1,6 +1,6 @@
 //! Times the proxy's kernel programming at scale (needs root): N Services x E endpoints are
 //! compiled and loaded into a fresh network namespace from scratch, then one Service changes
-//! (all its endpoints replaced) and the update is timed the way the agent makes it: that Service
+//! (all its endpoints replaced by addresses no Service had) and the update is timed the way the agent makes it: that Service
 //! recompiled alone, its chains and elements replaced in one transaction. Used by bench/proxy.sh.
 //!   cargo run --release -p weft-proxy --example sync_scale -- 10000 10
 
@@ -19,11 +19,24 @@ fn service(i: usize) -> Service {
     .expect("valid service")
 }
 
+/// Endpoint `e` of Service `i` in a generation: every (Service, endpoint, generation) has its own
+/// address, so a new generation of a slice shares no address with any slice before it (64 x
+/// 65536 addresses per generation: enough for 400k endpoints).
+fn endpoint_ip(i: usize, endpoints: usize, e: usize, generation: usize) -> String {
+    let n = i * endpoints + e;
+    assert!(n < 64 * 65536 && generation < 2, "address plan exceeded");
+    format!(
+        "10.{}.{}.{}",
+        128 + 64 * generation + n / 65536,
+        (n / 256) % 256,
+        n % 256
+    )
+}
+
 fn slice(i: usize, endpoints: usize, generation: usize) -> EndpointSlice {
     let eps: Vec<_> = (0..endpoints)
         .map(|e| {
-            let n = i * endpoints + e + generation;
-            serde_json::json!({"addresses": [format!("10.{}.{}.{}", 128 + n / 65536, (n / 256) % 256, n % 256)], "conditions": {"ready": true}})
+            serde_json::json!({"addresses": [endpoint_ip(i, endpoints, e, generation)], "conditions": {"ready": true}})
         })
         .collect();
     serde_json::from_value(serde_json::json!({
@@ -68,21 +81,37 @@ fn main() {
     let full = t.elapsed();
     assert_eq!(kind, SyncKind::Full);
 
-    // One Service's endpoints change (as when one pod is replaced).
-    // One Service's endpoints change (as when one pod is replaced). The agent recompiles only
-    // that Service: its views from its own slice, then the per-service change.
-    slices[n / 2] = slice(n / 2, e, 1);
+    // One Service's endpoints are all replaced by new addresses (as when its pods are
+    // replaced). The agent recompiles only that Service: its views from its own slice, then the
+    // per-service change. (Generation 1 used to shift the addresses by one, which replaced one
+    // endpoint of ten and reused the next Service's first address.)
+    let changed = n / 2;
+    slices[changed] = slice(changed, e, 1);
+    let addresses = |s: &EndpointSlice| -> std::collections::HashSet<String> {
+        s.endpoints
+            .iter()
+            .flat_map(|ep| ep.addresses.iter().cloned())
+            .collect()
+    };
+    let new_addresses = addresses(&slices[changed]);
+    let before = addresses(&slice(changed, e, 0));
+    assert_eq!(new_addresses.len(), e, "every endpoint has a new address");
+    assert!(
+        new_addresses.is_disjoint(&before),
+        "the change replaces every endpoint"
+    );
     let t = Instant::now();
     let new_views = views(
         &node,
-        &services[n / 2..n / 2 + 1],
-        &slices[n / 2..n / 2 + 1],
+        &services[changed..changed + 1],
+        &slices[changed..changed + 1],
     );
     let old_views: Vec<_> = all_views
         .iter()
-        .filter(|v| v.name == format!("s{}", n / 2))
+        .filter(|v| v.name == format!("s{changed}"))
         .cloned()
         .collect();
+    assert!(!old_views.is_empty(), "the changed Service had views");
     let changes: Vec<_> = old_views
         .into_iter()
         .map(Some)
@@ -100,7 +129,7 @@ fn main() {
     let recompiled = t.elapsed();
     assert!(whole.chain_count() >= n);
     println!(
-        "services={n} endpoints_per_service={e} full_sync_ms={:.1} (compile {:.1}) one_change_ms={:.2} (a whole recompile alone: {:.1})",
+        "services={n} endpoints_per_service={e} full_sync_ms={:.1} (compile {:.1}) one_change_ms={:.2} (all {e} endpoints of one Service replaced; a whole recompile alone: {:.1})",
         full.as_secs_f64() * 1e3,
         compiled.as_secs_f64() * 1e3,
         one.as_secs_f64() * 1e3,
