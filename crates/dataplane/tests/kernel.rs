@@ -429,34 +429,3 @@ fn nft_tables_load_atomically_and_bad_rulesets_change_nothing() {
     })
     .unwrap();
 }
-
-#[test]
-fn an_nft_session_loads_transactions_and_reports_refusals() {
-    let t = scoped("nfts");
-    t.run(|| {
-        use weft_dataplane::nft;
-        let mut session = nft::Session::new();
-        session
-            .apply("table ip wdp_s {\n  set s { type ipv4_addr; }\n}\n")
-            .unwrap();
-        session
-            .apply("add element ip wdp_s s { 10.0.0.1 }\n")
-            .unwrap();
-        let err = session
-            .apply("add element ip wdp_s nosuchset { 10.0.0.2 }\n")
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("nosuchset") || err.to_string().contains("No such file"),
-            "{err}"
-        );
-        session
-            .apply("add element ip wdp_s s { 10.0.0.3 }\n")
-            .unwrap();
-        let text = nft::table("ip", "wdp_s").unwrap().unwrap();
-        assert!(
-            text.contains("10.0.0.1") && text.contains("10.0.0.3") && !text.contains("10.0.0.2"),
-            "{text}"
-        );
-    })
-    .unwrap();
-}

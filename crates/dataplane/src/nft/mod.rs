@@ -2,9 +2,9 @@
 //! rendering to nft script text, and an [`Applier`] that loads it whole or sends only the
 //! difference as an nf_tables netlink batch of weft's own (`wire`, `encode`, `linearize`).
 //!
-//! The older text interface stays for callers not yet on the model: [`apply`] loads nft script
-//! through the `nft` tool (`nft -f -`, one transaction), [`Session`] through libnftables
-//! loaded into the process. Everything runs in the network namespace of the calling thread.
+//! The text interface stays for whole loads through the tool ([`WholeLoad::Tool`]), tests and
+//! benchmarks: [`apply`] loads nft script through the `nft` tool (`nft -f -`, one transaction).
+//! Everything runs in the network namespace of the calling thread.
 
 mod applier;
 mod encode;
@@ -98,135 +98,4 @@ pub fn delete_table(family: &str, name: &str) -> Result<()> {
     apply(&format!(
         "table {family} {name}\ndelete table {family} {name}\n"
     ))
-}
-
-/// A long-lived nftables session for a process that loads many transactions (the agent's Service
-/// proxy): libnftables, from the nftables package, is loaded into the process at first use and
-/// one context is kept, so a transaction costs neither a process start nor loading the tool
-/// (on a 10k-Service table: ~12 ms instead of ~30-45 ms per update, measured). Where the library
-/// cannot be loaded, each transaction runs `nft -f -` as [`apply`] does.
-///
-/// The context's netlink socket belongs to the network namespace the first transaction ran in;
-/// use one session per namespace.
-#[derive(Default)]
-pub struct Session {
-    lib: Option<Library>,
-    tried: bool,
-}
-
-// SAFETY: the context is only used through &mut self, never from two threads at once.
-unsafe impl Send for Session {}
-
-type CtxNew = unsafe extern "C" fn(u32) -> *mut libc::c_void;
-type CtxInt = unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int;
-type CtxBuf = unsafe extern "C" fn(*mut libc::c_void) -> *const libc::c_char;
-type RunCmd = unsafe extern "C" fn(*mut libc::c_void, *const libc::c_char) -> libc::c_int;
-type CtxFree = unsafe extern "C" fn(*mut libc::c_void);
-
-struct Library {
-    ctx: *mut libc::c_void,
-    run: RunCmd,
-    output: CtxBuf,
-    error: CtxBuf,
-    free: CtxFree,
-}
-
-impl Library {
-    /// dlopen + dlsym of the handful of libnftables calls we need; None if any is missing.
-    fn load() -> Option<Library> {
-        // SAFETY: dlopen/dlsym with NUL-terminated names; every symbol is checked for null
-        // before being turned into a function pointer of the signature libnftables.h declares.
-        unsafe {
-            let handle = libc::dlopen(
-                c"libnftables.so.1".as_ptr(),
-                libc::RTLD_NOW | libc::RTLD_LOCAL,
-            );
-            if handle.is_null() {
-                return None;
-            }
-            let sym = |name: &std::ffi::CStr| {
-                let p = libc::dlsym(handle, name.as_ptr());
-                (!p.is_null()).then_some(p)
-            };
-            let new: CtxNew = std::mem::transmute(sym(c"nft_ctx_new")?);
-            let buffer_output: CtxInt = std::mem::transmute(sym(c"nft_ctx_buffer_output")?);
-            let buffer_error: CtxInt = std::mem::transmute(sym(c"nft_ctx_buffer_error")?);
-            let run =
-                std::mem::transmute::<*mut libc::c_void, RunCmd>(sym(c"nft_run_cmd_from_buffer")?);
-            let output = std::mem::transmute::<*mut libc::c_void, CtxBuf>(sym(
-                c"nft_ctx_get_output_buffer",
-            )?);
-            let error =
-                std::mem::transmute::<*mut libc::c_void, CtxBuf>(sym(c"nft_ctx_get_error_buffer")?);
-            let free = std::mem::transmute::<*mut libc::c_void, CtxFree>(sym(c"nft_ctx_free")?);
-            let ctx = new(0);
-            if ctx.is_null() {
-                return None;
-            }
-            // Messages go to buffers we read, not to the agent's stdout/stderr.
-            buffer_output(ctx);
-            buffer_error(ctx);
-            Some(Library {
-                ctx,
-                run,
-                output,
-                error,
-                free,
-            })
-        }
-    }
-}
-
-impl Drop for Library {
-    fn drop(&mut self) {
-        // SAFETY: ctx came from nft_ctx_new and is freed once.
-        unsafe { (self.free)(self.ctx) }
-    }
-}
-
-impl Session {
-    pub fn new() -> Session {
-        Session::default()
-    }
-
-    /// Loads `ruleset` (nft script syntax) as one transaction.
-    pub fn apply(&mut self, ruleset: &str) -> Result<()> {
-        if !self.tried {
-            self.tried = true;
-            self.lib = Library::load();
-        }
-        let Some(lib) = &self.lib else {
-            return apply(ruleset);
-        };
-        let op = "loading an nftables ruleset";
-        let script = std::ffi::CString::new(ruleset).map_err(|_| Error::Nft {
-            op: op.into(),
-            stderr: "the ruleset contains a NUL byte".into(),
-        })?;
-        // SAFETY: ctx is live; the buffers returned are owned by the context and copied out
-        // before the next call.
-        unsafe {
-            let rc = (lib.run)(lib.ctx, script.as_ptr());
-            let read = |f: CtxBuf| {
-                let p = f(lib.ctx);
-                if p.is_null() {
-                    String::new()
-                } else {
-                    std::ffi::CStr::from_ptr(p)
-                        .to_string_lossy()
-                        .trim()
-                        .to_string()
-                }
-            };
-            let _ = read(lib.output);
-            let errors = read(lib.error);
-            if rc != 0 {
-                return Err(Error::Nft {
-                    op: op.into(),
-                    stderr: errors,
-                });
-            }
-        }
-        Ok(())
-    }
 }
