@@ -97,7 +97,10 @@ fn a_silent_server_times_out() {
         let _ = stream.read(&mut buf);
     });
     let err = run(&http(addr, "/"), Duration::from_millis(300)).unwrap_err();
-    assert_eq!(err, format!("Get http://{addr}/: timeout awaiting response"));
+    assert_eq!(
+        err,
+        format!("Get http://{addr}/: timeout awaiting response")
+    );
     let request = request.recv().unwrap();
     assert!(request.starts_with("GET / HTTP/1.1\r\n"), "{request}");
 }
