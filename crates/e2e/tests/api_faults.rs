@@ -59,16 +59,24 @@ fn sigkill(pid: u32) {
 
 /// SIGKILLs the daemon whose pid file is `daemon` (see [`Lab::pid_file`]) and waits for its
 /// replacement: a different live pid in the pid file. Returns (old, new).
+/// A daemon's pid: a pid file's (`apiserver`, `nodes/NODE/kubelet`), or for `agent/NODE` the
+/// node's weft-agent pod's container (the DaemonSet from deploy/).
+fn pid_of(lab: &Lab, daemon: &str) -> Option<u32> {
+    match daemon.strip_prefix("agent/") {
+        Some(node) => Some(lab.agent_pid(node)),
+        None => lab.daemon_pid(daemon),
+    }
+}
+
 fn kill_and_await(lab: &Lab, daemon: &str) -> (u32, u32) {
-    let old = lab
-        .daemon_pid(daemon)
+    let old = pid_of(lab, daemon)
         .unwrap_or_else(|| panic!("no pid in {}", lab.pid_file(daemon).display()));
     assert!(alive(old), "{daemon} ({old}) not running before the kill");
     sigkill(old);
     let mut new = 0;
     wait_for_what(
         &format!("{daemon} restarted after SIGKILL of {old}"),
-        || match lab.daemon_pid(daemon) {
+        || match pid_of(lab, daemon) {
             Some(pid) if pid != old && alive(pid) => {
                 new = pid;
                 true
@@ -165,7 +173,7 @@ fn every_lab_daemon_comes_back_after_sigkill_and_the_cluster_keeps_serving() {
         "controller".to_string(),
         "speaker".to_string(),
         format!("nodes/{node}/kubelet"),
-        format!("nodes/{node}/agent"),
+        format!("agent/{node}"),
     ] {
         let (old, new) = kill_and_await(&lab, &daemon);
         eprintln!("{daemon}: {old} -> {new}");

@@ -130,7 +130,7 @@ impl Lab {
     }
 
     /// A daemon's pid file: `apiserver`, `controller`, `speaker` (the lab's) or
-    /// `nodes/NODE/kubelet`, `nodes/NODE/agent`.
+    /// `nodes/NODE/kubelet`.
     pub fn pid_file(&self, daemon: &str) -> PathBuf {
         self.dir().join(format!("{daemon}.pid"))
     }
@@ -184,26 +184,45 @@ impl Lab {
         PathBuf::from(format!("/run/netns/weft_{}_pod-{uid}", self.name))
     }
 
-    fn agent_pid_file(&self, node: &str) -> PathBuf {
-        self.state
+    /// The node's agent, a pod of the `weft-agent` DaemonSet (deploy/agent.yaml): its pod name
+    /// and the pid of its running `agent` container, from the node kubelet's sandbox records.
+    fn agent_record(&self, node: &str) -> Option<(String, u32)> {
+        let dir = self
+            .state
             .path()
             .join(&self.name)
             .join("nodes")
             .join(node)
-            .join("agent.pid")
+            .join("sandboxes");
+        std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+            let record: Value =
+                serde_json::from_str(&std::fs::read_to_string(entry.path()).ok()?).ok()?;
+            let name = record["name"].as_str()?;
+            if record["namespace"] != "kube-system" || !name.starts_with("weft-agent-") {
+                return None;
+            }
+            let pid = record["containers"]["agent"]["pid"].as_u64()?;
+            Some((name.to_string(), u32::try_from(pid).ok()?))
+        })
     }
 
+    /// The pid of the node's running agent, waiting for one.
     pub fn agent_pid(&self, node: &str) -> u32 {
-        let file = self.agent_pid_file(node);
-        wait_for(|| file.exists());
-        std::fs::read_to_string(&file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        wait_for(|| self.agent_record(node).is_some());
+        self.agent_record(node).map(|(_, pid)| pid).unwrap()
     }
 
-    /// A daemon's log file (`agent-NODE`, `kubelet-NODE`, `controller`), empty if not there yet.
+    /// The current run's log of the node's agent (its pod's `agent` container), empty if none
+    /// yet.
+    pub fn agent_log(&self, node: &str) -> String {
+        match self.agent_record(node) {
+            Some((pod, _)) => self.log(&format!("kube-system_{pod}_agent")),
+            None => String::new(),
+        }
+    }
+
+    /// A daemon's log file (`kubelet-NODE`, `controller`, `NAMESPACE_POD_CONTAINER`), empty if
+    /// not there yet.
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(
             self.state
