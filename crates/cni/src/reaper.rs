@@ -9,29 +9,28 @@
 
 use weft_dataplane::{IfIndex, Netlink};
 
-/// Delete link `index` of the current network namespace from a detached grandchild process.
-/// Returns once the grandchild exists; its outcome is not reported (a failure leaves a veth
-/// with no route or address, which a later ADD of the attachment replaces).
+/// Delete link `index` of the current network namespace from a detached child process.
+/// Returns at once; the outcome is not reported (a failure leaves a veth with no route or
+/// address, which a later ADD of the attachment replaces).
+///
+/// One fork, not a daemon's double fork: the plugin exits right after DEL, so the child is
+/// reparented (to init, or the runtime's subreaper) at that point and is never left as the
+/// runtime's zombie. Waiting for an intermediate child to exit cost DEL a scheduling round trip,
+/// milliseconds on a busy node. `setsid` takes the child out of the runtime's process group and
+/// session, so signals meant for the plugin do not stop the deletion.
 pub fn delete_link_detached(index: IfIndex) {
     // SAFETY: the plugin is single-threaded when DEL runs (no thread is alive at this point),
-    // so fork is safe; the children only make system calls and `_exit`.
+    // so fork is safe; the child only makes system calls and `_exit`s.
     unsafe {
         match libc::fork() {
             -1 => delete_now(index),
             0 => {
-                // First child: leave the runtime's session, fork the worker, and exit so the
-                // worker is reparented and never becomes the runtime's zombie.
                 libc::setsid();
-                if libc::fork() == 0 {
-                    detach_stdio();
-                    delete_now(index);
-                }
+                detach_stdio();
+                delete_now(index);
                 libc::_exit(0);
             }
-            child => {
-                let mut status = 0;
-                libc::waitpid(child, &mut status, 0);
-            }
+            _ => {}
         }
     }
 }
