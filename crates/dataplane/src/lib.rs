@@ -38,5 +38,5 @@ pub use link::{BridgeAdd, Link, LinkRef, LinkSet, VethAdd, VxlanAdd, VxlanInfo, 
 pub use neigh::{FdbEntry, Neighbour};
 pub use netlink::Netlink;
 pub use netns::{NetNs, ScopedNetNs, NETNS_RUN_DIR};
-pub use route::{Route, RouteAdd, Scope, RTPROT_BOOT};
+pub use route::{NextHop, Route, RouteAdd, Scope, RTPROT_BOOT};
 pub use types::{Family, IfIndex, IpNet, MacAddr};
