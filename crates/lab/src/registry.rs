@@ -1,6 +1,7 @@
 //! The lab's Service registry: what the Kubernetes API server does to a Service before storing
 //! it. Defaults (type, protocol, targetPort, policies), validation with messages naming the field,
-//! and allocation: a cluster IP from the service CIDR, node ports from the node-port range, and a
+//! and allocation: a cluster IP from the service CIDR, node ports from the node-port range (and
+//! the `healthCheckNodePort` of a LoadBalancer with `externalTrafficPolicy: Local`), and a
 //! load-balancer address from the pool (what a cloud controller or MetalLB would do), written to
 //! `status.loadBalancer.ingress`. It runs as the store's [`Admission`], under the store's write
 //! lock, so concurrent applies never hand out one address twice; allocations live on the Service
@@ -70,6 +71,7 @@ impl ServiceRegistry {
         self.cluster_ip(spec, old, others)?;
         if ty == "NodePort" || ty == "LoadBalancer" {
             self.node_ports(spec, old, others)?;
+            self.health_check_node_port(spec, &ty, old, others)?;
         } else {
             for p in spec.ports.iter_mut().flatten() {
                 if p.node_port.take().is_some() {
@@ -185,11 +187,7 @@ impl ServiceRegistry {
         others: &[&Service],
     ) -> Result<(), String> {
         let (lo, hi) = self.node_ports;
-        let mut taken: BTreeSet<i32> = others
-            .iter()
-            .flat_map(|s| s.spec.iter().flat_map(|sp| sp.ports.iter().flatten()))
-            .filter_map(|p| p.node_port)
-            .collect();
+        let mut taken = taken_node_ports(others);
         let old_ports: Vec<_> = old.and_then(|o| o.ports.clone()).unwrap_or_default();
         let ports = spec.ports.get_or_insert_with(Vec::new);
         // Requested ports first, so an automatic pick never takes one asked for later in the list.
@@ -204,16 +202,7 @@ impl ServiceRegistry {
                     ));
                 }
                 if taken.contains(&n) {
-                    let owner = others
-                        .iter()
-                        .find(|s| {
-                            s.spec
-                                .iter()
-                                .flat_map(|sp| sp.ports.iter().flatten())
-                                .any(|q| q.node_port == Some(n))
-                        })
-                        .map(|s| name(s))
-                        .unwrap_or_default();
+                    let owner = node_port_owner(others, n);
                     return Err(format!(
                         "spec.ports[{}].nodePort: {n} is already allocated to service {owner}",
                         p.port
@@ -222,6 +211,10 @@ impl ServiceRegistry {
             }
         }
         taken.extend(ports.iter().filter_map(|p| p.node_port));
+        // This Service's own health check port (asked for, or kept from before) is not free
+        // for an automatic pick either.
+        taken.extend(spec.health_check_node_port);
+        taken.extend(old.and_then(|o| o.health_check_node_port));
         for p in ports.iter_mut().filter(|p| p.node_port.is_none()) {
             let kept = old_ports
                 .iter()
@@ -236,6 +229,79 @@ impl ServiceRegistry {
             taken.insert(n);
             p.node_port = Some(n);
         }
+        Ok(())
+    }
+
+    /// `spec.healthCheckNodePort`, where every node's proxy tells load balancers whether it has
+    /// a local endpoint: only a LoadBalancer with `externalTrafficPolicy: Local` has one (as in
+    /// Kubernetes). It is allocated from the node-port range (shared with node ports), honoured
+    /// when asked for and free, immutable while needed, and dropped when the Service stops
+    /// needing it, which releases it; deleting the Service releases it too.
+    fn health_check_node_port(
+        &self,
+        spec: &mut ServiceSpec,
+        ty: &str,
+        old: Option<&ServiceSpec>,
+        others: &[&Service],
+    ) -> Result<(), String> {
+        let needs = |s: &ServiceSpec, ty: &str| {
+            ty == "LoadBalancer" && s.external_traffic_policy.as_deref() == Some("Local")
+        };
+        let old_port = old
+            .filter(|o| needs(o, o.type_.as_deref().unwrap_or("ClusterIP")))
+            .and_then(|o| o.health_check_node_port)
+            .filter(|n| *n != 0);
+        let asked = spec.health_check_node_port.filter(|n| *n != 0);
+        if !needs(spec, ty) {
+            // Kubernetes drops the stored port when the Service stops needing it, and refuses
+            // a port asked for on a Service that cannot have one.
+            if asked.is_some() && asked != old_port {
+                return Err("spec.healthCheckNodePort: may only be set when type is \"LoadBalancer\" and externalTrafficPolicy is \"Local\"".into());
+            }
+            spec.health_check_node_port = None;
+            return Ok(());
+        }
+        let (lo, hi) = self.node_ports;
+        let n = match (asked, old_port) {
+            (Some(a), Some(o)) if a != o => {
+                return Err(format!(
+                    "spec.healthCheckNodePort: field is immutable (is {o}, asked for {a})"
+                ))
+            }
+            (_, Some(o)) => o,
+            (Some(a), None) => {
+                if a < i32::from(lo) || a > i32::from(hi) {
+                    return Err(format!(
+                        "spec.healthCheckNodePort: {a} is outside the node port range {lo}-{hi}"
+                    ));
+                }
+                if taken_node_ports(others).contains(&a) {
+                    return Err(format!(
+                        "spec.healthCheckNodePort: {a} is already allocated to service {}",
+                        node_port_owner(others, a)
+                    ));
+                }
+                a
+            }
+            (None, None) => {
+                let mut taken = taken_node_ports(others);
+                taken.extend(spec.ports.iter().flatten().filter_map(|p| p.node_port));
+                (i32::from(lo)..=i32::from(hi))
+                    .find(|n| !taken.contains(n))
+                    .ok_or_else(|| {
+                        format!(
+                            "no node port left in the range {lo}-{hi} for spec.healthCheckNodePort"
+                        )
+                    })?
+            }
+        };
+        if let Some(p) = spec.ports.iter().flatten().find(|p| p.node_port == Some(n)) {
+            return Err(format!(
+                "spec.ports[{}].nodePort: {n} is the Service's own healthCheckNodePort",
+                p.port
+            ));
+        }
+        spec.health_check_node_port = Some(n);
         Ok(())
     }
 
@@ -477,6 +543,30 @@ fn check_policies(spec: &mut ServiceSpec, ty: &str) -> Result<(), String> {
         p => return Err(format!("spec.internalTrafficPolicy: unsupported value {p:?}: supported values: \"Cluster\", \"Local\"")),
     }
     Ok(())
+}
+
+/// Every node port the other Services hold: their ports' and their health check ports.
+fn taken_node_ports(others: &[&Service]) -> BTreeSet<i32> {
+    let mut taken = BTreeSet::new();
+    for spec in others.iter().filter_map(|s| s.spec.as_ref()) {
+        taken.extend(spec.ports.iter().flatten().filter_map(|p| p.node_port));
+        taken.extend(spec.health_check_node_port);
+    }
+    taken
+}
+
+/// `namespace/name` of the other Service holding node port `n` (as a port or health check port).
+fn node_port_owner(others: &[&Service], n: i32) -> String {
+    others
+        .iter()
+        .find(|s| {
+            s.spec.iter().any(|sp| {
+                sp.health_check_node_port == Some(n)
+                    || sp.ports.iter().flatten().any(|q| q.node_port == Some(n))
+            })
+        })
+        .map(|s| name(s))
+        .unwrap_or_default()
 }
 
 fn cluster_ip(s: &Service) -> Option<Ipv4Addr> {

@@ -292,3 +292,76 @@ fn re_applying_a_bound_pod_keeps_its_node() {
         None
     );
 }
+
+#[test]
+fn local_load_balancers_get_a_health_check_node_port_released_with_the_policy() {
+    let local = |n: &str, extra: &str| {
+        format!("metadata: {{name: {n}}}\nspec:\n  type: LoadBalancer\n  externalTrafficPolicy: Local\n{extra}  ports: [{{port: 80}}]\n")
+    };
+    let hc = |s: &Service| s.spec.as_ref().unwrap().health_check_node_port;
+    let node_port = |s: &Service| s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].node_port;
+    // From the node-port range, after the Service's own node ports.
+    let a = admit(&local("a", ""), &[]).unwrap();
+    assert_eq!((node_port(&a), hc(&a)), (Some(30000), Some(30001)));
+    // Shared with node ports: the next Service's picks skip it.
+    let b = admit(&local("b", ""), &[&a]).unwrap();
+    assert_eq!((node_port(&b), hc(&b)), (Some(30002), Some(30003)));
+    let np = admit(
+        "metadata: {name: np}\nspec:\n  type: NodePort\n  ports: [{port: 80}]\n",
+        &[&a],
+    )
+    .unwrap();
+    assert_eq!(node_port(&np), Some(30002));
+    // Cluster policy, NodePort and ClusterIP Services have none.
+    let cluster = admit(
+        "metadata: {name: c}\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(hc(&cluster), None);
+    assert_eq!(hc(&np), None);
+    // Asked for: honoured when free, refused when taken or out of range or not needed.
+    let asked = admit(&local("x", "  healthCheckNodePort: 31000\n"), &[&a]).unwrap();
+    assert_eq!(hc(&asked), Some(31000));
+    assert_eq!(
+        admit(&local("x", "  healthCheckNodePort: 30001\n"), &[&a]).unwrap_err(),
+        "spec.healthCheckNodePort: 30001 is already allocated to service default/a"
+    );
+    assert_eq!(
+        admit(&local("x", "  healthCheckNodePort: 30000\n"), &[&a]).unwrap_err(),
+        "spec.healthCheckNodePort: 30000 is already allocated to service default/a"
+    );
+    assert!(admit(&local("x", "  healthCheckNodePort: 80\n"), &[])
+        .unwrap_err()
+        .contains("outside the node port range"));
+    assert!(admit(
+        "metadata: {name: c}\nspec:\n  type: LoadBalancer\n  healthCheckNodePort: 31000\n  ports: [{port: 80}]\n",
+        &[],
+    )
+    .unwrap_err()
+    .contains("may only be set when type is \"LoadBalancer\" and externalTrafficPolicy is \"Local\""));
+    // Re-applied without it: kept; changed: immutable.
+    let mut again = svc(&local("a", ""));
+    registry().admit_service(&mut again, Some(&a), &[]).unwrap();
+    assert_eq!(hc(&again), Some(30001));
+    let mut moved = svc(&local("a", "  healthCheckNodePort: 31001\n"));
+    assert_eq!(
+        registry()
+            .admit_service(&mut moved, Some(&a), &[])
+            .unwrap_err(),
+        "spec.healthCheckNodePort: field is immutable (is 30001, asked for 31001)"
+    );
+    // Switching to Cluster policy releases it (even when the stored value is sent back).
+    let mut to_cluster = a.clone();
+    to_cluster.spec.as_mut().unwrap().external_traffic_policy = Some("Cluster".into());
+    registry()
+        .admit_service(&mut to_cluster, Some(&a), &[])
+        .unwrap();
+    assert_eq!(hc(&to_cluster), None);
+    let reuse = admit(&local("d", ""), &[&to_cluster]).unwrap();
+    assert_eq!(
+        (node_port(&reuse), hc(&reuse)),
+        (Some(30001), Some(30002)),
+        "the released port is free again"
+    );
+}
