@@ -50,7 +50,15 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         let client = source::client(config.kubeconfig.as_deref()).await?;
         let shared = Shared::new();
         let net = NetReconciler::new(config.network.clone(), &config.node);
-        let proxy = ProxyReconciler::new(&config.node, config.network.cluster_cidr);
+        // The proxy hands its loaded views to the LoadBalancer health check servers, which
+        // listen on every address of the node (kube-proxy's healthCheckNodePort servers).
+        let (health_tx, health_rx) = weft_proxy::health::channel();
+        let proxy =
+            ProxyReconciler::new(&config.node, config.network.cluster_cidr).with_health(health_tx);
+        tokio::spawn(weft_proxy::health::serve(
+            health_rx,
+            std::net::Ipv4Addr::UNSPECIFIED.into(),
+        ));
         source::spawn(&client, &shared, union(&[net.interest(), proxy.interest()]));
         tracing::info!(node = %config.node, mode = ?config.network.mode, "agent started");
         let reconcilers = [host(net, &shared), host(proxy, &shared)];

@@ -16,8 +16,12 @@
 //!   still DNATed to a removed endpoint); [`clear_stale_flows`] deletes them once the new rules
 //!   are loaded, so a client that keeps sending from one socket reaches a live endpoint;
 //!   [`clear_unserved_flows`] does the same from the current views alone (after a restart).
+//! - [`health`]: the loaded views -> one HTTP health check per LoadBalancer Service with
+//!   `externalTrafficPolicy: Local` on its `healthCheckNodePort`, answered as kube-proxy does
+//!   (200 with local endpoints, 503 without), so a load balancer sends only to nodes that serve.
 
 mod apply;
+pub mod health;
 pub mod reconcile;
 pub mod ruleset;
 pub mod stale;

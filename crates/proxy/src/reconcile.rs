@@ -68,6 +68,8 @@ pub struct ProxyReconciler {
     /// The node the loaded table was compiled for.
     loaded_for: Option<ProxyNode>,
     next_whole: Instant,
+    /// Where the loaded views go after each successful sync, for the health check servers.
+    health: Option<tokio::sync::watch::Sender<crate::health::HealthState>>,
 }
 
 impl ProxyReconciler {
@@ -83,6 +85,22 @@ impl ProxyReconciler {
             loaded: BTreeMap::new(),
             loaded_for: None,
             next_whole: Instant::now(),
+            health: None,
+        }
+    }
+
+    /// Publishes the loaded views to `tx` after each successful sync ([`crate::health`]).
+    pub fn with_health(
+        mut self,
+        tx: tokio::sync::watch::Sender<crate::health::HealthState>,
+    ) -> ProxyReconciler {
+        self.health = Some(tx);
+        self
+    }
+
+    fn publish_health(&self) {
+        if let Some(tx) = &self.health {
+            crate::health::publish(tx, self.loaded.values().flatten());
         }
     }
 
@@ -139,6 +157,7 @@ impl ProxyReconciler {
                 None => self.loaded.remove(&svc),
             };
         }
+        self.publish_health();
         log_sync(&self.node, &kind, changes.len());
         clear(
             &self.node,
@@ -158,6 +177,7 @@ impl ProxyReconciler {
         self.loaded_for = Some(node.clone());
         self.changes.whole = false;
         self.next_whole = Instant::now() + WHOLE_CHECK;
+        self.publish_health();
         if first {
             // After a restart nothing says what changed while we were down: check every flow.
             clear(&self.node, crate::clear_unserved_flows(&node, &new));

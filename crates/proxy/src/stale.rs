@@ -177,6 +177,8 @@ mod tests {
                 })
                 .collect(),
             local_endpoints: vec![],
+            terminating: false,
+            health_check_node_port: None,
         }
     }
 

@@ -72,6 +72,14 @@ pub struct ServicePortView {
     pub endpoints: Vec<Endpoint>,
     /// The endpoints on this node that local-policy traffic may use.
     pub local_endpoints: Vec<Endpoint>,
+    /// The endpoints are serving but terminating ones, used only because none is ready: they
+    /// still take traffic, but a load balancer's health check counts none of them, so it
+    /// drains the node (kube-proxy's rule).
+    pub terminating: bool,
+    /// `spec.healthCheckNodePort` of a LoadBalancer Service with `externalTrafficPolicy:
+    /// Local`: where this node tells load balancers how many local endpoints it has
+    /// ([`crate::health`]). None for every other Service.
+    pub health_check_node_port: Option<u16>,
 }
 
 impl ServicePortView {
@@ -159,6 +167,13 @@ pub fn views(
                 .and_then(|t| u32::try_from(t).ok())
                 .unwrap_or(10800)
         });
+        let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+        // As kube-proxy: only a LoadBalancer with Local policy is health-checked.
+        let health_check_node_port = spec
+            .health_check_node_port
+            .filter(|_| external_local && spec.type_.as_deref() == Some("LoadBalancer"))
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| *n > 0);
         let own_slices = by_service
             .get(&(namespace.clone(), name.clone()))
             .map(Vec::as_slice)
@@ -171,7 +186,8 @@ pub fn views(
                 continue;
             };
             let port_name = p.name.clone().filter(|n| !n.is_empty());
-            let endpoints = endpoints_for(own_slices, port_name.as_deref(), protocol);
+            let (endpoints, terminating) =
+                endpoints_for(own_slices, port_name.as_deref(), protocol);
             let local_endpoints = endpoints
                 .iter()
                 .filter(|e| e.node.as_deref() == Some(node.name.as_str()))
@@ -189,11 +205,13 @@ pub fn views(
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|n| *n > 0),
                 external_ips: external_ips.clone(),
-                external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+                external_local,
                 internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
                 affinity_timeout,
                 endpoints,
                 local_endpoints,
+                terminating,
+                health_check_node_port,
             });
         }
     }
@@ -203,12 +221,12 @@ pub fn views(
 
 /// The endpoints of the slice port named like the service port: ready ones, or, when none is
 /// ready, the serving ones that are terminating (so a rolling update never refuses
-/// connections it could still serve), as kube-proxy does.
+/// connections it could still serve), as kube-proxy does. True with the terminating ones.
 fn endpoints_for(
     slices: &[&EndpointSlice],
     port_name: Option<&str>,
     protocol: Protocol,
-) -> Vec<Endpoint> {
+) -> (Vec<Endpoint>, bool) {
     let mut ready = Vec::new();
     let mut terminating = Vec::new();
     for slice in slices {
@@ -248,8 +266,9 @@ fn endpoints_for(
             }
         }
     }
+    let only_terminating = ready.is_empty() && !terminating.is_empty();
     let mut chosen = if ready.is_empty() { terminating } else { ready };
     chosen.sort();
     chosen.dedup();
-    chosen
+    (chosen, only_terminating)
 }
