@@ -1,29 +1,45 @@
-//! The lab's load-balancer speaker: what MetalLB (or a cloud's load balancer) does for a real
-//! cluster. It runs inside the lab's fabric namespace, the router between the outside host and
-//! the nodes, and routes each LoadBalancer address (and each externalIP) to a node: for
-//! `externalTrafficPolicy: Cluster` any ready node (the node's proxy balances cluster-wide), for
-//! `Local` a node that has a ready endpoint of the Service, so the client's address survives.
-//! Routes carry protocol 0x57 so the speaker only ever replaces or removes its own.
+//! The lab's load-balancer speaker: what MetalLB in BGP mode (or a cloud's load balancer) does
+//! for a real cluster. It runs inside the lab's fabric namespace, the router between the outside
+//! host and the nodes, and routes each LoadBalancer address (and each externalIP) to the nodes
+//! that should take its traffic, as one ECMP route with a nexthop per node:
+//! - `externalTrafficPolicy: Local`: every ready node with a ready endpoint of the Service, so
+//!   the node's proxy delivers locally and the client's address survives. These are exactly the
+//!   nodes whose `healthCheckNodePort` answers 200; the speaker reads the same EndpointSlices the
+//!   proxies count rather than probing, so a change routes at once and nothing polls the nodes.
+//!   With no such node, the first ready node (a cloud balancer fails open when every check
+//!   fails; the node drops, as its proxy has nothing local).
+//! - `Cluster`: every ready node, since each node's proxy balances cluster-wide: traffic enters
+//!   through all nodes instead of funnelling through one, as a cloud balancer uses every healthy
+//!   node.
+//!
+//! The fabric hashes flows over the nexthops by addresses and ports
+//! (`net.ipv4.fib_multipath_hash_policy=1`, set when the speaker starts), so different client
+//! connections spread while each connection stays on one node. Routes carry protocol 0x57 so the
+//! speaker only ever replaces or removes its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use weft_dataplane::{IpNet, Netlink};
+use weft_dataplane::{Family, IpNet, Netlink, NextHop};
+use weft_net::ROUTE_PROTOCOL;
 use weft_sources::Store;
 
 use crate::LabError;
 
-use weft_net::{sync_owned_routes, OwnedRoute};
+/// The fabric's multipath hash: 1 is layer 4 (addresses, protocol and ports), so two
+/// connections from one client can take different nodes.
+const MULTIPATH_HASH_POLICY: (&str, &str) = ("net/ipv4/fib_multipath_hash_policy", "1");
 
-/// Address -> the node IP it is routed to. Pure: decided from the objects alone.
+/// Address -> the node IPs it is routed to (sorted, never empty). Pure: decided from the objects
+/// alone.
 pub fn desired_routes(
     services: &[Service],
     slices: &[EndpointSlice],
     nodes: &[Node],
-) -> BTreeMap<Ipv4Addr, Ipv4Addr> {
+) -> BTreeMap<Ipv4Addr, Vec<Ipv4Addr>> {
     let mut ready: Vec<(String, Ipv4Addr)> = nodes
         .iter()
         .filter(|n| weft_model::node::is_ready(n))
@@ -38,26 +54,32 @@ pub fn desired_routes(
             continue;
         }
         let local = spec.external_traffic_policy.as_deref() == Some("Local");
-        let target = if local {
+        let mut targets: Vec<Ipv4Addr> = if local {
             let with_endpoints = local_endpoint_nodes(svc, slices);
             ready
                 .iter()
-                .find(|(name, _)| with_endpoints.contains(name))
-                .or(ready.first())
+                .filter(|(name, _)| with_endpoints.contains(name.as_str()))
+                .map(|(_, ip)| *ip)
+                .collect()
         } else {
-            ready.first()
+            ready.iter().map(|(_, ip)| *ip).collect()
         };
-        if let Some((_, ip)) = target {
-            for a in addresses {
-                out.insert(a, *ip);
-            }
+        if targets.is_empty() {
+            targets.extend(ready.first().map(|(_, ip)| *ip));
+        }
+        if targets.is_empty() {
+            continue;
+        }
+        targets.sort();
+        for a in addresses {
+            out.insert(a, targets.clone());
         }
     }
     out
 }
 
 /// The nodes holding a ready endpoint of `svc`.
-fn local_endpoint_nodes(svc: &Service, slices: &[EndpointSlice]) -> Vec<String> {
+fn local_endpoint_nodes<'a>(svc: &Service, slices: &'a [EndpointSlice]) -> BTreeSet<&'a str> {
     let (ns, name) = (
         svc.metadata.namespace.as_deref(),
         svc.metadata.name.as_deref(),
@@ -65,17 +87,16 @@ fn local_endpoint_nodes(svc: &Service, slices: &[EndpointSlice]) -> Vec<String> 
     slices
         .iter()
         .filter(|s| s.metadata.namespace.as_deref() == ns)
-        .filter(|s| {
-            s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("kubernetes.io/service-name"))
-                .map(String::as_str)
-                == name
-        })
+        .filter(|s| weft_model::endpoints::service_name(s) == name)
         .flat_map(|s| s.endpoints.iter())
-        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-        .filter_map(|e| e.node_name.clone())
+        .filter(|e| weft_model::endpoints::is_ready(e))
+        .filter(|e| {
+            !e.conditions
+                .as_ref()
+                .and_then(|c| c.terminating)
+                .unwrap_or(false)
+        })
+        .filter_map(|e| e.node_name.as_deref())
         .collect()
 }
 
@@ -90,6 +111,8 @@ impl Speaker {
 
     /// Runs until killed, in the fabric namespace it was started in.
     pub fn run(self) -> Result<(), LabError> {
+        let (key, value) = MULTIPATH_HASH_POLICY;
+        weft_dataplane::sysctl::write(key, value)?;
         crate::follow(&self.store, Duration::from_secs(5), || {
             if let Err(e) = self.sync() {
                 tracing::warn!("speaker sync failed: {e}");
@@ -113,24 +136,56 @@ impl Speaker {
             .filter_map(|o| o.as_node().cloned())
             .collect();
         let want = desired_routes(&services, &slices, &nodes);
-        let routes = want
-            .iter()
-            .map(|(addr, node)| {
-                Ok(OwnedRoute {
-                    dst: IpNet::new(IpAddr::V4(*addr), 32)?,
-                    gateway: IpAddr::V4(*node),
-                    oif: None,
-                    onlink: false,
-                })
-            })
-            .collect::<Result<Vec<_>, weft_dataplane::Error>>()?;
-        let changes = sync_owned_routes(&mut Netlink::open()?, &routes)
-            .map_err(|e| LabError::Invalid(format!("routing load-balancer addresses: {e}")))?;
-        for change in changes {
+        for change in sync_routes(&mut Netlink::open()?, &want)? {
             tracing::info!("{change}");
         }
         Ok(())
     }
+}
+
+/// Makes the speaker's routes (protocol 0x57) in this namespace exactly `want`: a single-path
+/// route for one node, a multipath one for several; replaces what differs, deletes the rest,
+/// never touches another owner's route. Returns what it changed.
+fn sync_routes(
+    nl: &mut Netlink,
+    want: &BTreeMap<Ipv4Addr, Vec<Ipv4Addr>>,
+) -> Result<Vec<String>, weft_dataplane::Error> {
+    let owned: HashMap<IpNet, BTreeSet<IpAddr>> = nl
+        .routes(Family::V4)?
+        .into_iter()
+        .filter(|r| r.protocol == ROUTE_PROTOCOL)
+        .map(|r| (r.dst, r.gateways().into_iter().collect()))
+        .collect();
+    let mut changes = Vec::new();
+    let mut wanted = HashSet::new();
+    for (addr, nodes) in want {
+        let dst = IpNet::new(IpAddr::V4(*addr), 32)?;
+        wanted.insert(dst);
+        let gateways: BTreeSet<IpAddr> = nodes.iter().map(|n| IpAddr::V4(*n)).collect();
+        if owned.get(&dst) == Some(&gateways) {
+            continue;
+        }
+        let mut add = nl.route_add(dst).protocol(ROUTE_PROTOCOL).replace();
+        match nodes.as_slice() {
+            [one] => add = add.gateway(IpAddr::V4(*one)),
+            many => {
+                for n in many {
+                    add = add.nexthop(NextHop::via(IpAddr::V4(*n)));
+                }
+            }
+        }
+        add.execute()?;
+        let via: Vec<String> = nodes.iter().map(Ipv4Addr::to_string).collect();
+        changes.push(format!("routed {dst} via {}", via.join(", ")));
+    }
+    for dst in owned.keys().filter(|d| !wanted.contains(*d)) {
+        match nl.route_del(*dst, None, None) {
+            Ok(()) => changes.push(format!("deleted route {dst}")),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(changes)
 }
 
 #[cfg(test)]
@@ -143,30 +198,58 @@ mod tests {
             .collect()
     }
 
+    fn show(routes: &BTreeMap<Ipv4Addr, Vec<Ipv4Addr>>) -> Vec<String> {
+        routes
+            .iter()
+            .map(|(a, n)| {
+                let via: Vec<String> = n.iter().map(Ipv4Addr::to_string).collect();
+                format!("{a} via {}", via.join(" "))
+            })
+            .collect()
+    }
+
     const NODES: &str = "metadata: {name: n1}\nstatus: {addresses: [{type: InternalIP, address: 172.20.0.2}], conditions: [{type: Ready, status: 'True'}]}
 ---
-metadata: {name: n2}\nstatus: {addresses: [{type: InternalIP, address: 172.20.0.3}], conditions: [{type: Ready, status: 'True'}]}";
+metadata: {name: n2}\nstatus: {addresses: [{type: InternalIP, address: 172.20.0.3}], conditions: [{type: Ready, status: 'True'}]}
+---
+metadata: {name: n3}\nstatus: {addresses: [{type: InternalIP, address: 172.20.0.4}], conditions: [{type: Ready, status: 'True'}]}
+---
+metadata: {name: down}\nstatus: {addresses: [{type: InternalIP, address: 172.20.0.9}], conditions: [{type: Ready, status: 'False'}]}";
 
     #[test]
-    fn cluster_goes_to_the_first_ready_node_local_to_one_with_an_endpoint() {
+    fn cluster_goes_to_every_ready_node_local_to_the_ones_with_an_endpoint() {
         let services: Vec<Service> = docs(
             "metadata: {name: c, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Cluster}\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.1}]}}
 ---
 metadata: {name: l, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local, externalIPs: [198.51.100.200]}\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.2}]}}
 ---
+metadata: {name: spread, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local}\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.3}]}}
+---
+metadata: {name: nowhere, namespace: default}\nspec: {type: LoadBalancer, externalTrafficPolicy: Local}\nstatus: {loadBalancer: {ingress: [{ip: 198.51.100.4}]}}
+---
 metadata: {name: pending, namespace: default}\nspec: {type: LoadBalancer}",
         );
+        // `spread` has ready endpoints on n1 and n3, a not-ready one on n2, a terminating one
+        // on n2, and one on the node that is not ready.
         let slices: Vec<EndpointSlice> = docs(
-            "metadata: {name: l-1, namespace: default, labels: {kubernetes.io/service-name: l}}\naddressType: IPv4\nendpoints: [{addresses: [10.244.1.5], nodeName: n2, conditions: {ready: true}}]",
+            "metadata: {name: l-1, namespace: default, labels: {kubernetes.io/service-name: l}}\naddressType: IPv4\nendpoints: [{addresses: [10.244.1.5], nodeName: n2, conditions: {ready: true}}]
+---
+metadata: {name: spread-1, namespace: default, labels: {kubernetes.io/service-name: spread}}\naddressType: IPv4\nendpoints: [{addresses: [10.244.0.5], nodeName: n1, conditions: {ready: true}}, {addresses: [10.244.1.6], nodeName: n2, conditions: {ready: false}}, {addresses: [10.244.9.5], nodeName: down}]
+---
+metadata: {name: spread-2, namespace: default, labels: {kubernetes.io/service-name: spread}}\naddressType: IPv4\nendpoints: [{addresses: [10.244.2.5], nodeName: n3}, {addresses: [10.244.1.7], nodeName: n2, conditions: {ready: false, serving: true, terminating: true}}]
+---
+metadata: {name: other-ns, namespace: other, labels: {kubernetes.io/service-name: nowhere}}\naddressType: IPv4\nendpoints: [{addresses: [10.244.1.8], nodeName: n2}]",
         );
         let nodes: Vec<Node> = docs(NODES);
         let routes = desired_routes(&services, &slices, &nodes);
-        let show: Vec<String> = routes.iter().map(|(a, n)| format!("{a} via {n}")).collect();
         assert_eq!(
-            show,
+            show(&routes),
             [
-                "198.51.100.1 via 172.20.0.2",
+                "198.51.100.1 via 172.20.0.2 172.20.0.3 172.20.0.4",
                 "198.51.100.2 via 172.20.0.3",
+                "198.51.100.3 via 172.20.0.2 172.20.0.4",
+                // No node serves it locally: the first ready node, which drops (fails open).
+                "198.51.100.4 via 172.20.0.2",
                 "198.51.100.200 via 172.20.0.3"
             ]
         );
