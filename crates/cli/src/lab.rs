@@ -274,8 +274,8 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
             weft_lab::lab::run_outside(&layout, &command).map_err(Into::into)
         }
         LabCommand::Speaker => {
-            let (_, _, store) = weft_lab::lab::open(lab, &state_root)?;
-            weft_lab::speaker::Speaker::new(store).run()?;
+            let (layout, _, _) = weft_lab::lab::open(lab, &state_root)?;
+            weft_lab::speaker::run(&layout.fabric_kubeconfig_file())?;
             Ok(0)
         }
         LabCommand::Controller => {

@@ -91,6 +91,10 @@ pub fn start(layout: &Layout, config: &ClusterConfig) -> Result<String, LabError
     spawn(layout)?;
     let url = wait_listening(layout, Duration::from_secs(20))?;
     write_kubeconfig(layout, &url)?;
+    let fabric = format!("https://{}:{FABRIC_PORT}", config.node_gateway_ip());
+    let text = kubeconfig(layout, &fabric)?;
+    weft_apiserver::pki::write_private(&layout.fabric_kubeconfig_file(), text.as_bytes())
+        .map_err(pki_error)?;
     Ok(url)
 }
 

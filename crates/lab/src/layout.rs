@@ -89,6 +89,12 @@ impl Layout {
         self.dir.join("kubeconfig")
     }
 
+    /// The kubeconfig of the lab's processes in the fabric namespace (the speaker): the API at
+    /// the fabric address, where that namespace reaches it (root only: the admin's key).
+    pub fn fabric_kubeconfig_file(&self) -> PathBuf {
+        self.dir.join("fabric.kubeconfig")
+    }
+
     pub fn kubelet_pid_file(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("kubelet.pid")
     }

@@ -16,16 +16,21 @@
 //! (`net.ipv4.fib_multipath_hash_policy=1`, set when the speaker starts), so different client
 //! connections spread while each connection stays on one node. Routes carry protocol 0x57 so the
 //! speaker only ever replaces or removes its own.
+//!
+//! Like the agent, the speaker is a Kubernetes client: it watches Nodes, Services and
+//! EndpointSlices through the API into a cluster view and runs as a reconciler of it (the part
+//! of weft that would run on a real cluster reads nothing of the lab's store).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use weft_dataplane::{Family, IpNet, Netlink, NextHop};
 use weft_net::ROUTE_PROTOCOL;
-use weft_sources::Store;
+use weft_view::{Interest, Reconciler, Shared, Wake};
 
 use crate::LabError;
 
@@ -100,42 +105,71 @@ fn local_endpoint_nodes<'a>(svc: &Service, slices: &'a [EndpointSlice]) -> BTree
         .collect()
 }
 
-pub struct Speaker {
-    store: Store,
+/// Runs the speaker until killed, in the fabric namespace it was started in, against the API
+/// `kubeconfig` names.
+pub fn run(kubeconfig: &Path) -> Result<(), LabError> {
+    let (key, value) = MULTIPATH_HASH_POLICY;
+    weft_dataplane::sysctl::write(key, value)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| LabError::io("starting the speaker's runtime", e))?;
+    let shared = Shared::new();
+    let client = runtime
+        .block_on(weft_view::source::client(Some(kubeconfig)))
+        .map_err(|e| LabError::Invalid(format!("speaker: {e}")))?;
+    let speaker = Speaker;
+    {
+        // The watchers run on the runtime's worker; the reconciler on this thread.
+        let _entered = runtime.enter();
+        weft_view::source::spawn(&client, &shared, speaker.interest());
+    }
+    weft_view::reconciler::run(speaker, shared)
 }
 
-impl Speaker {
-    pub fn new(store: Store) -> Speaker {
-        Speaker { store }
+/// The speaker as a reconciler of the cluster view.
+pub struct Speaker;
+
+impl Reconciler for Speaker {
+    type Error = LabError;
+
+    fn name(&self) -> &'static str {
+        "speaker"
     }
 
-    /// Runs until killed, in the fabric namespace it was started in.
-    pub fn run(self) -> Result<(), LabError> {
-        let (key, value) = MULTIPATH_HASH_POLICY;
-        weft_dataplane::sysctl::write(key, value)?;
-        crate::follow(&self.store, Duration::from_secs(5), || {
-            if let Err(e) = self.sync() {
-                tracing::warn!("speaker sync failed: {e}");
+    fn interest(&self) -> Interest {
+        Interest {
+            nodes: true,
+            services: true,
+            ..Interest::default()
+        }
+    }
+
+    fn note(&mut self, _wake: Wake) {
+        // Every pass decides from all LoadBalancer Services: few, and cheap.
+    }
+
+    fn resync_period(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    /// Routes the addresses the view asks for and removes the ones it no longer does.
+    fn sync(&mut self, shared: &Shared) -> Result<(), LabError> {
+        let want = {
+            let view = shared.read();
+            let mut services = Vec::new();
+            let mut slices = Vec::new();
+            for (key, svc) in view.services() {
+                if weft_model::service::external_ipv4s(svc).is_empty() {
+                    continue;
+                }
+                services.push(svc.clone());
+                slices.extend(view.slices_of(key).cloned());
             }
-        })
-    }
-
-    /// Routes the addresses the store asks for and removes the ones it no longer does.
-    pub fn sync(&self) -> Result<(), LabError> {
-        let list = |kind: &str| self.store.list(kind);
-        let services: Vec<Service> = list("Service")?
-            .iter()
-            .filter_map(|o| o.as_service().cloned())
-            .collect();
-        let slices: Vec<EndpointSlice> = list("EndpointSlice")?
-            .iter()
-            .filter_map(|o| o.as_endpoint_slice().cloned())
-            .collect();
-        let nodes: Vec<Node> = list("Node")?
-            .iter()
-            .filter_map(|o| o.as_node().cloned())
-            .collect();
-        let want = desired_routes(&services, &slices, &nodes);
+            let nodes: Vec<Node> = view.nodes().cloned().collect();
+            desired_routes(&services, &slices, &nodes)
+        };
         for change in sync_routes(&mut Netlink::open()?, &want)? {
             tracing::info!("{change}");
         }
