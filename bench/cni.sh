@@ -20,7 +20,7 @@ WEFT_CNI=${WEFT_CNI:-$here/../target/release/weft-cni}
 REF_DIR=${REF_DIR:-/usr/lib/cni}
 SUBNET=${SUBNET:-10.244.1.0/24}
 # Where both plugins keep their IPAM store. On disk by default, like /var/lib/cni on a node: the
-# file creations are part of an ADD. IPAM_ROOT=/run (tmpfs) takes the disk out of the picture.
+# file creations are part of an ADD. IPAM_ROOT=/dev/shm (tmpfs) takes the disk out of the picture.
 IPAM_ROOT=${IPAM_ROOT:-/var/tmp}
 # Everything this run creates carries the pid, so concurrent runs and other tools are untouched.
 PREFIX="weftbench-$$-"
@@ -37,9 +37,10 @@ done
 (( N > 0 && N < 250 )) || die "N=$N: must be 1..249 (one /24 of pod addresses)"
 (( BLOCK > 0 )) || die "BLOCK=$BLOCK: must be positive"
 
-# The harness's own files (configs, results, timings) live on tmpfs: creating a file on this
-# machine's disk can take milliseconds under load, which would pollute every sample.
-WORK=$(mktemp -d /run/weft-bench.XXXXXX)
+# The harness's own files (configs, results, timings) live on tmpfs (/dev/shm: /run is not a
+# tmpfs on every machine): creating a file on disk can take milliseconds under load, which would
+# pollute every sample.
+WORK=$(mktemp -d /dev/shm/weft-bench.XXXXXX)
 IPAM=$(mktemp -d "$IPAM_ROOT/weft-bench-ipam.XXXXXX")
 cleanup() {
   local ns
