@@ -3,27 +3,12 @@
 //! rules is edited in place under the same table and comment. Works only inside a namespace it
 //! creates (deleted in Drop, also on panic).
 
-use std::process::Command;
-
-use weft_dataplane::ScopedNetNs;
 use weft_net::{apply, compile, Mode, NetworkConfig, NodeApplier, NodeInfo};
-
-fn sh(ns: &ScopedNetNs, cmd: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "sh", "-c", cmd])
-        .output()
-        .expect("run ip netns exec");
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use weft_testutil::TestNetns;
 
 /// The handle of the masquerade rule (`nft -a`).
-fn rule_handle(ns: &ScopedNetNs) -> String {
-    sh(ns, "nft -a list chain ip weft_egress postrouting")
+fn rule_handle(ns: &TestNetns) -> String {
+    ns.sh("nft -a list chain ip weft_egress postrouting")
         .lines()
         .find(|l| l.contains("masquerade # handle"))
         .and_then(|l| l.rsplit(' ').next())
@@ -33,10 +18,10 @@ fn rule_handle(ns: &ScopedNetNs) -> String {
 
 #[test]
 fn a_deleted_or_hand_edited_egress_table_is_repaired_at_the_next_sync() {
-    let ns = ScopedNetNs::create_unique("wnet-egress").expect("create netns");
-    sh(
-        &ns,
-        "ip link add eth0 type veth peer name eth0p && ip addr add 192.0.2.1/24 dev eth0 && ip link set eth0 up",
+    let ns = TestNetns::new("wnet-egress");
+    ns.sh(
+        "ip link add eth0 type veth peer name eth0p && ip addr add 192.0.2.1/24 dev eth0 \
+         && ip link set eth0 up",
     );
     let cfg = NetworkConfig {
         mode: Mode::Direct,
@@ -51,32 +36,29 @@ fn a_deleted_or_hand_edited_egress_table_is_repaired_at_the_next_sync() {
     );
     let plan = compile(&cfg, "n0", &[me]).unwrap();
     let mut node = NodeApplier::new();
-    let mut sync = || ns.run(|| node.apply(&plan)).unwrap().unwrap().changes;
+    let mut sync = || ns.run(|| node.apply(&plan)).unwrap().changes;
 
     let first = sync();
     assert_eq!(first, ["loaded nftables table ip weft_egress"]);
     assert!(sync().is_empty(), "a second sync changes nothing");
-    let good = sh(&ns, "nft list table ip weft_egress");
+    let good = ns.sh("nft list table ip weft_egress");
     assert!(good.contains("masquerade"), "{good}");
 
     // Deleted by hand: back at the next sync.
-    sh(&ns, "nft delete table ip weft_egress");
+    ns.sh("nft delete table ip weft_egress");
     let fixed = sync();
     assert!(
         fixed.len() == 1 && fixed[0].starts_with("reloaded nftables table ip weft_egress"),
         "{fixed:?}"
     );
-    assert_eq!(sh(&ns, "nft list table ip weft_egress"), good);
+    assert_eq!(ns.sh("nft list table ip weft_egress"), good);
 
     // A rule edited in place (same handle, same table, same comment): repaired too.
     let handle = rule_handle(&ns);
-    sh(
-        &ns,
-        &format!(
-            "nft replace rule ip weft_egress postrouting handle {handle} ip saddr 10.244.0.0/24 accept"
-        ),
-    );
-    let edited = sh(&ns, "nft list table ip weft_egress");
+    ns.sh(&format!(
+        "nft replace rule ip weft_egress postrouting handle {handle} ip saddr 10.244.0.0/24 accept"
+    ));
+    let edited = ns.sh("nft list table ip weft_egress");
     assert!(
         !edited.contains("masquerade") && edited.contains("comment \"weft node egress"),
         "{edited}"
@@ -86,10 +68,10 @@ fn a_deleted_or_hand_edited_egress_table_is_repaired_at_the_next_sync() {
         fixed.len() == 1 && fixed[0].contains("edited in place"),
         "{fixed:?}"
     );
-    assert_eq!(sh(&ns, "nft list table ip weft_egress"), good);
+    assert_eq!(ns.sh("nft list table ip weft_egress"), good);
     assert!(sync().is_empty());
 
     // A restarted agent (a fresh applier) finds the table it would load and keeps it.
-    let fresh = ns.run(|| apply(&plan)).unwrap().unwrap();
+    let fresh = ns.run(|| apply(&plan)).unwrap();
     assert!(fresh.is_noop(), "{fresh:?}");
 }
