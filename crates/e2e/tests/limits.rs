@@ -70,6 +70,13 @@ fn the_object_quota_refuses_creations_with_a_clear_error() {
         ),
     );
     lab.ok(&["lab", "up", "--config", &config]);
+    // The quota counts every ConfigMap of the cluster, weft's own `kube-system/weft-config`
+    // (deploy/) among them.
+    let existing = lab
+        .kubectl_ok(&["get", "configmaps", "-A", "--no-headers"])
+        .lines()
+        .count();
+    assert_eq!(existing, 1, "only weft-config");
     // A ConfigMap per request until the quota says no.
     let mut refused = None;
     for i in 0..130 {
@@ -80,11 +87,11 @@ fn the_object_quota_refuses_creations_with_a_clear_error() {
         }
     }
     let (at, message) = refused.expect("the quota refused a ConfigMap");
-    assert_eq!(at, 120, "the 121st ConfigMap is refused");
+    assert_eq!(at, 120 - existing, "the 121st ConfigMap is refused");
     assert!(
-        message.contains(
-            "configmaps \"c120\" is forbidden: exceeded quota: at most 120 objects of this kind"
-        ),
+        message.contains(&format!(
+            "configmaps \"c{at}\" is forbidden: exceeded quota: at most 120 objects of this kind"
+        )),
         "{message}"
     );
     let out = lab.kubectl(&["get", "configmap", &format!("c{at}")]);
