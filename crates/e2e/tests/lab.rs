@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use weft_testutil::{name_of, netns_list, pod_ip, wait_for, Lab};
+use weft_testutil::{name_of, netns_list, pod_ip, wait_for, Lab, TestNetns};
 
 fn root_links() -> String {
     let out = Command::new("ip")
@@ -189,9 +189,11 @@ fn running(pods: &[Value]) -> usize {
 
 #[test]
 fn up_and_down_twice_leave_the_machine_as_it_was() {
-    let netns_before = netns_list();
-    let links_before = root_links();
     let lab = Lab::new();
+    // A namespace whose name starts like the lab's own (`weft_<lab>_...`) without being one:
+    // `lab down` must remove exactly what its lab made, not everything that merely matches.
+    let neighbour = TestNetns::new(&format!("weft_{}x", lab.name));
+    let links_before = root_links();
     for _ in 0..2 {
         lab.ok(&["lab", "up", "--wait", "30"]);
         assert_eq!(
@@ -206,15 +208,18 @@ fn up_and_down_twice_leave_the_machine_as_it_was() {
         lab.ok(&["lab", "down"]);
         assert!(lab.netns().is_empty());
     }
-    // Other tests may add or remove their own namespaces meanwhile; ours must all be gone and
-    // nothing that existed before may have been removed.
+    // Ours must all be gone and nothing that existed before may have been removed. Other tests
+    // add and remove their own namespaces meanwhile, so a namespace of theirs missing proves
+    // nothing: the neighbour, which only this test touches, is the one that must have survived.
     let after = netns_list();
-    for ns in &netns_before {
-        assert!(
-            after.contains(ns) || !ns.starts_with(&format!("weft_{}_", lab.name)),
-            "{ns} was removed"
-        );
-    }
+    let ours = format!("weft_{}_", lab.name);
+    let left: Vec<&String> = after.iter().filter(|ns| ns.starts_with(&ours)).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(
+        after.iter().any(|ns| ns == neighbour.name()),
+        "{} was removed by lab down",
+        neighbour.name()
+    );
     assert_eq!(root_links(), links_before);
 }
 
