@@ -6,7 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-cargo build --release --quiet --bin weft --bin weft-cni
+cargo build --release --quiet --bin weft
+# The CNI plugin static: the runtime execs it once per pod, and a static binary skips the dynamic
+# loader (0.3-0.5 ms per exec, bench/README.md).
+cargo rustc --release --quiet -p weft-cni --bin weft-cni -- -C target-feature=+crt-static
 weft=./target/release/weft
 manifests=("${@:-examples/quickstart.yaml}")
 args=()
