@@ -118,61 +118,15 @@ impl Netlink {
         let mut op = Some(op);
         let mut label = move || op.take().map(|f| f()).unwrap_or_default();
 
-        // SAFETY: sending a buffer we own; the kernel address is the zeroed sockaddr_nl.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        loop {
-            // SAFETY: bytes and sa are valid for the lengths passed.
-            let n = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    bytes.as_ptr() as *const libc::c_void,
-                    bytes.len(),
-                    0,
-                    &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-                )
-            };
-            if n >= 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::os(label(), err));
-            }
-        }
+        send_to_kernel(&self.fd, &bytes).map_err(|e| Error::os(label(), e))?;
 
         let mut out = Vec::new();
         loop {
-            // SAFETY: self.buf is a valid writable buffer of its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr() as *mut libc::c_void,
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return Err(Error::os(format!("{} (receive)", label()), err));
-            }
-            let mut chunk = &self.buf[..n as usize];
-            while chunk.len() >= NLMSG_HDRLEN {
-                let len = u32_at(chunk, 0) as usize;
-                if len < NLMSG_HDRLEN || len > chunk.len() {
-                    return Err(Error::protocol(
-                        label(),
-                        format!("bad message length {len}"),
-                    ));
-                }
-                let ty = u16_at(chunk, 4);
-                let mseq = u32_at(chunk, 8);
-                let payload = &chunk[NLMSG_HDRLEN..len];
-                chunk = &chunk[align(len).min(chunk.len())..];
+            let n = recv_from_kernel(&self.fd, &mut self.buf)
+                .map_err(|e| Error::os(format!("{} (receive)", label()), e))?;
+            for message in messages(&self.buf[..n]) {
+                let (ty, mseq, payload) = message
+                    .map_err(|len| Error::protocol(label(), format!("bad message length {len}")))?;
                 if mseq != seq {
                     // A late answer to an earlier request on this socket: not ours to read.
                     continue;
@@ -207,6 +161,93 @@ impl Netlink {
             }
         }
     }
+}
+
+/// Sends one datagram to the kernel on netlink socket `fd`, again when a signal interrupts.
+pub(crate) fn send_to_kernel(fd: &OwnedFd, bytes: &[u8]) -> std::io::Result<()> {
+    // SAFETY: the kernel's address is the zeroed sockaddr_nl with the family set.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    loop {
+        // SAFETY: bytes and sa are valid for the lengths passed.
+        let n = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                bytes.as_ptr() as *const libc::c_void,
+                bytes.len(),
+                0,
+                &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if n >= 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// Reads one datagram from netlink socket `fd` into `buf`, again when a signal interrupts;
+/// returns its length.
+pub(crate) fn recv_from_kernel(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: buf is a valid writable buffer of its length.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// The netlink messages of one received datagram, as `(type, seq, payload)`; a header whose
+/// length does not fit the datagram is an `Err` with that length (and ends the iteration).
+pub(crate) fn messages(datagram: &[u8]) -> Messages<'_> {
+    Messages { rest: datagram }
+}
+
+pub(crate) struct Messages<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = std::result::Result<(u16, u32, &'a [u8]), usize>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.len() < NLMSG_HDRLEN {
+            return None;
+        }
+        let len = u32_at(self.rest, 0) as usize;
+        if len < NLMSG_HDRLEN || len > self.rest.len() {
+            self.rest = &[];
+            return Some(Err(len));
+        }
+        let ty = u16_at(self.rest, 4);
+        let seq = u32_at(self.rest, 8);
+        let payload = &self.rest[NLMSG_HDRLEN..len];
+        self.rest = &self.rest[align(len).min(self.rest.len())..];
+        Some(Ok((ty, seq, payload)))
+    }
+}
+
+/// The error code an NLMSG_ERROR payload carries (0: an acknowledgement), if it has one.
+pub(crate) fn error_code(payload: &[u8]) -> Option<i32> {
+    payload
+        .get(..4)
+        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 pub(crate) fn align(len: usize) -> usize {

@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use crate::error::{Error, Result};
 use crate::netlink::{align, u16_at, u32_at, Attrs, NLA_F_NESTED, NLMSG_ERROR, NLM_F_ACK};
 use crate::netlink::{attr_string, NLMSG_DONE, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::netlink::{error_code, messages, recv_from_kernel, send_to_kernel};
 
 const NETLINK_NETFILTER: libc::c_int = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -355,29 +356,8 @@ impl Socket {
             );
             self.rcvbuf = want_rcv;
         }
-        // SAFETY: zeroed sockaddr_nl is the kernel's address.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        loop {
-            // SAFETY: bytes and sa are valid for the lengths passed.
-            let n = unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    bytes.as_ptr() as *const libc::c_void,
-                    bytes.len(),
-                    0,
-                    &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
-                    std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-                )
-            };
-            if n >= 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EINTR) {
-                return Err(Error::os(format!("{op}: sending the batch"), err));
-            }
-        }
+        send_to_kernel(&self.fd, &bytes)
+            .map_err(|e| Error::os(format!("{op}: sending the batch"), e))?;
         self.acks(&bytes, count, op)
     }
 
@@ -388,42 +368,19 @@ impl Socket {
         let mut first: Option<(u32, i32)> = None;
         let mut seen = vec![false; count + 2];
         while pending > 0 {
-            // SAFETY: self.buf is a valid writable buffer of its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr() as *mut libc::c_void,
-                    self.buf.len(),
-                    0,
-                )
+            let n = match recv_from_kernel(&self.fd, &mut self.buf) {
+                Ok(n) => n,
+                Err(_) if first.is_some() => break,
+                Err(e) => {
+                    return Err(Error::os(format!("{op}: reading the kernel's answers"), e));
+                }
             };
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.raw_os_error() == Some(libc::EINTR) {
+            for message in messages(&self.buf[..n]) {
+                let (ty, seq, payload) = message
+                    .map_err(|len| Error::protocol(op, format!("bad message length {len}")))?;
+                let Some(code) = error_code(payload).filter(|_| ty == NLMSG_ERROR) else {
                     continue;
-                }
-                if first.is_some() {
-                    break;
-                }
-                return Err(Error::os(
-                    format!("{op}: reading the kernel's answers"),
-                    err,
-                ));
-            }
-            let mut chunk = &self.buf[..n as usize];
-            while chunk.len() >= NLMSG_HDRLEN {
-                let len = u32_at(chunk, 0) as usize;
-                if len < NLMSG_HDRLEN || len > chunk.len() {
-                    return Err(Error::protocol(op, format!("bad message length {len}")));
-                }
-                let ty = u16_at(chunk, 4);
-                let seq = u32_at(chunk, 8);
-                let payload = &chunk[NLMSG_HDRLEN..len];
-                chunk = &chunk[align(len).min(chunk.len())..];
-                if ty != NLMSG_ERROR || payload.len() < 4 {
-                    continue;
-                }
-                let code = i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                };
                 if seq == 0 || seq as usize > count {
                     // The batch as a whole (BEGIN/END, or the commit) was refused.
                     if code != 0 {
@@ -494,40 +451,15 @@ impl Socket {
         }
         let mut info = None;
         loop {
-            // SAFETY: self.buf is a valid writable buffer of its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr() as *mut libc::c_void,
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return Err(Error::os(op(), err));
-            }
-            let mut chunk = &self.buf[..n as usize];
-            while chunk.len() >= NLMSG_HDRLEN {
-                let len = u32_at(chunk, 0) as usize;
-                if len < NLMSG_HDRLEN || len > chunk.len() {
-                    return Err(Error::protocol(op(), format!("bad message length {len}")));
-                }
-                let ty = u16_at(chunk, 4);
-                let seq = u32_at(chunk, 8);
-                let payload = &chunk[NLMSG_HDRLEN..len];
-                chunk = &chunk[align(len).min(chunk.len())..];
+            let n = recv_from_kernel(&self.fd, &mut self.buf).map_err(|e| Error::os(op(), e))?;
+            for message in messages(&self.buf[..n]) {
+                let (ty, seq, payload) = message
+                    .map_err(|len| Error::protocol(op(), format!("bad message length {len}")))?;
                 if seq != 0x7fff_fff0 {
                     continue;
                 }
                 if ty == NLMSG_ERROR {
-                    let code = payload
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .unwrap_or(0);
+                    let code = error_code(payload).unwrap_or(0);
                     return match code {
                         0 => Ok(info),
                         c if -c == libc::ENOENT => Ok(None),
@@ -603,42 +535,17 @@ impl Socket {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut rules = 0u64;
         loop {
-            // SAFETY: self.buf is a valid writable buffer of its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr() as *mut libc::c_void,
-                    self.buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return Err(Error::os(op(), err));
-            }
-            let mut chunk = &self.buf[..n as usize];
-            while chunk.len() >= NLMSG_HDRLEN {
-                let len = u32_at(chunk, 0) as usize;
-                if len < NLMSG_HDRLEN || len > chunk.len() {
-                    return Err(Error::protocol(op(), format!("bad message length {len}")));
-                }
-                let ty = u16_at(chunk, 4);
-                let seq = u32_at(chunk, 8);
-                let payload = &chunk[NLMSG_HDRLEN..len];
-                chunk = &chunk[align(len).min(chunk.len())..];
+            let n = recv_from_kernel(&self.fd, &mut self.buf).map_err(|e| Error::os(op(), e))?;
+            for message in messages(&self.buf[..n]) {
+                let (ty, seq, payload) = message
+                    .map_err(|len| Error::protocol(op(), format!("bad message length {len}")))?;
                 if seq != DUMP_SEQ {
                     continue;
                 }
                 match ty {
                     NLMSG_DONE => return Ok(Some(h ^ rules)),
                     NLMSG_ERROR => {
-                        let code = payload
-                            .get(..4)
-                            .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                            .unwrap_or(0);
+                        let code = error_code(payload).unwrap_or(0);
                         return match code {
                             0 => Ok(Some(h ^ rules)),
                             c if -c == libc::ENOENT => Ok(None),
