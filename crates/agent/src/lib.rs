@@ -8,6 +8,8 @@
 //! same objects, compiles the same plans, finds the kernel already matching, and established
 //! connections never notice.
 
+mod health;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use weft_net::{NetError, NetReconciler, NetworkConfig, NodePlan};
 use weft_proxy::reconcile::ReconcileError;
 use weft_proxy::ProxyReconciler;
+use weft_view::reconciler::Readiness;
 use weft_view::source::{self, SourceError};
 use weft_view::{Interest, Reconciler, Shared};
 
@@ -42,7 +45,12 @@ pub struct AgentConfig {
     pub node: String,
     pub network: NetworkConfig,
     pub kubeconfig: Option<PathBuf>,
+    /// Where `/healthz` and `/readyz` are served (all addresses of the node).
+    pub health_port: u16,
 }
+
+/// The agent's default health port (`/healthz`, `/readyz`).
+pub const HEALTH_PORT: u16 = 9876;
 
 /// Runs the agent until the process is killed.
 pub fn run(config: AgentConfig) -> Result<(), AgentError> {
@@ -61,7 +69,12 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         ));
         source::spawn(&client, &shared, union(&[net.interest(), proxy.interest()]));
         tracing::info!(node = %config.node, mode = ?config.network.mode, "agent started");
-        let reconcilers = [host(net, &shared), host(proxy, &shared)];
+        let readiness = Readiness::new();
+        tokio::spawn(health::serve(config.health_port, readiness.clone()));
+        let reconcilers = [
+            host(net, &shared, &readiness),
+            host(proxy, &shared, &readiness),
+        ];
         // The reconcilers never return; a panic in one ends the agent, to be restarted whole.
         for r in reconcilers {
             if let Err(e) = r.await {
@@ -105,9 +118,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, AgentError> {
 
 /// Runs a reconciler on a blocking thread of the runtime (its applies are synchronous netlink
 /// and must not stall the watchers).
-fn host<R: Reconciler>(r: R, shared: &Arc<Shared>) -> tokio::task::JoinHandle<()> {
-    let shared = shared.clone();
-    tokio::task::spawn_blocking(move || weft_view::reconciler::run(r, shared))
+fn host<R: Reconciler>(
+    r: R,
+    shared: &Arc<Shared>,
+    readiness: &Arc<Readiness>,
+) -> tokio::task::JoinHandle<()> {
+    let (shared, readiness) = (shared.clone(), readiness.clone());
+    readiness.expect(r.name());
+    tokio::task::spawn_blocking(move || weft_view::reconciler::run(r, shared, readiness))
 }
 
 fn union(interests: &[Interest]) -> Interest {

@@ -103,6 +103,9 @@ enum Command {
         /// Print the plan (routes, overlay entries, egress table) as commands and exit.
         #[arg(long)]
         plan: bool,
+        /// Where /healthz and /readyz are served, on every address of the node.
+        #[arg(long, value_name = "PORT", default_value_t = weft_agent::HEALTH_PORT)]
+        health_port: u16,
     },
     /// Install the CNI plugin and this node's conflist on the host (the agent DaemonSet's init
     /// container on a real cluster).
@@ -189,8 +192,14 @@ fn run(cli: Cli) -> Result<i32> {
             clap_complete::generate(shell, &mut Cli::command(), "weft", &mut std::io::stdout());
             Ok(0)
         }
-        Command::Agent { node, config, plan } => {
-            let config = agent_config(&cli.lab, node, config, cli.kubeconfig.clone())?;
+        Command::Agent {
+            node,
+            config,
+            plan,
+            health_port,
+        } => {
+            let mut config = agent_config(&cli.lab, node, config, cli.kubeconfig.clone())?;
+            config.health_port = health_port;
             if plan {
                 let (net, services) = weft_agent::plan(config)?;
                 print!("{net}");
@@ -241,6 +250,7 @@ fn agent_config(
         node,
         network: weft_net::NetworkConfig::from_cluster(&cluster),
         kubeconfig,
+        health_port: weft_agent::HEALTH_PORT,
     })
 }
 

@@ -125,7 +125,7 @@ pub fn run(kubeconfig: &Path) -> Result<(), LabError> {
         let _entered = runtime.enter();
         weft_view::source::spawn(&client, &shared, speaker.interest());
     }
-    weft_view::reconciler::run(speaker, shared)
+    weft_view::reconciler::run(speaker, shared, weft_view::reconciler::Readiness::new())
 }
 
 /// The speaker as a reconciler of the cluster view.

@@ -4,7 +4,8 @@
 //! removed behind its back comes back. A failed sync is retried after [`RETRY`]. Nothing runs
 //! before every watched kind has been listed once: a partial view would remove what it misses.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::mailbox::{Interest, Wake};
@@ -36,8 +37,46 @@ pub trait Reconciler: Send + 'static {
     }
 }
 
-/// Runs `r` on the calling thread for as long as the process lives.
-pub fn run<R: Reconciler>(mut r: R, shared: Arc<Shared>) -> ! {
+/// Which reconcilers have not yet completed a sync: a process is ready (its readiness probe
+/// passes) once every one has, so a node's pods are not counted as served before the node's
+/// routes and Service table are in place.
+#[derive(Default)]
+pub struct Readiness {
+    pending: Mutex<BTreeSet<&'static str>>,
+}
+
+impl Readiness {
+    pub fn new() -> Arc<Readiness> {
+        Arc::new(Readiness::default())
+    }
+
+    /// Counts `name` as not synced yet.
+    pub fn expect(&self, name: &'static str) {
+        self.lock().insert(name);
+    }
+
+    fn synced(&self, name: &'static str) {
+        self.lock().remove(name);
+    }
+
+    /// Whether every expected reconciler has synced once.
+    pub fn is_ready(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The reconcilers still to sync once, for a probe's answer.
+    pub fn pending(&self) -> Vec<&'static str> {
+        self.lock().iter().copied().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<&'static str>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs `r` on the calling thread for as long as the process lives, reporting its first
+/// successful sync to `readiness` (which must have been told to [`Readiness::expect`] it).
+pub fn run<R: Reconciler>(mut r: R, shared: Arc<Shared>, readiness: Arc<Readiness>) -> ! {
     let interest = r.interest();
     let mailbox = shared.subscribe(interest);
     let kinds = source::kinds(&interest);
@@ -58,6 +97,7 @@ pub fn run<R: Reconciler>(mut r: R, shared: Arc<Shared>) -> ! {
         let started = Instant::now();
         due = Some(match r.sync(&shared) {
             Ok(()) => {
+                readiness.synced(r.name());
                 tracing::debug!(reconciler = r.name(), took = ?started.elapsed(), "synced");
                 Instant::now() + r.resync_period()
             }

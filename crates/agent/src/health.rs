@@ -1,0 +1,84 @@
+//! The agent's own health endpoints, as kube-proxy serves `/healthz`: `/healthz` answers 200
+//! while the process runs; `/readyz` answers 200 once every reconciler has synced once (the
+//! node's routes, egress and Service table are in place) and 503 naming the ones still pending
+//! before. The DaemonSet's readiness probe reads `/readyz`, so "the agent pod is Ready" means the
+//! node is wired, and `weft lab up --wait` (or a rollout) waits for exactly that.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use weft_view::reconciler::Readiness;
+
+/// Serves until the runtime stops; a port that cannot be bound is logged (the agent still
+/// works, its probe fails and says so).
+pub async fn serve(port: u16, readiness: Arc<Readiness>) {
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("health endpoints: binding {addr}: {e}");
+            return;
+        }
+    };
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            let mut head = [0u8; 1024];
+            let n = conn.read(&mut head).await.unwrap_or(0);
+            let (status, body) = answer(&head[..n], &readiness);
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+/// The status line and body for a request head.
+fn answer(head: &[u8], readiness: &Readiness) -> (&'static str, String) {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let mut words = line.split(|b| *b == b' ');
+    let (method, path) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+    );
+    if method != b"GET" && method != b"HEAD" {
+        return ("405 Method Not Allowed", "only GET\n".into());
+    }
+    match path {
+        b"/healthz" => ("200 OK", "ok\n".into()),
+        b"/readyz" if readiness.is_ready() => ("200 OK", "ok\n".into()),
+        b"/readyz" => (
+            "503 Service Unavailable",
+            format!("not synced yet: {}\n", readiness.pending().join(", ")),
+        ),
+        _ => ("404 Not Found", "not found\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_once_every_reconciler_synced() {
+        let r = Readiness::new();
+        r.expect("net");
+        assert_eq!(answer(b"GET /healthz HTTP/1.1\r\n", &r).0, "200 OK");
+        let (status, body) = answer(b"GET /readyz HTTP/1.1\r\n", &r);
+        assert_eq!(status, "503 Service Unavailable");
+        assert!(body.contains("net"), "{body}");
+        assert_eq!(
+            answer(b"POST /readyz HTTP/1.1\r\n", &r).0,
+            "405 Method Not Allowed"
+        );
+        assert_eq!(answer(b"GET /x HTTP/1.1\r\n", &r).0, "404 Not Found");
+        assert_eq!(answer(b"", &r).0, "405 Method Not Allowed");
+    }
+}
