@@ -133,7 +133,20 @@ impl Kubelet {
         for uid in stale {
             self.teardown(&uid)?;
         }
+        // The kubelet's NetworkReady: a pod on the pod network gets no sandbox until the node's
+        // network is up, here until weft's agent on this node is Ready (its routes, overlay and
+        // Service table programmed; a real kubelet waits for the CNI config the network plugin
+        // writes). hostNetwork pods, the agent itself among them, start regardless.
+        let network_ready = pods
+            .iter()
+            .any(|p| is_weft_agent(p) && weft_model::pod::is_ready(p));
         for (uid, pod) in wanted {
+            if !network_ready
+                && !weft_model::pod::host_network(pod)
+                && !self.sandboxes.contains_key(&uid)
+            {
+                continue;
+            }
             if let Err(e) = self.sync_pod(&uid, pod) {
                 tracing::warn!(node = %self.node, "pod {}: {e}", pod_name(pod));
                 self.report_failure(pod, &e)?;
@@ -645,6 +658,15 @@ fn unix_now() -> u64 {
 
 pub(crate) fn pod_name(pod: &Pod) -> &str {
     pod.metadata.name.as_deref().unwrap_or("")
+}
+
+/// Whether `pod` is weft's node agent (the DaemonSet of deploy/agent.yaml), by its labels.
+fn is_weft_agent(pod: &Pod) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+    pod.metadata.namespace.as_deref() == Some("kube-system")
+        && label("app.kubernetes.io/name") == Some("weft")
+        && label("app.kubernetes.io/component") == Some("agent")
 }
 
 /// Whether `image` is weft's own (`…/weft:<tag>` or `weft`), which the lab runs from its own
