@@ -12,6 +12,9 @@ use k8s_openapi::api::core::v1::Node;
 use serde_json::json;
 use weft_model::ClusterConfig;
 
+/// How long to keep trying to read the node from the API.
+const API_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The conflist's file name: first in the runtime's lexical order among the usual ones.
 pub const CONFLIST: &str = "10-weft.conflist";
 
@@ -36,10 +39,20 @@ pub async fn install(args: &InstallCniArgs, kubeconfig: Option<&Path>) -> Result
         .with_context(|| format!("reading the cluster config {}", args.config.display()))?;
     let config = ClusterConfig::from_yaml(&args.config.display().to_string(), &text)?;
     let client = weft_view::source::client(kubeconfig).await?;
-    let node: Node = kube::Api::all(client)
-        .get(&args.node)
-        .await
-        .with_context(|| format!("reading node {}", args.node))?;
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    // The API may not be reachable yet while the node comes up: keep trying for a while (each
+    // failure said), rather than leave it to the kubelet's crash-loop back-off.
+    let started = std::time::Instant::now();
+    let node = loop {
+        match nodes.get(&args.node).await {
+            Ok(node) => break node,
+            Err(e) if started.elapsed() < API_WAIT => {
+                eprintln!("reading node {}: {e}; retrying", args.node);
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading node {}", args.node)),
+        }
+    };
     let pod_cidr = weft_model::node::pod_cidr(&node).ok_or_else(|| {
         anyhow!(
             "node {} has no spec.podCIDR: run kube-controller-manager with --allocate-node-cidrs",
