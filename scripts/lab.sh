@@ -74,6 +74,8 @@ if [[ -n $kubeconfig ]] && command -v kubectl >/dev/null; then
     echo "\$ kubectl exec client -c app -- curl -s http://$hello_ip/hostname"
     for _ in $(seq 50); do kubectl exec client -c app -- curl -s --max-time 1 -o /dev/null "http://$hello_ip/" && break; sleep 0.2; done
     kubectl exec client -c app -- curl -s --max-time 5 "http://$hello_ip/hostname"
+    echo "\$ kubectl get ds -n kube-system      # weft's own agent, a DaemonSet from deploy/ as on a real cluster"
+    kubectl get ds -n kube-system
     echo
 fi
 echo
