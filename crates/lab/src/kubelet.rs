@@ -39,6 +39,8 @@ pub struct Kubelet {
     node_ip: Option<String>,
     /// Readiness probers by (pod uid, container name), for running containers with a probe.
     probers: HashMap<(String, String), ProbeSlot>,
+    /// Whether the node's network has been up (see `sync`).
+    network_up: bool,
 }
 
 /// A prober belongs to one run of a container with one probe: a restart (new pid) or a changed
@@ -96,6 +98,7 @@ impl Kubelet {
             weft_exe,
             node_ip,
             probers: HashMap::new(),
+            network_up: false,
         })
     }
 
@@ -134,12 +137,17 @@ impl Kubelet {
             self.teardown(&uid)?;
         }
         // The kubelet's NetworkReady: a pod on the pod network gets no sandbox until the node's
-        // network is up, here until weft's agent on this node is Ready (its routes, overlay and
-        // Service table programmed; a real kubelet waits for the CNI config the network plugin
-        // writes). hostNetwork pods, the agent itself among them, start regardless.
-        let network_ready = pods
+        // network is up, here until weft's agent on this node has been Ready (its routes,
+        // overlay and Service table programmed; a real kubelet waits for the CNI config the
+        // network plugin writes). Once up it stays up, as that config does: the kernel keeps
+        // the node's network while the agent restarts. A restarted kubelet that already runs
+        // pod-network sandboxes knows the network was up. hostNetwork pods, the agent itself
+        // among them, start regardless.
+        self.network_up |= pods
             .iter()
-            .any(|p| is_weft_agent(p) && weft_model::pod::is_ready(p));
+            .any(|p| is_weft_agent(p) && weft_model::pod::is_ready(p))
+            || self.sandboxes.values().any(|s| !s.host_network);
+        let network_ready = self.network_up;
         for (uid, pod) in wanted {
             if !network_ready
                 && !weft_model::pod::host_network(pod)
