@@ -14,6 +14,8 @@ use crate::view::Shared;
 
 /// How long to wait before retrying after a failed sync.
 pub const RETRY: Duration = Duration::from_secs(1);
+/// How often to look whether every watched kind has been listed, until it has.
+const LIST_POLL: Duration = Duration::from_millis(200);
 
 pub trait Reconciler: Send + 'static {
     type Error: std::fmt::Display;
@@ -80,22 +82,23 @@ pub fn run<R: Reconciler>(mut r: R, shared: Arc<Shared>, readiness: Arc<Readines
     let interest = r.interest();
     let mailbox = shared.subscribe(interest);
     let kinds = source::kinds(&interest);
-    let mut due: Option<Instant> = None;
+    // Due at once: the watches may have listed everything before this mailbox existed, and
+    // then no wake would ever come for that.
+    let mut due = Instant::now();
     loop {
-        let wait = due.map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        let wake = mailbox.wait(wait);
+        let wake = mailbox.wait(due.saturating_duration_since(Instant::now()));
         let woken = !wake.changes.is_empty() || wake.relisted;
         r.note(wake);
         if !shared.read().listed(&kinds) {
+            // Not every kind is listed yet: its relist wakes us; look again soon regardless.
+            due = Instant::now() + LIST_POLL;
             continue;
         }
-        if !woken && due.is_some_and(|d| Instant::now() < d) {
+        if !woken && Instant::now() < due {
             continue;
         }
         let started = Instant::now();
-        due = Some(match r.sync(&shared) {
+        due = match r.sync(&shared) {
             Ok(()) => {
                 readiness.synced(r.name());
                 tracing::debug!(reconciler = r.name(), took = ?started.elapsed(), "synced");
@@ -105,6 +108,80 @@ pub fn run<R: Reconciler>(mut r: R, shared: Arc<Shared>, readiness: Arc<Readines
                 tracing::warn!(reconciler = r.name(), "sync failed, retrying: {e}");
                 Instant::now() + RETRY
             }
-        });
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use k8s_openapi::api::core::v1::Node;
+
+    use super::*;
+    use crate::view::Event;
+
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Reconciler for Counting {
+        type Error = String;
+
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+
+        fn interest(&self) -> Interest {
+            Interest {
+                nodes: true,
+                ..Interest::default()
+            }
+        }
+
+        fn note(&mut self, _wake: Wake) {}
+
+        fn sync(&mut self, _view: &Shared) -> Result<(), String> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn syncs_when_everything_was_listed_before_it_subscribed() {
+        let shared = Shared::new();
+        // The watch lists before the reconciler's mailbox exists: no wake will come.
+        shared.apply(Event::<Node>::Relisted(Vec::new()));
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let readiness = Readiness::new();
+        readiness.expect("counting");
+        let (s, r, c) = (shared.clone(), readiness.clone(), Counting(syncs.clone()));
+        std::thread::spawn(move || run(c, s, r));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !readiness.is_ready() {
+            assert!(Instant::now() < deadline, "never synced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(syncs.load(Ordering::SeqCst) >= 1);
+    }
+
+    #[test]
+    fn waits_for_every_kind_before_the_first_sync() {
+        let shared = Shared::new();
+        let readiness = Readiness::new();
+        readiness.expect("counting");
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let (s, r, c) = (shared.clone(), readiness.clone(), Counting(syncs.clone()));
+        std::thread::spawn(move || run(c, s, r));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            syncs.load(Ordering::SeqCst),
+            0,
+            "synced before Nodes were listed"
+        );
+        shared.apply(Event::<Node>::Relisted(Vec::new()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !readiness.is_ready() {
+            assert!(Instant::now() < deadline, "never synced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
