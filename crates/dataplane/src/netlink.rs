@@ -38,33 +38,7 @@ impl Netlink {
     /// Opens a socket of another netlink protocol (NETLINK_NETFILTER for ctnetlink): the
     /// framing, ACKs and dumps are the same, only the message types differ.
     pub(crate) fn open_protocol(protocol: libc::c_int, name: &str) -> Result<Self> {
-        // SAFETY: plain socket(2) call; the returned fd is checked before being owned.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                protocol,
-            )
-        };
-        if raw < 0 {
-            return Err(Error::last_os(format!("opening {name} socket")));
-        }
-        // SAFETY: raw is a fresh, valid fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_nl is plain old data; zero is a valid value (pid 0: kernel assigns).
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: sa is a valid sockaddr_nl of the size we pass.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(Error::last_os(format!("binding {name} socket")));
-        }
+        let fd = open_bound(protocol, name)?;
         // Strict checking makes the kernel honour filters in dump requests (and reject
         // malformed headers instead of guessing); best effort on old kernels.
         let one: libc::c_int = 1;
@@ -161,6 +135,38 @@ impl Netlink {
             }
         }
     }
+}
+
+/// A netlink socket of `protocol` (named `name` in errors), bound with a kernel-assigned port.
+pub(crate) fn open_bound(protocol: libc::c_int, name: &str) -> Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the returned fd is checked before being owned.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    };
+    if raw < 0 {
+        return Err(Error::last_os(format!("opening {name} socket")));
+    }
+    // SAFETY: raw is a fresh, valid fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: sockaddr_nl is plain old data; zero is a valid value (pid 0: kernel assigns).
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: sa is a valid sockaddr_nl of the size we pass.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(Error::last_os(format!("binding {name} socket")));
+    }
+    Ok(fd)
 }
 
 /// Sends one datagram to the kernel on netlink socket `fd`, again when a signal interrupts.

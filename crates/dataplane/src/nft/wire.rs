@@ -4,12 +4,12 @@
 //! (decoded back from the batch: "adding rule to ip t svc-a") and its errno. What goes into
 //! the messages is `encode`'s job.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
 use crate::netlink::{align, u16_at, u32_at, Attrs, NLA_F_NESTED, NLMSG_ERROR, NLM_F_ACK};
 use crate::netlink::{attr_string, NLMSG_DONE, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
-use crate::netlink::{error_code, messages, recv_from_kernel, send_to_kernel};
+use crate::netlink::{error_code, messages, open_bound, recv_from_kernel, send_to_kernel};
 
 const NETLINK_NETFILTER: libc::c_int = 12;
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -273,33 +273,7 @@ fn setsockopt_int(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, v: libc::c
 
 impl Socket {
     pub(crate) fn open() -> Result<Socket> {
-        // SAFETY: plain socket(2) call; the fd is checked before being owned.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                NETLINK_NETFILTER,
-            )
-        };
-        if raw < 0 {
-            return Err(Error::last_os("opening NETLINK_NETFILTER socket"));
-        }
-        // SAFETY: raw is a fresh, valid fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_nl is plain old data; zero is valid (the kernel assigns the port).
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: sa is a valid sockaddr_nl of the size passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(Error::last_os("binding NETLINK_NETFILTER socket"));
-        }
+        let fd = open_bound(NETLINK_NETFILTER, "NETLINK_NETFILTER")?;
         // ACKs carry only the refused message's header, not all of it; best effort.
         setsockopt_int(&fd, libc::SOL_NETLINK, NETLINK_CAP_ACK, 1);
         setsockopt_int(&fd, libc::SOL_NETLINK, NETLINK_EXT_ACK, 1);
@@ -437,18 +411,7 @@ impl Socket {
         m.resize(align(m.len()), 0);
         let len = m.len() as u32;
         m[0..4].copy_from_slice(&len.to_ne_bytes());
-        // SAFETY: m is valid for its length; a null address means the kernel.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                m.as_ptr() as *const libc::c_void,
-                m.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            return Err(Error::last_os(op()));
-        }
+        send_to_kernel(&self.fd, &m).map_err(|e| Error::os(op(), e))?;
         let mut info = None;
         loop {
             let n = recv_from_kernel(&self.fd, &mut self.buf).map_err(|e| Error::os(op(), e))?;
@@ -520,18 +483,7 @@ impl Socket {
         m.resize(align(m.len()), 0);
         let len = m.len() as u32;
         m[0..4].copy_from_slice(&len.to_ne_bytes());
-        // SAFETY: m is valid for its length; a null address means the kernel.
-        let n = unsafe {
-            libc::send(
-                self.fd.as_raw_fd(),
-                m.as_ptr() as *const libc::c_void,
-                m.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            return Err(Error::last_os(op()));
-        }
+        send_to_kernel(&self.fd, &m).map_err(|e| Error::os(op(), e))?;
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut rules = 0u64;
         loop {
