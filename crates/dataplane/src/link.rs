@@ -27,6 +27,8 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_OPERSTATE: u16 = 16;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_NUM_TX_QUEUES: u16 = 31;
+const IFLA_NUM_RX_QUEUES: u16 = 32;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
@@ -224,6 +226,7 @@ impl Netlink {
             mtu: None,
             mac: None,
             peer_mac: None,
+            queues: None,
         }
     }
 
@@ -319,11 +322,13 @@ fn addressed(kind: u16, link: &LinkRef) -> Result<Msg> {
 
 /// A RTM_NEWLINK creating link `name` of `kind`, with IFLA_LINKINFO left open after the kind so
 /// the caller can add IFLA_INFO_DATA; close it with `end_nest` on the returned offset.
+/// `queues` sets both queue counts.
 fn create_link_msg(
     name: &str,
     kind: &str,
     mtu: Option<u32>,
     mac: Option<MacAddr>,
+    queues: Option<u32>,
 ) -> Result<(Msg, usize)> {
     check_ifname(name)?;
     let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
@@ -331,6 +336,10 @@ fn create_link_msg(
     m.attr_str(IFLA_IFNAME, name);
     if let Some(mtu) = mtu {
         m.attr_u32(IFLA_MTU, mtu);
+    }
+    if let Some(n) = queues {
+        m.attr_u32(IFLA_NUM_TX_QUEUES, n);
+        m.attr_u32(IFLA_NUM_RX_QUEUES, n);
     }
     if let Some(mac) = mac {
         m.attr(IFLA_ADDRESS, &mac.0);
@@ -350,6 +359,7 @@ pub struct VethAdd<'a> {
     mtu: Option<u32>,
     mac: Option<MacAddr>,
     peer_mac: Option<MacAddr>,
+    queues: Option<u32>,
 }
 
 impl VethAdd<'_> {
@@ -374,16 +384,43 @@ impl VethAdd<'_> {
         self.peer_mac = Some(mac);
         self
     }
+    /// Gives both ends `n` transmit and `n` receive queues (`numtxqueues`/`numrxqueues`).
+    /// Without it the kernel allocates one queue per CPU and then cuts the active count to
+    /// one, which unregisters the extra queues' sysfs entries again and waits for an RCU
+    /// grace period, per end; with `queues(1)` a veth is as it would end up anyway, made
+    /// directly.
+    pub fn queues(mut self, n: u32) -> Self {
+        self.queues = Some(n);
+        self
+    }
 
     pub fn execute(self) -> Result<()> {
+        let m = self.message()?;
+        let (name, peer) = (self.name, self.peer);
+        self.nl
+            .request(m, || format!("creating veth {name}/{peer}"))
+    }
+
+    fn message(&self) -> Result<Msg> {
         check_ifname(&self.peer)?;
-        let (mut m, info) = create_link_msg(&self.name, "veth", self.mtu, self.mac)?;
+        if self.queues == Some(0) {
+            return Err(Error::Invalid {
+                what: "veth queue count",
+                value: "0".into(),
+                reason: "a link needs at least one queue",
+            });
+        }
+        let (mut m, info) = create_link_msg(&self.name, "veth", self.mtu, self.mac, self.queues)?;
         let data = m.begin_nest(IFLA_INFO_DATA);
         let peer = m.begin_nest(VETH_INFO_PEER);
         m.header(&ifinfomsg(0, 0, 0));
         m.attr_str(IFLA_IFNAME, &self.peer);
         if let Some(mtu) = self.mtu {
             m.attr_u32(IFLA_MTU, mtu);
+        }
+        if let Some(n) = self.queues {
+            m.attr_u32(IFLA_NUM_TX_QUEUES, n);
+            m.attr_u32(IFLA_NUM_RX_QUEUES, n);
         }
         if let Some(mac) = self.peer_mac {
             m.attr(IFLA_ADDRESS, &mac.0);
@@ -394,9 +431,7 @@ impl VethAdd<'_> {
         m.end_nest(peer);
         m.end_nest(data);
         m.end_nest(info);
-        let (name, peer) = (self.name, self.peer);
-        self.nl
-            .request(m, || format!("creating veth {name}/{peer}"))
+        Ok(m)
     }
 }
 
@@ -415,7 +450,7 @@ impl BridgeAdd<'_> {
     }
 
     pub fn execute(self) -> Result<()> {
-        let (mut m, info) = create_link_msg(&self.name, "bridge", self.mtu, None)?;
+        let (mut m, info) = create_link_msg(&self.name, "bridge", self.mtu, None, None)?;
         m.end_nest(info);
         let name = self.name;
         self.nl.request(m, || format!("creating bridge {name}"))
@@ -474,7 +509,7 @@ impl VxlanAdd<'_> {
                 reason: "must be between 1 and 16777215",
             });
         }
-        let (mut m, info) = create_link_msg(&self.name, "vxlan", self.mtu, self.mac)?;
+        let (mut m, info) = create_link_msg(&self.name, "vxlan", self.mtu, self.mac, None)?;
         let data = m.begin_nest(IFLA_INFO_DATA);
         m.attr_u32(IFLA_VXLAN_ID, self.vni);
         if let Some(local) = self.local {
@@ -608,6 +643,61 @@ impl LinkSet<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type OwnedAttrs = Vec<(u16, Vec<u8>)>;
+
+    /// The attributes of a link message (after nlmsghdr and ifinfomsg), and those of the veth
+    /// peer nested in IFLA_LINKINFO / IFLA_INFO_DATA / VETH_INFO_PEER (after its ifinfomsg).
+    fn veth_attrs(bytes: &[u8]) -> (OwnedAttrs, OwnedAttrs) {
+        let top: OwnedAttrs = Attrs::new(&bytes[32..])
+            .map(|(t, d)| (t, d.to_vec()))
+            .collect();
+        let info = &top.iter().find(|(t, _)| *t == IFLA_LINKINFO).unwrap().1;
+        let data = Attrs::new(info)
+            .find(|(t, _)| *t == IFLA_INFO_DATA)
+            .unwrap()
+            .1;
+        let peer = Attrs::new(data)
+            .find(|(t, _)| *t == VETH_INFO_PEER)
+            .unwrap()
+            .1;
+        let peer = Attrs::new(&peer[16..])
+            .map(|(t, d)| (t, d.to_vec()))
+            .collect();
+        (top, peer)
+    }
+
+    #[test]
+    fn veth_queues_are_set_on_both_ends() {
+        let mut nl = Netlink::open().unwrap();
+        let m = nl
+            .link_add_veth("weftq", "eth0")
+            .queues(1)
+            .message()
+            .unwrap();
+        let (top, peer) = veth_attrs(&m.into_bytes());
+        for attrs in [&top, &peer] {
+            for ty in [IFLA_NUM_TX_QUEUES, IFLA_NUM_RX_QUEUES] {
+                let v = attrs
+                    .iter()
+                    .find(|(t, _)| *t == ty)
+                    .map(|(_, d)| attr_u32(d));
+                assert_eq!(v, Some(Some(1)), "attribute {ty}");
+            }
+        }
+        // Without queues(), the kernel's defaults stay.
+        let m = nl.link_add_veth("weftq", "eth0").message().unwrap();
+        let (top, peer) = veth_attrs(&m.into_bytes());
+        assert!(!top
+            .iter()
+            .chain(&peer)
+            .any(|(t, _)| *t == IFLA_NUM_TX_QUEUES));
+        assert!(nl
+            .link_add_veth("weftq", "eth0")
+            .queues(0)
+            .message()
+            .is_err());
+    }
 
     #[test]
     fn ifname_rules() {

@@ -24,11 +24,23 @@ fn path_of(key: &str) -> Result<String> {
 /// Reads a network sysctl such as `net/ipv4/ip_forward` (trailing newline removed).
 pub fn read(key: &str) -> Result<String> {
     let path = path_of(key)?;
-    let mut s = String::new();
+    // Plain reads into a buffer that fits a typical value: `read_to_string` would first stat
+    // and seek the file for a size hint, which /proc files do not have.
+    let mut bytes = Vec::with_capacity(64);
     std::fs::File::open(&path)
-        .and_then(|mut f| f.read_to_string(&mut s))
+        .and_then(|mut f| {
+            let mut chunk = [0u8; 64];
+            loop {
+                match f.read(&mut chunk) {
+                    Ok(0) => return Ok(()),
+                    Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
         .op(|| format!("reading sysctl {key}"))?;
-    Ok(s.trim_end().to_string())
+    Ok(String::from_utf8_lossy(&bytes).trim_end().to_string())
 }
 
 /// Writes a network sysctl (e.g. `write("net/ipv4/conf/eth0/proxy_arp", "1")`).
