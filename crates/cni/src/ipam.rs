@@ -2,24 +2,28 @@
 //! disk, so allocations survive plugin exits and agent restarts.
 //!
 //! Layout under `<dataDir>/<network>/` (host-local's, so operators know it): one file per
-//! allocated address, named by the address, holding `containerID\nifname`; `last_reserved_ip`
-//! for round-robin (a freed address is not handed out again right away); `lock`, held with
-//! `flock` for each whole read-modify-write, which makes concurrent plugin runs safe; and
-//! `by-attachment/<sha256 of containerID/ifname>`, a symlink whose target is the address, so
-//! ADD, DEL and CHECK find an attachment's address with one `readlink` instead of reading every
+//! allocated address, named by the address, holding `containerID\nifname` as host-local's do,
+//! then the address itself on a third line; `last_reserved_ip` for round-robin (a freed address
+//! is not handed out again right away); `lock`, held with `flock` for each whole
+//! read-modify-write, which makes concurrent plugin runs safe; and
+//! `by-attachment/<sha256 of containerID/ifname>`, a second name (hard link) of the allocation
+//! file, so ADD, DEL and CHECK find an attachment's address by reading one file instead of every
 //! allocation.
 //!
-//! Every ADD writes this store on the node's disk, so the writes are shaped for it: the index is
-//! a symlink (one `symlink` call and an inode with the target inline, where a file costs an
-//! open, a write, a close and a data block) and `last_reserved_ip` is overwritten in place at a
-//! fixed width (truncating it would free its block and allocate a new one on every ADD).
+//! Every ADD writes this store on the node's disk, so the writes are shaped for it: an ADD
+//! creates one inode (the allocation file; the index is only a directory entry, which is why
+//! the file carries its address), and `last_reserved_ip` is overwritten in place at a fixed
+//! width (truncating it would free its block and allocate a new one on every ADD). Creating an
+//! inode is the expensive part: on ext4 without a journal, the allocator walks past every
+//! recently deleted inode of the group first.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
+use std::io::Read;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{symlink, FileExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -30,7 +34,7 @@ use crate::env::{ContainerId, IfName};
 
 const LOCK_FILE: &str = "lock";
 const LAST_RESERVED: &str = "last_reserved_ip";
-/// One file per attachment holding its address, so lookups by attachment read one file.
+/// One name per attachment for its allocation file, so lookups by attachment read one file.
 const INDEX_DIR: &str = "by-attachment";
 
 /// The addresses the IPAM may hand out: `start..=end` inside `subnet`.
@@ -200,38 +204,96 @@ fn parse_owner(content: &str) -> Option<Attachment> {
     })
 }
 
-/// Points `index` at `ip`. The index directory exists after the first ADD, and an entry left
-/// by a crash before its allocation was written is replaced.
-fn write_index(index: &Path, ip: Ipv4Addr) -> io::Result<()> {
-    let target = ip.to_string();
-    match symlink(&target, index) {
+/// Makes `index` a second name of the allocation file `allocation`. The index directory exists
+/// after the first ADD, and an entry left by a crash (or by an older store's layout) is
+/// replaced.
+fn write_index(allocation: &Path, index: &Path) -> io::Result<()> {
+    match fs::hard_link(allocation, index) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = index.parent() {
                 fs::create_dir_all(dir)?;
             }
-            symlink(&target, index)
+            fs::hard_link(allocation, index)
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             fs::remove_file(index)?;
-            symlink(&target, index)
+            fs::hard_link(allocation, index)
         }
         other => other,
     }
 }
 
+/// What an index entry says: the store's current layout names the allocation file itself
+/// (owner and address, and which inode it is); older stores' entries name only the address.
+enum IndexEntry {
+    Allocation {
+        owner: Option<Attachment>,
+        ip: Ipv4Addr,
+        inode: (u64, u64),
+    },
+    Address(Ipv4Addr),
+}
+
+/// Reads the index entry at `path`; None when there is none (or it says nothing usable).
+fn read_index(path: &Path) -> io::Result<Option<IndexEntry>> {
+    // O_NOFOLLOW: an older store's symlink entry fails with ELOOP and is read with readlink.
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let target = fs::read_link(path)?;
+            return Ok(target
+                .to_str()
+                .and_then(|t| t.trim().parse().ok())
+                .map(IndexEntry::Address));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let meta = file.metadata()?;
+    let mut lines = text.lines();
+    Ok(match (lines.next(), lines.next(), lines.next()) {
+        // An older store's regular index file: just the address.
+        (Some(ip), None, None) => ip.trim().parse().ok().map(IndexEntry::Address),
+        (Some(_), Some(_), Some(ip)) => ip.trim().parse().ok().map(|ip| IndexEntry::Allocation {
+            owner: parse_owner(&text),
+            ip,
+            inode: (meta.dev(), meta.ino()),
+        }),
+        _ => None,
+    })
+}
+
 /// Width `last_reserved_ip` is written at: the longest IPv4 address.
 const LAST_RESERVED_WIDTH: usize = "255.255.255.255".len();
 
-/// Overwrites `last_reserved_ip` in place, padded with spaces to a fixed width, so whatever was
-/// there before (an address, so never longer) is covered without truncating the file.
-fn write_last_reserved(path: &Path, ip: Ipv4Addr) -> io::Result<()> {
-    let f = OpenOptions::new()
+/// Opens `last_reserved_ip` for reading and overwriting (one open serves both in an ADD).
+fn open_last_reserved(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)?;
+        .open(path)
+}
+
+/// The address `last_reserved_ip` holds, if it holds one (padded or not).
+fn read_last_reserved(file: &File) -> Option<Ipv4Addr> {
+    let mut buf = [0u8; 64];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
+/// Overwrites `last_reserved_ip` in place, padded with spaces to a fixed width, so whatever was
+/// there before (an address, so never longer) is covered without truncating the file.
+fn write_last_reserved(file: &File, ip: Ipv4Addr) -> io::Result<()> {
     let text = format!("{:<width$}", ip.to_string(), width = LAST_RESERVED_WIDTH);
-    f.write_all_at(text.as_bytes(), 0)
+    file.write_all_at(text.as_bytes(), 0)
 }
 
 fn owner_text(o: &Option<Attachment>) -> String {
@@ -264,22 +326,24 @@ impl Locked<'_> {
         Ok(out)
     }
 
-    /// The address held by `att`, if any: one `readlink` of its index entry, checked against
-    /// the allocation it points at (an entry a crash left stale is ignored).
+    /// The address held by `att`, if any: its index entry read, checked against the allocation
+    /// it names (an entry a crash left stale is ignored).
     pub fn find(&self, att: &Attachment) -> Result<Option<Ipv4Addr>, IpamError> {
         let path = self.index_path(att);
-        let text = match fs::read_link(&path) {
-            Ok(target) => target.to_str().map(str::to_owned),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            // A regular file: the index as stores written before the symlinks hold it.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                Some(fs::read_to_string(&path).map_err(io_err(&path, "reading attachment index"))?)
+        let entry = read_index(&path).map_err(io_err(&path, "reading attachment index"))?;
+        match entry {
+            // Still the allocation file of that address (not one a crash between releasing
+            // the address and removing the index left behind, since reallocated or gone).
+            Some(IndexEntry::Allocation { owner, ip, inode }) if owner.as_ref() == Some(att) => {
+                let current = self.store.dir.join(ip.to_string());
+                match fs::symlink_metadata(&current) {
+                    Ok(m) if (m.dev(), m.ino()) == inode => Ok(Some(ip)),
+                    Ok(_) => Ok(None),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(io_err(&current, "reading allocation")(e)),
+                }
             }
-            Err(e) => return Err(io_err(&path, "reading attachment index")(e)),
-        };
-        let ip = text.and_then(|t| t.trim().parse::<Ipv4Addr>().ok());
-        match ip {
-            Some(ip) if self.owner(ip)?.as_ref() == Some(att) => Ok(Some(ip)),
+            Some(IndexEntry::Address(ip)) if self.owner(ip)?.as_ref() == Some(att) => Ok(Some(ip)),
             _ => Ok(None),
         }
     }
@@ -320,6 +384,9 @@ impl Locked<'_> {
         if let Some(ip) = self.find(att)? {
             return Ok(Allocation { ip, existing: true });
         }
+        let last = self.store.dir.join(LAST_RESERVED);
+        let cursor =
+            open_last_reserved(&last).map_err(io_err(&last, "opening last reserved address"))?;
         let ip = match requested {
             Some(ip) => {
                 if !pool.contains(ip) {
@@ -337,9 +404,11 @@ impl Locked<'_> {
                 }
                 ip
             }
-            None => self.next_free(pool)?,
+            None => self.next_free(pool, read_last_reserved(&cursor))?,
         };
         self.write(ip, att)?;
+        write_last_reserved(&cursor, ip)
+            .map_err(io_err(&last, "recording last reserved address"))?;
         Ok(Allocation {
             ip,
             existing: false,
@@ -348,14 +417,10 @@ impl Locked<'_> {
 
     /// Round-robin: the first address after the last one handed out that has no allocation
     /// file. Usually the first candidate, so this is one `stat`, not a scan of the range.
-    fn next_free(&self, pool: &Pool) -> Result<Ipv4Addr, IpamError> {
+    fn next_free(&self, pool: &Pool, last: Option<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
         let (start, end) = (u32::from(pool.start), u32::from(pool.end));
         let size = end - start + 1;
-        let last = fs::read_to_string(self.store.dir.join(LAST_RESERVED))
-            .ok()
-            .and_then(|s| s.trim().parse::<Ipv4Addr>().ok())
-            .map(u32::from)
-            .filter(|l| (start..=end).contains(l));
+        let last = last.map(u32::from).filter(|l| (start..=end).contains(l));
         // Start right after the last reservation, wrapping around the range.
         let first = last.map_or(start, |l| if l == end { start } else { l + 1 });
         for i in 0..size {
@@ -384,18 +449,21 @@ impl Locked<'_> {
             .create_new(true)
             .open(&path)
             .map_err(io_err(&path, "recording allocation"))?;
-        let body = format!("{}\n{}", att.container_id.as_str(), att.ifname.as_str());
+        let body = format!(
+            "{}\n{}\n{ip}",
+            att.container_id.as_str(),
+            att.ifname.as_str()
+        );
         if let Err(e) = f.write_all(body.as_bytes()) {
             let _ = fs::remove_file(&path);
             return Err(io_err(&path, "recording allocation")(e));
         }
         let index = self.index_path(att);
-        if let Err(e) = write_index(&index, ip) {
+        if let Err(e) = write_index(&path, &index) {
             let _ = fs::remove_file(&path);
             return Err(io_err(&index, "recording attachment index")(e));
         }
-        let last = self.store.dir.join(LAST_RESERVED);
-        write_last_reserved(&last, ip).map_err(io_err(&last, "recording last reserved address"))
+        Ok(())
     }
 
     fn remove_index(&self, att: &Attachment) -> Result<(), IpamError> {
@@ -454,6 +522,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashMap;
+    use std::os::unix::fs::symlink;
 
     fn att(c: &str, i: &str) -> Attachment {
         Attachment {
@@ -512,8 +581,61 @@ mod tests {
         let c = l.allocate(&p, &att("c2", "eth0"), None).unwrap();
         assert_eq!(c.ip, Ipv4Addr::new(10, 244, 1, 4));
         let content = fs::read_to_string(store.dir().join("10.244.1.4")).unwrap();
-        assert_eq!(content, "c2\neth0");
+        assert_eq!(content, "c2\neth0\n10.244.1.4");
         assert_eq!(l.find(&att("c2", "eth0")).unwrap(), Some(c.ip));
+        // The index is a second name of the allocation file, not a file of its own.
+        let index = fs::metadata(l.index_path(&att("c2", "eth0"))).unwrap();
+        let allocation = fs::metadata(store.dir().join("10.244.1.4")).unwrap();
+        assert_eq!(index.ino(), allocation.ino());
+        assert_eq!(allocation.nlink(), 2);
+    }
+
+    #[test]
+    fn stores_with_symlink_indexes_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "net");
+        let p = pool("10.244.1.0/24");
+        let l = store.lock().unwrap();
+        // As the plugin wrote them before the hard links: a two-line allocation, a symlink.
+        let a = att("old", "eth0");
+        fs::write(store.dir().join("10.244.1.7"), "old\neth0").unwrap();
+        let index = l.index_path(&a);
+        fs::create_dir_all(index.parent().unwrap()).unwrap();
+        symlink("10.244.1.7", &index).unwrap();
+        assert_eq!(l.find(&a).unwrap(), Some(Ipv4Addr::new(10, 244, 1, 7)));
+        let again = l.allocate(&p, &a, None).unwrap();
+        assert_eq!(again.ip, Ipv4Addr::new(10, 244, 1, 7));
+        assert!(again.existing);
+        assert_eq!(l.release(&a).unwrap(), vec![Ipv4Addr::new(10, 244, 1, 7)]);
+        assert!(fs::symlink_metadata(&index).is_err());
+        assert!(l.allocations().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_index_left_by_a_crashed_release_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), "net");
+        let p = pool("10.244.1.0/24");
+        let l = store.lock().unwrap();
+        let a = att("a", "eth0");
+        let ip = l
+            .allocate(&p, &a, Some(Ipv4Addr::new(10, 244, 1, 9)))
+            .unwrap()
+            .ip;
+        // A crash after the allocation file went, before the index did: the index still
+        // names the address (its inode lives on through it).
+        l.remove(ip).unwrap();
+        assert_eq!(l.find(&a).unwrap(), None);
+        // The address goes to someone else: still not a's.
+        let b = att("b", "eth0");
+        assert_eq!(l.allocate(&p, &b, Some(ip)).unwrap().ip, ip);
+        assert_eq!(l.find(&a).unwrap(), None);
+        assert_eq!(l.find(&b).unwrap(), Some(ip));
+        // a's next ADD gets a fresh address and a fresh index.
+        let again = l.allocate(&p, &a, None).unwrap();
+        assert!(!again.existing);
+        assert_ne!(again.ip, ip);
+        assert_eq!(l.find(&a).unwrap(), Some(again.ip));
     }
 
     #[test]

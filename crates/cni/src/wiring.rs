@@ -60,10 +60,12 @@ impl PodWiring<'_> {
     pub fn setup(&self, host: &mut Netlink) -> Result<Wired, Error> {
         let ifname = self.ifname.as_str();
         let create = |host: &mut Netlink| {
+            // One queue per end, which a veth is cut down to anyway: see `VethAdd::queues`.
             let mut veth = host
                 .link_add_veth(self.host_veth, ifname)
                 .peer_netns(self.pod_ns)
-                .mtu(self.mtu);
+                .mtu(self.mtu)
+                .queues(1);
             if let Some(mac) = self.mac {
                 veth = veth.peer_mac(mac);
             }
@@ -78,23 +80,18 @@ impl PodWiring<'_> {
             Err(e) => return Err(e.into()),
         }
 
+        // The order below keeps the kernel from waiting for RCU grace periods: an end that is
+        // up without carrier (its peer still down) is "deactivated" by the link watcher, which
+        // waits for one, under the RTNL lock, either in a later request of ours (a link lookup
+        // runs the watcher's pending work for its link) or in a kernel worker that our next
+        // request then waits for. So both ends are looked up while down, the pod end comes up
+        // first, and the host end last, which gives the pair its carrier at once.
         let host_link =
             host.link_get(self.host_veth)?
                 .ok_or_else(|| weft_dataplane::Error::Protocol {
                     op: format!("getting link {}", self.host_veth),
                     detail: "created but not found".into(),
                 })?;
-        host.link_set(host_link.index).up().execute()?;
-        let pod_ip = IpAddr::V4(self.ip);
-        host.route_add(IpNet::host(pod_ip))
-            .oif(host_link.index)
-            .scope(Scope::Link)
-            .replace()
-            .execute()?;
-        // Reading first keeps the common case (already on) free of a write.
-        if sysctl::read("net/ipv4/ip_forward")? != "1" {
-            sysctl::write("net/ipv4/ip_forward", "1")?;
-        }
         let host_mac = host_link
             .mac
             .ok_or_else(|| weft_dataplane::Error::Protocol {
@@ -109,19 +106,36 @@ impl PodWiring<'_> {
                 op: format!("getting link {ifname} in {}", self.pod_ns.path().display()),
                 detail: "created but not found".into(),
             })?;
+        let pod_ip = IpAddr::V4(self.ip);
         let gw = IpAddr::V4(GATEWAY);
-        pod.addr_add(pod_link.index, IpNet::host(pod_ip))
-            .execute()?;
-        pod.link_set(pod_link.index).up().execute()?;
-        pod.neigh_add_permanent(pod_link.index, gw, host_mac)?;
-        pod.route_add(IpNet::host(gw))
-            .oif(pod_link.index)
-            .scope(Scope::Link)
-            .execute()?;
-        pod.route_add(IpNet::default_v4())
-            .gateway(gw)
-            .oif(pod_link.index)
-            .execute()?;
+        // One round trip for the pod's five changes; the kernel applies them in this order.
+        pod.batch(|pod| {
+            pod.addr_add(pod_link.index, IpNet::host(pod_ip))
+                .execute()?;
+            pod.link_set(pod_link.index).up().execute()?;
+            pod.neigh_add_permanent(pod_link.index, gw, host_mac)?;
+            pod.route_add(IpNet::host(gw))
+                .oif(pod_link.index)
+                .scope(Scope::Link)
+                .execute()?;
+            pod.route_add(IpNet::default_v4())
+                .gateway(gw)
+                .oif(pod_link.index)
+                .execute()
+        })?;
+
+        host.batch(|host| {
+            host.link_set(host_link.index).up().execute()?;
+            host.route_add(IpNet::host(pod_ip))
+                .oif(host_link.index)
+                .scope(Scope::Link)
+                .replace()
+                .execute()
+        })?;
+        // Reading first keeps the common case (already on) free of a write.
+        if sysctl::read("net/ipv4/ip_forward")? != "1" {
+            sysctl::write("net/ipv4/ip_forward", "1")?;
+        }
         Ok(Wired {
             host: host_link,
             pod: pod_link,
