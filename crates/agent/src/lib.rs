@@ -8,18 +8,15 @@
 //! same objects, compiles the same plans, finds the kernel already matching, and established
 //! connections never notice.
 
-mod health;
-
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weft_net::{NetError, NetReconciler, NetworkConfig, NodePlan};
 use weft_proxy::reconcile::ReconcileError;
 use weft_proxy::ProxyReconciler;
-use weft_view::reconciler::Readiness;
+use weft_view::reconciler::{host, Readiness};
 use weft_view::source::{self, SourceError};
-use weft_view::{Interest, Reconciler, Shared};
+use weft_view::{Reconciler, Shared};
 
 /// How long `--plan` waits for the first complete lists.
 const PLAN_WAIT: Duration = Duration::from_secs(30);
@@ -67,10 +64,13 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             health_rx,
             std::net::Ipv4Addr::UNSPECIFIED.into(),
         ));
-        source::spawn(&client, &shared, union(&[net.interest(), proxy.interest()]));
+        source::spawn(&client, &shared, net.interest().union(proxy.interest()));
         tracing::info!(node = %config.node, mode = ?config.network.mode, "agent started");
         let readiness = Readiness::new();
-        tokio::spawn(health::serve(config.health_port, readiness.clone()));
+        tokio::spawn(weft_view::health::serve(
+            config.health_port,
+            readiness.clone(),
+        ));
         let reconcilers = [
             host(net, &shared, &readiness),
             host(proxy, &shared, &readiness),
@@ -94,7 +94,7 @@ pub fn plan(config: AgentConfig) -> Result<(NodePlan, String), AgentError> {
         let shared = Shared::new();
         let net = NetReconciler::new(config.network.clone(), &config.node);
         let proxy = ProxyReconciler::new(&config.node, config.network.cluster_cidr);
-        let interest = union(&[net.interest(), proxy.interest()]);
+        let interest = net.interest().union(proxy.interest());
         source::spawn(&client, &shared, interest);
         let kinds = source::kinds(&interest);
         let started = Instant::now();
@@ -114,26 +114,4 @@ fn runtime() -> Result<tokio::runtime::Runtime, AgentError> {
         .enable_all()
         .build()
         .map_err(AgentError::Runtime)
-}
-
-/// Runs a reconciler on a blocking thread of the runtime (its applies are synchronous netlink
-/// and must not stall the watchers).
-fn host<R: Reconciler>(
-    r: R,
-    shared: &Arc<Shared>,
-    readiness: &Arc<Readiness>,
-) -> tokio::task::JoinHandle<()> {
-    let (shared, readiness) = (shared.clone(), readiness.clone());
-    readiness.expect(r.name());
-    tokio::task::spawn_blocking(move || weft_view::reconciler::run(r, shared, readiness))
-}
-
-fn union(interests: &[Interest]) -> Interest {
-    interests.iter().fold(Interest::default(), |a, b| Interest {
-        nodes: a.nodes || b.nodes,
-        services: a.services || b.services,
-        pods: a.pods || b.pods,
-        namespaces: a.namespaces || b.namespaces,
-        network_policies: a.network_policies || b.network_policies,
-    })
 }

@@ -80,6 +80,9 @@ pub(crate) async fn dispatch(
             )
             .await
         }
+        (&Method::POST, Some(name), Some("binding")) if resource.kind == "Pod" => {
+            crate::binding::bind(api, req, resource, ns, name, &query).await
+        }
         (&Method::POST, None, None) => create(api, req, resource, ns.as_deref(), &query).await,
         (&Method::PUT, Some(name), None | Some("status")) => {
             update(
@@ -361,7 +364,7 @@ fn with_warnings(mut response: Response<Body>, warnings: Vec<String>) -> Respons
     response
 }
 
-fn content_type(req: &Request<Body>) -> String {
+pub(crate) fn content_type(req: &Request<Body>) -> String {
     req.headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -6,6 +6,7 @@
 //! (`log`, `exec`, `attach`) by running weft's own pod tools.
 
 pub mod api;
+mod binding;
 mod crud;
 pub mod decode;
 mod delete;

@@ -89,6 +89,7 @@ impl Resource {
                     "status" => (&self.kind, &["get", "patch", "update"], "", ""),
                     "scale" => ("Scale", &["get", "patch", "update"], "autoscaling", "v1"),
                     "log" => ("Pod", &["get"], "", ""),
+                    "binding" => ("Binding", &["create"], "", ""),
                     "exec" | "attach" | "portforward" => {
                         ("PodExecOptions", &["create", "get"], "", "")
                     }
@@ -151,7 +152,7 @@ const BUILTIN: &[Row] = &[
         "pods",
         true,
         &["po"],
-        &["status", "log", "exec", "attach"],
+        &["status", "log", "exec", "attach", "binding"],
     ),
     ("", "v1", "Service", "services", true, &["svc"], &["status"]),
     ("", "v1", "Endpoints", "endpoints", true, &["ep"], &[]),

@@ -280,9 +280,7 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
         }
         LabCommand::Controller => {
             let (layout, _, store) = weft_lab::lab::open(lab, &state_root)?;
-            weft_lab::controller::Controller::new(store)
-                .supervising(layout)
-                .run()?;
+            weft_lab::controller::run(layout, store)?;
             Ok(0)
         }
         LabCommand::Apiserver => {

@@ -107,6 +107,27 @@ enum Command {
         #[arg(long, value_name = "PORT", default_value_t = weft_agent::HEALTH_PORT)]
         health_port: u16,
     },
+    /// weft's cluster-wide controller: allocates LoadBalancer addresses from the cluster
+    /// config's pool, watching the Kubernetes API (the Deployment in deploy/controller.yaml; the
+    /// lab deploys the same). With --lab-controllers it also runs what a lab lacks and a real
+    /// cluster has (scheduler, Deployment/DaemonSet, garbage and EndpointSlice controllers).
+    #[command(
+        after_help = "Examples:\n  weft controller --config /etc/weft/cluster.yaml     # in a pod: in-cluster API access\n  weft controller --config cluster.yaml --kubeconfig ~/.kube/config\n\nThe API: --kubeconfig, else the lab's kubeconfig when the lab is up on this machine, else the\nin-cluster service account or $KUBECONFIG. The cluster config: --config, else the lab's."
+    )]
+    Controller {
+        /// The cluster config (YAML, the lab's format): the load-balancer pool.
+        #[arg(long, value_name = "PATH", env = "WEFT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Do not allocate LoadBalancer addresses (another controller does).
+        #[arg(long)]
+        no_load_balancers: bool,
+        /// Also run the lab's scheduler, workload, garbage and EndpointSlice controllers.
+        #[arg(long)]
+        lab_controllers: bool,
+        /// Where /healthz and /readyz are served.
+        #[arg(long, value_name = "PORT", default_value_t = weft_controller::HEALTH_PORT)]
+        health_port: u16,
+    },
     /// Install the CNI plugin and this node's conflist on the host (the agent DaemonSet's init
     /// container on a real cluster).
     #[command(
@@ -210,6 +231,21 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Controller {
+            config,
+            no_load_balancers,
+            lab_controllers,
+            health_port,
+        } => {
+            let (cluster, lab_kubeconfig) = cluster_config(&cli.lab, config)?;
+            weft_controller::run(weft_controller::ControllerConfig {
+                kubeconfig: cli.kubeconfig.clone().or(lab_kubeconfig),
+                load_balancers: (!no_load_balancers).then_some(cluster.load_balancer_pool),
+                lab: lab_controllers,
+                health_port: Some(health_port),
+            })?;
+            Ok(0)
+        }
         Command::Workload { args } => {
             let workload = weft_workloads::Workload::from_args(&args)?;
             weft_workloads::run(&workload)?;
@@ -218,14 +254,12 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// The agent's settings: the cluster config from `--config` or the lab's, the API from
-/// `--kubeconfig`, the lab's kubeconfig (when its config is taken from the lab), or in-cluster.
-fn agent_config(
+/// The cluster config from `--config` or else the lab's, with the lab's kubeconfig when the
+/// config was the lab's.
+fn cluster_config(
     lab: &weft_model::ClusterName,
-    node: String,
     config: Option<PathBuf>,
-    kubeconfig: Option<PathBuf>,
-) -> Result<weft_agent::AgentConfig> {
+) -> Result<(weft_model::ClusterConfig, Option<PathBuf>)> {
     let layout = weft_lab::layout::Layout::new(
         lab.clone(),
         &weft_lab::layout::Layout::state_root_from_env(),
@@ -245,11 +279,22 @@ fn agent_config(
         }
     })?;
     let cluster = weft_model::ClusterConfig::from_yaml(&path.display().to_string(), &text)?;
-    let kubeconfig = kubeconfig.or_else(|| from_lab.then(|| layout.kubeconfig_file()));
+    Ok((cluster, from_lab.then(|| layout.kubeconfig_file())))
+}
+
+/// The agent's settings: the cluster config from `--config` or the lab's, the API from
+/// `--kubeconfig`, the lab's kubeconfig (when its config is taken from the lab), or in-cluster.
+fn agent_config(
+    lab: &weft_model::ClusterName,
+    node: String,
+    config: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
+) -> Result<weft_agent::AgentConfig> {
+    let (cluster, lab_kubeconfig) = cluster_config(lab, config)?;
     Ok(weft_agent::AgentConfig {
         node,
         network: weft_net::NetworkConfig::from_cluster(&cluster),
-        kubeconfig,
+        kubeconfig: kubeconfig.or(lab_kubeconfig),
         health_port: weft_agent::HEALTH_PORT,
     })
 }

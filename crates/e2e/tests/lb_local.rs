@@ -86,10 +86,7 @@ fn local_load_balancers_spread_over_nodes_with_endpoints_and_answer_health_check
     );
     lab.ok(&["lab", "up", "--nodes", "2", "-f", &manifest, "--wait", "60"]);
     let svc = lab.service("local");
-    let lb = svc["status"]["loadBalancer"]["ingress"][0]["ip"]
-        .as_str()
-        .expect("an LB address")
-        .to_string();
+    let lb = lab.lb_ip("local");
     let hc = svc["spec"]["healthCheckNodePort"]
         .as_u64()
         .expect("the API server allocates a healthCheckNodePort");

@@ -56,13 +56,6 @@ fn cluster_ip(lab: &Lab, name: &str) -> String {
         .to_string()
 }
 
-fn lb_ip(lab: &Lab, name: &str) -> String {
-    lab.service(name)["status"]["loadBalancer"]["ingress"][0]["ip"]
-        .as_str()
-        .expect("LB address")
-        .to_string()
-}
-
 /// Node n's address on the lab's underlay (node1 is 172.20.0.2).
 fn node_ip(n: u32) -> String {
     format!("172.20.0.{}", n + 1)
@@ -250,7 +243,7 @@ fn node_ports_and_load_balancers_from_outside_with_both_traffic_policies() {
         );
     }
     // The LoadBalancer address, routed by the lab's speaker.
-    let lb = lb_ip(&lab, "lb");
+    let lb = lab.lb_ip("lb");
     assert!(lb.starts_with("198.51.100."), "{lb}");
     let lb_url = format!("http://{lb}/hostname");
     wait_for(|| outside_curl(&lab, &lb_url, 5).0 == 0);
@@ -261,7 +254,7 @@ fn node_ports_and_load_balancers_from_outside_with_both_traffic_policies() {
     );
 
     // Local: the client address survives; the node without endpoints drops.
-    let local = lb_ip(&lab, "local");
+    let local = lab.lb_ip("local");
     let url = format!("http://{local}/clientip");
     wait_for(|| outside_curl(&lab, &url, 5).0 == 0);
     assert_eq!(

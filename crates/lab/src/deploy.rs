@@ -1,5 +1,6 @@
 //! weft's own components in the lab come from `deploy/`, the manifests that install weft on a
-//! real cluster: the agent DaemonSet, its RBAC and the `weft-config` ConfigMap. The lab fills the
+//! real cluster: the agent DaemonSet, the controller Deployment, their RBAC and the
+//! `weft-config` ConfigMap. The lab fills the
 //! ConfigMap with its own cluster config and the API server's fabric address (the agent is a
 //! hostNetwork pod: it cannot use the `kubernetes` Service before a proxy has programmed it,
 //! which is the agent's own job), and its kubelets run weft's image from the lab's binaries.
@@ -11,7 +12,7 @@ use weft_model::Object;
 use crate::LabError;
 
 /// The manifests, in the order a user would apply them.
-const MANIFESTS: [(&str, &str); 3] = [
+const MANIFESTS: [(&str, &str); 4] = [
     (
         "deploy/namespace-rbac.yaml",
         include_str!("../../../deploy/namespace-rbac.yaml"),
@@ -23,6 +24,10 @@ const MANIFESTS: [(&str, &str); 3] = [
     (
         "deploy/agent.yaml",
         include_str!("../../../deploy/agent.yaml"),
+    ),
+    (
+        "deploy/controller.yaml",
+        include_str!("../../../deploy/controller.yaml"),
     ),
 ];
 
@@ -73,6 +78,7 @@ mod tests {
         let objects = objects(&config).unwrap();
         let kinds: Vec<&str> = objects.iter().map(Object::kind).collect();
         assert!(kinds.contains(&"DaemonSet"), "{kinds:?}");
+        assert!(kinds.contains(&"Deployment"), "{kinds:?}");
         let cm = objects
             .iter()
             .find_map(Object::as_config_map)

@@ -11,7 +11,6 @@ pub mod cni_client;
 pub mod container;
 pub mod controller;
 pub mod deploy;
-pub mod endpoints;
 pub mod kubelet;
 pub mod lab;
 pub mod layout;
@@ -84,29 +83,6 @@ pub fn list_pods(
         .filter_map(|o| o.as_pod().cloned())
         .collect())
 }
-
-/// Runs `pass` now, then again after every change the store reports (or `idle` without one),
-/// forever. Passes are at least [`MIN_PASS_INTERVAL`] apart: a pass reads every object it
-/// cares about, and under a burst of writes (10k Services applied) one pass per write would
-/// keep a core busy; changes arriving meanwhile are handled together, as a work queue batches.
-pub fn follow(
-    store: &weft_sources::Store,
-    idle: std::time::Duration,
-    mut pass: impl FnMut(),
-) -> Result<(), LabError> {
-    let mut watch = store.watch(store.revision()?)?;
-    loop {
-        let started = std::time::Instant::now();
-        pass();
-        watch.wait(idle)?;
-        if let Some(rest) = MIN_PASS_INTERVAL.checked_sub(started.elapsed()) {
-            std::thread::sleep(rest);
-        }
-    }
-}
-
-/// The shortest time between two passes of a lab daemon's reconcile loop.
-pub const MIN_PASS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The `weft` executable the lab's daemons run. When it was replaced while the lab runs (a
 /// rebuild), the kernel names the old file "... (deleted)": the daemons then start the new one.

@@ -1,19 +1,17 @@
 //! The lab's Service registry: what the Kubernetes API server does to a Service before storing
 //! it. Defaults (type, protocol, targetPort, policies), validation with messages naming the field,
-//! and allocation: a cluster IP from the service CIDR, node ports from the node-port range (and
-//! the `healthCheckNodePort` of a LoadBalancer with `externalTrafficPolicy: Local`), and a
-//! load-balancer address from the pool (what a cloud controller or MetalLB would do), written to
-//! `status.loadBalancer.ingress`. It runs as the store's [`Admission`], under the store's write
-//! lock, so concurrent applies never hand out one address twice; allocations live on the Service
-//! objects themselves and so persist with them. (It also keeps a Pod's binding to its node when
+//! and allocation: a cluster IP from the service CIDR and node ports from the node-port range
+//! (and the `healthCheckNodePort` of a LoadBalancer with `externalTrafficPolicy: Local`). It runs
+//! as the store's [`Admission`], under the store's write lock, so concurrent applies never hand
+//! out one address twice; allocations live on the Service objects themselves and so persist with
+//! them. Load-balancer addresses are not the API server's: `weft controller` allocates them
+//! (`weft_controller::lb`), as MetalLB or a cloud controller does. (It also keeps a Pod's binding to its node when
 //! the Pod is re-applied, as the API server keeps what the scheduler wrote.)
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use k8s_openapi::api::core::v1::{
-    LoadBalancerIngress, LoadBalancerStatus, Service, ServiceSpec, ServiceStatus,
-};
+use k8s_openapi::api::core::v1::{LoadBalancerStatus, Service, ServiceSpec, ServiceStatus};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_model::cidr::Ipv4Cidr;
 use weft_model::config::ClusterConfig;
@@ -31,7 +29,6 @@ pub struct ServiceRegistry {
     /// Reserved for the cluster DNS Service: only handed out when asked for by name.
     dns_ip: Ipv4Addr,
     node_ports: (u16, u16),
-    pool: Ipv4Cidr,
 }
 
 impl ServiceRegistry {
@@ -40,7 +37,6 @@ impl ServiceRegistry {
             service_cidr: config.service_cidr,
             dns_ip: config.dns_service_ip,
             node_ports: config.node_port_range,
-            pool: config.load_balancer_pool,
         }
     }
 
@@ -84,7 +80,14 @@ impl ServiceRegistry {
             }
         }
         if ty == "LoadBalancer" {
-            self.load_balancer(svc, stored, others);
+            // The allocator's address stays (a spec write keeps the stored status); a new
+            // Service starts `<pending>`.
+            if stored.is_none() && svc.status.is_none() {
+                svc.status = Some(ServiceStatus {
+                    load_balancer: Some(LoadBalancerStatus::default()),
+                    ..Default::default()
+                });
+            }
         } else {
             // What the API server shows for every other type; it also clears a stored address
             // when a LoadBalancer becomes something else.
@@ -304,71 +307,6 @@ impl ServiceRegistry {
         spec.health_check_node_port = Some(n);
         Ok(())
     }
-
-    /// Keeps the stored address, honours `spec.loadBalancerIP` when it is in the pool and free,
-    /// else takes the first free one; an empty pool leaves the Service pending with a reason.
-    fn load_balancer(&self, svc: &mut Service, stored: Option<&Service>, others: &[&Service]) {
-        let taken: BTreeSet<Ipv4Addr> = others.iter().filter_map(|s| lb_ip(s)).collect();
-        let requested = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.load_balancer_ip.as_deref())
-            .filter(|ip| !ip.is_empty())
-            .map(str::to_string);
-        let usable = |ip: &Ipv4Addr| {
-            self.pool.contains(*ip) && *ip != self.pool.network() && *ip != self.pool.broadcast()
-        };
-        let chosen: Result<Ipv4Addr, String> = match (requested, stored.and_then(lb_ip)) {
-            (Some(r), kept) => match r.parse::<Ipv4Addr>() {
-                Ok(ip) if Some(ip) == kept => Ok(ip),
-                Ok(ip) if !usable(&ip) => Err(format!(
-                    "spec.loadBalancerIP {ip} is not in the pool {}",
-                    self.pool
-                )),
-                Ok(ip) if taken.contains(&ip) => {
-                    Err(format!("spec.loadBalancerIP {ip} is already in use"))
-                }
-                Ok(ip) => Ok(ip),
-                Err(_) => Err(format!("spec.loadBalancerIP {r:?} is not an IPv4 address")),
-            },
-            (None, Some(kept)) => Ok(kept),
-            (None, None) => (1..self.pool.size().saturating_sub(1))
-                .filter_map(|n| self.pool.nth(n))
-                .find(|ip| !taken.contains(ip))
-                .ok_or_else(|| {
-                    format!(
-                        "the load-balancer pool {} is exhausted ({} addresses in use)",
-                        self.pool,
-                        taken.len()
-                    )
-                }),
-        };
-        match chosen {
-            Ok(ip) => {
-                svc.status = Some(ServiceStatus {
-                    load_balancer: Some(LoadBalancerStatus {
-                        ingress: Some(vec![LoadBalancerIngress {
-                            ip: Some(ip.to_string()),
-                            ip_mode: Some("VIP".into()),
-                            ..Default::default()
-                        }]),
-                    }),
-                    ..Default::default()
-                });
-                remove_annotation(svc, LB_PROBLEM_ANNOTATION);
-            }
-            Err(problem) => {
-                svc.status = Some(ServiceStatus {
-                    load_balancer: Some(LoadBalancerStatus::default()),
-                    ..Default::default()
-                });
-                svc.metadata
-                    .annotations
-                    .get_or_insert_with(Default::default)
-                    .insert(LB_PROBLEM_ANNOTATION.into(), problem);
-            }
-        }
-    }
 }
 
 impl Admission for ServiceRegistry {
@@ -571,13 +509,6 @@ fn node_port_owner(others: &[&Service], n: i32) -> String {
 
 fn cluster_ip(s: &Service) -> Option<Ipv4Addr> {
     s.spec.as_ref()?.cluster_ip.as_deref()?.parse().ok()
-}
-
-fn lb_ip(s: &Service) -> Option<Ipv4Addr> {
-    weft_model::service::load_balancer_ingress(s)
-        .first()?
-        .parse()
-        .ok()
 }
 
 fn name(s: &Service) -> String {

@@ -91,6 +91,19 @@ impl Lab {
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
+    /// The address `weft controller` gave the LoadBalancer Service `name` (waits for it: the
+    /// allocation follows the Service's creation).
+    pub fn lb_ip(&self, name: &str) -> String {
+        let mut ip = None;
+        crate::wait::wait_for_what(&format!("an address for LoadBalancer {name}"), || {
+            ip = self.service(name)["status"]["loadBalancer"]["ingress"][0]["ip"]
+                .as_str()
+                .map(str::to_string);
+            ip.is_some()
+        });
+        ip.unwrap_or_default()
+    }
+
     /// The kubeconfig `weft lab up` writes for this lab (client certificate, https://127.0.0.1).
     pub fn kubeconfig(&self) -> PathBuf {
         self.state.path().join(&self.name).join("kubeconfig")

@@ -9,6 +9,7 @@
 //! Nothing here does I/O apart from [`source`]; the view itself is plain data, tested without a
 //! cluster.
 
+pub mod health;
 mod index;
 mod mailbox;
 pub mod reconciler;

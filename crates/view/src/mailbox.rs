@@ -15,6 +15,22 @@ pub struct Interest {
     pub pods: bool,
     pub namespaces: bool,
     pub network_policies: bool,
+    /// Deployments and DaemonSets (the lab's workload controllers).
+    pub workloads: bool,
+}
+
+impl Interest {
+    /// Everything `self` or `other` covers (what a process hosting both must watch).
+    pub fn union(self, other: Interest) -> Interest {
+        Interest {
+            nodes: self.nodes || other.nodes,
+            services: self.services || other.services,
+            pods: self.pods || other.pods,
+            namespaces: self.namespaces || other.namespaces,
+            network_policies: self.network_policies || other.network_policies,
+            workloads: self.workloads || other.workloads,
+        }
+    }
 }
 
 /// What a reconciler finds when it wakes.

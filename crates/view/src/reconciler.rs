@@ -112,6 +112,19 @@ pub fn run<R: Reconciler>(mut r: R, shared: Arc<Shared>, readiness: Arc<Readines
     }
 }
 
+/// Runs a reconciler on a blocking thread of the current tokio runtime (its applies are
+/// synchronous: netlink, or API writes through `Handle::block_on`, and must not stall the
+/// watchers), counting it in `readiness` until its first sync.
+pub fn host<R: Reconciler>(
+    r: R,
+    shared: &Arc<Shared>,
+    readiness: &Arc<Readiness>,
+) -> tokio::task::JoinHandle<()> {
+    let (shared, readiness) = (shared.clone(), readiness.clone());
+    readiness.expect(r.name());
+    tokio::task::spawn_blocking(move || run(r, shared, readiness))
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

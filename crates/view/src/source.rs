@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -78,6 +79,7 @@ pub fn kinds(interest: &Interest) -> Vec<&'static str> {
     add(interest.pods, &["Pod"]);
     add(interest.namespaces, &["Namespace"]);
     add(interest.network_policies, &["NetworkPolicy"]);
+    add(interest.workloads, &["Deployment", "DaemonSet"]);
     out
 }
 
@@ -99,6 +101,10 @@ pub fn spawn(client: &Client, shared: &Arc<Shared>, interest: Interest) {
     }
     if interest.network_policies {
         spawn_one::<NetworkPolicy>(client, shared);
+    }
+    if interest.workloads {
+        spawn_one::<Deployment>(client, shared);
+        spawn_one::<DaemonSet>(client, shared);
     }
 }
 

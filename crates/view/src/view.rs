@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -50,6 +51,8 @@ pub enum Change {
     Pod(NsName),
     Namespace(String),
     NetworkPolicy(NsName),
+    Deployment(NsName),
+    DaemonSet(NsName),
 }
 
 impl Change {
@@ -61,6 +64,7 @@ impl Change {
             Change::Pod(_) => interest.pods,
             Change::Namespace(_) => interest.namespaces,
             Change::NetworkPolicy(_) => interest.network_policies,
+            Change::Deployment(_) | Change::DaemonSet(_) => interest.workloads,
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct ClusterView {
     namespaces: BTreeMap<String, Arc<Namespace>>,
     namespace_labels: LabelIndex<String>,
     policies: BTreeMap<NsName, Arc<NetworkPolicy>>,
+    deployments: BTreeMap<NsName, Arc<Deployment>>,
+    daemonsets: BTreeMap<NsName, Arc<DaemonSet>>,
     /// Kinds whose first complete list has been applied.
     listed: BTreeSet<&'static str>,
 }
@@ -196,6 +202,10 @@ impl ClusterView {
         self.pods.get(key).map(Arc::as_ref)
     }
 
+    pub fn pods(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.values().map(Arc::as_ref)
+    }
+
     /// The pods bound to `node`.
     pub fn pods_on(&self, node: &str) -> impl Iterator<Item = &Pod> {
         self.pods_by_node
@@ -233,6 +243,22 @@ impl ClusterView {
 
     pub fn network_policies(&self) -> impl Iterator<Item = &NetworkPolicy> {
         self.policies.values().map(Arc::as_ref)
+    }
+
+    pub fn deployment(&self, key: &NsName) -> Option<&Deployment> {
+        self.deployments.get(key).map(Arc::as_ref)
+    }
+
+    pub fn deployments(&self) -> impl Iterator<Item = (&NsName, &Deployment)> {
+        self.deployments.iter().map(|(k, v)| (k, v.as_ref()))
+    }
+
+    pub fn daemonset(&self, key: &NsName) -> Option<&DaemonSet> {
+        self.daemonsets.get(key).map(Arc::as_ref)
+    }
+
+    pub fn daemonsets(&self) -> impl Iterator<Item = (&NsName, &DaemonSet)> {
+        self.daemonsets.iter().map(|(k, v)| (k, v.as_ref()))
     }
 }
 
@@ -409,30 +435,39 @@ impl Watched for Namespace {
     }
 }
 
-impl Watched for NetworkPolicy {
-    fn store(view: &mut ClusterView, key: &NsName, new: Option<Arc<NetworkPolicy>>) -> Vec<Change> {
-        let had = match new {
-            Some(p) => {
-                view.policies.insert(key.clone(), p);
-                true
+/// Kinds kept in one map by namespace and name, with no index of their own.
+macro_rules! keyed {
+    ($kind:ty, $field:ident, $change:ident) => {
+        impl Watched for $kind {
+            fn store(view: &mut ClusterView, key: &NsName, new: Option<Arc<$kind>>) -> Vec<Change> {
+                let had = match new {
+                    Some(o) => {
+                        view.$field.insert(key.clone(), o);
+                        true
+                    }
+                    None => view.$field.remove(key).is_some(),
+                };
+                if had {
+                    vec![Change::$change(key.clone())]
+                } else {
+                    Vec::new()
+                }
             }
-            None => view.policies.remove(key).is_some(),
-        };
-        if had {
-            vec![Change::NetworkPolicy(key.clone())]
-        } else {
-            Vec::new()
+
+            fn keys(view: &ClusterView) -> Vec<NsName> {
+                view.$field.keys().cloned().collect()
+            }
+
+            fn version(view: &ClusterView, key: &NsName) -> Option<String> {
+                view.$field.get(key)?.metadata.resource_version.clone()
+            }
         }
-    }
-
-    fn keys(view: &ClusterView) -> Vec<NsName> {
-        view.policies.keys().cloned().collect()
-    }
-
-    fn version(view: &ClusterView, key: &NsName) -> Option<String> {
-        view.policies.get(key)?.metadata.resource_version.clone()
-    }
+    };
 }
+
+keyed!(NetworkPolicy, policies, NetworkPolicy);
+keyed!(Deployment, deployments, Deployment);
+keyed!(DaemonSet, daemonsets, DaemonSet);
 
 /// The view shared by the watch tasks that write it and the reconcilers that read it, with the
 /// reconcilers' mailboxes.

@@ -176,50 +176,33 @@ fn node_ports_are_allocated_honoured_and_refused_with_reasons() {
 }
 
 #[test]
-fn load_balancers_get_pool_addresses_until_the_pool_runs_out() {
-    let lb = |n: &str| {
-        format!("metadata: {{name: {n}}}\nspec:\n  type: LoadBalancer\n  ports: [{{port: 80}}]\n")
-    };
-    let mut made: Vec<Service> = Vec::new();
-    for i in 0..6 {
-        let s = admit(&lb(&format!("lb{i}")), &made.iter().collect::<Vec<_>>()).unwrap();
-        made.push(s);
-    }
-    let ips: Vec<String> = made.iter().map(|s| lb_ip(s).unwrap().to_string()).collect();
-    assert_eq!(ips.first().map(String::as_str), Some("198.51.100.1"));
-    assert_eq!(ips.last().map(String::as_str), Some("198.51.100.6"));
-    assert!(made[0].spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
+fn load_balancers_start_pending_and_keep_the_allocators_address() {
+    let lb = "metadata: {name: lb}\nspec:\n  type: LoadBalancer\n  ports: [{port: 80}]\n";
+    let made = admit(lb, &[]).unwrap();
+    assert!(made.spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
         .node_port
         .is_some());
-    // The pool is exhausted: the Service is stored, pending, with the reason.
-    let pending = admit(&lb("lb6"), &made.iter().collect::<Vec<_>>()).unwrap();
-    assert_eq!(lb_ip(&pending), None);
-    let why = &pending.metadata.annotations.as_ref().unwrap()[LB_PROBLEM_ANNOTATION];
-    assert_eq!(
-        why,
-        "the load-balancer pool 198.51.100.0/29 is exhausted (6 addresses in use)"
-    );
-    // A requested address: honoured when free and in the pool.
-    let asked = admit(
-        &lb("x").replace("spec:\n", "spec:\n  loadBalancerIP: 198.51.100.3\n"),
-        &[],
+    // No address from the API server: `weft controller` allocates them.
+    let ingress = |s: &Service| weft_model::service::load_balancer_ingress(s);
+    assert!(ingress(&made).is_empty());
+    // The allocator wrote one; a user's later spec write (no status) keeps it.
+    let mut allocated = made.clone();
+    allocated.status = serde_json::from_value(
+        serde_json::json!({"loadBalancer": {"ingress": [{"ip": "198.51.100.1"}]}}),
     )
     .unwrap();
-    assert_eq!(lb_ip(&asked).unwrap().to_string(), "198.51.100.3");
-    let refused = admit(
-        &lb("x").replace("spec:\n", "spec:\n  loadBalancerIP: 10.0.0.1\n"),
-        &[],
-    )
-    .unwrap();
-    assert!(
-        refused.metadata.annotations.unwrap()[LB_PROBLEM_ANNOTATION].contains("not in the pool")
-    );
-    // Becoming a ClusterIP Service clears the address.
-    let mut back = svc("metadata: {name: lb0}\nspec:\n  ports: [{port: 80}]\n");
+    let mut again = svc(lb);
     registry()
-        .admit_service(&mut back, Some(&made[0]), &[])
+        .admit_service(&mut again, Some(&allocated), &[])
         .unwrap();
-    assert_eq!(lb_ip(&back), None);
+    assert_eq!(again.status, None, "the stored status stays as it is");
+    // Becoming a ClusterIP Service clears the address and the allocator's problem note.
+    let mut back = svc("metadata: {name: lb, annotations: {loadbalancer.weft.dev/problem: x}}\nspec:\n  ports: [{port: 80}]\n");
+    registry()
+        .admit_service(&mut back, Some(&allocated), &[])
+        .unwrap();
+    assert!(ingress(&back).is_empty());
+    assert_eq!(back.metadata.annotations, None);
 }
 
 #[test]

@@ -1,15 +1,16 @@
-//! The agent's own health endpoints, as kube-proxy serves `/healthz`: `/healthz` answers 200
-//! while the process runs; `/readyz` answers 200 once every reconciler has synced once (the
-//! node's routes, egress and Service table are in place) and 503 naming the ones still pending
-//! before. The DaemonSet's readiness probe reads `/readyz`, so "the agent pod is Ready" means the
-//! node is wired, and `weft lab up --wait` (or a rollout) waits for exactly that.
+//! A reconciling process's own health endpoints, as kube-proxy serves `/healthz`: `/healthz`
+//! answers 200 while the process runs; `/readyz` answers 200 once every reconciler has synced
+//! once and 503 naming the ones still pending before. For the agent that means the node's
+//! routes, egress and Service table are in place: the DaemonSet's readiness probe reads
+//! `/readyz`, so "the agent pod is Ready" means the node is wired, and `weft lab up --wait` (or
+//! a rollout) waits for exactly that. The controller serves the same.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use crate::reconciler::Readiness;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use weft_view::reconciler::Readiness;
 
 /// Serves until the runtime stops; a port that cannot be bound is logged (the agent still
 /// works, its probe fails and says so).

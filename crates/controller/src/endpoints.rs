@@ -5,19 +5,20 @@
 //! decided.
 //!
 //! [`plan_service`] is pure (one Service, the pods of its namespace, its existing slices ->
-//! what to write); [`reconcile`] runs it for every Service and writes only the differences, so a
-//! controller pass over an unchanged cluster leaves the store's change log alone.
+//! what to write); [`EndpointsController`] runs it for the Services a change touched and writes
+//! only the differences through the API, so a pass over an unchanged cluster writes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use weft_model::object::{Object, ObjectKey};
-use weft_sources::Store;
+use weft_model::object::ObjectKey;
+use weft_view::{Change, ClusterView, Interest, NsName, Reconciler, Shared, Wake};
 
-use crate::LabError;
+use crate::writer::{WriteError, Writer};
 
 use weft_model::annotations::ENDPOINTS_PROBLEM as PROBLEM_ANNOTATION;
 use weft_model::endpoints::SERVICE_NAME_LABEL;
@@ -59,7 +60,11 @@ fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
 /// The slices `service` should have, compared with `existing` (its slices in the store; slices
 /// this controller does not manage are ignored and never deleted). `pods` are the pods of the
 /// Service's namespace.
-pub fn plan_service(service: &Service, pods: &[Pod], existing: &[EndpointSlice]) -> ServicePlan {
+pub fn plan_service<'a>(
+    service: &Service,
+    pods: impl IntoIterator<Item = &'a Pod>,
+    existing: &[EndpointSlice],
+) -> ServicePlan {
     let (desired, problem) = desired_slices(service, pods);
     let existing: BTreeMap<&str, &EndpointSlice> = existing
         .iter()
@@ -108,7 +113,10 @@ fn slice_key(namespace: Option<&str>, name: &str) -> ObjectKey {
 
 /// The full desired slice set of a Service and its problem text. Selector-less and ExternalName
 /// Services get no managed slices (the former keep whatever slices the user wrote).
-fn desired_slices(service: &Service, pods: &[Pod]) -> (Vec<EndpointSlice>, Option<String>) {
+fn desired_slices<'a>(
+    service: &Service,
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> (Vec<EndpointSlice>, Option<String>) {
     let spec = service.spec.clone().unwrap_or_default();
     let Some(selector) = spec.selector.as_ref().filter(|s| !s.is_empty()) else {
         return (Vec::new(), None);
@@ -118,7 +126,7 @@ fn desired_slices(service: &Service, pods: &[Pod]) -> (Vec<EndpointSlice>, Optio
     }
     let namespace = service.metadata.namespace.as_deref().unwrap_or("default");
     let selected: Vec<&Pod> = pods
-        .iter()
+        .into_iter()
         .filter(|p| p.metadata.namespace.as_deref().unwrap_or("default") == namespace)
         .filter(|p| {
             let labels = p.metadata.labels.clone().unwrap_or_default();
@@ -145,7 +153,7 @@ fn desired_slices(service: &Service, pods: &[Pod]) -> (Vec<EndpointSlice>, Optio
                 None => unresolved
                     .entry(i)
                     .or_default()
-                    .push(crate::kubelet::pod_name(pod).to_string()),
+                    .push(pod.metadata.name.clone().unwrap_or_default()),
             }
         }
         if ports.len() != service_ports.len() {
@@ -344,118 +352,193 @@ fn ports_hash(ports: &[ResolvedPort]) -> String {
     format!("{hash:08x}")
 }
 
-/// The whole cluster's plan: one [`ServicePlan`] per Service (keyed by namespace and name), plus
-/// the managed slices whose Service is gone.
-pub fn plan(
-    services: &[Service],
-    pods: &[Pod],
-    slices: &[EndpointSlice],
-) -> (Vec<(ObjectKey, ServicePlan)>, Vec<ObjectKey>) {
-    let ns_of = |m: &ObjectMeta| m.namespace.clone().unwrap_or_else(|| "default".into());
-    let mut pods_by_ns: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
-    for p in pods {
-        pods_by_ns
-            .entry(ns_of(&p.metadata))
-            .or_default()
-            .push(p.clone());
-    }
-    let mut slices_by_service: BTreeMap<(String, String), Vec<EndpointSlice>> = BTreeMap::new();
-    for s in slices.iter().filter(|s| is_managed(s)) {
-        let owner = service_name(s).unwrap_or_default().to_string();
-        slices_by_service
-            .entry((ns_of(&s.metadata), owner))
-            .or_default()
-            .push(s.clone());
-    }
-    let mut plans = Vec::new();
-    for svc in services {
-        let ns = ns_of(&svc.metadata);
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        let existing = slices_by_service
-            .remove(&(ns.clone(), name.clone()))
-            .unwrap_or_default();
-        let ns_pods = pods_by_ns.get(&ns).map(Vec::as_slice).unwrap_or_default();
-        let plan = plan_service(svc, ns_pods, &existing);
-        plans.push((ObjectKey::new("Service", Some(&ns), name), plan));
-    }
-    // What is left belongs to Services that no longer exist.
-    let orphans = slices_by_service
-        .into_values()
-        .flatten()
+/// The managed slices of a Service that no longer exists (the user's own are left alone).
+pub fn orphans<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> Vec<ObjectKey> {
+    slices
+        .into_iter()
+        .filter(|s| is_managed(s))
         .map(|s| {
             slice_key(
                 s.metadata.namespace.as_deref(),
                 s.metadata.name.as_deref().unwrap_or_default(),
             )
         })
-        .collect();
-    (plans, orphans)
+        .collect()
 }
 
-/// One controller pass: computes [`plan`] and writes what differs (slices, deletions, the
-/// problem annotation on each Service).
-pub fn reconcile(
-    store: &Store,
-    services: &[Service],
-    pods: &[Pod],
-    slices: &[EndpointSlice],
-) -> Result<(), LabError> {
-    let (plans, orphans) = plan(services, pods, slices);
-    let mut delete = orphans;
-    for (service_key, plan) in plans {
-        for slice in plan.put {
+/// The EndpointSlice controller as a reconciler of the view: a changed Service is replanned; a
+/// changed pod replans the Services of its namespace (its old labels are gone from the view, so
+/// which Services selected it before cannot be told); a relist replans everything.
+pub struct EndpointsController {
+    writer: Writer,
+    dirty: BTreeSet<NsName>,
+    /// Pods of these namespaces changed.
+    dirty_namespaces: BTreeSet<String>,
+    all: bool,
+}
+
+impl EndpointsController {
+    pub fn new(writer: Writer) -> EndpointsController {
+        EndpointsController {
+            writer,
+            dirty: BTreeSet::new(),
+            dirty_namespaces: BTreeSet::new(),
+            all: true,
+        }
+    }
+}
+
+/// One Service's writes, decided under the view's lock and made after it.
+struct Writes {
+    service: NsName,
+    plan: ServicePlan,
+    /// The problem annotation as the Service has it now.
+    current_problem: Option<String>,
+}
+
+impl Reconciler for EndpointsController {
+    type Error = WriteError;
+
+    fn name(&self) -> &'static str {
+        "endpointslices"
+    }
+
+    fn interest(&self) -> Interest {
+        Interest {
+            services: true,
+            pods: true,
+            ..Interest::default()
+        }
+    }
+
+    fn note(&mut self, wake: Wake) {
+        self.all |= wake.relisted;
+        for change in wake.changes {
+            match change {
+                Change::Service(key) => {
+                    self.dirty.insert(key);
+                }
+                Change::Pod(key) => {
+                    self.dirty_namespaces.insert(key.namespace);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn resync_period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(30)
+    }
+
+    fn sync(&mut self, shared: &Shared) -> Result<(), WriteError> {
+        let writes = {
+            let view = shared.read();
+            let mut keys = std::mem::take(&mut self.dirty);
+            let namespaces = std::mem::take(&mut self.dirty_namespaces);
+            if std::mem::take(&mut self.all) {
+                keys.extend(view.services().map(|(k, _)| k.clone()));
+                // Slices whose Service is gone, found by the Service they name.
+                keys.extend(view.slices().filter(|s| is_managed(s)).filter_map(|s| {
+                    Some(NsName::new(
+                        s.metadata.namespace.clone().unwrap_or_default(),
+                        service_name(s)?,
+                    ))
+                }));
+            }
+            for ns in &namespaces {
+                keys.extend(
+                    view.services()
+                        .filter(|(k, _)| &k.namespace == ns)
+                        .map(|(k, _)| k.clone()),
+                );
+            }
+            keys.into_iter()
+                .map(|key| plan_in_view(&view, key))
+                .collect::<Vec<_>>()
+        };
+        let mut failed = None;
+        for w in writes {
+            if let Err(e) = self.write(w) {
+                failed.get_or_insert(e);
+            }
+        }
+        match failed {
+            Some(e) => {
+                // Everything is looked at again on the retry.
+                self.all = true;
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The plan of the Service `key` from what the view holds (the pods it selects, its slices).
+fn plan_in_view(view: &ClusterView, key: NsName) -> Writes {
+    let existing: Vec<EndpointSlice> = view.slices_of(&key).cloned().collect();
+    let Some(service) = view.service(&key) else {
+        return Writes {
+            plan: ServicePlan {
+                delete: orphans(&existing),
+                ..ServicePlan::default()
+            },
+            service: key,
+            current_problem: None,
+        };
+    };
+    let selector = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    let selected = if selector.is_empty() {
+        Vec::new()
+    } else {
+        view.select_pods(
+            Some(&key.namespace),
+            &LabelSelector {
+                match_labels: Some(selector),
+                match_expressions: None,
+            },
+        )
+    };
+    Writes {
+        plan: plan_service(service, selected, &existing),
+        current_problem: service
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PROBLEM_ANNOTATION))
+            .cloned(),
+        service: key,
+    }
+}
+
+impl EndpointsController {
+    fn write(&self, w: Writes) -> Result<(), WriteError> {
+        for slice in w.plan.put {
             tracing::info!(
-                "endpointslice {}/{} for service {service_key}: {} endpoints",
-                slice.metadata.namespace.as_deref().unwrap_or("default"),
+                "endpointslice {}/{} for service {}: {} endpoints",
+                w.service.namespace,
                 slice.metadata.name.as_deref().unwrap_or_default(),
+                w.service,
                 slice.endpoints.len()
             );
-            store.put(Object::EndpointSlice(slice))?;
+            self.writer.put(&slice)?;
         }
-        delete.extend(plan.delete);
-        set_problem(store, services, &service_key, plan.problem)?;
-    }
-    if !delete.is_empty() {
-        store.delete(&delete)?;
-    }
-    Ok(())
-}
-
-/// Sets or removes the problem annotation, writing only when it differs from what is stored.
-fn set_problem(
-    store: &Store,
-    services: &[Service],
-    key: &ObjectKey,
-    problem: Option<String>,
-) -> Result<(), LabError> {
-    let current = services
-        .iter()
-        .find(|s| {
-            s.metadata.name.as_deref() == Some(key.name.as_str())
-                && s.metadata.namespace.as_deref().unwrap_or("default")
-                    == key.namespace.as_deref().unwrap_or("default")
-        })
-        .and_then(|s| s.metadata.annotations.as_ref())
-        .and_then(|a| a.get(PROBLEM_ANNOTATION));
-    if current == problem.as_ref() {
-        return Ok(());
-    }
-    store.update(key, |o| {
-        let meta = o.metadata_mut();
-        let annotations = meta.annotations.get_or_insert_with(BTreeMap::new);
-        match &problem {
-            Some(text) => {
-                annotations.insert(PROBLEM_ANNOTATION.to_string(), text.clone());
-            }
-            None => {
-                annotations.remove(PROBLEM_ANNOTATION);
-            }
+        for key in &w.plan.delete {
+            self.writer
+                .delete::<EndpointSlice>(key.namespace.as_deref(), &key.name)?;
         }
-        if annotations.is_empty() {
-            meta.annotations = None;
+        if w.current_problem != w.plan.problem {
+            let patch = serde_json::json!({"metadata": {"annotations": {
+                PROBLEM_ANNOTATION: w.plan.problem,
+            }}});
+            self.writer
+                .patch::<Service>(Some(&w.service.namespace), &w.service.name, &patch)?;
         }
-    })?;
-    Ok(())
+        Ok(())
+    }
 }
 
 #[cfg(test)]
