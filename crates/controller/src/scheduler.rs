@@ -139,11 +139,17 @@ fn unschedulable(nodes: &[&Node], full: usize) -> PodStatus {
 
 pub struct Scheduler {
     writer: Writer,
+    /// Pods bound by this scheduler that the view does not show bound yet (kube-scheduler's
+    /// assumed pods): they count on their node, and are not bound again.
+    assumed: BTreeMap<NsName, String>,
 }
 
 impl Scheduler {
     pub fn new(writer: Writer) -> Scheduler {
-        Scheduler { writer }
+        Scheduler {
+            writer,
+            assumed: BTreeMap::new(),
+        }
     }
 }
 
@@ -174,7 +180,30 @@ impl Reconciler for Scheduler {
         let decisions = {
             let view = shared.read();
             let nodes: Vec<&Node> = view.nodes().collect();
-            let pods: Vec<&Pod> = view.pods().collect();
+            // An assumed binding is dropped once the view shows the pod bound (or gone).
+            self.assumed.retain(|key, _| {
+                view.pod(key)
+                    .is_some_and(|p| weft_model::pod::node_name(p).is_none())
+            });
+            let assumed: Vec<Pod> = self
+                .assumed
+                .iter()
+                .filter_map(|(key, node)| {
+                    let mut p = view.pod(key)?.clone();
+                    p.spec.get_or_insert_default().node_name = Some(node.clone());
+                    Some(p)
+                })
+                .collect();
+            let pods: Vec<&Pod> = view
+                .pods()
+                .filter(|p| {
+                    !self.assumed.contains_key(&NsName::new(
+                        p.metadata.namespace.clone().unwrap_or_default(),
+                        p.metadata.name.clone().unwrap_or_default(),
+                    ))
+                })
+                .chain(&assumed)
+                .collect();
             decide(&nodes, &pods)
         };
         let mut first_error = None;
@@ -187,6 +216,7 @@ impl Reconciler for Scheduler {
                         Err(e) if e.code() == Some(409) => Ok(()),
                         Ok(()) => {
                             tracing::info!("pod {pod} bound to {node}");
+                            self.assumed.insert(pod.clone(), node.clone());
                             Ok(())
                         }
                         other => other,

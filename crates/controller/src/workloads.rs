@@ -7,13 +7,13 @@
 //! only with `--lab-controllers`.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::json;
 use weft_model::object::ObjectKey;
-use weft_view::{ClusterView, Interest, Reconciler, Shared, Wake};
+use weft_view::{ClusterView, Interest, NsName, Reconciler, Shared, Wake};
 
 use crate::writer::{Involved, WriteError, Writer};
 
@@ -25,6 +25,55 @@ const BURST_CREATES: usize = 500;
 pub struct Workloads {
     writer: Writer,
     rng: rand::rngs::StdRng,
+    expectations: Expectations,
+}
+
+/// How long an owner waits for the view to show its own writes before acting anyway
+/// (kube-controller-manager's expectations expire after 5 minutes).
+const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A Deployment or DaemonSet, by kind and name.
+type OwnerKey = (&'static str, NsName);
+
+/// kube-controller-manager's controller expectations: the pods an owner's last pass created or
+/// deleted, until the view shows them so. The view follows the API through a watch, so just
+/// after a write it is behind: an owner acting on it then would count its new pods as missing and
+/// create them twice. It waits instead, until the view has caught up or the wait expires.
+#[derive(Default)]
+struct Expectations {
+    pending: BTreeMap<OwnerKey, (Vec<(NsName, bool)>, Instant)>,
+}
+
+/// Whether a pod is there and not on its way out.
+fn live(pod: Option<&Pod>) -> bool {
+    pod.is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+}
+
+impl Expectations {
+    /// Records that `pod` should now exist (or, `false`, be gone) for `owner`.
+    fn expect(&mut self, owner: &OwnerKey, pod: NsName, exists: bool) {
+        let entry = self
+            .pending
+            .entry(owner.clone())
+            .or_insert_with(|| (Vec::new(), Instant::now()));
+        entry.0.push((pod, exists));
+        entry.1 = Instant::now();
+    }
+
+    /// Whether `owner` may act: every write of its last pass is in the view (or took too long).
+    fn satisfied(&mut self, view: &ClusterView, owner: &OwnerKey) -> bool {
+        let Some((pods, since)) = self.pending.get(owner) else {
+            return true;
+        };
+        let seen = pods
+            .iter()
+            .all(|(pod, exists)| live(view.pod(pod)) == *exists);
+        if seen || since.elapsed() > EXPECTATIONS_TIMEOUT {
+            self.pending.remove(owner);
+            return true;
+        }
+        false
+    }
 }
 
 impl Workloads {
@@ -33,6 +82,7 @@ impl Workloads {
         Workloads {
             writer,
             rng: rand::rngs::StdRng::from_entropy(),
+            expectations: Expectations::default(),
         }
     }
 }
@@ -41,7 +91,8 @@ impl Workloads {
 #[derive(Default)]
 struct Pass {
     create: Vec<(Owner, Pod)>,
-    delete: Vec<ObjectKey>,
+    /// With the owner whose decision it is (None: garbage).
+    delete: Vec<(Option<OwnerKey>, ObjectKey)>,
     deployment_status: Vec<(ObjectKey, serde_json::Value)>,
     daemonset_status: Vec<(ObjectKey, serde_json::Value)>,
 }
@@ -50,8 +101,7 @@ struct Pass {
 struct Owner {
     api_version: &'static str,
     kind: &'static str,
-    namespace: String,
-    name: String,
+    key: NsName,
     uid: Option<String>,
 }
 
@@ -82,7 +132,7 @@ impl Reconciler for Workloads {
     fn sync(&mut self, shared: &Shared) -> Result<(), WriteError> {
         let pass = {
             let view = shared.read();
-            plan(&view, &mut self.rng)
+            plan(&view, &mut self.rng, &mut self.expectations)
         };
         self.write(pass)
     }
@@ -100,25 +150,29 @@ fn key_of(
 }
 
 /// One pass over the view: pods to create and delete, statuses that differ.
-fn plan(view: &ClusterView, rng: &mut impl rand::Rng) -> Pass {
+fn plan(view: &ClusterView, rng: &mut impl rand::Rng, expectations: &mut Expectations) -> Pass {
     let mut pass = Pass::default();
     let mut by_namespace: BTreeMap<&str, Vec<Pod>> = BTreeMap::new();
     let pods_of = |ns: &str| -> Vec<Pod> { view.pods_in(ns).cloned().collect() };
     let mut budget = BURST_CREATES;
     for (key, d) in view.deployments() {
+        let owner: OwnerKey = ("Deployment", key.clone());
+        if !expectations.satisfied(view, &owner) {
+            continue;
+        }
         let pods = by_namespace
             .entry(key.namespace.as_str())
             .or_insert_with(|| pods_of(&key.namespace));
         let p = weft_model::deployment::reconcile(d, pods, rng);
-        pass.delete.extend(p.delete);
+        pass.delete
+            .extend(p.delete.into_iter().map(|k| (Some(owner.clone()), k)));
         for pod in p.create.into_iter().take(budget) {
             budget -= 1;
             pass.create.push((
                 Owner {
                     api_version: "apps/v1",
                     kind: "Deployment",
-                    namespace: key.namespace.clone(),
-                    name: key.name.clone(),
+                    key: key.clone(),
                     uid: d.metadata.uid.clone(),
                 },
                 pod,
@@ -131,18 +185,22 @@ fn plan(view: &ClusterView, rng: &mut impl rand::Rng) -> Pass {
     }
     let nodes: Vec<Node> = view.nodes().cloned().collect();
     for (key, ds) in view.daemonsets() {
+        let owner: OwnerKey = ("DaemonSet", key.clone());
+        if !expectations.satisfied(view, &owner) {
+            continue;
+        }
         let pods = by_namespace
             .entry(key.namespace.as_str())
             .or_insert_with(|| pods_of(&key.namespace));
         let p = weft_model::daemonset::reconcile(ds, &nodes, pods, rng);
-        pass.delete.extend(p.delete);
+        pass.delete
+            .extend(p.delete.into_iter().map(|k| (Some(owner.clone()), k)));
         for pod in p.create {
             pass.create.push((
                 Owner {
                     api_version: "apps/v1",
                     kind: "DaemonSet",
-                    namespace: key.namespace.clone(),
-                    name: key.name.clone(),
+                    key: key.clone(),
                     uid: ds.metadata.uid.clone(),
                 },
                 pod,
@@ -155,10 +213,11 @@ fn plan(view: &ClusterView, rng: &mut impl rand::Rng) -> Pass {
             }
         }
     }
-    pass.delete.extend(orphans(view));
     pass.delete
-        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    pass.delete.dedup();
+        .extend(orphans(view).into_iter().map(|k| (None, k)));
+    pass.delete
+        .sort_by(|(_, a), (_, b)| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    pass.delete.dedup_by(|(_, a), (_, b)| a == b);
     pass
 }
 
@@ -186,32 +245,48 @@ fn orphans(view: &ClusterView) -> Vec<ObjectKey> {
 }
 
 impl Workloads {
-    fn write(&self, pass: Pass) -> Result<(), WriteError> {
-        let mut first_error = None;
-        let mut keep = |r: Result<(), WriteError>| {
-            if let Err(e) = r {
-                tracing::warn!("{e}");
-                first_error.get_or_insert(e);
+    fn write(&mut self, pass: Pass) -> Result<(), WriteError> {
+        let mut errors = Vec::new();
+        for (owner, key) in &pass.delete {
+            match self
+                .writer
+                .delete::<Pod>(key.namespace.as_deref(), &key.name)
+            {
+                Ok(()) => {
+                    if let Some(owner) = owner {
+                        let pod = NsName::new(key.namespace.clone().unwrap_or_default(), &key.name);
+                        self.expectations.expect(owner, pod, false);
+                    }
+                }
+                Err(e) => errors.push(e),
             }
-        };
-        for key in &pass.delete {
-            keep(
-                self.writer
-                    .delete::<Pod>(key.namespace.as_deref(), &key.name),
-            );
         }
         let (owners, pods): (Vec<Owner>, Vec<Pod>) = pass.create.into_iter().unzip();
+        let names: Vec<NsName> = pods
+            .iter()
+            .map(|p| {
+                NsName::new(
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
         let mut reported = std::collections::BTreeSet::new();
-        for (owner, result) in owners.iter().zip(self.writer.create_all(pods)) {
-            let Err(e) = result else { continue };
+        let results = self.writer.create_all(pods);
+        for ((owner, pod), result) in owners.iter().zip(names).zip(results) {
+            let Err(e) = result else {
+                self.expectations
+                    .expect(&(owner.kind, owner.key.clone()), pod, true);
+                continue;
+            };
             // The ReplicaSet controller's FailedCreate: said where `kubectl describe` and
             // `kubectl get events` look, once per owner and pass; a later pass tries again.
-            if reported.insert((owner.namespace.clone(), owner.name.clone())) {
+            if reported.insert(owner.key.clone()) {
                 let about = Involved {
                     api_version: owner.api_version,
                     kind: owner.kind,
-                    namespace: &owner.namespace,
-                    name: &owner.name,
+                    namespace: &owner.key.namespace,
+                    name: &owner.key.name,
                     uid: owner.uid.as_deref(),
                 };
                 let message = format!("Error creating: {}", e.message());
@@ -219,23 +294,28 @@ impl Workloads {
                     tracing::warn!("{e}");
                 }
             }
-            keep(Err(e));
+            errors.push(e);
         }
         for (key, status) in &pass.deployment_status {
-            keep(self.writer.patch_status::<Deployment>(
-                key.namespace.as_deref(),
-                &key.name,
-                status,
-            ));
+            if let Err(e) =
+                self.writer
+                    .patch_status::<Deployment>(key.namespace.as_deref(), &key.name, status)
+            {
+                errors.push(e);
+            }
         }
         for (key, status) in &pass.daemonset_status {
-            keep(self.writer.patch_status::<DaemonSet>(
-                key.namespace.as_deref(),
-                &key.name,
-                status,
-            ));
+            if let Err(e) =
+                self.writer
+                    .patch_status::<DaemonSet>(key.namespace.as_deref(), &key.name, status)
+            {
+                errors.push(e);
+            }
         }
-        match first_error {
+        for e in errors.iter().skip(1) {
+            tracing::warn!("{e}");
+        }
+        match errors.into_iter().next() {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -352,4 +432,89 @@ fn condition(
         .unwrap_or(now);
     json!({"type": type_, "status": status, "reason": reason, "message": message,
         "lastTransitionTime": transition, "lastUpdateTime": update})
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_view::Event;
+
+    use super::*;
+
+    fn deployment(replicas: i32) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "d-1"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+        }))
+        .unwrap()
+    }
+
+    fn rng() -> rand::rngs::StdRng {
+        use rand::SeedableRng;
+        rand::rngs::StdRng::seed_from_u64(7)
+    }
+
+    /// The pods a pass creates, by name.
+    fn created(pass: &Pass) -> Vec<NsName> {
+        pass.create
+            .iter()
+            .map(|(_, p)| NsName::new("default", p.metadata.name.clone().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn an_owner_waits_until_the_view_shows_its_own_creations() {
+        let mut view = ClusterView::new();
+        view.apply(Event::Relisted(vec![deployment(2)]));
+        view.apply(Event::<Pod>::Relisted(Vec::new()));
+        let mut expectations = Expectations::default();
+        let first = plan(&view, &mut rng(), &mut expectations);
+        let pods = created(&first);
+        assert_eq!(pods.len(), 2);
+        let owner: OwnerKey = ("Deployment", NsName::new("default", "web"));
+        for pod in &pods {
+            expectations.expect(&owner, pod.clone(), true);
+        }
+        // The watch has not delivered them yet: the next pass must not create two more.
+        let behind = plan(&view, &mut rng(), &mut expectations);
+        assert!(behind.create.is_empty(), "{:?}", created(&behind));
+        // Once one has arrived it still waits; with both, it acts again (nothing to do).
+        let mut seen = first.create.iter().map(|(_, p)| p.clone());
+        view.apply(Event::Apply(seen.next().unwrap()));
+        assert!(plan(&view, &mut rng(), &mut expectations).create.is_empty());
+        view.apply(Event::Apply(seen.next().unwrap()));
+        assert!(expectations.satisfied(&view, &owner));
+        let caught_up = plan(&view, &mut rng(), &mut expectations);
+        assert!(caught_up.create.is_empty() && caught_up.delete.is_empty());
+        // A scale-up is then followed at once.
+        view.apply(Event::Apply(deployment(3)));
+        assert_eq!(
+            created(&plan(&view, &mut rng(), &mut expectations)).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn pods_of_a_gone_owner_are_garbage() {
+        let mut view = ClusterView::new();
+        let pass = plan(
+            &{
+                let mut v = ClusterView::new();
+                v.apply(Event::Relisted(vec![deployment(1)]));
+                v
+            },
+            &mut rng(),
+            &mut Expectations::default(),
+        );
+        let (_, pod) = pass.create.into_iter().next().unwrap();
+        view.apply(Event::Relisted(vec![pod]));
+        view.apply(Event::<Deployment>::Relisted(Vec::new()));
+        let garbage = plan(&view, &mut rng(), &mut Expectations::default());
+        assert_eq!(garbage.delete.len(), 1);
+        assert!(
+            garbage.delete[0].0.is_none(),
+            "garbage has no owner to wait on"
+        );
+    }
 }

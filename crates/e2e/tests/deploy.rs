@@ -36,6 +36,13 @@ fn the_lab_runs_the_agent_from_the_daemonset_and_the_manifests_validate() {
     for node in ["node1", "node2"] {
         assert!(pods.contains(&format!("{}-{node}", lab.name)), "{pods}");
     }
+    // And weft's controller is the Deployment from deploy/controller.yaml, ready.
+    wait_for_what("the weft-controller Deployment ready", || {
+        let out = lab.kubectl_ok(&["get", "deploy", "-n", "kube-system", "weft-controller"]);
+        table(&out)
+            .first()
+            .is_some_and(|row| cell(row, "READY") == "1/1")
+    });
 
     // The manifests themselves, as a user applies them to a cluster: validated and admitted by
     // the server, nothing stored.
@@ -48,6 +55,10 @@ fn the_lab_runs_the_agent_from_the_daemonset_and_the_manifests_validate() {
         "clusterrolebinding.rbac.authorization.k8s.io/weft-agent",
         "configmap/weft-config",
         "daemonset.apps/weft-agent",
+        "serviceaccount/weft-controller",
+        "clusterrole.rbac.authorization.k8s.io/weft-controller",
+        "clusterrolebinding.rbac.authorization.k8s.io/weft-controller",
+        "deployment.apps/weft-controller",
     ] {
         assert!(out.contains(object), "missing {object:?} in:\n{out}");
     }
@@ -105,4 +116,63 @@ fn install_cni_and_the_agent_work_from_a_kubeconfig() {
     assert!(plan.contains("ip route replace 10.244.0.0/24"), "{plan}");
     assert!(plan.contains("10.96.0.1"), "{plan}");
     assert!(Path::new(&config).exists());
+}
+
+#[test]
+fn the_controller_allocates_load_balancer_addresses_from_a_kubeconfig() {
+    let lab = Lab::new();
+    lab.ok(&["lab", "up", "--nodes", "1"]);
+    // Without the lab's own controller pod, a new LoadBalancer Service stays pending...
+    lab.kubectl_ok(&[
+        "scale",
+        "deploy",
+        "-n",
+        "kube-system",
+        "weft-controller",
+        "--replicas=0",
+    ]);
+    wait_for_what("the in-lab controller pod gone", || {
+        !lab.kubectl_ok(&["get", "pods", "-n", "kube-system"])
+            .contains("weft-controller")
+    });
+    let manifest = lab.write(
+        "lb.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: lb}\nspec:\n  type: LoadBalancer\n  loadBalancerIP: 198.51.100.7\n  ports: [{port: 80}]\n",
+    );
+    lab.kubectl_ok(&["apply", "-f", &manifest]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        lab.service("lb")["status"]["loadBalancer"]["ingress"].is_null(),
+        "{}",
+        lab.service("lb")
+    );
+    // ...until `weft controller` runs, from anywhere with a kubeconfig and the cluster config.
+    let config = lab.dir().join("cluster.yaml");
+    let controller = lab
+        .weft_cmd(&[
+            "--kubeconfig",
+            &lab.kubeconfig().to_string_lossy(),
+            "controller",
+            "--config",
+            &config.to_string_lossy(),
+            "--health-port",
+            "0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _stop = KillOnDrop(controller);
+    let ip = lab.lb_ip("lb");
+    assert_eq!(ip, "198.51.100.7", "the requested address, from the pool");
+}
+
+/// Stops a child process when the test ends, passing or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
