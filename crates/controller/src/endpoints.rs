@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_model::object::ObjectKey;
 use weft_view::{Change, ClusterView, Interest, NsName, Reconciler, Shared, Wake};
 
-use crate::writer::{WriteError, Writer};
+use crate::writer::{Failures, WriteError, Writer};
 
 use weft_model::annotations::ENDPOINTS_PROBLEM as PROBLEM_ANNOTATION;
 use weft_model::endpoints::SERVICE_NAME_LABEL;
@@ -456,20 +456,13 @@ impl Reconciler for EndpointsController {
                 .map(|key| plan_in_view(&view, key))
                 .collect::<Vec<_>>()
         };
-        let mut failed = None;
+        let mut failures = Failures::default();
         for w in writes {
-            if let Err(e) = self.write(w) {
-                failed.get_or_insert(e);
-            }
+            failures.note(self.write(w));
         }
-        match failed {
-            Some(e) => {
-                // Everything is looked at again on the retry.
-                self.all = true;
-                Err(e)
-            }
-            None => Ok(()),
-        }
+        // After a failure, everything is looked at again on the retry.
+        self.all |= failures.any();
+        failures.result()
     }
 }
 

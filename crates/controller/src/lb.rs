@@ -19,7 +19,7 @@ use weft_model::annotations::LB_PROBLEM;
 use weft_model::cidr::Ipv4Cidr;
 use weft_view::{Interest, NsName, Reconciler, Shared, Wake};
 
-use crate::writer::{WriteError, Writer};
+use crate::writer::{Failures, WriteError, Writer};
 
 /// The `spec.loadBalancerClass` weft's allocator serves (besides Services with none).
 pub const LOAD_BALANCER_CLASS: &str = "weft.dev/load-balancer";
@@ -190,31 +190,24 @@ impl Reconciler for Allocator {
                 })
                 .collect()
         };
-        let mut first_error = None;
+        let mut failures = Failures::default();
         for fix in fixes {
             let ns = Some(fix.key.namespace.as_str());
             if let Some(problem) = &fix.problem {
                 let patch = json!({"metadata": {"annotations": {LB_PROBLEM: problem}}});
-                if let Err(e) = self.writer.patch::<Service>(ns, &fix.key.name, &patch) {
-                    first_error.get_or_insert(e);
-                }
+                failures.note(self.writer.patch::<Service>(ns, &fix.key.name, &patch));
             }
             if let Some(status) = &fix.status {
-                match self
+                let result = self
                     .writer
-                    .patch_status::<Service>(ns, &fix.key.name, status)
-                {
-                    Ok(()) => tracing::info!("service {}: load-balancer {status}", fix.key),
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
+                    .patch_status::<Service>(ns, &fix.key.name, status);
+                if result.is_ok() {
+                    tracing::info!("service {}: load-balancer {status}", fix.key);
                 }
+                failures.note(result);
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        failures.result()
     }
 }
 

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use serde_json::json;
 use weft_view::{Interest, NsName, Reconciler, Shared, Wake};
 
-use crate::writer::{WriteError, Writer};
+use crate::writer::{Failures, WriteError, Writer};
 
 /// The kubelet's default `maxPods`, for nodes that do not say.
 pub const DEFAULT_MAX_PODS: usize = 110;
@@ -206,7 +206,7 @@ impl Reconciler for Scheduler {
                 .collect();
             decide(&nodes, &pods)
         };
-        let mut first_error = None;
+        let mut failures = Failures::default();
         for d in decisions {
             let result = match &d {
                 Decision::Bind { pod, node } => {
@@ -228,15 +228,9 @@ impl Reconciler for Scheduler {
                     &serde_json::to_value(status).unwrap_or_default(),
                 ),
             };
-            if let Err(e) = result {
-                tracing::warn!("{e}");
-                first_error.get_or_insert(e);
-            }
+            failures.note(result);
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        failures.result()
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use weft_model::object::ObjectKey;
 use weft_view::{ClusterView, Interest, NsName, Reconciler, Shared, Wake};
 
-use crate::writer::{Involved, WriteError, Writer};
+use crate::writer::{Failures, Involved, WriteError, Writer};
 
 /// Pod creations per pass (kube-controller-manager's ReplicaSet controller uses 500): a
 /// Deployment of 100000 replicas fills up over many passes, each of which re-reads the
@@ -246,7 +246,7 @@ fn orphans(view: &ClusterView) -> Vec<ObjectKey> {
 
 impl Workloads {
     fn write(&mut self, pass: Pass) -> Result<(), WriteError> {
-        let mut errors = Vec::new();
+        let mut failures = Failures::default();
         for (owner, key) in &pass.delete {
             match self
                 .writer
@@ -258,7 +258,7 @@ impl Workloads {
                         self.expectations.expect(owner, pod, false);
                     }
                 }
-                Err(e) => errors.push(e),
+                Err(e) => failures.note(Err(e)),
             }
         }
         let (owners, pods): (Vec<Owner>, Vec<Pod>) = pass.create.into_iter().unzip();
@@ -294,31 +294,23 @@ impl Workloads {
                     tracing::warn!("{e}");
                 }
             }
-            errors.push(e);
+            failures.note(Err(e));
         }
         for (key, status) in &pass.deployment_status {
-            if let Err(e) =
-                self.writer
-                    .patch_status::<Deployment>(key.namespace.as_deref(), &key.name, status)
-            {
-                errors.push(e);
-            }
+            failures.note(self.writer.patch_status::<Deployment>(
+                key.namespace.as_deref(),
+                &key.name,
+                status,
+            ));
         }
         for (key, status) in &pass.daemonset_status {
-            if let Err(e) =
-                self.writer
-                    .patch_status::<DaemonSet>(key.namespace.as_deref(), &key.name, status)
-            {
-                errors.push(e);
-            }
+            failures.note(self.writer.patch_status::<DaemonSet>(
+                key.namespace.as_deref(),
+                &key.name,
+                status,
+            ));
         }
-        for e in errors.iter().skip(1) {
-            tracing::warn!("{e}");
-        }
-        match errors.into_iter().next() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        failures.result()
     }
 }
 

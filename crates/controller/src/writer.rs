@@ -37,6 +37,29 @@ impl WriteError {
     }
 }
 
+/// The failed writes of one pass: each is logged as it happens, and the first is the pass's
+/// result (the reconciler driver retries the pass after a failure). A pass writes what it can
+/// rather than stopping at the first refusal.
+#[derive(Default)]
+pub struct Failures(Option<WriteError>);
+
+impl Failures {
+    pub fn note(&mut self, result: Result<(), WriteError>) {
+        if let Err(e) = result {
+            tracing::warn!("{e}");
+            self.0.get_or_insert(e);
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub fn result(self) -> Result<(), WriteError> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
 /// Writes through one API client, from blocking threads.
 #[derive(Clone)]
 pub struct Writer {
