@@ -12,13 +12,12 @@
 //! EndpointSlices through the API into a cluster view and runs as a reconciler of it (the part
 //! of weft that would run on a real cluster reads nothing of the lab's store).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use weft_controller::speaker::{Announce, Routes, Speaker};
-use weft_dataplane::{Family, IpNet, Netlink, NextHop};
-use weft_net::ROUTE_PROTOCOL;
+use weft_dataplane::{IpNet, Netlink};
+use weft_net::OwnedRoute;
 use weft_view::{Reconciler, Shared};
 
 use crate::LabError;
@@ -57,48 +56,22 @@ impl Announce for FabricRoutes {
     type Error = LabError;
 
     fn announce(&mut self, routes: &Routes) -> Result<Vec<String>, LabError> {
-        Ok(sync_routes(&mut Netlink::open()?, routes)?)
+        sync_routes(&mut Netlink::open()?, routes)
     }
 }
 
 /// Makes the speaker's routes (protocol 0x57) in this namespace exactly `want`: a single-path
 /// route for one node, a multipath one for several; replaces what differs, deletes the rest,
-/// never touches another owner's route. Returns what it changed.
-fn sync_routes(nl: &mut Netlink, want: &Routes) -> Result<Vec<String>, weft_dataplane::Error> {
-    let owned: HashMap<IpNet, BTreeSet<IpAddr>> = nl
-        .routes(Family::V4)?
-        .into_iter()
-        .filter(|r| r.protocol == ROUTE_PROTOCOL)
-        .map(|r| (r.dst, r.gateways().into_iter().collect()))
-        .collect();
-    let mut changes = Vec::new();
-    let mut wanted = HashSet::new();
+/// never touches another owner's route (the agents' own route sync). Returns what it changed.
+fn sync_routes(nl: &mut Netlink, want: &Routes) -> Result<Vec<String>, LabError> {
+    let mut owned = Vec::with_capacity(want.len());
     for (addr, nodes) in want {
-        let dst = IpNet::new(IpAddr::V4(*addr), 32)?;
-        wanted.insert(dst);
-        let gateways: BTreeSet<IpAddr> = nodes.iter().map(|n| IpAddr::V4(*n)).collect();
-        if owned.get(&dst) == Some(&gateways) {
-            continue;
-        }
-        let mut add = nl.route_add(dst).protocol(ROUTE_PROTOCOL).replace();
-        match nodes.as_slice() {
-            [one] => add = add.gateway(IpAddr::V4(*one)),
-            many => {
-                for n in many {
-                    add = add.nexthop(NextHop::via(IpAddr::V4(*n)));
-                }
-            }
-        }
-        add.execute()?;
-        let via: Vec<String> = nodes.iter().map(Ipv4Addr::to_string).collect();
-        changes.push(format!("routed {dst} via {}", via.join(", ")));
+        owned.push(OwnedRoute {
+            dst: IpNet::new(IpAddr::V4(*addr), 32)?,
+            via: nodes.iter().map(|n| IpAddr::V4(*n)).collect(),
+            oif: None,
+            onlink: false,
+        });
     }
-    for dst in owned.keys().filter(|d| !wanted.contains(*d)) {
-        match nl.route_del(*dst, None, None) {
-            Ok(()) => changes.push(format!("deleted route {dst}")),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(changes)
+    weft_net::sync_owned_routes(nl, &owned).map_err(|e| LabError::Invalid(format!("speaker: {e}")))
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 
-use weft_dataplane::{nft, Family, IfIndex, IpNet, Link, MacAddr, Netlink, Route};
+use weft_dataplane::{nft, Family, IfIndex, IpNet, Link, MacAddr, Netlink, NextHop, Route};
 
 use crate::compile::{NodePlan, PlannedRoute, Via, VxlanPlan};
 use crate::{NetError, ROUTE_PROTOCOL, VXLAN_DEVICE};
@@ -195,7 +195,7 @@ fn sync_routes(
         };
         owned.push(OwnedRoute {
             dst: IpNet::new(IpAddr::V4(r.dst.network()), r.dst.prefix())?,
-            gateway: IpAddr::V4(r.gateway),
+            via: vec![IpAddr::V4(r.gateway)],
             oif: Some(oif),
             onlink: r.onlink,
         });
@@ -208,8 +208,9 @@ fn sync_routes(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedRoute {
     pub dst: IpNet,
-    pub gateway: IpAddr,
-    /// The output device, or None for wherever the gateway is reached.
+    /// The gateway, or several: one multipath route with a nexthop each (sorted, not empty).
+    pub via: Vec<IpAddr>,
+    /// The output device (single path only), or None for wherever the gateway is reached.
     pub oif: Option<IfIndex>,
     pub onlink: bool,
 }
@@ -228,25 +229,32 @@ pub fn sync_owned_routes(nl: &mut Netlink, want: &[OwnedRoute]) -> Result<Vec<St
     for r in want {
         let present = owned.iter().any(|o| {
             o.dst == r.dst
-                && o.gateway == Some(r.gateway)
-                && r.oif.is_none_or(|i| o.oif == Some(i))
+                && o.gateways() == r.via
+                && r.oif.is_none_or(|i| r.via.len() > 1 || o.oif == Some(i))
                 && o.onlink == r.onlink
         });
         if present {
             continue;
         }
-        let mut add = nl
-            .route_add(r.dst)
-            .gateway(r.gateway)
-            .protocol(ROUTE_PROTOCOL)
-            .replace();
-        let mut change = format!("added route {} via {}", r.dst, r.gateway);
-        if let Some(oif) = r.oif {
-            add = add.oif(oif);
-            change.push_str(&format!(" dev ifindex {oif}"));
-        }
-        if r.onlink {
-            add = add.onlink();
+        let mut add = nl.route_add(r.dst).protocol(ROUTE_PROTOCOL).replace();
+        let via: Vec<String> = r.via.iter().map(IpAddr::to_string).collect();
+        let mut change = format!("added route {} via {}", r.dst, via.join(", "));
+        match r.via.as_slice() {
+            [one] => {
+                add = add.gateway(*one);
+                if let Some(oif) = r.oif {
+                    add = add.oif(oif);
+                    change.push_str(&format!(" dev ifindex {oif}"));
+                }
+                if r.onlink {
+                    add = add.onlink();
+                }
+            }
+            many => {
+                for gateway in many {
+                    add = add.nexthop(NextHop::via(*gateway));
+                }
+            }
         }
         add.execute()?;
         done.changes.push(change);
