@@ -524,8 +524,11 @@ impl EndpointsController {
                 .delete::<EndpointSlice>(key.namespace.as_deref(), &key.name)?;
         }
         if w.current_problem != w.plan.problem {
+            // Cleared by writing it empty: the lab's API server keeps a reported problem
+            // through writes that merely lack it (a re-applied manifest), and drops an empty one.
+            let text = w.plan.problem.clone().unwrap_or_default();
             let patch = serde_json::json!({"metadata": {"annotations": {
-                PROBLEM_ANNOTATION: w.plan.problem,
+                PROBLEM_ANNOTATION: text,
             }}});
             self.writer
                 .patch::<Service>(Some(&w.service.namespace), &w.service.name, &patch)?;

@@ -338,17 +338,30 @@ impl Admission for ServiceRegistry {
             .collect();
         let stored = stored.and_then(Object::as_service);
         // What the endpoints controller reported stays until it says otherwise: re-applying an
-        // unchanged manifest is then "unchanged", not a flicker of the annotation.
+        // unchanged manifest (a PUT without the annotation) is then "unchanged", not a flicker
+        // of the annotation. The controller says otherwise by writing it empty, which removes it.
+        let key = weft_model::annotations::ENDPOINTS_PROBLEM;
         let reported = stored
             .and_then(|s| s.metadata.annotations.as_ref())
-            .and_then(|a| a.get(weft_model::annotations::ENDPOINTS_PROBLEM))
+            .and_then(|a| a.get(key))
             .cloned();
-        if let Some(problem) = reported {
-            svc.metadata
-                .annotations
-                .get_or_insert_with(Default::default)
-                .entry(weft_model::annotations::ENDPOINTS_PROBLEM.to_string())
-                .or_insert(problem);
+        let annotations = svc
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        match annotations.get(key).map(String::as_str) {
+            Some("") => {
+                annotations.remove(key);
+            }
+            Some(_) => {}
+            None => {
+                if let Some(problem) = reported {
+                    annotations.insert(key.to_string(), problem);
+                }
+            }
+        }
+        if annotations.is_empty() {
+            svc.metadata.annotations = None;
         }
         self.admit_service(svc, stored, &others)
     }

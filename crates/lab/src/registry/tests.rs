@@ -2,7 +2,7 @@ use super::*;
 
 fn registry() -> ServiceRegistry {
     let config = ClusterConfig {
-        load_balancer_pool: "198.51.100.0/29".parse().unwrap(), // 6 usable addresses
+        load_balancer_pool: "198.51.100.0/29".parse().unwrap(),
         ..ClusterConfig::default()
     };
     ServiceRegistry::new(&config)
@@ -347,4 +347,29 @@ fn local_load_balancers_get_a_health_check_node_port_released_with_the_policy() 
         (Some(30001), Some(30002)),
         "the released port is free again"
     );
+}
+
+#[test]
+fn a_reported_endpoints_problem_survives_a_reapply_and_is_cleared_by_writing_it_empty() {
+    let key = weft_model::annotations::ENDPOINTS_PROBLEM;
+    let stored = Object::Service(svc(&WEB.replace(
+        "metadata: {name: web, namespace: default}",
+        &format!("metadata: {{name: web, namespace: default, annotations: {{{key}: no pods}}}}"),
+    )));
+    let admit_over = |yaml: &str| {
+        let mut incoming = Object::Service(svc(yaml));
+        registry()
+            .admit(&mut incoming, Some(&stored), std::slice::from_ref(&stored))
+            .unwrap();
+        incoming.as_service().unwrap().metadata.annotations.clone()
+    };
+    // The user's manifest, re-applied without it: kept.
+    let kept = admit_over(WEB).unwrap();
+    assert_eq!(kept[key], "no pods");
+    // The controller's clearing write: gone.
+    let cleared = admit_over(&WEB.replace(
+        "metadata: {name: web, namespace: default}",
+        &format!("metadata: {{name: web, namespace: default, annotations: {{{key}: ''}}}}"),
+    ));
+    assert_eq!(cleared, None);
 }
