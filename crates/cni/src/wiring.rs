@@ -69,16 +69,17 @@ impl PodWiring<'_> {
             if let Some(mac) = self.mac {
                 veth = veth.peer_mac(mac);
             }
-            veth.execute()
+            // The host end as created (index, MAC) comes back with the kernel's ACK.
+            veth.execute_get()
         };
-        match create(host) {
-            Ok(()) => {}
+        let host_link = match create(host) {
+            Ok(link) => link,
             // A leftover of an earlier ADD of this attachment (crashed, or repeated by the
             // runtime) holds the name; it is ours by construction of the name, so replace it.
             // Deleting it also removes its pod end, which frees CNI_IFNAME in the pod.
             Err(e) if e.is_exists() && teardown(host, self.host_veth)? => create(host)?,
             Err(e) => return Err(e.into()),
-        }
+        };
 
         // The order below keeps the kernel from waiting for RCU grace periods: an end that is
         // up without carrier (its peer still down) is "deactivated" by the link watcher, which
@@ -86,12 +87,6 @@ impl PodWiring<'_> {
         // runs the watcher's pending work for its link) or in a kernel worker that our next
         // request then waits for. So both ends are looked up while down, the pod end comes up
         // first, and the host end last, which gives the pair its carrier at once.
-        let host_link =
-            host.link_get(self.host_veth)?
-                .ok_or_else(|| weft_dataplane::Error::Protocol {
-                    op: format!("getting link {}", self.host_veth),
-                    detail: "created but not found".into(),
-                })?;
         let host_mac = host_link
             .mac
             .ok_or_else(|| weft_dataplane::Error::Protocol {

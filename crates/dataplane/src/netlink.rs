@@ -10,6 +10,7 @@ pub(crate) const NLMSG_ERROR: u16 = 2;
 pub(crate) const NLMSG_DONE: u16 = 3;
 pub(crate) const NLM_F_REQUEST: u16 = 0x1;
 pub(crate) const NLM_F_ACK: u16 = 0x4;
+pub(crate) const NLM_F_ECHO: u16 = 0x8;
 pub(crate) const NLM_F_DUMP: u16 = 0x300;
 pub(crate) const NLM_F_REPLACE: u16 = 0x100;
 pub(crate) const NLM_F_EXCL: u16 = 0x200;
@@ -116,6 +117,19 @@ impl Netlink {
             return Ok(());
         }
         self.exchange(msg, NLM_F_ACK, op).map(|_| ())
+    }
+
+    /// Sends a request that changes state with NLM_F_ECHO and returns what the kernel echoes
+    /// of it before the ACK (the new object, where the kernel echoes: for links since Linux
+    /// 6.3; nothing on older kernels).
+    pub(crate) fn request_echo(
+        &mut self,
+        msg: Msg,
+        op: impl FnOnce() -> String,
+    ) -> Result<Vec<Vec<u8>>> {
+        let op = op();
+        self.no_batch(&op)?;
+        self.exchange(msg, NLM_F_ACK | NLM_F_ECHO, || op)
     }
 
     /// Sends a non-dump GET and returns the single answer (kernel errors such as ENODEV pass through).
