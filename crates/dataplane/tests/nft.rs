@@ -167,6 +167,83 @@ fn every_kind() -> Table {
             ElemData::Values(vec![Value::Ipv4(ip("10.244.1.8")), Value::Port(8080)]),
         ),
     );
+    // The proxy's dispatch: a mark per frontend, then a backend by mark . random index.
+    t.add_set(
+        Set::data_map(
+            "frontends",
+            vec![
+                Field::Type(DataType::Ipv4Addr),
+                Field::Type(DataType::InetProto),
+                Field::Type(DataType::InetService),
+            ],
+            vec![Field::Type(DataType::Mark)],
+        )
+        .map_element(
+            vec![
+                Value::Ipv4(ip("10.96.0.1")),
+                Value::Proto(L4Proto::Tcp),
+                Value::Port(80),
+            ],
+            ElemData::Values(vec![Value::Int(0x4080_0001)]),
+        ),
+    );
+    t.add_set(
+        Set::data_map(
+            "picks",
+            vec![
+                Field::Typeof(CtMark),
+                Field::Typeof(Numgen {
+                    modulus: 4096,
+                    offset: 0,
+                }),
+            ],
+            vec![Field::Typeof(IpDaddr), Field::Typeof(TcpDport)],
+        )
+        .map_element(
+            vec![Value::Int(0x4080_0001), Value::Int(1)],
+            ElemData::Values(vec![Value::Ipv4(ip("10.244.0.8")), Value::Port(80)]),
+        ),
+    );
+    t.add_set(
+        Set::verdict_map("counts", vec![Field::Type(DataType::Mark)])
+            .map_element(vec![Value::Int(0)], ElemData::Verdict(Verdict::Drop))
+            .map_element(
+                vec![Value::Int(2 << 18)],
+                ElemData::Verdict(Verdict::Goto("pick_2".into())),
+            ),
+    );
+    t.add_chain(
+        Chain::new("pick_2")
+            .rule(Rule::new().l4proto(L4Proto::Tcp).dnat_map(
+                &[
+                    CtMark,
+                    Numgen {
+                        modulus: 2,
+                        offset: 0,
+                    },
+                ],
+                "picks",
+            ))
+            .rule(Rule::new().l4proto(L4Proto::Sctp).dnat_map(
+                &[
+                    CtMark,
+                    Numgen {
+                        modulus: 2,
+                        offset: 0,
+                    },
+                ],
+                "picks",
+            )),
+    );
+    t.add_chain(
+        Chain::new("frontend")
+            .rule(
+                Rule::new()
+                    .bits(CtMark, 0xc000_0000, CmpOp::Eq, 0x4000_0000)
+                    .goto("pick_2"),
+            )
+            .rule(Rule::new().vmap_bits(CtMark, 0x3ffc_0000, "counts")),
+    );
     t.add_set(Set::new("aff", vec![Field::Type(DataType::Ipv4Addr)]).dynamic_with_timeout(5));
     let mut timed = Set::new("timed", vec![Field::Type(DataType::Ipv4Addr)]);
     timed.timeout = Some(3600);
@@ -252,6 +329,11 @@ fn every_kind() -> Table {
                 Rule::new()
                     .in_set(&[IpDaddr], "nodeport_ips")
                     .vmap(&[MetaL4proto, ThDport], "service_nodeports"),
+            )
+            .rule(
+                Rule::new()
+                    .ct_mark_set_map(&[IpDaddr, MetaL4proto, ThDport], "frontends")
+                    .goto("frontend"),
             ),
     );
     t.add_chain(
@@ -263,12 +345,12 @@ fn every_kind() -> Table {
             .rule(
                 Rule::new()
                     .l4proto(L4Proto::Tcp)
-                    .dnat_map(CtMark, "backends"),
+                    .dnat_map(&[CtMark], "backends"),
             )
             .rule(
                 Rule::new()
                     .l4proto(L4Proto::Udp)
-                    .dnat_map(CtMark, "backends"),
+                    .dnat_map(&[CtMark], "backends"),
             ),
     );
     t.add_chain(

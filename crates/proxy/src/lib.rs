@@ -6,12 +6,13 @@
 //! - [`view`]: Services + EndpointSlices + this node -> one [`ServicePortView`] per service port,
 //!   with the endpoints each kind of traffic may use (ready ones; terminating ones only when
 //!   nothing else serves; node-local ones for `Local` traffic policies).
-//! - [`ruleset`]: views -> a [`Ruleset`]: verdict maps keyed by address . protocol . port (so the
-//!   cost per packet does not grow with the number of Services), one chain per service port, and
-//!   per-endpoint chains only where session affinity needs them. A ruleset renders as a full,
-//!   atomic table replacement or as the incremental transaction from a previous ruleset.
-//! - [`Proxy`]: loads rulesets into the kernel through `nft -f`, incrementally when it knows what
-//!   is loaded, in full otherwise (at start, or if an update is refused).
+//! - [`ruleset`]: views -> a [`Ruleset`]: data maps keyed by address . protocol . port (so the
+//!   cost per packet does not grow with the number of Services) whose values pick the shared
+//!   chains and endpoint maps, so a service port is elements, not rules (per-endpoint chains
+//!   only where session affinity needs them). A ruleset renders as a full, atomic table
+//!   replacement or as the incremental transaction from a previous ruleset.
+//! - [`Proxy`]: loads rulesets into the kernel as nf_tables netlink batches, incrementally when
+//!   it knows what is loaded, in full otherwise (at start, or if an update is refused).
 //! - [`stale`]: old and new views -> the UDP/SCTP conntrack entries the change made stale (flows
 //!   still DNATed to a removed endpoint); [`clear_stale_flows`] deletes them once the new rules
 //!   are loaded, so a client that keeps sending from one socket reaches a live endpoint;

@@ -1,21 +1,25 @@
 //! Service views -> the nftables table, as typed values (`weft_dataplane::nft`): the whole
 //! table ([`Ruleset::table`], loaded in one transaction: it never exists half-built) and, for
-//! one service port's change, the transaction with only its chains, map elements and sets
-//! ([`Ruleset::change`]).
+//! one service port's change, the transaction with only its elements (and its chains, with
+//! session affinity) ([`Ruleset::change`]).
 //!
 //! Packet path: the `services` chain (nat prerouting and output) looks the destination up in
-//! verdict maps keyed by `address . protocol . port` (cluster IPs and external addresses) and
-//! `protocol . port` (node ports, for this node's address), and jumps to that service port's
-//! chain, which DNATs to an endpoint picked by `numgen random`. A lookup costs the same with 10
-//! or 10,000 Services. Addresses with no endpoints are in the `no_endpoint_*` maps instead, which
-//! the filter hooks use to reject new connections (connection refused, not a timeout). Every
-//! cluster IP is in the `cluster_ips` set: a new connection still addressed to one in the filter
-//! forward and output hooks (after DNAT) matched none of its ports, and is rejected too, as
-//! kube-proxy's `cluster-ips-check` does (a client on a Service's old port is refused at once).
+//! data maps keyed by `address . protocol . port` (cluster IPs and external addresses) and
+//! `protocol . port` (node ports, for this node's address) and puts the frontend's dispatch
+//! mark in the connection's mark; shared chains then masquerade by the frontend's kind, and
+//! `pick_<n>` DNATs to `backends[mark . numgen random mod n]`. A lookup costs the same with 10
+//! or 10,000 Services, and no rule names a Service: a Service's change is only elements, so
+//! the kernel never re-validates the jump graph for it (it does, walking every chain reachable
+//! from the base chains, for any batch that adds a rule or a jump element). Addresses with no
+//! endpoints are in the `no_endpoint_*` sets instead, which the filter hooks use to reject new
+//! connections (connection refused, not a timeout). Every cluster IP is in the `cluster_ips`
+//! set: a new connection still addressed to one in the filter forward and output hooks (after
+//! DNAT) matched none of its ports, and is rejected too, as kube-proxy's `cluster-ips-check`
+//! does (a client on a Service's old port is refused at once).
 //!
-//! - `base`: the fixed part (hooks, maps, helper chains), a function of the node's address;
-//! - `service`: one service port's chains and elements;
-//! - `placement`: the blocks of the shared backends map that multi-endpoint dispatches own;
+//! - `base`: the fixed part (hooks, maps, shared chains), a function of the node;
+//! - `service`: one service port's elements, dispatches and affinity chains;
+//! - `placement`: the dispatch marks, and so the blocks of the shared backends map;
 //! - `change`: one service port's old contribution out, the new one in, as a transaction.
 
 mod base;
@@ -23,19 +27,27 @@ mod change;
 mod placement;
 mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use weft_dataplane::nft::{
-    Chain, DataType, Elem, ElemData, Family, Field, Key, Rule, Set, Table, Value, Verdict,
+    Chain, DataType, Elem, ElemData, Family, Field, Ipv4Prefix, Key, Rule, Set, Table, Value,
+    Verdict,
 };
 
-pub use base::{NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES, SERVICE_IPS, SERVICE_NODEPORTS};
+pub use base::{
+    LOCAL_POLICY_IPS, LOCAL_POLICY_NODEPORTS, NO_ENDPOINT_NODEPORTS, NO_ENDPOINT_SERVICES,
+    SERVICE_IPS, SERVICE_NODEPORTS,
+};
 pub use placement::MAX_ENDPOINTS_PER_DISPATCH;
 
 use crate::view::ServicePortView;
 use crate::ProxyNode;
-use base::{BACKENDS, CLUSTER_IPS, HAIRPIN, MAPS};
+use base::{
+    backends, backends_map, count_key, pick_chain, pick_rules, AFFINITY, CLUSTER_IPS,
+    ENDPOINT_COUNTS, HAIRPIN,
+};
+use placement::count;
 
 /// The table (family ip) that holds all of it.
 pub const TABLE: &str = "weft_services";
@@ -45,17 +57,23 @@ pub const TABLE: &str = "weft_services";
 /// without looking at the others.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ruleset {
-    /// The fixed part (hooks, helper chains, this node's address): a change reloads everything.
+    /// The fixed part (hooks, shared chains, this node's address): a change reloads everything.
     base: Table,
-    /// The endpoints of every multi-endpoint dispatch, in one map: index -> address and port
-    /// (see `placement`).
-    backends: BTreeMap<u32, (Ipv4Addr, u16)>,
-    /// Service, external and endpoint chains: name -> rules.
+    /// Every dispatch's endpoints, in one map: (dispatch mark, index) -> address and port.
+    backends: BTreeMap<(u32, u32), (Ipv4Addr, u16)>,
+    /// Session-affinity chains (a dispatch's, and one per endpoint): name -> rules.
     chains: BTreeMap<String, Vec<Rule>>,
     /// Affinity sets: name -> timeout in seconds.
     sets: BTreeMap<String, u32>,
-    /// Verdict maps: map name -> key -> verdict.
-    maps: BTreeMap<&'static str, BTreeMap<Key, Verdict>>,
+    /// The mark maps: map name -> frontend key -> dispatch mark.
+    marks: BTreeMap<&'static str, BTreeMap<Key, u32>>,
+    /// The refusal sets: set name -> frontend keys without endpoints.
+    refused: BTreeMap<&'static str, BTreeSet<Key>>,
+    /// Dispatches with session affinity: mark -> their chain.
+    affinity: BTreeMap<u32, String>,
+    /// Endpoint counts of the other dispatches, with how many have each (the `pick_<n>` chain
+    /// and `backends_<n>` map exist while any does).
+    counts: BTreeMap<u32, usize>,
     /// The endpoints on this node (`ip . ip` in the set: traffic from a pod to itself through
     /// a Service), with how many service ports share each, so one leaving keeps it for the
     /// others.
@@ -63,8 +81,8 @@ pub struct Ruleset {
     /// Every Service's cluster IP, with how many service ports have it (so the address stays
     /// while any of its ports does).
     cluster_ips: BTreeMap<Ipv4Addr, usize>,
-    /// The backends-map slot of each dispatching chain.
-    slots: BTreeMap<String, u32>,
+    /// The mark of each dispatch, by name (`svc-<port id>`, `ext-<port id>`).
+    dispatches: BTreeMap<String, u32>,
 }
 
 impl Default for Ruleset {
@@ -75,23 +93,34 @@ impl Default for Ruleset {
             backends: BTreeMap::new(),
             chains: BTreeMap::new(),
             sets: BTreeMap::new(),
-            maps: MAPS.iter().map(|(m, _)| (*m, BTreeMap::new())).collect(),
+            marks: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            affinity: BTreeMap::new(),
+            counts: BTreeMap::new(),
             hairpin: BTreeMap::new(),
             cluster_ips: BTreeMap::new(),
-            slots: BTreeMap::new(),
+            dispatches: BTreeMap::new(),
         }
+    }
+}
+
+fn cluster_prefix(node: &ProxyNode) -> Ipv4Prefix {
+    // An Ipv4Cidr is valid by construction (prefix <= 32, host bits clear).
+    Ipv4Prefix {
+        addr: node.cluster_cidr.network(),
+        len: node.cluster_cidr.prefix(),
     }
 }
 
 /// Compiles the ruleset for `node` from the service views.
 pub fn compile(node: &ProxyNode, views: &[ServicePortView]) -> Ruleset {
     let mut rs = Ruleset {
-        base: base::base(node.ip),
+        base: base::base(node.ip, cluster_prefix(node)),
         ..Ruleset::default()
     };
     let mut pending = Vec::new();
     for v in views {
-        service::add_service_port(&mut rs, &mut pending, node, v);
+        service::add_service_port(&mut rs, &mut pending, v);
     }
     placement::place_dispatches(&mut rs, pending);
     rs
@@ -107,20 +136,29 @@ fn hairpin_key(ip: Ipv4Addr) -> Key {
     vec![Value::Ipv4(ip), Value::Ipv4(ip)]
 }
 
+fn backend_key((mark, index): (u32, u32)) -> Key {
+    vec![Value::Int(mark), Value::Int(index)]
+}
+
 fn backend_elem((ip, port): (Ipv4Addr, u16)) -> Elem {
     Elem::data(ElemData::Values(vec![Value::Ipv4(ip), Value::Port(port)]))
 }
 
-fn verdict_elem(v: &Verdict) -> Elem {
-    Elem::data(ElemData::Verdict(v.clone()))
+fn mark_elem(mark: u32) -> Elem {
+    Elem::data(ElemData::Values(vec![Value::Int(mark)]))
+}
+
+fn goto_elem(chain: &str) -> Elem {
+    Elem::data(ElemData::Verdict(Verdict::Goto(chain.to_string())))
+}
+
+fn pick(n: u32) -> Chain {
+    let mut c = Chain::new(pick_chain(n));
+    c.rules = pick_rules(n);
+    c
 }
 
 impl Ruleset {
-    /// The verdict map `name` (one of the fixed ones).
-    fn map(&mut self, name: &'static str) -> &mut BTreeMap<Key, Verdict> {
-        self.maps.entry(name).or_default()
-    }
-
     /// The whole table.
     pub fn table(&self) -> Table {
         let mut t = self.base.clone();
@@ -132,41 +170,58 @@ impl Ruleset {
             c.rules = rules.clone();
             t.add_chain(c);
         }
-        let mut fill = |set: &str, elements: Vec<(Key, Elem)>| {
+        for n in self.counts.keys() {
+            t.add_set(backends_map(*n));
+            t.add_chain(pick(*n));
+        }
+        let mut fill = |set: &str, elements: &mut dyn Iterator<Item = (Key, Elem)>| {
             if let Some(s) = t.sets.get_mut(set) {
                 s.elements.extend(elements);
             }
         };
-        for (map, entries) in &self.maps {
+        for (map, entries) in &self.marks {
             fill(
                 map,
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.clone(), verdict_elem(v)))
-                    .collect(),
+                &mut entries.iter().map(|(k, m)| (k.clone(), mark_elem(*m))),
             );
         }
+        for (set, keys) in &self.refused {
+            fill(set, &mut keys.iter().map(|k| (k.clone(), Elem::default())));
+        }
+        fill(
+            ENDPOINT_COUNTS,
+            &mut self
+                .counts
+                .keys()
+                .map(|n| (count_key(*n), goto_elem(&pick_chain(*n)))),
+        );
+        fill(
+            AFFINITY,
+            &mut self
+                .affinity
+                .iter()
+                .map(|(m, c)| (vec![Value::Int(*m)], goto_elem(c))),
+        );
         fill(
             HAIRPIN,
-            self.hairpin
+            &mut self
+                .hairpin
                 .keys()
-                .map(|ip| (hairpin_key(*ip), Elem::default()))
-                .collect(),
+                .map(|ip| (hairpin_key(*ip), Elem::default())),
         );
         fill(
             CLUSTER_IPS,
-            self.cluster_ips
+            &mut self
+                .cluster_ips
                 .keys()
-                .map(|ip| (vec![Value::Ipv4(*ip)], Elem::default()))
-                .collect(),
+                .map(|ip| (vec![Value::Ipv4(*ip)], Elem::default())),
         );
-        fill(
-            BACKENDS,
-            self.backends
-                .iter()
-                .map(|(i, b)| (vec![Value::Int(*i)], backend_elem(*b)))
-                .collect(),
-        );
+        for ((mark, index), b) in &self.backends {
+            if let Some(s) = t.sets.get_mut(&backends(count(*mark))) {
+                s.elements
+                    .insert(backend_key((*mark, *index)), backend_elem(*b));
+            }
+        }
         t
     }
 
@@ -179,12 +234,23 @@ impl Ruleset {
 
     /// Whether this ruleset was compiled for `node` (its fixed part matches).
     pub fn base_for(&self, node: &ProxyNode) -> bool {
-        self.base == base::base(node.ip)
+        self.base == base::base(node.ip, cluster_prefix(node))
     }
 
-    /// How many service-port, external and endpoint chains the ruleset holds.
+    /// How many chains the ruleset adds to the fixed part: session-affinity chains and one
+    /// `pick_<n>` per endpoint count in use (none per Service otherwise).
     pub fn chain_count(&self) -> usize {
-        self.chains.len()
+        self.chains.len() + self.counts.len()
+    }
+
+    /// How many frontends (cluster IPs, external addresses and node ports with endpoints) the
+    /// ruleset serves.
+    pub fn frontend_count(&self) -> usize {
+        [SERVICE_IPS, SERVICE_NODEPORTS]
+            .iter()
+            .filter_map(|m| self.marks.get(m))
+            .map(|m| m.len())
+            .sum()
     }
 }
 

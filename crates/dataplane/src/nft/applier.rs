@@ -126,7 +126,8 @@ impl Applier {
                     return Ok(Applied::Unchanged);
                 }
             }
-            self.load_whole(wanted)?;
+            // The digest renders the whole table (tens of ms at 10k Services): once.
+            self.load_whole_as(wanted, &comment)?;
             return Ok(Applied::Whole);
         };
         if old == *wanted {
@@ -217,19 +218,23 @@ impl Applier {
 
     /// Replaces the whole table in one transaction, with the digest in its comment.
     pub fn load_whole(&mut self, wanted: &Table) -> Result<()> {
+        self.load_whole_as(wanted, &loaded_comment(wanted))
+    }
+
+    /// [`Applier::load_whole`] with the comment already computed.
+    fn load_whole_as(&mut self, wanted: &Table, comment: &str) -> Result<()> {
         self.loaded = None;
-        let comment = loaded_comment(wanted);
         match self.whole {
             WholeLoad::Tool => {
                 let id = wanted.id();
                 let text = format!(
                     "table {id}\ndelete table {id}\n{}",
-                    wanted.render_with_comment(Some(&comment))
+                    wanted.render_with_comment(Some(comment))
                 );
                 super::apply(&text)?;
             }
             WholeLoad::Netlink => {
-                let batch = whole_batch(wanted, &comment);
+                let batch = whole_batch(wanted, comment);
                 self.socket()?
                     .send(batch, &format!("loading table {}", wanted.id()))?;
             }

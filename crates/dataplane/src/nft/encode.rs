@@ -74,6 +74,7 @@ mod udata {
     pub const EXPR_META: u32 = 9;
     pub const EXPR_CT: u32 = 12;
     pub const EXPR_CONCAT: u32 = 13;
+    pub const EXPR_NUMGEN: u32 = 23;
 }
 
 /// One TLV of nft's user data (1-byte type, 1-byte length).
@@ -95,6 +96,12 @@ fn typeof_udata(s: Selector) -> Option<Vec<u8>> {
             ud_u32(&mut data, 0, 3); // NFT_CT_MARK
             ud_u32(&mut data, 1, u32::MAX); // no direction
             udata::EXPR_CT
+        }
+        Selector::Numgen { modulus, offset } => {
+            ud_u32(&mut data, 0, 1); // NFT_NG_RANDOM
+            ud_u32(&mut data, 1, modulus);
+            ud_u32(&mut data, 2, offset);
+            udata::EXPR_NUMGEN
         }
         Selector::MetaMark | Selector::MetaL4proto => {
             ud_u32(&mut data, 0, if s == Selector::MetaMark { 3 } else { 16 });

@@ -291,6 +291,17 @@ pub(crate) fn linearize(rule: &Rule) -> Linearized {
                     invert: false,
                 });
             }
+            Stmt::BitsVmap { field, mask, map } => {
+                let reg = load_key(out, &[*field]);
+                out.push(bits(reg, *mask, 0));
+                out.push(Expr::Lookup {
+                    sreg: reg,
+                    dreg: Some(REG_VERDICT),
+                    set: map.clone(),
+                    anon: None,
+                    invert: false,
+                });
+            }
             Stmt::AnonVmap { key, arms } => {
                 let sreg = load_key(out, &[*key]);
                 out.push(Expr::Lookup {
@@ -318,6 +329,17 @@ pub(crate) fn linearize(rule: &Rule) -> Linearized {
                 let reg = load_key(out, &[*sel]);
                 out.push(Expr::CtSet { sreg: reg, key: 3 });
             }
+            Stmt::CtMarkSetMap { key, map } => {
+                let reg = load_key(out, key);
+                out.push(Expr::Lookup {
+                    sreg: reg,
+                    dreg: Some(reg),
+                    set: map.clone(),
+                    anon: None,
+                    invert: false,
+                });
+                out.push(Expr::CtSet { sreg: reg, key: 3 });
+            }
             Stmt::Dnat(Dnat::To { addr, port }) => {
                 out.push(Expr::Immediate {
                     dreg: wire(1),
@@ -337,7 +359,7 @@ pub(crate) fn linearize(rule: &Rule) -> Linearized {
             }
             Stmt::Dnat(Dnat::Map { key, map }) => {
                 // The map's data (address . port) lands where the key was loaded.
-                let reg = load_key(out, &[*key]);
+                let reg = load_key(out, key);
                 out.push(Expr::Lookup {
                     sreg: reg,
                     dreg: Some(reg),

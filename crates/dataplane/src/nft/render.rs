@@ -151,6 +151,7 @@ impl fmt::Display for Stmt {
         match self {
             Stmt::Match(m) => write!(f, "{m}"),
             Stmt::Vmap { key, map } => write!(f, "{} vmap @{map}", Concat(key)),
+            Stmt::BitsVmap { field, mask, map } => write!(f, "{field} & {mask:#x} vmap @{map}"),
             Stmt::AnonVmap { key, arms } => {
                 write!(f, "{key} vmap {{ ")?;
                 for (i, (v, verdict)) in arms.iter().enumerate() {
@@ -170,11 +171,16 @@ impl fmt::Display for Stmt {
                 write!(f, "meta mark set meta mark {o} {v:#x}")
             }
             Stmt::CtMarkSet(s) => write!(f, "ct mark set {s}"),
+            Stmt::CtMarkSetMap { key, map } => {
+                write!(f, "ct mark set {} map @{map}", Concat(key))
+            }
             Stmt::Dnat(Dnat::To { addr, port }) => match port {
                 Some(p) => write!(f, "dnat ip to {addr}:{p}"),
                 None => write!(f, "dnat ip to {addr}"),
             },
-            Stmt::Dnat(Dnat::Map { key, map }) => write!(f, "dnat ip to {key} map @{map}"),
+            Stmt::Dnat(Dnat::Map { key, map }) => {
+                write!(f, "dnat ip to {} map @{map}", Concat(key))
+            }
             Stmt::Masquerade { fully_random } => {
                 f.write_str("masquerade")?;
                 if *fully_random {

@@ -105,8 +105,8 @@ pub enum Dnat {
     /// `dnat ip to 10.0.0.1` or `dnat ip to 10.0.0.1:80`.
     To { addr: Ipv4Addr, port: Option<u16> },
     /// `dnat ip to <key> map @map`: address and port looked up in a data map of
-    /// `ipv4_addr . inet_service`.
-    Map { key: Selector, map: String },
+    /// `ipv4_addr . inet_service` by a (concatenated) key, e.g. `ct mark . numgen random mod 3`.
+    Map { key: Vec<Selector>, map: String },
 }
 
 /// One statement of a rule.
@@ -118,6 +118,12 @@ pub enum Stmt {
         key: Vec<Selector>,
         map: String,
     },
+    /// `<field> & <mask> vmap @map`: the masked field looked up in a verdict map.
+    BitsVmap {
+        field: Selector,
+        mask: u32,
+        map: String,
+    },
     /// `<key> vmap { v : verdict, ... }` with the map inline (an anonymous set).
     AnonVmap {
         key: Selector,
@@ -127,6 +133,12 @@ pub enum Stmt {
     MetaMarkSet(MarkOp),
     /// `ct mark set <selector>` (e.g. `numgen random mod 2 offset 7`).
     CtMarkSet(Selector),
+    /// `ct mark set <key> map @map`: the mark looked up in a data map (a failed lookup ends
+    /// the rule).
+    CtMarkSetMap {
+        key: Vec<Selector>,
+        map: String,
+    },
     Dnat(Dnat),
     Masquerade {
         fully_random: bool,
@@ -249,6 +261,25 @@ impl Rule {
         })
     }
 
+    /// `<field> & <mask> vmap @map`.
+    pub fn vmap_bits(self, field: Selector, mask: u32, map: impl Into<String>) -> Rule {
+        self.stmt(Stmt::BitsVmap {
+            field,
+            mask,
+            map: map.into(),
+        })
+    }
+
+    /// `<field> & <mask> == <value>` (or `!=`).
+    pub fn bits(self, field: Selector, mask: u32, op: CmpOp, value: u32) -> Rule {
+        self.matching(Match::Bits {
+            field,
+            mask,
+            op,
+            value,
+        })
+    }
+
     /// `numgen random mod <n> vmap { 0 : <v0>, 1 : <v1>, ... }`.
     pub fn numgen_vmap(self, arms: Vec<Verdict>) -> Rule {
         let modulus = arms.len() as u32;
@@ -273,15 +304,23 @@ impl Rule {
         self.stmt(Stmt::CtMarkSet(Selector::Numgen { modulus, offset }))
     }
 
+    /// `ct mark set <key> map @map`.
+    pub fn ct_mark_set_map(self, key: &[Selector], map: impl Into<String>) -> Rule {
+        self.stmt(Stmt::CtMarkSetMap {
+            key: key.to_vec(),
+            map: map.into(),
+        })
+    }
+
     /// `dnat ip to <addr>[:<port>]`.
     pub fn dnat_to(self, addr: Ipv4Addr, port: Option<u16>) -> Rule {
         self.stmt(Stmt::Dnat(Dnat::To { addr, port }))
     }
 
-    /// `dnat ip to <key> map @map`.
-    pub fn dnat_map(self, key: Selector, map: impl Into<String>) -> Rule {
+    /// `dnat ip to <key> map @map` (a concatenated key: `ct mark . numgen random mod 3`).
+    pub fn dnat_map(self, key: &[Selector], map: impl Into<String>) -> Rule {
         self.stmt(Stmt::Dnat(Dnat::Map {
-            key,
+            key: key.to_vec(),
             map: map.into(),
         }))
     }
@@ -343,6 +382,8 @@ impl Rule {
         self.stmts.iter().filter_map(|s| match s {
             Stmt::Match(Match::InSet { set, .. }) => Some(set.as_str()),
             Stmt::Vmap { map, .. } => Some(map.as_str()),
+            Stmt::BitsVmap { map, .. } => Some(map.as_str()),
+            Stmt::CtMarkSetMap { map, .. } => Some(map.as_str()),
             Stmt::Dnat(Dnat::Map { map, .. }) => Some(map.as_str()),
             Stmt::Update { set, .. } => Some(set.as_str()),
             _ => None,
