@@ -52,6 +52,8 @@ pub struct Api {
     pub(crate) hub: Arc<Hub>,
     pub(crate) pods: Option<PodTools>,
     pub(crate) limits: Limits,
+    /// Owners whose dependents the garbage collector has yet to delete.
+    pub(crate) gc: Arc<crate::gc::Backlog>,
     /// Where clients reach the server (for `/api`'s serverAddressByClientCIDRs).
     address: String,
 }
@@ -74,6 +76,7 @@ impl Api {
             hub,
             pods,
             limits: Limits::default(),
+            gc: Arc::default(),
             address,
         });
         api.refresh_resources();

@@ -247,19 +247,18 @@ fn orphans(view: &ClusterView) -> Vec<ObjectKey> {
 impl Workloads {
     fn write(&mut self, pass: Pass) -> Result<(), WriteError> {
         let mut failures = Failures::default();
-        for (owner, key) in &pass.delete {
-            match self
-                .writer
-                .delete::<Pod>(key.namespace.as_deref(), &key.name)
-            {
-                Ok(()) => {
-                    if let Some(owner) = owner {
-                        let pod = NsName::new(key.namespace.clone().unwrap_or_default(), &key.name);
-                        self.expectations.expect(owner, pod, false);
-                    }
-                }
-                Err(e) => failures.note(Err(e)),
+        let keys: Vec<(Option<String>, String)> = pass
+            .delete
+            .iter()
+            .map(|(_, k)| (k.namespace.clone(), k.name.clone()))
+            .collect();
+        let results = self.writer.delete_all::<Pod>(&keys);
+        for ((owner, key), result) in pass.delete.iter().zip(results) {
+            if let (Ok(()), Some(owner)) = (&result, owner) {
+                let pod = NsName::new(key.namespace.clone().unwrap_or_default(), &key.name);
+                self.expectations.expect(owner, pod, false);
             }
+            failures.note(result);
         }
         let (owners, pods): (Vec<Owner>, Vec<Pod>) = pass.create.into_iter().unzip();
         let names: Vec<NsName> = pods

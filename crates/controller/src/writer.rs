@@ -175,6 +175,29 @@ impl Writer {
         })
     }
 
+    /// Deletes `keys` (namespace, name), up to 16 requests in flight; a result per key.
+    pub fn delete_all<K: Writable>(
+        &self,
+        keys: &[(Option<String>, String)],
+    ) -> Vec<Result<(), WriteError>> {
+        use futures::StreamExt;
+        let calls = keys.iter().map(|(ns, name)| {
+            let api = self.api::<K>(ns.as_deref());
+            async move {
+                match api.delete(name, &DeleteParams::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                    Err(source) => Err(WriteError {
+                        what: what::<K>("deleting", ns.as_deref().unwrap_or("default"), name),
+                        source,
+                    }),
+                }
+            }
+        });
+        self.rt
+            .block_on(futures::stream::iter(calls).buffered(16).collect())
+    }
+
     pub fn delete<K: Writable>(&self, ns: Option<&str>, name: &str) -> Result<(), WriteError> {
         match self
             .rt

@@ -127,6 +127,14 @@ fn apply_scale_and_delete_on_a_running_lab() {
     let lab = Lab::new();
     lab.ok(&["lab", "up", "--wait", "30"]);
     assert!(lab.pods(&[]).is_empty());
+    // Sandboxes there before ours (weft's controller pod).
+    let sandboxes = || -> Vec<String> {
+        lab.netns()
+            .into_iter()
+            .filter(|n| n.contains("_pod-"))
+            .collect()
+    };
+    let before = sandboxes();
     let dir = tempfile::tempdir().unwrap();
     let manifest = |replicas: u32| {
         format!(
@@ -143,7 +151,7 @@ fn apply_scale_and_delete_on_a_running_lab() {
     wait_for(|| lab.pods(&[]).len() == 1 && running(&lab.pods(&[])) == 1);
     // A deleted pod's sandbox goes away with it.
     lab.ok(&["delete", "-f", p]);
-    wait_for(|| lab.pods(&[]).is_empty() && lab.netns().iter().all(|n| !n.contains("_pod-")));
+    wait_for(|| lab.pods(&[]).is_empty() && sandboxes() == before);
 }
 
 #[test]
@@ -196,11 +204,13 @@ fn up_and_down_twice_leave_the_machine_as_it_was() {
     let links_before = root_links();
     for _ in 0..2 {
         lab.ok(&["lab", "up", "--wait", "30"]);
+        // The fabric, the outside, one node, and the sandbox of weft's controller pod (deploy/).
+        let netns = lab.netns();
+        let pods = netns.iter().filter(|n| n.contains("_pod-")).count();
         assert_eq!(
-            lab.netns().len(),
-            3,
-            "fabric, outside and one node: {:?}",
-            lab.netns()
+            (netns.len() - pods, pods),
+            (3, 1),
+            "fabric, outside, one node, the controller's pod: {netns:?}"
         );
         let nodes: Value = serde_json::from_str(&lab.ok(&["get", "nodes", "-o", "json"])).unwrap();
         assert_eq!(nodes["items"][0]["spec"]["podCIDR"], "10.244.0.0/24");
