@@ -43,7 +43,13 @@ if [[ $# -eq 0 ]]; then
     "$weft" apply -f examples/services.yaml
     svc_field() { "$weft" get svc "$1" -o json | python3 -c "import json,sys; s=json.load(sys.stdin); print($2)"; }
     cluster_ip=$(svc_field web 's["spec"]["clusterIP"]')
-    lb_ip=$(svc_field web-lb 's["status"]["loadBalancer"]["ingress"][0]["ip"]')
+    # The LoadBalancer address comes from weft's controller a moment after the Service exists.
+    lb_ip=""
+    for _ in $(seq 100); do
+        lb_ip=$(svc_field web-lb 's.get("status", {}).get("loadBalancer", {}).get("ingress", [{}])[0].get("ip", "")')
+        [[ -n $lb_ip ]] && break
+        sleep 0.1
+    done
     for _ in $(seq 50); do "$weft" exec client -- curl -s --max-time 1 -o /dev/null "http://$cluster_ip/" && break; sleep 0.2; done
     echo
     "$weft" get svc
@@ -74,8 +80,8 @@ if [[ -n $kubeconfig ]] && command -v kubectl >/dev/null; then
     echo "\$ kubectl exec client -c app -- curl -s http://$hello_ip/hostname"
     for _ in $(seq 50); do kubectl exec client -c app -- curl -s --max-time 1 -o /dev/null "http://$hello_ip/" && break; sleep 0.2; done
     kubectl exec client -c app -- curl -s --max-time 5 "http://$hello_ip/hostname"
-    echo "\$ kubectl get ds -n kube-system      # weft's own agent, a DaemonSet from deploy/ as on a real cluster"
-    kubectl get ds -n kube-system
+    echo "\$ kubectl get ds,deploy -n kube-system   # weft itself, from deploy/ as on a real cluster: the agent and the controller"
+    kubectl get ds,deploy -n kube-system
     echo
 fi
 echo
