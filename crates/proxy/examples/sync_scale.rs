@@ -106,9 +106,10 @@ fn main() {
         &services[changed..changed + 1],
         &slices[changed..changed + 1],
     );
+    let name = format!("s{changed}");
     let old_views: Vec<_> = all_views
         .iter()
-        .filter(|v| v.name == format!("s{changed}"))
+        .filter(|v| v.name == name)
         .cloned()
         .collect();
     assert!(!old_views.is_empty(), "the changed Service had views");
