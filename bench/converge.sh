@@ -36,9 +36,12 @@ wait_all() {
     done
 }
 ns_of() { echo "weft_${lab}_$1"; }
-has_route() { ip -n "$(ns_of "$1")" route show "$cidr" | grep -q .; }
+# grep reads its whole input (no -q): under pipefail, a grep that quits at the first match can
+# make the writer die of SIGPIPE and the check fail although it matched.
+has_route() { ip -n "$(ns_of "$1")" route show "$cidr" | grep . >/dev/null; }
 lacks_route() { ! has_route "$1"; }
-has_endpoint() { ip netns exec "$(ns_of "$1")" nft list table ip weft_services 2>/dev/null | grep -qF "$endpoint:8080"; }
+# An endpoint is in a `backends_<n>` map as `<dispatch mark> . <slot> : <address> . <port>`.
+has_endpoint() { ip netns exec "$(ns_of "$1")" nft list table ip weft_services 2>/dev/null | grep -F ": $endpoint . 8080" >/dev/null; }
 
 "$weft" --lab "$lab" lab up --nodes "$nodes" >/dev/null
 others=()
