@@ -203,7 +203,7 @@ weft_conf='{"cniVersion":"1.0.0","name":"benchweft","type":"weft-cni","mtu":1500
 ref_conf='{"cniVersion":"1.0.0","name":"benchref","type":"bridge","bridge":"benchbr0","isGateway":true,"ipam":{"type":"host-local","subnet":"'$SUBNET'","routes":[{"dst":"0.0.0.0/0"}],"dataDir":"'$IPAM'/ref"}}'
 
 # Which weft-cni is measured: a dynamically linked one pays the loader on every exec.
-if readelf -d "$WEFT_CNI" 2>/dev/null | grep -q '(NEEDED)'; then linkage=dynamic; else linkage=static; fi
+if readelf -d "$WEFT_CNI" 2>/dev/null | grep '(NEEDED)' >/dev/null; then linkage=dynamic; else linkage=static; fi
 echo "cni.sh: $N ADDs then $N DELs per plugin, interleaved in blocks of $BLOCK, IPAM under $IPAM_ROOT ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r))"
 echo "cni.sh: weft-cni $WEFT_CNI ($linkage, $(stat -c %s "$WEFT_CNI") bytes)"
 setup weft "$WEFT_CNI" "$weft_conf" pods 'weft[0-9a-f]{11}'
