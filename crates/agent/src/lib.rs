@@ -8,9 +8,12 @@
 //! same objects, compiles the same plans, finds the kernel already matching, and established
 //! connections never notice.
 
+pub mod announce;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use weft_controller::speaker::Speaker;
 use weft_net::{NetError, NetReconciler, NetworkConfig, NodePlan};
 use weft_proxy::reconcile::ReconcileError;
 use weft_proxy::ProxyReconciler;
@@ -44,6 +47,9 @@ pub struct AgentConfig {
     pub kubeconfig: Option<PathBuf>,
     /// Where `/healthz` and `/readyz` are served (all addresses of the node).
     pub health_port: u16,
+    /// Announce this load-balancer pool's addresses by ARP from the elected nodes (the config's
+    /// `loadBalancerAnnouncement: arp`); None when a router is told instead.
+    pub announce_arp: Option<weft_model::cidr::Ipv4Cidr>,
 }
 
 /// The agent's default health port (`/healthz`, `/readyz`).
@@ -71,10 +77,14 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             config.health_port,
             readiness.clone(),
         ));
-        let reconcilers = [
+        let mut reconcilers = vec![
             host(net, &shared, &readiness),
             host(proxy, &shared, &readiness),
         ];
+        if let Some(pool) = config.announce_arp {
+            let speaker = Speaker::new(announce::ArpAnnouncer::new(pool));
+            reconcilers.push(host(speaker, &shared, &readiness));
+        }
         // The reconcilers never return; a panic in one ends the agent, to be restarted whole.
         for r in reconcilers {
             if let Err(e) = r.await {

@@ -274,8 +274,8 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
             weft_lab::lab::run_outside(&layout, &command).map_err(Into::into)
         }
         LabCommand::Speaker => {
-            let (layout, _, _) = weft_lab::lab::open(lab, &state_root)?;
-            weft_lab::speaker::run(&layout.fabric_kubeconfig_file())?;
+            let (layout, config, _) = weft_lab::lab::open(lab, &state_root)?;
+            weft_lab::speaker::run(&layout.fabric_kubeconfig_file(), &config)?;
             Ok(0)
         }
         LabCommand::Controller => {

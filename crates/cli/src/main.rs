@@ -296,6 +296,8 @@ fn agent_config(
         network: weft_net::NetworkConfig::from_cluster(&cluster),
         kubeconfig: kubeconfig.or(lab_kubeconfig),
         health_port: weft_agent::HEALTH_PORT,
+        announce_arp: (cluster.load_balancer_announcement == weft_model::config::Announcement::Arp)
+            .then_some(cluster.load_balancer_pool),
     })
 }
 

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use weft_controller::speaker::{Announce, Routes, Speaker};
 use weft_dataplane::{IpNet, Netlink};
+use weft_model::config::{Announcement, ClusterConfig};
 use weft_net::OwnedRoute;
 use weft_view::{Reconciler, Shared};
 
@@ -27,8 +28,25 @@ use crate::LabError;
 const MULTIPATH_HASH_POLICY: (&str, &str) = ("net/ipv4/fib_multipath_hash_policy", "1");
 
 /// Runs the speaker until killed, in the fabric namespace it was started in, against the API
-/// `kubeconfig` names.
-pub fn run(kubeconfig: &Path) -> Result<(), LabError> {
+/// `kubeconfig` names. With `loadBalancerAnnouncement: arp` the nodes announce (each agent, by
+/// ARP) and the fabric only needs the pool on its node bridge: it routes the pool there on-link,
+/// so it asks by ARP which node holds an address, as a router on a real node network would.
+pub fn run(kubeconfig: &Path, config: &ClusterConfig) -> Result<(), LabError> {
+    if config.load_balancer_announcement == Announcement::Arp {
+        let pool = config.load_balancer_pool;
+        let mut nl = Netlink::open()?;
+        let bridge = nl
+            .link_get(crate::topology::FABRIC_BRIDGE)?
+            .ok_or_else(|| LabError::Invalid("the fabric has no bridge".into()))?;
+        nl.route_add(IpNet::new(IpAddr::V4(pool.network()), pool.prefix())?)
+            .oif(bridge.index)
+            .replace()
+            .execute()?;
+        tracing::info!("load-balancer pool {pool} on-link on the node network (announced by ARP)");
+        loop {
+            std::thread::park();
+        }
+    }
     let (key, value) = MULTIPATH_HASH_POLICY;
     weft_dataplane::sysctl::write(key, value)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -132,6 +132,8 @@ pub struct ClusterConfig {
     pub underlay_mtu: u32,
     /// Addresses handed to LoadBalancer Services (the lab routes each to a node).
     pub load_balancer_pool: Ipv4Cidr,
+    /// How the network learns which node takes a load-balancer address.
+    pub load_balancer_announcement: Announcement,
     /// The most objects of one kind the lab's API stores (a ResourceQuota for the whole lab), so
     /// a runaway client or a Deployment of 100000 replicas meets a clear error, not a full disk.
     pub object_quota: u32,
@@ -154,6 +156,18 @@ pub enum NetworkMode {
     #[default]
     Vxlan,
     Direct,
+}
+
+/// How load-balancer addresses reach the nodes. `routes`: a router on the path is told (the
+/// lab's fabric routes each address to its nodes, as MetalLB's BGP mode or a cloud balancer
+/// would); `arp`: one node per address holds it on its uplink and answers ARP for it on the
+/// node network (MetalLB's L2 mode), for a real cluster with no router to tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Announcement {
+    #[default]
+    Routes,
+    Arp,
 }
 
 impl std::fmt::Display for NetworkMode {
@@ -204,6 +218,7 @@ impl Default for ClusterConfig {
             underlay_mtu: 1500,
             // RFC 5737 TEST-NET-2: never a real destination.
             load_balancer_pool: cidr([198, 51, 100, 0], 24),
+            load_balancer_announcement: Announcement::Routes,
             object_quota: DEFAULT_OBJECT_QUOTA,
         }
     }
@@ -244,6 +259,8 @@ struct ConfigDocument {
     underlay_mtu: Option<u32>,
     #[serde(rename = "loadBalancerPool")]
     load_balancer_pool: Option<Ipv4Cidr>,
+    #[serde(rename = "loadBalancerAnnouncement")]
+    load_balancer_announcement: Option<Announcement>,
     #[serde(rename = "objectQuota")]
     object_quota: Option<u32>,
 }
@@ -276,6 +293,8 @@ struct RenderedDocument<'a> {
     underlay_mtu: u32,
     #[serde(rename = "loadBalancerPool")]
     load_balancer_pool: Ipv4Cidr,
+    #[serde(rename = "loadBalancerAnnouncement")]
+    load_balancer_announcement: Announcement,
     #[serde(rename = "objectQuota")]
     object_quota: u32,
 }
@@ -391,6 +410,9 @@ impl ClusterConfig {
         if let Some(pool) = doc.load_balancer_pool {
             config.load_balancer_pool = pool;
         }
+        if let Some(announcement) = doc.load_balancer_announcement {
+            config.load_balancer_announcement = announcement;
+        }
         if let Some(quota) = doc.object_quota {
             config.object_quota = quota;
         }
@@ -420,6 +442,7 @@ impl ClusterConfig {
             vxlan_port: self.vxlan_port,
             underlay_mtu: self.underlay_mtu,
             load_balancer_pool: self.load_balancer_pool,
+            load_balancer_announcement: self.load_balancer_announcement,
             object_quota: self.object_quota,
         };
         // Only strings, numbers and string-keyed maps: serde_norway has nothing here it can fail on.

@@ -265,3 +265,18 @@ fn network_mode_fields_read_validate_and_set_the_pod_mtu() {
         "underlayMTU 1000 must be between 1280 and 9216"
     );
 }
+
+#[test]
+fn load_balancer_announcement_is_routes_unless_asked_for_arp() {
+    let base = "apiVersion: weft.dev/v1alpha1\nkind: Cluster\nname: t\n";
+    let default = ClusterConfig::from_yaml("t", base).unwrap();
+    assert_eq!(default.load_balancer_announcement, Announcement::Routes);
+    let arp =
+        ClusterConfig::from_yaml("t", &format!("{base}loadBalancerAnnouncement: arp\n")).unwrap();
+    assert_eq!(arp.load_balancer_announcement, Announcement::Arp);
+    assert_eq!(ClusterConfig::from_yaml("t", &arp.to_yaml()).unwrap(), arp);
+    let bad = ClusterConfig::from_yaml("t", &format!("{base}loadBalancerAnnouncement: bgp\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("loadBalancerAnnouncement"), "{bad}");
+}
