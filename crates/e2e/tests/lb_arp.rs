@@ -70,17 +70,7 @@ fn each_address_is_held_by_one_node_and_reached_from_outside() {
         });
         let url = format!("http://{ip}/hostname");
         wait_for_what(&format!("{url} from outside"), || {
-            let out = lab.weft(&[
-                "lab",
-                "outside",
-                "--",
-                "curl",
-                "-sS",
-                "--max-time",
-                "3",
-                &url,
-            ]);
-            String::from_utf8_lossy(&out.stdout).trim() == "web-1"
+            lab.outside_curl(&url, 3).1.trim() == "web-1"
         });
     }
     // The Local Service's address is on the node with its endpoint.

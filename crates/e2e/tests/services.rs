@@ -79,23 +79,6 @@ fn try_curl(lab: &Lab, pod: &str, url: &str, secs: u32) -> (i32, String) {
     )
 }
 
-fn outside_curl(lab: &Lab, url: &str, secs: u32) -> (i32, String) {
-    let out = lab.weft(&[
-        "lab",
-        "outside",
-        "--",
-        "curl",
-        "-sS",
-        "--max-time",
-        &secs.to_string(),
-        url,
-    ]);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 /// Hostnames answering `n` requests to `url` from `pod` (a failed request counts as "").
 fn hostnames(lab: &Lab, pod: &str, url: &str, n: usize) -> BTreeSet<String> {
     (0..n).map(|_| try_curl(lab, pod, url, 5).1).collect()
@@ -223,14 +206,14 @@ fn node_ports_and_load_balancers_from_outside_with_both_traffic_policies() {
     );
     let names: BTreeSet<String> = web_pods(&lab, "web").iter().map(name_of).collect();
     let outside = |url: &str| {
-        let (code, out) = outside_curl(&lab, url, 5);
+        let (code, out) = lab.outside_curl(url, 5);
         assert_eq!(code, 0, "{url}: {out}");
         out
     };
     // NodePort on every node, even the one without endpoints (Cluster policy: forwarded, SNATed).
     for n in 1..=2 {
         let url = format!("http://{}:30080/hostname", node_ip(n));
-        wait_for(|| outside_curl(&lab, &url, 5).0 == 0);
+        wait_for(|| lab.outside_curl(&url, 5).0 == 0);
         assert!(names.contains(&outside(&url)), "{url}");
         // Cluster policy masquerades: the backend sees one of the node's own addresses (its
         // underlay IP, or its overlay address when the packet leaves through weft.vxlan).
@@ -246,7 +229,7 @@ fn node_ports_and_load_balancers_from_outside_with_both_traffic_policies() {
     let lb = lab.lb_ip("lb");
     assert!(lb.starts_with("198.51.100."), "{lb}");
     let lb_url = format!("http://{lb}/hostname");
-    wait_for(|| outside_curl(&lab, &lb_url, 5).0 == 0);
+    wait_for(|| lab.outside_curl(&lb_url, 5).0 == 0);
     assert_eq!(
         (0..20).map(|_| outside(&lb_url)).collect::<BTreeSet<_>>(),
         names,
@@ -256,7 +239,7 @@ fn node_ports_and_load_balancers_from_outside_with_both_traffic_policies() {
     // Local: the client address survives; the node without endpoints drops.
     let local = lab.lb_ip("local");
     let url = format!("http://{local}/clientip");
-    wait_for(|| outside_curl(&lab, &url, 5).0 == 0);
+    wait_for(|| lab.outside_curl(&url, 5).0 == 0);
     assert_eq!(
         outside(&url).split(':').next(),
         Some("203.0.113.10"),
@@ -264,7 +247,7 @@ fn node_ports_and_load_balancers_from_outside_with_both_traffic_policies() {
     );
     let on2 = outside(&format!("http://{}:30081/clientip", node_ip(2)));
     assert_eq!(on2.split(':').next(), Some("203.0.113.10"));
-    let (code, _) = outside_curl(&lab, &format!("http://{}:30081/clientip", node_ip(1)), 2);
+    let (code, _) = lab.outside_curl(&format!("http://{}:30081/clientip", node_ip(1)), 2);
     assert_eq!(
         code, 28,
         "node1 has no local endpoint: dropped (timeout), not refused"
@@ -272,7 +255,7 @@ fn node_ports_and_load_balancers_from_outside_with_both_traffic_policies() {
 
     // externalIPs are served like node ports, and the speaker routes them too.
     let url = "http://192.0.2.50:8080/hostname";
-    wait_for(|| outside_curl(&lab, url, 5).0 == 0);
+    wait_for(|| lab.outside_curl(url, 5).0 == 0);
     assert!(names.contains(&outside(url)));
 }
 

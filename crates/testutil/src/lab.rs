@@ -91,6 +91,24 @@ impl Lab {
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
+    /// From the lab's outside host, `curl -sS --max-time SECS URL`: (exit code, body).
+    pub fn outside_curl(&self, url: &str, secs: u32) -> (i32, String) {
+        let out = self.weft(&[
+            "lab",
+            "outside",
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            &secs.to_string(),
+            url,
+        ]);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
     /// The address `weft controller` gave the LoadBalancer Service `name` (waits for it: the
     /// allocation follows the Service's creation).
     pub fn lb_ip(&self, name: &str) -> String {
