@@ -1,0 +1,509 @@
+//! The records of the Kubernetes DNS-Based Service Discovery specification (schema 1.1.0),
+//! compiled from Services and their EndpointSlices, and the answer to one question.
+//!
+//! Per Service `<svc>` in namespace `<ns>`, under the cluster domain `<zone>`:
+//! - ClusterIP: `<svc>.<ns>.svc.<zone>` A/AAAA its cluster IPs; `_<port>._<proto>.<svc>...` SRV
+//!   (priority 0, weight 100, the Service port, target the Service's name) for each named port;
+//!   PTR for each cluster IP.
+//! - Headless (`clusterIP: None`): the Service's name has an A/AAAA per ready endpoint (every
+//!   endpoint with `publishNotReadyAddresses`); each endpoint has a name of its own,
+//!   `<hostname>.<svc>...` (its hostname, or its address with dashes, as CoreDNS names it), with
+//!   its A/AAAA and a PTR back; SRV per named port and endpoint, targeting the endpoint's name.
+//! - ExternalName: a CNAME to the external name.
+//! - `dns-version.<zone>` TXT "1.1.0"; the zone's SOA.
+//! - Pods: `a-b-c-d.<ns>.pod.<zone>` is a-b-c-d's address, for any address, as CoreDNS's
+//!   `pods insecure` answers (synthesised at lookup, not stored).
+//!
+//! Names are compared in lowercase. A name that exists with other types gets NOERROR with no
+//! answer and the SOA; a name that does not exist, NXDOMAIN with the SOA; a name outside the
+//! zones weft serves (the cluster domain and the reverse zones of the cluster's ranges) is
+//! refused here (forwarding is the server's business).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_model::cidr::Ipv4Cidr;
+
+/// The schema version the `dns-version` record announces.
+pub const SCHEMA_VERSION: &str = "1.1.0";
+
+/// What the zone is built for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneConfig {
+    /// The cluster domain, e.g. `cluster.local`.
+    pub domain: String,
+    /// The TTL of every record (kubeadm's CoreDNS: 30 s).
+    pub ttl: u32,
+    /// Ranges whose reverse names weft answers for (the service and pod CIDRs).
+    pub reverse: Vec<Ipv4Cidr>,
+}
+
+/// One record's data.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Data {
+    A(Ipv4Addr),
+    Aaaa(Ipv6Addr),
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
+    Ptr(String),
+    Cname(String),
+    Txt(String),
+    Soa {
+        mname: String,
+        rname: String,
+        serial: u32,
+        refresh: u32,
+        retry: u32,
+        expire: u32,
+        minimum: u32,
+    },
+}
+
+/// The record types a question can ask for (those weft has, and the rest as `Other`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Qtype {
+    A,
+    Aaaa,
+    Srv,
+    Ptr,
+    Cname,
+    Txt,
+    Soa,
+    Any,
+    Other(u16),
+}
+
+impl Data {
+    fn matches(&self, q: Qtype) -> bool {
+        matches!(
+            (self, q),
+            (_, Qtype::Any)
+                | (Data::A(_), Qtype::A)
+                | (Data::Aaaa(_), Qtype::Aaaa)
+                | (Data::Srv { .. }, Qtype::Srv)
+                | (Data::Ptr(_), Qtype::Ptr)
+                | (Data::Cname(_), Qtype::Cname)
+                | (Data::Txt(_), Qtype::Txt)
+                | (Data::Soa { .. }, Qtype::Soa)
+        )
+    }
+}
+
+impl fmt::Display for Data {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Data::A(ip) => write!(f, "A {ip}"),
+            Data::Aaaa(ip) => write!(f, "AAAA {ip}"),
+            Data::Srv {
+                priority,
+                weight,
+                port,
+                target,
+            } => write!(f, "SRV {priority} {weight} {port} {target}"),
+            Data::Ptr(name) => write!(f, "PTR {name}"),
+            Data::Cname(name) => write!(f, "CNAME {name}"),
+            Data::Txt(text) => write!(f, "TXT {text:?}"),
+            Data::Soa {
+                mname,
+                rname,
+                serial,
+                refresh,
+                retry,
+                expire,
+                minimum,
+            } => write!(
+                f,
+                "SOA {mname} {rname} {serial} {refresh} {retry} {expire} {minimum}"
+            ),
+        }
+    }
+}
+
+/// A record as answered: owner name (as asked), TTL, data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub name: String,
+    pub ttl: u32,
+    pub data: Data,
+}
+
+impl fmt::Display for Record {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}", self.name, self.ttl, self.data)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    NxDomain,
+    /// Not a name of the zones weft serves.
+    Refused,
+}
+
+/// The answer to one question.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub rcode: Rcode,
+    pub answers: Vec<Record>,
+    /// The SOA, with a negative answer.
+    pub authority: Vec<Record>,
+}
+
+/// The compiled records of the cluster.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    config: ZoneConfig,
+    /// Lowercased absolute name (with the final dot) -> its records.
+    records: BTreeMap<String, Vec<Data>>,
+    /// Every name that exists: owners and the names between them and their zone's apex.
+    existing: BTreeSet<String>,
+    apex: String,
+    soa: Data,
+}
+
+/// `name` made absolute and lowercase.
+fn absolute(name: &str) -> String {
+    let mut n = name.to_ascii_lowercase();
+    if !n.ends_with('.') {
+        n.push('.');
+    }
+    n
+}
+
+/// The reverse name of an address: `5.1.244.10.in-addr.arpa.`, or the nibbles for IPv6.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut out = String::new();
+            for byte in v6.octets().iter().rev() {
+                out.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            out.push_str("ip6.arpa.");
+            out
+        }
+    }
+}
+
+/// The address a four-label `in-addr.arpa.` name stands for.
+fn reverse_v4(name: &str) -> Option<Ipv4Addr> {
+    let rest = name.strip_suffix(".in-addr.arpa.")?;
+    let parts: Vec<u8> = rest
+        .split('.')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    match parts.as_slice() {
+        [d, c, b, a] => Some(Ipv4Addr::new(*a, *b, *c, *d)),
+        _ => None,
+    }
+}
+
+fn dashed(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+    }
+}
+
+fn address(ip: IpAddr) -> Data {
+    match ip {
+        IpAddr::V4(v4) => Data::A(v4),
+        IpAddr::V6(v6) => Data::Aaaa(v6),
+    }
+}
+
+impl Zone {
+    /// Compiles the zone of `services` and `slices` (each slice belongs to the Service its
+    /// `kubernetes.io/service-name` label names). `serial` is the SOA's (any number that grows).
+    pub fn compile(
+        config: ZoneConfig,
+        services: &[&Service],
+        slices: &[&EndpointSlice],
+        serial: u32,
+    ) -> Zone {
+        let apex = absolute(&config.domain);
+        let soa = Data::Soa {
+            mname: format!("ns.dns.{apex}"),
+            rname: format!("hostmaster.{apex}"),
+            serial,
+            refresh: 7200,
+            retry: 1800,
+            expire: 86400,
+            minimum: config.ttl,
+        };
+        let mut zone = Zone {
+            records: BTreeMap::new(),
+            existing: BTreeSet::new(),
+            apex: apex.clone(),
+            soa: soa.clone(),
+            config,
+        };
+        zone.add(&apex, soa);
+        zone.add(
+            &format!("dns-version.{apex}"),
+            Data::Txt(SCHEMA_VERSION.to_string()),
+        );
+        let mut by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+        for s in slices {
+            if let Some(svc) = weft_model::endpoints::service_name(s) {
+                let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+                by_service.entry((ns, svc)).or_default().push(s);
+            }
+        }
+        for svc in services {
+            let ns = svc.metadata.namespace.as_deref().unwrap_or("default");
+            let name = svc.metadata.name.as_deref().unwrap_or_default();
+            let slices = by_service.remove(&(ns, name)).unwrap_or_default();
+            zone.service(svc, ns, name, &slices);
+        }
+        zone
+    }
+
+    fn add(&mut self, name: &str, data: Data) {
+        let name = absolute(name);
+        let list = self.records.entry(name.clone()).or_default();
+        if !list.contains(&data) {
+            list.push(data);
+        }
+        // The name and every name between it and the root exist (empty non-terminals).
+        let mut n = name.as_str();
+        while !n.is_empty() && self.existing.insert(n.to_string()) {
+            n = n.split_once('.').map_or("", |(_, rest)| rest);
+        }
+    }
+
+    fn service(&mut self, svc: &Service, ns: &str, name: &str, slices: &[&EndpointSlice]) {
+        let Some(spec) = &svc.spec else { return };
+        let fqdn = format!("{name}.{ns}.svc.{}", self.apex);
+        if spec.type_.as_deref() == Some("ExternalName") {
+            if let Some(target) = spec.external_name.as_deref().filter(|t| !t.is_empty()) {
+                self.add(&fqdn, Data::Cname(absolute(target)));
+            }
+            return;
+        }
+        let headless = spec.cluster_ip.as_deref() == Some("None");
+        if !headless {
+            let ips: Vec<IpAddr> = spec
+                .cluster_ips
+                .clone()
+                .or_else(|| spec.cluster_ip.clone().map(|ip| vec![ip]))
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|ip| ip.parse().ok())
+                .collect();
+            if ips.is_empty() {
+                return;
+            }
+            for ip in &ips {
+                self.add(&fqdn, address(*ip));
+                self.add(&reverse_name(*ip), Data::Ptr(fqdn.clone()));
+            }
+            for port in spec.ports.iter().flatten() {
+                let Some(port_name) = port.name.as_deref().filter(|n| !n.is_empty()) else {
+                    continue;
+                };
+                let proto = port
+                    .protocol
+                    .as_deref()
+                    .unwrap_or("TCP")
+                    .to_ascii_lowercase();
+                self.add(
+                    &format!("_{port_name}._{proto}.{fqdn}"),
+                    Data::Srv {
+                        priority: 0,
+                        weight: 100,
+                        port: u16::try_from(port.port).unwrap_or(0),
+                        target: fqdn.clone(),
+                    },
+                );
+            }
+            // The Service's name exists even before it has records of every kind.
+            return;
+        }
+        let publish_all = spec.publish_not_ready_addresses == Some(true);
+        // (endpoint name, address) of every endpoint that is published.
+        let mut endpoints: Vec<(String, IpAddr)> = Vec::new();
+        let mut ports: BTreeSet<(String, String, u16)> = BTreeSet::new();
+        for slice in slices {
+            for p in slice.ports.iter().flatten() {
+                if let (Some(n), Some(port)) = (p.name.as_deref(), p.port) {
+                    if !n.is_empty() {
+                        let proto = p.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+                        ports.insert((n.to_string(), proto, u16::try_from(port).unwrap_or(0)));
+                    }
+                }
+            }
+            for e in &slice.endpoints {
+                if !publish_all && !weft_model::endpoints::is_ready(e) {
+                    continue;
+                }
+                for a in &e.addresses {
+                    let Ok(ip) = a.parse::<IpAddr>() else {
+                        continue;
+                    };
+                    let host = e.hostname.clone().unwrap_or_else(|| dashed(ip));
+                    endpoints.push((host, ip));
+                }
+            }
+        }
+        endpoints.sort();
+        endpoints.dedup();
+        // The name exists even with no endpoint (NOERROR, no data).
+        self.existing_name(&fqdn);
+        let weight = if endpoints.is_empty() {
+            0
+        } else {
+            u16::try_from(100 / endpoints.len()).unwrap_or(1).max(1)
+        };
+        for (host, ip) in &endpoints {
+            let own = format!("{host}.{fqdn}");
+            self.add(&fqdn, address(*ip));
+            self.add(&own, address(*ip));
+            self.add(&reverse_name(*ip), Data::Ptr(own.clone()));
+            for (port_name, proto, port) in &ports {
+                self.add(
+                    &format!("_{port_name}._{proto}.{fqdn}"),
+                    Data::Srv {
+                        priority: 0,
+                        weight,
+                        port: *port,
+                        target: own.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Makes `name` (and its ancestors) exist without records.
+    fn existing_name(&mut self, name: &str) {
+        let name = absolute(name);
+        let mut n = name.as_str();
+        while !n.is_empty() && self.existing.insert(n.to_string()) {
+            n = n.split_once('.').map_or("", |(_, rest)| rest);
+        }
+    }
+
+    /// Whether weft answers for `name` (lowercase, absolute) at all.
+    fn serves(&self, name: &str) -> bool {
+        if name == self.apex || name.ends_with(&format!(".{}", self.apex)) {
+            return true;
+        }
+        match reverse_v4(name) {
+            Some(ip) => self.config.reverse.iter().any(|c| c.contains(ip)),
+            None => false,
+        }
+    }
+
+    /// The SOA record, as the authority of a negative answer.
+    fn soa_record(&self) -> Record {
+        Record {
+            name: self.apex.clone(),
+            ttl: self.config.ttl,
+            data: self.soa.clone(),
+        }
+    }
+
+    /// The answer to `qname`/`qtype`. Answer records carry the name as asked.
+    pub fn lookup(&self, qname: &str, qtype: Qtype) -> Answer {
+        let name = absolute(qname);
+        let owner = if qname.ends_with('.') {
+            qname.to_string()
+        } else {
+            format!("{qname}.")
+        };
+        if !self.serves(&name) {
+            return Answer {
+                rcode: Rcode::Refused,
+                answers: Vec::new(),
+                authority: Vec::new(),
+            };
+        }
+        let ttl = self.config.ttl;
+        let record = |data: Data| Record {
+            name: owner.clone(),
+            ttl,
+            data,
+        };
+        let found: Vec<Data> = match self.records.get(&name) {
+            Some(list) => list.clone(),
+            None => self.pod_record(&name).into_iter().collect(),
+        };
+        if found.is_empty() && !self.exists(&name) {
+            return Answer {
+                rcode: Rcode::NxDomain,
+                answers: Vec::new(),
+                authority: vec![self.soa_record()],
+            };
+        }
+        // A CNAME owner has nothing else: every question gets the CNAME.
+        let answers: Vec<Record> = match found.iter().find(|d| matches!(d, Data::Cname(_))) {
+            Some(cname) => vec![record(cname.clone())],
+            None => found
+                .into_iter()
+                .filter(|d| d.matches(qtype))
+                .map(record)
+                .collect(),
+        };
+        let authority = if answers.is_empty() {
+            vec![self.soa_record()]
+        } else {
+            Vec::new()
+        };
+        Answer {
+            rcode: Rcode::NoError,
+            answers,
+            authority,
+        }
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        if self.existing.contains(name) {
+            return true;
+        }
+        // `pod.<zone>` and `<ns>.pod.<zone>` exist for the synthesised pod names.
+        let pods = format!("pod.{}", self.apex);
+        name == pods
+            || name
+                .strip_suffix(&format!(".{pods}"))
+                .is_some_and(|ns| !ns.is_empty() && !ns.contains('.'))
+    }
+
+    /// `a-b-c-d.<ns>.pod.<zone>`: the address a-b-c-d (CoreDNS's `pods insecure`).
+    fn pod_record(&self, name: &str) -> Option<Data> {
+        let rest = name.strip_suffix(&format!(".pod.{}", self.apex))?;
+        let (host, ns) = rest.split_once('.')?;
+        if ns.is_empty() || ns.contains('.') {
+            return None;
+        }
+        if let Ok(v4) = host.replace('-', ".").parse::<Ipv4Addr>() {
+            if host.split('-').count() == 4 {
+                return Some(Data::A(v4));
+            }
+        }
+        host.replace('-', ":")
+            .parse::<Ipv6Addr>()
+            .ok()
+            .map(Data::Aaaa)
+    }
+
+    /// Every stored record, for tests and dumps.
+    pub fn records(&self) -> impl Iterator<Item = (&str, &Data)> {
+        self.records
+            .iter()
+            .flat_map(|(n, list)| list.iter().map(move |d| (n.as_str(), d)))
+    }
+}
+
+#[cfg(test)]
+mod tests;
