@@ -1,0 +1,229 @@
+//! weft's DNS server loop: one zone shared by the UDP and TCP listeners and swapped whole when
+//! the cluster changes ([`Served`]), and [`respond`], the pure step from request bytes to
+//! response bytes. The wire format is hickory-proto's; the loop is weft's own.
+//!
+//! What a question gets (RFC 1035, 6891, 8482):
+//! - a message that cannot be parsed: FORMERR when its header could be read, else nothing;
+//! - an opcode other than QUERY: NOTIMP; not exactly one question: FORMERR;
+//! - a class other than IN, or a zone transfer (AXFR/IXFR): REFUSED;
+//! - otherwise the zone's answer, authoritative for the names weft serves;
+//! - over UDP, an answer longer than 512 bytes (or the client's EDNS buffer size) is sent empty
+//!   with the TC bit, so the client asks again over TCP, which carries any size.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record as WireRecord, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::zone::{Data, Qtype, Rcode, Record, Zone};
+
+/// The EDNS buffer size weft advertises (the DNS flag day's 1232 bytes).
+pub const EDNS_PAYLOAD: u16 = 1232;
+/// How long an idle TCP connection is kept.
+const TCP_IDLE: Duration = Duration::from_secs(10);
+
+/// The zone being served; replaced whole, so a lookup sees one zone or the next, never a mix.
+#[derive(Default)]
+pub struct Served {
+    zone: RwLock<Option<Arc<Zone>>>,
+}
+
+impl Served {
+    pub fn new() -> Arc<Served> {
+        Arc::new(Served::default())
+    }
+
+    pub fn swap(&self, zone: Zone) {
+        *self.zone.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(zone));
+    }
+
+    pub fn current(&self) -> Option<Arc<Zone>> {
+        self.zone.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn qtype(t: RecordType) -> Qtype {
+    match t {
+        RecordType::A => Qtype::A,
+        RecordType::AAAA => Qtype::Aaaa,
+        RecordType::SRV => Qtype::Srv,
+        RecordType::PTR => Qtype::Ptr,
+        RecordType::CNAME => Qtype::Cname,
+        RecordType::TXT => Qtype::Txt,
+        RecordType::SOA => Qtype::Soa,
+        RecordType::ANY => Qtype::Any,
+        other => Qtype::Other(u16::from(other)),
+    }
+}
+
+fn name(text: &str) -> Option<Name> {
+    Name::from_ascii(text).ok()
+}
+
+fn wire(r: &Record) -> Option<WireRecord> {
+    let data = match &r.data {
+        Data::A(ip) => RData::A(A(*ip)),
+        Data::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+        Data::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => RData::SRV(SRV::new(*priority, *weight, *port, name(target)?)),
+        Data::Ptr(target) => RData::PTR(PTR(name(target)?)),
+        Data::Cname(target) => RData::CNAME(CNAME(name(target)?)),
+        Data::Txt(text) => RData::TXT(TXT::new(vec![text.clone()])),
+        Data::Soa {
+            mname,
+            rname,
+            serial,
+            refresh,
+            retry,
+            expire,
+            minimum,
+        } => RData::SOA(SOA::new(
+            name(mname)?,
+            name(rname)?,
+            *serial,
+            i32::try_from(*refresh).ok()?,
+            i32::try_from(*retry).ok()?,
+            i32::try_from(*expire).ok()?,
+            *minimum,
+        )),
+    };
+    Some(WireRecord::from_rdata(name(&r.name)?, r.ttl, data))
+}
+
+/// The header-only error answer to a request whose first 12 bytes could be read.
+fn error_reply(request: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
+    if request.len() < 12 {
+        return None;
+    }
+    let id = u16::from_be_bytes([request[0], request[1]]);
+    let opcode = OpCode::from_u8((request[2] >> 3) & 0x0f);
+    Message::error_msg(id, opcode, code).to_vec().ok()
+}
+
+/// The response to `request` (None: no answer at all); `udp` applies the client's UDP size
+/// limit.
+pub fn respond(zone: Option<&Zone>, request: &[u8], udp: bool) -> Option<Vec<u8>> {
+    let query = match Message::from_vec(request) {
+        Ok(m) => m,
+        Err(_) => return error_reply(request, ResponseCode::FormErr),
+    };
+    if query.message_type() != MessageType::Query {
+        return None;
+    }
+    let mut reply = Message::new();
+    reply
+        .set_id(query.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(query.op_code())
+        .set_recursion_desired(query.recursion_desired());
+    if query.op_code() != OpCode::Query {
+        reply.set_response_code(ResponseCode::NotImp);
+        return reply.to_vec().ok();
+    }
+    if query.queries().len() != 1 {
+        reply.set_response_code(ResponseCode::FormErr);
+        return reply.to_vec().ok();
+    }
+    let q = query.queries()[0].clone();
+    reply.add_query(q.clone());
+    if let Some(edns) = query.extensions() {
+        let mut ours = Edns::new();
+        ours.set_max_payload(EDNS_PAYLOAD.min(edns.max_payload().max(512)));
+        reply.set_edns(ours);
+    }
+    let refused = q.query_class() != DNSClass::IN
+        || matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR);
+    let answer = match (refused, zone) {
+        (false, Some(zone)) => zone.lookup(&q.name().to_ascii(), qtype(q.query_type())),
+        _ => {
+            reply.set_response_code(ResponseCode::Refused);
+            return reply.to_vec().ok();
+        }
+    };
+    match answer.rcode {
+        Rcode::NoError => {}
+        Rcode::NxDomain => {
+            reply.set_response_code(ResponseCode::NXDomain);
+        }
+        Rcode::Refused => {
+            reply.set_response_code(ResponseCode::Refused);
+            return reply.to_vec().ok();
+        }
+    }
+    reply.set_authoritative(true);
+    reply.add_answers(answer.answers.iter().filter_map(wire));
+    reply.add_name_servers(answer.authority.iter().filter_map(wire));
+    let bytes = reply.to_vec().ok()?;
+    let limit = usize::from(query.max_payload());
+    if udp && bytes.len() > limit {
+        // Too long for this client over UDP: the question alone, truncated.
+        let mut short = reply.truncate();
+        short.set_truncated(true);
+        return short.to_vec().ok();
+    }
+    Some(bytes)
+}
+
+/// Answers on `socket` until the runtime stops.
+pub async fn serve_udp(socket: UdpSocket, served: Arc<Served>) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, peer): (usize, SocketAddr) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("dns udp: {e}");
+                continue;
+            }
+        };
+        let zone = served.current();
+        if let Some(reply) = respond(zone.as_deref(), &buf[..n], true) {
+            if let Err(e) = socket.send_to(&reply, peer).await {
+                tracing::debug!("dns udp reply to {peer}: {e}");
+            }
+        }
+    }
+}
+
+/// Answers every connection on `listener` (length-prefixed messages, several per connection).
+pub async fn serve_tcp(listener: TcpListener, served: Arc<Served>) {
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let served = served.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut len = [0u8; 2];
+                match tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut len)).await {
+                    Ok(Ok(_)) => {}
+                    _ => return,
+                }
+                let mut request = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if conn.read_exact(&mut request).await.is_err() {
+                    return;
+                }
+                let zone = served.current();
+                let Some(reply) = respond(zone.as_deref(), &request, false) else {
+                    return;
+                };
+                let Ok(n) = u16::try_from(reply.len()) else {
+                    return;
+                };
+                if conn.write_all(&n.to_be_bytes()).await.is_err()
+                    || conn.write_all(&reply).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+}
