@@ -128,6 +128,23 @@ enum Command {
         #[arg(long, value_name = "PORT", default_value_t = weft_controller::HEALTH_PORT)]
         health_port: u16,
     },
+    /// The cluster DNS: answers the Kubernetes DNS names of Services and pods from a zone
+    /// compiled from the API (the kube-dns Deployment in deploy/dns.yaml; the lab deploys the
+    /// same).
+    #[command(
+        after_help = "Examples:\n  weft dns --config /etc/weft/cluster.yaml                     # in a pod: in-cluster API access\n  weft dns --config cluster.yaml --kubeconfig ~/.kube/config --listen 127.0.0.1:5353"
+    )]
+    Dns {
+        /// The cluster config (YAML, the lab's format): the cluster domain and ranges.
+        #[arg(long, value_name = "PATH", env = "WEFT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Where to answer, UDP and TCP.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:53")]
+        listen: std::net::SocketAddr,
+        /// Where /healthz and /readyz are served.
+        #[arg(long, value_name = "PORT", default_value_t = weft_dns::run::HEALTH_PORT)]
+        health_port: u16,
+    },
     /// Install the CNI plugin and this node's conflist on the host (the agent DaemonSet's init
     /// container on a real cluster).
     #[command(
@@ -242,6 +259,24 @@ fn run(cli: Cli) -> Result<i32> {
                 kubeconfig: cli.kubeconfig.clone().or(lab_kubeconfig),
                 load_balancers: (!no_load_balancers).then_some(cluster.load_balancer_pool),
                 lab: lab_controllers,
+                health_port: Some(health_port),
+            })?;
+            Ok(0)
+        }
+        Command::Dns {
+            config,
+            listen,
+            health_port,
+        } => {
+            let (cluster, lab_kubeconfig) = cluster_config(&cli.lab, config)?;
+            weft_dns::run::run(weft_dns::run::DnsConfig {
+                zone: weft_dns::ZoneConfig {
+                    domain: cluster.cluster_domain.clone(),
+                    ttl: 30,
+                    reverse: vec![cluster.service_cidr, cluster.pod_cidr],
+                },
+                kubeconfig: cli.kubeconfig.clone().or(lab_kubeconfig),
+                listen,
                 health_port: Some(health_port),
             })?;
             Ok(0)

@@ -59,6 +59,10 @@ fn the_lab_runs_the_agent_from_the_daemonset_and_the_manifests_validate() {
         "clusterrole.rbac.authorization.k8s.io/weft-controller",
         "clusterrolebinding.rbac.authorization.k8s.io/weft-controller",
         "deployment.apps/weft-controller",
+        "serviceaccount/weft-dns",
+        "clusterrole.rbac.authorization.k8s.io/weft-dns",
+        "service/kube-dns",
+        "deployment.apps/weft-dns",
     ] {
         assert!(out.contains(object), "missing {object:?} in:\n{out}");
     }

@@ -204,13 +204,19 @@ fn up_and_down_twice_leave_the_machine_as_it_was() {
     let links_before = root_links();
     for _ in 0..2 {
         lab.ok(&["lab", "up", "--wait", "30"]);
-        // The fabric, the outside, one node, and the sandbox of weft's controller pod (deploy/).
+        // The fabric, the outside, one node, and a sandbox for each of weft's own pod-network
+        // pods (deploy/: the controller and the DNS pods).
         let netns = lab.netns();
         let pods = netns.iter().filter(|n| n.contains("_pod-")).count();
+        let weft_pods = lab
+            .pods(&["-n", "kube-system"])
+            .iter()
+            .filter(|p| p["spec"]["hostNetwork"] != true)
+            .count();
         assert_eq!(
             (netns.len() - pods, pods),
-            (3, 1),
-            "fabric, outside, one node, the controller's pod: {netns:?}"
+            (3, weft_pods),
+            "fabric, outside, one node, weft's pods: {netns:?}"
         );
         let nodes: Value = serde_json::from_str(&lab.ok(&["get", "nodes", "-o", "json"])).unwrap();
         assert_eq!(nodes["items"][0]["spec"]["podCIDR"], "10.244.0.0/24");

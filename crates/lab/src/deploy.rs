@@ -1,6 +1,7 @@
 //! weft's own components in the lab come from `deploy/`, the manifests that install weft on a
-//! real cluster: the agent DaemonSet, the controller Deployment, their RBAC and the
-//! `weft-config` ConfigMap. The lab fills the
+//! real cluster: the agent DaemonSet, the controller Deployment, the cluster DNS (the `kube-dns`
+//! Service at the config's DNS address and its Deployment), their RBAC and the `weft-config`
+//! ConfigMap. The lab fills the
 //! ConfigMap with its own cluster config and the API server's fabric address (the agent is a
 //! hostNetwork pod: it cannot use the `kubernetes` Service before a proxy has programmed it,
 //! which is the agent's own job), and its kubelets run weft's image from the lab's binaries.
@@ -12,7 +13,7 @@ use weft_model::Object;
 use crate::LabError;
 
 /// The manifests, in the order a user would apply them.
-const MANIFESTS: [(&str, &str); 4] = [
+const MANIFESTS: [(&str, &str); 5] = [
     (
         "deploy/namespace-rbac.yaml",
         include_str!("../../../deploy/namespace-rbac.yaml"),
@@ -29,6 +30,7 @@ const MANIFESTS: [(&str, &str); 4] = [
         "deploy/controller.yaml",
         include_str!("../../../deploy/controller.yaml"),
     ),
+    ("deploy/dns.yaml", include_str!("../../../deploy/dns.yaml")),
 ];
 
 /// The deploy objects for this lab, the ConfigMap filled in.
@@ -41,6 +43,15 @@ pub fn objects(config: &ClusterConfig) -> Result<Vec<Object>, LabError> {
         );
     }
     for object in &mut out {
+        // The cluster DNS Service sits at the config's DNS address, where the kubelets point
+        // every pod.
+        if let Object::Service(svc) = object {
+            if svc.metadata.name.as_deref() == Some("kube-dns") {
+                if let Some(spec) = svc.spec.as_mut() {
+                    spec.cluster_ip = Some(config.dns_service_ip.to_string());
+                }
+            }
+        }
         if let Object::ConfigMap(cm) = object {
             if cm.metadata.name.as_deref() == Some("weft-config") {
                 let data = cm.data.get_or_insert_default();

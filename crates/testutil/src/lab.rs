@@ -84,7 +84,12 @@ impl Lab {
     /// A Service as the lab's API serves it (`weft get svc NAME -o json`; `Value::Null` if
     /// there is none), in namespace default.
     pub fn service(&self, name: &str) -> Value {
-        let out = self.weft(&["get", "svc", name, "-o", "json"]);
+        self.service_in("default", name)
+    }
+
+    /// The Service `name` of `namespace` as JSON (Null if it cannot be read).
+    pub fn service_in(&self, namespace: &str, name: &str) -> Value {
+        let out = self.weft(&["get", "svc", "-n", namespace, name, "-o", "json"]);
         if !out.status.success() {
             return Value::Null;
         }

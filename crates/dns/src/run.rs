@@ -1,0 +1,136 @@
+//! `weft dns`: the cluster DNS as a process, a Kubernetes client like the agent. A reconciler of
+//! the cluster view (Services and their EndpointSlices) compiles the zone on each change and
+//! swaps it into the server; the UDP and TCP listeners answer from whatever zone is current.
+//! Ready (`/readyz`) once the first zone is served.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use weft_view::reconciler::{host, Readiness};
+use weft_view::source::{self, SourceError};
+use weft_view::{Interest, Reconciler, Shared, Wake};
+
+use crate::server::{serve_tcp, serve_udp, Served};
+use crate::zone::{Zone, ZoneConfig};
+
+/// The DNS pod's health port (`/healthz`, `/readyz`).
+pub const HEALTH_PORT: u16 = 8080;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("starting the DNS server's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("listening on {addr}: {error}")]
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct DnsConfig {
+    pub zone: ZoneConfig,
+    pub kubeconfig: Option<PathBuf>,
+    /// Where to answer (UDP and TCP).
+    pub listen: SocketAddr,
+    pub health_port: Option<u16>,
+}
+
+/// Compiles the zone from the view and swaps it in.
+pub struct ZoneReconciler {
+    config: ZoneConfig,
+    served: Arc<Served>,
+    serial: u32,
+}
+
+impl Reconciler for ZoneReconciler {
+    type Error = std::convert::Infallible;
+
+    fn name(&self) -> &'static str {
+        "zone"
+    }
+
+    fn interest(&self) -> Interest {
+        Interest {
+            services: true,
+            ..Interest::default()
+        }
+    }
+
+    fn note(&mut self, _wake: Wake) {
+        // Every change recompiles the whole zone: a pure pass over the Services and slices.
+    }
+
+    fn resync_period(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    fn sync(&mut self, shared: &Shared) -> Result<(), Self::Error> {
+        self.serial = self.serial.wrapping_add(1);
+        let zone = {
+            let view = shared.read();
+            let services: Vec<&Service> = view.services().map(|(_, s)| s).collect();
+            let slices: Vec<&EndpointSlice> = view.slices().collect();
+            Zone::compile(self.config.clone(), &services, &slices, self.serial)
+        };
+        self.served.swap(zone);
+        Ok(())
+    }
+}
+
+/// Runs the DNS server until the process is killed.
+pub fn run(config: DnsConfig) -> Result<(), DnsError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(DnsError::Runtime)?;
+    runtime.block_on(async move {
+        let client = source::client(config.kubeconfig.as_deref()).await?;
+        let shared = Shared::new();
+        let served = Served::new();
+        let serial = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(1));
+        let reconciler = ZoneReconciler {
+            config: config.zone.clone(),
+            served: served.clone(),
+            serial,
+        };
+        source::spawn(&client, &shared, reconciler.interest());
+        let readiness = Readiness::new();
+        let zone = host(reconciler, &shared, &readiness);
+        let listen_err = |error| DnsError::Listen {
+            addr: config.listen,
+            error,
+        };
+        let udp = tokio::net::UdpSocket::bind(config.listen)
+            .await
+            .map_err(listen_err)?;
+        let tcp = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(listen_err)?;
+        tokio::spawn(serve_udp(udp, served.clone()));
+        tokio::spawn(serve_tcp(tcp, served));
+        if let Some(port) = config.health_port {
+            tokio::spawn(weft_view::health::serve(port, readiness));
+        }
+        tracing::info!(listen = %config.listen, domain = %config.zone.domain, "dns started");
+        if let Err(e) = zone.await {
+            tracing::error!("the zone reconciler stopped: {e}");
+            std::process::exit(1);
+        }
+        Ok(())
+    })
+}
+
+/// The default listening address: port 53 on every address.
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53))
+}

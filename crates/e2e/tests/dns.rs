@@ -1,0 +1,92 @@
+//! The cluster DNS as pods meet it: weft's DNS pods behind the `kube-dns` Service at the
+//! config's DNS address (deploy/dns.yaml), answering through the pods' resolv.conf (search path,
+//! ndots:5) for `getent`, `nslookup`, `curl` and `dig`, from pods on two nodes, and following a
+//! scale. Needs root; the lab is torn down in Drop.
+
+use weft_testutil::{wait_for_what, Lab};
+
+const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+
+fn client(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox, command: [sleep, \"3600\"]}}]\n"
+    )
+}
+
+const APP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: AGNHOST, ports: [{containerPort: 80}]}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: peers}\nspec:\n  clusterIP: None\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n";
+
+#[test]
+fn pods_resolve_services_by_name_through_the_search_path() {
+    let lab = Lab::new();
+    let nodes: Vec<String> = (1..=2).map(|n| format!("{}-node{n}", lab.name)).collect();
+    let manifest = lab.write(
+        "app.yaml",
+        &[
+            APP.replace("AGNHOST", AGNHOST),
+            client("c1", &nodes[0]),
+            client("c2", &nodes[1]),
+        ]
+        .join("---\n"),
+    );
+    lab.ok(&["lab", "up", "--nodes", "2", "-f", &manifest, "--wait", "60"]);
+    let web_ip = lab.service("web")["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dns = lab.service_in("kube-system", "kube-dns");
+    assert_eq!(dns["spec"]["clusterIP"], "10.96.0.10", "{dns}");
+    for c in ["c1", "c2"] {
+        // The search path: every short form resolves to the Service's address.
+        for name in [
+            "web",
+            "web.default",
+            "web.default.svc",
+            "web.default.svc.cluster.local",
+        ] {
+            let out = lab.ok(&["exec", c, "--", "getent", "hosts", name]);
+            assert!(out.starts_with(&web_ip), "{c}: getent hosts {name}: {out}");
+        }
+        let out = lab.ok(&["exec", c, "--", "nslookup", "web.default.svc.cluster.local"]);
+        assert!(out.contains(&web_ip), "{out}");
+        let host = lab.ok(&[
+            "exec",
+            c,
+            "--",
+            "curl",
+            "-s",
+            "--max-time",
+            "5",
+            "http://web/hostname",
+        ]);
+        assert!(host.starts_with("web-"), "{host}");
+    }
+    // A name that does not exist: NXDOMAIN, at once (no 5-second wait for a server).
+    let out = lab.weft(&[
+        "exec",
+        "c1",
+        "--",
+        "dig",
+        "+time=2",
+        "+tries=1",
+        "nothere.default.svc.cluster.local",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("status: NXDOMAIN"), "{text}");
+    // The headless Service lists its ready pods; a scale follows.
+    let peers = |lab: &Lab| -> usize {
+        let out = lab.weft(&[
+            "exec",
+            "c1",
+            "--",
+            "dig",
+            "+short",
+            "peers.default.svc.cluster.local",
+        ]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    wait_for_what("two headless answers", || peers(&lab) == 2);
+    lab.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"]);
+    wait_for_what("three headless answers after the scale", || {
+        peers(&lab) == 3
+    });
+}
