@@ -57,6 +57,9 @@ if [[ $# -eq 0 ]]; then
     echo "\$ weft exec client -- curl -s http://$cluster_ip/hostname     # a ClusterIP, balanced in the kernel"
     "$weft" exec client -- curl -s --max-time 5 "http://$cluster_ip/hostname"
     echo
+    echo "\$ weft exec client -- curl -s http://web/hostname          # the same Service by name (the cluster DNS)"
+    "$weft" exec client -- curl -s --max-time 5 "http://web/hostname"
+    echo
     echo "\$ weft lab outside -- curl -s http://172.20.0.2:30080/hostname   # a NodePort from outside"
     "$weft" lab outside -- curl -s --max-time 5 "http://172.20.0.2:30080/hostname"
     echo
