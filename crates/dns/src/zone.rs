@@ -276,11 +276,7 @@ impl Zone {
         if !list.contains(&data) {
             list.push(data);
         }
-        // The name and every name between it and the root exist (empty non-terminals).
-        let mut n = name.as_str();
-        while !n.is_empty() && self.existing.insert(n.to_string()) {
-            n = n.split_once('.').map_or("", |(_, rest)| rest);
-        }
+        self.existing_name(&name);
     }
 
     fn service(&mut self, svc: &Service, ns: &str, name: &str, slices: &[&EndpointSlice]) {
@@ -385,7 +381,7 @@ impl Zone {
         }
     }
 
-    /// Makes `name` (and its ancestors) exist without records.
+    /// Makes `name` exist, and every name between it and the root (empty non-terminals).
     fn existing_name(&mut self, name: &str) {
         let name = absolute(name);
         let mut n = name.as_str();
