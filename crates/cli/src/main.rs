@@ -278,6 +278,8 @@ fn run(cli: Cli) -> Result<i32> {
                 kubeconfig: cli.kubeconfig.clone().or(lab_kubeconfig),
                 listen,
                 health_port: Some(health_port),
+                metrics_port: Some(weft_dns::run::METRICS_PORT),
+                log_queries: cluster.dns_query_log,
             })?;
             Ok(0)
         }

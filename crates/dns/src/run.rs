@@ -19,6 +19,8 @@ use crate::zone::{Zone, ZoneConfig};
 
 /// The DNS pod's health port (`/healthz`, `/readyz`).
 pub const HEALTH_PORT: u16 = 8080;
+/// Where the metrics are served (CoreDNS's port).
+pub const METRICS_PORT: u16 = 9153;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
@@ -40,6 +42,10 @@ pub struct DnsConfig {
     /// Where to answer (UDP and TCP).
     pub listen: SocketAddr,
     pub health_port: Option<u16>,
+    /// Where `/metrics` is served (None: not at all).
+    pub metrics_port: Option<u16>,
+    /// Log every question.
+    pub log_queries: bool,
 }
 
 /// Compiles the zone from the view and swaps it in.
@@ -95,6 +101,9 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
         let client = source::client(config.kubeconfig.as_deref()).await?;
         let shared = Shared::new();
         let served = Served::new();
+        served
+            .log_queries
+            .store(config.log_queries, std::sync::atomic::Ordering::Relaxed);
         let serial = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(1));
@@ -116,10 +125,14 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
         let tcp = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(listen_err)?;
+        let served_for_metrics = served.clone();
         tokio::spawn(serve_udp(udp, served.clone()));
         tokio::spawn(serve_tcp(tcp, served));
         if let Some(port) = config.health_port {
             tokio::spawn(weft_view::health::serve(port, readiness));
+        }
+        if let Some(port) = config.metrics_port {
+            tokio::spawn(serve_metrics(port, served_for_metrics));
         }
         tracing::info!(listen = %config.listen, domain = %config.zone.domain, "dns started");
         if let Err(e) = zone.await {
@@ -128,6 +141,40 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
         }
         Ok(())
     })
+}
+
+/// Serves `GET /metrics` (the Prometheus text format) until the runtime stops.
+pub async fn serve_metrics(port: u16, served: Arc<Served>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("metrics: binding {addr}: {e}");
+            return;
+        }
+    };
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let served = served.clone();
+        tokio::spawn(async move {
+            let mut head = [0u8; 1024];
+            let n = conn.read(&mut head).await.unwrap_or(0);
+            let line = String::from_utf8_lossy(&head[..n]);
+            let (status, body) = if line.starts_with("GET /metrics ") {
+                ("200 OK", served.metrics.render())
+            } else {
+                ("404 Not Found", "not found: GET /metrics\n".to_string())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(response.as_bytes()).await;
+        });
+    }
 }
 
 /// The default listening address: port 53 on every address.

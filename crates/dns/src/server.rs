@@ -31,6 +31,9 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub struct Served {
     zone: RwLock<Option<Arc<Zone>>>,
+    pub metrics: crate::metrics::Metrics,
+    /// Log every question (name, type, rcode, duration, client).
+    pub log_queries: std::sync::atomic::AtomicBool,
 }
 
 impl Served {
@@ -39,7 +42,25 @@ impl Served {
     }
 
     pub fn swap(&self, zone: Zone) {
+        self.metrics.set_records(zone.records().count());
         *self.zone.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(zone));
+    }
+
+    /// Counts one answered question, and logs it when the query log is on (errors always).
+    pub fn record(&self, o: &Outcome, took: Duration, client: SocketAddr, transport: &str) {
+        self.metrics.observe(&o.qtype, &o.rcode, took);
+        let failed = o.rcode == "FORMERR" || o.rcode == "SERVFAIL";
+        if failed || self.log_queries.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::info!(
+                name = %o.name,
+                r#type = %o.qtype,
+                rcode = %o.rcode,
+                duration = ?took,
+                client = %client,
+                transport,
+                "query"
+            );
+        }
     }
 
     pub fn current(&self) -> Option<Arc<Zone>> {
@@ -109,9 +130,64 @@ fn error_reply(request: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
     Message::error_msg(id, opcode, code).to_vec().ok()
 }
 
+/// What was asked and answered, for the metrics and the query log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub name: String,
+    pub qtype: String,
+    pub rcode: String,
+}
+
 /// The response to `request` (None: no answer at all); `udp` applies the client's UDP size
 /// limit.
 pub fn respond(zone: Option<&Zone>, request: &[u8], udp: bool) -> Option<Vec<u8>> {
+    respond_with_outcome(zone, request, udp).map(|(bytes, _)| bytes)
+}
+
+/// [`respond`], also saying what was asked and the response code.
+pub fn respond_with_outcome(
+    zone: Option<&Zone>,
+    request: &[u8],
+    udp: bool,
+) -> Option<(Vec<u8>, Outcome)> {
+    let reply = answer(zone, request, udp)?;
+    let outcome = match Message::from_vec(&reply) {
+        Ok(m) => Outcome {
+            name: m
+                .queries()
+                .first()
+                .map(|q| q.name().to_ascii())
+                .unwrap_or_default(),
+            qtype: m
+                .queries()
+                .first()
+                .map(|q| q.query_type().to_string())
+                .unwrap_or_else(|| "-".into()),
+            rcode: rcode_name(m.response_code()),
+        },
+        Err(_) => Outcome {
+            name: String::new(),
+            qtype: "-".into(),
+            rcode: "FORMERR".into(),
+        },
+    };
+    Some((reply, outcome))
+}
+
+/// A response code as dig prints it (`NOERROR`, `NXDOMAIN`...).
+fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::NoError => "NOERROR".into(),
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        other => u16::from(other).to_string(),
+    }
+}
+
+fn answer(zone: Option<&Zone>, request: &[u8], udp: bool) -> Option<Vec<u8>> {
     let query = match Message::from_vec(request) {
         Ok(m) => m,
         Err(_) => return error_reply(request, ResponseCode::FormErr),
@@ -184,11 +260,13 @@ pub async fn serve_udp(socket: UdpSocket, served: Arc<Served>) {
                 continue;
             }
         };
+        let started = std::time::Instant::now();
         let zone = served.current();
-        if let Some(reply) = respond(zone.as_deref(), &buf[..n], true) {
+        if let Some((reply, outcome)) = respond_with_outcome(zone.as_deref(), &buf[..n], true) {
             if let Err(e) = socket.send_to(&reply, peer).await {
                 tracing::debug!("dns udp reply to {peer}: {e}");
             }
+            served.record(&outcome, started.elapsed(), peer, "udp");
         }
     }
 }
@@ -196,7 +274,7 @@ pub async fn serve_udp(socket: UdpSocket, served: Arc<Served>) {
 /// Answers every connection on `listener` (length-prefixed messages, several per connection).
 pub async fn serve_tcp(listener: TcpListener, served: Arc<Served>) {
     loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
+        let Ok((mut conn, peer)) = listener.accept().await else {
             continue;
         };
         let served = served.clone();
@@ -211,10 +289,13 @@ pub async fn serve_tcp(listener: TcpListener, served: Arc<Served>) {
                 if conn.read_exact(&mut request).await.is_err() {
                     return;
                 }
+                let started = std::time::Instant::now();
                 let zone = served.current();
-                let Some(reply) = respond(zone.as_deref(), &request, false) else {
+                let Some((reply, outcome)) = respond_with_outcome(zone.as_deref(), &request, false)
+                else {
                     return;
                 };
+                served.record(&outcome, started.elapsed(), peer, "tcp");
                 let Ok(n) = u16::try_from(reply.len()) else {
                     return;
                 };

@@ -50,14 +50,20 @@ fn zone() -> Zone {
 
 /// A server on loopback (UDP and TCP on one port), running on its own runtime thread.
 fn server() -> SocketAddr {
+    served_server().0
+}
+
+fn served_server() -> (SocketAddr, std::sync::Arc<Served>) {
     let (tx, rx) = std::sync::mpsc::channel();
+    let served = Served::new();
+    let shared = served.clone();
     std::thread::spawn(move || {
+        let served = shared;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async move {
-            let served = Served::new();
             served.swap(zone());
             // The same port for both: take a UDP port, then TCP on it (retry if taken).
             let (udp, tcp) = loop {
@@ -74,7 +80,7 @@ fn server() -> SocketAddr {
             serve_udp(udp, served).await;
         });
     });
-    rx.recv().unwrap()
+    (rx.recv().unwrap(), served)
 }
 
 fn dig(addr: SocketAddr, args: &[&str]) -> String {
@@ -207,4 +213,24 @@ fn garbage_gets_formerr_or_nothing_and_serving_goes_on() {
         dig(s, &["web.default.svc.cluster.local", "+short"]).trim(),
         "10.96.0.20"
     );
+}
+
+#[test]
+fn every_answer_is_counted_by_type_and_rcode() {
+    let (s, served) = served_server();
+    dig(s, &["web.default.svc.cluster.local", "+short"]);
+    dig(s, &["web.default.svc.cluster.local", "+short", "+tcp"]);
+    dig(s, &["nothere.default.svc.cluster.local"]);
+    dig(s, &["example.com"]);
+    let text = served.metrics.render();
+    for line in [
+        "weft_dns_requests_total{type=\"A\",rcode=\"NOERROR\"} 2",
+        "weft_dns_requests_total{type=\"A\",rcode=\"NXDOMAIN\"} 1",
+        "weft_dns_requests_total{type=\"A\",rcode=\"REFUSED\"} 1",
+        "weft_dns_request_duration_seconds_count 4",
+        "weft_dns_request_duration_seconds_bucket{le=\"+Inf\"} 4",
+    ] {
+        assert!(text.contains(line), "{line} in:\n{text}");
+    }
+    assert!(text.contains("weft_dns_zone_records "), "{text}");
 }

@@ -28,7 +28,17 @@ fn pods_resolve_services_by_name_through_the_search_path() {
         ]
         .join("---\n"),
     );
-    lab.ok(&["lab", "up", "--nodes", "2", "-f", &manifest, "--wait", "60"]);
+    // The query log on, as a user switches it on in the cluster config.
+    let config = lab.write(
+        "cluster.yaml",
+        &format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Cluster\nname: {}\nnodes: 2\ndnsQueryLog: true\n",
+            lab.name
+        ),
+    );
+    lab.ok(&[
+        "lab", "up", "--config", &config, "-f", &manifest, "--wait", "60",
+    ]);
     let web_ip = lab.service("web")["spec"]["clusterIP"]
         .as_str()
         .unwrap()
@@ -89,4 +99,35 @@ fn pods_resolve_services_by_name_through_the_search_path() {
     wait_for_what("three headless answers after the scale", || {
         peers(&lab) == 3
     });
+
+    // Observable: the questions are in the DNS pods' logs, and counted on :9153.
+    let logs = lab.kubectl_ok(&[
+        "logs",
+        "-n",
+        "kube-system",
+        "-l",
+        "k8s-app=kube-dns",
+        "--tail=-1",
+    ]);
+    assert!(
+        logs.contains("name=nothere.default.svc.cluster.local.") && logs.contains("rcode=NXDOMAIN"),
+        "{logs}"
+    );
+    let dns_pods = lab.pods(&["-n", "kube-system", "-l", "k8s-app=kube-dns"]);
+    let mut total = 0;
+    for p in &dns_pods {
+        let ip = weft_testutil::pod_ip(p);
+        let url = format!("http://{ip}:9153/metrics");
+        let metrics = lab.ok(&["exec", "c1", "--", "curl", "-s", "--max-time", "5", &url]);
+        assert!(
+            metrics.contains("# TYPE weft_dns_requests_total counter"),
+            "{metrics}"
+        );
+        total += metrics
+            .lines()
+            .filter(|l| l.starts_with("weft_dns_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    assert!(total >= 10, "the questions above were counted: {total}");
 }

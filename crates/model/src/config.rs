@@ -134,6 +134,8 @@ pub struct ClusterConfig {
     pub load_balancer_pool: Ipv4Cidr,
     /// How the network learns which node takes a load-balancer address.
     pub load_balancer_announcement: Announcement,
+    /// Log every question the cluster DNS answers (errors are always logged).
+    pub dns_query_log: bool,
     /// The most objects of one kind the lab's API stores (a ResourceQuota for the whole lab), so
     /// a runaway client or a Deployment of 100000 replicas meets a clear error, not a full disk.
     pub object_quota: u32,
@@ -219,6 +221,7 @@ impl Default for ClusterConfig {
             // RFC 5737 TEST-NET-2: never a real destination.
             load_balancer_pool: cidr([198, 51, 100, 0], 24),
             load_balancer_announcement: Announcement::Routes,
+            dns_query_log: false,
             object_quota: DEFAULT_OBJECT_QUOTA,
         }
     }
@@ -261,6 +264,8 @@ struct ConfigDocument {
     load_balancer_pool: Option<Ipv4Cidr>,
     #[serde(rename = "loadBalancerAnnouncement")]
     load_balancer_announcement: Option<Announcement>,
+    #[serde(rename = "dnsQueryLog")]
+    dns_query_log: Option<bool>,
     #[serde(rename = "objectQuota")]
     object_quota: Option<u32>,
 }
@@ -295,6 +300,8 @@ struct RenderedDocument<'a> {
     load_balancer_pool: Ipv4Cidr,
     #[serde(rename = "loadBalancerAnnouncement")]
     load_balancer_announcement: Announcement,
+    #[serde(rename = "dnsQueryLog")]
+    dns_query_log: bool,
     #[serde(rename = "objectQuota")]
     object_quota: u32,
 }
@@ -413,6 +420,9 @@ impl ClusterConfig {
         if let Some(announcement) = doc.load_balancer_announcement {
             config.load_balancer_announcement = announcement;
         }
+        if let Some(log) = doc.dns_query_log {
+            config.dns_query_log = log;
+        }
         if let Some(quota) = doc.object_quota {
             config.object_quota = quota;
         }
@@ -443,6 +453,7 @@ impl ClusterConfig {
             underlay_mtu: self.underlay_mtu,
             load_balancer_pool: self.load_balancer_pool,
             load_balancer_announcement: self.load_balancer_announcement,
+            dns_query_log: self.dns_query_log,
             object_quota: self.object_quota,
         };
         // Only strings, numbers and string-keyed maps: serde_norway has nothing here it can fail on.
