@@ -145,36 +145,14 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
 
 /// Serves `GET /metrics` (the Prometheus text format) until the runtime stops.
 pub async fn serve_metrics(port: u16, served: Arc<Served>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!("metrics: binding {addr}: {e}");
-            return;
+    weft_view::health::serve_text(port, "metrics", move |head| {
+        if head.starts_with(b"GET /metrics ") {
+            ("200 OK", served.metrics.render())
+        } else {
+            ("404 Not Found", "not found: GET /metrics\n".to_string())
         }
-    };
-    loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
-            continue;
-        };
-        let served = served.clone();
-        tokio::spawn(async move {
-            let mut head = [0u8; 1024];
-            let n = conn.read(&mut head).await.unwrap_or(0);
-            let line = String::from_utf8_lossy(&head[..n]);
-            let (status, body) = if line.starts_with("GET /metrics ") {
-                ("200 OK", served.metrics.render())
-            } else {
-                ("404 Not Found", "not found: GET /metrics\n".to_string())
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(response.as_bytes()).await;
-        });
-    }
+    })
+    .await;
 }
 
 /// The default listening address: port 53 on every address.

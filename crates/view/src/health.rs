@@ -15,23 +15,37 @@ use tokio::net::TcpListener;
 /// Serves until the runtime stops; a port that cannot be bound is logged (the agent still
 /// works, its probe fails and says so).
 pub async fn serve(port: u16, readiness: Arc<Readiness>) {
+    serve_text(port, "health endpoints", move |head| {
+        answer(head, &readiness)
+    })
+    .await;
+}
+
+/// A small plain-text HTTP server on every address: `respond` turns the request's head into a
+/// status line and a body (`text/plain`), one request per connection. For health, readiness and
+/// metrics endpoints, nothing more.
+pub async fn serve_text<F>(port: u16, what: &str, respond: F)
+where
+    F: Fn(&[u8]) -> (&'static str, String) + Send + Sync + 'static,
+{
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::warn!("health endpoints: binding {addr}: {e}");
+            tracing::warn!("{what}: binding {addr}: {e}");
             return;
         }
     };
+    let respond = Arc::new(respond);
     loop {
         let Ok((mut conn, _)) = listener.accept().await else {
             continue;
         };
-        let readiness = readiness.clone();
+        let respond = respond.clone();
         tokio::spawn(async move {
             let mut head = [0u8; 1024];
             let n = conn.read(&mut head).await.unwrap_or(0);
-            let (status, body) = answer(&head[..n], &readiness);
+            let (status, body) = respond(&head[..n]);
             let response = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
