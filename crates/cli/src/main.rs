@@ -272,7 +272,7 @@ fn run(cli: Cli) -> Result<i32> {
             weft_dns::run::run(weft_dns::run::DnsConfig {
                 zone: weft_dns::ZoneConfig {
                     domain: cluster.cluster_domain.clone(),
-                    ttl: 30,
+                    ttl: cluster.dns_ttl,
                     reverse: vec![cluster.service_cidr, cluster.pod_cidr],
                 },
                 kubeconfig: cli.kubeconfig.clone().or(lab_kubeconfig),

@@ -28,11 +28,11 @@ fn pods_resolve_services_by_name_through_the_search_path() {
         ]
         .join("---\n"),
     );
-    // The query log on, as a user switches it on in the cluster config.
+    // The query log on and a TTL of 7 s, as a user sets them in the cluster config.
     let config = lab.write(
         "cluster.yaml",
         &format!(
-            "apiVersion: weft.dev/v1alpha1\nkind: Cluster\nname: {}\nnodes: 2\ndnsQueryLog: true\n",
+            "apiVersion: weft.dev/v1alpha1\nkind: Cluster\nname: {}\nnodes: 2\ndnsQueryLog: true\ndnsTTL: 7\n",
             lab.name
         ),
     );
@@ -70,6 +70,18 @@ fn pods_resolve_services_by_name_through_the_search_path() {
         ]);
         assert!(host.starts_with("web-"), "{host}");
     }
+    // The TTL is the config's.
+    let out = lab.ok(&[
+        "exec",
+        "c1",
+        "--",
+        "dig",
+        "+noall",
+        "+answer",
+        "web.default.svc.cluster.local",
+    ]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words.get(1), Some(&"7"), "{out}");
     // A name that does not exist: NXDOMAIN, at once (no 5-second wait for a server).
     let out = lab.weft(&[
         "exec",

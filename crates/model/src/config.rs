@@ -136,6 +136,8 @@ pub struct ClusterConfig {
     pub load_balancer_announcement: Announcement,
     /// Log every question the cluster DNS answers (errors are always logged).
     pub dns_query_log: bool,
+    /// The TTL of the cluster DNS's records, in seconds (kubeadm's CoreDNS: 30).
+    pub dns_ttl: u32,
     /// The most objects of one kind the lab's API stores (a ResourceQuota for the whole lab), so
     /// a runaway client or a Deployment of 100000 replicas meets a clear error, not a full disk.
     pub object_quota: u32,
@@ -222,6 +224,7 @@ impl Default for ClusterConfig {
             load_balancer_pool: cidr([198, 51, 100, 0], 24),
             load_balancer_announcement: Announcement::Routes,
             dns_query_log: false,
+            dns_ttl: 30,
             object_quota: DEFAULT_OBJECT_QUOTA,
         }
     }
@@ -266,6 +269,8 @@ struct ConfigDocument {
     load_balancer_announcement: Option<Announcement>,
     #[serde(rename = "dnsQueryLog")]
     dns_query_log: Option<bool>,
+    #[serde(rename = "dnsTTL")]
+    dns_ttl: Option<u32>,
     #[serde(rename = "objectQuota")]
     object_quota: Option<u32>,
 }
@@ -302,6 +307,8 @@ struct RenderedDocument<'a> {
     load_balancer_announcement: Announcement,
     #[serde(rename = "dnsQueryLog")]
     dns_query_log: bool,
+    #[serde(rename = "dnsTTL")]
+    dns_ttl: u32,
     #[serde(rename = "objectQuota")]
     object_quota: u32,
 }
@@ -423,6 +430,9 @@ impl ClusterConfig {
         if let Some(log) = doc.dns_query_log {
             config.dns_query_log = log;
         }
+        if let Some(ttl) = doc.dns_ttl {
+            config.dns_ttl = ttl;
+        }
         if let Some(quota) = doc.object_quota {
             config.object_quota = quota;
         }
@@ -454,6 +464,7 @@ impl ClusterConfig {
             load_balancer_pool: self.load_balancer_pool,
             load_balancer_announcement: self.load_balancer_announcement,
             dns_query_log: self.dns_query_log,
+            dns_ttl: self.dns_ttl,
             object_quota: self.object_quota,
         };
         // Only strings, numbers and string-keyed maps: serde_norway has nothing here it can fail on.

@@ -280,3 +280,15 @@ fn load_balancer_announcement_is_routes_unless_asked_for_arp() {
         .to_string();
     assert!(bad.contains("loadBalancerAnnouncement"), "{bad}");
 }
+
+#[test]
+fn the_dns_ttl_is_30_seconds_unless_set() {
+    let base = "apiVersion: weft.dev/v1alpha1\nkind: Cluster\nname: t\n";
+    assert_eq!(ClusterConfig::from_yaml("t", base).unwrap().dns_ttl, 30);
+    let short = ClusterConfig::from_yaml("t", &format!("{base}dnsTTL: 5\n")).unwrap();
+    assert_eq!(short.dns_ttl, 5);
+    assert_eq!(
+        ClusterConfig::from_yaml("t", &short.to_yaml()).unwrap(),
+        short
+    );
+}
