@@ -125,8 +125,27 @@ fn common_fields(fields: &mut Fields, meta: &ObjectMeta) {
     fields.add("Annotations", map_lines(meta.annotations.as_ref()));
 }
 
-/// The warnings weft's controllers left on the Service, as (reason, message) events.
-pub fn service_events(svc: &Service) -> Vec<(String, String)> {
+/// Why the cluster DNS has no address for the Service, if it has none: a headless Service's
+/// name resolves to its ready endpoints (every endpoint with `publishNotReadyAddresses`), so
+/// with none it answers with no address at all.
+fn dns_problem(svc: &Service, slices: &[&EndpointSlice]) -> Option<String> {
+    let spec = svc.spec.as_ref()?;
+    if spec.cluster_ip.as_deref() != Some("None") || spec.type_.as_deref() == Some("ExternalName") {
+        return None;
+    }
+    let publish_all = spec.publish_not_ready_addresses == Some(true);
+    let published = slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .any(|e| publish_all || weft_model::endpoints::is_ready(e));
+    (!published).then(|| {
+        "headless Service with no ready endpoints: the cluster DNS has no address for its name (it answers NOERROR with none)".to_string()
+    })
+}
+
+/// The warnings weft's controllers left on the Service, and what the cluster DNS lacks for it,
+/// as (reason, message) events.
+pub fn service_events(svc: &Service, slices: &[&EndpointSlice]) -> Vec<(String, String)> {
     let annotations = svc.metadata.annotations.clone().unwrap_or_default();
     let mut events = Vec::new();
     if let Some(problems) = annotations.get(ENDPOINTS_PROBLEM_ANNOTATION) {
@@ -144,6 +163,9 @@ pub fn service_events(svc: &Service) -> Vec<(String, String)> {
     }
     if let Some(problem) = annotations.get(LB_PROBLEM_ANNOTATION) {
         events.push(("LoadBalancerPending".to_string(), problem.clone()));
+    }
+    if let Some(problem) = dns_problem(svc, slices) {
+        events.push(("NoDNSRecords".to_string(), problem));
     }
     events
 }
@@ -269,7 +291,7 @@ pub fn describe_service(svc: &Service, slices: &[&EndpointSlice]) -> String {
     if let Some(port) = spec.health_check_node_port.filter(|p| *p > 0) {
         f.add("HealthCheck NodePort", port.to_string());
     }
-    f.render() + &events_section(&service_events(svc))
+    f.render() + &events_section(&service_events(svc, slices))
 }
 
 pub fn describe_pod(pod: &Pod) -> String {
@@ -445,6 +467,15 @@ mod tests {
             text.contains("\nPort:                     <unset>  5432/TCP\n"),
             "{text}"
         );
+        // No ready endpoint: the cluster DNS has no address for it, and describe says so.
+        assert!(text.contains("NoDNSRecords"), "{text}");
+        let ready: EndpointSlice = serde_json::from_value(json!({
+            "metadata": {"name": "db-1", "namespace": "data", "labels": {"kubernetes.io/service-name": "db"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.0.9"], "conditions": {"ready": true}}],
+        }))
+        .unwrap();
+        let text = describe_service(&headless, &[&ready]);
         assert!(text.ends_with("Events:  <none>\n"), "{text}");
         let external = svc(json!({
             "metadata": {"name": "ext", "namespace": "default"},
