@@ -12,9 +12,6 @@ use weft_view::{Interest, NsName, Reconciler, Shared, Wake};
 
 use crate::writer::{Failures, WriteError, Writer};
 
-/// The kubelet's default `maxPods`, for nodes that do not say.
-pub const DEFAULT_MAX_PODS: usize = 110;
-
 #[derive(Debug, PartialEq)]
 pub enum Decision {
     Bind {
@@ -35,7 +32,7 @@ fn max_pods(n: &Node) -> usize {
         .and_then(|s| s.allocatable.as_ref())
         .and_then(|a| a.get("pods"))
         .and_then(|q| q.0.parse().ok())
-        .unwrap_or(DEFAULT_MAX_PODS)
+        .unwrap_or(weft_model::node::DEFAULT_MAX_PODS)
 }
 
 /// Where each unbound pod goes, in the order given.

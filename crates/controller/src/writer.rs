@@ -86,6 +86,11 @@ impl<K> Writable for K where
 {
 }
 
+/// The one result of a batch of one.
+fn one(mut results: Vec<Result<(), WriteError>>) -> Result<(), WriteError> {
+    results.pop().unwrap_or(Ok(()))
+}
+
 /// The field manager weft's controllers write as.
 const MANAGER: &str = "weft-controller";
 
@@ -114,20 +119,10 @@ impl Writer {
     }
 
     pub fn create<K: Writable>(&self, object: &K) -> Result<(), WriteError> {
-        let meta = object.meta();
-        let ns = meta.namespace.as_deref();
-        let name = meta.name.clone().unwrap_or_default();
-        self.rt
-            .block_on(self.api::<K>(ns).create(&Writer::post(), object))
-            .map(drop)
-            .map_err(|source| WriteError {
-                what: what::<K>("creating", ns.unwrap_or("default"), &name),
-                source,
-            })
+        one(self.create_all(vec![object.clone()]))
     }
 
-    /// Creates `objects`, up to 16 requests in flight; returns the first failure, if any, after
-    /// trying them all.
+    /// Creates `objects`, up to 16 requests in flight; a result per object, in order.
     pub fn create_all<K: Writable>(&self, objects: Vec<K>) -> Vec<Result<(), WriteError>> {
         use futures::StreamExt;
         let calls = objects.into_iter().map(|o| {
@@ -199,17 +194,7 @@ impl Writer {
     }
 
     pub fn delete<K: Writable>(&self, ns: Option<&str>, name: &str) -> Result<(), WriteError> {
-        match self
-            .rt
-            .block_on(self.api::<K>(ns).delete(name, &DeleteParams::default()))
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(source) => Err(WriteError {
-                what: what::<K>("deleting", ns.unwrap_or("default"), name),
-                source,
-            }),
-        }
+        one(self.delete_all::<K>(&[(ns.map(str::to_string), name.to_string())]))
     }
 
     /// A JSON merge patch of the object (`null` removes a field).

@@ -128,7 +128,7 @@ pub fn node_object(
 
 /// Pods a lab node runs at most (the kubelet's default `--max-pods`), so a runaway
 /// Deployment waits Pending rather than filling the machine with namespaces.
-pub const MAX_PODS: usize = 110;
+pub const MAX_PODS: usize = weft_model::node::DEFAULT_MAX_PODS;
 
 /// Add a node to a running (or being-built) lab: namespace, Node object, kubelet.
 pub fn add(

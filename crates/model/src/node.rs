@@ -5,6 +5,9 @@ use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Node;
 
+/// The kubelet's default `--max-pods`: what a node takes when its Node does not say.
+pub const DEFAULT_MAX_PODS: usize = 110;
+
 /// The node's `InternalIP` address from `status.addresses`, if it has a parseable IPv4 one.
 pub fn internal_ip(node: &Node) -> Option<Ipv4Addr> {
     node.status
