@@ -10,8 +10,17 @@ done
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # The DNS servers are run by the lab and the benchmark, never as system services: where the
+    # machine has no policy-rc.d of its own, one denies their start for the length of the install.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    trap - EXIT
+    if [[ $(cat "$policy" 2>/dev/null) == $'#!/bin/sh\nexit 101' ]] && [[ -n ${made_policy:-} ]]; then rm -f "$policy"; fi
 fi
 
 pip_quiet=(-q --disable-pip-version-check)
