@@ -20,7 +20,7 @@ if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     trap - EXIT
-    if [[ $(cat "$policy" 2>/dev/null) == $'#!/bin/sh\nexit 101' ]] && [[ -n ${made_policy:-} ]]; then rm -f "$policy"; fi
+    if [[ -n ${made_policy:-} ]]; then rm -f "$policy"; fi
 fi
 
 pip_quiet=(-q --disable-pip-version-check)
