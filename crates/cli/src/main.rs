@@ -280,6 +280,9 @@ fn run(cli: Cli) -> Result<i32> {
                 health_port: Some(health_port),
                 metrics_port: Some(weft_dns::run::METRICS_PORT),
                 log_queries: cluster.dns_query_log,
+                upstream: cluster.upstream_dns.clone(),
+                cache_size: usize::try_from(cluster.dns_cache_size).unwrap_or(usize::MAX),
+                cluster_dns: Some(cluster.dns_service_ip.into()),
             })?;
             Ok(0)
         }

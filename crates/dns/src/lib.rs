@@ -3,6 +3,7 @@
 //! [`zone::Zone`] out, swapped whole when the cluster changes. [`zone::Zone::lookup`] answers
 //! one question from it, negative answers included.
 
+pub mod forward;
 pub mod metrics;
 pub mod run;
 pub mod server;

@@ -1,5 +1,6 @@
 //! What the DNS server counts, in the Prometheus text format on :9153 (CoreDNS's port): requests
-//! by type and response code, and the time to answer as a histogram. Scraped by the same
+//! by type and response code, the time to answer as a histogram, the cache of upstream answers
+//! (hits, misses, entries) and the questions forwarded upstream and the failures. Scraped by the same
 //! Prometheus that scrapes CoreDNS; the names are weft's own (`weft_dns_*`).
 
 use std::collections::BTreeMap;
@@ -26,6 +27,14 @@ pub struct Metrics {
     count: AtomicU64,
     /// Records in the zone being served.
     records: AtomicU64,
+    /// Cache hits: [positive, negative].
+    cache_hits: [AtomicU64; 2],
+    cache_misses: AtomicU64,
+    cache_entries: AtomicU64,
+    /// Upstream -> questions sent to it.
+    forwards: Mutex<BTreeMap<String, u64>>,
+    /// (upstream, reason) -> questions it did not answer.
+    forward_failures: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Metrics {
@@ -51,6 +60,37 @@ impl Metrics {
     pub fn set_records(&self, n: usize) {
         self.records
             .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn cache_hit(&self, negative: bool) {
+        self.cache_hits[usize::from(negative)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn cache_miss(&self) {
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_cache_entries(&self, n: usize) {
+        self.cache_entries
+            .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn forward_request(&self, to: std::net::SocketAddr) {
+        *self
+            .forwards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(to.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn forward_failure(&self, to: std::net::SocketAddr, reason: &str) {
+        *self
+            .forward_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((to.to_string(), reason.to_string()))
+            .or_default() += 1;
     }
 
     /// The Prometheus text exposition of everything counted so far.
@@ -94,6 +134,54 @@ impl Metrics {
             "weft_dns_zone_records {}",
             self.records.load(Ordering::Relaxed)
         );
+        out.push_str("# HELP weft_dns_cache_hits_total Questions answered from the cache of upstream answers, by kind (success, denial).\n");
+        out.push_str("# TYPE weft_dns_cache_hits_total counter\n");
+        for (kind, n) in ["success", "denial"].iter().zip(&self.cache_hits) {
+            let _ = writeln!(
+                out,
+                "weft_dns_cache_hits_total{{type=\"{kind}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP weft_dns_cache_misses_total Questions for names outside the cluster not in the cache.\n");
+        out.push_str("# TYPE weft_dns_cache_misses_total counter\n");
+        let _ = writeln!(
+            out,
+            "weft_dns_cache_misses_total {}",
+            self.cache_misses.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP weft_dns_cache_entries Upstream answers in the cache.\n");
+        out.push_str("# TYPE weft_dns_cache_entries gauge\n");
+        let _ = writeln!(
+            out,
+            "weft_dns_cache_entries {}",
+            self.cache_entries.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP weft_dns_forward_requests_total Questions sent to an upstream resolver.\n",
+        );
+        out.push_str("# TYPE weft_dns_forward_requests_total counter\n");
+        for (to, n) in self
+            .forwards
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "weft_dns_forward_requests_total{{to=\"{to}\"}} {n}");
+        }
+        out.push_str("# HELP weft_dns_forward_failures_total Questions an upstream resolver did not answer, by reason (timeout, error, bad_answer).\n");
+        out.push_str("# TYPE weft_dns_forward_failures_total counter\n");
+        for ((to, reason), n) in self
+            .forward_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "weft_dns_forward_failures_total{{to=\"{to}\",reason=\"{reason}\"}} {n}"
+            );
+        }
         out
     }
 }
@@ -121,5 +209,30 @@ mod tests {
         assert!(text.contains("weft_dns_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("weft_dns_request_duration_seconds_count 3"));
         assert!(text.contains("weft_dns_zone_records 42"));
+    }
+
+    #[test]
+    fn counts_the_cache_and_the_upstreams() {
+        let m = Metrics::default();
+        let up: std::net::SocketAddr = "203.0.113.10:53".parse().unwrap();
+        m.cache_miss();
+        m.forward_request(up);
+        m.forward_request(up);
+        m.forward_failure(up, "timeout");
+        m.cache_hit(false);
+        m.cache_hit(true);
+        m.cache_hit(true);
+        m.set_cache_entries(7);
+        let text = m.render();
+        for line in [
+            "weft_dns_cache_hits_total{type=\"success\"} 1",
+            "weft_dns_cache_hits_total{type=\"denial\"} 2",
+            "weft_dns_cache_misses_total 1",
+            "weft_dns_cache_entries 7",
+            "weft_dns_forward_requests_total{to=\"203.0.113.10:53\"} 2",
+            "weft_dns_forward_failures_total{to=\"203.0.113.10:53\",reason=\"timeout\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
     }
 }

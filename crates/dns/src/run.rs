@@ -3,7 +3,7 @@
 //! swaps it into the server; the UDP and TCP listeners answer from whatever zone is current.
 //! Ready (`/readyz`) once the first zone is served.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use weft_view::reconciler::{host, Readiness};
 use weft_view::source::{self, SourceError};
 use weft_view::{Interest, Reconciler, Shared, Wake};
 
+use crate::forward::{self, Forwarder};
 use crate::server::{serve_tcp, serve_udp, Served};
 use crate::zone::{Zone, ZoneConfig};
 
@@ -46,6 +47,38 @@ pub struct DnsConfig {
     pub metrics_port: Option<u16>,
     /// Log every question.
     pub log_queries: bool,
+    /// Where names outside the cluster are forwarded; empty: the nameservers of
+    /// `/etc/resolv.conf` (the DNS pod has dnsPolicy Default: the node's resolvers).
+    pub upstream: Vec<SocketAddr>,
+    /// Upstream answers kept.
+    pub cache_size: usize,
+    /// The cluster DNS's own Service address, never an upstream (a loop).
+    pub cluster_dns: Option<IpAddr>,
+}
+
+/// Where to forward: the configured upstreams, else resolv.conf's; without the cluster's own DNS
+/// address, which would send each question back to weft.
+pub fn upstreams(config: &DnsConfig, resolv_conf: &str) -> Vec<SocketAddr> {
+    let (from, servers) = if config.upstream.is_empty() {
+        (
+            "/etc/resolv.conf",
+            forward::resolv_conf_servers(resolv_conf),
+        )
+    } else {
+        ("upstreamDNS", config.upstream.clone())
+    };
+    servers
+        .into_iter()
+        .filter(|s| {
+            let looped = Some(s.ip()) == config.cluster_dns || *s == config.listen;
+            if looped {
+                tracing::warn!(
+                    "{from}: {s} is the cluster DNS itself, left out of the upstreams (a loop)"
+                );
+            }
+            !looped
+        })
+        .collect()
 }
 
 /// Compiles the zone from the view and swaps it in.
@@ -100,7 +133,14 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
     runtime.block_on(async move {
         let client = source::client(config.kubeconfig.as_deref()).await?;
         let shared = Shared::new();
-        let served = Served::new();
+        let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let upstream = upstreams(&config, &resolv_conf);
+        let served = if upstream.is_empty() {
+            tracing::warn!("no upstream DNS server: names outside the cluster are refused");
+            Served::new()
+        } else {
+            Served::forwarding(Forwarder::new(upstream.clone(), config.cache_size))
+        };
         served
             .log_queries
             .store(config.log_queries, std::sync::atomic::Ordering::Relaxed);
@@ -134,7 +174,7 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
         if let Some(port) = config.metrics_port {
             tokio::spawn(serve_metrics(port, served_for_metrics));
         }
-        tracing::info!(listen = %config.listen, domain = %config.zone.domain, "dns started");
+        tracing::info!(listen = %config.listen, domain = %config.zone.domain, upstream = ?upstream, "dns started");
         if let Err(e) = zone.await {
             tracing::error!("the zone reconciler stopped: {e}");
             std::process::exit(1);
@@ -158,4 +198,44 @@ pub async fn serve_metrics(port: u16, served: Arc<Served>) {
 /// The default listening address: port 53 on every address.
 pub fn default_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(upstream: &[&str]) -> DnsConfig {
+        DnsConfig {
+            zone: ZoneConfig {
+                domain: "cluster.local".into(),
+                ttl: 30,
+                reverse: Vec::new(),
+            },
+            kubeconfig: None,
+            listen: "10.244.1.5:53".parse().unwrap(),
+            health_port: None,
+            metrics_port: None,
+            log_queries: false,
+            upstream: upstream.iter().map(|s| s.parse().unwrap()).collect(),
+            cache_size: 10,
+            cluster_dns: Some("10.96.0.10".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn upstreams_come_from_the_config_else_resolv_conf_and_never_loop() {
+        let resolv = "nameserver 203.0.113.10\nnameserver 10.96.0.10\n";
+        let from_file: Vec<String> = upstreams(&config(&[]), resolv)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(from_file, ["203.0.113.10:53"]);
+        let configured: Vec<String> =
+            upstreams(&config(&["198.51.100.53:5353", "10.244.1.5:53"]), resolv)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        assert_eq!(configured, ["198.51.100.53:5353"]);
+        assert!(upstreams(&config(&[]), "").is_empty());
+    }
 }

@@ -6,6 +6,8 @@
 //! - a message that cannot be parsed: FORMERR when its header could be read, else nothing;
 //! - an opcode other than QUERY: NOTIMP; not exactly one question: FORMERR;
 //! - a class other than IN, or a zone transfer (AXFR/IXFR): REFUSED;
+//! - a name weft does not serve: forwarded upstream when the client asked for recursion and
+//!   there is an upstream ([`crate::forward`]), else REFUSED;
 //! - otherwise the zone's answer, authoritative for the names weft serves;
 //! - over UDP, an answer longer than 512 bytes (or the client's EDNS buffer size) is sent empty
 //!   with the TC bit, so the client asks again over TCP, which carries any size.
@@ -20,6 +22,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record as WireRecord, RecordType}
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
+use crate::forward::Forwarder;
 use crate::zone::{Data, Qtype, Rcode, Record, Zone};
 
 /// The EDNS buffer size weft advertises (the DNS flag day's 1232 bytes).
@@ -34,11 +37,62 @@ pub struct Served {
     pub metrics: crate::metrics::Metrics,
     /// Log every question (name, type, rcode, duration, client).
     pub log_queries: std::sync::atomic::AtomicBool,
+    /// Where names outside the cluster go (None: they are refused).
+    forwarder: Option<Forwarder>,
 }
 
 impl Served {
     pub fn new() -> Arc<Served> {
         Arc::new(Served::default())
+    }
+
+    /// A server that forwards the names it does not serve.
+    pub fn forwarding(forwarder: Forwarder) -> Arc<Served> {
+        Arc::new(Served {
+            forwarder: Some(forwarder),
+            ..Served::default()
+        })
+    }
+
+    pub fn forwarder(&self) -> Option<&Forwarder> {
+        self.forwarder.as_ref()
+    }
+
+    /// The response to `request`, asking upstream when the question is for a name outside the
+    /// cluster and its answer is not cached.
+    pub async fn answer(&self, request: &[u8], udp: bool) -> Option<(Vec<u8>, Outcome)> {
+        match self.answer_now(request, udp) {
+            Now::Reply(reply) => reply,
+            Now::AskUpstream(query) => self.ask_upstream(&query, udp).await,
+        }
+    }
+
+    /// The response to `request` from the zone or the cache, or the question to ask upstream.
+    pub fn answer_now(&self, request: &[u8], udp: bool) -> Now {
+        let zone = self.current();
+        match decide(zone.as_deref(), request, udp, self.forwarder.is_some()) {
+            None => Now::Reply(None),
+            Some(Decision::Reply(bytes)) => Now::Reply(Some(with_outcome(bytes))),
+            Some(Decision::Forward(query)) => {
+                let Some(forwarder) = &self.forwarder else {
+                    return Now::Reply(None);
+                };
+                match forwarder.cached(&query, &self.metrics) {
+                    Some(reply) => {
+                        let outcome = outcome_of(&reply);
+                        Now::Reply(finish(reply, &query, udp).map(|bytes| (bytes, outcome)))
+                    }
+                    None => Now::AskUpstream(query),
+                }
+            }
+        }
+    }
+
+    /// The response to `query` from upstream.
+    pub async fn ask_upstream(&self, query: &Message, udp: bool) -> Option<(Vec<u8>, Outcome)> {
+        let reply = self.forwarder.as_ref()?.resolve(query, &self.metrics).await;
+        let outcome = outcome_of(&reply);
+        Some((finish(reply, query, udp)?, outcome))
     }
 
     pub fn swap(&self, zone: Zone) {
@@ -150,28 +204,55 @@ pub fn respond_with_outcome(
     request: &[u8],
     udp: bool,
 ) -> Option<(Vec<u8>, Outcome)> {
-    let reply = answer(zone, request, udp)?;
+    match decide(zone, request, udp, false)? {
+        Decision::Reply(bytes) => Some(with_outcome(bytes)),
+        Decision::Forward(_) => None,
+    }
+}
+
+/// `reply` with what it says it answers.
+fn with_outcome(reply: Vec<u8>) -> (Vec<u8>, Outcome) {
     let outcome = match Message::from_vec(&reply) {
-        Ok(m) => Outcome {
-            name: m
-                .queries()
-                .first()
-                .map(|q| q.name().to_ascii())
-                .unwrap_or_default(),
-            qtype: m
-                .queries()
-                .first()
-                .map(|q| q.query_type().to_string())
-                .unwrap_or_else(|| "-".into()),
-            rcode: rcode_name(m.response_code()),
-        },
+        Ok(m) => outcome_of(&m),
         Err(_) => Outcome {
             name: String::new(),
             qtype: "-".into(),
             rcode: "FORMERR".into(),
         },
     };
-    Some((reply, outcome))
+    (reply, outcome)
+}
+
+fn outcome_of(m: &Message) -> Outcome {
+    Outcome {
+        name: m
+            .queries()
+            .first()
+            .map(|q| q.name().to_ascii())
+            .unwrap_or_default(),
+        qtype: m
+            .queries()
+            .first()
+            .map(|q| q.query_type().to_string())
+            .unwrap_or_else(|| "-".into()),
+        rcode: rcode_name(m.response_code()),
+    }
+}
+
+/// What [`Served::answer_now`] has for one request.
+pub enum Now {
+    /// The response (None: none at all).
+    Reply(Option<(Vec<u8>, Outcome)>),
+    /// Only upstream can answer this question.
+    AskUpstream(Message),
+}
+
+/// What to do with one request.
+enum Decision {
+    /// Send these bytes.
+    Reply(Vec<u8>),
+    /// Ask upstream: the question is for a name weft does not serve, and recursion was asked for.
+    Forward(Message),
 }
 
 /// A response code as dig prints it (`NOERROR`, `NXDOMAIN`...).
@@ -187,11 +268,18 @@ fn rcode_name(code: ResponseCode) -> String {
     }
 }
 
-fn answer(zone: Option<&Zone>, request: &[u8], udp: bool) -> Option<Vec<u8>> {
+/// The reply from the zone, or [`Decision::Forward`] when `forwarding` and the name is not
+/// the zone's (None: no reply at all).
+fn decide(zone: Option<&Zone>, request: &[u8], udp: bool, forwarding: bool) -> Option<Decision> {
     let query = match Message::from_vec(request) {
         Ok(m) => m,
-        Err(_) => return error_reply(request, ResponseCode::FormErr),
+        Err(_) => return error_reply(request, ResponseCode::FormErr).map(Decision::Reply),
     };
+    answer(zone, query, udp, forwarding)
+}
+
+fn answer(zone: Option<&Zone>, query: Message, udp: bool, forwarding: bool) -> Option<Decision> {
+    let reply_bytes = |reply: Message| reply.to_vec().ok().map(Decision::Reply);
     if query.message_type() != MessageType::Query {
         return None;
     }
@@ -203,11 +291,11 @@ fn answer(zone: Option<&Zone>, request: &[u8], udp: bool) -> Option<Vec<u8>> {
         .set_recursion_desired(query.recursion_desired());
     if query.op_code() != OpCode::Query {
         reply.set_response_code(ResponseCode::NotImp);
-        return reply.to_vec().ok();
+        return reply_bytes(reply);
     }
     if query.queries().len() != 1 {
         reply.set_response_code(ResponseCode::FormErr);
-        return reply.to_vec().ok();
+        return reply_bytes(reply);
     }
     let q = query.queries()[0].clone();
     reply.add_query(q.clone());
@@ -222,7 +310,7 @@ fn answer(zone: Option<&Zone>, request: &[u8], udp: bool) -> Option<Vec<u8>> {
         (false, Some(zone)) => zone.lookup(&q.name().to_ascii(), qtype(q.query_type())),
         _ => {
             reply.set_response_code(ResponseCode::Refused);
-            return reply.to_vec().ok();
+            return reply_bytes(reply);
         }
     };
     match answer.rcode {
@@ -230,18 +318,26 @@ fn answer(zone: Option<&Zone>, request: &[u8], udp: bool) -> Option<Vec<u8>> {
         Rcode::NxDomain => {
             reply.set_response_code(ResponseCode::NXDomain);
         }
+        Rcode::Refused if forwarding && query.recursion_desired() => {
+            return Some(Decision::Forward(query));
+        }
         Rcode::Refused => {
             reply.set_response_code(ResponseCode::Refused);
-            return reply.to_vec().ok();
+            return reply_bytes(reply);
         }
     }
     reply.set_authoritative(true);
     reply.add_answers(answer.answers.iter().filter_map(wire));
     reply.add_name_servers(answer.authority.iter().filter_map(wire));
+    finish(reply, &query, udp).map(Decision::Reply)
+}
+
+/// `reply` as bytes; over UDP, when longer than the client takes (512 bytes, or its EDNS size),
+/// the question alone with the TC bit, so the client asks again over TCP.
+fn finish(reply: Message, query: &Message, udp: bool) -> Option<Vec<u8>> {
     let bytes = reply.to_vec().ok()?;
     let limit = usize::from(query.max_payload());
     if udp && bytes.len() > limit {
-        // Too long for this client over UDP: the question alone, truncated.
         let mut short = reply.truncate();
         short.set_truncated(true);
         return short.to_vec().ok();
@@ -251,6 +347,7 @@ fn answer(zone: Option<&Zone>, request: &[u8], udp: bool) -> Option<Vec<u8>> {
 
 /// Answers on `socket` until the runtime stops.
 pub async fn serve_udp(socket: UdpSocket, served: Arc<Served>) {
+    let socket = Arc::new(socket);
     let mut buf = vec![0u8; 65535];
     loop {
         let (n, peer): (usize, SocketAddr) = match socket.recv_from(&mut buf).await {
@@ -261,12 +358,26 @@ pub async fn serve_udp(socket: UdpSocket, served: Arc<Served>) {
             }
         };
         let started = std::time::Instant::now();
-        let zone = served.current();
-        if let Some((reply, outcome)) = respond_with_outcome(zone.as_deref(), &buf[..n], true) {
-            if let Err(e) = socket.send_to(&reply, peer).await {
-                tracing::debug!("dns udp reply to {peer}: {e}");
+        match served.answer_now(&buf[..n], true) {
+            Now::Reply(Some((reply, outcome))) => {
+                if let Err(e) = socket.send_to(&reply, peer).await {
+                    tracing::debug!("dns udp reply to {peer}: {e}");
+                }
+                served.record(&outcome, started.elapsed(), peer, "udp");
             }
-            served.record(&outcome, started.elapsed(), peer, "udp");
+            Now::Reply(None) => {}
+            // Upstream may take seconds: the loop goes on answering others meanwhile.
+            Now::AskUpstream(query) => {
+                let (socket, served) = (socket.clone(), served.clone());
+                tokio::spawn(async move {
+                    if let Some((reply, outcome)) = served.ask_upstream(&query, true).await {
+                        if let Err(e) = socket.send_to(&reply, peer).await {
+                            tracing::debug!("dns udp reply to {peer}: {e}");
+                        }
+                        served.record(&outcome, started.elapsed(), peer, "udp");
+                    }
+                });
+            }
         }
     }
 }
@@ -290,9 +401,7 @@ pub async fn serve_tcp(listener: TcpListener, served: Arc<Served>) {
                     return;
                 }
                 let started = std::time::Instant::now();
-                let zone = served.current();
-                let Some((reply, outcome)) = respond_with_outcome(zone.as_deref(), &request, false)
-                else {
+                let Some((reply, outcome)) = served.answer(&request, false).await else {
                     return;
                 };
                 served.record(&outcome, started.elapsed(), peer, "tcp");

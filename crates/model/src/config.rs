@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -138,6 +138,12 @@ pub struct ClusterConfig {
     pub dns_query_log: bool,
     /// The TTL of the cluster DNS's records, in seconds (kubeadm's CoreDNS: 30).
     pub dns_ttl: u32,
+    /// Where the cluster DNS forwards names outside the cluster. Empty: the nameservers of the
+    /// DNS pod's own resolv.conf (dnsPolicy Default, the node's resolvers; in the lab, the outside
+    /// host's DNS server), as CoreDNS's `forward . /etc/resolv.conf`.
+    pub upstream_dns: Vec<SocketAddr>,
+    /// Answers from upstream the cluster DNS keeps (positive and negative); 0: no cache.
+    pub dns_cache_size: u32,
     /// The most objects of one kind the lab's API stores (a ResourceQuota for the whole lab), so
     /// a runaway client or a Deployment of 100000 replicas meets a clear error, not a full disk.
     pub object_quota: u32,
@@ -199,6 +205,9 @@ impl std::str::FromStr for NetworkMode {
 /// The bytes VXLAN adds to every packet (outer Ethernet, IPv4, UDP and VXLAN headers).
 pub const VXLAN_OVERHEAD: u32 = 50;
 
+/// How many upstream answers the cluster DNS caches by default (CoreDNS's cache: 9984 of each kind).
+pub const DEFAULT_DNS_CACHE_SIZE: u32 = 10_000;
+
 const fn cidr(addr: [u8; 4], prefix: u8) -> Ipv4Cidr {
     Ipv4Cidr::containing(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]), prefix)
 }
@@ -225,6 +234,8 @@ impl Default for ClusterConfig {
             load_balancer_announcement: Announcement::Routes,
             dns_query_log: false,
             dns_ttl: 30,
+            upstream_dns: Vec::new(),
+            dns_cache_size: DEFAULT_DNS_CACHE_SIZE,
             object_quota: DEFAULT_OBJECT_QUOTA,
         }
     }
@@ -271,6 +282,10 @@ struct ConfigDocument {
     dns_query_log: Option<bool>,
     #[serde(rename = "dnsTTL")]
     dns_ttl: Option<u32>,
+    #[serde(rename = "upstreamDNS")]
+    upstream_dns: Option<Vec<String>>,
+    #[serde(rename = "dnsCacheSize")]
+    dns_cache_size: Option<u32>,
     #[serde(rename = "objectQuota")]
     object_quota: Option<u32>,
 }
@@ -309,8 +324,24 @@ struct RenderedDocument<'a> {
     dns_query_log: bool,
     #[serde(rename = "dnsTTL")]
     dns_ttl: u32,
+    #[serde(rename = "upstreamDNS")]
+    upstream_dns: Vec<String>,
+    #[serde(rename = "dnsCacheSize")]
+    dns_cache_size: u32,
     #[serde(rename = "objectQuota")]
     object_quota: u32,
+}
+
+/// An upstream DNS server: an address, port 53 unless one is given (`10.0.0.2`, `10.0.0.2:5353`,
+/// `[fd00::2]:53`).
+fn parse_upstream(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{text:?} is not an address like \"10.0.0.2\" or \"10.0.0.2:5353\""))
 }
 
 fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
@@ -433,6 +464,16 @@ impl ClusterConfig {
         if let Some(ttl) = doc.dns_ttl {
             config.dns_ttl = ttl;
         }
+        if let Some(servers) = doc.upstream_dns {
+            config.upstream_dns = servers
+                .iter()
+                .map(|s| parse_upstream(s))
+                .collect::<Result<_, _>>()
+                .map_err(|m| field("upstreamDNS", m))?;
+        }
+        if let Some(size) = doc.dns_cache_size {
+            config.dns_cache_size = size;
+        }
         if let Some(quota) = doc.object_quota {
             config.object_quota = quota;
         }
@@ -465,6 +506,12 @@ impl ClusterConfig {
             load_balancer_announcement: self.load_balancer_announcement,
             dns_query_log: self.dns_query_log,
             dns_ttl: self.dns_ttl,
+            upstream_dns: self
+                .upstream_dns
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect(),
+            dns_cache_size: self.dns_cache_size,
             object_quota: self.object_quota,
         };
         // Only strings, numbers and string-keyed maps: serde_norway has nothing here it can fail on.

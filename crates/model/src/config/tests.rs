@@ -292,3 +292,31 @@ fn the_dns_ttl_is_30_seconds_unless_set() {
         short
     );
 }
+
+#[test]
+fn upstream_dns_servers_take_port_53_unless_given() {
+    let base = "apiVersion: weft.dev/v1alpha1\nkind: Cluster\n";
+    let default = ClusterConfig::from_yaml("t", base).unwrap();
+    assert!(default.upstream_dns.is_empty());
+    assert_eq!(default.dns_cache_size, 10_000);
+    let set = ClusterConfig::from_yaml(
+        "t",
+        &format!("{base}upstreamDNS: [\"203.0.113.10\", \"10.0.0.2:5353\", \"[fd00::2]:53\"]\ndnsCacheSize: 50\n"),
+    )
+    .unwrap();
+    let servers: Vec<String> = set.upstream_dns.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        servers,
+        ["203.0.113.10:53", "10.0.0.2:5353", "[fd00::2]:53"]
+    );
+    assert_eq!(set.dns_cache_size, 50);
+    // Written out and read back, the config is the same.
+    assert_eq!(ClusterConfig::from_yaml("t", &set.to_yaml()).unwrap(), set);
+    let bad = ClusterConfig::from_yaml("t", &format!("{base}upstreamDNS: [\"dns.example\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("upstreamDNS") && bad.contains("dns.example"),
+        "{bad}"
+    );
+}
