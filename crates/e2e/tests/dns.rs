@@ -1,7 +1,8 @@
 //! The cluster DNS as pods meet it: weft's DNS pods behind the `kube-dns` Service at the
 //! config's DNS address (deploy/dns.yaml), answering through the pods' resolv.conf (search path,
 //! ndots:5) for `getent`, `nslookup`, `curl` and `dig`, from pods on two nodes, and following a
-//! scale. Needs root; the lab is torn down in Drop.
+//! scale; and names outside the cluster forwarded to the lab's outside host, where a real DNS
+//! server (Knot) answers. Needs root; the lab is torn down in Drop.
 
 use weft_testutil::{wait_for_what, Lab};
 
@@ -142,4 +143,90 @@ fn pods_resolve_services_by_name_through_the_search_path() {
             .sum::<u64>();
     }
     assert!(total >= 10, "the questions above were counted: {total}");
+}
+
+/// Names outside the cluster: the DNS pods (dnsPolicy Default) forward them to the node's
+/// resolver, the lab's outside host, where Knot serves `example.org` and the outside network's
+/// reverse zone. Pods resolve them by name and reach the outside host's web server by name.
+#[test]
+fn names_outside_the_cluster_resolve_through_the_outside_hosts_dns_server() {
+    let lab = Lab::new();
+    let manifest = lab.write("client.yaml", &client("c1", &format!("{}-node1", lab.name)));
+    lab.ok(&["lab", "up", "--nodes", "1", "-f", &manifest, "--wait", "60"]);
+    // The outside host's own server answers for its names.
+    let out = lab.ok(&[
+        "lab",
+        "outside",
+        "--",
+        "dig",
+        "+short",
+        "outside.example.org",
+    ]);
+    assert_eq!(out.trim(), "203.0.113.10", "{out}");
+
+    // From a pod, through the cluster DNS.
+    let out = lab.ok(&["exec", "c1", "--", "getent", "hosts", "www.example.org"]);
+    assert!(out.starts_with("203.0.113.10"), "{out}");
+    let out = lab.ok(&["exec", "c1", "--", "nslookup", "203.0.113.10"]);
+    assert!(out.contains("outside.example.org"), "{out}");
+    let body = lab.ok(&[
+        "exec",
+        "c1",
+        "--",
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        "http://www.example.org/hostname",
+    ]);
+    assert_eq!(body.trim(), "outside", "{body}");
+    let dig = |args: &[&str]| -> String {
+        let mut all = vec!["exec", "c1", "--", "dig", "+time=3", "+tries=1"];
+        all.extend_from_slice(args);
+        String::from_utf8_lossy(&lab.weft(&all).stdout).into_owned()
+    };
+    let out = dig(&["web.example.org"]);
+    assert!(
+        out.contains("CNAME") && out.contains("203.0.113.10"),
+        "{out}"
+    );
+    assert!(
+        out.contains(" ra") || out.contains(" ra;"),
+        "recursion available: {out}"
+    );
+    let out = dig(&["MX", "example.org"]);
+    assert!(out.contains("10 mail.example.org."), "{out}");
+    let out = dig(&["nope.example.org"]);
+    assert!(
+        out.contains("status: NXDOMAIN") && out.contains("SOA"),
+        "{out}"
+    );
+    // Names nobody serves: the outside server refuses them, and weft passes that on.
+    let out = dig(&["www.kubernetes.io"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    // No recursion asked: weft answers only for the cluster.
+    let out = dig(&["+norecurse", "www.example.org"]);
+    assert!(out.contains("status: REFUSED"), "{out}");
+    let out = dig(&["+norecurse", "kubernetes.default.svc.cluster.local"]);
+    assert!(out.contains("status: NOERROR"), "{out}");
+
+    // The forwarding and the cache are counted on :9153.
+    let mut forwarded = 0;
+    let mut hits = 0;
+    for p in lab.pods(&["-n", "kube-system", "-l", "k8s-app=kube-dns"]) {
+        let url = format!("http://{}:9153/metrics", weft_testutil::pod_ip(&p));
+        let metrics = lab.ok(&["exec", "c1", "--", "curl", "-s", "--max-time", "5", &url]);
+        let sum = |prefix: &str| -> u64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum()
+        };
+        forwarded += sum("weft_dns_forward_requests_total{to=\"203.0.113.10:53\"}");
+        hits += sum("weft_dns_cache_hits_total{");
+    }
+    assert!(forwarded >= 5, "forwarded to the outside host: {forwarded}");
+    // getent asks A and AAAA, curl asks again: some answers came from the cache.
+    assert!(hits >= 1, "cache hits: {hits}");
 }

@@ -258,6 +258,91 @@ fn mount_sysfs(sysfs: &CString, sys: &CString) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The resolv.conf the kubelet gives `pod`, by its `dnsPolicy` and `dnsConfig` as Kubernetes
+/// does: ClusterFirst (the default) the cluster DNS, except for hostNetwork pods, which get the
+/// node's like Default; ClusterFirstWithHostNet always the cluster DNS; Default the node's
+/// (`node_resolv`); None only what `dnsConfig` says. `dnsConfig` adds nameservers (at most 3 in
+/// all), search domains, and options (replacing one of the same name).
+pub fn pod_resolv_conf(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    dns_ip: std::net::Ipv4Addr,
+    domain: &str,
+    node_resolv: &str,
+) -> String {
+    let spec = pod.spec.as_ref();
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+    let policy = spec
+        .and_then(|s| s.dns_policy.as_deref())
+        .unwrap_or("ClusterFirst");
+    let base = match policy {
+        "ClusterFirst" if host_network => node_resolv.to_string(),
+        "ClusterFirst" | "ClusterFirstWithHostNet" => {
+            cluster_first_resolv_conf(dns_ip, namespace, domain)
+        }
+        "None" => String::new(),
+        _ => node_resolv.to_string(),
+    };
+    let mut nameservers = Vec::new();
+    let mut searches = Vec::new();
+    let mut options: Vec<(String, Option<String>)> = Vec::new();
+    let mut option = |text: &str, value: Option<String>| {
+        let name = text.to_string();
+        match options.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => options.push((name, value)),
+        }
+    };
+    for line in base.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => nameservers.extend(words.next().map(str::to_string)),
+            Some("search") => searches.extend(words.map(str::to_string)),
+            Some("options") => {
+                for o in words {
+                    match o.split_once(':') {
+                        Some((n, v)) => option(n, Some(v.to_string())),
+                        None => option(o, None),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(config) = spec.and_then(|s| s.dns_config.as_ref()) {
+        nameservers.extend(config.nameservers.iter().flatten().cloned());
+        searches.extend(config.searches.iter().flatten().cloned());
+        for o in config.options.iter().flatten() {
+            if let Some(name) = &o.name {
+                option(name, o.value.clone());
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    nameservers.retain(|n| seen.insert(n.clone()));
+    nameservers.truncate(3);
+    let mut seen = std::collections::BTreeSet::new();
+    searches.retain(|s| seen.insert(s.clone()));
+    let mut out = String::new();
+    for n in &nameservers {
+        out.push_str(&format!("nameserver {n}\n"));
+    }
+    if !searches.is_empty() {
+        out.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    if !options.is_empty() {
+        let words: Vec<String> = options
+            .iter()
+            .map(|(n, v)| match v {
+                Some(v) => format!("{n}:{v}"),
+                None => n.clone(),
+            })
+            .collect();
+        out.push_str(&format!("options {}\n", words.join(" ")));
+    }
+    out
+}
+
 /// The resolv.conf a pod with dnsPolicy ClusterFirst gets in Kubernetes.
 pub fn cluster_first_resolv_conf(
     dns_ip: std::net::Ipv4Addr,
@@ -293,6 +378,55 @@ mod tests {
         assert_eq!(
             text,
             "nameserver 10.96.0.10\nsearch demo.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+        );
+    }
+
+    fn pod(spec: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "demo"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn resolv_conf_follows_the_pods_dns_policy_and_config() {
+        let dns = "10.96.0.10".parse().unwrap();
+        let node = "nameserver 203.0.113.10\n";
+        let conf = |spec| pod_resolv_conf(&pod(spec), dns, "cluster.local", node);
+        let cluster = "nameserver 10.96.0.10\nsearch demo.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n";
+        assert_eq!(conf(serde_json::json!({"containers": []})), cluster);
+        assert_eq!(
+            conf(serde_json::json!({"containers": [], "hostNetwork": true})),
+            node,
+            "ClusterFirst on the host network is Default"
+        );
+        assert_eq!(
+            conf(
+                serde_json::json!({"containers": [], "hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet"})
+            ),
+            cluster
+        );
+        assert_eq!(
+            conf(serde_json::json!({"containers": [], "dnsPolicy": "Default"})),
+            node
+        );
+        assert_eq!(
+            conf(
+                serde_json::json!({"containers": [], "dnsPolicy": "None", "dnsConfig": {
+                    "nameservers": ["1.2.3.4", "1.2.3.4", "5.6.7.8"],
+                    "searches": ["a.example"],
+                    "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}],
+                }})
+            ),
+            "nameserver 1.2.3.4\nnameserver 5.6.7.8\nsearch a.example\noptions ndots:2 edns0\n"
+        );
+        assert_eq!(
+            conf(serde_json::json!({"containers": [], "dnsConfig": {
+                "searches": ["extra.example"],
+                "options": [{"name": "ndots", "value": "1"}],
+            }})),
+            "nameserver 10.96.0.10\nsearch demo.svc.cluster.local svc.cluster.local cluster.local extra.example\noptions ndots:1\n"
         );
     }
 

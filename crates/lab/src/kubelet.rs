@@ -19,7 +19,7 @@ use weft_sources::Store;
 use weft_workloads::{DeclaredPort, Protocol};
 
 use crate::cni_client::{CniNetwork, PodRef};
-use crate::container::{cluster_first_resolv_conf, find_program, ContainerProcess};
+use crate::container::{find_program, pod_resolv_conf, ContainerProcess};
 use crate::layout::Layout;
 use crate::probe::{Prober, Timing};
 use crate::sandbox::{Sandbox, SandboxRecords};
@@ -175,10 +175,11 @@ impl Kubelet {
                 uid: uid.to_string(),
             };
             let resolv = self.resolv_path(uid);
-            let text = cluster_first_resolv_conf(
+            let text = pod_resolv_conf(
+                pod,
                 self.config.dns_service_ip,
-                &pod_ref.namespace,
                 &self.config.cluster_domain,
+                &crate::outside_dns::node_resolv_conf(),
             );
             fs::write(&resolv, text)
                 .map_err(|e| LabError::io(format!("writing {}", resolv.display()), e))?;

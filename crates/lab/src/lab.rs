@@ -117,12 +117,14 @@ fn namespace_object(name: &str) -> Result<Object, LabError> {
     .map_err(|e| LabError::Invalid(format!("namespace {name}: {e}")))
 }
 
-/// The outside host's server: agnhost netexec (HTTP on 80 answering /clientip with the caller's
-/// address, UDP echo on 8081), so pods' egress can be checked from the receiving end.
+/// The outside host's servers: agnhost netexec (HTTP on 80 answering /clientip with the caller's
+/// address, UDP echo on 8081), so pods' egress can be checked from the receiving end, and its DNS
+/// server, the lab's upstream resolver ([`crate::outside_dns`]).
 fn start_outside_server(layout: &Layout) -> Result<(), LabError> {
     let resolv = layout.dir().join("outside-resolv.conf");
-    fs::write(&resolv, "# the lab's outside host has no DNS server\n")
+    fs::write(&resolv, crate::outside_dns::node_resolv_conf())
         .map_err(|e| LabError::io("writing outside resolv.conf", e))?;
+    crate::outside_dns::start(layout)?;
     let workload = weft_workloads::Workload::Agnhost(weft_workloads::AgnhostConfig {
         mode: weft_workloads::AgnhostMode::Netexec,
         tcp_ports: vec![80],

@@ -15,6 +15,7 @@ pub mod kubelet;
 pub mod lab;
 pub mod layout;
 pub mod nodes;
+pub mod outside_dns;
 pub mod probe;
 pub mod process;
 pub mod registry;
