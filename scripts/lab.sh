@@ -60,6 +60,9 @@ if [[ $# -eq 0 ]]; then
     echo "\$ weft exec client -- curl -s http://web/hostname          # the same Service by name (the cluster DNS)"
     "$weft" exec client -- curl -s --max-time 5 "http://web/hostname"
     echo
+    echo "\$ weft exec client -- curl -s http://www.example.org/clientip   # outside by name: forwarded to the outside host's DNS server"
+    "$weft" exec client -- curl -s --max-time 5 "http://www.example.org/clientip"
+    echo
     echo "\$ weft lab outside -- curl -s http://172.20.0.2:30080/hostname   # a NodePort from outside"
     "$weft" lab outside -- curl -s --max-time 5 "http://172.20.0.2:30080/hostname"
     echo
