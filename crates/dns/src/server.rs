@@ -3,32 +3,44 @@
 //! response bytes. The wire format is hickory-proto's; the loop is weft's own.
 //!
 //! What a question gets (RFC 1035, 6891, 8482):
+//! - a response (QR set), however malformed: nothing, so two servers never bounce errors;
 //! - a message that cannot be parsed: FORMERR when its header could be read, else nothing;
 //! - an opcode other than QUERY: NOTIMP; not exactly one question: FORMERR;
 //! - a class other than IN, or a zone transfer (AXFR/IXFR): REFUSED;
 //! - a name weft does not serve: forwarded upstream when the client asked for recursion and
 //!   there is an upstream ([`crate::forward`]), else REFUSED;
-//! - otherwise the zone's answer, authoritative for the names weft serves;
-//! - over UDP, an answer longer than 512 bytes (or the client's EDNS buffer size) is sent empty
-//!   with the TC bit, so the client asks again over TCP, which carries any size.
+//! - otherwise the zone's answer, authoritative for the names weft serves; to ANY, one RRset of
+//!   the name (RFC 8482 section 4.1, see [`crate::zone`]);
+//! - over UDP, an answer longer than 512 bytes (or the client's EDNS buffer size, at most the
+//!   1232 weft advertises) is sent empty with the TC bit, so the client asks again over TCP,
+//!   which carries any size.
+//!
+//! Over TCP a message must arrive whole within [`TCP_IDLE`] of the last, and at most
+//! [`TCP_MAX`] connections are open at once: a new one beyond closes the oldest (RFC 7766
+//! section 6.2.3), so idle or slow clients can neither hold descriptors forever nor shut out
+//! new ones.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record as WireRecord, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Notify;
 
 use crate::forward::Forwarder;
 use crate::zone::{Data, Qtype, Rcode, Record, Zone};
 
 /// The EDNS buffer size weft advertises (the DNS flag day's 1232 bytes).
 pub const EDNS_PAYLOAD: u16 = 1232;
-/// How long an idle TCP connection is kept.
-const TCP_IDLE: Duration = Duration::from_secs(10);
+/// How long an idle TCP connection is kept, and the longest a message may take to arrive.
+pub const TCP_IDLE: Duration = Duration::from_secs(10);
+/// The most TCP connections open at once (BIND's `tcp-clients` is 150).
+pub const TCP_MAX: usize = 256;
 
 /// The zone being served; replaced whole, so a lookup sees one zone or the next, never a mix.
 #[derive(Default)]
@@ -174,9 +186,10 @@ fn wire(r: &Record) -> Option<WireRecord> {
     Some(WireRecord::from_rdata(name(&r.name)?, r.ttl, data))
 }
 
-/// The header-only error answer to a request whose first 12 bytes could be read.
+/// The header-only error answer to a request whose first 12 bytes could be read (none to a
+/// response: two servers would send each other errors forever).
 fn error_reply(request: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
-    if request.len() < 12 {
+    if request.len() < 12 || request[2] & 0x80 != 0 {
         return None;
     }
     let id = u16::from_be_bytes([request[0], request[1]]);
@@ -332,11 +345,12 @@ fn answer(zone: Option<&Zone>, query: Message, udp: bool, forwarding: bool) -> O
     finish(reply, &query, udp).map(Decision::Reply)
 }
 
-/// `reply` as bytes; over UDP, when longer than the client takes (512 bytes, or its EDNS size),
-/// the question alone with the TC bit, so the client asks again over TCP.
+/// `reply` as bytes; over UDP, when longer than the client takes (512 bytes, or its EDNS size,
+/// at most [`EDNS_PAYLOAD`]: larger datagrams fragment), the question alone with the TC bit, so
+/// the client asks again over TCP.
 fn finish(reply: Message, query: &Message, udp: bool) -> Option<Vec<u8>> {
     let bytes = reply.to_vec().ok()?;
-    let limit = usize::from(query.max_payload());
+    let limit = usize::from(query.max_payload().min(EDNS_PAYLOAD));
     if udp && bytes.len() > limit {
         let mut short = reply.truncate();
         short.set_truncated(true);
@@ -384,22 +398,28 @@ pub async fn serve_udp(socket: UdpSocket, served: Arc<Served>) {
 
 /// Answers every connection on `listener` (length-prefixed messages, several per connection).
 pub async fn serve_tcp(listener: TcpListener, served: Arc<Served>) {
+    let open = Arc::new(Mutex::new(OpenConnections::default()));
     loop {
-        let Ok((mut conn, peer)) = listener.accept().await else {
-            continue;
+        let (mut conn, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, say: the same error again at once, so wait a little.
+                tracing::warn!("dns tcp accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let served = served.clone();
+        let this = OpenConnection::admit(&open);
         tokio::spawn(async move {
             loop {
-                let mut len = [0u8; 2];
-                match tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut len)).await {
-                    Ok(Ok(_)) => {}
-                    _ => return,
-                }
-                let mut request = vec![0u8; usize::from(u16::from_be_bytes(len))];
-                if conn.read_exact(&mut request).await.is_err() {
-                    return;
-                }
+                let request = tokio::select! {
+                    _ = this.closing.notified() => return,
+                    read = tokio::time::timeout(TCP_IDLE, read_message(&mut conn)) => match read {
+                        Ok(Some(request)) => request,
+                        _ => return,
+                    },
+                };
                 let started = std::time::Instant::now();
                 let Some((reply, outcome)) = served.answer(&request, false).await else {
                     return;
@@ -415,5 +435,57 @@ pub async fn serve_tcp(listener: TcpListener, served: Arc<Served>) {
                 }
             }
         });
+    }
+}
+
+/// One length-prefixed message (None: the connection ended first).
+async fn read_message(conn: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    conn.read_exact(&mut len).await.ok()?;
+    let mut request = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    conn.read_exact(&mut request).await.ok()?;
+    Some(request)
+}
+
+/// The open TCP connections, oldest first: how to tell each one to close.
+#[derive(Default)]
+struct OpenConnections {
+    next: u64,
+    by_age: BTreeMap<u64, Arc<Notify>>,
+}
+
+/// One open connection's place among the [`OpenConnections`]; leaves it when dropped.
+struct OpenConnection {
+    id: u64,
+    closing: Arc<Notify>,
+    open: Arc<Mutex<OpenConnections>>,
+}
+
+impl OpenConnection {
+    /// A new connection's place, closing the oldest when [`TCP_MAX`] are open. The oldest closes
+    /// when it next waits for a message (after sending the answer it is working on, if any).
+    fn admit(open: &Arc<Mutex<OpenConnections>>) -> OpenConnection {
+        let mut all = open.lock().unwrap_or_else(|e| e.into_inner());
+        while all.by_age.len() >= TCP_MAX {
+            if let Some((_, oldest)) = all.by_age.pop_first() {
+                oldest.notify_one();
+            }
+        }
+        let id = all.next;
+        all.next += 1;
+        let closing = Arc::new(Notify::new());
+        all.by_age.insert(id, closing.clone());
+        OpenConnection {
+            id,
+            closing,
+            open: open.clone(),
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut all = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        all.by_age.remove(&self.id);
     }
 }

@@ -16,8 +16,13 @@
 //!
 //! Names are compared in lowercase. A name that exists with other types gets NOERROR with no
 //! answer and the SOA; a name that does not exist, NXDOMAIN with the SOA; a name outside the
-//! zones weft serves (the cluster domain and the reverse zones of the cluster's ranges) is
-//! refused here (forwarding is the server's business).
+//! zones weft serves (the cluster domain, the reverse zones of the cluster's ranges, and the
+//! reverse names of the addresses it has records for, IPv6 or outside those ranges) is refused
+//! here (forwarding is the server's business).
+//!
+//! An ANY question gets one RRset of the name, the first in the order A, AAAA, SRV, PTR, CNAME,
+//! TXT, SOA (RFC 8482 section 4.1, as BIND's `minimal-any` and Knot answer): never the whole
+//! name, which would make every Service a UDP amplifier.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -81,18 +86,17 @@ pub enum Qtype {
 }
 
 impl Data {
-    fn matches(&self, q: Qtype) -> bool {
-        matches!(
-            (self, q),
-            (_, Qtype::Any)
-                | (Data::A(_), Qtype::A)
-                | (Data::Aaaa(_), Qtype::Aaaa)
-                | (Data::Srv { .. }, Qtype::Srv)
-                | (Data::Ptr(_), Qtype::Ptr)
-                | (Data::Cname(_), Qtype::Cname)
-                | (Data::Txt(_), Qtype::Txt)
-                | (Data::Soa { .. }, Qtype::Soa)
-        )
+    /// The type a question asks for to get this record.
+    pub fn kind(&self) -> Qtype {
+        match self {
+            Data::A(_) => Qtype::A,
+            Data::Aaaa(_) => Qtype::Aaaa,
+            Data::Srv { .. } => Qtype::Srv,
+            Data::Ptr(_) => Qtype::Ptr,
+            Data::Cname(_) => Qtype::Cname,
+            Data::Txt(_) => Qtype::Txt,
+            Data::Soa { .. } => Qtype::Soa,
+        }
     }
 }
 
@@ -194,6 +198,33 @@ pub fn reverse_name(ip: IpAddr) -> String {
             out
         }
     }
+}
+
+/// Whether `name` is `apex` or a name under it (both lowercase, absolute, in the presentation
+/// form hickory writes, where a dot inside a label is `\.` and a backslash `\\`): `a\.b.` is
+/// one label, so `x\.cluster.local.` is under `local.`, not under `cluster.local.`.
+fn is_under(name: &str, apex: &str) -> bool {
+    if name == apex {
+        return true;
+    }
+    let Some(rest) = name.strip_suffix(apex) else {
+        return false;
+    };
+    let Some(label) = rest.strip_suffix('.') else {
+        return false;
+    };
+    // The dot ends a label unless an odd number of backslashes escapes it.
+    let slashes = label.bytes().rev().take_while(|b| *b == b'\\').count();
+    slashes % 2 == 0
+}
+
+/// A label as Kubernetes names a namespace (RFC 1123): letters, digits and dashes.
+fn is_ldh(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// The address a four-label `in-addr.arpa.` name stands for.
@@ -392,7 +423,9 @@ impl Zone {
 
     /// Whether weft answers for `name` (lowercase, absolute) at all.
     fn serves(&self, name: &str) -> bool {
-        if name == self.apex || name.ends_with(&format!(".{}", self.apex)) {
+        // The compiled reverse names of IPv6 addresses and of addresses outside the configured
+        // ranges are weft's too: no upstream knows them.
+        if is_under(name, &self.apex) || self.records.contains_key(name) {
             return true;
         }
         match reverse_v4(name) {
@@ -443,14 +476,17 @@ impl Zone {
             };
         }
         // A CNAME owner has nothing else: every question gets the CNAME.
-        let answers: Vec<Record> = match found.iter().find(|d| matches!(d, Data::Cname(_))) {
-            Some(cname) => vec![record(cname.clone())],
-            None => found
-                .into_iter()
-                .filter(|d| d.matches(qtype))
-                .map(record)
-                .collect(),
+        let wanted = match found.iter().find(|d| matches!(d, Data::Cname(_))) {
+            Some(_) => Some(Qtype::Cname),
+            // RFC 8482: one RRset, the first of the name's types.
+            None if qtype == Qtype::Any => found.iter().min().map(Data::kind),
+            None => Some(qtype),
         };
+        let answers: Vec<Record> = found
+            .into_iter()
+            .filter(|d| Some(d.kind()) == wanted)
+            .map(record)
+            .collect();
         let authority = if answers.is_empty() {
             vec![self.soa_record()]
         } else {
@@ -469,17 +505,14 @@ impl Zone {
         }
         // `pod.<zone>` and `<ns>.pod.<zone>` exist for the synthesised pod names.
         let pods = format!("pod.{}", self.apex);
-        name == pods
-            || name
-                .strip_suffix(&format!(".{pods}"))
-                .is_some_and(|ns| !ns.is_empty() && !ns.contains('.'))
+        name == pods || name.strip_suffix(&format!(".{pods}")).is_some_and(is_ldh)
     }
 
     /// `a-b-c-d.<ns>.pod.<zone>`: the address a-b-c-d (CoreDNS's `pods insecure`).
     fn pod_record(&self, name: &str) -> Option<Data> {
         let rest = name.strip_suffix(&format!(".pod.{}", self.apex))?;
         let (host, ns) = rest.split_once('.')?;
-        if ns.is_empty() || ns.contains('.') {
+        if !is_ldh(ns) {
             return None;
         }
         if let Ok(v4) = host.replace('-', ".").parse::<Ipv4Addr>() {
