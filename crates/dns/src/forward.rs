@@ -6,7 +6,8 @@
 //! - Each question goes to the upstreams in turn, starting with the next one round-robin, over
 //!   UDP from a fresh socket (a random source port and a random ID per question, so an answer
 //!   cannot be guessed), and over TCP when the UDP answer is truncated. An answer must carry the
-//!   ID and the question that were sent. When every upstream fails the client gets SERVFAIL.
+//!   ID and the question that were sent. When every upstream fails the client gets SERVFAIL; so
+//!   does a question beyond [`MAX_IN_FLIGHT`] waiting at once.
 //! - Cached: NOERROR answers for the smallest TTL of their records (at most an hour), NXDOMAIN and
 //!   NODATA for the SOA's negative TTL (at most 30 minutes; without an SOA, not at all), never
 //!   SERVFAIL or REFUSED. A cached answer's TTLs count down. When the cache is full, an entry is
@@ -31,6 +32,9 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_POSITIVE_TTL: u32 = 3600;
 /// The longest a negative answer is kept (CoreDNS's cache: 1800 s).
 pub const MAX_NEGATIVE_TTL: u32 = 1800;
+/// The most questions waiting for upstream at once; beyond, SERVFAIL at once, so a flood of
+/// questions for outside names cannot take every socket (and file descriptor) of the process.
+pub const MAX_IN_FLIGHT: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -224,6 +228,7 @@ pub struct Forwarder {
     cache: Cache,
     next: AtomicUsize,
     timeout: Duration,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Forwarder {
@@ -233,7 +238,14 @@ impl Forwarder {
             cache: Cache::new(cache_size),
             next: AtomicUsize::new(0),
             timeout: ATTEMPT_TIMEOUT,
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         }
+    }
+
+    /// The same, with at most `n` questions waiting for upstream at once (tests).
+    pub fn with_max_in_flight(mut self, n: usize) -> Forwarder {
+        self.in_flight = tokio::sync::Semaphore::new(n);
+        self
     }
 
     /// The same, with a shorter wait per upstream (tests).
@@ -275,6 +287,10 @@ impl Forwarder {
     pub async fn resolve(&self, query: &Message, metrics: &Metrics) -> Message {
         let Some(q) = query.queries().first() else {
             return error(query, ResponseCode::FormErr);
+        };
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            metrics.forward_overloaded();
+            return error(query, ResponseCode::ServFail);
         };
         match self.ask(q, metrics).await {
             Ok(answer) => {

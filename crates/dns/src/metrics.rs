@@ -35,6 +35,8 @@ pub struct Metrics {
     forwards: Mutex<BTreeMap<String, u64>>,
     /// (upstream, reason) -> questions it did not answer.
     forward_failures: Mutex<BTreeMap<(String, String), u64>>,
+    /// Questions refused a turn upstream: too many were waiting already.
+    forward_overloaded: AtomicU64,
 }
 
 impl Metrics {
@@ -91,6 +93,10 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .entry((to.to_string(), reason.to_string()))
             .or_default() += 1;
+    }
+
+    pub fn forward_overloaded(&self) {
+        self.forward_overloaded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of everything counted so far.
@@ -182,6 +188,13 @@ impl Metrics {
                 "weft_dns_forward_failures_total{{to=\"{to}\",reason=\"{reason}\"}} {n}"
             );
         }
+        out.push_str("# HELP weft_dns_forward_overloaded_total Questions answered SERVFAIL without asking upstream: too many were waiting for it.\n");
+        out.push_str("# TYPE weft_dns_forward_overloaded_total counter\n");
+        let _ = writeln!(
+            out,
+            "weft_dns_forward_overloaded_total {}",
+            self.forward_overloaded.load(Ordering::Relaxed)
+        );
         out
     }
 }

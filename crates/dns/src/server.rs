@@ -6,6 +6,7 @@
 //! - a response (QR set), however malformed: nothing, so two servers never bounce errors;
 //! - a message that cannot be parsed: FORMERR when its header could be read, else nothing;
 //! - an opcode other than QUERY: NOTIMP; not exactly one question: FORMERR;
+//! - an EDNS version other than 0: BADVERS (RFC 6891);
 //! - a class other than IN, or a zone transfer (AXFR/IXFR): REFUSED;
 //! - a name weft does not serve: forwarded upstream when the client asked for recursion and
 //!   there is an upstream ([`crate::forward`]), else REFUSED;
@@ -316,6 +317,11 @@ fn answer(zone: Option<&Zone>, query: Message, udp: bool, forwarding: bool) -> O
         let mut ours = Edns::new();
         ours.set_max_payload(EDNS_PAYLOAD.min(edns.max_payload().max(512)));
         reply.set_edns(ours);
+        if edns.version() > 0 {
+            // RFC 6891 6.1.3: an EDNS version weft does not speak; the answer says version 0.
+            reply.set_response_code(ResponseCode::BADVERS);
+            return reply_bytes(reply);
+        }
     }
     let refused = q.query_class() != DNSClass::IN
         || matches!(q.query_type(), RecordType::AXFR | RecordType::IXFR);

@@ -154,6 +154,10 @@ fn dig_gets_the_records_and_the_right_negative_answers() {
     assert!(dig(s, &["example.com"]).contains("status: REFUSED"));
     assert!(dig(s, &["-c", "CH", "-t", "TXT", "version.bind"]).contains("status: REFUSED"));
     assert!(dig(s, &["-t", "AXFR", "cluster.local"]).contains("Transfer failed"));
+    // An EDNS version weft does not speak: BADVERS, and its own OPT says version 0.
+    let badvers = dig(s, &["+edns=1", "+noednsneg", "web.default.svc.cluster.local"]);
+    assert!(badvers.contains("status: BADVERS"), "{badvers}");
+    assert!(badvers.contains("EDNS: version: 0"), "{badvers}");
 }
 
 #[test]

@@ -230,3 +230,37 @@ async fn a_silent_upstream_gives_servfail_and_counts_failures() {
     assert!(text.contains("weft_dns_cache_misses_total 1"), "{text}");
     assert!(forwarder.cache().is_empty(), "SERVFAIL is not cached");
 }
+
+/// Beyond the bound of questions waiting upstream, SERVFAIL at once, counted.
+#[tokio::test]
+async fn questions_beyond_the_in_flight_bound_get_servfail_at_once() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = silent.local_addr().unwrap();
+    let forwarder = std::sync::Arc::new(
+        Forwarder::new(vec![server], 10)
+            .with_timeout(Duration::from_millis(500))
+            .with_max_in_flight(1),
+    );
+    let metrics = std::sync::Arc::new(Metrics::default());
+    let mut query = Message::new();
+    query
+        .set_id(1)
+        .set_recursion_desired(true)
+        .add_query(question("www.example.org.", RecordType::A));
+    let waiting = {
+        let (forwarder, metrics, query) = (forwarder.clone(), metrics.clone(), query.clone());
+        tokio::spawn(async move { forwarder.resolve(&query, &metrics).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let turned_away = forwarder.resolve(&query, &metrics).await;
+    assert_eq!(turned_away.response_code(), ResponseCode::ServFail);
+    assert!(started.elapsed() < Duration::from_millis(100));
+    assert!(metrics
+        .render()
+        .contains("weft_dns_forward_overloaded_total 1"));
+    assert_eq!(
+        waiting.await.unwrap().response_code(),
+        ResponseCode::ServFail
+    );
+}
