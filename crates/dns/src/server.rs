@@ -85,7 +85,7 @@ impl Served {
         let zone = self.current();
         match decide(zone.as_deref(), request, udp, self.forwarder.is_some()) {
             None => Now::Reply(None),
-            Some(Decision::Reply(bytes)) => Now::Reply(Some(with_outcome(bytes))),
+            Some(Decision::Reply(bytes, outcome)) => Now::Reply(Some((bytes, outcome))),
             Some(Decision::Forward(query)) => {
                 let Some(forwarder) = &self.forwarder else {
                     return Now::Reply(None);
@@ -219,22 +219,9 @@ pub fn respond_with_outcome(
     udp: bool,
 ) -> Option<(Vec<u8>, Outcome)> {
     match decide(zone, request, udp, false)? {
-        Decision::Reply(bytes) => Some(with_outcome(bytes)),
+        Decision::Reply(bytes, outcome) => Some((bytes, outcome)),
         Decision::Forward(_) => None,
     }
-}
-
-/// `reply` with what it says it answers.
-fn with_outcome(reply: Vec<u8>) -> (Vec<u8>, Outcome) {
-    let outcome = match Message::from_vec(&reply) {
-        Ok(m) => outcome_of(&m),
-        Err(_) => Outcome {
-            name: String::new(),
-            qtype: "-".into(),
-            rcode: "FORMERR".into(),
-        },
-    };
-    (reply, outcome)
 }
 
 fn outcome_of(m: &Message) -> Outcome {
@@ -263,8 +250,8 @@ pub enum Now {
 
 /// What to do with one request.
 enum Decision {
-    /// Send these bytes.
-    Reply(Vec<u8>),
+    /// Send these bytes, which answer as the outcome says.
+    Reply(Vec<u8>, Outcome),
     /// Ask upstream: the question is for a name weft does not serve, and recursion was asked for.
     Forward(Message),
 }
@@ -287,13 +274,27 @@ fn rcode_name(code: ResponseCode) -> String {
 fn decide(zone: Option<&Zone>, request: &[u8], udp: bool, forwarding: bool) -> Option<Decision> {
     let query = match Message::from_vec(request) {
         Ok(m) => m,
-        Err(_) => return error_reply(request, ResponseCode::FormErr).map(Decision::Reply),
+        Err(_) => {
+            let outcome = Outcome {
+                name: String::new(),
+                qtype: "-".into(),
+                rcode: "FORMERR".into(),
+            };
+            return error_reply(request, ResponseCode::FormErr)
+                .map(|bytes| Decision::Reply(bytes, outcome));
+        }
     };
     answer(zone, query, udp, forwarding)
 }
 
 fn answer(zone: Option<&Zone>, query: Message, udp: bool, forwarding: bool) -> Option<Decision> {
-    let reply_bytes = |reply: Message| reply.to_vec().ok().map(Decision::Reply);
+    let reply_bytes = |reply: Message| {
+        let outcome = outcome_of(&reply);
+        reply
+            .to_vec()
+            .ok()
+            .map(|bytes| Decision::Reply(bytes, outcome))
+    };
     if query.message_type() != MessageType::Query {
         return None;
     }
@@ -348,7 +349,8 @@ fn answer(zone: Option<&Zone>, query: Message, udp: bool, forwarding: bool) -> O
     reply.set_authoritative(true);
     reply.add_answers(answer.answers.iter().filter_map(wire));
     reply.add_name_servers(answer.authority.iter().filter_map(wire));
-    finish(reply, &query, udp).map(Decision::Reply)
+    let outcome = outcome_of(&reply);
+    finish(reply, &query, udp).map(|bytes| Decision::Reply(bytes, outcome))
 }
 
 /// `reply` as bytes; over UDP, when longer than the client takes (512 bytes, or its EDNS size,
