@@ -106,6 +106,12 @@ pub(super) fn backends_map(n: u32) -> Set {
 
 /// Its rules: `dnat to ct mark . numgen random mod n map @backends_<n>`, per protocol (a port
 /// mapping needs one).
+///
+/// Random per connection, UDP too: the two packets of a UDP flow that race in conntrack (glibc's
+/// A and AAAA on one socket, from two CPUs) may each pick another backend, and since Linux 5.6
+/// (6a757c07e51f) the loser is inserted for its replies only instead of dropped, so both are
+/// answered; before 5.6 the loser was dropped and the lookup waited 5 s. The e2e test
+/// `dns_storm` forces that race against the two DNS pods and counts no drop.
 pub(super) fn pick_rules(n: u32) -> Vec<Rule> {
     use Selector::*;
     [L4Proto::Tcp, L4Proto::Udp, L4Proto::Sctp]
