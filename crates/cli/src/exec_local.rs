@@ -104,7 +104,8 @@ pub fn exec_local(lab: &ClusterName, args: ExecLocalArgs) -> Result<i32> {
     let program = find_program(&args.command[0])
         .ok_or_else(|| anyhow!("command {:?} not found on PATH", args.command[0]))?;
     let mut env = weft_lab::apiserver::service_env(&config);
-    env.extend(weft_lab::container::container_env(&name, container));
+    let hostname = weft_model::pod::hostname(&pod).to_string();
+    env.extend(weft_lab::container::container_env(&hostname, container));
     if let Ok(term) = std::env::var("TERM") {
         env.push(("TERM".into(), term));
     }
@@ -112,7 +113,7 @@ pub fn exec_local(lab: &ClusterName, args: ExecLocalArgs) -> Result<i32> {
         program,
         args: args.command[1..].to_vec(),
         env,
-        hostname: name.clone(),
+        hostname,
         netns,
         resolv_conf: layout.resolv_dir(&node).join(format!("{uid}.conf")),
         detach: false,

@@ -1,7 +1,8 @@
 //! Starting a process as a container of a pod: in the pod's network namespace, with its own UTS
-//! namespace (hostname = pod name) and a private mount namespace where the pod's resolv.conf is
-//! bind-mounted over /etc/resolv.conf. The kubelet starts workloads this way and `weft exec` runs
-//! commands this way, so both see exactly the same network and DNS settings.
+//! namespace (the pod's hostname, [`weft_model::pod::hostname`]) and a private mount namespace
+//! where the pod's resolv.conf is bind-mounted over /etc/resolv.conf. The kubelet starts
+//! workloads this way and `weft exec` runs commands this way, so both see exactly the same
+//! network and DNS settings.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -178,10 +179,11 @@ fn enter_pod(
     Ok(())
 }
 
-/// The environment a container starts with: a standard PATH and HOME, HOSTNAME set to the pod
-/// name (as container runtimes do), then the container's own `env` values.
+/// The environment a container starts with: a standard PATH and HOME, HOSTNAME set to the pod's
+/// hostname ([`weft_model::pod::hostname`], as container runtimes do), then the container's own
+/// `env` values.
 pub fn container_env(
-    pod_name: &str,
+    hostname: &str,
     container: &k8s_openapi::api::core::v1::Container,
 ) -> Vec<(String, String)> {
     let mut env = vec![
@@ -190,7 +192,7 @@ pub fn container_env(
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         ),
         ("HOME".to_string(), "/root".to_string()),
-        ("HOSTNAME".to_string(), pod_name.to_string()),
+        ("HOSTNAME".to_string(), hostname.to_string()),
     ];
     // `valueFrom` variables need the API's objects: the kubelet resolves them.
     for var in container

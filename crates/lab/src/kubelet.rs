@@ -310,7 +310,7 @@ impl Kubelet {
             program,
             args: command[1..].to_vec(),
             env: self.env(uid, pod, c)?,
-            hostname: pod_name(pod).to_string(),
+            hostname: weft_model::pod::hostname(pod).to_string(),
             netns: self.pod_netns_path(uid),
             resolv_conf: self.resolv_path(uid),
             detach: false,
@@ -519,7 +519,7 @@ impl Kubelet {
             program,
             args: argv,
             env,
-            hostname: pod_name(pod).to_string(),
+            hostname: weft_model::pod::hostname(pod).to_string(),
             netns: self.pod_netns_path(uid),
             resolv_conf: self.resolv_path(uid),
             detach: true,
@@ -561,7 +561,10 @@ impl Kubelet {
     /// then `valueFrom` ones, which win as later entries do).
     fn env(&self, uid: &str, pod: &Pod, c: &Container) -> Result<Vec<(String, String)>, String> {
         let mut env = crate::apiserver::service_env(&self.config);
-        env.extend(crate::container::container_env(pod_name(pod), c));
+        env.extend(crate::container::container_env(
+            weft_model::pod::hostname(pod),
+            c,
+        ));
         let pod_ip = self.sandboxes.get(uid).map(|s| s.ip.to_string());
         env.extend(crate::volumes::env_from(
             &self.store,

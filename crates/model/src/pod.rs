@@ -53,6 +53,27 @@ pub fn host_network(pod: &Pod) -> bool {
         .unwrap_or(false)
 }
 
+/// The pod's hostname, as the kubelet gives it: `spec.hostname` when set, else the pod's name;
+/// cut to 63 characters (a DNS label, and what `sethostname` takes) without a trailing `-` or
+/// `.`, as the kubelet's `truncatePodHostnameIfNeeded` does. A pod that also has
+/// `spec.subdomain` is known in DNS as `<hostname>.<subdomain>` (see the EndpointSlice
+/// controller), so the name it sees for itself and the name others find it by agree.
+pub fn hostname(pod: &Pod) -> &str {
+    let name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.as_deref())
+        .filter(|h| !h.is_empty())
+        .or(pod.metadata.name.as_deref())
+        .unwrap_or_default();
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return name;
+    }
+    // Names are ASCII (RFC 1123); a byte that is not would fail here, not panic.
+    name.get(..MAX).unwrap_or(name).trim_end_matches(['-', '.'])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +113,21 @@ mod tests {
         assert!(is_ready(&p));
         assert_eq!(pod_ip(&p), Some(Ipv4Addr::new(10, 244, 0, 5)));
         assert_eq!(node_name(&p), Some("weft-node1"));
+    }
+
+    #[test]
+    fn hostname_is_spec_hostname_else_the_name_cut_to_a_label() {
+        let named = |name: &str, hostname: Option<&str>| {
+            pod(json!({"metadata": {"name": name},
+                "spec": {"containers": [], "hostname": hostname, "subdomain": "db"}}))
+        };
+        assert_eq!(hostname(&named("db-a", Some("db-0"))), "db-0");
+        assert_eq!(hostname(&named("db-a", None)), "db-a");
+        assert_eq!(hostname(&named("db-a", Some(""))), "db-a");
+        // 62 characters, then a dash at the cut: the kubelet drops it.
+        let long = format!("{}-{}", "a".repeat(62), "b".repeat(40));
+        assert_eq!(hostname(&named(&long, None)), "a".repeat(62));
+        let exact = "c".repeat(70);
+        assert_eq!(hostname(&named(&exact, None)), "c".repeat(63));
     }
 }
