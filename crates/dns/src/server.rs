@@ -76,36 +76,73 @@ impl Served {
     pub async fn answer(&self, request: &[u8], udp: bool) -> Option<(Vec<u8>, Outcome)> {
         match self.answer_now(request, udp) {
             Now::Reply(reply) => reply,
-            Now::AskUpstream(query) => self.ask_upstream(&query, udp).await,
+            Now::AskUpstream(ask) => self.ask_upstream(ask, udp).await,
         }
     }
 
     /// The response to `request` from the zone or the cache, or the question to ask upstream.
     pub fn answer_now(&self, request: &[u8], udp: bool) -> Now {
         let zone = self.current();
-        match decide(zone.as_deref(), request, udp, self.forwarder.is_some()) {
-            None => Now::Reply(None),
-            Some(Decision::Reply(bytes, outcome)) => Now::Reply(Some((bytes, outcome))),
-            Some(Decision::Forward(query)) => {
-                let Some(forwarder) = &self.forwarder else {
-                    return Now::Reply(None);
-                };
-                match forwarder.cached(&query, &self.metrics) {
-                    Some(reply) => {
+        let Some(decision) = decide(zone.as_deref(), request, udp, self.forwarder.is_some()) else {
+            return Now::Reply(None);
+        };
+        let Some(forwarder) = &self.forwarder else {
+            return match decision {
+                Decision::Reply(bytes, outcome) => Now::Reply(Some((bytes, outcome))),
+                _ => Now::Reply(None),
+            };
+        };
+        match decision {
+            Decision::Reply(bytes, outcome) => Now::Reply(Some((bytes, outcome))),
+            Decision::Forward(query) => match forwarder.cached(&query, &self.metrics) {
+                Some(reply) => {
+                    let outcome = outcome_of(&reply);
+                    Now::Reply(finish(reply, &query, udp).map(|bytes| (bytes, outcome)))
+                }
+                None => Now::AskUpstream(Box::new(Upstream::Question(query))),
+            },
+            Decision::Chase {
+                query,
+                reply,
+                target,
+            } => {
+                let asked = chase_question(&query, target.clone());
+                match forwarder.cached(&asked, &self.metrics) {
+                    Some(answer) => {
+                        let reply = chased(reply, answer);
                         let outcome = outcome_of(&reply);
                         Now::Reply(finish(reply, &query, udp).map(|bytes| (bytes, outcome)))
                     }
-                    None => Now::AskUpstream(query),
+                    None => Now::AskUpstream(Box::new(Upstream::Chase {
+                        query,
+                        reply,
+                        target,
+                    })),
                 }
             }
         }
     }
 
-    /// The response to `query` from upstream.
-    pub async fn ask_upstream(&self, query: &Message, udp: bool) -> Option<(Vec<u8>, Outcome)> {
-        let reply = self.forwarder.as_ref()?.resolve(query, &self.metrics).await;
+    /// The response from upstream.
+    pub async fn ask_upstream(&self, ask: Box<Upstream>, udp: bool) -> Option<(Vec<u8>, Outcome)> {
+        let forwarder = self.forwarder.as_ref()?;
+        let (query, reply) = match *ask {
+            Upstream::Question(query) => {
+                let reply = forwarder.resolve(&query, &self.metrics).await;
+                (query, reply)
+            }
+            Upstream::Chase {
+                query,
+                reply,
+                target,
+            } => {
+                let asked = chase_question(&query, target);
+                let answer = forwarder.resolve(&asked, &self.metrics).await;
+                (query, chased(reply, answer))
+            }
+        };
         let outcome = outcome_of(&reply);
-        Some((finish(reply, query, udp)?, outcome))
+        Some((finish(reply, &query, udp)?, outcome))
     }
 
     pub fn swap(&self, zone: Zone) {
@@ -220,7 +257,7 @@ pub fn respond_with_outcome(
 ) -> Option<(Vec<u8>, Outcome)> {
     match decide(zone, request, udp, false)? {
         Decision::Reply(bytes, outcome) => Some((bytes, outcome)),
-        Decision::Forward(_) => None,
+        Decision::Forward(_) | Decision::Chase { .. } => None,
     }
 }
 
@@ -245,7 +282,41 @@ pub enum Now {
     /// The response (None: none at all).
     Reply(Option<(Vec<u8>, Outcome)>),
     /// Only upstream can answer this question.
-    AskUpstream(Message),
+    AskUpstream(Box<Upstream>),
+}
+
+/// What upstream is to be asked (always boxed, in [`Now`]: the variants' sizes do not matter).
+#[allow(clippy::large_enum_variant)]
+pub enum Upstream {
+    /// The client's question.
+    Question(Message),
+    /// The target of a CNAME in `reply`, the answer to `query` so far.
+    Chase {
+        query: Message,
+        reply: Message,
+        target: Name,
+    },
+}
+
+/// The question upstream is asked for a CNAME's `target`: the client's type, recursion desired.
+fn chase_question(query: &Message, target: Name) -> Message {
+    let mut asked = Message::new();
+    asked.set_id(query.id()).set_recursion_desired(true);
+    if let Some(q) = query.queries().first() {
+        asked.add_query(hickory_proto::op::Query::query(target, q.query_type()));
+    }
+    asked
+}
+
+/// `reply` (ending in a CNAME) with upstream's `answer` for the CNAME's target: its records,
+/// its response code and its authority.
+fn chased(mut reply: Message, mut answer: Message) -> Message {
+    reply
+        .set_response_code(answer.response_code())
+        .set_recursion_available(true)
+        .add_answers(answer.take_answers())
+        .add_name_servers(answer.take_name_servers());
+    reply
 }
 
 /// What to do with one request.
@@ -254,6 +325,12 @@ enum Decision {
     Reply(Vec<u8>, Outcome),
     /// Ask upstream: the question is for a name weft does not serve, and recursion was asked for.
     Forward(Message),
+    /// Ask upstream for `target`, where a CNAME in `reply` leads, and add its answer.
+    Chase {
+        query: Message,
+        reply: Message,
+        target: Name,
+    },
 }
 
 /// A response code as dig prints it (`NOERROR`, `NXDOMAIN`...).
@@ -348,9 +425,59 @@ fn answer(zone: Option<&Zone>, query: Message, udp: bool, forwarding: bool) -> O
     }
     reply.set_authoritative(true);
     reply.add_answers(answer.answers.iter().filter_map(wire));
-    reply.add_name_servers(answer.authority.iter().filter_map(wire));
+    let mut authority = answer.authority;
+    // A CNAME (an ExternalName) answering another type: the chain is followed and its records
+    // added, as resolver libraries expect the whole chain in one answer (RFC 1034 4.3.2).
+    let wanted = qtype(q.query_type());
+    let mut target = chained(&answer.answers, wanted);
+    let mut hops = 0;
+    while let (Some(next), Some(zone)) = (target.take(), zone) {
+        hops += 1;
+        if hops > MAX_CHAIN {
+            break;
+        }
+        let found = zone.lookup(&next, wanted);
+        match found.rcode {
+            // Outside the cluster: upstream's to answer, if the client asked for recursion.
+            Rcode::Refused => {
+                if forwarding && query.recursion_desired() {
+                    if let Some(target) = name(&next) {
+                        return Some(Decision::Chase {
+                            query,
+                            reply,
+                            target,
+                        });
+                    }
+                }
+            }
+            Rcode::NxDomain => {
+                reply.set_response_code(ResponseCode::NXDomain);
+                authority = found.authority;
+            }
+            Rcode::NoError => {
+                reply.add_answers(found.answers.iter().filter_map(wire));
+                authority = found.authority;
+                target = chained(&found.answers, wanted);
+            }
+        }
+    }
+    reply.add_name_servers(authority.iter().filter_map(wire));
     let outcome = outcome_of(&reply);
     finish(reply, &query, udp).map(|bytes| Decision::Reply(bytes, outcome))
+}
+
+/// The most CNAMEs followed for one answer (a loop ends there).
+const MAX_CHAIN: usize = 8;
+
+/// The target of the CNAME that ends `answers`, when the question was for another type.
+fn chained(answers: &[Record], wanted: Qtype) -> Option<String> {
+    if matches!(wanted, Qtype::Cname | Qtype::Any) {
+        return None;
+    }
+    match &answers.last()?.data {
+        Data::Cname(target) => Some(target.clone()),
+        _ => None,
+    }
 }
 
 /// `reply` as bytes; over UDP, when longer than the client takes (512 bytes, or its EDNS size,
@@ -389,10 +516,10 @@ pub async fn serve_udp(socket: UdpSocket, served: Arc<Served>) {
             }
             Now::Reply(None) => {}
             // Upstream may take seconds: the loop goes on answering others meanwhile.
-            Now::AskUpstream(query) => {
+            Now::AskUpstream(ask) => {
                 let (socket, served) = (socket.clone(), served.clone());
                 tokio::spawn(async move {
-                    if let Some((reply, outcome)) = served.ask_upstream(&query, true).await {
+                    if let Some((reply, outcome)) = served.ask_upstream(ask, true).await {
                         if let Err(e) = socket.send_to(&reply, peer).await {
                             tracing::debug!("dns udp reply to {peer}: {e}");
                         }

@@ -114,6 +114,18 @@ fn cluster_zone() -> Zone {
         "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]},
     }))
     .unwrap();
+    // ExternalNames: one to the outside world, one to a name the upstream does not have, one to
+    // a Service of the cluster.
+    let external = |name: &str, target: &str| -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"type": "ExternalName", "externalName": target},
+        }))
+        .unwrap()
+    };
+    let ext = external("ext", "www.example.org");
+    let gone = external("gone", "gone.example.org");
+    let inside = external("inside", "web.default.svc.cluster.local");
     Zone::compile(
         ZoneConfig {
             domain: "cluster.local".into(),
@@ -123,7 +135,7 @@ fn cluster_zone() -> Zone {
                 "10.244.0.0/16".parse().unwrap(),
             ],
         },
-        &[&web],
+        &[&web, &ext, &gone, &inside],
         &[],
         1,
     )
@@ -244,6 +256,52 @@ fn names_outside_the_cluster_are_forwarded_cached_and_refused_as_they_should_be(
         "{}",
         alias.text
     );
+
+    // An ExternalName: the CNAME and, followed upstream, its target's records, in one answer
+    // (resolver libraries do not follow a CNAME themselves); the rcode is the target's.
+    let ext = dig(addr, &["ext.default.svc.cluster.local"]);
+    assert_eq!(ext.status, "NOERROR", "{}", ext.text);
+    assert_eq!(ext.answers.len(), 2, "{}", ext.text);
+    assert!(
+        ext.answers[0].ends_with("CNAME www.example.org."),
+        "{}",
+        ext.text
+    );
+    assert!(
+        ext.answers[1].ends_with("IN A 203.0.113.10"),
+        "{}",
+        ext.text
+    );
+    assert!(
+        ext.flags.contains("aa"),
+        "the first name is the cluster's: {}",
+        ext.text
+    );
+    let gone = dig(addr, &["gone.default.svc.cluster.local"]);
+    assert_eq!(gone.status, "NXDOMAIN", "{}", gone.text);
+    assert_eq!(gone.answers.len(), 1, "the CNAME: {}", gone.text);
+    assert!(
+        gone.authority.iter().any(|r| r.contains(" SOA ")),
+        "{}",
+        gone.text
+    );
+    let inside = dig(addr, &["inside.default.svc.cluster.local"]);
+    assert_eq!(inside.answers.len(), 2, "{}", inside.text);
+    assert!(
+        inside.answers[1].ends_with("IN A 10.96.0.20"),
+        "{}",
+        inside.text
+    );
+    // Asked for the CNAME itself, or without recursion: the CNAME alone.
+    assert_eq!(
+        dig(addr, &["ext.default.svc.cluster.local", "CNAME"])
+            .answers
+            .len(),
+        1
+    );
+    let alone = dig(addr, &["+norecurse", "ext.default.svc.cluster.local"]);
+    assert_eq!(alone.status, "NOERROR", "{}", alone.text);
+    assert_eq!(alone.answers.len(), 1, "{}", alone.text);
 
     // NXDOMAIN with the upstream's SOA, then from the cache.
     let nope = dig(addr, &["nope.example.org"]);

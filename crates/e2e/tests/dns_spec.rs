@@ -579,7 +579,6 @@ fn pods_on_two_nodes_see_every_record_of_the_dns_spec() {
 /// chain from one answer, as from any recursive resolver); CoreDNS appends the target's
 /// records, resolved through its upstream or its own zone.
 #[test]
-#[ignore = "weft dns answers an ExternalName with the CNAME alone (crates/dns/src/server.rs)"]
 fn external_name_chains_resolve_through_the_resolver_library() {
     let lab = Lab::new();
     let manifest = lab.write(
