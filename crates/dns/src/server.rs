@@ -319,7 +319,8 @@ fn chased(mut reply: Message, mut answer: Message) -> Message {
     reply
 }
 
-/// What to do with one request.
+/// What to do with one request (one per request, moved once: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 enum Decision {
     /// Send these bytes, which answer as the outcome says.
     Reply(Vec<u8>, Outcome),
