@@ -381,7 +381,9 @@ fn answer(zone: Option<&Zone>, query: Message, udp: bool, forwarding: bool) -> O
         .set_id(query.id())
         .set_message_type(MessageType::Response)
         .set_op_code(query.op_code())
-        .set_recursion_desired(query.recursion_desired());
+        .set_recursion_desired(query.recursion_desired())
+        // Recursion is available when there is an upstream to forward to.
+        .set_recursion_available(forwarding);
     if query.op_code() != OpCode::Query {
         reply.set_response_code(ResponseCode::NotImp);
         return reply_bytes(reply);

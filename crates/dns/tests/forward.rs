@@ -334,6 +334,7 @@ fn names_outside_the_cluster_are_forwarded_cached_and_refused_as_they_should_be(
         cluster.text
     );
     assert!(cluster.flags.contains("aa"), "{}", cluster.text);
+    assert!(cluster.flags.contains("ra"), "recursion is available: {}", cluster.text);
     let unknown = dig(addr, &["-x", "10.96.0.99"]);
     assert_eq!(
         unknown.status, "NXDOMAIN",
