@@ -132,7 +132,7 @@ enum Command {
     /// compiled from the API (the kube-dns Deployment in deploy/dns.yaml; the lab deploys the
     /// same).
     #[command(
-        after_help = "Examples:\n  weft dns --config /etc/weft/cluster.yaml                     # in a pod: in-cluster API access\n  weft dns --config cluster.yaml --kubeconfig ~/.kube/config --listen 127.0.0.1:5353"
+        after_help = "Examples:\n  weft dns --config /etc/weft/cluster.yaml                     # in a pod: in-cluster API access\n  weft dns --config cluster.yaml --kubeconfig ~/.kube/config --listen 127.0.0.1:5353\n  weft dns --print-zone > zones.txt                             # what the lab's DNS serves"
     )]
     Dns {
         /// The cluster config (YAML, the lab's format): the cluster domain and ranges.
@@ -144,6 +144,10 @@ enum Command {
         /// Where /healthz and /readyz are served.
         #[arg(long, value_name = "PORT", default_value_t = weft_dns::run::HEALTH_PORT)]
         health_port: u16,
+        /// List the Services and EndpointSlices once, print the zones as master files (RFC
+        /// 1035: the cluster domain's, then each reverse zone's) and exit.
+        #[arg(long)]
+        print_zone: bool,
     },
     /// Install the CNI plugin and this node's conflist on the host (the agent DaemonSet's init
     /// container on a real cluster).
@@ -267,15 +271,28 @@ fn run(cli: Cli) -> Result<i32> {
             config,
             listen,
             health_port,
+            print_zone,
         } => {
             let (cluster, lab_kubeconfig) = cluster_config(&cli.lab, config)?;
+            let zone = weft_dns::ZoneConfig {
+                domain: cluster.cluster_domain.clone(),
+                ttl: cluster.dns_ttl,
+                reverse: vec![cluster.service_cidr, cluster.pod_cidr],
+            };
+            let kubeconfig = cli.kubeconfig.clone().or(lab_kubeconfig);
+            if print_zone {
+                let serial = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(1));
+                let timeout = std::time::Duration::from_secs(60);
+                let compiled =
+                    weft_dns::master::listed(&zone, kubeconfig.as_deref(), serial, timeout)?;
+                print!("{}", weft_dns::master::render_all(&compiled, &zone));
+                return Ok(0);
+            }
             weft_dns::run::run(weft_dns::run::DnsConfig {
-                zone: weft_dns::ZoneConfig {
-                    domain: cluster.cluster_domain.clone(),
-                    ttl: cluster.dns_ttl,
-                    reverse: vec![cluster.service_cidr, cluster.pod_cidr],
-                },
-                kubeconfig: cli.kubeconfig.clone().or(lab_kubeconfig),
+                zone,
+                kubeconfig,
                 listen,
                 health_port: Some(health_port),
                 metrics_port: Some(weft_dns::run::METRICS_PORT),
