@@ -8,6 +8,7 @@ pub mod master;
 pub mod metrics;
 pub mod run;
 pub mod server;
+pub mod udp;
 pub mod zone;
 
 pub use zone::{Answer, Data, Record, Zone, ZoneConfig};

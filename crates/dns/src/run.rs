@@ -15,7 +15,7 @@ use weft_view::source::{self, SourceError};
 use weft_view::{Interest, Reconciler, Shared, Wake};
 
 use crate::forward::{self, Forwarder};
-use crate::server::{serve_tcp, serve_udp, Served};
+use crate::server::{serve_tcp, Served};
 use crate::zone::{Zone, ZoneConfig};
 
 /// The DNS pod's health port (`/healthz`, `/readyz`).
@@ -159,14 +159,24 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
             addr: config.listen,
             error,
         };
-        let udp = tokio::net::UdpSocket::bind(config.listen)
-            .await
-            .map_err(listen_err)?;
+        // UDP: one thread per core the process may use (at most 4), each with its own
+        // SO_REUSEPORT socket, off the async scheduler (crate::udp).
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4);
+        let udp = crate::udp::sockets(config.listen, threads).map_err(listen_err)?;
         let tcp = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(listen_err)?;
         let served_for_metrics = served.clone();
-        tokio::spawn(serve_udp(udp, served.clone()));
+        let runtime = tokio::runtime::Handle::current();
+        for (i, socket) in udp.into_iter().enumerate() {
+            let (served, runtime) = (served.clone(), runtime.clone());
+            std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || crate::udp::serve(socket, served, runtime))
+                .map_err(DnsError::Runtime)?;
+        }
         tokio::spawn(serve_tcp(tcp, served));
         if let Some(port) = config.health_port {
             tokio::spawn(weft_view::health::serve(port, readiness));

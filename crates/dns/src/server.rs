@@ -235,6 +235,16 @@ fn error_reply(request: &[u8], code: ResponseCode) -> Option<Vec<u8>> {
     Message::error_msg(id, opcode, code).to_vec().ok()
 }
 
+/// The answer to a datagram too long to be a question: FORMERR (None: not even a header).
+pub fn oversized(request: &[u8]) -> Option<(Vec<u8>, Outcome)> {
+    let outcome = Outcome {
+        name: String::new(),
+        qtype: "-".into(),
+        rcode: "FORMERR".into(),
+    };
+    error_reply(request, ResponseCode::FormErr).map(|bytes| (bytes, outcome))
+}
+
 /// What was asked and answered, for the metrics and the query log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
@@ -497,41 +507,18 @@ fn finish(reply: Message, query: &Message, udp: bool) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Answers on `socket` until the runtime stops.
+/// Answers on `socket` until the runtime stops: the batched loop of [`crate::udp`] on a thread
+/// of the runtime's blocking pool, questions for upstream on the runtime.
 pub async fn serve_udp(socket: UdpSocket, served: Arc<Served>) {
-    let socket = Arc::new(socket);
-    let mut buf = vec![0u8; 65535];
-    loop {
-        let (n, peer): (usize, SocketAddr) = match socket.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("dns udp: {e}");
-                continue;
-            }
-        };
-        let started = std::time::Instant::now();
-        match served.answer_now(&buf[..n], true) {
-            Now::Reply(Some((reply, outcome))) => {
-                if let Err(e) = socket.send_to(&reply, peer).await {
-                    tracing::debug!("dns udp reply to {peer}: {e}");
-                }
-                served.record(&outcome, started.elapsed(), peer, "udp");
-            }
-            Now::Reply(None) => {}
-            // Upstream may take seconds: the loop goes on answering others meanwhile.
-            Now::AskUpstream(ask) => {
-                let (socket, served) = (socket.clone(), served.clone());
-                tokio::spawn(async move {
-                    if let Some((reply, outcome)) = served.ask_upstream(ask, true).await {
-                        if let Err(e) = socket.send_to(&reply, peer).await {
-                            tracing::debug!("dns udp reply to {peer}: {e}");
-                        }
-                        served.record(&outcome, started.elapsed(), peer, "udp");
-                    }
-                });
-            }
+    let socket = match socket.into_std() {
+        Ok(socket) => socket,
+        Err(e) => {
+            tracing::error!("dns udp: {e}");
+            return;
         }
-    }
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let _ = tokio::task::spawn_blocking(move || crate::udp::serve(socket, served, runtime)).await;
 }
 
 /// Answers every connection on `listener` (length-prefixed messages, several per connection).
