@@ -9,10 +9,14 @@
 #     ROUNDS rounds interleaved: queries per second at saturation (median of the rounds, with the
 #     server's own CPU time over the run), then p50/p99 latency at one fixed rate for all (half
 #     the slowest server's rate);
-#   - weft dns's RSS at COUNT x ENDPOINTS, and how long its answers take to follow API writes.
+#   - weft dns's RSS at COUNT x ENDPOINTS, and how long its answers take to follow API writes;
+#   - names outside the cluster: Knot on loopback serves FWD_NAMES names of example.org as the
+#     upstream of the same weft dns (upstreamDNS) and of an Unbound forwarding "." to it; both
+#     asked every name once, then loaded as above: every answer from their caches.
 # Targets: weft answers >= 1.0x the best peer's queries per second of CPU (each confined to one
 # core; queries/s is printed too, and is the capacity only where a server kept its core busy);
-# an answer follows a write within 1 s (the worst of FOLLOW rounds of each kind).
+# an answer follows a write within 1 s (the worst of FOLLOW rounds of each kind); cached
+# forwarded answers no slower than Unbound's cache (per CPU second and p99 at one rate).
 # Needs root, knot, nsd, unbound and dnsperf (scripts/deps.sh), and release builds:
 #   cargo build --release -p weft -p weft-cni
 #   cargo build --release --manifest-path bench/api/Cargo.toml
@@ -33,6 +37,7 @@ lat_secs=${LAT_SECS:-5}
 clients=${CLIENTS:-8}
 outstanding=${OUTSTANDING:-200}
 follow=${FOLLOW:-10}
+fwd_names=${FWD_NAMES:-1000}
 server_cpu=0 load_cpu=1
 for b in "$weft" "$client"; do
     [[ -x $b ]] || { echo "$b not found: see the build commands at the top of $0" >&2; exit 1; }
@@ -116,10 +121,25 @@ $tool headless "$url" "$lab_dir/pki" "$headless" "$endpoints"
 # two cores: scaled to 0, the weft dns measured here is the only DNS server of the lab.
 $tool quiet "$url" "$lab_dir/pki"
 
+# The upstream of the forwarding phase, Knot on loopback serving example.org: weft dns gets it as
+# its upstreamDNS (without one it would take this machine's resolv.conf).
+up_port=$(free_port)
+mkdir -p "$tmp/up/db"
+{
+    printf '$ORIGIN example.org.\n$TTL 3600\n@ SOA ns hostmaster 1 3600 600 86400 3600\n@ NS ns\nns A 127.0.0.1\n'
+    for ((i = 0; i < fwd_names; i++)); do printf 'h%d A 203.0.113.%d\n' "$i" $((i % 250 + 1)); done
+} > "$tmp/up/example.org.zone"
+printf 'server:\n    listen: 127.0.0.1@%s\n    rundir: %s/up\nlog:\n  - target: stderr\n    any: warning\ndatabase:\n    storage: %s/up/db\nzone:\n  - domain: example.org\n    file: %s/up/example.org.zone\n    zonefile-sync: -1\n    journal-content: none\n' \
+    "$up_port" "$tmp" "$tmp" "$tmp" > "$tmp/up/knot.conf"
+knotd -c "$tmp/up/knot.conf" > "$tmp/upstream.log" 2>&1 &
+pids+=("$!")
+sed "s/^upstreamDNS:.*/upstreamDNS: [\"127.0.0.1:$up_port\"]/" "$lab_dir/cluster.yaml" > "$tmp/weft-dns.yaml"
+grep -q "^upstreamDNS: \[\"127.0.0.1:$up_port\"\]" "$tmp/weft-dns.yaml"
+
 weft_port=$(free_port)
 echo "weft dns on 127.0.0.1:$weft_port, pinned to CPU $server_cpu ..." >&2
-taskset -c "$server_cpu" "$weft" --lab "$lab" dns --listen "127.0.0.1:$weft_port" \
-    --health-port "$(free_port)" > "$tmp/weft.log" 2>&1 &
+taskset -c "$server_cpu" "$weft" --kubeconfig "$lab_dir/kubeconfig" dns --config "$tmp/weft-dns.yaml" \
+    --listen "127.0.0.1:$weft_port" --health-port "$(free_port)" > "$tmp/weft.log" 2>&1 &
 weft_pid=$!
 pids+=("$weft_pid")
 wait_answering "$weft_port" weft
@@ -210,9 +230,10 @@ read -r -a differ <<< "$($tool check "$tmp/queries" 500 "$weft_port" "$knot_port
 rss_weft=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$weft_pid/status")
 
 # --- load -------------------------------------------------------------------------------------
-dnsperf_run() { # $1 server, $2 output file, then extra dnsperf options
+queries=$tmp/queries
+dnsperf_run() { # $1 server, $2 output file, then extra dnsperf options; asks $queries
     local s=$1 out=$2; shift 2
-    taskset -c "$load_cpu" /usr/bin/time -f 'dnsperf CPU: %U %S' dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$tmp/queries" -c "$clients" -T 1 -t 2 "$@" > "$out" 2>&1
+    taskset -c "$load_cpu" /usr/bin/time -f 'dnsperf CPU: %U %S' dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$queries" -c "$clients" -T 1 -t 2 "$@" > "$out" 2>&1
 }
 field() { awk -v k="$1" 'index($0, k) { sub(/^[^:]*: */, ""); print; exit }' "$2"; }
 for ((r = 1; r <= rounds; r++)); do
@@ -252,6 +273,41 @@ done
 echo "following API writes ($follow rounds of each kind) ..." >&2
 $tool follow "$url" "$lab_dir/pki" "$weft_port" "$follow" > "$tmp/follow"
 worst_follow=$(awk '/^WORST/ { print $2 }' "$tmp/follow")
+
+# --- forwarded names, answered from the cache: weft dns against Unbound -----------------------
+fwd_port=$(free_port)
+{
+    unbound_server "$fwd_port"
+    printf '    do-not-query-localhost: no\nforward-zone:\n    name: "."\n    forward-addr: 127.0.0.1@%s\n' "$up_port"
+} > "$tmp/unbound-fwd.conf"
+unbound-checkconf "$tmp/unbound-fwd.conf" >/dev/null
+taskset -c "$server_cpu" unbound -d -c "$tmp/unbound-fwd.conf" > "$tmp/unbound-fwd.log" 2>&1 &
+fwd_pid=$!
+pids+=("$fwd_pid")
+port[unbound-fwd]=$fwd_port
+pid[unbound-fwd]=$fwd_pid
+for ((i = 0; i < fwd_names; i++)); do echo "h$i.example.org A"; done > "$tmp/fwd-queries"
+queries=$tmp/fwd-queries
+fwd=(weft unbound-fwd)
+for s in "${fwd[@]}"; do
+    dig +short -p "${port[$s]}" @127.0.0.1 h0.example.org A | grep -q 203.0.113.1 ||
+        { echo "$s does not forward example.org to 127.0.0.1:$up_port" >&2; exit 1; }
+    dnsperf_run "$s" "$tmp/fwd-warm.$s" -n 1 # every name once: into the cache
+done
+declare -A fwd_per_cpu fwd_qps fwd_p99
+for s in "${fwd[@]}"; do
+    echo "forwarded, from the cache: $s, $secs s at saturation ..." >&2
+    c0=$(cpu_of "${pid[$s]}")
+    dnsperf_run "$s" "$tmp/fwd.$s" -l "$secs" -q "$outstanding"
+    c1=$(cpu_of "${pid[$s]}")
+    fwd_qps[$s]=$(field 'Queries per second' "$tmp/fwd.$s" | awk '{ printf "%.0f", $1 }')
+    fwd_per_cpu[$s]=$(python3 -c "print('%.0f' % (${fwd_qps[$s]} * $secs / max($c1 - $c0, 0.01)))")
+done
+fwd_rate=$(( (fwd_qps[weft] < fwd_qps[unbound-fwd] ? fwd_qps[weft] : fwd_qps[unbound-fwd]) / 2 ))
+for s in "${fwd[@]}"; do
+    dnsperf_run "$s" "$tmp/fwd-lat.$s" -l "$lat_secs" -Q "$fwd_rate" -q 1000 -v
+    fwd_p99[$s]=$($tool p99 "$tmp/fwd-lat.$s" | awk '{ print $2 }')
+done
 
 # --- report -----------------------------------------------------------------------------------
 echo
@@ -304,3 +360,11 @@ echo "weft dns RSS with $count Services x $endpoints endpoints: $rss_weft MiB (V
 echo "weft's answers following API writes (from the write's response to the first new answer, polled every ~1 ms):"
 grep -v '^WORST' "$tmp/follow"
 echo "  target every change answered within 1 s: worst $worst_follow ms, $(verdict "$worst_follow < 1000")"
+echo
+fwd_cpu_ratio=$(python3 -c "print('%.2f' % (${fwd_per_cpu[weft]} / ${fwd_per_cpu[unbound-fwd]}))")
+fwd_p99_ratio=$(python3 -c "print('%.2f' % (${fwd_p99[weft]} / max(${fwd_p99[unbound-fwd]}, 0.001)))")
+echo "names outside the cluster, answered from the cache ($fwd_names names of example.org from Knot on loopback, each asked once first):"
+printf '  %-22s %9s queries/s %9s per CPU-s   p99 %s ms at %s queries/s\n' "weft dns" "${fwd_qps[weft]}" "${fwd_per_cpu[weft]}" "${fwd_p99[weft]}" "$fwd_rate"
+printf '  %-22s %9s queries/s %9s per CPU-s   p99 %s ms\n' "Unbound (forward-zone)" "${fwd_qps[unbound-fwd]}" "${fwd_per_cpu[unbound-fwd]}" "${fwd_p99[unbound-fwd]}"
+echo "  weft / Unbound: per CPU-second ${fwd_cpu_ratio}x, p99 ${fwd_p99_ratio}x (lower is better)"
+echo "  target no slower than Unbound's cache: $(verdict "$fwd_cpu_ratio >= 1.0 and $fwd_p99_ratio <= 1.0")"
