@@ -1,6 +1,7 @@
 //! weft's DNS server loop: one zone shared by the UDP and TCP listeners and swapped whole when
 //! the cluster changes ([`Served`]), and [`respond`], the pure step from request bytes to
-//! response bytes. The wire format is hickory-proto's; the loop is weft's own.
+//! response bytes. The wire format is hickory-proto's, but for the common questions, answered
+//! by copying bytes encoded when the zone was compiled (`reply`); the loop is weft's own.
 //!
 //! What a question gets (RFC 1035, 6891, 8482):
 //! - a response (QR set), however malformed: nothing, so two servers never bounce errors;
@@ -35,6 +36,8 @@ use tokio::sync::Notify;
 
 use crate::forward::Forwarder;
 use crate::zone::{Data, Qtype, Rcode, Record, Zone};
+
+mod reply;
 
 /// The EDNS buffer size weft advertises (the DNS flag day's 1232 bytes).
 pub const EDNS_PAYLOAD: u16 = 1232;
@@ -146,7 +149,7 @@ impl Served {
     }
 
     pub fn swap(&self, zone: Zone) {
-        self.metrics.set_records(zone.records().count());
+        self.metrics.set_records(zone.record_count());
         *self.zone.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(zone));
     }
 
@@ -360,6 +363,14 @@ fn rcode_name(code: ResponseCode) -> String {
 /// The reply from the zone, or [`Decision::Forward`] when `forwarding` and the name is not
 /// the zone's (None: no reply at all).
 fn decide(zone: Option<&Zone>, request: &[u8], udp: bool, forwarding: bool) -> Option<Decision> {
+    if let Some((bytes, outcome)) = reply::plain(zone, request, udp, forwarding) {
+        return Some(Decision::Reply(bytes, outcome));
+    }
+    general(zone, request, udp, forwarding)
+}
+
+/// [`decide`] through hickory's parser and encoder, for any request.
+fn general(zone: Option<&Zone>, request: &[u8], udp: bool, forwarding: bool) -> Option<Decision> {
     let query = match Message::from_vec(request) {
         Ok(m) => m,
         Err(_) => {

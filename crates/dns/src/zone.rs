@@ -24,7 +24,8 @@
 //! TXT, SOA (RFC 8482 section 4.1, as BIND's `minimal-any` and Knot answer): never the whole
 //! name, which would make every Service a UDP amplifier.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -166,20 +167,80 @@ pub struct Answer {
 pub struct Zone {
     config: ZoneConfig,
     /// Lowercased absolute name (with the final dot) -> its records.
-    records: BTreeMap<String, Vec<Data>>,
+    records: HashMap<String, Owner>,
     /// Every name that exists: owners and the names between them and their zone's apex.
-    existing: BTreeSet<String>,
+    existing: HashSet<String>,
     apex: String,
     soa: Data,
+    /// The SOA record in wire form, owner written out (None: the apex is not plain labels).
+    soa_wire: Option<Box<[u8]>>,
+    /// `pod.<zone>`, the parent of the synthesised pod names.
+    pods: String,
 }
 
-/// `name` made absolute and lowercase.
-fn absolute(name: &str) -> String {
-    let mut n = name.to_ascii_lowercase();
-    if !n.ends_with('.') {
-        n.push('.');
+/// One owner name's records, and their wire form per type (filled in when compiled).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Owner {
+    data: Vec<Data>,
+    sets: Vec<wire::Set>,
+}
+
+impl Owner {
+    /// The encoded records of type `kind` (None: some record of them has no plain wire form;
+    /// an empty set when there are none).
+    pub(crate) fn set(&self, kind: Qtype) -> Option<(u16, &[u8])> {
+        match self.sets.iter().find(|s| s.kind == kind) {
+            Some(s) => s.bytes.as_deref().map(|b| (s.count, b)),
+            None => Some((0, &[])),
+        }
     }
-    n
+}
+
+/// What a name holds for a question, as [`Zone::find`] finds it: borrowed from the zone.
+pub(crate) enum Found<'z> {
+    /// Not a name of the zones weft serves.
+    Refused,
+    NxDomain,
+    /// NOERROR: the records of type `wanted` among `records` answer (none: no data).
+    NoError {
+        wanted: Option<Qtype>,
+        records: Records<'z>,
+    },
+}
+
+/// The records of a name that exists.
+pub(crate) enum Records<'z> {
+    Stored(&'z Owner),
+    /// A synthesised pod address.
+    Pod(Data),
+    /// An empty non-terminal, or a name with no records yet.
+    Nothing,
+}
+
+impl Records<'_> {
+    fn data(&self) -> &[Data] {
+        match self {
+            Records::Stored(owner) => &owner.data,
+            Records::Pod(data) => std::slice::from_ref(data),
+            Records::Nothing => &[],
+        }
+    }
+}
+
+/// `name` made absolute and lowercase (copied only when it is not already).
+fn absolute(name: &str) -> Cow<'_, str> {
+    let lower = !name.bytes().any(|b| b.is_ascii_uppercase());
+    match (lower, name.ends_with('.')) {
+        (true, true) => Cow::Borrowed(name),
+        (true, false) => Cow::Owned(format!("{name}.")),
+        (false, _) => {
+            let mut n = name.to_ascii_lowercase();
+            if !n.ends_with('.') {
+                n.push('.');
+            }
+            Cow::Owned(n)
+        }
+    }
 }
 
 /// The reverse name of an address: `5.1.244.10.in-addr.arpa.`, or the nibbles for IPv6.
@@ -230,14 +291,12 @@ fn is_ldh(label: &str) -> bool {
 /// The address a four-label `in-addr.arpa.` name stands for.
 fn reverse_v4(name: &str) -> Option<Ipv4Addr> {
     let rest = name.strip_suffix(".in-addr.arpa.")?;
-    let parts: Vec<u8> = rest
-        .split('.')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    match parts.as_slice() {
-        [d, c, b, a] => Some(Ipv4Addr::new(*a, *b, *c, *d)),
-        _ => None,
+    let mut parts = rest.split('.').map(|p| p.parse::<u8>().ok());
+    let mut octets = [0u8; 4];
+    for o in octets.iter_mut().rev() {
+        *o = parts.next()??;
     }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
 }
 
 fn dashed(ip: IpAddr) -> String {
@@ -263,7 +322,7 @@ impl Zone {
         slices: &[&EndpointSlice],
         serial: u32,
     ) -> Zone {
-        let apex = absolute(&config.domain);
+        let apex = absolute(&config.domain).into_owned();
         let soa = Data::Soa {
             mname: format!("ns.dns.{apex}"),
             rname: format!("hostmaster.{apex}"),
@@ -274,10 +333,12 @@ impl Zone {
             minimum: config.ttl,
         };
         let mut zone = Zone {
-            records: BTreeMap::new(),
-            existing: BTreeSet::new(),
+            records: HashMap::new(),
+            existing: HashSet::new(),
             apex: apex.clone(),
+            soa_wire: wire::full_record(&apex, &soa, config.ttl),
             soa: soa.clone(),
+            pods: format!("pod.{apex}"),
             config,
         };
         zone.add(&apex, soa);
@@ -298,12 +359,16 @@ impl Zone {
             let slices = by_service.remove(&(ns, name)).unwrap_or_default();
             zone.service(svc, ns, name, &slices);
         }
+        let ttl = zone.config.ttl;
+        for owner in zone.records.values_mut() {
+            owner.sets = wire::sets(&owner.data, ttl);
+        }
         zone
     }
 
     fn add(&mut self, name: &str, data: Data) {
-        let name = absolute(name);
-        let list = self.records.entry(name.clone()).or_default();
+        let name = absolute(name).into_owned();
+        let list = &mut self.records.entry(name.clone()).or_default().data;
         if !list.contains(&data) {
             list.push(data);
         }
@@ -315,7 +380,7 @@ impl Zone {
         let fqdn = format!("{name}.{ns}.svc.{}", self.apex);
         if spec.type_.as_deref() == Some("ExternalName") {
             if let Some(target) = spec.external_name.as_deref().filter(|t| !t.is_empty()) {
-                self.add(&fqdn, Data::Cname(absolute(target)));
+                self.add(&fqdn, Data::Cname(absolute(target).into_owned()));
             }
             return;
         }
@@ -415,17 +480,17 @@ impl Zone {
     /// Makes `name` exist, and every name between it and the root (empty non-terminals).
     fn existing_name(&mut self, name: &str) {
         let name = absolute(name);
-        let mut n = name.as_str();
+        let mut n: &str = &name;
         while !n.is_empty() && self.existing.insert(n.to_string()) {
             n = n.split_once('.').map_or("", |(_, rest)| rest);
         }
     }
 
-    /// Whether weft answers for `name` (lowercase, absolute) at all.
+    /// Whether weft answers for `name` (lowercase, absolute), when it owns no records.
     fn serves(&self, name: &str) -> bool {
         // The compiled reverse names of IPv6 addresses and of addresses outside the configured
-        // ranges are weft's too: no upstream knows them.
-        if is_under(name, &self.apex) || self.records.contains_key(name) {
+        // ranges are weft's too (they own records): no upstream knows them.
+        if is_under(name, &self.apex) {
             return true;
         }
         match reverse_v4(name) {
@@ -443,49 +508,55 @@ impl Zone {
         }
     }
 
+    /// The SOA record in wire form, for the authority section of a negative answer.
+    pub(crate) fn soa_wire(&self) -> Option<&[u8]> {
+        self.soa_wire.as_deref()
+    }
+
+    /// The TTL of every record.
+    pub(crate) fn ttl(&self) -> u32 {
+        self.config.ttl
+    }
+
+    /// How many records the zone holds.
+    pub fn record_count(&self) -> usize {
+        self.records.values().map(|o| o.data.len()).sum()
+    }
+
     /// The answer to `qname`/`qtype`. Answer records carry the name as asked.
     pub fn lookup(&self, qname: &str, qtype: Qtype) -> Answer {
-        let name = absolute(qname);
+        let (records, wanted) = match self.find(&absolute(qname), qtype) {
+            Found::Refused => {
+                return Answer {
+                    rcode: Rcode::Refused,
+                    answers: Vec::new(),
+                    authority: Vec::new(),
+                }
+            }
+            Found::NxDomain => {
+                return Answer {
+                    rcode: Rcode::NxDomain,
+                    answers: Vec::new(),
+                    authority: vec![self.soa_record()],
+                }
+            }
+            Found::NoError { wanted, records } => (records, wanted),
+        };
         let owner = if qname.ends_with('.') {
             qname.to_string()
         } else {
             format!("{qname}.")
         };
-        if !self.serves(&name) {
-            return Answer {
-                rcode: Rcode::Refused,
-                answers: Vec::new(),
-                authority: Vec::new(),
-            };
-        }
         let ttl = self.config.ttl;
-        let record = |data: Data| Record {
-            name: owner.clone(),
-            ttl,
-            data,
-        };
-        let found: Vec<Data> = match self.records.get(&name) {
-            Some(list) => list.clone(),
-            None => self.pod_record(&name).into_iter().collect(),
-        };
-        if found.is_empty() && !self.exists(&name) {
-            return Answer {
-                rcode: Rcode::NxDomain,
-                answers: Vec::new(),
-                authority: vec![self.soa_record()],
-            };
-        }
-        // A CNAME owner has nothing else: every question gets the CNAME.
-        let wanted = match found.iter().find(|d| matches!(d, Data::Cname(_))) {
-            Some(_) => Some(Qtype::Cname),
-            // RFC 8482: one RRset, the first of the name's types.
-            None if qtype == Qtype::Any => found.iter().min().map(Data::kind),
-            None => Some(qtype),
-        };
-        let answers: Vec<Record> = found
-            .into_iter()
+        let answers: Vec<Record> = records
+            .data()
+            .iter()
             .filter(|d| Some(d.kind()) == wanted)
-            .map(record)
+            .map(|d| Record {
+                name: owner.clone(),
+                ttl,
+                data: d.clone(),
+            })
             .collect();
         let authority = if answers.is_empty() {
             vec![self.soa_record()]
@@ -499,18 +570,43 @@ impl Zone {
         }
     }
 
+    /// What `name` (lowercase, absolute) holds for `qtype`, without copying anything.
+    pub(crate) fn find(&self, name: &str, qtype: Qtype) -> Found<'_> {
+        let records = match self.records.get(name) {
+            Some(owner) => Records::Stored(owner),
+            None if !self.serves(name) => return Found::Refused,
+            None => match self.pod_record(name) {
+                Some(data) => Records::Pod(data),
+                None if self.exists(name) => Records::Nothing,
+                None => return Found::NxDomain,
+            },
+        };
+        let found = records.data();
+        // A CNAME owner has nothing else: every question gets the CNAME.
+        let wanted = match found.iter().find(|d| matches!(d, Data::Cname(_))) {
+            Some(_) => Some(Qtype::Cname),
+            // RFC 8482: one RRset, the first of the name's types.
+            None if qtype == Qtype::Any => found.iter().min().map(Data::kind),
+            None => Some(qtype),
+        };
+        Found::NoError { wanted, records }
+    }
+
     fn exists(&self, name: &str) -> bool {
         if self.existing.contains(name) {
             return true;
         }
         // `pod.<zone>` and `<ns>.pod.<zone>` exist for the synthesised pod names.
-        let pods = format!("pod.{}", self.apex);
-        name == pods || name.strip_suffix(&format!(".{pods}")).is_some_and(is_ldh)
+        name == self.pods
+            || name
+                .strip_suffix(self.pods.as_str())
+                .and_then(|rest| rest.strip_suffix('.'))
+                .is_some_and(is_ldh)
     }
 
     /// `a-b-c-d.<ns>.pod.<zone>`: the address a-b-c-d (CoreDNS's `pods insecure`).
     fn pod_record(&self, name: &str) -> Option<Data> {
-        let rest = name.strip_suffix(&format!(".pod.{}", self.apex))?;
+        let rest = name.strip_suffix(self.pods.as_str())?.strip_suffix('.')?;
         let (host, ns) = rest.split_once('.')?;
         if !is_ldh(ns) {
             return None;
@@ -528,11 +624,14 @@ impl Zone {
 
     /// Every stored record, for tests and dumps.
     pub fn records(&self) -> impl Iterator<Item = (&str, &Data)> {
-        self.records
-            .iter()
-            .flat_map(|(n, list)| list.iter().map(move |d| (n.as_str(), d)))
+        let mut owners: Vec<(&String, &Owner)> = self.records.iter().collect();
+        owners.sort_unstable_by_key(|(name, _)| *name);
+        owners
+            .into_iter()
+            .flat_map(|(n, owner)| owner.data.iter().map(move |d| (n.as_str(), d)))
     }
 }
 
 #[cfg(test)]
 mod tests;
+pub(crate) mod wire;

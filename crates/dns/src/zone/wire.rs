@@ -1,0 +1,166 @@
+//! The zone's records in their wire form (RFC 1035 section 4.1.3), encoded once when the zone
+//! is compiled, so that answering copies bytes instead of building and encoding records per
+//! question. Each answer record starts with the owner as a compression pointer to the
+//! question's name (offset 12, `0xC00C`): the owner is the name as asked, in the case asked.
+//! Targets are written whole (RFC 2782 forbids compressing SRV targets; for PTR and CNAME it
+//! only costs bytes). Names other than plain labels (an escaped dot, say) are not encoded:
+//! their questions take the general path.
+
+use super::{Data, Qtype};
+
+/// The compression pointer to the question's name, right after the 12-byte header.
+const TO_QUESTION: [u8; 2] = [0xC0, 0x0C];
+
+/// The records of one type of one owner, each one ready to follow the question.
+#[derive(Clone, Debug)]
+pub(crate) struct Set {
+    pub kind: Qtype,
+    pub count: u16,
+    /// None when a record of the set has no plain wire form.
+    pub bytes: Option<Box<[u8]>>,
+}
+
+/// The type code of a record type weft stores.
+pub(crate) fn type_code(kind: Qtype) -> u16 {
+    match kind {
+        Qtype::A => 1,
+        Qtype::Cname => 5,
+        Qtype::Soa => 6,
+        Qtype::Ptr => 12,
+        Qtype::Txt => 16,
+        Qtype::Aaaa => 28,
+        Qtype::Srv => 33,
+        Qtype::Any => 255,
+        Qtype::Other(code) => code,
+    }
+}
+
+/// The question type of a type code (None: one weft leaves to the general path).
+pub(crate) fn qtype_of(code: u16) -> Option<Qtype> {
+    Some(match code {
+        1 => Qtype::A,
+        5 => Qtype::Cname,
+        6 => Qtype::Soa,
+        12 => Qtype::Ptr,
+        16 => Qtype::Txt,
+        28 => Qtype::Aaaa,
+        33 => Qtype::Srv,
+        255 => Qtype::Any,
+        _ => return None,
+    })
+}
+
+/// `text` (absolute, plain labels) as uncompressed wire labels, lowercased when `lower`.
+fn name(text: &str, lower: bool, out: &mut Vec<u8>) -> Option<()> {
+    let start = out.len();
+    let body = text.strip_suffix('.')?;
+    if !body.is_empty() {
+        for label in body.split('.') {
+            let len = u8::try_from(label.len())
+                .ok()
+                .filter(|l| (1..=63).contains(l))?;
+            if label.contains('\\') {
+                return None;
+            }
+            out.push(len);
+            if lower {
+                out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
+            } else {
+                out.extend_from_slice(label.as_bytes());
+            }
+        }
+    }
+    out.push(0);
+    (out.len() - start <= 255).then_some(())
+}
+
+fn rdata(data: &Data, out: &mut Vec<u8>) -> Option<()> {
+    match data {
+        Data::A(ip) => out.extend_from_slice(&ip.octets()),
+        Data::Aaaa(ip) => out.extend_from_slice(&ip.octets()),
+        Data::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => {
+            out.extend_from_slice(&priority.to_be_bytes());
+            out.extend_from_slice(&weight.to_be_bytes());
+            out.extend_from_slice(&port.to_be_bytes());
+            // As hickory writes it: SRV targets in lowercase (RFC 4034, 6840).
+            name(target, true, out)?;
+        }
+        Data::Ptr(target) | Data::Cname(target) => name(target, false, out)?,
+        Data::Txt(text) => {
+            out.push(u8::try_from(text.len()).ok()?);
+            out.extend_from_slice(text.as_bytes());
+        }
+        Data::Soa {
+            mname,
+            rname,
+            serial,
+            refresh,
+            retry,
+            expire,
+            minimum,
+        } => {
+            name(mname, false, out)?;
+            name(rname, false, out)?;
+            for n in [serial, refresh, retry, expire, minimum] {
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+        }
+    }
+    Some(())
+}
+
+/// One record after its owner: type, class IN, TTL, RDATA with its length.
+pub(crate) fn record(data: &Data, ttl: u32, out: &mut Vec<u8>) -> Option<()> {
+    out.extend_from_slice(&type_code(data.kind()).to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    let at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    rdata(data, out)?;
+    let len = u16::try_from(out.len() - at - 2).ok()?;
+    out[at..at + 2].copy_from_slice(&len.to_be_bytes());
+    Some(())
+}
+
+/// One record owned by the question's name.
+pub(crate) fn answer(data: &Data, ttl: u32, out: &mut Vec<u8>) -> Option<()> {
+    out.extend_from_slice(&TO_QUESTION);
+    record(data, ttl, out)
+}
+
+/// The sets of an owner's records, one per type, each in the records' order.
+pub(crate) fn sets(list: &[Data], ttl: u32) -> Vec<Set> {
+    let mut sets: Vec<Set> = Vec::new();
+    for first in list {
+        let kind = first.kind();
+        if sets.iter().any(|s| s.kind == kind) {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        let mut count = 0u16;
+        let mut whole = true;
+        for d in list.iter().filter(|d| d.kind() == kind) {
+            whole &= answer(d, ttl, &mut bytes).is_some();
+            count = count.saturating_add(1);
+        }
+        sets.push(Set {
+            kind,
+            count,
+            bytes: whole.then(|| bytes.into_boxed_slice()),
+        });
+    }
+    sets
+}
+
+/// A whole record: its owner `owner` written out, then the record.
+pub(crate) fn full_record(owner: &str, data: &Data, ttl: u32) -> Option<Box<[u8]>> {
+    let mut out = Vec::new();
+    name(owner, false, &mut out)?;
+    record(data, ttl, &mut out)?;
+    Some(out.into_boxed_slice())
+}
