@@ -182,17 +182,16 @@ pub struct Zone {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Owner {
     data: Vec<Data>,
-    sets: Vec<wire::Set>,
+    /// Whether the name is a CNAME's (then it has nothing else).
+    cname: bool,
+    sets: wire::Sets,
 }
 
 impl Owner {
     /// The encoded records of type `kind` (None: some record of them has no plain wire form;
     /// an empty set when there are none).
     pub(crate) fn set(&self, kind: Qtype) -> Option<(u16, &[u8])> {
-        match self.sets.iter().find(|s| s.kind == kind) {
-            Some(s) => s.bytes.as_deref().map(|b| (s.count, b)),
-            None => Some((0, &[])),
-        }
+        self.sets.get(kind)
     }
 }
 
@@ -361,7 +360,8 @@ impl Zone {
         }
         let ttl = zone.config.ttl;
         for owner in zone.records.values_mut() {
-            owner.sets = wire::sets(&owner.data, ttl);
+            owner.sets = wire::Sets::encode(&owner.data, ttl);
+            owner.cname = owner.data.iter().any(|d| matches!(d, Data::Cname(_)));
         }
         zone
     }
@@ -581,13 +581,14 @@ impl Zone {
                 None => return Found::NxDomain,
             },
         };
-        let found = records.data();
+        // Read from the owner, not its records: one memory access fewer per question.
+        let cname = matches!(records, Records::Stored(owner) if owner.cname);
         // A CNAME owner has nothing else: every question gets the CNAME.
-        let wanted = match found.iter().find(|d| matches!(d, Data::Cname(_))) {
-            Some(_) => Some(Qtype::Cname),
+        let wanted = match cname {
+            true => Some(Qtype::Cname),
             // RFC 8482: one RRset, the first of the name's types.
-            None if qtype == Qtype::Any => found.iter().min().map(Data::kind),
-            None => Some(qtype),
+            false if qtype == Qtype::Any => records.data().iter().min().map(Data::kind),
+            false => Some(qtype),
         };
         Found::NoError { wanted, records }
     }

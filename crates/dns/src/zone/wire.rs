@@ -11,13 +11,74 @@ use super::{Data, Qtype};
 /// The compression pointer to the question's name, right after the 12-byte header.
 const TO_QUESTION: [u8; 2] = [0xC0, 0x0C];
 
-/// The records of one type of one owner, each one ready to follow the question.
-#[derive(Clone, Debug)]
-pub(crate) struct Set {
-    pub kind: Qtype,
-    pub count: u16,
-    /// None when a record of the set has no plain wire form.
-    pub bytes: Option<Box<[u8]>>,
+/// One owner's records, each ready to follow the question, in one block (one memory access
+/// per answer): the number of types, then per type its code, its record count ([`NO_WIRE`]
+/// when one has no plain wire form) and its length in bytes, then the records, type by type.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Sets(Box<[u8]>);
+
+/// The count of a type whose records are left to the general path.
+const NO_WIRE: u16 = u16::MAX;
+/// Bytes per type in the table: code, count, length.
+const ENTRY: usize = 8;
+
+impl Sets {
+    /// The sets of an owner's records, one per type, each in the records' order.
+    pub(crate) fn encode(list: &[Data], ttl: u32) -> Sets {
+        let mut kinds: Vec<Qtype> = Vec::new();
+        for d in list {
+            if !kinds.contains(&d.kind()) {
+                kinds.push(d.kind());
+            }
+        }
+        let mut table = vec![u8::try_from(kinds.len()).unwrap_or(0)];
+        let mut records = Vec::new();
+        for kind in kinds.iter().take(usize::from(table[0])) {
+            let mut bytes = Vec::new();
+            let mut count = 0usize;
+            let mut whole = true;
+            for d in list.iter().filter(|d| d.kind() == *kind) {
+                whole &= answer(d, ttl, &mut bytes).is_some();
+                count += 1;
+            }
+            let count = u16::try_from(count).ok().filter(|c| *c != NO_WIRE);
+            let len = u32::try_from(bytes.len()).ok();
+            let (count, len) = match (whole, count, len) {
+                (true, Some(count), Some(len)) => (count, len),
+                _ => (NO_WIRE, 0),
+            };
+            table.extend_from_slice(&type_code(*kind).to_be_bytes());
+            table.extend_from_slice(&count.to_be_bytes());
+            table.extend_from_slice(&len.to_be_bytes());
+            if count != NO_WIRE {
+                records.extend_from_slice(&bytes);
+            }
+        }
+        table.extend_from_slice(&records);
+        Sets(table.into_boxed_slice())
+    }
+
+    /// The records of type `kind`: their count and bytes (none: `(0, [])`), or None when
+    /// they have no plain wire form.
+    pub(crate) fn get(&self, kind: Qtype) -> Option<(u16, &[u8])> {
+        let b = &self.0;
+        let n = usize::from(*b.first().unwrap_or(&0));
+        let code = type_code(kind).to_be_bytes();
+        let mut at = 1 + ENTRY * n;
+        for entry in b.get(1..1 + ENTRY * n)?.chunks_exact(ENTRY) {
+            let count = u16::from_be_bytes([entry[2], entry[3]]);
+            let len = u32::from_be_bytes([entry[4], entry[5], entry[6], entry[7]]);
+            let len = usize::try_from(len).ok()?;
+            if entry[..2] == code {
+                return match count {
+                    NO_WIRE => None,
+                    _ => Some((count, b.get(at..at + len)?)),
+                };
+            }
+            at += len;
+        }
+        Some((0, &[]))
+    }
 }
 
 /// The type code of a record type weft stores.
@@ -131,30 +192,6 @@ pub(crate) fn record(data: &Data, ttl: u32, out: &mut Vec<u8>) -> Option<()> {
 pub(crate) fn answer(data: &Data, ttl: u32, out: &mut Vec<u8>) -> Option<()> {
     out.extend_from_slice(&TO_QUESTION);
     record(data, ttl, out)
-}
-
-/// The sets of an owner's records, one per type, each in the records' order.
-pub(crate) fn sets(list: &[Data], ttl: u32) -> Vec<Set> {
-    let mut sets: Vec<Set> = Vec::new();
-    for first in list {
-        let kind = first.kind();
-        if sets.iter().any(|s| s.kind == kind) {
-            continue;
-        }
-        let mut bytes = Vec::new();
-        let mut count = 0u16;
-        let mut whole = true;
-        for d in list.iter().filter(|d| d.kind() == kind) {
-            whole &= answer(d, ttl, &mut bytes).is_some();
-            count = count.saturating_add(1);
-        }
-        sets.push(Set {
-            kind,
-            count,
-            bytes: whole.then(|| bytes.into_boxed_slice()),
-        });
-    }
-    sets
 }
 
 /// A whole record: its owner `owner` written out, then the record.
