@@ -332,8 +332,10 @@ impl Zone {
             minimum: config.ttl,
         };
         let mut zone = Zone {
-            records: HashMap::new(),
-            existing: HashSet::new(),
+            // About four names per Service (its name, an SRV, a PTR, their parents): growing
+            // the tables would hash every name again.
+            records: HashMap::with_capacity(4 * services.len()),
+            existing: HashSet::with_capacity(4 * services.len()),
             apex: apex.clone(),
             soa_wire: wire::full_record(&apex, &soa, config.ttl),
             soa: soa.clone(),

@@ -23,39 +23,44 @@ const NO_WIRE: u16 = u16::MAX;
 const ENTRY: usize = 8;
 
 impl Sets {
-    /// The sets of an owner's records, one per type, each in the records' order.
+    /// The sets of an owner's records, one per type, each in the records' order. One
+    /// allocation per owner: this runs for every name on every compile.
     pub(crate) fn encode(list: &[Data], ttl: u32) -> Sets {
-        let mut kinds: Vec<Qtype> = Vec::new();
+        // Seven kinds of data at most.
+        let mut kinds = [Qtype::A; 8];
+        let mut n = 0;
         for d in list {
-            if !kinds.contains(&d.kind()) {
-                kinds.push(d.kind());
+            if n < kinds.len() && !kinds[..n].contains(&d.kind()) {
+                kinds[n] = d.kind();
+                n += 1;
             }
         }
-        let mut table = vec![u8::try_from(kinds.len()).unwrap_or(0)];
-        let mut records = Vec::new();
-        for kind in kinds.iter().take(usize::from(table[0])) {
-            let mut bytes = Vec::new();
+        let mut out = Vec::with_capacity(1 + ENTRY * n + 48 * list.len());
+        out.push(u8::try_from(n).unwrap_or(0));
+        out.resize(1 + ENTRY * n, 0);
+        for (i, kind) in kinds[..n].iter().enumerate() {
+            let start = out.len();
             let mut count = 0usize;
             let mut whole = true;
             for d in list.iter().filter(|d| d.kind() == *kind) {
-                whole &= answer(d, ttl, &mut bytes).is_some();
+                whole &= answer(d, ttl, &mut out).is_some();
                 count += 1;
             }
             let count = u16::try_from(count).ok().filter(|c| *c != NO_WIRE);
-            let len = u32::try_from(bytes.len()).ok();
+            let len = u32::try_from(out.len() - start).ok();
             let (count, len) = match (whole, count, len) {
                 (true, Some(count), Some(len)) => (count, len),
-                _ => (NO_WIRE, 0),
+                _ => {
+                    out.truncate(start);
+                    (NO_WIRE, 0)
+                }
             };
-            table.extend_from_slice(&type_code(*kind).to_be_bytes());
-            table.extend_from_slice(&count.to_be_bytes());
-            table.extend_from_slice(&len.to_be_bytes());
-            if count != NO_WIRE {
-                records.extend_from_slice(&bytes);
-            }
+            let entry = 1 + ENTRY * i;
+            out[entry..entry + 2].copy_from_slice(&type_code(*kind).to_be_bytes());
+            out[entry + 2..entry + 4].copy_from_slice(&count.to_be_bytes());
+            out[entry + 4..entry + 8].copy_from_slice(&len.to_be_bytes());
         }
-        table.extend_from_slice(&records);
-        Sets(table.into_boxed_slice())
+        Sets(out.into_boxed_slice())
     }
 
     /// The records of type `kind`: their count and bytes (none: `(0, [])`), or None when
