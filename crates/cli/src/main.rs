@@ -274,11 +274,7 @@ fn run(cli: Cli) -> Result<i32> {
             print_zone,
         } => {
             let (cluster, lab_kubeconfig) = cluster_config(&cli.lab, config)?;
-            let zone = weft_dns::ZoneConfig {
-                domain: cluster.cluster_domain.clone(),
-                ttl: cluster.dns_ttl,
-                reverse: vec![cluster.service_cidr, cluster.pod_cidr],
-            };
+            let zone = weft_dns::ZoneConfig::of(&cluster);
             let kubeconfig = cli.kubeconfig.clone().or(lab_kubeconfig);
             if print_zone {
                 let serial = std::time::SystemTime::now()

@@ -60,14 +60,7 @@ fn zone() -> Zone {
         );
     }
     Zone::compile(
-        ZoneConfig {
-            domain: "cluster.local".into(),
-            ttl: 30,
-            reverse: vec![
-                "10.96.0.0/12".parse().expect("a CIDR"),
-                "10.244.0.0/16".parse().expect("a CIDR"),
-            ],
-        },
+        ZoneConfig::default(),
         &services.iter().collect::<Vec<_>>(),
         &slices.iter().collect::<Vec<_>>(),
         1,

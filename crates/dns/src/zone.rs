@@ -47,6 +47,25 @@ pub struct ZoneConfig {
     pub reverse: Vec<Ipv4Cidr>,
 }
 
+impl ZoneConfig {
+    /// The zone a cluster's DNS serves: its domain and TTL, and the reverse names of its service
+    /// and pod ranges.
+    pub fn of(cluster: &weft_model::config::ClusterConfig) -> ZoneConfig {
+        ZoneConfig {
+            domain: cluster.cluster_domain.clone(),
+            ttl: cluster.dns_ttl,
+            reverse: vec![cluster.service_cidr, cluster.pod_cidr],
+        }
+    }
+}
+
+impl Default for ZoneConfig {
+    /// Kubernetes' defaults: `cluster.local`, a TTL of 30 s, 10.96.0.0/12 and 10.244.0.0/16.
+    fn default() -> Self {
+        ZoneConfig::of(&weft_model::config::ClusterConfig::default())
+    }
+}
+
 /// One record's data.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Data {

@@ -33,19 +33,7 @@ fn zone() -> Zone {
         "endpoints": endpoints,
     }))
     .unwrap();
-    Zone::compile(
-        ZoneConfig {
-            domain: "cluster.local".into(),
-            ttl: 30,
-            reverse: vec![
-                "10.96.0.0/12".parse().unwrap(),
-                "10.244.0.0/16".parse().unwrap(),
-            ],
-        },
-        &[&web, &big],
-        &[&slice],
-        1,
-    )
+    Zone::compile(ZoneConfig::default(), &[&web, &big], &[&slice], 1)
 }
 
 /// A server on loopback (UDP and TCP on one port), running on its own runtime thread.
@@ -155,7 +143,10 @@ fn dig_gets_the_records_and_the_right_negative_answers() {
     assert!(dig(s, &["-c", "CH", "-t", "TXT", "version.bind"]).contains("status: REFUSED"));
     assert!(dig(s, &["-t", "AXFR", "cluster.local"]).contains("Transfer failed"));
     // An EDNS version weft does not speak: BADVERS, and its own OPT says version 0.
-    let badvers = dig(s, &["+edns=1", "+noednsneg", "web.default.svc.cluster.local"]);
+    let badvers = dig(
+        s,
+        &["+edns=1", "+noednsneg", "web.default.svc.cluster.local"],
+    );
     assert!(badvers.contains("status: BADVERS"), "{badvers}");
     assert!(badvers.contains("EDNS: version: 0"), "{badvers}");
 }

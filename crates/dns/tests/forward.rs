@@ -126,19 +126,7 @@ fn cluster_zone() -> Zone {
     let ext = external("ext", "www.example.org");
     let gone = external("gone", "gone.example.org");
     let inside = external("inside", "web.default.svc.cluster.local");
-    Zone::compile(
-        ZoneConfig {
-            domain: "cluster.local".into(),
-            ttl: 30,
-            reverse: vec![
-                "10.96.0.0/12".parse().unwrap(),
-                "10.244.0.0/16".parse().unwrap(),
-            ],
-        },
-        &[&web, &ext, &gone, &inside],
-        &[],
-        1,
-    )
+    Zone::compile(ZoneConfig::default(), &[&web, &ext, &gone, &inside], &[], 1)
 }
 
 /// weft's server on loopback forwarding to `upstream`, on its own runtime thread.
@@ -334,7 +322,11 @@ fn names_outside_the_cluster_are_forwarded_cached_and_refused_as_they_should_be(
         cluster.text
     );
     assert!(cluster.flags.contains("aa"), "{}", cluster.text);
-    assert!(cluster.flags.contains("ra"), "recursion is available: {}", cluster.text);
+    assert!(
+        cluster.flags.contains("ra"),
+        "recursion is available: {}",
+        cluster.text
+    );
     let unknown = dig(addr, &["-x", "10.96.0.99"]);
     assert_eq!(
         unknown.status, "NXDOMAIN",

@@ -51,19 +51,7 @@ fn zone() -> Zone {
         "endpoints": endpoints,
     }))
     .unwrap();
-    Zone::compile(
-        ZoneConfig {
-            domain: "cluster.local".into(),
-            ttl: 30,
-            reverse: vec![
-                "10.96.0.0/12".parse().unwrap(),
-                "10.244.0.0/16".parse().unwrap(),
-            ],
-        },
-        &[&web, &big, &docs],
-        &[&slice],
-        1,
-    )
+    Zone::compile(ZoneConfig::default(), &[&web, &big, &docs], &[&slice], 1)
 }
 
 fn the_zone() -> &'static Zone {

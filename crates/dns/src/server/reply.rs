@@ -245,14 +245,7 @@ mod tests {
         };
         let slices = [slice("db", 3), slice("big", 60)];
         Zone::compile(
-            ZoneConfig {
-                domain: "cluster.local".into(),
-                ttl: 30,
-                reverse: vec![
-                    "10.96.0.0/12".parse().unwrap(),
-                    "10.244.0.0/16".parse().unwrap(),
-                ],
-            },
+            ZoneConfig::default(),
             &services.iter().collect::<Vec<_>>(),
             &slices.iter().collect::<Vec<_>>(),
             3,

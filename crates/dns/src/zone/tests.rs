@@ -37,14 +37,7 @@ fn zone() -> Zone {
     let services: Vec<Service> = docs(SERVICES);
     let slices: Vec<EndpointSlice> = docs(SLICES);
     Zone::compile(
-        ZoneConfig {
-            domain: "cluster.local".into(),
-            ttl: 30,
-            reverse: vec![
-                "10.96.0.0/12".parse().unwrap(),
-                "10.244.0.0/16".parse().unwrap(),
-            ],
-        },
+        ZoneConfig::default(),
         &services.iter().collect::<Vec<_>>(),
         &slices.iter().collect::<Vec<_>>(),
         7,
@@ -284,11 +277,7 @@ proptest! {
         let svcs: Vec<&Service> = objects.iter().map(|(s, _)| s).collect();
         let slices: Vec<&EndpointSlice> = objects.iter().filter_map(|(_, e)| e.as_ref()).collect();
         let z = Zone::compile(
-            ZoneConfig {
-                domain: "cluster.local".into(),
-                ttl: 30,
-                reverse: vec!["10.96.0.0/12".parse().unwrap(), "10.244.0.0/16".parse().unwrap()],
-            },
+            ZoneConfig::default(),
             &svcs,
             &slices,
             1,
