@@ -70,6 +70,30 @@ fn pods_resolve_services_by_name_through_the_search_path() {
             "http://web/hostname",
         ]);
         assert!(host.starts_with("web-"), "{host}");
+        // wget (Debian's) resolves through the same resolv.conf.
+        let host = lab.ok(&[
+            "exec",
+            c,
+            "--",
+            "wget",
+            "-qO-",
+            "-T",
+            "5",
+            "http://web/hostname",
+        ]);
+        assert!(host.starts_with("web-"), "wget: {host}");
+        // And as the user types it: the real kubectl, exec into the pod.
+        let host = lab.kubectl_ok(&[
+            "exec",
+            c,
+            "--",
+            "curl",
+            "-s",
+            "--max-time",
+            "5",
+            "web/hostname",
+        ]);
+        assert!(host.starts_with("web-"), "kubectl exec: {host}");
     }
     // The TTL is the config's.
     let out = lab.ok(&[
