@@ -405,6 +405,56 @@ fn names_outside_the_cluster_are_forwarded_cached_and_refused_as_they_should_be(
         dig(addr, &["web.default.svc.cluster.local"]).status,
         "NOERROR"
     );
+
+    // Prometheus's own parser of the text format reads every family with its type.
+    let parsed = parsed_by_prometheus(&served.metrics.render());
+    for line in [
+        "counter weft_dns_requests_total",
+        "histogram weft_dns_request_duration_seconds_bucket",
+        "gauge weft_dns_zone_records",
+        "counter weft_dns_cache_hits_total [('type', 'success')]",
+        "counter weft_dns_cache_hits_total [('type', 'denial')]",
+        "counter weft_dns_cache_misses_total",
+        "gauge weft_dns_cache_entries",
+        "counter weft_dns_forward_requests_total",
+        "counter weft_dns_forward_failures_total",
+        "counter weft_dns_forward_overloaded_total",
+    ] {
+        assert!(parsed.contains(line), "{line} not in:\n{parsed}");
+    }
+}
+
+/// Each sample of `text` as `type name [labels] value`, as the Python Prometheus client's parser
+/// reads it (Debian's python3-prometheus-client, for Debian's own python3); a malformed
+/// exposition fails it.
+fn parsed_by_prometheus(text: &str) -> String {
+    use std::io::Write;
+    const SCRIPT: &str = "import sys
+from prometheus_client.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(sys.stdin.read()):
+    for s in f.samples:
+        print(f.type, s.name, sorted(s.labels.items()), s.value)
+";
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("Debian's python3 (scripts/deps.sh installs python3-prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
