@@ -45,8 +45,10 @@ pub(super) fn plain(
         if label == 0 {
             break;
         }
-        // Compression pointers, extended labels and names past 255 bytes: the general path.
-        if label > 63 || len + label + 1 > NAME_MAX {
+        // Compression pointers, extended labels and names past 255 bytes: the general path. So is
+        // a label starting with a dash, which hickory-proto writes escaped (`\-`) in the name the
+        // query log shows.
+        if label > 63 || len + label + 1 > NAME_MAX || request.get(at) == Some(&b'-') {
             return None;
         }
         for &b in request.get(at..at + label)? {
@@ -457,5 +459,15 @@ mod tests {
         trailing.push(0);
         assert!(plain(Some(&z), &trailing, true, false).is_none());
         assert!(plain(None, &outside, true, false).is_none());
+        // A label starting with a dash: hickory-proto escapes it in the outcome's name.
+        let mut dashed = request(
+            "x0-1-2-3.a.pod.cluster.local.",
+            RecordType::AAAA,
+            None,
+            false,
+        );
+        // The first label's first byte, after the 12-byte header and its length byte.
+        dashed[13] = b'-';
+        assert!(plain(Some(&z), &dashed, true, false).is_none());
     }
 }
