@@ -161,13 +161,31 @@ fn nodes_join_and_leave_a_running_lab() {
         !lab.in_node(&format!("{}-node1", lab.name), &["ip", "route"])
             .contains("10.244.1.0/24")
     });
-    wait_for(|| {
+    let replaced = weft_testutil::eventually(weft_testutil::wait::LAB_CONVERGES, || {
         let pods = lab.pods(&[]);
         pods.len() == 6
             && pods
                 .iter()
                 .all(|p| p["status"]["phase"] == "Running" && node_of(p) != node2)
     });
+    assert!(
+        replaced,
+        "node2's pods were not replaced on the other nodes within {:?}:\n{}\nagents:\n{}",
+        weft_testutil::wait::LAB_CONVERGES,
+        lab.ok(&["get", "pods", "-A", "-o", "wide"]),
+        String::from_utf8_lossy(
+            &lab.kubectl(&[
+                "logs",
+                "-n",
+                "kube-system",
+                "-l",
+                "app.kubernetes.io/component=agent",
+                "--tail=15",
+                "--prefix"
+            ])
+            .stdout
+        ),
+    );
     assert!(
         !lab.netns().iter().any(|n| n.ends_with(&node2)),
         "node2's namespace is gone"

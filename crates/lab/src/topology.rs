@@ -40,7 +40,16 @@ pub fn create_fabric(layout: &Layout, config: &ClusterConfig) -> Result<(), LabE
         let bridge = link_index(&mut nl, FABRIC_BRIDGE)?;
         nl.addr_add(bridge, IpNet::new(IpAddr::V4(gateway), prefix)?)
             .execute()?;
-        nl.link_set(bridge).up().execute()?;
+        // A MAC of its own: a bridge without one takes its lowest port's, so removing a node
+        // could change the gateway's MAC under every other node's ARP entry (~30 s without the
+        // API until the entry is probed again).
+        let o = gateway.octets();
+        nl.link_set(bridge)
+            .mac(weft_dataplane::MacAddr([
+                0x0e, 0x77, o[0], o[1], o[2], o[3],
+            ]))
+            .up()
+            .execute()?;
         sysctl::write("net/ipv4/ip_forward", "1")?;
         Ok(())
     })
