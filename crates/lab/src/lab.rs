@@ -121,9 +121,11 @@ fn namespace_object(name: &str) -> Result<Object, LabError> {
 /// address, UDP echo on 8081), so pods' egress can be checked from the receiving end, and its DNS
 /// server, the lab's upstream resolver ([`crate::outside_dns`]).
 fn start_outside_server(layout: &Layout) -> Result<(), LabError> {
-    let resolv = layout.dir().join("outside-resolv.conf");
-    fs::write(&resolv, crate::outside_dns::node_resolv_conf())
-        .map_err(|e| LabError::io("writing outside resolv.conf", e))?;
+    fs::write(
+        outside_resolv_conf(layout),
+        crate::outside_dns::node_resolv_conf(),
+    )
+    .map_err(|e| LabError::io("writing outside resolv.conf", e))?;
     crate::outside_dns::start(layout)?;
     let workload = weft_workloads::Workload::Agnhost(weft_workloads::AgnhostConfig {
         mode: weft_workloads::AgnhostMode::Netexec,
@@ -132,30 +134,65 @@ fn start_outside_server(layout: &Layout) -> Result<(), LabError> {
     });
     let mut args = vec!["workload".to_string()];
     args.extend(workload.to_args());
-    let process = crate::container::ContainerProcess {
-        program: crate::weft_exe()?,
+    spawn_outside(
+        layout,
+        crate::weft_exe()?,
         args,
-        env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
+        "outside",
+        "the outside server",
+    )
+}
+
+/// The outside host's resolv.conf (its own DNS server).
+fn outside_resolv_conf(layout: &Layout) -> PathBuf {
+    layout.dir().join("outside-resolv.conf")
+}
+
+/// `program args` as a process of the outside host; `detach`: in a session of its own.
+fn outside_process(
+    layout: &Layout,
+    program: PathBuf,
+    args: Vec<String>,
+    detach: bool,
+) -> crate::container::ContainerProcess {
+    crate::container::ContainerProcess {
+        program,
+        args,
+        env: vec![(
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        )],
         hostname: "outside".into(),
         netns: Path::new("/run/netns").join(layout.outside_netns()),
-        resolv_conf: resolv,
-        detach: true,
+        resolv_conf: outside_resolv_conf(layout),
+        detach,
         service_account: None,
         mounts: Vec::new(),
-    };
-    let log = layout.logs_dir().join("outside.log");
+    }
+}
+
+/// Starts `program args` detached on the outside host, logging to `<log>.log` in the lab's logs
+/// (the lab's `down` stops every process in its namespaces); `what` names it in errors.
+pub(crate) fn spawn_outside(
+    layout: &Layout,
+    program: PathBuf,
+    args: Vec<String>,
+    log: &str,
+    what: &str,
+) -> Result<(), LabError> {
+    let log = layout.logs_dir().join(format!("{log}.log"));
     let out = fs::File::create(&log)
         .map_err(|e| LabError::io(format!("creating {}", log.display()), e))?;
     let err = out
         .try_clone()
         .map_err(|e| LabError::io("duplicating a log fd", e))?;
-    process
+    outside_process(layout, program, args, true)
         .command()?
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .spawn()
-        .map_err(|e| LabError::io("starting the outside server", e))?;
+        .map_err(|e| LabError::io(format!("starting {what}"), e))?;
     Ok(())
 }
 
@@ -486,21 +523,7 @@ pub fn run_outside(layout: &Layout, command: &[String]) -> Result<i32, LabError>
         .ok_or_else(|| LabError::Invalid("no command given".into()))?;
     let program = crate::container::find_program(first)
         .ok_or_else(|| LabError::Invalid(format!("command {first:?} not found on PATH")))?;
-    let process = crate::container::ContainerProcess {
-        program,
-        args: command[1..].to_vec(),
-        env: vec![(
-            "PATH".into(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        )],
-        hostname: "outside".into(),
-        netns: Path::new("/run/netns").join(layout.outside_netns()),
-        resolv_conf: layout.dir().join("outside-resolv.conf"),
-        detach: false,
-        service_account: None,
-        mounts: Vec::new(),
-    };
-    let status = process
+    let status = outside_process(layout, program, command[1..].to_vec(), false)
         .command()?
         .status()
         .map_err(|e| LabError::io(format!("running {first} outside"), e))?;

@@ -12,7 +12,6 @@ use std::fmt::Write;
 use std::fs;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Stdio;
 
 use crate::layout::Layout;
 use crate::topology::{OUTSIDE_GATEWAY, OUTSIDE_HOST};
@@ -103,31 +102,13 @@ pub fn start(layout: &Layout) -> Result<(), LabError> {
                 .into(),
         )
     })?;
-    let process = crate::container::ContainerProcess {
-        program: knotd,
-        args: vec!["-c".into(), dir.join("knot.conf").display().to_string()],
-        env: vec![("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into())],
-        hostname: "outside".into(),
-        netns: Path::new("/run/netns").join(layout.outside_netns()),
-        resolv_conf: layout.dir().join("outside-resolv.conf"),
-        detach: true,
-        service_account: None,
-        mounts: Vec::new(),
-    };
-    let log = layout.logs_dir().join("outside-dns.log");
-    let out = fs::File::create(&log)
-        .map_err(|e| LabError::io(format!("creating {}", log.display()), e))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| LabError::io("duplicating a log fd", e))?;
-    process
-        .command()?
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| LabError::io("starting the outside host's DNS server (knotd)", e))?;
-    Ok(())
+    crate::lab::spawn_outside(
+        layout,
+        knotd,
+        vec!["-c".into(), dir.join("knot.conf").display().to_string()],
+        "outside-dns",
+        "the outside host's DNS server (knotd)",
+    )
 }
 
 #[cfg(test)]
