@@ -277,9 +277,7 @@ fn run(cli: Cli) -> Result<i32> {
             let zone = weft_dns::ZoneConfig::of(&cluster);
             let kubeconfig = cli.kubeconfig.clone().or(lab_kubeconfig);
             if print_zone {
-                let serial = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(1));
+                let serial = weft_dns::zone::first_serial();
                 let timeout = std::time::Duration::from_secs(60);
                 let compiled =
                     weft_dns::master::listed(&zone, kubeconfig.as_deref(), serial, timeout)?;

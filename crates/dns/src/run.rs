@@ -144,9 +144,7 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
         served
             .log_queries
             .store(config.log_queries, std::sync::atomic::Ordering::Relaxed);
-        let serial = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(1));
+        let serial = crate::zone::first_serial();
         let reconciler = ZoneReconciler {
             config: config.zone.clone(),
             served: served.clone(),

@@ -47,6 +47,14 @@ pub struct ZoneConfig {
     pub reverse: Vec<Ipv4Cidr>,
 }
 
+/// The SOA serial a server's first zone gets: the time in seconds, so the serials of a restarted
+/// server still go up (each recompile adds one).
+pub fn first_serial() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u32::try_from(d.as_secs()).unwrap_or(1))
+}
+
 impl ZoneConfig {
     /// The zone a cluster's DNS serves: its domain and TTL, and the reverse names of its service
     /// and pod ranges.
