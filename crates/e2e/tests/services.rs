@@ -61,27 +61,9 @@ fn node_ip(n: u32) -> String {
     format!("172.20.0.{}", n + 1)
 }
 
-/// curl from a pod, `--max-time secs`: (exit code, output).
-fn try_curl(lab: &Lab, pod: &str, url: &str, secs: u32) -> (i32, String) {
-    let out = lab.weft(&[
-        "exec",
-        pod,
-        "--",
-        "curl",
-        "-sS",
-        "--max-time",
-        &secs.to_string(),
-        url,
-    ]);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
-}
-
 /// Hostnames answering `n` requests to `url` from `pod` (a failed request counts as "").
 fn hostnames(lab: &Lab, pod: &str, url: &str, n: usize) -> BTreeSet<String> {
-    (0..n).map(|_| try_curl(lab, pod, url, 5).1).collect()
+    (0..n).map(|_| lab.pod_curl(pod, url, 5).1).collect()
 }
 
 fn web_pods(lab: &Lab, app: &str) -> Vec<Value> {
@@ -173,9 +155,9 @@ fn scaling_changes_the_endpoints_and_no_endpoints_means_refused() {
     // No pod matches: new connections are refused at once (curl exit 7), not left to time out.
     let none = lab.write("zero.yaml", &deployment("web", 0, None));
     lab.ok(&["apply", "-f", &none]);
-    wait_for(|| try_curl(&lab, "client", &url, 5).0 == 7);
+    wait_for(|| lab.pod_curl("client", &url, 5).0 == 7);
     let t = Instant::now();
-    assert_eq!(try_curl(&lab, "client", &url, 5).0, 7, "connection refused");
+    assert_eq!(lab.pod_curl("client", &url, 5).0, 7, "connection refused");
     assert!(
         t.elapsed() < Duration::from_secs(4),
         "refused, not timed out"
@@ -303,8 +285,7 @@ fn session_affinity_sticks_then_expires_and_internal_local_stays_on_the_node() {
     // internalTrafficPolicy: Local from node1, whose node has no `far` endpoint: dropped.
     let far_local = cluster_ip(&lab, "far-local");
     wait_for(|| {
-        try_curl(
-            &lab,
+        lab.pod_curl(
             "client",
             &format!("http://{}/hostname", cluster_ip(&lab, "far")),
             3,
@@ -312,7 +293,8 @@ fn session_affinity_sticks_then_expires_and_internal_local_stays_on_the_node() {
         .0 == 0
     });
     assert_eq!(
-        try_curl(&lab, "client", &format!("http://{far_local}/hostname"), 2).0,
+        lab.pod_curl("client", &format!("http://{far_local}/hostname"), 2)
+            .0,
         28
     );
     // From node2, where the endpoint lives, it answers.
@@ -342,7 +324,7 @@ fn a_pod_reaches_itself_through_its_own_service() {
     );
     let ip = cluster_ip(&lab, "solo");
     let pod = name_of(&web_pods(&lab, "solo")[0]);
-    wait_for(|| try_curl(&lab, &pod, &format!("http://{ip}/hostname"), 3).1 == pod);
+    wait_for(|| lab.pod_curl(&pod, &format!("http://{ip}/hostname"), 3).1 == pod);
     // Hairpin: the reply must come back through the node, so the source is rewritten.
     let seen = lab.curl(&pod, &format!("http://{ip}/clientip"));
     assert_ne!(
@@ -367,7 +349,7 @@ fn bad_services_are_refused_with_reasons_and_disturb_nothing() {
         ],
     );
     let url = "http://10.96.7.7/hostname";
-    wait_for(|| try_curl(&lab, "client", url, 3).0 == 0);
+    wait_for(|| lab.pod_curl("client", url, 3).0 == 0);
     let cases = [
         (
             "  ports: [{port: 80, targetPort: 70000}]\n",
@@ -405,7 +387,7 @@ fn bad_services_are_refused_with_reasons_and_disturb_nothing() {
         );
     }
     // Nothing else moved: the old Service still answers, and no "bad" was stored.
-    assert_eq!(try_curl(&lab, "client", url, 3).0, 0);
+    assert_eq!(lab.pod_curl("client", url, 3).0, 0);
     assert_eq!(
         lab.service("bad"),
         Value::Null,

@@ -98,16 +98,19 @@ impl Lab {
 
     /// From the lab's outside host, `curl -sS --max-time SECS URL`: (exit code, body).
     pub fn outside_curl(&self, url: &str, secs: u32) -> (i32, String) {
-        let out = self.weft(&[
-            "lab",
-            "outside",
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            &secs.to_string(),
-            url,
-        ]);
+        self.curl_via(&["lab", "outside", "--"], url, secs)
+    }
+
+    /// From pod `pod`, `curl -sS --max-time SECS URL`: (exit code, body).
+    pub fn pod_curl(&self, pod: &str, url: &str, secs: u32) -> (i32, String) {
+        self.curl_via(&["exec", pod, "--"], url, secs)
+    }
+
+    fn curl_via(&self, via: &[&str], url: &str, secs: u32) -> (i32, String) {
+        let secs = secs.to_string();
+        let mut args = via.to_vec();
+        args.extend(["curl", "-sS", "--max-time", &secs, url]);
+        let out = self.weft(&args);
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
