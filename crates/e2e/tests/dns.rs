@@ -4,15 +4,7 @@
 //! scale; and names outside the cluster forwarded to the lab's outside host, where a real DNS
 //! server (Knot) answers. Needs root; the lab is torn down in Drop.
 
-use weft_testutil::{wait_for_what, Lab};
-
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
-
-fn client(name: &str, node: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox, command: [sleep, \"3600\"]}}]\n"
-    )
-}
+use weft_testutil::{client_pod, wait_for_what, Lab, AGNHOST};
 
 const APP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: AGNHOST, ports: [{containerPort: 80}]}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: peers}\nspec:\n  clusterIP: None\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n";
 
@@ -24,8 +16,8 @@ fn pods_resolve_services_by_name_through_the_search_path() {
         "app.yaml",
         &[
             APP.replace("AGNHOST", AGNHOST),
-            client("c1", &nodes[0]),
-            client("c2", &nodes[1]),
+            client_pod("c1", &nodes[0]),
+            client_pod("c2", &nodes[1]),
         ]
         .join("---\n"),
     );
@@ -175,7 +167,10 @@ fn pods_resolve_services_by_name_through_the_search_path() {
 #[test]
 fn names_outside_the_cluster_resolve_through_the_outside_hosts_dns_server() {
     let lab = Lab::new();
-    let manifest = lab.write("client.yaml", &client("c1", &format!("{}-node1", lab.name)));
+    let manifest = lab.write(
+        "client.yaml",
+        &client_pod("c1", &format!("{}-node1", lab.name)),
+    );
     lab.ok(&["lab", "up", "--nodes", "1", "-f", &manifest, "--wait", "60"]);
     // The outside host's own server answers for its names.
     let out = lab.ok(&[

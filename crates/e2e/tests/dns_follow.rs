@@ -9,21 +9,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use weft_testutil::{pod_ip, wait_for_what, Lab};
-
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+use weft_testutil::{client_pod, pod_ip, wait_for_what, Lab, AGNHOST};
 
 /// How long an answer may take to follow a scale before the test fails: generous, since the
 /// figure is measured and printed, not a performance assertion.
 const FOLLOW_LIMIT: Duration = Duration::from_secs(30);
 
 const HEADLESS: &str = "peers.default.svc.cluster.local";
-
-fn client(name: &str, node: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox, command: [sleep, \"3600\"]}}]\n"
-    )
-}
 
 /// `web`, a ClusterIP Service, and `peers`, a headless one over the `peer` Deployment.
 const APP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 1\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: AGNHOST, ports: [{containerPort: 80}]}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: peer}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: peer}}\n  template:\n    metadata: {labels: {app: peer}}\n    spec:\n      containers: [{name: peer, image: AGNHOST, ports: [{containerPort: 80}]}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: peers}\nspec:\n  clusterIP: None\n  selector: {app: peer}\n  ports: [{name: http, port: 80}]\n";
@@ -150,8 +142,8 @@ fn records_follow_a_scale_and_answer_over_udp_and_tcp_from_both_nodes() {
         "app.yaml",
         &[
             APP.replace("AGNHOST", AGNHOST),
-            client("c1", &nodes[0]),
-            client("c2", &nodes[1]),
+            client_pod("c1", &nodes[0]),
+            client_pod("c2", &nodes[1]),
         ]
         .join("---\n"),
     );

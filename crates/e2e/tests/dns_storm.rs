@@ -34,9 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Stdio};
 
-use weft_testutil::{name_of, pod_ip, wait_for_what, Lab};
-
-const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+use weft_testutil::{client_pod, name_of, pod_ip, wait_for_what, Lab, AGNHOST};
 
 /// The client pods, two on each node (`-nodeN`).
 const CLIENTS: [(&str, u32); 4] = [("c1", 1), ("c2", 2), ("c3", 1), ("c4", 2)];
@@ -90,12 +88,6 @@ for w in $(seq "$workers"); do
 done
 wait
 "#;
-
-fn client(name: &str, node: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox, command: [sleep, \"3600\"]}}]\n"
-    )
-}
 
 const APP: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: AGNHOST, ports: [{containerPort: 80}]}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n";
 
@@ -207,7 +199,7 @@ fn concurrent_lookups_from_several_pods_never_stall() {
     let nodes: Vec<String> = (1..=2).map(|n| format!("{}-node{n}", lab.name)).collect();
     let mut manifest = vec![APP.replace("AGNHOST", AGNHOST)];
     for (c, node) in CLIENTS {
-        manifest.push(client(c, &nodes[node as usize - 1]));
+        manifest.push(client_pod(c, &nodes[node as usize - 1]));
     }
     let manifest = lab.write("app.yaml", &manifest.join("---\n"));
     // The query log says which DNS pod answered which client socket.

@@ -14,6 +14,16 @@ use crate::wait::wait_for;
 /// The real kubectl, installed by scripts/deps.sh.
 pub const KUBECTL: &str = "/usr/local/bin/kubectl";
 
+/// The agnhost image the tests' workloads run (the lab runs it from weft's own agnhost).
+pub const AGNHOST: &str = "registry.k8s.io/e2e-test-images/agnhost:2.53";
+
+/// A client pod `name` on `node` that sleeps, for `exec`ing clients into.
+pub fn client_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox, command: [sleep, \"3600\"]}}]\n"
+    )
+}
+
 /// One lab of one test. Nothing exists until the test runs `lab up` (`lab.ok(&["lab", "up", ...])`).
 pub struct Lab {
     /// The lab's name (`--lab`): short, since it prefixes the lab's namespace names.
