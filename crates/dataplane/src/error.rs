@@ -33,6 +33,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A rule of a typed nftables table that nft or the kernel would refuse (see
+    /// `nft::Rule::check`); refused before anything is sent. `index` is the rule's position
+    /// in its chain, from 0.
+    #[error("table {table}, chain {chain}, rule {index}: {source}")]
+    NftRule {
+        table: String,
+        chain: String,
+        index: usize,
+        #[source]
+        source: Box<Error>,
+    },
     /// A caller passed a value the kernel would reject anyway; refused before any syscall.
     #[error("invalid {what} {value:?}: {reason}")]
     Invalid {

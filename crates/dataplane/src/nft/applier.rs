@@ -115,6 +115,7 @@ impl Applier {
 
     /// Makes the kernel's table match `wanted`: nothing, an incremental batch, or a whole load.
     pub fn apply(&mut self, wanted: &Table) -> Result<Applied> {
+        wanted.check()?;
         let family = wanted.family.nfproto();
         let Some((old, info)) = self.loaded.take() else {
             // A table loaded whole with this very content (by an earlier run) is kept.
@@ -184,6 +185,11 @@ impl Applier {
                 reason: "nothing loaded yet: load the whole table first",
             });
         };
+        if let Err(e) = tx.check(&table) {
+            // Nothing was sent: what is loaded stays loaded.
+            self.loaded = Some((table, info));
+            return Err(e);
+        }
         let batch = tx.batch(&table);
         tx.apply_to(&mut table);
         let n = batch.len();
@@ -218,6 +224,7 @@ impl Applier {
 
     /// Replaces the whole table in one transaction, with the digest in its comment.
     pub fn load_whole(&mut self, wanted: &Table) -> Result<()> {
+        wanted.check()?;
         self.load_whole_as(wanted, &loaded_comment(wanted))
     }
 
@@ -315,6 +322,7 @@ impl Applier {
 /// Sends `table` as one batch, replacing any table of its name (for tests and tools that load
 /// a model without keeping an applier).
 pub fn load(table: &Table) -> Result<()> {
+    table.check()?;
     let comment = table.comment.clone().unwrap_or_default();
     let batch = whole_batch(table, &comment);
     Socket::open()?.send(batch, &format!("loading table {}", table.id()))

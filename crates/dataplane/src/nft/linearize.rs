@@ -3,13 +3,18 @@
 //! registers (nft's 32-bit register slots, reported as the 16-byte registers where aligned),
 //! so `nft list` reads our rules back as the text they were rendered from.
 
-use super::encode::{verdict, NFTA_DATA_VALUE, NFTA_LIST_ELEM};
+pub(crate) use super::expr::Expr;
+use super::expr::REG_VERDICT;
 use super::model::{DataType, L4Proto, Value, Verdict};
 use super::rule::{CmpOp, Dnat, MarkOp, Match, Rule, Selector, Stmt};
-use super::wire::Batch;
 
-/// The verdict register.
-const REG_VERDICT: u32 = 0;
+/// nf_tables cmp operators (`enum nft_cmp_ops`).
+const CMP_EQ: u32 = 0;
+const CMP_NEQ: u32 = 1;
+const CMP_LTE: u32 = 3;
+const CMP_GTE: u32 = 5;
+/// The kernel's interface name size (IFNAMSIZ): `meta iifname` loads this many bytes.
+const IFNAMSIZ: usize = 16;
 
 /// A register slot (nft's 32-bit register numbering from 1) as the kernel attribute value:
 /// slots at the start of a 16-byte register use NFT_REG_1..4, others NFT_REG32_xx.
@@ -25,78 +30,6 @@ fn wire(slot: u32) -> u32 {
 /// Slots a value of this many bytes takes.
 fn space(bytes: usize) -> u32 {
     bytes.div_ceil(4) as u32
-}
-
-/// One kernel expression (`NFTA_EXPR_NAME` + `NFTA_EXPR_DATA`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Expr {
-    Payload {
-        dreg: u32,
-        base: u32,
-        offset: u32,
-        len: u32,
-    },
-    Meta {
-        dreg: u32,
-        key: u32,
-    },
-    MetaSet {
-        sreg: u32,
-        key: u32,
-    },
-    Ct {
-        dreg: u32,
-        key: u32,
-    },
-    CtSet {
-        sreg: u32,
-        key: u32,
-    },
-    Numgen {
-        dreg: u32,
-        modulus: u32,
-        offset: u32,
-    },
-    Fib {
-        dreg: u32,
-        result: u32,
-        flags: u32,
-    },
-    Cmp {
-        sreg: u32,
-        op: u32,
-        data: Vec<u8>,
-    },
-    Bitwise {
-        reg: u32,
-        mask: Vec<u8>,
-        xor: Vec<u8>,
-    },
-    Immediate {
-        dreg: u32,
-        data: Vec<u8>,
-    },
-    Verdict(Verdict),
-    /// `set` by name, or the `anon`-th anonymous set of the rule (found by its batch ID).
-    Lookup {
-        sreg: u32,
-        dreg: Option<u32>,
-        set: String,
-        anon: Option<usize>,
-        invert: bool,
-    },
-    Dynset {
-        set: String,
-        sreg: u32,
-    },
-    Nat {
-        addr: u32,
-        proto: Option<u32>,
-    },
-    Masq {
-        flags: u32,
-    },
-    Reject,
 }
 
 /// An anonymous verdict map a rule needs created before it.
@@ -170,8 +103,8 @@ fn load_key(out: &mut Vec<Expr>, key: &[Selector]) -> u32 {
 
 fn cmp_op(op: CmpOp) -> u32 {
     match op {
-        CmpOp::Eq => 0,
-        CmpOp::Ne => 1,
+        CmpOp::Eq => CMP_EQ,
+        CmpOp::Ne => CMP_NEQ,
     }
 }
 
@@ -244,7 +177,7 @@ fn matching(out: &mut Vec<Expr>, m: &Match) {
             out.push(bits(reg, *states, 0));
             out.push(Expr::Cmp {
                 sreg: reg,
-                op: 1,
+                op: CMP_NEQ,
                 data: vec![0; 4],
             });
         }
@@ -257,7 +190,7 @@ fn matching(out: &mut Vec<Expr>, m: &Match) {
             });
             out.push(Expr::Cmp {
                 sreg: reg,
-                op: 0,
+                op: CMP_EQ,
                 data: 2u32.to_ne_bytes().to_vec(),
             });
         }
@@ -270,6 +203,77 @@ fn matching(out: &mut Vec<Expr>, m: &Match) {
                 anon: None,
                 invert: *negate,
             });
+        }
+        Match::IfName {
+            out: output,
+            name,
+            prefix,
+            op,
+        } => {
+            // NFT_META_IIFNAME / OIFNAME load the whole IFNAMSIZ buffer: an exact name is
+            // compared NUL-padded to 16 bytes, nft's `"weft*"` only on the prefix's bytes.
+            out.push(Expr::Meta {
+                dreg: reg,
+                key: if *output { 7 } else { 6 },
+            });
+            let mut data = name.as_bytes().to_vec();
+            if !prefix {
+                data.resize(IFNAMSIZ, 0);
+            }
+            out.push(Expr::Cmp {
+                sreg: reg,
+                op: cmp_op(*op),
+                data,
+            });
+        }
+        Match::FibSaddrIifOifMissing => {
+            // NFTA_FIB_F_SADDR | NFTA_FIB_F_IIF | NFTA_FIB_F_PRESENT, result NFT_FIB_RESULT_OIF:
+            // with PRESENT the register holds whether a route exists, compared with 0.
+            out.push(Expr::Fib {
+                dreg: reg,
+                result: 1,
+                flags: 0x1 | 0x8 | 0x20,
+            });
+            out.push(Expr::Cmp {
+                sreg: reg,
+                op: CMP_EQ,
+                data: vec![0; 4],
+            });
+        }
+        Match::Range {
+            field,
+            from,
+            to,
+            op,
+        } => {
+            load_key(out, &[*field]);
+            if from == to {
+                out.push(Expr::Cmp {
+                    sreg: reg,
+                    op: cmp_op(*op),
+                    data: from.bytes(),
+                });
+            } else if *op == CmpOp::Eq {
+                // nft 1.0.6 writes an inclusive range as two comparisons, and only `!=` as
+                // a range expression.
+                out.push(Expr::Cmp {
+                    sreg: reg,
+                    op: CMP_GTE,
+                    data: from.bytes(),
+                });
+                out.push(Expr::Cmp {
+                    sreg: reg,
+                    op: CMP_LTE,
+                    data: to.bytes(),
+                });
+            } else {
+                out.push(Expr::Range {
+                    sreg: reg,
+                    op: CMP_NEQ,
+                    from: from.bytes(),
+                    to: to.bytes(),
+                });
+            }
         }
     }
 }
@@ -383,138 +387,17 @@ pub(crate) fn linearize(rule: &Rule) -> Linearized {
                     sreg,
                 });
             }
+            Stmt::Counter => out.push(Expr::Counter),
+            Stmt::Log { group, prefix } => out.push(Expr::Log {
+                group: *group,
+                prefix: prefix.clone(),
+            }),
+            Stmt::Limit { rate, burst } => out.push(Expr::Limit {
+                rate: *rate,
+                burst: *burst,
+            }),
             Stmt::Verdict(v) => out.push(Expr::Verdict(v.clone())),
         }
     }
     lin
-}
-
-impl Expr {
-    fn name(&self) -> &'static str {
-        match self {
-            Expr::Payload { .. } => "payload",
-            Expr::Meta { .. } | Expr::MetaSet { .. } => "meta",
-            Expr::Ct { .. } | Expr::CtSet { .. } => "ct",
-            Expr::Numgen { .. } => "numgen",
-            Expr::Fib { .. } => "fib",
-            Expr::Cmp { .. } => "cmp",
-            Expr::Bitwise { .. } => "bitwise",
-            Expr::Immediate { .. } | Expr::Verdict(_) => "immediate",
-            Expr::Lookup { .. } => "lookup",
-            Expr::Dynset { .. } => "dynset",
-            Expr::Nat { .. } => "nat",
-            Expr::Masq { .. } => "masq",
-            Expr::Reject => "reject",
-        }
-    }
-
-    /// Appends this expression as one element of NFTA_RULE_EXPRESSIONS; `anon_ids` are the
-    /// batch IDs of the rule's anonymous sets.
-    pub(crate) fn encode(&self, b: &mut Batch, anon_ids: &[u32]) {
-        b.nest(NFTA_LIST_ELEM).str(1, self.name()).nest(2);
-        match self {
-            Expr::Payload {
-                dreg,
-                base,
-                offset,
-                len,
-            } => {
-                b.be32(1, *dreg)
-                    .be32(2, *base)
-                    .be32(3, *offset)
-                    .be32(4, *len);
-            }
-            Expr::Meta { dreg, key } => {
-                b.be32(2, *key).be32(1, *dreg);
-            }
-            Expr::MetaSet { sreg, key } => {
-                b.be32(2, *key).be32(3, *sreg);
-            }
-            Expr::Ct { dreg, key } => {
-                b.be32(2, *key).be32(1, *dreg);
-            }
-            Expr::CtSet { sreg, key } => {
-                b.be32(2, *key).be32(4, *sreg);
-            }
-            Expr::Numgen {
-                dreg,
-                modulus,
-                offset,
-            } => {
-                b.be32(1, *dreg)
-                    .be32(2, *modulus)
-                    .be32(3, 1)
-                    .be32(4, *offset);
-            }
-            Expr::Fib {
-                dreg,
-                result,
-                flags,
-            } => {
-                b.be32(1, *dreg).be32(2, *result).be32(3, *flags);
-            }
-            Expr::Cmp { sreg, op, data } => {
-                b.be32(1, *sreg).be32(2, *op);
-                b.nest(3).attr(NFTA_DATA_VALUE, data).end();
-            }
-            Expr::Bitwise { reg, mask, xor } => {
-                b.be32(1, *reg).be32(2, *reg).be32(3, mask.len() as u32);
-                b.nest(4).attr(NFTA_DATA_VALUE, mask).end();
-                b.nest(5).attr(NFTA_DATA_VALUE, xor).end();
-            }
-            Expr::Immediate { dreg, data } => {
-                b.be32(1, *dreg);
-                b.nest(2).attr(NFTA_DATA_VALUE, data).end();
-            }
-            Expr::Verdict(v) => {
-                b.be32(1, REG_VERDICT);
-                b.nest(2);
-                verdict(b, v);
-                b.end();
-            }
-            Expr::Lookup {
-                sreg,
-                dreg,
-                set,
-                anon,
-                invert,
-            } => {
-                b.be32(2, *sreg);
-                if let Some(d) = dreg {
-                    b.be32(3, *d);
-                }
-                b.str(1, set);
-                if let Some(id) = anon.and_then(|i| anon_ids.get(i)) {
-                    b.be32(4, *id);
-                }
-                if *invert {
-                    b.be32(5, 1);
-                }
-            }
-            Expr::Dynset { set, sreg } => {
-                // NFT_DYNSET_OP_UPDATE.
-                b.str(1, set).be32(3, 1).be32(4, *sreg);
-            }
-            Expr::Nat { addr, proto } => {
-                // NFT_NAT_DNAT, NFPROTO_IPV4; flags NF_NAT_RANGE_MAP_IPS (| PROTO_SPECIFIED).
-                b.be32(1, 1).be32(2, 2).be32(3, *addr).be32(4, *addr);
-                let mut flags = 1;
-                if let Some(p) = proto {
-                    b.be32(5, *p).be32(6, *p);
-                    flags |= 2;
-                }
-                b.be32(7, flags);
-            }
-            Expr::Masq { flags } => {
-                if *flags != 0 {
-                    b.be32(1, *flags);
-                }
-            }
-            Expr::Reject => {
-                // NFT_REJECT_ICMP_UNREACH, ICMP_PORT_UNREACH.
-                b.be32(1, 0).attr(2, &[3]);
-            }
-        }
-        b.end().end();
-    }
 }

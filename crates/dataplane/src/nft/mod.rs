@@ -7,7 +7,9 @@
 //! Everything runs in the network namespace of the calling thread.
 
 mod applier;
+mod check;
 mod encode;
+mod expr;
 mod linearize;
 mod model;
 mod render;
@@ -16,6 +18,7 @@ mod tx;
 mod wire;
 
 pub use applier::{load, Applied, Applier, WholeLoad};
+pub use check::{IFNAME_MAX, LOG_PREFIX_MAX};
 pub use model::{
     priority, BaseChain, Chain, ChainType, DataType, Elem, ElemData, Family, Field, Hook,
     Ipv4Prefix, Key, L4Proto, MapData, Policy, Set, Table, Value, Verdict,

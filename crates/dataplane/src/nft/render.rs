@@ -138,6 +138,30 @@ impl fmt::Display for Match {
                 ct_states(f, *bits)
             }
             Match::FibSaddrLocal => f.write_str("fib saddr type local"),
+            Match::FibSaddrIifOifMissing => f.write_str("fib saddr . iif oif missing"),
+            Match::IfName {
+                out,
+                name,
+                prefix,
+                op: o,
+            } => {
+                let which = if *out { "oifname" } else { "iifname" };
+                let star = if *prefix { "*" } else { "" };
+                write!(f, "{which} {}\"{name}{star}\"", op(*o))
+            }
+            // One value is a plain comparison, as the kernel gets it (see `linearize`).
+            Match::Range {
+                field,
+                from,
+                to,
+                op: o,
+            } if from == to => write!(f, "{field} {}{from}", op(*o)),
+            Match::Range {
+                field,
+                from,
+                to,
+                op: o,
+            } => write!(f, "{field} {}{from}-{to}", op(*o)),
             Match::InSet { key, set, negate } => {
                 concat(f, key)?;
                 write!(f, " {}@{set}", if *negate { "!= " } else { "" })
@@ -190,6 +214,12 @@ impl fmt::Display for Stmt {
             }
             Stmt::Reject => f.write_str("reject"),
             Stmt::Update { set, key } => write!(f, "update @{set} {{ {} }}", Concat(key)),
+            Stmt::Counter => f.write_str("counter"),
+            Stmt::Log { group, prefix } if prefix.is_empty() => write!(f, "log group {group}"),
+            Stmt::Log { group, prefix } => write!(f, "log prefix \"{prefix}\" group {group}"),
+            Stmt::Limit { rate, burst } => {
+                write!(f, "limit rate {rate}/second burst {burst} packets")
+            }
             Stmt::Verdict(v) => write!(f, "{v}"),
         }
     }
@@ -369,5 +399,67 @@ impl Table {
     pub fn replace_script(&self) -> String {
         let id = self.id();
         format!("table {id}\ndelete table {id}\n{}", self.render())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::nft::{priority, Chain, ChainType, CmpOp, Family, Hook, Match, Policy, Rule};
+    use crate::nft::{Selector, Stmt, Table, Value};
+
+    /// A table with every construct the policy table uses beyond the proxy's.
+    pub(crate) fn policy_constructs() -> Table {
+        let mut t = Table::new(Family::Ip, "weft_policy_constructs");
+        t.add_chain(
+            Chain::base(
+                "prerouting",
+                ChainType::Filter,
+                Hook::Prerouting,
+                priority::MANGLE,
+                Policy::Accept,
+            )
+            .rule(
+                Rule::new()
+                    .iifname_prefix("weft")
+                    .fib_saddr_iif_oif_missing()
+                    .counter()
+                    .log_group(2, "weft-spoof: ")
+                    .drop(),
+            ),
+        );
+        t.add_chain(
+            Chain::new("ingress")
+                .rule(Rule::new().iifname("weft0").th_dport_range(80, 90).accept())
+                .rule(Rule::new().oifname("eth0").th_dport_range(53, 53).accept())
+                .rule(
+                    Rule::new()
+                        .stmt(Stmt::Match(Match::IfName {
+                            out: true,
+                            name: "weft".into(),
+                            prefix: true,
+                            op: CmpOp::Ne,
+                        }))
+                        .stmt(Stmt::Match(Match::Range {
+                            field: Selector::ThDport,
+                            from: Value::Port(1000),
+                            to: Value::Port(2000),
+                            op: CmpOp::Ne,
+                        }))
+                        .accept(),
+                )
+                .rule(
+                    Rule::new()
+                        .limit_per_second(10, 5)
+                        .log_group(0, "")
+                        .counter()
+                        .drop(),
+                ),
+        );
+        t
+    }
+
+    #[test]
+    fn policy_constructs_render() {
+        insta::assert_snapshot!(policy_constructs().render());
     }
 }

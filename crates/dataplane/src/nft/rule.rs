@@ -89,6 +89,25 @@ pub enum Match {
         set: String,
         negate: bool,
     },
+    /// `iifname [!=] "weft0"` (`out`: `oifname`), or with `prefix` `iifname "weft*"`: the
+    /// interface name starts with `name`.
+    IfName {
+        out: bool,
+        name: String,
+        prefix: bool,
+        op: CmpOp,
+    },
+    /// `fib saddr . iif oif missing`: no route back to the source through the interface the
+    /// packet came in on (strict reverse-path filtering: the source is spoofed).
+    FibSaddrIifOifMissing,
+    /// `th dport [!=] 80-90`: the field between `from` and `to`, both included. Only fields
+    /// in network byte order (addresses, ports): nft compares them as bytes.
+    Range {
+        field: Selector,
+        from: Value,
+        to: Value,
+        op: CmpOp,
+    },
 }
 
 /// How `meta mark set meta mark <op>` changes the mark.
@@ -149,6 +168,22 @@ pub enum Stmt {
     Update {
         set: String,
         key: Vec<Selector>,
+    },
+    /// `counter`: the kernel counts packets and bytes (read back with [`super::counters`]);
+    /// the model holds no values, so two tables with counters still compare equal.
+    Counter,
+    /// `log prefix "<prefix>" group <group>`: a copy of the packet to NFLOG group `group`.
+    /// The prefix is at most 127 bytes without `"`, `$` or control characters (see
+    /// [`Rule::check`]).
+    Log {
+        group: u16,
+        prefix: String,
+    },
+    /// `limit rate <rate>/second burst <burst> packets`: a match; over the limit the rest
+    /// of the rule is skipped. Both must be above 0.
+    Limit {
+        rate: u32,
+        burst: u32,
     },
     Verdict(Verdict),
 }
@@ -233,6 +268,72 @@ impl Rule {
     /// `fib saddr type local`.
     pub fn fib_saddr_local(self) -> Rule {
         self.matching(Match::FibSaddrLocal)
+    }
+
+    fn ifname(self, out: bool, name: &str, prefix: bool) -> Rule {
+        self.matching(Match::IfName {
+            out,
+            name: name.to_string(),
+            prefix,
+            op: CmpOp::Eq,
+        })
+    }
+
+    /// `iifname "<name>"`.
+    pub fn iifname(self, name: &str) -> Rule {
+        self.ifname(false, name, false)
+    }
+
+    /// `oifname "<name>"`.
+    pub fn oifname(self, name: &str) -> Rule {
+        self.ifname(true, name, false)
+    }
+
+    /// `iifname "<prefix>*"`: the input interface's name starts with `prefix`.
+    pub fn iifname_prefix(self, prefix: &str) -> Rule {
+        self.ifname(false, prefix, true)
+    }
+
+    /// `oifname "<prefix>*"`: the output interface's name starts with `prefix`.
+    pub fn oifname_prefix(self, prefix: &str) -> Rule {
+        self.ifname(true, prefix, true)
+    }
+
+    /// `fib saddr . iif oif missing`: no route back to the source through the input
+    /// interface (anti-spoofing).
+    pub fn fib_saddr_iif_oif_missing(self) -> Rule {
+        self.matching(Match::FibSaddrIifOifMissing)
+    }
+
+    /// `th dport <from>-<to>`; a range of one port is `th dport <from>`, as nft writes it.
+    pub fn th_dport_range(self, from: u16, to: u16) -> Rule {
+        if from == to {
+            return self.th_dport(from);
+        }
+        self.matching(Match::Range {
+            field: Selector::ThDport,
+            from: Value::Port(from),
+            to: Value::Port(to),
+            op: CmpOp::Eq,
+        })
+    }
+
+    /// `counter`.
+    pub fn counter(self) -> Rule {
+        self.stmt(Stmt::Counter)
+    }
+
+    /// `log prefix "<prefix>" group <group>` (NFLOG).
+    pub fn log_group(self, group: u16, prefix: &str) -> Rule {
+        self.stmt(Stmt::Log {
+            group,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// `limit rate <rate>/second burst <burst> packets`.
+    pub fn limit_per_second(self, rate: u32, burst: u32) -> Rule {
+        self.stmt(Stmt::Limit { rate, burst })
     }
 
     /// `<key> @set`.

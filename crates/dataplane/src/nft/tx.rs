@@ -107,6 +107,18 @@ impl Tx {
         self
     }
 
+    /// [`Rule::check`] of the rules of the chains this Tx puts, named as in `table`.
+    pub(crate) fn check(&self, table: &Table) -> crate::error::Result<()> {
+        for op in &self.ops {
+            if let Op::PutChain(c) = op {
+                for (i, r) in c.rules.iter().enumerate() {
+                    super::check::check_rule(table, &c.name, i, r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The steps taking `table` (what is loaded) through these changes; changes that change
     /// nothing (an element already there, a chain with the same rules) are left out.
     fn steps<'a>(&'a self, table: &'a Table) -> Vec<Step<'a>> {

@@ -1,0 +1,167 @@
+//! The constructs the NetworkPolicy table adds to the typed nftables model (interface names
+//! and their wildcards, the strict reverse-path check, ranges, counter, log, limit) against
+//! the real kernel: loaded through rendered text + `nft -f` and through weft's own netlink
+//! batch, the kernel holds the same listing and the same bytecode. Values nft would refuse
+//! are refused before anything is sent. Every test works only inside namespaces it creates
+//! (deleted in Drop).
+
+mod common;
+
+use common::{bytecode, ip, listing, nft_in, scoped};
+use weft_dataplane::nft::{
+    self, priority, Applier, Chain, ChainType, CmpOp, Family, Hook, L4Proto, Match, Policy, Rule,
+    Selector, Stmt, Table, Value,
+};
+use weft_dataplane::Error;
+
+/// Every new construct, each spelling of it (exact and wildcard names, `==` and `!=`, a
+/// range of one port, a range with nft's protocol dependency, an address range).
+fn policy_constructs() -> Table {
+    let mut t = Table::new(Family::Ip, "weft_nftpolicy");
+    t.add_chain(
+        Chain::base(
+            "prerouting",
+            ChainType::Filter,
+            Hook::Prerouting,
+            priority::MANGLE,
+            Policy::Accept,
+        )
+        .rule(
+            Rule::new()
+                .iifname_prefix("weft")
+                .fib_saddr_iif_oif_missing()
+                .counter()
+                .log_group(2, "weft-spoof: ")
+                .drop(),
+        )
+        .rule(Rule::new().jump("ingress")),
+    );
+    let m = Stmt::Match;
+    t.add_chain(
+        Chain::new("ingress")
+            .rule(Rule::new().iifname("weft0").th_dport_range(80, 90).accept())
+            .rule(Rule::new().oifname("eth0").th_dport_range(53, 53).accept())
+            .rule(
+                Rule::new()
+                    .oifname_prefix("veth")
+                    .iifname("abcdefghijklmno")
+                    .counter()
+                    .accept(),
+            )
+            .rule(
+                Rule::new()
+                    .stmt(m(Match::IfName {
+                        out: true,
+                        name: "weft".into(),
+                        prefix: true,
+                        op: CmpOp::Ne,
+                    }))
+                    .stmt(m(Match::IfName {
+                        out: false,
+                        name: "lo".into(),
+                        prefix: false,
+                        op: CmpOp::Ne,
+                    }))
+                    .stmt(m(Match::Range {
+                        field: Selector::ThDport,
+                        from: Value::Port(1000),
+                        to: Value::Port(2000),
+                        op: CmpOp::Ne,
+                    }))
+                    .accept(),
+            )
+            .rule(
+                Rule::new()
+                    .stmt(m(Match::Range {
+                        field: Selector::TcpDport,
+                        from: Value::Port(8000),
+                        to: Value::Port(8080),
+                        op: CmpOp::Eq,
+                    }))
+                    .stmt(m(Match::Range {
+                        field: Selector::IpSaddr,
+                        from: Value::Ipv4(ip("10.0.0.1")),
+                        to: Value::Ipv4(ip("10.0.0.5")),
+                        op: CmpOp::Eq,
+                    }))
+                    .counter()
+                    .accept(),
+            )
+            .rule(
+                Rule::new()
+                    .l4proto(L4Proto::Udp)
+                    .limit_per_second(10, 5)
+                    .log_group(0, "")
+                    .counter()
+                    .drop(),
+            )
+            .rule(
+                Rule::new()
+                    .limit_per_second(1000, 20)
+                    .log_group(65535, &"x".repeat(127))
+                    .reject(),
+            ),
+    );
+    t
+}
+
+#[test]
+fn policy_constructs_list_the_same_through_nft_and_netlink() {
+    let t = policy_constructs();
+    let (a, b) = (scoped(), scoped());
+    a.run(|| nft::apply(&t.render()))
+        .unwrap()
+        .expect("nft -f of the rendered table");
+    b.run(|| nft::load(&t)).unwrap().expect("netlink batch");
+    let (la, lb) = (listing(&a, &t), listing(&b, &t));
+    for text in [
+        "iifname \"weft*\" fib saddr . iif oif missing counter packets 0 bytes 0 log prefix \"weft-spoof: \" group 2 drop",
+        "iifname \"weft0\" th dport 80-90 accept",
+        "oifname \"eth0\" th dport 53 accept",
+        "oifname != \"weft*\" iifname != \"lo\" th dport != 1000-2000 accept",
+        "tcp dport 8000-8080 ip saddr 10.0.0.1-10.0.0.5 counter",
+        "limit rate 10/second log group 0 counter packets 0 bytes 0 drop",
+        "limit rate 1000/second burst 20 packets log prefix",
+    ] {
+        assert!(la.contains(text), "{text:?} not in\n{la}");
+    }
+    assert_eq!(la, lb);
+    let (ba, bb) = (bytecode(&a, &t), bytecode(&b, &t));
+    for text in [
+        "[ meta load iifname => reg 1 ]",
+        "[ cmp eq reg 1 0x74666577 ]",
+        "[ fib saddr . iif oif present => reg 1 ]",
+        "[ cmp gte reg 1 0x00005000 ]",
+        "[ range neq reg 1 0x0000e803 0x0000d007 ]",
+        "[ counter pkts 0 bytes 0 ]",
+        "[ log prefix weft-spoof:  group 2 snaplen 0 qthreshold 0 ]",
+        "[ limit rate 10/second burst 5 type packets flags 0x0 ]",
+    ] {
+        assert!(
+            ba.iter().any(|l| l.contains(text)),
+            "{text:?} not in\n{ba:#?}"
+        );
+    }
+    assert_eq!(ba, bb);
+}
+
+#[test]
+fn values_nft_would_refuse_are_refused_before_anything_is_sent() {
+    let ns = scoped();
+    let mut t = policy_constructs();
+    t.add_chain(
+        Chain::new("bad")
+            .rule(Rule::new().accept())
+            .rule(Rule::new().log_group(1, "it's \"quoted\"").drop()),
+    );
+    let err = ns.run(|| nft::load(&t)).unwrap().unwrap_err();
+    assert!(
+        matches!(&err, Error::NftRule { chain, index: 1, .. } if chain == "bad"),
+        "{err}"
+    );
+    let err = ns.run(|| Applier::new().apply(&t)).unwrap().unwrap_err();
+    assert!(err.to_string().contains("log prefix"), "{err}");
+    // Nothing reached the kernel.
+    let tables = nft_in(&ns, &["list", "tables"]);
+    assert!(!tables.contains("weft_nftpolicy"), "{tables}");
+}
