@@ -165,3 +165,64 @@ fn values_nft_would_refuse_are_refused_before_anything_is_sent() {
     let tables = nft_in(&ns, &["list", "tables"]);
     assert!(!tables.contains("weft_nftpolicy"), "{tables}");
 }
+
+/// A table counting UDP to 127.0.0.1 on output: a rule with a counter that sees it, one
+/// without, one with a counter that does not.
+fn counting() -> Table {
+    let mut t = Table::new(Family::Ip, "weft_nftcount");
+    t.add_chain(
+        Chain::base(
+            "output",
+            ChainType::Filter,
+            Hook::Output,
+            priority::FILTER,
+            Policy::Accept,
+        )
+        .rule(Rule::new().oifname("lo").l4proto(L4Proto::Udp).counter())
+        .rule(Rule::new().oifname("lo"))
+        .rule(Rule::new().l4proto(L4Proto::Tcp).counter().jump("tcp")),
+    );
+    t.add_chain(Chain::new("tcp").rule(Rule::new().counter().accept()));
+    t.add_chain(Chain::new("empty"));
+    t
+}
+
+#[test]
+fn counters_are_read_back_per_chain_and_rule() {
+    use std::net::UdpSocket;
+    use weft_dataplane::nft::Counter;
+    let ns = scoped();
+    let t = counting();
+    let mut ap = Applier::new().check_rules(true);
+    ns.run(|| {
+        let mut nl = weft_dataplane::Netlink::open().unwrap();
+        let lo = nl.link_get("lo").unwrap().expect("lo").index;
+        nl.link_set(lo).up().execute().unwrap();
+        ap.apply(&t).unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..3 {
+            tx.send_to(&[0u8; 100], rx.local_addr().unwrap()).unwrap();
+        }
+    })
+    .unwrap();
+    let got = ns.run(|| nft::counters(Family::Ip, &t.name)).unwrap().unwrap();
+    let counted = Counter {
+        packets: 3,
+        bytes: 3 * (20 + 8 + 100),
+    };
+    let zero = Counter::default();
+    assert_eq!(got["output"], vec![Some(counted), None, Some(zero)], "{got:?}");
+    assert_eq!(got["tcp"], vec![Some(zero)]);
+    // A chain without rules has nothing to dump.
+    assert!(!got.contains_key("empty"), "{got:?}");
+    // The applier's rule check is not fooled by counted traffic.
+    let r = ns.run(|| ap.apply(&t)).unwrap().unwrap();
+    assert!(matches!(r, nft::Applied::Unchanged), "{r:?}");
+    let err = ns
+        .run(|| nft::counters(Family::Ip, "weft_no_such_table"))
+        .unwrap()
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(err.to_string().contains("weft_no_such_table"), "{err}");
+}

@@ -8,6 +8,7 @@
 
 mod applier;
 mod check;
+mod dump;
 mod encode;
 mod expr;
 mod linearize;
@@ -19,6 +20,7 @@ mod wire;
 
 pub use applier::{load, Applied, Applier, WholeLoad};
 pub use check::{IFNAME_MAX, LOG_PREFIX_MAX};
+pub use dump::{counters, Counter};
 pub use model::{
     priority, BaseChain, Chain, ChainType, DataType, Elem, ElemData, Family, Field, Hook,
     Ipv4Prefix, Key, L4Proto, MapData, Policy, Set, Table, Value, Verdict,

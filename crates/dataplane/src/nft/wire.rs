@@ -8,17 +8,17 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
 use crate::netlink::{align, u16_at, u32_at, Attrs, NLA_F_NESTED, NLMSG_ERROR, NLM_F_ACK};
-use crate::netlink::{attr_string, NLMSG_DONE, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
+use crate::netlink::{attr_string, NLM_F_CREATE, NLM_F_REQUEST};
 use crate::netlink::{error_code, messages, open_bound, recv_from_kernel, send_to_kernel};
 
 const NETLINK_NETFILTER: libc::c_int = 12;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
+pub(super) const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 const NFNL_MSG_BATCH_END: u16 = 0x11;
 pub(crate) const NLM_F_APPEND: u16 = 0x800;
 const NETLINK_CAP_ACK: libc::c_int = 10;
 const NETLINK_EXT_ACK: libc::c_int = 11;
-const NLMSG_HDRLEN: usize = 16;
+pub(super) const NLMSG_HDRLEN: usize = 16;
 
 /// nf_tables message types (`enum nf_tables_msg_types`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,10 +252,11 @@ fn describe(batch: &[u8], seq: u32) -> String {
 
 /// A NETLINK_NETFILTER socket in the network namespace of the thread that opened it.
 pub(crate) struct Socket {
-    fd: OwnedFd,
+    pub(super) fd: OwnedFd,
     rcvbuf: usize,
     sndbuf: usize,
-    buf: Vec<u8>,
+    /// The last datagram received (dumps in `dump` read into it too).
+    pub(super) buf: Vec<u8>,
 }
 
 fn setsockopt_int(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
@@ -452,68 +453,6 @@ impl Socket {
                     }
                 }
                 info = Some(t);
-            }
-        }
-    }
-}
-
-const NFT_MSG_GETRULE: u16 = 7;
-const DUMP_SEQ: u32 = 0x7fff_fff1;
-
-impl Socket {
-    /// A digest of every rule of a table as the kernel dumps them (NFT_MSG_GETRULE), or None
-    /// when the table does not exist. The dump carries each rule's chain, handle, expressions
-    /// and user data, and nothing that changes while nobody edits the table (weft's rules hold
-    /// no counters): equal digests mean the same rules, a rule edited in place (same handle,
-    /// new expressions) changes it. Set elements are not part of it.
-    pub(crate) fn rules_digest(&mut self, family: u8, table: &str) -> Result<Option<u64>> {
-        let op = || format!("listing the rules of table {table}");
-        let mut m = Vec::with_capacity(64);
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE).to_ne_bytes());
-        m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-        m.extend_from_slice(&DUMP_SEQ.to_ne_bytes());
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(&[family, 0, 0, 0]);
-        let alen = (5 + table.len()) as u16;
-        m.extend_from_slice(&alen.to_ne_bytes());
-        m.extend_from_slice(&1u16.to_ne_bytes()); // NFTA_RULE_TABLE
-        m.extend_from_slice(table.as_bytes());
-        m.push(0);
-        m.resize(align(m.len()), 0);
-        let len = m.len() as u32;
-        m[0..4].copy_from_slice(&len.to_ne_bytes());
-        send_to_kernel(&self.fd, &m).map_err(|e| Error::os(op(), e))?;
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut rules = 0u64;
-        loop {
-            let n = recv_from_kernel(&self.fd, &mut self.buf).map_err(|e| Error::os(op(), e))?;
-            for message in messages(&self.buf[..n]) {
-                let (ty, seq, payload) = message
-                    .map_err(|len| Error::protocol(op(), format!("bad message length {len}")))?;
-                if seq != DUMP_SEQ {
-                    continue;
-                }
-                match ty {
-                    NLMSG_DONE => return Ok(Some(h ^ rules)),
-                    NLMSG_ERROR => {
-                        let code = error_code(payload).unwrap_or(0);
-                        return match code {
-                            0 => Ok(Some(h ^ rules)),
-                            c if -c == libc::ENOENT => Ok(None),
-                            c => Err(Error::errno(op(), -c)),
-                        };
-                    }
-                    _ => {
-                        // Past the nfgenmsg: its res_id is the ruleset generation, which
-                        // every commit to any table of the namespace bumps.
-                        rules += 1;
-                        for b in payload.get(4..).unwrap_or_default() {
-                            h ^= u64::from(*b);
-                            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-                        }
-                    }
-                }
             }
         }
     }
