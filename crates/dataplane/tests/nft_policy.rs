@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bytecode, ip, listing, nft_in, scoped};
+use common::{bytecode, ip, listing, nft_in, p, scoped};
 use weft_dataplane::nft::{
     self, priority, Applier, Chain, ChainType, CmpOp, Family, Hook, L4Proto, Match, Policy, Rule,
     Selector, Stmt, Table, Value,
@@ -87,6 +87,10 @@ fn policy_constructs() -> Table {
                     .counter()
                     .accept(),
             )
+            // NetworkPolicy's ipBlock of everything: nft masks a /0 rather than leaving it
+            // out, which `!=` needs.
+            .rule(Rule::new().ip_saddr_ne(p("0.0.0.0/0")).drop())
+            .rule(Rule::new().ip_daddr(p("0.0.0.0/0")).counter())
             .rule(
                 Rule::new()
                     .l4proto(L4Proto::Udp)
@@ -136,6 +140,7 @@ fn policy_constructs_list_the_same_through_nft_and_netlink() {
         "[ counter pkts 0 bytes 0 ]",
         "[ log prefix weft-spoof:  group 2 snaplen 0 qthreshold 0 ]",
         "[ limit rate 10/second burst 5 type packets flags 0x0 ]",
+        "[ bitwise reg 1 = ( reg 1 & 0x00000000 ) ^ 0x00000000 ]",
     ] {
         assert!(
             ba.iter().any(|l| l.contains(text)),

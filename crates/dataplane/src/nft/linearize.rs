@@ -120,16 +120,14 @@ fn matching(out: &mut Vec<Expr>, m: &Match) {
     let reg = wire(1);
     match m {
         Match::Prefix { field, op, prefix } => {
-            // Whole bytes: load and compare only those; otherwise all four, masked.
-            let aligned = prefix.len % 8 == 0;
+            // Whole bytes: load and compare only those; otherwise all four, masked. A /0
+            // is masked too, as nft writes it (so `!= 0.0.0.0/0` never matches).
+            let aligned = prefix.len % 8 == 0 && prefix.len > 0;
             let bytes = if aligned {
                 usize::from(prefix.len) / 8
             } else {
                 4
             };
-            if bytes == 0 {
-                return;
-            }
             out.push(Expr::Payload {
                 dreg: reg,
                 base: 1,
@@ -137,7 +135,9 @@ fn matching(out: &mut Vec<Expr>, m: &Match) {
                 len: bytes as u32,
             });
             if !aligned {
-                let mask = u32::MAX << (32 - u32::from(prefix.len));
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(prefix.len))
+                    .unwrap_or(0);
                 out.push(Expr::Bitwise {
                     reg,
                     mask: mask.to_be_bytes().to_vec(),
