@@ -211,13 +211,20 @@ fn counters_are_read_back_per_chain_and_rule() {
         }
     })
     .unwrap();
-    let got = ns.run(|| nft::counters(Family::Ip, &t.name)).unwrap().unwrap();
+    let got = ns
+        .run(|| nft::counters(Family::Ip, &t.name))
+        .unwrap()
+        .unwrap();
     let counted = Counter {
         packets: 3,
         bytes: 3 * (20 + 8 + 100),
     };
     let zero = Counter::default();
-    assert_eq!(got["output"], vec![Some(counted), None, Some(zero)], "{got:?}");
+    assert_eq!(
+        got["output"],
+        vec![Some(counted), None, Some(zero)],
+        "{got:?}"
+    );
     assert_eq!(got["tcp"], vec![Some(zero)]);
     // A chain without rules has nothing to dump.
     assert!(!got.contains_key("empty"), "{got:?}");
@@ -230,4 +237,116 @@ fn counters_are_read_back_per_chain_and_rule() {
         .unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(err.to_string().contains("weft_no_such_table"), "{err}");
+}
+
+/// Rules that each end in a counter once their matches passed, so the kernel's counters say
+/// which rules a packet matched fully: what the simulator's trace lists.
+fn traced() -> Table {
+    use weft_dataplane::nft::{ct_state, DataType, Field, MarkOp, Set};
+    let mut t = Table::new(Family::Ip, "weft_nftsim");
+    t.add_set(
+        Set::new("ports", vec![Field::Type(DataType::InetService)])
+            .element(vec![Value::Port(6000)]),
+    );
+    t.add_chain(
+        Chain::base(
+            "output",
+            ChainType::Filter,
+            Hook::Output,
+            priority::FILTER,
+            Policy::Accept,
+        )
+        .rule(
+            Rule::new()
+                .oifname_prefix("l")
+                .th_dport_range(5000, 5010)
+                .counter()
+                .jump("range"),
+        )
+        .rule(
+            Rule::new()
+                .ip_daddr(p("127.0.0.0/8"))
+                .oifname("lo")
+                .counter()
+                .mark_set(MarkOp::Or(0x10)),
+        )
+        .rule(
+            Rule::new()
+                .mark_bits(0x10, CmpOp::Eq, 0x10)
+                .in_set(&[Selector::ThDport], "ports")
+                .counter()
+                .drop(),
+        )
+        .rule(Rule::new().iifname_prefix("weft").counter().drop())
+        .rule(
+            Rule::new()
+                .ct_state(ct_state::NEW)
+                .limit_per_second(1000, 1000)
+                .counter()
+                .accept(),
+        ),
+    );
+    t.add_chain(
+        Chain::new("range")
+            .rule(Rule::new().th_dport(5005).counter().ret())
+            .rule(Rule::new().counter().log_group(5, "weft-sim ")),
+    );
+    t
+}
+
+#[test]
+fn the_simulator_traces_what_the_kernel_counts() {
+    use std::net::UdpSocket;
+    use weft_dataplane::nft::sim::{self, Outcome, Packet};
+    let ns = scoped();
+    let t = traced();
+    ns.run(|| {
+        let mut nl = weft_dataplane::Netlink::open().unwrap();
+        let lo = nl.link_get("lo").unwrap().expect("lo").index;
+        nl.link_set(lo).up().execute().unwrap();
+        nft::load(&t).unwrap();
+    })
+    .unwrap();
+    let read = || {
+        ns.run(|| nft::counters(Family::Ip, &t.name))
+            .unwrap()
+            .unwrap()
+    };
+    for port in [5001, 5005, 6000, 7000] {
+        let mut packet = Packet::new(ip("127.0.0.1"), ip("127.0.0.1")).udp(port);
+        packet.oifname = Some("lo".into());
+        let trace = sim::run(&t, "output", &mut packet).unwrap();
+        let before = read();
+        // A new socket each time: a new connection, `ct state new`.
+        let sent = ns
+            .run(|| {
+                let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+                tx.send_to(b"x", ("127.0.0.1", port)).map(|_| ())
+            })
+            .unwrap();
+        let after = read();
+        let mut counted = Vec::new();
+        for (chain, rules) in &after {
+            for (i, c) in rules.iter().enumerate() {
+                let was = before[chain][i].map_or(0, |c| c.packets);
+                if c.map_or(0, |c| c.packets) > was {
+                    counted.push((chain.clone(), i));
+                }
+            }
+        }
+        let mut simulated: Vec<_> = trace
+            .steps
+            .iter()
+            .map(|s| (s.chain.clone(), s.rule))
+            .collect();
+        simulated.sort();
+        counted.sort();
+        assert_eq!(simulated, counted, "port {port}: {trace:?}");
+        // Dropped on output: the send fails (EPERM).
+        assert_eq!(
+            trace.outcome == Outcome::Accept,
+            sent.is_ok(),
+            "port {port}: {sent:?}"
+        );
+    }
 }

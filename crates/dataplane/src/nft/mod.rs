@@ -1,6 +1,9 @@
 //! nftables: a typed model of a table ([`Table`], [`Chain`], [`Set`], [`Rule`]), its
 //! rendering to nft script text, and an [`Applier`] that loads it whole or sends only the
-//! difference as an nf_tables netlink batch of weft's own (`wire`, `encode`, `linearize`).
+//! difference as an nf_tables netlink batch of weft's own (`wire`, `encode`, `linearize`,
+//! `expr`), after checking every rule for values nft or the kernel would refuse
+//! ([`Table::check`]). [`counters`] reads the rules' counters back; [`sim`] evaluates a
+//! packet through a table without a kernel, for compilers' tests.
 //!
 //! The text interface stays for whole loads through the tool ([`WholeLoad::Tool`]), tests and
 //! benchmarks: [`apply`] loads nft script through the `nft` tool (`nft -f -`, one transaction).
@@ -15,6 +18,7 @@ mod linearize;
 mod model;
 mod render;
 mod rule;
+pub mod sim;
 mod tx;
 mod wire;
 
