@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use weft_controller::speaker::Speaker;
 use weft_net::{NetError, NetReconciler, NetworkConfig, NodePlan};
+use weft_policy::PolicyReconciler;
 use weft_proxy::reconcile::ReconcileError;
 use weft_proxy::ProxyReconciler;
 use weft_view::reconciler::{host, Readiness};
@@ -34,6 +35,8 @@ pub enum AgentError {
     Proxy(#[from] ReconcileError),
     #[error("starting the agent's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("serving the CNI plugin's pod announcements: {0}")]
+    Attach(std::io::Error),
     #[error("the API server did not list {0} within {PLAN_WAIT:?}")]
     NotListed(String),
 }
@@ -70,7 +73,20 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             health_rx,
             std::net::Ipv4Addr::UNSPECIFIED.into(),
         ));
-        source::spawn(&client, &shared, net.interest().union(proxy.interest()));
+        let vxlan_port = match config.network.mode {
+            weft_net::Mode::Vxlan { port, .. } => port,
+            weft_net::Mode::Direct => weft_model::ClusterConfig::default().vxlan_port,
+        };
+        let policy = PolicyReconciler::new(&config.node, vxlan_port);
+        weft_policy::attach::serve(policy.attachments(), shared.clone())
+            .map_err(AgentError::Attach)?;
+        source::spawn(
+            &client,
+            &shared,
+            net.interest()
+                .union(proxy.interest())
+                .union(policy.interest()),
+        );
         tracing::info!(node = %config.node, mode = ?config.network.mode, "agent started");
         let readiness = Readiness::new();
         tokio::spawn(weft_view::health::serve(
@@ -80,6 +96,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         let mut reconcilers = vec![
             host(net, &shared, &readiness),
             host(proxy, &shared, &readiness),
+            host(policy, &shared, &readiness),
         ];
         if let Some(pool) = config.announce_arp {
             let speaker = Speaker::new(announce::ArpAnnouncer::new(pool));

@@ -87,6 +87,8 @@ pub fn conflist(config: &ClusterConfig, pod_cidr: &str) -> serde_json::Value {
             "type": "weft-cni",
             "mtu": config.pod_mtu(),
             "ipam": {"subnet": pod_cidr, "dataDir": "/var/lib/weft/ipam"},
+            // The agent programs each pod's policy before the pod runs.
+            "agentSocket": weft_cni::agent::SOCKET,
         }],
     })
 }

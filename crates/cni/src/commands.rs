@@ -131,6 +131,14 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, Error> {
             return Err(e);
         }
     };
+    if let Some(socket) = &conf.agent_socket {
+        if let Err(e) = announce(env, socket, alloc.ip) {
+            // The pod must not run unprogrammed: nothing of this ADD stays.
+            let _ = wiring::teardown(&mut host, &host_veth);
+            undo_allocation(&store, &att);
+            return Err(e);
+        }
+    }
     let ours = CniResult {
         interfaces: vec![
             Interface {
@@ -163,6 +171,23 @@ fn add(env: &Env, conf: &NetConf) -> Result<Value, Error> {
     };
     let merged = conf.prev_result.clone().unwrap_or_default().merge(ours);
     Ok(merged.to_json(conf.cni_version))
+}
+
+/// Tells the node's agent the pod's address and waits until it has programmed the pod.
+fn announce(env: &Env, socket: &str, ip: std::net::Ipv4Addr) -> Result<(), Error> {
+    let (Some(namespace), Some(name)) = (&env.args.k8s_pod_namespace, &env.args.k8s_pod_name)
+    else {
+        return Err(Error::Agent(
+            "agentSocket is set but CNI_ARGS has no K8S_POD_NAMESPACE and K8S_POD_NAME".into(),
+        ));
+    };
+    let attach = crate::agent::Attach {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        ip,
+    };
+    let timeout = std::time::Duration::from_secs(crate::agent::TIMEOUT_SECS + 5);
+    crate::agent::announce(socket, &attach, timeout).map_err(Error::Agent)
 }
 
 fn undo_allocation(store: &Store, att: &Attachment) {

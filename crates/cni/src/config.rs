@@ -25,6 +25,10 @@
 //! - `dns` is copied into the result.
 //! - `runtimeConfig.ips` (capability `ips`) / `args.cni.ips` / `CNI_ARGS IP=` request a
 //!   specific address; `runtimeConfig.mac` / `args.cni.mac` set the pod interface's MAC.
+//! - `agentSocket`: the abstract unix socket of the node's weft agent. When set, ADD announces
+//!   the pod (CNI_ARGS `K8S_POD_NAMESPACE`, `K8S_POD_NAME`) and its address there and returns
+//!   only once the agent has programmed the pod's network policy, undoing the ADD if it cannot
+//!   (see [`crate::agent`]). `weft install-cni` sets it; without it, no agent is asked.
 //! - `prevResult` (chaining) and `cni.dev/valid-attachments` (GC) are read when present.
 //!   Other keys (`capabilities`, `ipMasq`, ...) are accepted and ignored.
 
@@ -80,6 +84,7 @@ pub struct NetConf {
     pub mac: Option<MacAddr>,
     pub prev_result: Option<CniResult>,
     pub valid_attachments: Option<Vec<Attachment>>,
+    pub agent_socket: Option<String>,
 }
 
 fn cfg(msg: String) -> Error {
@@ -311,7 +316,9 @@ impl NetConf {
             .get("cni.dev/valid-attachments")
             .map(parse_attachments)
             .transpose()?;
+        let agent_socket = str_field(m, "", "agentSocket")?.map(str::to_string);
         Ok(NetConf {
+            agent_socket,
             cni_version,
             name,
             mtu,

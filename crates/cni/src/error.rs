@@ -61,6 +61,9 @@ pub enum Error {
     Check(String),
     #[error("{reason}")]
     Unavailable { limited: bool, reason: String },
+    /// The node's agent did not program the pod's policy: try again later.
+    #[error("{0}")]
+    Agent(String),
 }
 
 impl Error {
@@ -87,6 +90,7 @@ impl Error {
             Error::Check(_) => ErrorCode::CheckFailed,
             Error::Unavailable { limited: false, .. } => ErrorCode::NotAvailable,
             Error::Unavailable { limited: true, .. } => ErrorCode::NotAvailableLimited,
+            Error::Agent(_) => ErrorCode::TryAgainLater,
         }
     }
 

@@ -9,6 +9,7 @@
 //! store; [`wiring`] builds the routed veth; [`spec`] renders the result for the requested
 //! version; [`error`] maps failures onto the spec's codes.
 
+pub mod agent;
 pub mod commands;
 pub mod config;
 pub mod env;

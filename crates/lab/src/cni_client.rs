@@ -30,7 +30,9 @@ pub struct Attachment {
 }
 
 impl CniNetwork {
-    /// The network of one node: weft-cni with the node's pod CIDR and IPAM directory.
+    /// The network of one node: weft-cni with the node's pod CIDR and IPAM directory, asking
+    /// the node's agent to program each pod's policy before the pod runs (as the conflist of
+    /// `weft install-cni` does).
     pub fn for_node(
         plugin_dir: &Path,
         pod_cidr: Ipv4Cidr,
@@ -43,6 +45,7 @@ impl CniNetwork {
             "type": "weft-cni",
             "mtu": mtu,
             "ipam": { "subnet": pod_cidr.to_string(), "dataDir": ipam_dir },
+            "agentSocket": weft_cni::agent::SOCKET,
         });
         CniNetwork {
             plugin_dir: plugin_dir.to_path_buf(),

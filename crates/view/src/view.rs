@@ -504,6 +504,14 @@ impl Shared {
         }
     }
 
+    /// Delivers changes that did not come from a watch (a pod's address announced by the CNI
+    /// plugin before the pod's status has it) to every interested mailbox.
+    pub fn notify(&self, changes: &[Change]) {
+        for mailbox in lock(&self.mailboxes).iter() {
+            mailbox.deliver(changes, false);
+        }
+    }
+
     /// Reads the view (a read lock: hold it for a compile, not across I/O).
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, ClusterView> {
         self.view.read().unwrap_or_else(|e| e.into_inner())

@@ -1,0 +1,414 @@
+//! The node's policy table, `ip weft_policy`, compiled from [`NodePolicies`] (pure).
+//!
+//! Where traffic is judged:
+//! - **Egress** of this node's pods in `prerouting` (priority 0, after the Service proxy's
+//!   DNAT at -100), on packets coming in from a pod interface: the destination is the one the
+//!   pod's traffic really goes to (a Service's backend, not its cluster IP).
+//! - **Ingress** to this node's pods in `postrouting` (priority 200, after source NAT at 100),
+//!   on packets going out to a pod interface: source and destination are what the pod sees
+//!   (an outside client masqueraded by the node shows as the node).
+//! - The node's own traffic to its pods (kubelet probes) is always allowed: `output` marks
+//!   every packet the node sends with [`FROM_NODE`], and `postrouting` lets marked packets by.
+//! - Replies and related packets of allowed connections pass (`ct state established,related`
+//!   before any policy), so only a connection's first packet meets the policies.
+//!
+//! An isolated pod's address maps (`ingress_pods`, `egress_pods`) to its *profile*: a chain
+//! per distinct set of policies isolating pods, named by a hash of that set so the name is
+//! stable. A profile jumps to each policy's chain (`ingress/<ns>/<name>`), whose rules accept
+//! what the policy allows and otherwise return; what no policy accepted is logged (NFLOG,
+//! rate-limited, prefixed with the policies' names), counted and dropped by the profile. A
+//! policy's chain and sets exist on a node only while it selects one of the node's pods.
+//!
+//! Also here, the isolation every pod gets whatever the policies say:
+//! - anti-spoofing: a packet from a pod interface must have a source that routes back through
+//!   that interface (each pod has a /32 route through its own veth), so a pod sends only from
+//!   its own address;
+//! - the overlay's VXLAN port takes packets only from node addresses (`input`), and pods may
+//!   not send to it (a pod's packet to another node leaves masqueraded as this node, which
+//!   the other node could not tell from real overlay traffic).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use weft_dataplane::nft::{
+    ct_state, priority, Chain, ChainType, CmpOp, DataType, ElemData, Family, Field, Hook,
+    Ipv4Prefix, L4Proto, MarkOp, Policy as ChainPolicy, Rule, Selector, Set, Table, Value, Verdict,
+};
+use weft_view::NsName;
+
+use crate::resolve::{NodePolicies, ResolvedRule};
+use crate::spec::Direction;
+
+pub const TABLE: &str = "weft_policy";
+/// The packet mark bit `output` sets on everything the node itself sends.
+pub const FROM_NODE: u32 = 0x0001_0000;
+/// The NFLOG group drops are logged to.
+pub const NFLOG_GROUP: u16 = 87;
+/// Host interfaces of pods (`weft` + 11 hex digits, see the CNI plugin's wiring).
+pub const POD_IFACE_PREFIX: &str = "weft";
+/// The overlay device, which shares the prefix and is not a pod.
+pub const VXLAN_IFACE: &str = "weft.vxlan";
+/// Logged drops per second per drop chain, and the burst above it.
+const LOG_RATE: u32 = 10;
+const LOG_BURST: u32 = 20;
+/// nft's limit on chain and set names (with the terminating NUL).
+const NAME_MAX: usize = 255;
+/// NFLOG's limit on a prefix.
+const PREFIX_MAX: usize = 127;
+
+pub const NODES: &str = "nodes";
+pub const INGRESS_PODS: &str = "ingress_pods";
+pub const EGRESS_PODS: &str = "egress_pods";
+pub const SPOOFED: &str = "drop_spoofed";
+pub const VXLAN_FROM_POD: &str = "drop_vxlan_from_pod";
+pub const VXLAN_FOREIGN: &str = "drop_vxlan_foreign";
+
+/// What the table needs besides the policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeContext {
+    /// Every node's address (the overlay's peers).
+    pub node_ips: BTreeSet<Ipv4Addr>,
+    /// The overlay's UDP port.
+    pub vxlan_port: u16,
+}
+
+/// The chain holding one policy's rules for one direction.
+pub fn policy_chain(direction: Direction, key: &NsName) -> String {
+    bounded(format!("{direction}/{}/{}", key.namespace, key.name))
+}
+
+/// The set of peer addresses of rule `rule` of a policy.
+pub fn peer_set(direction: Direction, key: &NsName, rule: usize) -> String {
+    bounded(format!("{direction}/{}/{}/{rule}", key.namespace, key.name))
+}
+
+/// The set of `address . protocol . port` a rule's named ports resolve to.
+pub fn named_set(direction: Direction, key: &NsName, rule: usize) -> String {
+    bounded(format!(
+        "{direction}/{}/{}/{rule}/ports",
+        key.namespace, key.name
+    ))
+}
+
+/// The chain of the pods isolated by exactly `policies` (sorted) in `direction`.
+pub fn profile_chain(direction: Direction, policies: &[NsName]) -> String {
+    let mut h = Fnv::new();
+    for p in policies {
+        h.write(p.namespace.as_bytes());
+        h.write(b"/");
+        h.write(p.name.as_bytes());
+        h.write(b",");
+    }
+    format!("{direction}-{:08x}", h.finish() as u32)
+}
+
+/// The NFLOG prefix of a profile's drops: `weft drop <direction> <ns/name>[,<ns/name>...]`.
+pub fn drop_prefix(direction: Direction, policies: &[NsName]) -> String {
+    let mut prefix = format!("weft drop {direction} ");
+    for (i, p) in policies.iter().enumerate() {
+        let item = format!("{}{p}", if i == 0 { "" } else { "," });
+        let rest = policies.len() - i - 1;
+        // Keep room for ",+N more" when cutting.
+        if prefix.len() + item.len() + if rest > 0 { 12 } else { 0 } > PREFIX_MAX {
+            prefix.push_str(&format!(",+{}", policies.len() - i));
+            break;
+        }
+        prefix.push_str(&item);
+    }
+    prefix.truncate(PREFIX_MAX);
+    prefix
+}
+
+/// Names longer than nft takes keep their start and get a hash of the whole.
+fn bounded(name: String) -> String {
+    if name.len() <= NAME_MAX {
+        return name;
+    }
+    let mut h = Fnv::new();
+    h.write(name.as_bytes());
+    let mut cut = NAME_MAX - 17;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{:016x}", &name[..cut], h.finish())
+}
+
+/// FNV-1a: a hash that is the same in every process (names must be stable across restarts).
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+fn prefix(cidr: &weft_model::cidr::Ipv4Cidr) -> Ipv4Prefix {
+    Ipv4Prefix {
+        addr: cidr.network(),
+        len: cidr.prefix(),
+    }
+}
+
+/// Rules that log (rate-limited), count and drop whatever reaches them.
+fn drop_rules(log_prefix: &str) -> [Rule; 2] {
+    [
+        Rule::new()
+            .limit_per_second(LOG_RATE, LOG_BURST)
+            .log_group(NFLOG_GROUP, log_prefix),
+        Rule::new().counter().drop(),
+    ]
+}
+
+/// A chain of [`drop_rules`].
+fn drop_chain(name: &str, log_prefix: &str) -> Chain {
+    let mut chain = Chain::new(name);
+    chain.rules.extend(drop_rules(log_prefix));
+    chain
+}
+
+/// The whole table for one node.
+pub fn compile(policies: &NodePolicies, ctx: &NodeContext) -> Table {
+    let mut t = Table::new(Family::Ip, TABLE);
+    base(&mut t, ctx);
+    let mut profiles: BTreeMap<(Direction, Vec<NsName>), ()> = BTreeMap::new();
+    for direction in Direction::BOTH {
+        let map_name = match direction {
+            Direction::Ingress => INGRESS_PODS,
+            Direction::Egress => EGRESS_PODS,
+        };
+        let mut map = Set::verdict_map(map_name, vec![Field::Type(DataType::Ipv4Addr)]);
+        for (ip, isolating) in policies.isolated.get(&direction).into_iter().flatten() {
+            let mut isolating = isolating.clone();
+            isolating.sort();
+            isolating.dedup();
+            let chain = profile_chain(direction, &isolating);
+            map = map.map_element(
+                vec![Value::Ipv4(*ip)],
+                ElemData::Verdict(Verdict::Jump(chain)),
+            );
+            profiles.insert((direction, isolating), ());
+        }
+        t.add_set(map);
+    }
+    for (direction, isolating) in profiles.keys() {
+        let mut chain = Chain::new(profile_chain(*direction, isolating));
+        for key in isolating {
+            chain = chain.rule(Rule::new().jump(policy_chain(*direction, key)));
+        }
+        chain
+            .rules
+            .extend(drop_rules(&drop_prefix(*direction, isolating)));
+        t.add_chain(chain);
+    }
+    for (key, active) in &policies.active {
+        for (direction, rules) in &active.rules {
+            let mut chain = Chain::new(policy_chain(*direction, key));
+            for (i, rule) in rules.iter().enumerate() {
+                chain
+                    .rules
+                    .extend(rule_rules(&mut t, *direction, key, i, rule));
+            }
+            t.add_chain(chain);
+        }
+    }
+    t
+}
+
+/// The nft rules of one policy rule: one per form of peer (any, the pod set, each block) and
+/// form of port (any, each protocol or range, the named ports), each counting and accepting.
+fn rule_rules(
+    t: &mut Table,
+    direction: Direction,
+    key: &NsName,
+    index: usize,
+    rule: &ResolvedRule,
+) -> Vec<Rule> {
+    if !rule.allows_something() {
+        return Vec::new();
+    }
+    // The peer is the source of ingress and the destination of egress; named ports are
+    // always the destination's.
+    let peer_field = match direction {
+        Direction::Ingress => Selector::IpSaddr,
+        Direction::Egress => Selector::IpDaddr,
+    };
+    let mut peer_forms: Vec<Rule> = Vec::new();
+    if rule.any_peer {
+        peer_forms.push(Rule::new());
+    }
+    if !rule.pod_peers.is_empty() {
+        let name = peer_set(direction, key, index);
+        let mut set = Set::new(&name, vec![Field::Type(DataType::Ipv4Addr)]);
+        for ip in &rule.pod_peers {
+            set = set.element(vec![Value::Ipv4(*ip)]);
+        }
+        t.add_set(set);
+        peer_forms.push(Rule::new().in_set(&[peer_field], name));
+    }
+    for (cidr, except) in &rule.blocks {
+        let mut r = match peer_field {
+            Selector::IpSaddr => Rule::new().ip_saddr(prefix(cidr)),
+            _ => Rule::new().ip_daddr(prefix(cidr)),
+        };
+        for e in except {
+            r = match peer_field {
+                Selector::IpSaddr => r.ip_saddr_ne(prefix(e)),
+                _ => r.ip_daddr_ne(prefix(e)),
+            };
+        }
+        peer_forms.push(r);
+    }
+    let mut port_forms: Vec<Vec<PortMatch>> = Vec::new();
+    if rule.any_port {
+        port_forms.push(Vec::new());
+    }
+    for (proto, range) in &rule.ports {
+        let mut m = vec![PortMatch::Proto(*proto)];
+        if let Some((a, b)) = range {
+            m.push(PortMatch::Range(*a, *b));
+        }
+        port_forms.push(m);
+    }
+    if !rule.named.is_empty() {
+        let name = named_set(direction, key, index);
+        let mut set = Set::new(
+            &name,
+            vec![
+                Field::Type(DataType::Ipv4Addr),
+                Field::Type(DataType::InetProto),
+                Field::Type(DataType::InetService),
+            ],
+        );
+        for (ip, proto, port) in &rule.named {
+            set = set.element(vec![
+                Value::Ipv4(*ip),
+                Value::Proto(*proto),
+                Value::Port(*port),
+            ]);
+        }
+        t.add_set(set);
+        port_forms.push(vec![PortMatch::Named(name)]);
+    }
+    let mut out = Vec::new();
+    for peer in &peer_forms {
+        for ports in &port_forms {
+            let mut r = peer.clone();
+            for m in ports {
+                r = match m {
+                    PortMatch::Proto(p) => r.l4proto(*p),
+                    PortMatch::Range(a, b) => r.th_dport_range(*a, *b),
+                    PortMatch::Named(set) => r.in_set(
+                        &[Selector::IpDaddr, Selector::MetaL4proto, Selector::ThDport],
+                        set.clone(),
+                    ),
+                };
+            }
+            out.push(r.counter().accept());
+        }
+    }
+    out
+}
+
+enum PortMatch {
+    Proto(L4Proto),
+    Range(u16, u16),
+    Named(String),
+}
+
+/// The base chains, the pod maps' users, and the pod network's own isolation.
+fn base(t: &mut Table, ctx: &NodeContext) {
+    let mut nodes = Set::new(NODES, vec![Field::Type(DataType::Ipv4Addr)]);
+    for ip in &ctx.node_ips {
+        nodes = nodes.element(vec![Value::Ipv4(*ip)]);
+    }
+    t.add_set(nodes);
+    let established = ct_state::ESTABLISHED | ct_state::RELATED;
+    t.add_chain(
+        Chain::base(
+            "prerouting",
+            ChainType::Filter,
+            Hook::Prerouting,
+            priority::FILTER,
+            ChainPolicy::Accept,
+        )
+        .rule(Rule::new().iifname(VXLAN_IFACE).accept())
+        .rule(
+            Rule::new()
+                .iifname_prefix(POD_IFACE_PREFIX)
+                .fib_saddr_iif_oif_missing()
+                .goto(SPOOFED),
+        )
+        .rule(
+            Rule::new()
+                .iifname_prefix(POD_IFACE_PREFIX)
+                .in_set(&[Selector::IpDaddr], NODES)
+                .l4proto(L4Proto::Udp)
+                .th_dport(ctx.vxlan_port)
+                .goto(VXLAN_FROM_POD),
+        )
+        .rule(Rule::new().ct_state(established).accept())
+        .rule(
+            Rule::new()
+                .iifname_prefix(POD_IFACE_PREFIX)
+                .vmap(&[Selector::IpSaddr], EGRESS_PODS),
+        ),
+    );
+    t.add_chain(
+        Chain::base(
+            "output",
+            ChainType::Filter,
+            Hook::Output,
+            priority::FILTER,
+            ChainPolicy::Accept,
+        )
+        .rule(Rule::new().mark_set(MarkOp::Or(FROM_NODE))),
+    );
+    t.add_chain(
+        Chain::base(
+            "postrouting",
+            ChainType::Filter,
+            Hook::Postrouting,
+            POSTROUTING_PRIORITY,
+            ChainPolicy::Accept,
+        )
+        .rule(Rule::new().oifname(VXLAN_IFACE).accept())
+        .rule(Rule::new().ct_state(established).accept())
+        .rule(Rule::new().mark_bits(FROM_NODE, CmpOp::Ne, 0).accept())
+        .rule(
+            Rule::new()
+                .oifname_prefix(POD_IFACE_PREFIX)
+                .vmap(&[Selector::IpDaddr], INGRESS_PODS),
+        ),
+    );
+    t.add_chain(
+        Chain::base(
+            "input",
+            ChainType::Filter,
+            Hook::Input,
+            priority::FILTER,
+            ChainPolicy::Accept,
+        )
+        .rule(
+            Rule::new()
+                .l4proto(L4Proto::Udp)
+                .th_dport(ctx.vxlan_port)
+                .not_in_set(&[Selector::IpSaddr], NODES)
+                .goto(VXLAN_FOREIGN),
+        ),
+    );
+    t.add_chain(drop_chain(SPOOFED, "weft drop spoofed source"));
+    t.add_chain(drop_chain(VXLAN_FROM_POD, "weft drop pod to overlay port"));
+    t.add_chain(drop_chain(VXLAN_FOREIGN, "weft drop overlay from non-node"));
+}
+
+/// After source NAT (100), so ingress sees the source the pod will see.
+pub const POSTROUTING_PRIORITY: i32 = 200;
