@@ -31,12 +31,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use weft_dataplane::nft::{
-    ct_state, priority, Chain, ChainType, CmpOp, DataType, ElemData, Family, Field, Hook,
-    Ipv4Prefix, L4Proto, MarkOp, Policy as ChainPolicy, Rule, Selector, Set, Table, Value, Verdict,
+    ct_state, priority, Chain, ChainType, CmpOp, DataType, Elem, ElemData, Family, Field, Hook,
+    Ipv4Prefix, L4Proto, MarkOp, Policy as ChainPolicy, Rule, Selector, Set, Table, Tx, Value,
+    Verdict,
 };
 use weft_view::NsName;
 
-use crate::resolve::{NodePolicies, ResolvedRule};
+use crate::resolve::{Active, NodePolicies, ResolvedRule};
 use crate::spec::Direction;
 
 pub const TABLE: &str = "weft_policy";
@@ -177,56 +178,167 @@ fn drop_chain(name: &str, log_prefix: &str) -> Chain {
 
 /// The whole table for one node.
 pub fn compile(policies: &NodePolicies, ctx: &NodeContext) -> Table {
-    let mut t = Table::new(Family::Ip, TABLE);
-    base(&mut t, ctx);
-    let mut profiles: BTreeMap<(Direction, Vec<NsName>), ()> = BTreeMap::new();
-    for direction in Direction::BOTH {
-        let map_name = match direction {
-            Direction::Ingress => INGRESS_PODS,
-            Direction::Egress => EGRESS_PODS,
-        };
-        let mut map = Set::verdict_map(map_name, vec![Field::Type(DataType::Ipv4Addr)]);
-        for (ip, isolating) in policies.isolated.get(&direction).into_iter().flatten() {
-            let mut isolating = isolating.clone();
-            isolating.sort();
-            isolating.dedup();
-            let chain = profile_chain(direction, &isolating);
-            map = map.map_element(
-                vec![Value::Ipv4(*ip)],
-                ElemData::Verdict(Verdict::Jump(chain)),
+    Parts::of(policies).table(ctx)
+}
+
+/// What one policy contributes to the table: its chains and sets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fragment {
+    pub chains: BTreeMap<String, Chain>,
+    pub sets: BTreeMap<String, Set>,
+}
+
+/// The table apart from its fixed base, in the pieces incremental updates compare: each
+/// policy's fragment, the profile chains, and the pod maps' elements (address -> profile).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parts {
+    pub fragments: BTreeMap<NsName, Fragment>,
+    pub profiles: BTreeMap<String, Chain>,
+    pub pods: BTreeMap<Direction, BTreeMap<Ipv4Addr, String>>,
+}
+
+/// The pod map of a direction.
+pub fn pod_map(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Ingress => INGRESS_PODS,
+        Direction::Egress => EGRESS_PODS,
+    }
+}
+
+impl Parts {
+    /// Every piece, from the resolved policies.
+    pub fn of(policies: &NodePolicies) -> Parts {
+        let mut parts = Parts::default();
+        for (key, active) in &policies.active {
+            parts.fragments.insert(key.clone(), fragment(key, active));
+        }
+        parts.set_isolation(policies);
+        parts
+    }
+
+    /// Compiles the fragments of `dirty` again from `policies` (gone from it: removed) and
+    /// recomputes the profiles and pod maps (one entry per local pod); returns the changes that
+    /// turn a table of the old parts into one of the new, in time proportional to them.
+    pub fn update(&mut self, policies: &NodePolicies, dirty: &[NsName]) -> Tx {
+        let mut tx = Tx::new();
+        let none = Fragment::default();
+        for key in dirty {
+            let old = self.fragments.remove(key);
+            let new = policies.active.get(key).map(|a| fragment(key, a));
+            fragment_tx(
+                old.as_ref().unwrap_or(&none),
+                new.as_ref().unwrap_or(&none),
+                &mut tx,
             );
-            profiles.insert((direction, isolating), ());
-        }
-        t.add_set(map);
-    }
-    for (direction, isolating) in profiles.keys() {
-        let mut chain = Chain::new(profile_chain(*direction, isolating));
-        for key in isolating {
-            chain = chain.rule(Rule::new().jump(policy_chain(*direction, key)));
-        }
-        chain
-            .rules
-            .extend(drop_rules(&drop_prefix(*direction, isolating)));
-        t.add_chain(chain);
-    }
-    for (key, active) in &policies.active {
-        for (direction, rules) in &active.rules {
-            let mut chain = Chain::new(policy_chain(*direction, key));
-            for (i, rule) in rules.iter().enumerate() {
-                chain
-                    .rules
-                    .extend(rule_rules(&mut t, *direction, key, i, rule));
+            if let Some(new) = new {
+                self.fragments.insert(key.clone(), new);
             }
-            t.add_chain(chain);
+        }
+        let old_profiles = std::mem::take(&mut self.profiles);
+        let old_pods = std::mem::take(&mut self.pods);
+        self.set_isolation(policies);
+        for (name, chain) in &self.profiles {
+            if old_profiles.get(name) != Some(chain) {
+                tx.put_chain(chain.clone());
+            }
+        }
+        for name in old_profiles.keys() {
+            if !self.profiles.contains_key(name) {
+                tx.delete_chain(name.clone());
+            }
+        }
+        let empty = BTreeMap::new();
+        for direction in Direction::BOTH {
+            let old = old_pods.get(&direction).unwrap_or(&empty);
+            let now = self.pods.get(&direction).unwrap_or(&empty);
+            for (ip, chain) in now {
+                if old.get(ip) != Some(chain) {
+                    tx.put_element(
+                        pod_map(direction),
+                        vec![Value::Ipv4(*ip)],
+                        Elem::data(ElemData::Verdict(Verdict::Jump(chain.clone()))),
+                    );
+                }
+            }
+            for ip in old.keys().filter(|ip| !now.contains_key(ip)) {
+                tx.delete_element(pod_map(direction), vec![Value::Ipv4(*ip)]);
+            }
+        }
+        tx
+    }
+
+    fn set_isolation(&mut self, policies: &NodePolicies) {
+        for direction in Direction::BOTH {
+            let pods = self.pods.entry(direction).or_default();
+            for (ip, isolating) in policies.isolated.get(&direction).into_iter().flatten() {
+                let mut isolating = isolating.clone();
+                isolating.sort();
+                isolating.dedup();
+                let name = profile_chain(direction, &isolating);
+                pods.insert(*ip, name.clone());
+                self.profiles.entry(name).or_insert_with(|| {
+                    let mut chain = Chain::new(profile_chain(direction, &isolating));
+                    for key in &isolating {
+                        chain = chain.rule(Rule::new().jump(policy_chain(direction, key)));
+                    }
+                    chain
+                        .rules
+                        .extend(drop_rules(&drop_prefix(direction, &isolating)));
+                    chain
+                });
+            }
         }
     }
-    t
+
+    /// The whole table.
+    pub fn table(&self, ctx: &NodeContext) -> Table {
+        let mut t = Table::new(Family::Ip, TABLE);
+        base(&mut t, ctx);
+        for direction in Direction::BOTH {
+            let mut map =
+                Set::verdict_map(pod_map(direction), vec![Field::Type(DataType::Ipv4Addr)]);
+            for (ip, chain) in self.pods.get(&direction).into_iter().flatten() {
+                map = map.map_element(
+                    vec![Value::Ipv4(*ip)],
+                    ElemData::Verdict(Verdict::Jump(chain.clone())),
+                );
+            }
+            t.add_set(map);
+        }
+        for chain in self.profiles.values() {
+            t.add_chain(chain.clone());
+        }
+        for f in self.fragments.values() {
+            for set in f.sets.values() {
+                t.add_set(set.clone());
+            }
+            for chain in f.chains.values() {
+                t.add_chain(chain.clone());
+            }
+        }
+        t
+    }
+}
+
+/// One policy's chains (one per direction it isolates) and sets.
+pub fn fragment(key: &NsName, active: &Active) -> Fragment {
+    let mut f = Fragment::default();
+    for (direction, rules) in &active.rules {
+        let mut chain = Chain::new(policy_chain(*direction, key));
+        for (i, rule) in rules.iter().enumerate() {
+            chain
+                .rules
+                .extend(rule_rules(&mut f.sets, *direction, key, i, rule));
+        }
+        f.chains.insert(chain.name.clone(), chain);
+    }
+    f
 }
 
 /// The nft rules of one policy rule: one per form of peer (any, the pod set, each block) and
 /// form of port (any, each protocol or range, the named ports), each counting and accepting.
 fn rule_rules(
-    t: &mut Table,
+    sets: &mut BTreeMap<String, Set>,
     direction: Direction,
     key: &NsName,
     index: usize,
@@ -251,7 +363,7 @@ fn rule_rules(
         for ip in &rule.pod_peers {
             set = set.element(vec![Value::Ipv4(*ip)]);
         }
-        t.add_set(set);
+        sets.insert(name.clone(), set);
         peer_forms.push(Rule::new().in_set(&[peer_field], name));
     }
     for (cidr, except) in &rule.blocks {
@@ -295,7 +407,7 @@ fn rule_rules(
                 Value::Port(*port),
             ]);
         }
-        t.add_set(set);
+        sets.insert(name.clone(), set);
         port_forms.push(vec![PortMatch::Named(name)]);
     }
     let mut out = Vec::new();
@@ -412,3 +524,36 @@ fn base(t: &mut Table, ctx: &NodeContext) {
 
 /// After source NAT (100), so ingress sees the source the pod will see.
 pub const POSTROUTING_PRIORITY: i32 = 200;
+
+/// The changes from one fragment to another: element changes for a set declared the same,
+/// the set itself otherwise; a chain whose rules changed is rewritten.
+fn fragment_tx(old: &Fragment, new: &Fragment, tx: &mut Tx) {
+    for (name, set) in &new.sets {
+        match old.sets.get(name) {
+            Some(o) if o.key == set.key && o.data == set.data => {
+                for (k, e) in &set.elements {
+                    if o.elements.get(k) != Some(e) {
+                        tx.put_element(name.clone(), k.clone(), e.clone());
+                    }
+                }
+                for k in o.elements.keys().filter(|k| !set.elements.contains_key(*k)) {
+                    tx.delete_element(name.clone(), k.clone());
+                }
+            }
+            _ => {
+                tx.add_set(set.clone());
+            }
+        }
+    }
+    for (name, chain) in &new.chains {
+        if old.chains.get(name) != Some(chain) {
+            tx.put_chain(chain.clone());
+        }
+    }
+    for name in old.chains.keys().filter(|n| !new.chains.contains_key(*n)) {
+        tx.delete_chain(name.clone());
+    }
+    for name in old.sets.keys().filter(|n| !new.sets.contains_key(*n)) {
+        tx.delete_set(name.clone());
+    }
+}

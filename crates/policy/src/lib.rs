@@ -7,7 +7,8 @@
 //! - [`compile`] turns that into the table (pure, snapshot-tested, and checked against a
 //!   reference evaluation of the v1 semantics on random clusters by simulating packets
 //!   through the compiled table);
-//! - [`reconcile`] is the agent's reconciler: recompile on any change, apply the difference.
+//! - [`track`] says which policies a change makes dirty, so [`reconcile`], the agent's
+//!   reconciler, resolves and compiles only those and commits the difference.
 //!
 //! Besides the policies, the table holds the isolation every pod gets: anti-spoofing at pod
 //! interfaces and the overlay's port closed to anything but nodes.
@@ -17,7 +18,10 @@ pub mod compile;
 pub mod reconcile;
 pub mod resolve;
 pub mod spec;
+pub mod track;
 
+#[cfg(test)]
+mod incremental_tests;
 #[cfg(test)]
 mod reference;
 #[cfg(test)]

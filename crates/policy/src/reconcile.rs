@@ -1,17 +1,22 @@
-//! The policy reconciler: any change to a NetworkPolicy, a pod, a namespace or a node
-//! recompiles this node's table from the view, and the applier sends the kernel the
-//! difference from what it loaded (element changes for a pod's address or labels, chains for
-//! a policy that starts or stops selecting pods here).
+//! The policy reconciler. Its tracker ([`crate::track`]) turns the changes since the last sync
+//! into the policies to resolve again; those are recompiled into fragments and the difference
+//! (elements for a pod's labels or address, chains only for a policy that changed or started or
+//! stopped selecting pods here) goes to the kernel as one transaction. The first sync, a
+//! relist, a node change and every resync period (a sync with nothing noted) compile the whole
+//! table and let the applier diff it against what it loaded: that repairs drift and checks the
+//! incremental updates add up to the whole.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use weft_dataplane::nft::{Applied, Applier, Table};
-use weft_view::{ClusterView, Interest, Reconciler, Shared, Wake};
+use weft_view::{ClusterView, Interest, NsName, Reconciler, Shared, Wake};
 
 use crate::attach::Attachments;
-use crate::compile::{compile, NodeContext};
-use crate::resolve::{resolve, NodePolicies};
+use crate::compile::{NodeContext, Parts};
+use crate::resolve::{re_resolve, resolve, NodePolicies};
+use crate::spec::Policy;
+use crate::track::{Dirty, Tracker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -22,11 +27,24 @@ pub enum PolicyError {
     },
 }
 
+/// What the last successful sync loaded.
+struct Loaded {
+    ctx: NodeContext,
+    resolved: Arc<NodePolicies>,
+    parts: Parts,
+}
+
+/// The policies as last loaded, for readers outside the reconciler (the agent's `/policy`).
+pub type Published = Arc<Mutex<Option<Arc<NodePolicies>>>>;
+
 pub struct PolicyReconciler {
     node: String,
     vxlan_port: u16,
     applier: Applier,
     attachments: Arc<Attachments>,
+    tracker: Tracker,
+    loaded: Option<Loaded>,
+    published: Published,
 }
 
 impl PolicyReconciler {
@@ -36,6 +54,9 @@ impl PolicyReconciler {
             vxlan_port,
             applier: Applier::new(),
             attachments: Attachments::new(),
+            tracker: Tracker::new(),
+            loaded: None,
+            published: Published::default(),
         }
     }
 
@@ -44,18 +65,92 @@ impl PolicyReconciler {
         self.attachments.clone()
     }
 
-    /// This node's policies and table for the view as it is.
-    pub fn compile(&self, view: &ClusterView) -> (NodePolicies, Table) {
-        let ctx = NodeContext {
+    /// The policies as last loaded into the kernel.
+    pub fn published(&self) -> Published {
+        self.published.clone()
+    }
+
+    fn context(&self, view: &ClusterView) -> NodeContext {
+        NodeContext {
             node_ips: view
                 .nodes()
                 .filter_map(weft_model::node::internal_ip)
                 .collect::<BTreeSet<_>>(),
             vxlan_port: self.vxlan_port,
-        };
+        }
+    }
+
+    /// This node's policies and whole table for the view as it is.
+    pub fn compile(&self, view: &ClusterView) -> (NodePolicies, Table) {
         let resolved = resolve(view, &self.node, &self.attachments.announced());
-        let table = compile(&resolved, &ctx);
+        let table = Parts::of(&resolved).table(&self.context(view));
         (resolved, table)
+    }
+
+    /// Compiles and applies the whole table.
+    fn sync_whole(&mut self, view: &Shared) -> Result<(), weft_dataplane::Error> {
+        let (ctx, resolved, parts, table) = {
+            let view = view.read();
+            let ctx = self.context(&view);
+            let resolved = resolve(&view, &self.node, &self.attachments.announced());
+            let parts = Parts::of(&resolved);
+            let table = parts.table(&ctx);
+            (ctx, resolved, parts, table)
+        };
+        match self.applier.apply(&table)? {
+            Applied::WholeAfterRefusal(why) => {
+                tracing::warn!(node = %self.node, "policy table reloaded whole: {why}");
+            }
+            Applied::Unchanged => {}
+            other => tracing::debug!(node = %self.node, "policy table: {other:?}"),
+        }
+        self.loaded = Some(Loaded {
+            ctx,
+            resolved: Arc::new(resolved),
+            parts,
+        });
+        Ok(())
+    }
+
+    /// Resolves and compiles only `dirty`, and commits the difference.
+    fn sync_some(
+        &mut self,
+        view: &Shared,
+        dirty: Vec<(NsName, Option<Policy>)>,
+    ) -> Result<(), weft_dataplane::Error> {
+        let Some(mut loaded) = self.loaded.take() else {
+            return self.sync_whole(view);
+        };
+        let keys: Vec<NsName> = dirty.iter().map(|(k, _)| k.clone()).collect();
+        let (ctx, resolved) = {
+            let view = view.read();
+            let refs: Vec<(NsName, Option<&Policy>)> =
+                dirty.iter().map(|(k, p)| (k.clone(), p.as_ref())).collect();
+            let announced = self.attachments.announced();
+            // The last sync's resolution is reused, not copied: the published handle lets go
+            // of it first (a reader holding it a moment longer costs one copy).
+            self.published
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let old = Arc::unwrap_or_clone(loaded.resolved);
+            let resolved = re_resolve(&view, &self.node, &announced, old, &refs);
+            (self.context(&view), resolved)
+        };
+        if ctx != loaded.ctx {
+            return self.sync_whole(view);
+        }
+        let tx = loaded.parts.update(&resolved, &keys);
+        if !tx.is_empty() {
+            let applied = self.applier.commit(tx)?;
+            tracing::debug!(node = %self.node, policies = keys.len(), "policy table: {applied:?}");
+        }
+        self.loaded = Some(Loaded {
+            ctx,
+            resolved: Arc::new(resolved),
+            parts: loaded.parts,
+        });
+        Ok(())
     }
 }
 
@@ -76,27 +171,34 @@ impl Reconciler for PolicyReconciler {
         }
     }
 
-    fn note(&mut self, _wake: Wake) {
-        // Every sync recompiles the node's table; the applier sends only the difference.
+    fn note(&mut self, wake: Wake) {
+        self.tracker.note(&wake);
     }
 
     fn sync(&mut self, view: &Shared) -> Result<(), PolicyError> {
-        let (resolved, table) = self.compile(&view.read());
-        let applied = self
-            .applier
-            .apply(&table)
-            .map_err(|source| PolicyError::Apply {
+        let dirty = {
+            let v = view.read();
+            self.tracker.take(&v, &self.attachments.announced())
+        };
+        let result = match dirty {
+            Dirty::All => self.sync_whole(view),
+            Dirty::Some(list) => self.sync_some(view, list),
+        };
+        if let Err(source) = result {
+            // The facts moved on; what the kernel has is unknown: start over next time.
+            self.tracker.reset();
+            self.loaded = None;
+            self.applier.forget();
+            return Err(PolicyError::Apply {
                 node: self.node.clone(),
                 source,
-            })?;
-        match applied {
-            Applied::Unchanged => {}
-            Applied::WholeAfterRefusal(why) => {
-                tracing::warn!(node = %self.node, "policy table reloaded whole: {why}");
-            }
-            other => tracing::debug!(node = %self.node, "policy table: {other:?}"),
+            });
         }
-        self.attachments.programmed(&resolved.local);
+        if let Some(loaded) = &self.loaded {
+            self.attachments.programmed(&loaded.resolved.local);
+            let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+            *published = Some(loaded.resolved.clone());
+        }
         Ok(())
     }
 }

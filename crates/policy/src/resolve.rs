@@ -24,7 +24,7 @@ pub fn member_ip(pod: &Pod) -> Option<Ipv4Addr> {
 pub type Announced = BTreeMap<NsName, Ipv4Addr>;
 
 /// [`member_ip`], falling back to an announced address.
-fn member_ip_or(pod: &Pod, announced: &Announced) -> Option<Ipv4Addr> {
+pub(crate) fn member_ip_or(pod: &Pod, announced: &Announced) -> Option<Ipv4Addr> {
     if weft_model::pod::host_network(pod) {
         return None;
     }
@@ -95,6 +95,8 @@ impl ResolvedRule {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Active {
     pub policy: Policy,
+    /// The addresses of this node's pods it selects.
+    pub selected: Vec<Ipv4Addr>,
     /// The rules per direction the policy isolates.
     pub rules: BTreeMap<Direction, Vec<ResolvedRule>>,
 }
@@ -114,53 +116,92 @@ pub struct NodePolicies {
 /// Resolves every policy against the view for the pods of `node`; `announced` holds addresses
 /// the node's CNI plugin gave pods whose status does not show them yet.
 pub fn resolve(view: &ClusterView, node: &str, announced: &Announced) -> NodePolicies {
-    let mut out = NodePolicies::default();
+    let policies: Vec<Policy> = view.network_policies().map(Policy::from_k8s).collect();
+    let dirty: Vec<(NsName, Option<&Policy>)> =
+        policies.iter().map(|p| (p.key.clone(), Some(p))).collect();
+    re_resolve(view, node, announced, NodePolicies::default(), &dirty)
+}
+
+/// `old` with the policies in `dirty` resolved again (None: the policy is gone; those now
+/// selecting none of the node's pods drop out too); the others are kept as they were. The
+/// node's pods and their isolation are recomputed (one entry per local pod).
+pub fn re_resolve(
+    view: &ClusterView,
+    node: &str,
+    announced: &Announced,
+    old: NodePolicies,
+    dirty: &[(NsName, Option<&Policy>)],
+) -> NodePolicies {
     let local: Vec<(&Pod, Ipv4Addr)> = view
         .pods_on(node)
         .filter_map(|p| member_ip_or(p, announced).map(|ip| (p, ip)))
         .collect();
+    let mut out = NodePolicies {
+        active: old.active,
+        ..NodePolicies::default()
+    };
     for (pod, ip) in &local {
         out.local.insert(*ip, pod_key(pod));
     }
-    let policies: Vec<Policy> = view.network_policies().map(Policy::from_k8s).collect();
-    for policy in policies {
-        let selected: Vec<(&Pod, Ipv4Addr)> = local
-            .iter()
-            .filter(|(p, _)| {
-                p.metadata.namespace.as_deref() == Some(policy.key.namespace.as_str())
-                    && weft_model::selector::matches(
-                        &policy.pod_selector,
-                        p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()),
-                    )
-            })
-            .copied()
-            .collect();
-        if selected.is_empty() {
-            continue;
+    for (key, policy) in dirty {
+        out.active.remove(key);
+        if let Some(active) = policy.and_then(|p| resolve_one(view, p, &local, announced)) {
+            out.active.insert(key.clone(), active);
         }
-        let mut rules = BTreeMap::new();
-        for direction in Direction::BOTH {
-            let Some(list) = policy.rules(direction) else {
-                continue;
-            };
-            for (_, ip) in &selected {
+    }
+    for (key, active) in &out.active {
+        for direction in active.rules.keys() {
+            for ip in &active.selected {
                 out.isolated
-                    .entry(direction)
+                    .entry(*direction)
                     .or_default()
                     .entry(*ip)
                     .or_default()
-                    .push(policy.key.clone());
+                    .push(key.clone());
             }
-            let resolved = list
-                .iter()
-                .map(|r| resolve_rule(view, &policy, r, direction, &selected, announced))
-                .collect();
-            rules.insert(direction, resolved);
         }
-        out.active
-            .insert(policy.key.clone(), Active { policy, rules });
     }
     out
+}
+
+/// One policy against this node's pods: None if it selects none of them.
+fn resolve_one(
+    view: &ClusterView,
+    policy: &Policy,
+    local: &[(&Pod, Ipv4Addr)],
+    announced: &Announced,
+) -> Option<Active> {
+    let empty = BTreeMap::new();
+    let selected: Vec<(&Pod, Ipv4Addr)> = local
+        .iter()
+        .filter(|(p, _)| {
+            p.metadata.namespace.as_deref() == Some(policy.key.namespace.as_str())
+                && weft_model::selector::matches(
+                    &policy.pod_selector,
+                    p.metadata.labels.as_ref().unwrap_or(&empty),
+                )
+        })
+        .copied()
+        .collect();
+    if selected.is_empty() {
+        return None;
+    }
+    let mut rules = BTreeMap::new();
+    for direction in Direction::BOTH {
+        let Some(list) = policy.rules(direction) else {
+            continue;
+        };
+        let resolved = list
+            .iter()
+            .map(|r| resolve_rule(view, policy, r, direction, &selected, announced))
+            .collect();
+        rules.insert(direction, resolved);
+    }
+    Some(Active {
+        policy: policy.clone(),
+        selected: selected.iter().map(|(_, ip)| *ip).collect(),
+        rules,
+    })
 }
 
 fn resolve_rule(

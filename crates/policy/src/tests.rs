@@ -17,10 +17,10 @@ use crate::reference::{Cluster, End};
 use crate::resolve::resolve;
 use crate::spec::Policy;
 
-const NODES: [&str; 2] = ["n1", "n2"];
+pub(crate) const NODES: [&str; 2] = ["n1", "n2"];
 const OUTSIDE: [Ipv4Addr; 2] = [Ipv4Addr::new(203, 0, 113, 10), Ipv4Addr::new(10, 9, 0, 1)];
 
-fn node(name: &str, i: u8) -> Node {
+pub(crate) fn node(name: &str, i: u8) -> Node {
     serde_json::from_value(json!({
         "metadata": {"name": name},
         "status": {"addresses": [{"type": "InternalIP", "address": format!("172.18.0.{}", 10 + i)}]}
@@ -28,11 +28,18 @@ fn node(name: &str, i: u8) -> Node {
     .unwrap()
 }
 
-fn namespace(name: &str, labels: Json) -> Namespace {
+pub(crate) fn namespace(name: &str, labels: Json) -> Namespace {
     serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
 }
 
-fn pod(ns: &str, name: &str, node: &str, ip: Ipv4Addr, labels: Json, ports: Json) -> Pod {
+pub(crate) fn pod(
+    ns: &str,
+    name: &str,
+    node: &str,
+    ip: Ipv4Addr,
+    labels: Json,
+    ports: Json,
+) -> Pod {
     serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": ns, "labels": labels},
         "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x", "ports": ports}]},
@@ -41,7 +48,7 @@ fn pod(ns: &str, name: &str, node: &str, ip: Ipv4Addr, labels: Json, ports: Json
     .unwrap()
 }
 
-fn view_of(
+pub(crate) fn view_of(
     nodes: &[Node],
     namespaces: &[Namespace],
     pods: &[Pod],
@@ -137,7 +144,7 @@ const VALUES: [&str; 3] = ["a", "b", "c"];
 const PORT_NAMES: [&str; 2] = ["http", "dns"];
 const PORTS: [u16; 4] = [53, 80, 81, 8080];
 
-fn labels_strategy() -> impl Strategy<Value = Json> {
+pub(crate) fn labels_strategy() -> impl Strategy<Value = Json> {
     prop::collection::btree_map(
         prop::sample::select(&KEYS[..]),
         prop::sample::select(&VALUES[..]),
@@ -146,7 +153,7 @@ fn labels_strategy() -> impl Strategy<Value = Json> {
     .prop_map(|m| json!(m))
 }
 
-fn selector_strategy() -> impl Strategy<Value = Json> {
+pub(crate) fn selector_strategy() -> impl Strategy<Value = Json> {
     let expr = (
         prop::sample::select(&KEYS[..]),
         prop::sample::select(&["In", "NotIn", "Exists", "DoesNotExist"][..]),
@@ -222,7 +229,7 @@ fn rule_strategy(peer_key: &'static str) -> impl Strategy<Value = Json> {
         })
 }
 
-fn policy_strategy() -> impl Strategy<Value = Json> {
+pub(crate) fn policy_strategy() -> impl Strategy<Value = Json> {
     (
         prop::sample::select(&["x", "y", "z"][..]),
         selector_strategy(),
@@ -246,7 +253,7 @@ fn policy_strategy() -> impl Strategy<Value = Json> {
         })
 }
 
-fn pod_strategy() -> impl Strategy<Value = (&'static str, Json, Json, usize)> {
+pub(crate) fn pod_strategy() -> impl Strategy<Value = (&'static str, Json, Json, usize)> {
     (
         prop::sample::select(&["x", "y", "z"][..]),
         labels_strategy(),

@@ -241,6 +241,10 @@ impl ClusterView {
         self.namespace_labels.select(selector, |_| true)
     }
 
+    pub fn network_policy(&self, key: &NsName) -> Option<&NetworkPolicy> {
+        self.policies.get(key).map(Arc::as_ref)
+    }
+
     pub fn network_policies(&self) -> impl Iterator<Item = &NetworkPolicy> {
         self.policies.values().map(Arc::as_ref)
     }
