@@ -8,7 +8,10 @@
 //!   on packets going out to a pod interface: source and destination are what the pod sees
 //!   (an outside client masqueraded by the node shows as the node).
 //! - The node's own traffic to its pods (kubelet probes) is always allowed: `output` marks
-//!   every packet the node sends with [`FROM_NODE`], and `postrouting` lets marked packets by.
+//!   every packet the node sends with [`PASS_MARK`], and `postrouting` lets marked packets by.
+//! - So is a pod's traffic to itself through a Service (hairpin, which the proxy masquerades):
+//!   `prerouting` marks packets from a pod to its own address (`local_self`), as Cilium
+//!   exempts service loopback, so no pod has to allow itself.
 //! - Replies and related packets of allowed connections pass (`ct state established,related`
 //!   before any policy), so only a connection's first packet meets the policies.
 //!
@@ -41,8 +44,9 @@ use crate::resolve::{Active, NodePolicies, ResolvedRule};
 use crate::spec::Direction;
 
 pub const TABLE: &str = "weft_policy";
-/// The packet mark bit `output` sets on everything the node itself sends.
-pub const FROM_NODE: u32 = 0x0001_0000;
+/// The packet mark bit of traffic no policy judges: everything the node itself sends (set in
+/// `output`), and a pod's packets to itself through a Service (set in `prerouting`).
+pub const PASS_MARK: u32 = 0x0001_0000;
 /// The NFLOG group drops are logged to.
 pub const NFLOG_GROUP: u16 = 87;
 /// Host interfaces of pods (`weft` + 11 hex digits, see the CNI plugin's wiring).
@@ -60,6 +64,8 @@ const PREFIX_MAX: usize = 127;
 pub const NODES: &str = "nodes";
 pub const INGRESS_PODS: &str = "ingress_pods";
 pub const EGRESS_PODS: &str = "egress_pods";
+/// `address . address` for each of this node's pods: a pod's packets to itself.
+pub const LOCAL_SELF: &str = "local_self";
 pub const SPOOFED: &str = "drop_spoofed";
 pub const VXLAN_FROM_POD: &str = "drop_vxlan_from_pod";
 pub const VXLAN_FOREIGN: &str = "drop_vxlan_foreign";
@@ -195,6 +201,8 @@ pub struct Parts {
     pub fragments: BTreeMap<NsName, Fragment>,
     pub profiles: BTreeMap<String, Chain>,
     pub pods: BTreeMap<Direction, BTreeMap<Ipv4Addr, String>>,
+    /// Every pod of this node taking part in policy.
+    pub locals: BTreeSet<Ipv4Addr>,
 }
 
 /// The pod map of a direction.
@@ -236,7 +244,14 @@ impl Parts {
         }
         let old_profiles = std::mem::take(&mut self.profiles);
         let old_pods = std::mem::take(&mut self.pods);
+        let old_locals = std::mem::take(&mut self.locals);
         self.set_isolation(policies);
+        for ip in self.locals.difference(&old_locals) {
+            tx.put_element(LOCAL_SELF, self_key(*ip), Elem::default());
+        }
+        for ip in old_locals.difference(&self.locals) {
+            tx.delete_element(LOCAL_SELF, self_key(*ip));
+        }
         for (name, chain) in &self.profiles {
             if old_profiles.get(name) != Some(chain) {
                 tx.put_chain(chain.clone());
@@ -268,6 +283,7 @@ impl Parts {
     }
 
     fn set_isolation(&mut self, policies: &NodePolicies) {
+        self.locals = policies.local.keys().copied().collect();
         for direction in Direction::BOTH {
             let pods = self.pods.entry(direction).or_default();
             for (ip, isolating) in policies.isolated.get(&direction).into_iter().flatten() {
@@ -305,6 +321,17 @@ impl Parts {
             }
             t.add_set(map);
         }
+        let mut locals = Set::new(
+            LOCAL_SELF,
+            vec![
+                Field::Type(DataType::Ipv4Addr),
+                Field::Type(DataType::Ipv4Addr),
+            ],
+        );
+        for ip in &self.locals {
+            locals = locals.element(self_key(*ip));
+        }
+        t.add_set(locals);
         for chain in self.profiles.values() {
             t.add_chain(chain.clone());
         }
@@ -318,6 +345,10 @@ impl Parts {
         }
         t
     }
+}
+
+fn self_key(ip: Ipv4Addr) -> Vec<Value> {
+    vec![Value::Ipv4(ip), Value::Ipv4(ip)]
 }
 
 /// One policy's chains (one per direction it isolates) and sets.
@@ -471,6 +502,13 @@ fn base(t: &mut Table, ctx: &NodeContext) {
         .rule(
             Rule::new()
                 .iifname_prefix(POD_IFACE_PREFIX)
+                .in_set(&[Selector::IpSaddr, Selector::IpDaddr], LOCAL_SELF)
+                .mark_set(MarkOp::Or(PASS_MARK))
+                .accept(),
+        )
+        .rule(
+            Rule::new()
+                .iifname_prefix(POD_IFACE_PREFIX)
                 .vmap(&[Selector::IpSaddr], EGRESS_PODS),
         ),
     );
@@ -482,7 +520,7 @@ fn base(t: &mut Table, ctx: &NodeContext) {
             priority::FILTER,
             ChainPolicy::Accept,
         )
-        .rule(Rule::new().mark_set(MarkOp::Or(FROM_NODE))),
+        .rule(Rule::new().mark_set(MarkOp::Or(PASS_MARK))),
     );
     t.add_chain(
         Chain::base(
@@ -494,7 +532,7 @@ fn base(t: &mut Table, ctx: &NodeContext) {
         )
         .rule(Rule::new().oifname(VXLAN_IFACE).accept())
         .rule(Rule::new().ct_state(established).accept())
-        .rule(Rule::new().mark_bits(FROM_NODE, CmpOp::Ne, 0).accept())
+        .rule(Rule::new().mark_bits(PASS_MARK, CmpOp::Ne, 0).accept())
         .rule(
             Rule::new()
                 .oifname_prefix(POD_IFACE_PREFIX)

@@ -122,8 +122,15 @@ impl Cluster<'_> {
         !isolated
     }
 
-    /// Whether `src`'s pod may send it (egress) and `dst`'s pod may receive it (ingress).
+    /// Whether `src`'s pod may send it (egress) and `dst`'s pod may receive it (ingress). A
+    /// pod may always reach itself (directly it never leaves the pod; through a Service it is
+    /// exempt, as Cilium exempts service loopback).
     pub fn verdict(&self, src: End, dst: End, proto: L4Proto, port: u16) -> (bool, bool) {
+        if let (End::Pod(a), End::Pod(b)) = (src, dst) {
+            if std::ptr::eq(a, b) {
+                return (true, true);
+            }
+        }
         let egress = match src {
             End::Pod(p) => self.allowed_at(Direction::Egress, p, dst, dst, proto, port),
             End::Addr(_) => true,

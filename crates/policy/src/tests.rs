@@ -103,7 +103,8 @@ fn packet(src: Ipv4Addr, dst: Ipv4Addr, proto: L4Proto, port: u16) -> Packet {
 }
 
 /// (egress allowed at the source's node, ingress allowed at the destination's node), as the
-/// compiled tables decide.
+/// compiled tables decide. On one node the packet goes through `prerouting` and then
+/// `postrouting` of the same table, keeping the mark the first set.
 fn simulated(
     tables: &[(String, Table)],
     src: End,
@@ -115,20 +116,28 @@ fn simulated(
         End::Pod(p) => weft_model::pod::pod_ip(p).unwrap(),
         End::Addr(a) => a,
     };
-    let (s, d) = (addr(src), addr(dst));
+    let mut pk = packet(addr(src), addr(dst), proto, port);
+    let mut mark = 0;
     let egress = match src {
         End::Pod(p) => {
-            let mut pk = packet(s, d, proto, port);
             pk.iifname = Some("weft0123456789a".into());
             let trace = sim::run(table_of(tables, p), "prerouting", &mut pk).unwrap();
+            mark = pk.mark;
             trace.outcome == Outcome::Accept
         }
         End::Addr(_) => true,
     };
+    let same_node = match (src, dst) {
+        (End::Pod(a), End::Pod(b)) => {
+            weft_model::pod::node_name(a) == weft_model::pod::node_name(b)
+        }
+        _ => false,
+    };
     let ingress = match dst {
         End::Pod(p) => {
-            let mut pk = packet(s, d, proto, port);
+            let mut pk = packet(addr(src), addr(dst), proto, port);
             pk.oifname = Some("weftfedcba98765".into());
+            pk.mark = if same_node { mark } else { 0 };
             let trace = sim::run(table_of(tables, p), "postrouting", &mut pk).unwrap();
             trace.outcome == Outcome::Accept
         }
