@@ -1,10 +1,11 @@
 //! weft's dataplane: the part that makes the kernel match a plan. It enters network
 //! namespaces ([`NetNs`]) and speaks rtnetlink itself ([`Netlink`]: links, addresses, routes,
 //! neighbours) over one synchronous socket, plus the few `/proc/sys/net` knobs we need
-//! ([`sysctl`]), and deletes stale connection-tracking entries through ctnetlink
-//! ([`conntrack`]). It is deliberately small and blocking: the CNI plugin, exec'd once per pod,
-//! links it, so startup cost and dependency weight matter more than concurrency. Long-running
-//! appliers in the agent call the same functions from a blocking thread.
+//! ([`sysctl`]), deletes stale connection-tracking entries through ctnetlink ([`conntrack`]),
+//! and reads the packets nftables rules log to an NFLOG group ([`nflog`]). It is deliberately
+//! small and blocking: the CNI plugin, exec'd once per pod, links it, so startup cost and
+//! dependency weight matter more than concurrency. Long-running appliers in the agent call the
+//! same functions from a blocking thread.
 //!
 //! ```no_run
 //! use weft_dataplane::{IpNet, NetNs, Netlink, Scope};
@@ -27,6 +28,7 @@ mod link;
 mod neigh;
 mod netlink;
 mod netns;
+pub mod nflog;
 pub mod nft;
 mod route;
 pub mod sysctl;
