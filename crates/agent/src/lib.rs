@@ -11,13 +11,16 @@
 pub mod announce;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use weft_controller::speaker::Speaker;
 use weft_net::{NetError, NetReconciler, NetworkConfig, NodePlan};
+use weft_policy::reconcile::Published;
 use weft_policy::PolicyReconciler;
 use weft_proxy::reconcile::ReconcileError;
 use weft_proxy::ProxyReconciler;
+use weft_view::health::Route;
 use weft_view::reconciler::{host, Readiness};
 use weft_view::source::{self, SourceError};
 use weft_view::{Reconciler, Shared};
@@ -48,14 +51,14 @@ pub struct AgentConfig {
     pub node: String,
     pub network: NetworkConfig,
     pub kubeconfig: Option<PathBuf>,
-    /// Where `/healthz` and `/readyz` are served (all addresses of the node).
+    /// Where `/healthz`, `/readyz` and `/policy` are served (all addresses of the node).
     pub health_port: u16,
     /// Announce this load-balancer pool's addresses by ARP from the elected nodes (the config's
     /// `loadBalancerAnnouncement: arp`); None when a router is told instead.
     pub announce_arp: Option<weft_model::cidr::Ipv4Cidr>,
 }
 
-/// The agent's default health port (`/healthz`, `/readyz`).
+/// The agent's default health port (`/healthz`, `/readyz`, `/policy`).
 pub const HEALTH_PORT: u16 = 9876;
 
 /// Runs the agent until the process is killed.
@@ -80,6 +83,11 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         let policy = PolicyReconciler::new(&config.node, vxlan_port);
         weft_policy::attach::serve(policy.attachments(), shared.clone())
             .map_err(AgentError::Attach)?;
+        // Each drop the policy table logs becomes a line of the agent's log.
+        if let Err(e) = weft_policy::drops::spawn() {
+            tracing::warn!(node = %config.node, "policy drops will not be logged: {e}");
+        }
+        let policy_report = policy_route(&config.node, policy.published());
         source::spawn(
             &client,
             &shared,
@@ -89,9 +97,10 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         );
         tracing::info!(node = %config.node, mode = ?config.network.mode, "agent started");
         let readiness = Readiness::new();
-        tokio::spawn(weft_view::health::serve(
+        tokio::spawn(weft_view::health::serve_routes(
             config.health_port,
             readiness.clone(),
+            vec![policy_report],
         ));
         let mut reconcilers = vec![
             host(net, &shared, &readiness),
@@ -133,6 +142,32 @@ pub fn plan(config: AgentConfig) -> Result<(NodePlan, String), AgentError> {
         }
         Ok((net.plan(&shared)?, proxy.script(&shared)?))
     })
+}
+
+/// `GET /policy`: what the policies did on this node ([`weft_policy::report`]), as JSON.
+fn policy_route(node: &str, published: Published) -> Route {
+    let node = node.to_string();
+    Route {
+        path: weft_policy::report::PATH,
+        content_type: "application/json",
+        answer: Arc::new(move || {
+            // The report reads the kernel: the lock is not held for it.
+            let loaded = published.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let Some(policies) = loaded else {
+                return (
+                    "503 Service Unavailable",
+                    "the policy table is not loaded yet, or being updated: try again\n".to_string(),
+                );
+            };
+            match weft_policy::report::read(&node, &policies) {
+                Ok(report) => match serde_json::to_string(&report) {
+                    Ok(json) => ("200 OK", json),
+                    Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+                },
+                Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+            }
+        }),
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, AgentError> {

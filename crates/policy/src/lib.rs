@@ -8,14 +8,18 @@
 //!   reference evaluation of the v1 semantics on random clusters by simulating packets
 //!   through the compiled table);
 //! - [`track`] says which policies a change makes dirty, so [`reconcile`], the agent's
-//!   reconciler, resolves and compiles only those and commits the difference.
+//!   reconciler, resolves and compiles only those and commits the difference;
+//! - [`drops`] logs each drop the table reports through NFLOG, naming the policies;
+//! - [`report`] sums the table's counters per policy and direction (the agent's `/policy`).
 //!
 //! Besides the policies, the table holds the isolation every pod gets: anti-spoofing at pod
 //! interfaces and the overlay's port closed to anything but nodes.
 
 pub mod attach;
 pub mod compile;
+pub mod drops;
 pub mod reconcile;
+pub mod report;
 pub mod resolve;
 pub mod spec;
 pub mod track;

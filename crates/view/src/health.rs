@@ -3,7 +3,8 @@
 //! once and 503 naming the ones still pending before. For the agent that means the node's
 //! routes, egress and Service table are in place: the DaemonSet's readiness probe reads
 //! `/readyz`, so "the agent pod is Ready" means the node is wired, and `weft lab up --wait` (or
-//! a rollout) waits for exactly that. The controller serves the same.
+//! a rollout) waits for exactly that. The controller serves the same. A process may add
+//! endpoints of its own ([`Route`]: the agent's `/policy`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -15,11 +16,47 @@ use tokio::net::TcpListener;
 /// Serves until the runtime stops; a port that cannot be bound is logged (the agent still
 /// works, its probe fails and says so).
 pub async fn serve(port: u16, readiness: Arc<Readiness>) {
-    serve_text(port, "health endpoints", move |head| {
-        answer(head, &readiness)
+    serve_routes(port, readiness, Vec::new()).await;
+}
+
+/// An extra endpoint of a process's health server, beside `/healthz` and `/readyz`: a GET of
+/// `path` answers what `answer` returns, with `content_type`. The answer may block (the agent's
+/// `/policy` reads the kernel's counters): it runs on tokio's blocking pool.
+#[derive(Clone)]
+pub struct Route {
+    pub path: &'static str,
+    pub content_type: &'static str,
+    pub answer: Arc<dyn Fn() -> (&'static str, String) + Send + Sync>,
+}
+
+/// [`serve`] with extra endpoints.
+pub async fn serve_routes(port: u16, readiness: Arc<Readiness>, routes: Vec<Route>) {
+    serve_http(port, "health endpoints", move |head| {
+        route(head, &readiness, &routes)
     })
     .await;
 }
+
+/// The answer to a request head: an extra route's, else the health endpoints'.
+fn route(
+    head: &[u8],
+    readiness: &Readiness,
+    routes: &[Route],
+) -> (&'static str, &'static str, String) {
+    let path = request_path(head);
+    match routes.iter().find(|r| path == Some(r.path.as_bytes())) {
+        Some(route) => {
+            let (status, body) = (route.answer)();
+            (status, route.content_type, body)
+        }
+        None => {
+            let (status, body) = answer(head, readiness);
+            (status, TEXT, body)
+        }
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
 
 /// A small plain-text HTTP server on every address: `respond` turns the request's head into a
 /// status line and a body (`text/plain`), one request per connection. For health, readiness and
@@ -27,6 +64,18 @@ pub async fn serve(port: u16, readiness: Arc<Readiness>) {
 pub async fn serve_text<F>(port: u16, what: &str, respond: F)
 where
     F: Fn(&[u8]) -> (&'static str, String) + Send + Sync + 'static,
+{
+    serve_http(port, what, move |head| {
+        let (status, body) = respond(head);
+        (status, TEXT, body)
+    })
+    .await;
+}
+
+/// [`serve_text`] with the content type chosen per answer; `respond` runs on the blocking pool.
+async fn serve_http<F>(port: u16, what: &str, respond: F)
+where
+    F: Fn(&[u8]) -> (&'static str, &'static str, String) + Send + Sync + 'static,
 {
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
     let listener = match TcpListener::bind(addr).await {
@@ -45,14 +94,31 @@ where
         tokio::spawn(async move {
             let mut head = [0u8; 1024];
             let n = conn.read(&mut head).await.unwrap_or(0);
-            let (status, body) = respond(&head[..n]);
+            let answered = tokio::task::spawn_blocking(move || respond(&head[..n])).await;
+            let (status, content_type, body) = answered.unwrap_or_else(|_| {
+                (
+                    "500 Internal Server Error",
+                    TEXT,
+                    "the handler panicked\n".into(),
+                )
+            });
             let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = conn.write_all(response.as_bytes()).await;
         });
     }
+}
+
+/// The path of a GET or HEAD request's head (None for other methods).
+fn request_path(head: &[u8]) -> Option<&[u8]> {
+    let line = head.split(|b| *b == b'\n').next()?;
+    let mut words = line.split(|b| *b == b' ');
+    let method = words.next()?;
+    (method == b"GET" || method == b"HEAD")
+        .then(|| words.next())
+        .flatten()
 }
 
 /// The status line and body for a request head.
@@ -95,5 +161,28 @@ mod tests {
         );
         assert_eq!(answer(b"GET /x HTTP/1.1\r\n", &r).0, "404 Not Found");
         assert_eq!(answer(b"", &r).0, "405 Method Not Allowed");
+    }
+
+    #[test]
+    fn extra_routes_answer_their_path_only() {
+        let r = Readiness::new();
+        let routes = vec![Route {
+            path: "/policy",
+            content_type: "application/json",
+            answer: Arc::new(|| ("200 OK", "{}".to_string())),
+        }];
+        assert_eq!(
+            route(b"GET /policy HTTP/1.1\r\n", &r, &routes),
+            ("200 OK", "application/json", "{}".to_string())
+        );
+        assert_eq!(route(b"GET /healthz HTTP/1.1\r\n", &r, &routes).1, TEXT);
+        assert_eq!(
+            route(b"GET /policyx HTTP/1.1\r\n", &r, &routes).0,
+            "404 Not Found"
+        );
+        assert_eq!(
+            route(b"POST /policy HTTP/1.1\r\n", &r, &routes).0,
+            "405 Method Not Allowed"
+        );
     }
 }
