@@ -25,7 +25,7 @@ const DEFAULT_AFFINITY_TIMEOUT: i32 = 10800;
 
 #[derive(Args)]
 pub struct DescribeArgs {
-    /// What to describe: svc (service) or pod.
+    /// What to describe: svc (service), pod or netpol (networkpolicy).
     resource: String,
     /// Its name.
     name: String,
@@ -36,10 +36,10 @@ pub struct DescribeArgs {
 
 pub async fn describe(target: &Target, args: DescribeArgs) -> Result<()> {
     let resource = resources::builtin_named(&args.resource)
-        .filter(|r| matches!(r.kind.as_str(), "Service" | "Pod"));
+        .filter(|r| matches!(r.kind.as_str(), "Service" | "Pod" | "NetworkPolicy"));
     let Some(resource) = resource else {
         bail!(
-            "cannot describe {:?}: weft describes services (svc) and pods",
+            "cannot describe {:?}: weft describes services (svc), pods and networkpolicies (netpol)",
             args.resource
         );
     };
@@ -66,6 +66,9 @@ pub async fn describe(target: &Target, args: DescribeArgs) -> Result<()> {
             describe_service(&svc, &slices.iter().collect::<Vec<_>>())
         }
         Object::Pod(pod) => describe_pod(&pod),
+        Object::NetworkPolicy(np) => {
+            crate::describe_netpol::describe(&cluster, target, &np).await?
+        }
         other => bail!("cannot describe a {}", other.kind()),
     };
     print!("{text}");
@@ -74,18 +77,18 @@ pub async fn describe(target: &Target, args: DescribeArgs) -> Result<()> {
 
 /// `Label:` / value lines, values aligned in one column; a value's further lines (more labels,
 /// more annotations) are indented to that column.
-struct Fields(Vec<(String, String)>);
+pub(crate) struct Fields(Vec<(String, String)>);
 
 impl Fields {
-    fn new() -> Fields {
+    pub(crate) fn new() -> Fields {
         Fields(Vec::new())
     }
 
-    fn add(&mut self, label: &str, value: impl Into<String>) {
+    pub(crate) fn add(&mut self, label: &str, value: impl Into<String>) {
         self.0.push((label.to_string(), value.into()));
     }
 
-    fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let width = self.0.iter().map(|(l, _)| l.len() + 1).max().unwrap_or(0) + 2;
         let mut out = String::new();
         for (label, value) in &self.0 {
@@ -171,7 +174,7 @@ pub fn service_events(svc: &Service, slices: &[&EndpointSlice]) -> Vec<(String, 
 }
 
 /// Rows in columns two spaces apart, indented two (kubectl's sections inside describe).
-fn section(rows: &[Vec<String>]) -> String {
+pub(crate) fn section(rows: &[Vec<String>]) -> String {
     let mut widths = Vec::new();
     for row in rows {
         widths.resize(widths.len().max(row.len()), 0);

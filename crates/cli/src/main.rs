@@ -3,6 +3,7 @@
 mod apply;
 mod client;
 mod describe;
+mod describe_netpol;
 mod exec;
 mod exec_local;
 mod get;
@@ -69,7 +70,7 @@ enum Command {
     Get(get::GetArgs),
     /// Show one service or pod in detail, with what is wrong with it under Events.
     #[command(
-        after_help = "Examples:\n  weft describe svc web\n  weft describe service db -n demo\n  weft describe pod client"
+        after_help = "Examples:\n  weft describe svc web\n  weft describe service db -n demo\n  weft describe pod client\n  weft describe netpol deny-db   # the policy as kubectl shows it, the pods it selects, and per node\n                                 # what it allowed and dropped (from each node's agent, GET :9876/policy)"
     )]
     Describe(describe::DescribeArgs),
     /// Forward local ports to a pod (or to one ready pod behind a service) of a lab on this machine.
