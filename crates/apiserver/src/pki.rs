@@ -200,13 +200,28 @@ fn read(path: &Path) -> Result<String, PkiError> {
     })
 }
 
+/// Makes `dir` (and any missing parent) root-only, 0700, from its creation on, so keys, tokens
+/// and state inside are never readable by others, not even briefly; an existing `dir` open to
+/// group or others (made by an older weft, or by hand) is closed again. Existing parents are
+/// left alone: they may be shared (`/tmp`, `/var/lib`).
 pub fn create_private_dir(dir: &Path) -> Result<(), PkiError> {
+    use std::os::unix::fs::DirBuilderExt;
     let io = |source| PkiError::Io {
         path: dir.to_path_buf(),
         source,
     };
-    fs::create_dir_all(dir).map_err(io)?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    // The umask may have narrowed a new directory further, never widened it; an old one may be
+    // wider.
+    let mode = fs::metadata(dir).map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Writes a root-only file (keys and tokens must never be readable by others, not even briefly).
@@ -249,5 +264,31 @@ mod tests {
         assert_eq!(tokens[0].token.len(), 48);
         pki.ensure(&[]).unwrap();
         assert_eq!(fs::read_to_string(pki.ca_cert()).unwrap(), ca);
+        assert_eq!(mode(pki.dir()), 0o700);
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn private_dirs_are_root_only_from_the_start_and_tightened_when_found_open() {
+        let root = tempfile::tempdir().unwrap();
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        // New, with missing parents: every directory made is 0700.
+        let dir = root.path().join("a/b/c");
+        create_private_dir(&dir).unwrap();
+        for made in ["a", "a/b", "a/b/c"] {
+            assert_eq!(mode(&root.path().join(made)), 0o700, "{made}");
+        }
+        // Found open to others: closed; the existing parent it lives in is not ours to change.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(root.path()), 0o755);
+        // Already private (or narrower): left as it is.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).unwrap();
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o500);
     }
 }

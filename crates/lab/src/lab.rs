@@ -68,14 +68,9 @@ fn build(
     config: &ClusterConfig,
     objects: Vec<Object>,
 ) -> Result<Vec<ApplyResult>, LabError> {
+    private_state_dir(layout)?;
     fs::create_dir_all(layout.logs_dir())
         .map_err(|e| LabError::io(format!("creating {}", layout.dir().display()), e))?;
-    // The state holds keys, tokens and every object (Secrets too): root only.
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(layout.dir(), fs::Permissions::from_mode(0o700))
-            .map_err(|e| LabError::io(format!("restricting {}", layout.dir().display()), e))?;
-    }
     fs::write(layout.config_file(), config.to_yaml())
         .map_err(|e| LabError::io("writing the cluster config", e))?;
     let store = open_store(layout, config)?;
@@ -504,8 +499,21 @@ pub fn open(
         dir: layout.dir().to_path_buf(),
     })?;
     let config = ClusterConfig::from_yaml(&config_path.display().to_string(), &text)?;
+    private_state_dir(&layout)?;
     let store = open_store(&layout, &config)?;
     Ok((layout, config, store))
+}
+
+/// Makes the lab's state directory root only (0700), or closes it again if it was found open:
+/// it holds the CA and admin keys, tokens, every object (Secrets too) and each node's pod IP
+/// map. Its parent, the state root, may be a shared directory and is left alone.
+fn private_state_dir(layout: &Layout) -> Result<(), LabError> {
+    weft_apiserver::pki::create_private_dir(layout.dir()).map_err(|e| match e {
+        weft_apiserver::pki::PkiError::Io { path, source } => {
+            LabError::io(format!("making {} root only", path.display()), source)
+        }
+        other => LabError::Invalid(other.to_string()),
+    })
 }
 
 /// The lab's store, with the Service registry admitting what users apply (the API server's part).
@@ -528,4 +536,37 @@ pub fn run_outside(layout: &Layout, command: &[String]) -> Result<i32, LabError>
         .status()
         .map_err(|e| LabError::io(format!("running {first} outside"), e))?;
     Ok(status.code().unwrap_or(128))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_state_directory_is_root_only_when_made_and_when_opened() {
+        let root = tempfile::tempdir().unwrap();
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let layout = Layout::new("perm".parse().unwrap(), &root.path().join("labs"));
+        private_state_dir(&layout).unwrap();
+        assert_eq!(mode(layout.dir()), 0o700);
+        assert_eq!(mode(&root.path().join("labs")), 0o700, "made by weft");
+        assert_eq!(mode(root.path()), 0o755, "not weft's: left alone");
+
+        // A lab left open to others (by an older weft, or by hand) is closed when next opened.
+        let config = ClusterConfig {
+            name: "perm".parse().unwrap(),
+            ..ClusterConfig::default()
+        };
+        fs::write(layout.config_file(), config.to_yaml()).unwrap();
+        fs::set_permissions(layout.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+        let (opened, read, _store) = open(&config.name, &root.path().join("labs")).unwrap();
+        assert_eq!(read, config);
+        assert_eq!(mode(opened.dir()), 0o700);
+    }
 }
