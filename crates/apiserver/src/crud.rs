@@ -434,12 +434,7 @@ pub(crate) async fn create_value(
         .to_string();
     let (object, mut warnings) = object_from(value, resource, ns, validation)
         .map_err(|e| decode::in_version(e, resource))?;
-    if !resource.acted_on() {
-        warnings.push(format!(
-            "weft stores {} objects but does not act on them",
-            resource.qualified()
-        ));
-    }
+    warn_if_not_acted_on(resource, false, &mut warnings);
     let store = store.clone();
     let stored = blocking(move || store.create(object))
         .await
@@ -449,6 +444,23 @@ pub(crate) async fn create_value(
     }
     api.hub.poke();
     Ok(written(StatusCode::CREATED, stored.to_json(), warnings))
+}
+
+/// Says, as a Warning kubectl prints, that a write of this resource's spec is stored and
+/// nothing more: on every write (create, update, patch, server-side apply), since `kubectl
+/// apply` creates once and patches after, and a changed Ingress is as unenforced as a new one.
+/// Status writes are the controllers' reports, not a user's intent: nothing to warn about.
+pub(crate) fn warn_if_not_acted_on(
+    resource: &Resource,
+    to_status: bool,
+    warnings: &mut Vec<String>,
+) {
+    if !resource.acted_on() && !to_status {
+        warnings.push(format!(
+            "weft stores {} objects but does not act on them",
+            resource.qualified()
+        ));
+    }
 }
 
 /// Which part of the stored object a write of this resource keeps.
@@ -494,8 +506,9 @@ async fn update(
         )));
     }
     let expected = parse_revision(&value)?;
-    let (object, warnings) = object_from(value, resource, ns, validation)
+    let (object, mut warnings) = object_from(value, resource, ns, validation)
         .map_err(|e| decode::in_version(e, resource))?;
+    warn_if_not_acted_on(resource, to_status, &mut warnings);
     let mode = status_mode(resource, to_status);
     let stored = blocking(move || store.replace(object, expected, mode))
         .await

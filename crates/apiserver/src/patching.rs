@@ -10,7 +10,8 @@ use weft_sources::StoreError;
 
 use crate::api::Api;
 use crate::crud::{
-    blocking, create_value, get, object_from, status_mode, store_error, writer, written,
+    blocking, create_value, get, object_from, status_mode, store_error, warn_if_not_acted_on,
+    writer, written,
 };
 use crate::decode::{self, FieldValidation};
 use crate::request::Query;
@@ -128,7 +129,8 @@ pub(crate) async fn patch(
                 "metadata.name: the name of an object cannot be patched",
             ));
         }
-        let (object, warnings) = object_from(patched, resource, ns, validation)?;
+        let (object, mut warnings) = object_from(patched, resource, ns, validation)?;
+        warn_if_not_acted_on(resource, to_status, &mut warnings);
         let mode = status_mode(resource, to_status);
         let s = store.clone();
         match blocking(move || s.replace(object, expected, mode)).await {
