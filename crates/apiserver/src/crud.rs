@@ -164,6 +164,13 @@ fn cause_of(message: &str) -> Cause {
             && f.contains(|c: char| c.is_ascii_lowercase())
     };
     match message.split_once(": ") {
+        // A field the writer may not set (`spec.externalIPs[0]: Forbidden: ...`), kube's
+        // FieldValueForbidden: its message already says so.
+        Some((field, rest)) if field_like(field) && rest.starts_with("Forbidden: ") => Cause {
+            reason: "FieldValueForbidden",
+            field: field.to_string(),
+            message: rest.to_string(),
+        },
         Some((field, rest)) if field_like(field) => Cause {
             reason: "FieldValueInvalid",
             field: field.to_string(),
@@ -536,6 +543,16 @@ mod tests {
         assert_eq!(c.field, "spec.loadBalancerIP");
         let c = cause_of("Something odd happened: here");
         assert_eq!(c.field, "");
+        let c =
+            cause_of("spec.externalIPs[0]: Forbidden: use of external IP 203.0.113.10 is denied");
+        assert_eq!(
+            (c.reason, c.field.as_str(), c.message.as_str()),
+            (
+                "FieldValueForbidden",
+                "spec.externalIPs[0]",
+                "Forbidden: use of external IP 203.0.113.10 is denied"
+            )
+        );
         assert_eq!(decode_continue(&encode_continue("ns/a")).unwrap(), "ns/a");
     }
 }

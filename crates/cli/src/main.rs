@@ -343,6 +343,9 @@ fn agent_config(
     kubeconfig: Option<PathBuf>,
 ) -> Result<weft_agent::AgentConfig> {
     let (cluster, lab_kubeconfig) = cluster_config(lab, config)?;
+    // The agent's proxy serves externalIPs only inside these ranges (none by default), whoever
+    // admitted the Service.
+    weft_proxy::allow_external_ips(cluster.external_ip_ranges.clone());
     Ok(weft_agent::AgentConfig {
         node,
         network: weft_net::NetworkConfig::from_cluster(&cluster),

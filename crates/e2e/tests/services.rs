@@ -36,17 +36,21 @@ fn service(name: &str, body: &str) -> String {
 }
 
 fn up(lab: &Lab, nodes: u32, docs: &[String]) {
+    up_with(lab, None, nodes, docs);
+}
+
+/// `up`, with a cluster config of the test's when given.
+fn up_with(lab: &Lab, config: Option<&str>, nodes: u32, docs: &[String]) {
     let manifest = lab.write("app.yaml", &docs.join("---\n"));
-    lab.ok(&[
-        "lab",
-        "up",
-        "--nodes",
-        &nodes.to_string(),
-        "-f",
-        &manifest,
-        "--wait",
-        "60",
-    ]);
+    let nodes = nodes.to_string();
+    let mut args = vec![
+        "lab", "up", "--nodes", &nodes, "-f", &manifest, "--wait", "60",
+    ];
+    let config = config.map(|c| lab.write("cluster.yaml", c));
+    if let Some(path) = &config {
+        args.extend(["--config", path]);
+    }
+    lab.ok(&args);
 }
 
 fn cluster_ip(lab: &Lab, name: &str) -> String {
@@ -172,8 +176,10 @@ fn scaling_changes_the_endpoints_and_no_endpoints_means_refused() {
 fn node_ports_and_load_balancers_from_outside_with_both_traffic_policies() {
     let lab = Lab::new();
     let node2 = format!("{}-node2", lab.name);
-    up(
+    // externalIPs are refused unless the cluster config allows their range.
+    up_with(
         &lab,
+        Some("apiVersion: weft.dev/v1alpha1\nkind: Cluster\nexternalIPRanges: [192.0.2.0/24]\n"),
         2,
         &[
             deployment("web", 2, Some(&node2)),

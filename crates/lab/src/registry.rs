@@ -1,6 +1,7 @@
 //! The lab's Service registry: what the Kubernetes API server does to a Service before storing
-//! it. Defaults (type, protocol, targetPort, policies), validation with messages naming the field,
-//! and allocation: a cluster IP from the service CIDR and node ports from the node-port range
+//! it. Defaults (type, protocol, targetPort, policies), validation with messages naming the field
+//! (`spec.externalIPs` only inside the config's `externalIPRanges`, none by default), and
+//! allocation: a cluster IP from the service CIDR and node ports from the node-port range
 //! (and the `healthCheckNodePort` of a LoadBalancer with `externalTrafficPolicy: Local`). It runs
 //! as the store's [`Admission`], under the store's write lock, so concurrent applies never hand
 //! out one address twice; allocations live on the Service objects themselves and so persist with
@@ -29,6 +30,8 @@ pub struct ServiceRegistry {
     /// Reserved for the cluster DNS Service: only handed out when asked for by name.
     dns_ip: Ipv4Addr,
     node_ports: (u16, u16),
+    /// Where `spec.externalIPs` may point (the config's `externalIPRanges`; empty: nowhere).
+    external_ip_ranges: Vec<Ipv4Cidr>,
 }
 
 impl ServiceRegistry {
@@ -37,6 +40,7 @@ impl ServiceRegistry {
             service_cidr: config.service_cidr,
             dns_ip: config.dns_service_ip,
             node_ports: config.node_port_range,
+            external_ip_ranges: config.external_ip_ranges.clone(),
         }
     }
 
@@ -55,15 +59,14 @@ impl ServiceRegistry {
                 "spec.type: unsupported value {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
             ));
         }
+        // Before anything else, on every type: whoever may write a Service must not get to
+        // capture an outside address with it.
+        self.external_ips(spec, old)?;
         if ty == "ExternalName" {
             return admit_external_name(spec);
         }
         check_ports(spec)?;
         check_policies(spec, &ty)?;
-        for ip in spec.external_ips.iter().flatten() {
-            ip.parse::<Ipv4Addr>()
-                .map_err(|_| format!("spec.externalIPs: {ip:?} is not an IPv4 address"))?;
-        }
         self.cluster_ip(spec, old, others)?;
         if ty == "NodePort" || ty == "LoadBalancer" {
             self.node_ports(spec, old, others)?;
@@ -96,6 +99,48 @@ impl ServiceRegistry {
                 ..Default::default()
             });
             remove_annotation(svc, LB_PROBLEM_ANNOTATION);
+        }
+        Ok(())
+    }
+
+    /// `spec.externalIPs` must be IPv4 addresses inside `externalIPRanges` (CVE-2020-8554:
+    /// otherwise anyone who may create a Service can take traffic meant for any address, and
+    /// the proxy on every node would DNAT it to their pods). As upstream's
+    /// DenyServiceExternalIPs, an address the stored Service already has is kept, so a Service
+    /// admitted under a wider config can still be updated (and its status written); the proxy
+    /// serves such an address only while it is allowed.
+    fn external_ips(&self, spec: &ServiceSpec, old: Option<&ServiceSpec>) -> Result<(), String> {
+        let kept: BTreeSet<&str> = old
+            .and_then(|o| o.external_ips.as_ref())
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        for (i, text) in spec.external_ips.iter().flatten().enumerate() {
+            let ip: Ipv4Addr = text.parse().map_err(|_| {
+                format!("spec.externalIPs[{i}]: {text:?}: must be a valid IPv4 address")
+            })?;
+            if kept.contains(text.as_str())
+                || self.external_ip_ranges.iter().any(|r| r.contains(ip))
+            {
+                continue;
+            }
+            let allowed = if self.external_ip_ranges.is_empty() {
+                "the cluster config's externalIPRanges allows none".to_string()
+            } else {
+                let ranges: Vec<String> = self
+                    .external_ip_ranges
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                format!(
+                    "{ip} is not in the cluster config's externalIPRanges ({})",
+                    ranges.join(", ")
+                )
+            };
+            return Err(format!(
+                "spec.externalIPs[{i}]: Forbidden: use of external IP {ip} is denied by admission control: {allowed}"
+            ));
         }
         Ok(())
     }

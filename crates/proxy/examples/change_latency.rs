@@ -158,6 +158,7 @@ fn main() {
         name: "bench-node".into(),
         ip: "172.20.0.2".parse().expect("ip"),
         cluster_cidr: "10.128.0.0/9".parse().expect("cidr"),
+        external_ip_ranges: Vec::new(),
     };
     let mut all: Vec<ServicePortView> = (0..n).map(|i| view(&node, i, e, 0)).collect();
     let ns = ScopedNetNs::create_unique("weftbench-chg").expect("netns");

@@ -61,6 +61,7 @@ fn main() {
         name: "bench-node".into(),
         ip: "172.20.0.2".parse().expect("ip"),
         cluster_cidr: "10.128.0.0/9".parse().expect("cidr"),
+        external_ip_ranges: Vec::new(),
     };
     let services: Vec<Service> = (0..n).map(service).collect();
     let mut slices: Vec<EndpointSlice> = (0..n).map(|i| slice(i, e, 0)).collect();

@@ -50,6 +50,27 @@ pub struct ProxyNode {
     pub ip: Ipv4Addr,
     /// Pod addresses: traffic from outside it to a cluster IP is masqueraded so replies return.
     pub cluster_cidr: Ipv4Cidr,
+    /// Where a Service's `spec.externalIPs` may point (the cluster config's `externalIPRanges`);
+    /// others are not served. weft's own API refuses them, but on a real cluster the API server
+    /// is not weft's, and a Service with someone else's address would capture its traffic on
+    /// every node (CVE-2020-8554).
+    pub external_ip_ranges: Vec<Ipv4Cidr>,
+}
+
+/// The `externalIPRanges` every [`ProxyReconciler`] made after this call serves (none before
+/// it), set once by the binary from the cluster config before its agent starts: the agent
+/// builds the proxy from the node name and pod CIDR alone, so this carries the ranges to it
+/// until the agent passes them with [`ProxyReconciler::with_external_ip_ranges`]. A second call
+/// changes nothing and returns false.
+pub fn allow_external_ips(ranges: Vec<Ipv4Cidr>) -> bool {
+    ALLOWED_EXTERNAL_IPS.set(ranges).is_ok()
+}
+
+static ALLOWED_EXTERNAL_IPS: std::sync::OnceLock<Vec<Ipv4Cidr>> = std::sync::OnceLock::new();
+
+/// What [`allow_external_ips`] set, if anything.
+pub(crate) fn allowed_external_ips() -> Vec<Ipv4Cidr> {
+    ALLOWED_EXTERNAL_IPS.get().cloned().unwrap_or_default()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,7 @@
 //! deleted ([`crate::stale`]), so a client that keeps sending from one socket reaches a live one.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
@@ -61,6 +62,9 @@ pub enum ReconcileError {
 pub struct ProxyReconciler {
     node: String,
     cluster_cidr: Ipv4Cidr,
+    external_ip_ranges: Vec<Ipv4Cidr>,
+    /// Services with externalIPs this node does not serve, as last logged.
+    refused: RefusedExternalIps,
     proxy: Proxy,
     changes: ServiceChanges,
     /// The views last loaded, per Service.
@@ -77,6 +81,8 @@ impl ProxyReconciler {
         ProxyReconciler {
             node: node.to_string(),
             cluster_cidr,
+            external_ip_ranges: crate::allowed_external_ips(),
+            refused: RefusedExternalIps::default(),
             proxy: Proxy::new(),
             changes: ServiceChanges {
                 whole: true,
@@ -98,6 +104,13 @@ impl ProxyReconciler {
         self
     }
 
+    /// Serves `spec.externalIPs` only inside `ranges` (the cluster config's `externalIPRanges`;
+    /// by default what [`crate::allow_external_ips`] set, else none).
+    pub fn with_external_ip_ranges(mut self, ranges: Vec<Ipv4Cidr>) -> ProxyReconciler {
+        self.external_ip_ranges = ranges;
+        self
+    }
+
     fn publish_health(&self) {
         if let Some(tx) = &self.health {
             crate::health::publish(tx, self.loaded.values().flatten());
@@ -113,6 +126,7 @@ impl ProxyReconciler {
             name: self.node.clone(),
             ip,
             cluster_cidr: self.cluster_cidr,
+            external_ip_ranges: self.external_ip_ranges.clone(),
         })
     }
 
@@ -223,6 +237,7 @@ impl Reconciler for ProxyReconciler {
             }
             if self.changes.whole {
                 self.changes.dirty.clear();
+                self.refused.note(&self.node, &view, &node, None);
                 (
                     node.clone(),
                     true,
@@ -231,6 +246,7 @@ impl Reconciler for ProxyReconciler {
                 )
             } else {
                 let dirty = std::mem::take(&mut self.changes.dirty);
+                self.refused.note(&self.node, &view, &node, Some(&dirty));
                 let fresh = views_of(&view, &node, Some(&dirty));
                 (node, false, fresh, dirty)
             }
@@ -247,6 +263,64 @@ impl Reconciler for ProxyReconciler {
             self.sync_whole(node, all)?;
         }
         Ok(())
+    }
+}
+
+/// The externalIPs of each Service that this node does not serve, as last logged: a refusal is
+/// logged once per Service (and again only when it changes), not at every sync.
+#[derive(Debug, Default)]
+struct RefusedExternalIps(BTreeMap<NsName, Vec<Ipv4Addr>>);
+
+impl RefusedExternalIps {
+    /// Looks at the given Services (all when None) and logs each new or changed refusal;
+    /// returns the Services it logged.
+    fn note(
+        &mut self,
+        node: &str,
+        view: &ClusterView,
+        proxy_node: &ProxyNode,
+        only: Option<&BTreeSet<NsName>>,
+    ) -> Vec<NsName> {
+        let mut logged = Vec::new();
+        let mut check = |key: &NsName, svc: Option<&Service>| {
+            let refused = svc
+                .map(|svc| crate::view::refused_external_ips(proxy_node, svc))
+                .unwrap_or_default();
+            if refused.is_empty() {
+                self.0.remove(key);
+            } else if self.0.get(key) != Some(&refused) {
+                let ips: Vec<String> = refused.iter().map(ToString::to_string).collect();
+                let ranges: Vec<String> = proxy_node
+                    .external_ip_ranges
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                tracing::warn!(
+                    node,
+                    service = %key,
+                    "not serving externalIPs {} of Service {key}: outside the cluster config's \
+                     externalIPRanges [{}]",
+                    ips.join(", "),
+                    ranges.join(", ")
+                );
+                self.0.insert(key.clone(), refused);
+                logged.push(key.clone());
+            }
+        };
+        match only {
+            Some(keys) => {
+                for key in keys {
+                    check(key, view.service(key));
+                }
+            }
+            None => {
+                for (key, svc) in view.services() {
+                    check(key, Some(svc));
+                }
+                self.0.retain(|key, _| view.service(key).is_some());
+            }
+        }
+        logged
     }
 }
 
@@ -373,6 +447,7 @@ mod tests {
             name: "n1".into(),
             ip: "172.20.0.2".parse().unwrap(),
             cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            external_ip_ranges: Vec::new(),
         };
         let only: BTreeSet<NsName> = [svc("a")].into();
         let views = views_of(&shared.read(), &node, Some(&only));
@@ -384,5 +459,52 @@ mod tests {
             .collect();
         assert_eq!(endpoints, ["10.244.0.5"]);
         assert_eq!(views_of(&shared.read(), &node, None).len(), 2);
+    }
+
+    #[test]
+    fn a_refused_external_ip_is_logged_once_per_service_and_again_when_it_changes() {
+        let shared = Shared::new();
+        // Each version of a Service is a new resourceVersion, or the view keeps the old one.
+        let version = std::cell::Cell::new(0);
+        let service = |name: &str, ips: &[&str]| -> Service {
+            version.set(version.get() + 1);
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "default",
+                    "resourceVersion": version.get().to_string()},
+                "spec": {"clusterIP": "10.96.0.9", "externalIPs": ips,
+                    "ports": [{"port": 80, "protocol": "TCP"}]}}))
+            .unwrap()
+        };
+        let node = ProxyNode {
+            name: "n1".into(),
+            ip: "172.20.0.2".parse().unwrap(),
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            external_ip_ranges: vec!["192.0.2.0/24".parse().unwrap()],
+        };
+        let mut refused = RefusedExternalIps::default();
+        let mut note = |services: Vec<Service>, only: Option<&BTreeSet<NsName>>| {
+            shared.apply(weft_view::Event::Relisted(services));
+            refused.note("n1", &shared.read(), &node, only)
+        };
+        let capture = service("capture", &["203.0.113.10", "192.0.2.5"]);
+        let fine = service("fine", &["192.0.2.6"]);
+        assert_eq!(
+            note(vec![capture.clone(), fine.clone()], None),
+            [svc("capture")]
+        );
+        // The whole check every few seconds, or a change of the Service elsewhere: quiet.
+        assert!(note(vec![capture.clone(), fine.clone()], None).is_empty());
+        let only: BTreeSet<NsName> = [svc("capture")].into();
+        assert!(note(vec![capture, fine.clone()], Some(&only)).is_empty());
+        // Another address refused: said again.
+        let more = service("capture", &["203.0.113.10", "203.0.113.11"]);
+        assert_eq!(
+            note(vec![more, fine.clone()], Some(&only)),
+            [svc("capture")]
+        );
+        // Fixed, then broken again: said again.
+        assert!(note(vec![service("capture", &[]), fine.clone()], Some(&only)).is_empty());
+        let again = service("capture", &["203.0.113.10"]);
+        assert_eq!(note(vec![again, fine], None), [svc("capture")]);
     }
 }

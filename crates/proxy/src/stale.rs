@@ -285,6 +285,7 @@ mod tests {
             name: "n1".into(),
             ip: "192.0.2.1".parse().unwrap(),
             cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            external_ip_ranges: Vec::new(),
         };
         let mut dns = view("dns", Protocol::Udp, &["10.244.0.5"]);
         dns.node_port = Some(30053);

@@ -1,6 +1,7 @@
 //! Services and EndpointSlices as the proxy sees them: one entry per service port with its
-//! addresses (cluster IP, node port, external addresses) and endpoints. Pure; the rules about
-//! which endpoints serve which traffic live here.
+//! addresses (cluster IP, node port, external addresses: `spec.externalIPs` only inside the
+//! allowed ranges) and endpoints. Pure; the rules about which endpoints serve which traffic, and
+//! which addresses are served at all, live here.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -158,7 +159,7 @@ pub fn views(
             // Headless: DNS hands out the endpoints; there is nothing to proxy.
             continue;
         }
-        let external_ips = weft_model::service::external_ipv4s(svc);
+        let external_ips = external_ips(node, svc);
         let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
             spec.session_affinity_config
                 .as_ref()
@@ -219,6 +220,36 @@ pub fn views(
     out
 }
 
+/// The Service's external addresses this node serves: its `spec.externalIPs` inside the
+/// allowed ranges, and its load-balancer ingress IPs (written to the status by a load-balancer
+/// controller from its pool, not by whoever writes the spec), sorted, without duplicates.
+fn external_ips(node: &ProxyNode, svc: &Service) -> Vec<Ipv4Addr> {
+    let refused = refused_external_ips(node, svc);
+    let load_balancer: Vec<Ipv4Addr> = weft_model::service::load_balancer_ingress(svc)
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    weft_model::service::external_ipv4s(svc)
+        .into_iter()
+        .filter(|ip| !refused.contains(ip) || load_balancer.contains(ip))
+        .collect()
+}
+
+/// The Service's `spec.externalIPs` outside the node's allowed ranges, which the proxy does not
+/// serve: an API server without weft's admission may have let them in.
+pub fn refused_external_ips(node: &ProxyNode, svc: &Service) -> Vec<Ipv4Addr> {
+    let mut refused: Vec<Ipv4Addr> = svc
+        .spec
+        .iter()
+        .flat_map(|s| s.external_ips.iter().flatten())
+        .filter_map(|ip| ip.parse::<Ipv4Addr>().ok())
+        .filter(|ip| !node.external_ip_ranges.iter().any(|r| r.contains(*ip)))
+        .collect();
+    refused.sort();
+    refused.dedup();
+    refused
+}
+
 /// The endpoints of the slice port named like the service port: ready ones, or, when none is
 /// ready, the serving ones that are terminating (so a rolling update never refuses
 /// connections it could still serve), as kube-proxy does. True with the terminating ones.
@@ -271,4 +302,51 @@ fn endpoints_for(
     chosen.sort();
     chosen.dedup();
     (chosen, only_terminating)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_ips_outside_the_allowed_ranges_are_not_served() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "ext", "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.9",
+                "externalIPs": ["192.0.2.50", "203.0.113.10", "198.51.100.7"],
+                "ports": [{"port": 80, "protocol": "TCP"}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}}
+        }))
+        .unwrap();
+        let node = |ranges: &[&str]| ProxyNode {
+            name: "n1".into(),
+            ip: "172.20.0.2".parse().unwrap(),
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            external_ip_ranges: ranges.iter().map(|r| r.parse().unwrap()).collect(),
+        };
+        let served = |n: &ProxyNode| -> Vec<String> {
+            views(n, std::slice::from_ref(&svc), &[])[0]
+                .external_ips
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        // No ranges: only the load-balancer address (from the status, the controller's pool),
+        // even though the spec names it too.
+        let none = node(&[]);
+        assert_eq!(served(&none), ["198.51.100.7"]);
+        let refused: Vec<String> = refused_external_ips(&none, &svc)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(refused, ["192.0.2.50", "198.51.100.7", "203.0.113.10"]);
+        // An allowed range: its addresses too, and still not the outside host's.
+        let some = node(&["192.0.2.0/24"]);
+        assert_eq!(served(&some), ["192.0.2.50", "198.51.100.7"]);
+        let refused: Vec<String> = refused_external_ips(&some, &svc)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(refused, ["198.51.100.7", "203.0.113.10"]);
+    }
 }

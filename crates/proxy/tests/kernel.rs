@@ -22,6 +22,7 @@ fn node() -> ProxyNode {
         name: "n1".into(),
         ip: "192.0.2.1".parse().unwrap(),
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        external_ip_ranges: Vec::new(),
     }
 }
 

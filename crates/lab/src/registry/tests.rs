@@ -373,3 +373,92 @@ fn a_reported_endpoints_problem_survives_a_reapply_and_is_cleared_by_writing_it_
     ));
     assert_eq!(cleared, None);
 }
+
+/// A registry whose cluster config allows external IPs from `ranges`.
+fn allowing(ranges: &[&str]) -> ServiceRegistry {
+    ServiceRegistry::new(&ClusterConfig {
+        external_ip_ranges: ranges.iter().map(|r| r.parse().unwrap()).collect(),
+        ..ClusterConfig::default()
+    })
+}
+
+fn with_external_ips(name: &str, ips: &str) -> Object {
+    Object::Service(svc(&format!(
+        "metadata: {{name: {name}, namespace: default}}\nspec:\n  externalIPs: [{ips}]\n  selector: {{app: web}}\n  ports: [{{port: 80}}]\n"
+    )))
+}
+
+#[test]
+fn external_ips_are_refused_unless_in_the_configured_ranges() {
+    // The default config allows none: the outside host's address is the classic capture.
+    let mut incoming = with_external_ips("ext", "203.0.113.10");
+    let err = registry().admit(&mut incoming, None, &[]).unwrap_err();
+    assert_eq!(
+        err,
+        "spec.externalIPs[0]: Forbidden: use of external IP 203.0.113.10 is denied by admission \
+         control: the cluster config's externalIPRanges allows none"
+    );
+    // ExternalName Services are no exception.
+    let mut named = Object::Service(svc(
+        "metadata: {name: en}\nspec:\n  type: ExternalName\n  externalName: example.com\n  externalIPs: [192.0.2.5]\n",
+    ));
+    assert!(registry()
+        .admit(&mut named, None, &[])
+        .unwrap_err()
+        .starts_with("spec.externalIPs[0]: Forbidden: "));
+
+    // Inside a range: admitted (and defaulted like any Service with externalIPs).
+    let allow = allowing(&["192.0.2.0/24", "198.18.0.0/15"]);
+    let mut inside = with_external_ips("ext", "192.0.2.50, 198.19.1.1");
+    allow.admit(&mut inside, None, &[]).unwrap();
+    let spec = inside.as_service().unwrap().spec.clone().unwrap();
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Cluster"));
+
+    // One address outside is enough to refuse the whole Service, naming that entry.
+    let mut mixed = with_external_ips("ext", "192.0.2.50, 203.0.113.10");
+    assert_eq!(
+        allow.admit(&mut mixed, None, &[]).unwrap_err(),
+        "spec.externalIPs[1]: Forbidden: use of external IP 203.0.113.10 is denied by admission \
+         control: 203.0.113.10 is not in the cluster config's externalIPRanges (192.0.2.0/24, \
+         198.18.0.0/15)"
+    );
+    let mut bad = with_external_ips("ext", "\"192.0.2.x\"");
+    assert_eq!(
+        allow.admit(&mut bad, None, &[]).unwrap_err(),
+        "spec.externalIPs[0]: \"192.0.2.x\": must be a valid IPv4 address"
+    );
+}
+
+#[test]
+fn an_update_may_not_add_a_forbidden_external_ip_but_keeps_the_stored_ones() {
+    let allow = allowing(&["192.0.2.0/24"]);
+    let mut stored = with_external_ips("ext", "192.0.2.50");
+    allow.admit(&mut stored, None, &[]).unwrap();
+    let existing = std::slice::from_ref(&stored);
+
+    // Adding an address outside the ranges to a stored Service (apply, patch, edit): refused.
+    let mut update = with_external_ips("ext", "192.0.2.50, 203.0.113.10");
+    let err = allow
+        .admit(&mut update, Some(&stored), existing)
+        .unwrap_err();
+    assert!(
+        err.starts_with("spec.externalIPs[1]: Forbidden: use of external IP 203.0.113.10"),
+        "{err}"
+    );
+    // A Service without any, gaining one: refused too.
+    let mut plain = Object::Service(svc(WEB));
+    allow.admit(&mut plain, None, &[]).unwrap();
+    let mut gains = with_external_ips("web", "198.51.100.7");
+    assert!(allow
+        .admit(&mut gains, Some(&plain), std::slice::from_ref(&plain))
+        .is_err());
+
+    // Admitted under a wider config, then the config narrowed: the address it already has is
+    // kept (as upstream's DenyServiceExternalIPs), so its other fields and status can still be
+    // written; a new one still is not.
+    let narrow = registry();
+    let mut again = with_external_ips("ext", "192.0.2.50");
+    narrow.admit(&mut again, Some(&stored), existing).unwrap();
+    let mut more = with_external_ips("ext", "192.0.2.50, 192.0.2.51");
+    assert!(narrow.admit(&mut more, Some(&stored), existing).is_err());
+}

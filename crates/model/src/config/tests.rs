@@ -320,3 +320,102 @@ fn upstream_dns_servers_take_port_53_unless_given() {
         "{bad}"
     );
 }
+
+#[test]
+fn external_ip_ranges_are_empty_unless_set_and_may_not_overlap_other_ranges() {
+    let base = "apiVersion: weft.dev/v1alpha1\nkind: Cluster\n";
+    let default = ClusterConfig::from_yaml("t", base).unwrap();
+    assert!(
+        default.external_ip_ranges.is_empty(),
+        "no externalIPs allowed unless asked for"
+    );
+    let set = ClusterConfig::from_yaml(
+        "t",
+        &format!("{base}externalIPRanges: [192.0.2.0/24, 198.18.0.0/15]\n"),
+    )
+    .unwrap();
+    set.validate().unwrap();
+    let ranges: Vec<String> = set
+        .external_ip_ranges
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(ranges, ["192.0.2.0/24", "198.18.0.0/15"]);
+    // Written out and read back (the lab's state file, the weft-config ConfigMap): the same.
+    assert!(
+        set.to_yaml().contains("externalIPRanges:"),
+        "{}",
+        set.to_yaml()
+    );
+    assert_eq!(ClusterConfig::from_yaml("t", &set.to_yaml()).unwrap(), set);
+    assert_eq!(
+        ClusterConfig::from_yaml("t", &default.to_yaml()).unwrap(),
+        default
+    );
+
+    // Parse errors name the file, the field and the entry.
+    let err = |text: &str| {
+        ClusterConfig::from_yaml("c.yaml", &format!("{base}{text}"))
+            .unwrap_err()
+            .to_string()
+    };
+    let host_bits = err("externalIPRanges: [192.0.2.1/24]\n");
+    assert!(
+        host_bits.starts_with(
+            "c.yaml: externalIPRanges[0]: 192.0.2.1/24 has host bits set; did you mean 192.0.2.0/24?"
+        ),
+        "{host_bits}"
+    );
+    let not_cidr = err("externalIPRanges: [192.0.2.0/24, \"192.0.2.300\"]\n");
+    assert!(
+        not_cidr.starts_with("c.yaml: externalIPRanges[1]: ") && not_cidr.contains("192.0.2.300"),
+        "{not_cidr}"
+    );
+    let not_list = err("externalIPRanges: 192.0.2.0/24\n");
+    assert!(
+        not_list.starts_with("c.yaml: externalIPRanges: "),
+        "{not_list}"
+    );
+
+    // Overlaps with the cluster's own ranges, the outside network and each other are refused,
+    // both ranges named.
+    let cidr = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
+    let cases = [
+        (
+            "10.244.7.0/24",
+            "pod CIDR 10.244.0.0/16 overlaps external IP range 10.244.7.0/24",
+        ),
+        (
+            "10.96.0.0/24",
+            "service CIDR 10.96.0.0/12 overlaps external IP range 10.96.0.0/24",
+        ),
+        (
+            "172.20.0.0/16",
+            "node network 172.20.0.0/24 overlaps external IP range 172.20.0.0/16",
+        ),
+        (
+            "198.51.100.128/25",
+            "load-balancer pool 198.51.100.0/24 overlaps external IP range 198.51.100.128/25",
+        ),
+        (
+            "203.0.113.10/32",
+            "outside network 203.0.113.0/24 overlaps external IP range 203.0.113.10/32",
+        ),
+        (
+            "0.0.0.0/0",
+            "pod CIDR 10.244.0.0/16 overlaps external IP range 0.0.0.0/0",
+        ),
+    ];
+    for (range, want) in cases {
+        assert_eq!(
+            invalid(&with(|c| c.external_ip_ranges = vec![cidr(range)])),
+            want
+        );
+    }
+    assert_eq!(
+        invalid(&with(|c| {
+            c.external_ip_ranges = vec![cidr("192.0.2.0/24"), cidr("192.0.2.64/26")];
+        })),
+        "external IP range 192.0.2.0/24 overlaps external IP range 192.0.2.64/26"
+    );
+}

@@ -10,6 +10,7 @@ fn node() -> ProxyNode {
         name: "lab-node1".into(),
         ip: "172.20.0.2".parse().unwrap(),
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+        external_ip_ranges: vec!["203.0.113.0/24".parse().unwrap()],
     }
 }
 
