@@ -193,56 +193,15 @@ pub fn prepare_create(value: &mut Value, resource: &Resource) -> Result<(), ApiE
     Ok(())
 }
 
-/// Parses into the typed object, with kube-apiserver's wording for a body of the wrong shape,
-/// after the defaults kube-apiserver applies whenever it decodes the kind.
-pub fn to_object(mut value: Value, resource: &Resource) -> Result<Object, ApiError> {
-    if resource.kind == "NetworkPolicy" {
-        default_network_policy(&mut value);
-    }
+/// Parses into the typed object (with the kind's defaults, see `weft_model::defaults`), with
+/// kube-apiserver's wording for a body of the wrong shape.
+pub fn to_object(value: Value, resource: &Resource) -> Result<Object, ApiError> {
     Object::from_json(value).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
             resource.kind, resource.version, resource.kind
         ))
     })
-}
-
-/// `networking/v1`'s defaults: `policyTypes` Ingress, plus Egress when there are egress rules;
-/// a port's protocol TCP. `kubectl describe` reads them (without, it says the policy affects
-/// nothing).
-fn default_network_policy(value: &mut Value) {
-    let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) else {
-        return;
-    };
-    let has_types = spec
-        .get("policyTypes")
-        .and_then(Value::as_array)
-        .is_some_and(|t| !t.is_empty());
-    if !has_types {
-        let egress = spec
-            .get("egress")
-            .and_then(Value::as_array)
-            .is_some_and(|e| !e.is_empty());
-        let types = if egress {
-            json!(["Ingress", "Egress"])
-        } else {
-            json!(["Ingress"])
-        };
-        spec.insert("policyTypes".into(), types);
-    }
-    for direction in ["ingress", "egress"] {
-        let Some(rules) = spec.get_mut(direction).and_then(Value::as_array_mut) else {
-            continue;
-        };
-        for rule in rules {
-            let Some(ports) = rule.get_mut("ports").and_then(Value::as_array_mut) else {
-                continue;
-            };
-            for port in ports.iter_mut().filter_map(Value::as_object_mut) {
-                port.entry("protocol").or_insert_with(|| json!("TCP"));
-            }
-        }
-    }
 }
 
 /// Paths present in `input` that the typed object dropped: fields its schema does not know.
@@ -331,24 +290,6 @@ pub fn field_validation(
 mod tests {
     use super::*;
     use crate::resources::Resources;
-
-    #[test]
-    fn network_policies_get_kube_apiservers_defaults() {
-        let r = crate::resources::Resources::builtin();
-        let np = r.find("networking.k8s.io", "v1", "networkpolicies").unwrap();
-        let object = |spec: Value| {
-            let v = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-                "metadata": {"name": "a", "namespace": "x"}, "spec": spec});
-            to_object(v, np).unwrap().to_json()["spec"].clone()
-        };
-        let spec = object(json!({"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}));
-        assert_eq!(spec["policyTypes"], json!(["Ingress"]));
-        assert_eq!(spec["ingress"][0]["ports"][0]["protocol"], "TCP");
-        let spec = object(json!({"podSelector": {}, "egress": [{}]}));
-        assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
-        let spec = object(json!({"podSelector": {}, "policyTypes": ["Egress"]}));
-        assert_eq!(spec["policyTypes"], json!(["Egress"]));
-    }
 
     #[test]
     fn finds_unknown_fields() {

@@ -9,6 +9,7 @@ pub mod annotations;
 pub mod cidr;
 pub mod config;
 pub mod daemonset;
+pub mod defaults;
 pub mod deployment;
 pub mod endpoints;
 pub mod manifest;

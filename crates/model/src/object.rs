@@ -319,7 +319,10 @@ impl Object {
 
     /// Parses Kubernetes JSON. Handled kinds must carry their exact API version (`apps/v1` for a
     /// Deployment); other kinds become [`Object::Other`].
-    pub fn from_json(value: Value) -> Result<Object, ObjectError> {
+    pub fn from_json(mut value: Value) -> Result<Object, ObjectError> {
+        if value.get("kind").and_then(Value::as_str) == Some("NetworkPolicy") {
+            crate::defaults::network_policy(&mut value);
+        }
         let Value::Object(map) = &value else {
             return Err(ObjectError::NotAMapping {
                 found: json_type(&value),
