@@ -6,8 +6,9 @@
 //! name and state directory, driven through the real `weft` binary and kubectl, torn down with
 //! `weft lab down` in `Drop`. Around them: finding the workspace's binaries ([`bins`]), running
 //! commands with readable failures ([`command`]), re-running the test binary as a child process
-//! ([`child`]), polling ([`wait`]) and reading kubectl tables ([`table`]). Nothing here touches
-//! anything a test did not create.
+//! ([`child`]), polling ([`wait`]), reading kubectl tables ([`table`]), and NetworkPolicy truth
+//! tables probed with real connections ([`netpol`]). Nothing here touches anything a test did
+//! not create.
 
 pub mod bins;
 pub mod child;
@@ -15,6 +16,7 @@ pub mod command;
 pub mod lab;
 pub mod names;
 pub mod netns;
+pub mod netpol;
 pub mod table;
 pub mod wait;
 
