@@ -376,7 +376,10 @@ async fn agent_report(target: Target, ip: Ipv4Addr) -> Result<NodeReport> {
                         .with_context(|| format!("entering lab {lab}'s fabric namespace {name}"))?,
                 )
             }
-            Target::Kubeconfig { .. } => None,
+            Target::Kubeconfig { .. } => {
+                directly_routed(ip)?;
+                None
+            }
         };
         let mut last = None;
         for _ in 0..AGENT_TRIES {
@@ -398,6 +401,30 @@ async fn agent_report(target: Target, ip: Ipv4Addr) -> Result<NodeReport> {
         )
     })
     .await?
+}
+
+/// Refuses a node address this machine reaches only through its default route. A cluster's
+/// nodes are on a network this machine has a route for when it can ask their agents at all;
+/// a kubeconfig of a lab (API on loopback, nodes in namespaces) would otherwise send the
+/// request out of the machine's uplink to whoever holds that address there.
+fn directly_routed(ip: Ipv4Addr) -> Result<()> {
+    let routes = weft_dataplane::Netlink::open()?.routes(weft_dataplane::Family::V4)?;
+    match longest_match(&routes, ip) {
+        Some(len) if len > 0 => Ok(()),
+        _ => bail!(
+            "node address {ip} is reachable from here only through the default route, so its \
+             agent is not asked (for a lab, use --lab NAME instead of its kubeconfig)"
+        ),
+    }
+}
+
+/// The prefix length of the most specific route to `ip` (0: the default route).
+fn longest_match(routes: &[weft_dataplane::Route], ip: Ipv4Addr) -> Option<u8> {
+    routes
+        .iter()
+        .filter(|r| r.dst.contains(ip.into()))
+        .map(|r| r.dst.prefix())
+        .max()
 }
 
 #[derive(Debug)]
@@ -442,6 +469,30 @@ fn parse_response(response: &[u8]) -> Result<Answer> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_addresses_with_a_route_of_their_own_are_asked() {
+        use weft_dataplane::{IpNet, Route, Scope};
+        let route = |dst: &str| Route {
+            dst: dst.parse::<IpNet>().unwrap(),
+            gateway: None,
+            oif: None,
+            scope: Scope::Universe,
+            onlink: false,
+            src: None,
+            protocol: 0,
+            multipath: Vec::new(),
+        };
+        let routes = [route("0.0.0.0/0"), route("10.1.0.0/24")];
+        assert_eq!(
+            super::longest_match(&routes, "10.1.0.7".parse().unwrap()),
+            Some(24)
+        );
+        assert_eq!(
+            super::longest_match(&routes, "172.20.0.2".parse().unwrap()),
+            Some(0)
+        );
+    }
+
     use super::*;
     use serde_json::json;
     use weft_policy::report::{PodNetworkDrops, PolicyReport, SelectedPod};
