@@ -261,15 +261,16 @@ fn services_the_outside_host_and_the_node() {
     let (xa, xb) = (cluster_ip("xa"), cluster_ip("xb"));
 
     // A Service's traffic is judged on its backend after DNAT, with the client's own address:
-    // x/a takes port 80 from y/b only, so y/b reaches it through its Service's 8080 and 8081
-    // (seeing no SNAT), and y/a and z/c do not.
+    // x/a takes port 80 from pods a and b of y only, so they reach it through its Service's
+    // 8080 and 8081 (y/a from the other node, y/b from x/a's own; both seen without SNAT),
+    // and y/c and z/c do not. x/a reaching itself through its own Service is never judged.
     apply(
         &lab,
         "svc-ingress",
         &policy(
             "x",
-            "a-from-y-b",
-            "  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: 'y'}}, podSelector: {matchLabels: {pod: b}}}], ports: [{port: 80}, {port: 80, protocol: UDP}]}]\n",
+            "a-from-y-a-b",
+            "  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: 'y'}}, podSelector: {matchExpressions: [{key: pod, operator: In, values: [a, b]}]}}], ports: [{port: 80}, {port: 80, protocol: UDP}]}]\n",
         ),
     );
     let via = |ok: bool| {
@@ -283,47 +284,52 @@ fn services_the_outside_host_and_the_node() {
         &lab,
         "Service to an isolated backend",
         &[
+            (src("y/a"), via(true)),
             (src("y/b"), via(true)),
-            (src("y/a"), via(false)),
+            (src("y/c"), via(false)),
             (src("z/c"), via(false)),
+            (src("x/a"), via(true)),
         ],
         settle(),
     );
-    for seen in &got[0][..2] {
-        let seen = seen.as_ref().expect("answered");
-        assert_eq!(
-            seen.split(':').next(),
-            Some(m.ip("y/b")),
-            "the backend sees the client pod's own address"
-        );
+    for (i, client) in ["y/a", "y/b"].iter().enumerate() {
+        for seen in &got[i][..2] {
+            let seen = seen.as_ref().expect("answered");
+            assert_eq!(
+                seen.split(':').next(),
+                Some(m.ip(client)),
+                "the backend sees {client}'s own address"
+            );
+        }
     }
     delete_policies(&lab, &["x"]);
-    // Egress too is judged after DNAT: z/a may send only to x/a's port 80, which is what its
-    // Service's port 8080 becomes; the other Service's backend stays out of reach.
+    // Egress too is judged after DNAT: pods a and b of z may send only to x/a's port 80,
+    // which is what its Service's port 8080 becomes (z/a on x/a's node, z/b on the other);
+    // the other Service's backend stays out of reach.
     apply(
         &lab,
         "svc-egress",
         &policy(
             "z",
-            "a-to-x-a",
-            "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {matchLabels: {ns: x}}, podSelector: {matchLabels: {pod: a}}}], ports: [{port: 80}, {port: 80, protocol: UDP}]}]\n",
+            "to-x-a",
+            "  podSelector: {matchExpressions: [{key: pod, operator: In, values: [a, b]}]}\n  policyTypes: [Egress]\n  egress: [{to: [{namespaceSelector: {matchLabels: {ns: x}}, podSelector: {matchLabels: {pod: a}}}], ports: [{port: 80}, {port: 80, protocol: UDP}]}]\n",
         ),
     );
+    let to_xa = || {
+        vec![
+            (Probe::hostname(&xa, tcp(8080)), true),
+            (Probe::hostname(&xa, udp(8081)), true),
+            (Probe::hostname(m.ip("x/a"), tcp(80)), true),
+            (Probe::hostname(m.ip("x/a"), tcp(81)), false),
+            (Probe::hostname(&xb, tcp(8080)), false),
+            (Probe::hostname(&xb, udp(8081)), false),
+            (Probe::hostname(m.ip("x/b"), tcp(80)), false),
+        ]
+    };
     expect_probes(
         &lab,
         "Service from an egress-isolated client",
-        &[(
-            src("z/a"),
-            vec![
-                (Probe::hostname(&xa, tcp(8080)), true),
-                (Probe::hostname(&xa, udp(8081)), true),
-                (Probe::hostname(m.ip("x/a"), tcp(80)), true),
-                (Probe::hostname(m.ip("x/a"), tcp(81)), false),
-                (Probe::hostname(&xb, tcp(8080)), false),
-                (Probe::hostname(&xb, udp(8081)), false),
-                (Probe::hostname(m.ip("x/b"), tcp(80)), false),
-            ],
-        )],
+        &[(src("z/a"), to_xa()), (src("z/b"), to_xa())],
         settle(),
     );
     reset(&lab, &m);
@@ -373,7 +379,9 @@ fn services_the_outside_host_and_the_node() {
     });
 
     // Egress to the outside host by ipBlock, judged before the node masquerades it: x/a may
-    // reach it (and nothing else), x/c may reach its network except it, x/b is not isolated.
+    // reach it (and nothing else), x/c may reach its network except it, x/b anything but the
+    // pod network (a /0 block: not the pods, nor the DNS pods behind the DNS Service), and
+    // y/a is not isolated.
     apply(
         &lab,
         "egress-outside",
@@ -388,6 +396,11 @@ fn services_the_outside_host_and_the_node() {
                 "c-to-outside-but",
                 &format!("  podSelector: {{matchLabels: {{pod: c}}}}\n  policyTypes: [Egress]\n  egress: [{{to: [{{ipBlock: {{cidr: 203.0.113.0/24, except: [{OUTSIDE}/32]}}}}]}}]\n"),
             ),
+            policy(
+                "x",
+                "b-anywhere-but-pods",
+                "  podSelector: {matchLabels: {pod: b}}\n  policyTypes: [Egress]\n  egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.244.0.0/16]}}]}]\n",
+            ),
         ]
         .join("---\n"),
     );
@@ -399,13 +412,19 @@ fn services_the_outside_host_and_the_node() {
     };
     let mut a = outside(true);
     a.push((Probe::hostname(m.ip("y/a"), tcp(80)), false));
+    let mut b = outside(true);
+    b.push((Probe::hostname(m.ip("y/a"), tcp(80)), false));
+    b.push((Probe::dns(DNS, NAME), false));
+    let mut free = outside(true);
+    free.push((Probe::dns(DNS, NAME), true));
     expect_probes(
         &lab,
         "egress to the outside host",
         &[
             (src("x/a"), a),
-            (src("x/b"), outside(true)),
+            (src("x/b"), b),
             (src("x/c"), outside(false)),
+            (src("y/a"), free),
         ],
         settle(),
     );

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use weft_testutil::netpol::{
-    apply, chain_packets, expect_probes, matrix_keys, policy, policy_table, probe_all, tcp, udp,
-    up_matrix, Capture, Matrix, Probe, Source, Watch, ALL_PORTS, PROBER, VXLAN_SENDER,
+    apply, chain_packets, expect_probes, matrix_keys, policy, policy_table, policy_table_shape,
+    probe_all, probe_from, tcp, udp, up_matrix, Capture, Matrix, Probe, Source, Watch, ALL_PORTS,
+    PROBER, VXLAN_SENDER,
 };
 use weft_testutil::{wait_for_what, Lab, AGNHOST};
 
@@ -395,35 +396,6 @@ fn forged_sources_and_overlay_injection_never_arrive() {
     );
 }
 
-/// The node's policy table as nft lists it with handles, counters left out: equal before and
-/// after means not one chain, set or rule was replaced.
-fn table_shape(lab: &Lab, node: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &format!("weft_{}_{node}", lab.name)])
-        .args(["nft", "-a", "list", "table", "ip", "weft_policy"])
-        .output()
-        .expect("nft");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| match l.find("counter packets") {
-            Some(i) => {
-                let rest = &l[i..];
-                let end = rest.find(" bytes ").map(|b| {
-                    let after = &rest[b + 7..];
-                    b + 7 + after.find(' ').unwrap_or(after.len())
-                });
-                format!(
-                    "{}counter{}",
-                    &l[..i],
-                    end.map(|e| &rest[e..]).unwrap_or("")
-                )
-            }
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// The node's agent pod: its name.
 fn agent_pod(lab: &Lab, node: &str) -> Option<String> {
     lab.pods(&["-n", "kube-system"])
@@ -475,7 +447,7 @@ fn an_agent_restart_leaves_no_gap() {
             node.as_str()
         );
     }
-    let shape = table_shape(&lab, node);
+    let shape = policy_table_shape(&lab, node);
     assert!(shape.contains("comment \"weft:"), "{shape}");
 
     // Allowed and denied pairs, each way across nodes, tried without pause.
@@ -543,7 +515,11 @@ fn an_agent_restart_leaves_no_gap() {
     });
     eprintln!("agent back after {:.1}s", killed.elapsed().as_secs_f64());
     check("agent stopped, killed and restarted", watch);
-    assert_eq!(shape, table_shape(&lab, node), "the table was not touched");
+    assert_eq!(
+        shape,
+        policy_table_shape(&lab, node),
+        "the table was not touched"
+    );
 
     // The agent's pod deleted: the DaemonSet makes a new one.
     let old = agent_pod(&lab, node).expect("the agent pod");
@@ -559,7 +535,47 @@ fn an_agent_restart_leaves_no_gap() {
         deleted.elapsed().as_secs_f64()
     );
     check("agent pod replaced", watch);
-    assert_eq!(shape, table_shape(&lab, node), "the table was not touched");
+    assert_eq!(
+        shape,
+        policy_table_shape(&lab, node),
+        "the table was not touched"
+    );
     assert!(policy_table(&lab, node).contains("ingress/x/a-from-y-a"));
     m.check_all("policies after the restarts", &ALL_PORTS, &want);
+
+    // A change made while the agent is down waits for it, and is applied once it is back.
+    let pid = lab.agent_pid(node);
+    signal("-STOP", pid);
+    apply(
+        &lab,
+        "while-down",
+        &policy(
+            "x",
+            "a-from-z-b",
+            "  podSelector: {matchLabels: {pod: a}}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: z}}, podSelector: {matchLabels: {pod: b}}}]}]\n",
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let (z_b, to_x_a) = (Source::pod("z", "b"), Probe::hostname(m.ip("x/a"), tcp(80)));
+    let got = probe_from(
+        &lab,
+        &z_b,
+        std::slice::from_ref(&to_x_a),
+        Duration::from_secs(1),
+    );
+    assert_eq!(
+        got[0],
+        Err("timeout".into()),
+        "nothing applies it while the agent is down"
+    );
+    signal("-KILL", pid);
+    wait_for_what("the agent restarted", || {
+        lab.agent_pid(node) != pid && lab.agent_alive(node)
+    });
+    expect_probes(
+        &lab,
+        "the change applied by the restarted agent",
+        &[(z_b, vec![(to_x_a, true)])],
+        Duration::from_secs(20),
+    );
 }

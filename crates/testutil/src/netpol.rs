@@ -324,12 +324,45 @@ pub fn delete_policies(lab: &Lab, namespaces: &[&str]) {
 
 /// The node's `ip weft_policy` table as nft lists it (empty if there is none).
 pub fn policy_table(lab: &Lab, node: &str) -> String {
+    list_policy_table(lab, node, &[])
+}
+
+/// `nft FLAGS list table ip weft_policy` in the node's namespace.
+fn list_policy_table(lab: &Lab, node: &str, flags: &[&str]) -> String {
     let out = std::process::Command::new("ip")
-        .args(["netns", "exec", &format!("weft_{}_{node}", lab.name)])
-        .args(["nft", "list", "table", "ip", "weft_policy"])
+        .args(["netns", "exec", &format!("weft_{}_{node}", lab.name), "nft"])
+        .args(flags)
+        .args(["list", "table", "ip", "weft_policy"])
         .output()
         .expect("ip netns exec nft");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The node's policy table as `nft -a` lists it, with handles and without counter values:
+/// equal before and after means not one chain, set or rule was replaced.
+pub fn policy_table_shape(lab: &Lab, node: &str) -> String {
+    list_policy_table(lab, node, &["-a"])
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            let mut kept = Vec::new();
+            let mut i = 0;
+            while i < words.len() {
+                // `counter packets N bytes M` -> `counter`
+                if words[i].trim_start_matches('\t') == "counter"
+                    && words.get(i + 1) == Some(&"packets")
+                {
+                    kept.push(words[i]);
+                    i += 5;
+                } else {
+                    kept.push(words[i]);
+                    i += 1;
+                }
+            }
+            kept.join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The packets counted by the counter rules of chain `chain` of the node's policy table
