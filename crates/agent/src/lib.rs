@@ -56,6 +56,9 @@ pub struct AgentConfig {
     /// Announce this load-balancer pool's addresses by ARP from the elected nodes (the config's
     /// `loadBalancerAnnouncement: arp`); None when a router is told instead.
     pub announce_arp: Option<weft_model::cidr::Ipv4Cidr>,
+    /// Where `spec.externalIPs` may be served (the config's `externalIPRanges`): the proxy
+    /// ignores any other, whoever admitted the Service (CVE-2020-8554).
+    pub external_ip_ranges: Vec<weft_model::cidr::Ipv4Cidr>,
 }
 
 /// The agent's default health port (`/healthz`, `/readyz`, `/policy`).
@@ -70,8 +73,9 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         // The proxy hands its loaded views to the LoadBalancer health check servers, which
         // listen on every address of the node (kube-proxy's healthCheckNodePort servers).
         let (health_tx, health_rx) = weft_proxy::health::channel();
-        let proxy =
-            ProxyReconciler::new(&config.node, config.network.cluster_cidr).with_health(health_tx);
+        let proxy = ProxyReconciler::new(&config.node, config.network.cluster_cidr)
+            .with_external_ip_ranges(config.external_ip_ranges.clone())
+            .with_health(health_tx);
         tokio::spawn(weft_proxy::health::serve(
             health_rx,
             std::net::Ipv4Addr::UNSPECIFIED.into(),
@@ -129,7 +133,8 @@ pub fn plan(config: AgentConfig) -> Result<(NodePlan, String), AgentError> {
         let client = source::client(config.kubeconfig.as_deref()).await?;
         let shared = Shared::new();
         let net = NetReconciler::new(config.network.clone(), &config.node);
-        let proxy = ProxyReconciler::new(&config.node, config.network.cluster_cidr);
+        let proxy = ProxyReconciler::new(&config.node, config.network.cluster_cidr)
+            .with_external_ip_ranges(config.external_ip_ranges.clone());
         let interest = net.interest().union(proxy.interest());
         source::spawn(&client, &shared, interest);
         let kinds = source::kinds(&interest);

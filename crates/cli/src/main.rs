@@ -343,9 +343,6 @@ fn agent_config(
     kubeconfig: Option<PathBuf>,
 ) -> Result<weft_agent::AgentConfig> {
     let (cluster, lab_kubeconfig) = cluster_config(lab, config)?;
-    // The agent's proxy serves externalIPs only inside these ranges (none by default), whoever
-    // admitted the Service.
-    weft_proxy::allow_external_ips(cluster.external_ip_ranges.clone());
     Ok(weft_agent::AgentConfig {
         node,
         network: weft_net::NetworkConfig::from_cluster(&cluster),
@@ -353,6 +350,7 @@ fn agent_config(
         health_port: weft_agent::HEALTH_PORT,
         announce_arp: (cluster.load_balancer_announcement == weft_model::config::Announcement::Arp)
             .then_some(cluster.load_balancer_pool),
+        external_ip_ranges: cluster.external_ip_ranges,
     })
 }
 

@@ -57,22 +57,6 @@ pub struct ProxyNode {
     pub external_ip_ranges: Vec<Ipv4Cidr>,
 }
 
-/// The `externalIPRanges` every [`ProxyReconciler`] made after this call serves (none before
-/// it), set once by the binary from the cluster config before its agent starts: the agent
-/// builds the proxy from the node name and pod CIDR alone, so this carries the ranges to it
-/// until the agent passes them with [`ProxyReconciler::with_external_ip_ranges`]. A second call
-/// changes nothing and returns false.
-pub fn allow_external_ips(ranges: Vec<Ipv4Cidr>) -> bool {
-    ALLOWED_EXTERNAL_IPS.set(ranges).is_ok()
-}
-
-static ALLOWED_EXTERNAL_IPS: std::sync::OnceLock<Vec<Ipv4Cidr>> = std::sync::OnceLock::new();
-
-/// What [`allow_external_ips`] set, if anything.
-pub(crate) fn allowed_external_ips() -> Vec<Ipv4Cidr> {
-    ALLOWED_EXTERNAL_IPS.get().cloned().unwrap_or_default()
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error(transparent)]

@@ -81,7 +81,7 @@ impl ProxyReconciler {
         ProxyReconciler {
             node: node.to_string(),
             cluster_cidr,
-            external_ip_ranges: crate::allowed_external_ips(),
+            external_ip_ranges: Vec::new(),
             refused: RefusedExternalIps::default(),
             proxy: Proxy::new(),
             changes: ServiceChanges {
@@ -105,7 +105,7 @@ impl ProxyReconciler {
     }
 
     /// Serves `spec.externalIPs` only inside `ranges` (the cluster config's `externalIPRanges`;
-    /// by default what [`crate::allow_external_ips`] set, else none).
+    /// by default none).
     pub fn with_external_ip_ranges(mut self, ranges: Vec<Ipv4Cidr>) -> ProxyReconciler {
         self.external_ip_ranges = ranges;
         self
