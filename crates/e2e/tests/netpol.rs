@@ -10,8 +10,8 @@
 //! the node are in `netpol_egress.rs`. Needs root; each lab is torn down in Drop.
 
 use weft_testutil::netpol::{
-    apply, delete_policies, matrix_keys, matrix_manifest, policy, tcp, udp, up_matrix, Matrix,
-    Port, Reachability, ALL_PORTS, NAMESPACES,
+    apply, delete_policies, expect_probes, matrix_keys, matrix_manifest, policy, server_pod, tcp,
+    udp, up_matrix, Matrix, Port, Probe, Reachability, Source, ALL_PORTS, NAMESPACES,
 };
 use weft_testutil::Lab;
 
@@ -206,12 +206,28 @@ fn peers_select_pods_and_namespaces() {
     );
     lab.kubectl_ok(&["label", "ns", "z", "env-"]);
     reset(&lab, &m);
+
+    // The policy's own podSelector with an expression: every pod of x but a is isolated.
+    let mut not_a = m.all(true);
+    not_a.expect("*", "x/b", false).expect("*", "x/c", false);
+    step(
+        &lab,
+        &m,
+        "podSelector NotIn selects the isolated pods",
+        &[policy(
+            "x",
+            "deny-but-a",
+            "  podSelector: {matchExpressions: [{key: pod, operator: NotIn, values: [a]}]}\n  ingress: []\n",
+        )],
+        &ALL_PORTS.map(|p| (p, &not_a)),
+    );
+    reset(&lab, &m);
 }
 
 #[test]
 fn ports_unions_and_changes() {
     let lab = Lab::new();
-    up_matrix(&lab, 2, &[]);
+    let nodes = up_matrix(&lab, 2, &[]);
     let m = Matrix::new(&lab, &matrix_keys());
     m.check_all("before any policy", &ALL_PORTS, &m.all(true));
     let open = m.all(true);
@@ -268,12 +284,13 @@ fn ports_unions_and_changes() {
     reset(&lab, &m);
 
     // Named ports resolve on each destination pod: `web` is 80 in x and 81 in z, `web-udp`
-    // likewise; each namespace allows only its `web` and `web-udp`.
+    // likewise; each namespace allows only its `web` and `web-udp`. A name is looked up with
+    // its protocol: `alt` is declared for TCP only, so `alt` over UDP opens nothing.
     let named = |ns: &str| {
         policy(
             ns,
             "allow-web",
-            "  podSelector: {}\n  ingress: [{ports: [{port: web}, {port: web-udp, protocol: UDP}]}]\n",
+            "  podSelector: {}\n  ingress: [{ports: [{port: web}, {port: web-udp, protocol: UDP}, {port: alt, protocol: UDP}]}]\n",
         )
     };
     let mut x_open = m.all(true);
@@ -292,6 +309,44 @@ fn ports_unions_and_changes() {
             (udp(81), &z_open),
         ],
     );
+    // A pod created now in z, with `web` on 80 unlike its neighbours, is let in on 80 only.
+    let d = lab.write(
+        "z-d.yaml",
+        &server_pod("z", "d", &nodes[0], &[(80, "web"), (81, "alt")]),
+    );
+    lab.kubectl_ok(&["apply", "-f", &d]);
+    lab.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/d",
+        "-n",
+        "z",
+        "--timeout=60s",
+    ]);
+    let d_ip = lab
+        .pods(&["-n", "z"])
+        .iter()
+        .find(|p| p["metadata"]["name"] == "d")
+        .and_then(|p| p["status"]["podIP"].as_str().map(str::to_string))
+        .expect("z/d's address");
+    let to_d = |on80: bool| {
+        vec![
+            (Probe::hostname(&d_ip, tcp(80)), on80),
+            (Probe::hostname(&d_ip, udp(80)), on80),
+            (Probe::hostname(&d_ip, tcp(81)), false),
+            (Probe::hostname(&d_ip, udp(81)), false),
+        ]
+    };
+    expect_probes(
+        &lab,
+        "named ports resolved on a new pod",
+        &[
+            (Source::pod("x", "a"), to_d(true)),
+            (Source::pod("y", "b"), to_d(true)),
+        ],
+        std::time::Duration::from_secs(20),
+    );
+    lab.kubectl_ok(&["delete", "pod", "d", "-n", "z", "--wait=false"]);
     reset(&lab, &m);
 
     // endPort ranges: TCP 81-90 and UDP 70-80 to x/a.
@@ -330,6 +385,45 @@ fn ports_unions_and_changes() {
             (udp(81), &open),
             (tcp(80), &x_closed),
             (tcp(81), &x_closed),
+        ],
+    );
+    reset(&lab, &m);
+
+    // An SCTP-only rule (this kernel has no SCTP at all) opens neither TCP nor UDP, as
+    // upstream checks: the pods are isolated all the same.
+    step(
+        &lab,
+        &m,
+        "SCTP-only rule",
+        &[policy(
+            "x",
+            "sctp-only",
+            "  podSelector: {}\n  ingress: [{ports: [{protocol: SCTP, port: 80}, {protocol: SCTP, port: 81}]}]\n",
+        )],
+        &ALL_PORTS.map(|p| (p, &x_closed)),
+    );
+    reset(&lab, &m);
+
+    // The rules of a policy are independent: y on TCP 80 and z on TCP 81 is not y or z on
+    // both (peers and ports combine within a rule only).
+    let mut y80 = x_a_closed.clone();
+    y80.expect("y/*", "x/a", true);
+    let mut z81 = x_a_closed.clone();
+    z81.expect("z/*", "x/a", true);
+    step(
+        &lab,
+        &m,
+        "rules are independent",
+        &[policy(
+            "x",
+            "y-80-z-81",
+            "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - {from: [{namespaceSelector: {matchLabels: {ns: 'y'}}}], ports: [{port: 80}]}\n  - {from: [{namespaceSelector: {matchLabels: {ns: z}}}], ports: [{port: 81}]}\n",
+        )],
+        &[
+            (tcp(80), &y80),
+            (tcp(81), &z81),
+            (udp(80), &x_a_closed),
+            (udp(81), &x_a_closed),
         ],
     );
     reset(&lab, &m);

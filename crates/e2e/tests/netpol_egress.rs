@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weft_testutil::netpol::{
-    apply, delete_policies, expect_probes, matrix_keys, policy, tcp, udp, up_matrix, Matrix, Port,
-    Probe, Reachability, Source, ALL_PORTS, NAMESPACES,
+    apply, delete_policies, expect_probes, matrix_keys, policy, server_pod, tcp, udp, up_matrix,
+    Matrix, Port, Probe, Reachability, Source, ALL_PORTS, NAMESPACES,
 };
 use weft_testutil::{wait_for_what, Lab};
 
@@ -52,6 +52,16 @@ fn node_ip(lab: &Lab, name: &str) -> String {
         .find(|a| a["type"] == "InternalIP")
         .and_then(|a| a["address"].as_str())
         .expect("node InternalIP")
+        .to_string()
+}
+
+/// The address of pod `ns/name`.
+fn m_ip(lab: &Lab, ns: &str, name: &str) -> String {
+    lab.pods(&["-n", ns])
+        .iter()
+        .find(|p| p["metadata"]["name"] == name)
+        .and_then(|p| p["status"]["podIP"].as_str())
+        .unwrap_or_else(|| panic!("no address for {ns}/{name}"))
         .to_string()
 }
 
@@ -132,6 +142,41 @@ fn egress_policy_types_and_ip_blocks() {
             (udp(81), &p81),
         ],
     );
+    // A pod created now, declaring the names the other way round (as z does), is resolved on
+    // its own: x may reach it on 81, not on 80.
+    let d = lab.write(
+        "y-d.yaml",
+        &server_pod("y", "d", &nodes[1], &[(80, "alt"), (81, "web")]),
+    );
+    lab.kubectl_ok(&["apply", "-f", &d]);
+    lab.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/d",
+        "-n",
+        "y",
+        "--timeout=60s",
+    ]);
+    let d_ip = m_ip(&lab, "y", "d");
+    let to_d = |on81: bool, on80: bool| {
+        vec![
+            (Probe::hostname(&d_ip, tcp(81)), on81),
+            (Probe::hostname(&d_ip, udp(81)), on81),
+            (Probe::hostname(&d_ip, tcp(80)), on80),
+            (Probe::hostname(&d_ip, udp(80)), on80),
+        ]
+    };
+    expect_probes(
+        &lab,
+        "egress named ports resolved on a new pod",
+        &[
+            (src("x/a"), to_d(true, false)),
+            (src("x/b"), to_d(true, false)),
+            (src("y/a"), to_d(true, true)),
+        ],
+        settle(),
+    );
+    lab.kubectl_ok(&["delete", "pod", "d", "-n", "y", "--wait=false"]);
     reset(&lab, &m);
 
     // policyTypes given: an Egress-only policy leaves ingress open. The same rules with

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use weft_testutil::netpol::{
-    apply, chain_packets, expect_probes, matrix_keys, policy, policy_table, policy_table_shape,
-    probe_all, probe_from, tcp, udp, up_matrix, Capture, Matrix, Probe, Source, Watch, ALL_PORTS,
-    PROBER, VXLAN_SENDER,
+    apply, chain_packets, expect_probes, matrix_keys, policy, policy_set, policy_table,
+    policy_table_shape, probe_all, probe_from, tcp, udp, up_matrix, Capture, Matrix, Probe, Source,
+    Watch, ALL_PORTS, PROBER, VXLAN_SENDER,
 };
 use weft_testutil::{wait_for_what, Lab, AGNHOST};
 
@@ -205,8 +205,8 @@ fn forged_sources_and_overlay_injection_never_arrive() {
     let from_pod0 = before("drop_vxlan_from_pod", &nodes[0]);
     let foreign0 = before("drop_vxlan_foreign", &nodes[1]);
 
-    let dst = Capture::start(&lab, "default", "dst", 10, "[80]");
-    let far = Capture::start(&lab, "default", "far", 10, "[80, 9999]");
+    let dst = Capture::start(&lab, "default", "dst", 5, "[80]");
+    let far = Capture::start(&lab, "default", "far", 5, "[80, 9999]");
     let started = Instant::now();
 
     let targets = || {
@@ -381,19 +381,50 @@ fn forged_sources_and_overlay_injection_never_arrive() {
     let foreign = before("drop_vxlan_foreign", &nodes[1]) - foreign0;
     assert!(foreign >= 6, "drop_vxlan_foreign counted {foreign}");
 
-    // Normal cross-node traffic still flows.
+    // Normal cross-node traffic still flows, also with a node that joins: the others take
+    // its overlay packets at once, and forget its address when it leaves.
+    lab.ok(&["lab", "node", "add"]);
+    let node3 = format!("{}-node3", lab.name);
+    let n3 = lab.write("n3.yaml", &server("n3", "default", &node3));
+    lab.kubectl_ok(&["apply", "-f", &n3]);
+    lab.kubectl_ok(&["wait", "--for=condition=Ready", "pod/n3", "--timeout=60s"]);
+    let n3_ip = ip_of(&lab.pods(&[]), "n3");
+    let both = |to: &str| {
+        vec![
+            (Probe::hostname(to, tcp(80)), true),
+            (Probe::hostname(to, udp(80)), true),
+        ]
+    };
     expect_probes(
         &lab,
-        "cross-node after the attempts",
-        &[(
-            Source::pod("default", "src"),
-            vec![
-                (Probe::hostname(&far_ip, tcp(80)), true),
-                (Probe::hostname(&far_ip, udp(80)), true),
-            ],
-        )],
-        Duration::from_secs(5),
+        "cross-node traffic, a joining node's too",
+        &[
+            (
+                Source::pod("default", "src"),
+                [both(&far_ip), both(&n3_ip)].concat(),
+            ),
+            (Source::pod("default", "far"), both(&n3_ip)),
+            (
+                Source::pod("default", "n3"),
+                [both(&far_ip), both(&ip("dst"))].concat(),
+            ),
+        ],
+        Duration::from_secs(20),
     );
+    let node3_ip = node_ip(&node3);
+    for n in &nodes {
+        assert!(
+            policy_set(&lab, n, "nodes").contains(&node3_ip),
+            "{n} takes overlay packets from {node3_ip}"
+        );
+    }
+    lab.kubectl_ok(&["delete", "pod", "n3", "--wait=false"]);
+    lab.ok(&["lab", "node", "remove", &node3]);
+    wait_for_what("node 3's address out of the overlay's peers", || {
+        nodes
+            .iter()
+            .all(|n| !policy_set(&lab, n, "nodes").contains(&node3_ip))
+    });
 }
 
 /// The node's agent pod: its name.

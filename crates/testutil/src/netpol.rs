@@ -365,6 +365,29 @@ pub fn policy_table_shape(lab: &Lab, node: &str) -> String {
         .join("\n")
 }
 
+/// The elements of set `set` of the node's policy table, as nft prints them (empty if the
+/// set or the table is missing).
+pub fn policy_set(lab: &Lab, node: &str, set: &str) -> Vec<String> {
+    let table = policy_table(lab, node);
+    let Some(start) = table
+        .find(&format!("set {set} {{"))
+        .or_else(|| table.find(&format!("set \"{set}\" {{")))
+    else {
+        return Vec::new();
+    };
+    let body = &table[start..];
+    let body = &body[..body.find("\n\t}").unwrap_or(body.len())];
+    let Some(elements) = body.find("elements = {") else {
+        return Vec::new();
+    };
+    let list = &body[elements + "elements = {".len()..];
+    list[..list.find('}').unwrap_or(list.len())]
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect()
+}
+
 /// The packets counted by the counter rules of chain `chain` of the node's policy table
 /// (summed; 0 if the chain is missing).
 pub fn chain_packets(lab: &Lab, node: &str, chain: &str) -> u64 {
