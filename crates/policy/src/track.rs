@@ -147,11 +147,26 @@ impl Tracker {
             if old == new {
                 continue;
             }
-            for facts in [&old, &new].into_iter().flatten() {
-                for (pkey, p) in &self.policies {
-                    if !dirty.contains(pkey) && concerns(view, p, &key, facts) {
-                        dirty.insert(pkey.clone());
-                    }
+            // Only a change of what the policy makes of the pod concerns it: being selected
+            // or matched by a rule's peers, or not, and the address (and ports) of a pod it
+            // selects or matches. A relabelled pod that stays out (or in) changes nothing.
+            let ns_labels = view
+                .namespace(&key.namespace)
+                .and_then(|n| n.metadata.labels.clone())
+                .unwrap_or_default();
+            let moved = old.as_ref().map(|f| (f.ip, f.has_ports))
+                != new.as_ref().map(|f| (f.ip, f.has_ports));
+            for (pkey, p) in &self.policies {
+                if dirty.contains(pkey) {
+                    continue;
+                }
+                let before = old.as_ref().map(|f| relation(p, &key, &ns_labels, f));
+                let after = new.as_ref().map(|f| relation(p, &key, &ns_labels, f));
+                let involved = before.as_ref().is_some_and(Relation::any)
+                    || after.as_ref().is_some_and(Relation::any);
+                let changed = before.unwrap_or_default() != after.unwrap_or_default();
+                if changed || (involved && moved) {
+                    dirty.insert(pkey.clone());
                 }
             }
         }
@@ -176,45 +191,59 @@ fn peers(p: &Policy) -> impl Iterator<Item = &Peer> {
         .flatten()
 }
 
-/// Whether a pod with `facts` could be selected by `policy`, be one of its peers, or
-/// declare one of its egress named ports.
-fn concerns(view: &ClusterView, policy: &Policy, pod: &NsName, facts: &PodFacts) -> bool {
-    if pod.namespace == policy.key.namespace && matches(&policy.pod_selector, &facts.labels) {
-        return true;
+/// What a policy makes of one pod: whether it selects it, declares egress named ports it may
+/// resolve on it, and which of its rules' pod peers match it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Relation {
+    selected: bool,
+    named_ports: bool,
+    peers: Vec<bool>,
+}
+
+impl Relation {
+    fn any(&self) -> bool {
+        self.selected || self.named_ports || self.peers.iter().any(|p| *p)
     }
+}
+
+fn relation(
+    policy: &Policy,
+    pod: &NsName,
+    ns_labels: &BTreeMap<String, String>,
+    facts: &PodFacts,
+) -> Relation {
+    let selected =
+        pod.namespace == policy.key.namespace && matches(&policy.pod_selector, &facts.labels);
     let egress_named = policy.egress.iter().flatten().any(|r| {
         r.ports
             .iter()
             .flatten()
             .any(|p| matches!(p.port, PortMatch::Named(_)))
     });
-    if egress_named && facts.has_ports {
-        return true;
-    }
     let everything = Default::default();
-    let ns_labels = || {
-        view.namespace(&pod.namespace)
-            .and_then(|n| n.metadata.labels.clone())
-            .unwrap_or_default()
-    };
-    // Any pod peer that could match the pod (a rule with no peers matches every pod without
-    // naming any).
-    Direction::BOTH
+    // Each rule's pod peers (a rule with no peers matches every pod without naming any;
+    // blocks compile to address matches that no pod changes).
+    let peers = Direction::BOTH
         .into_iter()
         .filter_map(|d| policy.rules(d))
         .flatten()
-        .any(|rule| match &rule.peers {
+        .map(|rule| match &rule.peers {
             None => false,
             Some(peers) => peers.iter().any(|peer| match peer {
-                // Blocks compile to address matches that no pod changes.
                 Peer::Nothing | Peer::Block { .. } => false,
                 Peer::Pods { namespaces, pods } => {
                     let ns_ok = match namespaces {
                         None => pod.namespace == policy.key.namespace,
-                        Some(sel) => matches(sel, &ns_labels()),
+                        Some(sel) => matches(sel, ns_labels),
                     };
                     ns_ok && matches(pods.as_ref().unwrap_or(&everything), &facts.labels)
                 }
             }),
         })
+        .collect();
+    Relation {
+        selected,
+        named_ports: egress_named && facts.has_ports,
+        peers,
+    }
 }
