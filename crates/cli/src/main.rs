@@ -10,6 +10,7 @@ mod get;
 mod install_cni;
 mod lab;
 mod logs;
+mod policy;
 mod portforward;
 mod printers;
 mod resources;
@@ -73,6 +74,13 @@ enum Command {
         after_help = "Examples:\n  weft describe svc web\n  weft describe service db -n demo\n  weft describe pod client\n  weft describe netpol deny-db   # the policy as kubectl shows it, the pods it selects, and per node\n                                 # what it allowed and dropped (from each node's agent, GET :9876/policy)"
     )]
     Describe(describe::DescribeArgs),
+    /// What the NetworkPolicies do to traffic: one path explained (`check`), or the reachability
+    /// matrix of some namespaces' pods (`matrix`), computed with the agents' own compiler.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  weft policy check x/a default/db 5432\n  weft policy check client svc/web 80 --probe\n  weft policy matrix -n x,y,z --port 80/tcp"
+    )]
+    Policy(policy::PolicyCommand),
     /// Forward local ports to a pod (or to one ready pod behind a service) of a lab on this machine.
     #[command(
         after_help = "Examples:\n  weft port-forward pod/client 8080          # localhost:8080 -> the pod's 8080\n  weft port-forward svc/web 9000:80          # localhost:9000 -> service port 80's target on one ready pod\n  weft port-forward deploy/web :80 :8080     # free local ports, printed\n  weft port-forward -n demo site 8443:http   # a container port by name\n\nListens on 127.0.0.1 (and ::1) only, connects to localhost inside the pod (TCP only); runs until Ctrl-C.\nLabs only for now: the API's pods/portforward is not served yet, so --kubeconfig/--context are refused."
@@ -215,6 +223,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Get(args) => api(async { get::get(&target, args).await.map(|()| 0) }),
         Command::Describe(args) => api(async { describe::describe(&target, args).await.map(|()| 0) }),
         Command::Exec(args) => api(exec::exec(&target, args)),
+        Command::Policy(cmd) => api(policy::run(&target, cmd)),
         Command::Logs(args) => api(async { logs::logs(&target, args).await.map(|()| 0) }),
         Command::PortForward(args) => match target {
             Target::Lab(lab) => portforward::port_forward(&lab, args),

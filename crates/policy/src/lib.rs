@@ -7,6 +7,8 @@
 //! - [`compile`] turns that into the table (pure, snapshot-tested, and checked against a
 //!   reference evaluation of the v1 semantics on random clusters by simulating packets
 //!   through the compiled table);
+//! - [`explain`] names the policy rule behind each nft rule of a policy chain (for tools that
+//!   trace packets through the table);
 //! - [`track`] says which policies a change makes dirty, so [`reconcile`], the agent's
 //!   reconciler, resolves and compiles only those and commits the difference;
 //! - [`drops`] logs each drop the table reports through NFLOG, naming the policies;
@@ -18,6 +20,7 @@
 pub mod attach;
 pub mod compile;
 pub mod drops;
+pub mod explain;
 pub mod reconcile;
 pub mod report;
 pub mod resolve;
