@@ -176,13 +176,8 @@ pub fn prepare_create(value: &mut Value, resource: &Resource) -> Result<(), ApiE
     ] {
         meta.remove(field);
     }
-    if resource.kind == "Namespace" {
-        let name = meta.get("name").cloned().unwrap_or(Value::Null);
-        let labels = meta.entry("labels").or_insert_with(|| json!({}));
-        if let Value::Object(labels) = labels {
-            labels.insert("kubernetes.io/metadata.name".into(), name);
-        }
-    }
+    // A namespace's kubernetes.io/metadata.name label is `weft_model::defaults::namespace`'s,
+    // applied to every parsed object.
     // Users do not write status: kube-apiserver resets it on create for these kinds (a
     // LoadBalancer address is admission's to give).
     if ["Pod", "Service", "Deployment", "Ingress", "Namespace"].contains(&resource.kind.as_str()) {
@@ -325,9 +320,11 @@ mod tests {
         assert!(check_kind(&mut pod, svc).is_err());
         let ns = r.find("", "v1", "namespaces").unwrap();
         let mut n = json!({"metadata": {"name": "team-a"}});
+        check_kind(&mut n, ns).unwrap();
         prepare_create(&mut n, ns).unwrap();
+        let object = to_object(n, ns).unwrap().to_json();
         assert_eq!(
-            n["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            object["metadata"]["labels"]["kubernetes.io/metadata.name"],
             "team-a"
         );
     }

@@ -515,13 +515,10 @@ fn x_a_friends() -> String {
 }
 
 /// Upstream's tests select namespaces by `kubernetes.io/metadata.name`, the label
-/// kube-apiserver puts on every namespace. The lab's API server does (`decode.rs`), and so the
-/// tests above, which create the matrix with kubectl, may use it; but the manifests given to
-/// `weft lab up -f` are written to the store directly (`weft_lab::lab::build`,
-/// `store.apply(objects)`), without the API server's defaults, so their namespaces have no
-/// such label and a policy naming one admits nobody.
+/// kube-apiserver puts on every namespace. The manifests given to `weft lab up -f` go to the
+/// store without the API server, so the label must come from parsing the object itself
+/// (`weft_model::defaults`), or a policy naming such a namespace admits nobody.
 #[test]
-#[ignore = "bug in weft_lab::lab::build: objects from `lab up -f` skip the API server's decode, so their namespaces lack kubernetes.io/metadata.name"]
 fn namespaces_from_lab_up_are_selected_by_name() {
     let lab = Lab::new();
     let nodes: Vec<String> = (1..=2).map(|n| format!("{}-node{n}", lab.name)).collect();

@@ -320,8 +320,10 @@ impl Object {
     /// Parses Kubernetes JSON. Handled kinds must carry their exact API version (`apps/v1` for a
     /// Deployment); other kinds become [`Object::Other`].
     pub fn from_json(mut value: Value) -> Result<Object, ObjectError> {
-        if value.get("kind").and_then(Value::as_str) == Some("NetworkPolicy") {
-            crate::defaults::network_policy(&mut value);
+        match value.get("kind").and_then(Value::as_str) {
+            Some("NetworkPolicy") => crate::defaults::network_policy(&mut value),
+            Some("Namespace") => crate::defaults::namespace(&mut value),
+            _ => {}
         }
         let Value::Object(map) = &value else {
             return Err(ObjectError::NotAMapping {
