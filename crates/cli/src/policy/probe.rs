@@ -166,10 +166,20 @@ async fn exec(
     cmd: Vec<String>,
 ) -> anyhow::Result<(i32, String, String)> {
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &pod.namespace);
-    let params = AttachParams::default()
+    // A pod of several containers needs one named (they share the network namespace).
+    let first = api
+        .get(&pod.name)
+        .await
+        .map_err(|e| cluster.error(e))?
+        .spec
+        .and_then(|s| s.containers.first().map(|c| c.name.clone()));
+    let mut params = AttachParams::default()
         .stdin(false)
         .stdout(true)
         .stderr(true);
+    if let Some(c) = first {
+        params = params.container(c);
+    }
     let mut attached = api
         .exec(&pod.name, cmd, &params)
         .await
