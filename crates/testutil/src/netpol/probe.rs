@@ -111,9 +111,9 @@ impl Probe {
 /// answer count), or `Err(why)` (`timeout`, `Connection refused`, an HTTP status).
 pub type Outcome = Result<String, String>;
 
-/// The prober run inside a source pod. `once PROBES TIMEOUT [SOURCE]`: tries every probe (a
-/// JSON list) at once, from SOURCE if given, and prints a JSON list of `[ok, answer-or-error]`
-/// in order. `watch TARGETS TIMEOUT SECONDS`: for SECONDS, tries each target (a probe with
+/// The prober run inside a source pod. `once PROBES TIMEOUT [OPTIONS]`: tries every probe (a
+/// JSON list) at once, from OPTIONS' `source` address and with its socket `mark` if given,
+/// and prints a JSON list of `[ok, answer-or-error]` in order. `watch TARGETS TIMEOUT SECONDS`: for SECONDS, tries each target (a probe with
 /// `want`, whether it should answer) again and again (targets that should not answer from three
 /// staggered threads, so a gap shorter than the timeout is seen too), and prints per target the
 /// attempts and the first outcomes that were not as wanted, with their time.
@@ -127,13 +127,15 @@ def query(name):
         q += bytes([len(label)]) + label.encode()
     return qid, q + b"\0" + struct.pack(">HH", 1, 1)
 
-def attempt(p, timeout, source=""):
+def attempt(p, timeout, source="", mark=0):
     proto = p["proto"]
     s = None
     try:
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         s = socket.socket(socket.AF_INET, kind)
         s.settimeout(timeout)
+        if mark:
+            s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MARK", 36), struct.pack("I", mark))
         if source:
             s.bind((source, 0))
         s.connect((p["ip"], p["port"]))
@@ -165,14 +167,16 @@ def attempt(p, timeout, source=""):
         return [False, "timeout"]
     except OSError as e:
         return [False, e.strerror or str(e)]
+    except Exception as e:
+        return [False, "prober: %r" % e]
     finally:
         if s is not None:
             s.close()
 
-def once(probes, timeout, source):
+def once(probes, timeout, options):
     out = [None] * len(probes)
     def one(i, p):
-        out[i] = attempt(p, timeout, source)
+        out[i] = attempt(p, timeout, options.get("source", ""), options.get("mark", 0))
     threads = [threading.Thread(target=one, args=(i, p)) for i, p in enumerate(probes)]
     for t in threads:
         t.start()
@@ -209,7 +213,7 @@ def watch(targets, timeout, seconds):
 
 mode = sys.argv[1]
 if mode == "once":
-    once(json.loads(sys.argv[2]), float(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "")
+    once(json.loads(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4]) if len(sys.argv) > 4 else {})
 else:
     watch(json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
 "#;
@@ -218,12 +222,13 @@ else:
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// A source of probes: a pod (`namespace`, `name`), optionally sending from `bind` instead of
-/// its own address.
+/// its own address, or with `mark` as its sockets' mark (`SO_MARK`).
 #[derive(Clone, Debug)]
 pub struct Source {
     pub namespace: String,
     pub pod: String,
     pub bind: Option<String>,
+    pub mark: Option<u32>,
 }
 
 impl Source {
@@ -232,6 +237,7 @@ impl Source {
             namespace: namespace.to_string(),
             pod: pod.to_string(),
             bind: None,
+            mark: None,
         }
     }
 }
@@ -239,7 +245,15 @@ impl Source {
 fn spawn_prober(lab: &Lab, source: &Source, probes: &[Probe], timeout: Duration) -> Child {
     let list = Value::Array(probes.iter().map(Probe::to_json).collect()).to_string();
     let secs = format!("{:.3}", timeout.as_secs_f64());
-    let mut args = vec![
+    let mut options = json!({});
+    if let Some(bind) = &source.bind {
+        options["source"] = json!(bind);
+    }
+    if let Some(mark) = source.mark {
+        options["mark"] = json!(mark);
+    }
+    let options = options.to_string();
+    let args = [
         "exec",
         "-n",
         &source.namespace,
@@ -251,10 +265,8 @@ fn spawn_prober(lab: &Lab, source: &Source, probes: &[Probe], timeout: Duration)
         "once",
         &list,
         &secs,
+        &options,
     ];
-    if let Some(bind) = &source.bind {
-        args.push(bind);
-    }
     lab.weft_cmd(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
