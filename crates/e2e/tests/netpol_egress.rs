@@ -2,7 +2,9 @@
 //! matrix): egress (default deny with DNS allowed, named ports resolved on each destination,
 //! policy types given or inferred), ipBlock peers with exceptions for pods and for the outside
 //! host, Services (judged on the backend after DNAT, with the client's address), and the node
-//! reaching its own pods under a default deny. Needs root; each lab is torn down in Drop.
+//! reaching its own pods under a default deny. The first test's nodes route pod CIDRs directly
+//! (`networkMode: direct`), the other's through the VXLAN overlay. Needs root; each lab is
+//! torn down in Drop.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 use weft_testutil::netpol::{
     apply, delete_policies, expect_probes, matrix_keys, policy, server_pod, tcp, udp, up_matrix,
-    Matrix, Port, Probe, Reachability, Source, ALL_PORTS, NAMESPACES,
+    up_matrix_in, Matrix, Port, Probe, Reachability, Source, ALL_PORTS, NAMESPACES,
 };
 use weft_testutil::{wait_for_what, Lab};
 
@@ -78,7 +80,13 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
 #[test]
 fn egress_policy_types_and_ip_blocks() {
     let lab = Lab::new();
-    let nodes = up_matrix(&lab, 2, &[]);
+    // Nodes routing each other's pod CIDRs directly (the other tests use the overlay).
+    let nodes = up_matrix_in(&lab, "direct", 2, &[]);
+    assert!(
+        !lab.in_node(&nodes[0], &["ip", "link"])
+            .contains("weft.vxlan"),
+        "no overlay in direct mode"
+    );
     let m = Matrix::new(&lab, &matrix_keys());
     m.check_all("before any policy", &ALL_PORTS, &m.all(true));
     let dns = |ok_x: bool| {

@@ -279,10 +279,24 @@ impl<'a> Matrix<'a> {
 /// `kubernetes.io/metadata.name`, as upstream's tests select them), waiting until every pod
 /// is ready; the node names.
 pub fn up_matrix(lab: &Lab, nodes: u32, extra: &[String]) -> Vec<String> {
+    up_matrix_in(lab, "vxlan", nodes, extra)
+}
+
+/// [`up_matrix`] with the nodes connected in `network_mode` (`vxlan` or `direct`).
+pub fn up_matrix_in(lab: &Lab, network_mode: &str, nodes: u32, extra: &[String]) -> Vec<String> {
     let names: Vec<String> = (1..=nodes)
         .map(|n| format!("{}-node{n}", lab.name))
         .collect();
-    lab.ok(&["lab", "up", "--nodes", &nodes.to_string(), "--wait", "60"]);
+    lab.ok(&[
+        "lab",
+        "up",
+        "--nodes",
+        &nodes.to_string(),
+        "--network-mode",
+        network_mode,
+        "--wait",
+        "60",
+    ]);
     let mut docs = vec![matrix_manifest(&names)];
     docs.extend(extra.iter().cloned());
     let manifest = lab.write("matrix.yaml", &docs.join("---\n"));
