@@ -33,6 +33,15 @@ pub fn host_veth_name(cid: &ContainerId, ifname: &IfName) -> String {
     format!("{HOST_PREFIX}{}", &hex[..11])
 }
 
+/// Turns IPv6 off on an interface of the calling thread's namespace (before it is up, so it
+/// never gets a link-local address). A kernel without IPv6 has nothing to turn off.
+fn no_ipv6(ifname: &str) -> Result<(), Error> {
+    match sysctl::write(&format!("net/ipv6/conf/{ifname}/disable_ipv6"), "1") {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 /// What to build for one attachment.
 pub struct PodWiring<'a> {
     pub pod_ns: &'a NetNs,
@@ -101,6 +110,10 @@ impl PodWiring<'_> {
                 op: format!("getting link {ifname} in {}", self.pod_ns.path().display()),
                 detail: "created but not found".into(),
             })?;
+        // The pod network is IPv4 and the policy table judges IPv4: IPv6 link-local addresses
+        // on the two ends would be a path between the pod and its node that no policy sees.
+        self.pod_ns.run(|| no_ipv6(ifname))??;
+        no_ipv6(self.host_veth)?;
         let pod_ip = IpAddr::V4(self.ip);
         let gw = IpAddr::V4(GATEWAY);
         // One round trip for the pod's five changes; the kernel applies them in this order.
