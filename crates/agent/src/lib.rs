@@ -80,11 +80,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             health_rx,
             std::net::Ipv4Addr::UNSPECIFIED.into(),
         ));
-        let vxlan_port = match config.network.mode {
-            weft_net::Mode::Vxlan { port, .. } => port,
-            weft_net::Mode::Direct => weft_model::ClusterConfig::default().vxlan_port,
-        };
-        let policy = PolicyReconciler::new(&config.node, vxlan_port);
+        let policy = PolicyReconciler::new(&config.node, vxlan_port(&config));
         weft_policy::attach::serve(policy.attachments(), shared.clone())
             .map_err(AgentError::Attach)?;
         // Each drop the policy table logs becomes a line of the agent's log.
@@ -128,14 +124,34 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
 
 /// What the agent would program on its node now, without changing anything: the net plan and
 /// the Service table's `nft` script.
-pub fn plan(config: AgentConfig) -> Result<(NodePlan, String), AgentError> {
+/// The overlay's UDP port, which the policy table closes to all but nodes (the default one in
+/// direct mode, where nothing listens on it).
+fn vxlan_port(config: &AgentConfig) -> u16 {
+    match config.network.mode {
+        weft_net::Mode::Vxlan { port, .. } => port,
+        weft_net::Mode::Direct => weft_model::ClusterConfig::default().vxlan_port,
+    }
+}
+
+/// What the agent would program: the net plan, the Service table and the policy table.
+pub struct Plan {
+    pub net: NodePlan,
+    pub services: String,
+    pub policy: String,
+}
+
+pub fn plan(config: AgentConfig) -> Result<Plan, AgentError> {
     runtime()?.block_on(async move {
         let client = source::client(config.kubeconfig.as_deref()).await?;
         let shared = Shared::new();
         let net = NetReconciler::new(config.network.clone(), &config.node);
         let proxy = ProxyReconciler::new(&config.node, config.network.cluster_cidr)
             .with_external_ip_ranges(config.external_ip_ranges.clone());
-        let interest = net.interest().union(proxy.interest());
+        let policy = PolicyReconciler::new(&config.node, vxlan_port(&config));
+        let interest = net
+            .interest()
+            .union(proxy.interest())
+            .union(policy.interest());
         source::spawn(&client, &shared, interest);
         let kinds = source::kinds(&interest);
         let started = Instant::now();
@@ -145,7 +161,12 @@ pub fn plan(config: AgentConfig) -> Result<(NodePlan, String), AgentError> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok((net.plan(&shared)?, proxy.script(&shared)?))
+        let (_, table) = policy.compile(&shared.read());
+        Ok(Plan {
+            net: net.plan(&shared)?,
+            services: proxy.script(&shared)?,
+            policy: table.render(),
+        })
     })
 }
 

@@ -253,10 +253,12 @@ fn run(cli: Cli) -> Result<i32> {
             let mut config = agent_config(&cli.lab, node, config, cli.kubeconfig.clone())?;
             config.health_port = health_port;
             if plan {
-                let (net, services) = weft_agent::plan(config)?;
-                print!("{net}");
+                let plan = weft_agent::plan(config)?;
+                print!("{}", plan.net);
                 println!("# the Service table");
-                print!("nft -f - <<EOF\n{services}EOF\n");
+                print!("nft -f - <<EOF\n{}EOF\n", plan.services);
+                println!("# the NetworkPolicy table");
+                print!("nft -f - <<EOF\n{}EOF\n", plan.policy);
             } else {
                 weft_agent::run(config)?;
             }

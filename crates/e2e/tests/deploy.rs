@@ -119,6 +119,7 @@ fn install_cni_and_the_agent_work_from_a_kubeconfig() {
     ]);
     assert!(plan.contains("ip route replace 10.244.0.0/24"), "{plan}");
     assert!(plan.contains("10.96.0.1"), "{plan}");
+    assert!(plan.contains("table ip weft_policy"), "{plan}");
     assert!(Path::new(&config).exists());
 }
 
