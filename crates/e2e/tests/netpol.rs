@@ -10,22 +10,10 @@
 //! the node are in `netpol_egress.rs`. Needs root; each lab is torn down in Drop.
 
 use weft_testutil::netpol::{
-    apply, delete_policies, expect_probes, matrix_keys, matrix_manifest, policy, server_pod, tcp,
-    udp, up_matrix, Matrix, Port, Probe, Reachability, Source, ALL_PORTS, NAMESPACES,
+    expect_probes, matrix_keys, matrix_manifest, policy, reset, server_pod, step, tcp, udp,
+    up_matrix, Matrix, Probe, Reachability, Source, ALL_PORTS,
 };
 use weft_testutil::Lab;
-
-/// Applies `docs` (policies, in one kubectl apply) and checks the tables.
-fn step(lab: &Lab, m: &Matrix, case: &str, docs: &[String], expected: &[(Port, &Reachability)]) {
-    apply(lab, case, &docs.join("---\n"));
-    m.check(case, expected);
-}
-
-/// Deletes every policy and waits until everything reaches everything again.
-fn reset(lab: &Lab, m: &Matrix) {
-    delete_policies(lab, &NAMESPACES);
-    m.check_all("no policy", &ALL_PORTS, &m.all(true));
-}
 
 /// Ingress to x/a from one peer list (`from:` YAML), on every port.
 fn x_a_from(name: &str, from: &str) -> String {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weft_testutil::netpol::{
-    apply, delete_policies, expect_probes, matrix_keys, policy, server_pod, tcp, udp, up_matrix,
-    up_matrix_in, Matrix, Port, Probe, Reachability, Source, ALL_PORTS, NAMESPACES,
+    apply, delete_policies, expect_probes, matrix_keys, policy, reset, server_pod, step, tcp, udp,
+    up_matrix, up_matrix_in, Matrix, Probe, Source, ALL_PORTS, NAMESPACES,
 };
 use weft_testutil::{wait_for_what, Lab};
 
@@ -21,16 +21,6 @@ const DNS: &str = "10.96.0.10";
 const NAME: &str = "kubernetes.default.svc.cluster.local";
 /// The lab's outside host: agnhost netexec on TCP 80 and UDP 8081.
 const OUTSIDE: &str = "203.0.113.10";
-
-fn step(lab: &Lab, m: &Matrix, case: &str, docs: &[String], expected: &[(Port, &Reachability)]) {
-    apply(lab, case, &docs.join("---\n"));
-    m.check(case, expected);
-}
-
-fn reset(lab: &Lab, m: &Matrix) {
-    delete_policies(lab, &NAMESPACES);
-    m.check_all("no policy", &ALL_PORTS, &m.all(true));
-}
 
 fn settle() -> Duration {
     Duration::from_secs(20)

@@ -336,6 +336,25 @@ pub fn delete_policies(lab: &Lab, namespaces: &[&str]) {
     }
 }
 
+/// Applies `docs` (policies, in one kubectl apply) and checks the tables.
+pub fn step(
+    lab: &Lab,
+    m: &Matrix,
+    case: &str,
+    docs: &[String],
+    expected: &[(Port, &Reachability)],
+) {
+    apply(lab, case, &docs.join("---\n"));
+    m.check(case, expected);
+}
+
+/// Deletes every policy of the matrix's namespaces and waits until everything reaches
+/// everything again.
+pub fn reset(lab: &Lab, m: &Matrix) {
+    delete_policies(lab, &NAMESPACES);
+    m.check_all("no policy", &ALL_PORTS, &m.all(true));
+}
+
 /// The node's `ip weft_policy` table as nft lists it (empty if there is none).
 pub fn policy_table(lab: &Lab, node: &str) -> String {
     list_policy_table(lab, node, &[])
