@@ -151,6 +151,8 @@ struct Steps {
     dirty: Vec<usize>,
     /// Of the dirty policies, those whose resolution changed.
     changed: Vec<usize>,
+    /// Pod peers the tracker made dirty (each one shared set, however many rules name it).
+    peers: Vec<usize>,
     tx: Vec<usize>,
     messages: Vec<usize>,
 }
@@ -210,9 +212,11 @@ impl Stepwise {
         let (mut resolve, mut compile) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             let old = std::mem::take(&mut self.resolved);
-            let (resolved, t) = timed(|| re_resolve(view, NODE, &announced, old, &[]));
+            let none = Default::default();
+            let ((resolved, changed), t) =
+                timed(|| re_resolve(view, NODE, &announced, old, &[], &none));
             resolve.push(t);
-            let (tx, t) = timed(|| self.parts.update(&resolved, &[]));
+            let (tx, t) = timed(|| self.parts.update(&resolved, &changed));
             compile.push(t);
             assert!(tx.is_empty(), "nothing changed");
             self.resolved = resolved;
@@ -226,10 +230,15 @@ impl Stepwise {
         self.tracker.note(wake);
         let (dirty, t) = timed(|| self.tracker.take(view, &announced));
         steps.track.push(t);
-        let Dirty::Some(dirty) = dirty else {
+        let Dirty::Some {
+            policies: dirty,
+            peers,
+        } = dirty
+        else {
             panic!("a pod's change is incremental")
         };
         steps.dirty.push(dirty.len());
+        steps.peers.push(peers.len());
         let keys: Vec<NsName> = dirty.iter().map(|(k, _)| k.clone()).collect();
         let refs: Vec<(NsName, Option<&Policy>)> =
             dirty.iter().map(|(k, p)| (k.clone(), p.as_ref())).collect();
@@ -238,7 +247,8 @@ impl Stepwise {
             .map(|k| self.resolved.active.get(k).cloned())
             .collect();
         let old = std::mem::take(&mut self.resolved);
-        let (resolved, t) = timed(|| re_resolve(view, NODE, &announced, old, &refs));
+        let ((resolved, changes), t) =
+            timed(|| re_resolve(view, NODE, &announced, old, &refs, &peers));
         steps.resolve.push(t);
         let changed = keys
             .iter()
@@ -246,7 +256,7 @@ impl Stepwise {
             .filter(|(k, b)| resolved.active.get(*k) != b.as_ref())
             .count();
         steps.changed.push(changed);
-        let (tx, t) = timed(|| self.parts.update(&resolved, &keys));
+        let (tx, t) = timed(|| self.parts.update(&resolved, &changes));
         steps.compile.push(t);
         self.resolved = resolved;
         steps.tx.push(tx.len());
@@ -263,8 +273,8 @@ impl Stepwise {
 impl Steps {
     fn print(&self, indent: &str) {
         let line = |name: &str, v: &[Sample]| println!("{indent}{name:<50} {}", summary(v));
-        line("track (Tracker::take: the dirty policies)", &self.track);
-        line("resolve (re_resolve of the dirty policies)", &self.resolve);
+        line("track (Tracker::take: dirty policies, peers)", &self.track);
+        line("resolve (re_resolve of the dirty ones)", &self.resolve);
         line(
             "compile (Parts::update: fragments, diff -> Tx)",
             &self.compile,
@@ -279,9 +289,10 @@ impl Steps {
             format!("p50 {} max {}", v[v.len() / 2], v[v.len() - 1])
         };
         println!(
-            "{indent}dirty policies {} (of them resolved differently {}); Tx changes {}; batch messages {}",
+            "{indent}dirty policies {} (of them resolved differently {}), dirty peers {}; Tx changes {}; batch messages {}",
             counts(&self.dirty),
             counts(&self.changed),
+            counts(&self.peers),
             counts(&self.tx),
             counts(&self.messages)
         );
@@ -427,8 +438,8 @@ fn main() {
     let local = |p: &Pod| weft_model::pod::node_name(p) == Some(NODE);
     let kinds = [
         Kind {
-            name: "peer: a staging backend becomes a frontend (joins/leaves 30 peer sets)",
-            steps: ["joins peer sets", "leaves peer sets"],
+            name: "peer: a staging backend becomes a frontend (joins/leaves the peers of 30 rules)",
+            steps: ["joins peers", "leaves peers"],
             pods: spread(
                 pods.iter()
                     .filter(|p| label(p, "tier") == "backend" && !prod(p))
@@ -438,8 +449,8 @@ fn main() {
             value: "frontend",
         },
         Kind {
-            name: "peer: a prod backend becomes a frontend (-250 +30 peer sets)",
-            steps: ["leaves 250, joins 30 peer sets", "back"],
+            name: "peer: a prod backend becomes a frontend (leaves the peers of 250 rules, joins 30)",
+            steps: ["leaves 250, joins 30", "back"],
             pods: spread(
                 pods.iter()
                     .filter(|p| label(p, "tier") == "backend" && prod(p))

@@ -20,7 +20,9 @@
 //! stable. A profile jumps to each policy's chain (`ingress/<ns>/<name>`), whose rules accept
 //! what the policy allows and otherwise return; what no policy accepted is logged (NFLOG,
 //! rate-limited, prefixed with the policies' names), counted and dropped by the profile. A
-//! policy's chain and sets exist on a node only while it selects one of the node's pods.
+//! policy's chain exists on a node only while it selects one of the node's pods. Its pod peers
+//! are address sets named by what they select (`peers/<ns>/<hash>`, `*` for a namespace
+//! selector), one per distinct peer on the node, shared by every rule naming it.
 //!
 //! Also here, the isolation every pod gets whatever the policies say:
 //! - anti-spoofing: a packet from a pod interface must have a source that routes back through
@@ -40,7 +42,7 @@ use weft_dataplane::nft::{
 };
 use weft_view::NsName;
 
-use crate::resolve::{Active, NodePolicies, ResolvedRule};
+use crate::resolve::{Active, Changed, NodePolicies, PeerKey, PeerSet, ResolvedRule};
 use crate::spec::Direction;
 
 pub const TABLE: &str = "weft_policy";
@@ -84,9 +86,13 @@ pub fn policy_chain(direction: Direction, key: &NsName) -> String {
     bounded(format!("{direction}/{}/{}", key.namespace, key.name))
 }
 
-/// The set of peer addresses of rule `rule` of a policy.
-pub fn peer_set(direction: Direction, key: &NsName, rule: usize) -> String {
-    bounded(format!("{direction}/{}/{}/{rule}", key.namespace, key.name))
+/// The set of a pod peer's addresses: its namespace (`*` for a namespace selector) and a
+/// hash of what it selects.
+pub fn peer_set(key: &PeerKey, set: &PeerSet) -> String {
+    let mut h = Fnv::new();
+    h.write(key.as_str().as_bytes());
+    let scope = set.sel.namespace.as_deref().unwrap_or("*");
+    format!("peers/{scope}/{:016x}", h.finish())
 }
 
 /// The set of `address . protocol . port` a rule's named ports resolve to.
@@ -195,11 +201,14 @@ pub struct Fragment {
 }
 
 /// The table apart from its fixed base, in the pieces incremental updates compare: each
-/// policy's fragment, the profile chains, and the pod maps' elements (address -> profile).
+/// policy's fragment, the pod peers' sets, the profile chains, and the pod maps' elements
+/// (address -> profile).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Parts {
     pub fragments: BTreeMap<NsName, Fragment>,
-    pub profiles: BTreeMap<String, Chain>,
+    pub peers: BTreeMap<PeerKey, Set>,
+    /// Each profile chain, and how many pods it is the profile of.
+    pub profiles: BTreeMap<String, (Chain, usize)>,
     pub pods: BTreeMap<Direction, BTreeMap<Ipv4Addr, String>>,
     /// Every pod of this node taking part in policy.
     pub locals: BTreeSet<Ipv4Addr>,
@@ -218,21 +227,39 @@ impl Parts {
     pub fn of(policies: &NodePolicies) -> Parts {
         let mut parts = Parts::default();
         for (key, active) in &policies.active {
-            parts.fragments.insert(key.clone(), fragment(key, active));
+            parts
+                .fragments
+                .insert(key.clone(), fragment(key, active, policies));
         }
-        parts.set_isolation(policies);
+        for (key, set) in &policies.peers {
+            parts.peers.insert(key.clone(), peer_nft_set(key, set));
+        }
+        parts.locals = policies.local.keys().copied().collect();
+        for direction in Direction::BOTH {
+            for ip in policies
+                .isolated
+                .get(&direction)
+                .into_iter()
+                .flatten()
+                .map(|(ip, _)| ip)
+            {
+                parts.isolate(policies, direction, *ip, &mut Tx::new());
+            }
+        }
         parts
     }
 
-    /// Compiles the fragments of `dirty` again from `policies` (gone from it: removed) and
-    /// recomputes the profiles and pod maps (one entry per local pod); returns the changes that
-    /// turn a table of the old parts into one of the new, in time proportional to them.
-    pub fn update(&mut self, policies: &NodePolicies, dirty: &[NsName]) -> Tx {
+    /// Brings the parts up to date with `policies` after [`crate::resolve::re_resolve`] made
+    /// `changed`: the fragments of the policies resolved again, the peer sets resolved again,
+    /// the pods whose isolation may have changed, and the node's pods (one comparison per
+    /// local pod). Returns the changes that turn a table of the old parts into one of the new,
+    /// in time proportional to them.
+    pub fn update(&mut self, policies: &NodePolicies, changed: &Changed) -> Tx {
         let mut tx = Tx::new();
         let none = Fragment::default();
-        for key in dirty {
+        for key in &changed.policies {
             let old = self.fragments.remove(key);
-            let new = policies.active.get(key).map(|a| fragment(key, a));
+            let new = policies.active.get(key).map(|a| fragment(key, a, policies));
             fragment_tx(
                 old.as_ref().unwrap_or(&none),
                 new.as_ref().unwrap_or(&none),
@@ -242,66 +269,86 @@ impl Parts {
                 self.fragments.insert(key.clone(), new);
             }
         }
-        let old_profiles = std::mem::take(&mut self.profiles);
-        let old_pods = std::mem::take(&mut self.pods);
-        let old_locals = std::mem::take(&mut self.locals);
-        self.set_isolation(policies);
-        for ip in self.locals.difference(&old_locals) {
+        // (The Tx orders its batch: sets before the rules naming them, deletions after.)
+        for key in &changed.peers {
+            let old = self.peers.remove(key);
+            let new = policies.peers.get(key).map(|set| peer_nft_set(key, set));
+            match (&old, &new) {
+                (Some(o), Some(n)) => set_tx(o, n, &mut tx),
+                (None, Some(n)) => {
+                    tx.add_set(n.clone());
+                }
+                (Some(o), None) => {
+                    tx.delete_set(o.name.clone());
+                }
+                (None, None) => {}
+            }
+            if let Some(new) = new {
+                self.peers.insert(key.clone(), new);
+            }
+        }
+        let locals: BTreeSet<Ipv4Addr> = policies.local.keys().copied().collect();
+        for ip in locals.difference(&self.locals) {
             tx.put_element(LOCAL_SELF, self_key(*ip), Elem::default());
         }
-        for ip in old_locals.difference(&self.locals) {
+        for ip in self.locals.difference(&locals) {
             tx.delete_element(LOCAL_SELF, self_key(*ip));
         }
-        for (name, chain) in &self.profiles {
-            if old_profiles.get(name) != Some(chain) {
-                tx.put_chain(chain.clone());
-            }
-        }
-        for name in old_profiles.keys() {
-            if !self.profiles.contains_key(name) {
-                tx.delete_chain(name.clone());
-            }
-        }
-        let empty = BTreeMap::new();
-        for direction in Direction::BOTH {
-            let old = old_pods.get(&direction).unwrap_or(&empty);
-            let now = self.pods.get(&direction).unwrap_or(&empty);
-            for (ip, chain) in now {
-                if old.get(ip) != Some(chain) {
-                    tx.put_element(
-                        pod_map(direction),
-                        vec![Value::Ipv4(*ip)],
-                        Elem::data(ElemData::Verdict(Verdict::Jump(chain.clone()))),
-                    );
-                }
-            }
-            for ip in old.keys().filter(|ip| !now.contains_key(ip)) {
-                tx.delete_element(pod_map(direction), vec![Value::Ipv4(*ip)]);
+        self.locals = locals;
+        for (direction, ips) in &changed.pods {
+            for ip in ips {
+                self.isolate(policies, *direction, *ip, &mut tx);
             }
         }
         tx
     }
 
-    fn set_isolation(&mut self, policies: &NodePolicies) {
-        self.locals = policies.local.keys().copied().collect();
-        for direction in Direction::BOTH {
-            let pods = self.pods.entry(direction).or_default();
-            for (ip, isolating) in policies.isolated.get(&direction).into_iter().flatten() {
-                let mut isolating = isolating.clone();
-                isolating.sort();
-                isolating.dedup();
-                let name = profile_chain(direction, &isolating);
-                pods.insert(*ip, name.clone());
-                self.profiles.entry(name).or_insert_with(|| {
-                    let mut chain = Chain::new(profile_chain(direction, &isolating));
-                    for key in &isolating {
-                        chain = chain.rule(Rule::new().jump(policy_chain(direction, key)));
-                    }
-                    chain
-                        .rules
-                        .extend(drop_rules(&drop_prefix(direction, &isolating)));
-                    chain
-                });
+    /// Makes pod `ip`'s map element and profile in `direction` what `policies` say.
+    fn isolate(
+        &mut self,
+        policies: &NodePolicies,
+        direction: Direction,
+        ip: Ipv4Addr,
+        tx: &mut Tx,
+    ) {
+        let want = policies
+            .isolated
+            .get(&direction)
+            .and_then(|pods| pods.get(&ip))
+            .filter(|isolating| !isolating.is_empty());
+        let name = want.map(|isolating| profile_chain(direction, isolating));
+        let pods = self.pods.entry(direction).or_default();
+        let had = pods.get(&ip).cloned();
+        if had == name {
+            return;
+        }
+        if let (Some(name), Some(isolating)) = (&name, want) {
+            pods.insert(ip, name.clone());
+            tx.put_element(
+                pod_map(direction),
+                vec![Value::Ipv4(ip)],
+                Elem::data(ElemData::Verdict(Verdict::Jump(name.clone()))),
+            );
+            let entry = self.profiles.entry(name.clone()).or_insert_with(|| {
+                let chain = profile(direction, isolating);
+                tx.put_chain(chain.clone());
+                (chain, 0)
+            });
+            entry.1 += 1;
+        } else {
+            pods.remove(&ip);
+            tx.delete_element(pod_map(direction), vec![Value::Ipv4(ip)]);
+        }
+        if pods.is_empty() {
+            self.pods.remove(&direction);
+        }
+        if let Some(had) = had {
+            if let Some(entry) = self.profiles.get_mut(&had) {
+                entry.1 -= 1;
+                if entry.1 == 0 {
+                    self.profiles.remove(&had);
+                    tx.delete_chain(had);
+                }
             }
         }
     }
@@ -332,8 +379,11 @@ impl Parts {
             locals = locals.element(self_key(*ip));
         }
         t.add_set(locals);
-        for chain in self.profiles.values() {
+        for (chain, _) in self.profiles.values() {
             t.add_chain(chain.clone());
+        }
+        for set in self.peers.values() {
+            t.add_set(set.clone());
         }
         for f in self.fragments.values() {
             for set in f.sets.values() {
@@ -351,15 +401,37 @@ fn self_key(ip: Ipv4Addr) -> Vec<Value> {
     vec![Value::Ipv4(ip), Value::Ipv4(ip)]
 }
 
-/// One policy's chains (one per direction it isolates) and sets.
-pub fn fragment(key: &NsName, active: &Active) -> Fragment {
+/// The profile chain of pods isolated by `isolating` (sorted) in `direction`.
+fn profile(direction: Direction, isolating: &[NsName]) -> Chain {
+    let mut chain = Chain::new(profile_chain(direction, isolating));
+    for key in isolating {
+        chain = chain.rule(Rule::new().jump(policy_chain(direction, key)));
+    }
+    chain
+        .rules
+        .extend(drop_rules(&drop_prefix(direction, isolating)));
+    chain
+}
+
+/// A pod peer's address set.
+fn peer_nft_set(key: &PeerKey, peer: &PeerSet) -> Set {
+    let mut set = Set::new(peer_set(key, peer), vec![Field::Type(DataType::Ipv4Addr)]);
+    for ip in &peer.members {
+        set = set.element(vec![Value::Ipv4(*ip)]);
+    }
+    set
+}
+
+/// One policy's chains (one per direction it isolates) and named-port sets; its pod peers'
+/// sets are shared and kept apart (`policies.peers`).
+pub fn fragment(key: &NsName, active: &Active, policies: &NodePolicies) -> Fragment {
     let mut f = Fragment::default();
     for (direction, rules) in &active.rules {
         let mut chain = Chain::new(policy_chain(*direction, key));
         for (i, rule) in rules.iter().enumerate() {
             chain
                 .rules
-                .extend(rule_rules(&mut f.sets, *direction, key, i, rule));
+                .extend(rule_rules(&mut f.sets, policies, *direction, key, i, rule));
         }
         f.chains.insert(chain.name.clone(), chain);
     }
@@ -370,6 +442,7 @@ pub fn fragment(key: &NsName, active: &Active) -> Fragment {
 /// form of port (any, each protocol or range, the named ports), each counting and accepting.
 fn rule_rules(
     sets: &mut BTreeMap<String, Set>,
+    policies: &NodePolicies,
     direction: Direction,
     key: &NsName,
     index: usize,
@@ -388,14 +461,12 @@ fn rule_rules(
     if rule.any_peer {
         peer_forms.push(Rule::new());
     }
-    if !rule.pod_peers.is_empty() {
-        let name = peer_set(direction, key, index);
-        let mut set = Set::new(&name, vec![Field::Type(DataType::Ipv4Addr)]);
-        for ip in &rule.pod_peers {
-            set = set.element(vec![Value::Ipv4(*ip)]);
-        }
-        sets.insert(name.clone(), set);
-        peer_forms.push(Rule::new().in_set(&[peer_field], name));
+    for peer in &rule.pod_peers {
+        let Some(set) = policies.peers.get(peer) else {
+            // Not resolved: only when compiling a policy apart (see `explain`).
+            continue;
+        };
+        peer_forms.push(Rule::new().in_set(&[peer_field], peer_set(peer, set)));
     }
     for (cidr, except) in &rule.blocks {
         let mut r = match peer_field {
@@ -563,22 +634,34 @@ fn base(t: &mut Table, ctx: &NodeContext) {
 /// After source NAT (100), so ingress sees the source the pod will see.
 pub const POSTROUTING_PRIORITY: i32 = 200;
 
+/// The changes from one set to another of the same name: its elements' changes if declared
+/// the same, the set itself otherwise.
+fn set_tx(old: &Set, set: &Set, tx: &mut Tx) {
+    if old.key == set.key && old.data == set.data {
+        for (k, e) in &set.elements {
+            if old.elements.get(k) != Some(e) {
+                tx.put_element(set.name.clone(), k.clone(), e.clone());
+            }
+        }
+        for k in old
+            .elements
+            .keys()
+            .filter(|k| !set.elements.contains_key(*k))
+        {
+            tx.delete_element(set.name.clone(), k.clone());
+        }
+    } else {
+        tx.add_set(set.clone());
+    }
+}
+
 /// The changes from one fragment to another: element changes for a set declared the same,
 /// the set itself otherwise; a chain whose rules changed is rewritten.
 fn fragment_tx(old: &Fragment, new: &Fragment, tx: &mut Tx) {
     for (name, set) in &new.sets {
         match old.sets.get(name) {
-            Some(o) if o.key == set.key && o.data == set.data => {
-                for (k, e) in &set.elements {
-                    if o.elements.get(k) != Some(e) {
-                        tx.put_element(name.clone(), k.clone(), e.clone());
-                    }
-                }
-                for k in o.elements.keys().filter(|k| !set.elements.contains_key(*k)) {
-                    tx.delete_element(name.clone(), k.clone());
-                }
-            }
-            _ => {
+            Some(o) => set_tx(o, set, tx),
+            None => {
                 tx.add_set(set.clone());
             }
         }

@@ -43,7 +43,10 @@ pub fn rule_origins(policies: &NodePolicies, ctx: &NodeContext) -> BTreeMap<Stri
             // The chain as compiled with the policy's first k rules, k = 0..=len.
             let prefixes: Vec<Vec<weft_dataplane::nft::Rule>> = (0..=rules.len())
                 .map(|k| {
-                    let mut one = NodePolicies::default();
+                    let mut one = NodePolicies {
+                        peers: policies.peers.clone(),
+                        ..NodePolicies::default()
+                    };
                     one.active.insert(
                         key.clone(),
                         Active {
@@ -117,7 +120,8 @@ mod tests {
                 {"from": [{"podSelector": {"matchLabels": {"app": "a"}}},
                           {"ipBlock": {"cidr": "10.0.0.0/8"}}],
                  "ports": [{"port": 80}, {"port": "http"}]},
-                // Allows nothing: no nft rule.
+                // Its peer matches no pod yet: one nft rule on the peer's (empty) set, which
+                // a pod joins without the policy's chain changing.
                 {"from": [{"podSelector": {"matchLabels": {"app": "none"}}}]},
                 {"ports": [{"protocol": "UDP"}]}
             ]}
@@ -150,10 +154,10 @@ mod tests {
         assert_eq!(origin.direction, Direction::Ingress);
         assert_eq!(
             origin.rules,
-            vec![Some(0), Some(0), Some(0), Some(0), Some(2)]
+            vec![Some(0), Some(0), Some(0), Some(0), Some(1), Some(2)]
         );
         assert_eq!(origin.rules.len(), table.chains[chain].rules.len());
-        assert_eq!(origin.rule(4), Some(2));
+        assert_eq!(origin.rule(5), Some(2));
         assert_eq!(origin.rule(9), None);
     }
 }

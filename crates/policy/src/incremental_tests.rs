@@ -77,15 +77,17 @@ proptest! {
                 continue;
             }
             tracker.note(&Wake { changes, relisted: false });
-            let Dirty::Some(dirty) = tracker.take(&view, &none) else {
+            let Dirty::Some { policies: dirty, peers } = tracker.take(&view, &none) else {
                 panic!("a change made everything dirty");
             };
             let refs: Vec<(NsName, Option<&Policy>)> = dirty.iter().map(|(k, p)| (k.clone(), p.as_ref())).collect();
-            let keys: Vec<NsName> = dirty.iter().map(|(k, _)| k.clone()).collect();
-            resolved = re_resolve(&view, "n1", &none, resolved, &refs);
-            let tx = parts.update(&resolved, &keys);
+            let changed;
+            (resolved, changed) = re_resolve(&view, "n1", &none, resolved, &refs, &peers);
+            let tx = parts.update(&resolved, &changed);
             tx.apply_to(&mut table);
-            let whole = Parts::of(&resolve(&view, "n1", &none));
+            let whole_resolved = resolve(&view, "n1", &none);
+            prop_assert_eq!(&resolved, &whole_resolved);
+            let whole = Parts::of(&whole_resolved);
             prop_assert_eq!(&parts, &whole);
             prop_assert_eq!(&table, &whole.table(&ctx));
         }

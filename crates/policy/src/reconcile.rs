@@ -14,7 +14,7 @@ use weft_view::{ClusterView, Interest, NsName, Reconciler, Shared, Wake};
 
 use crate::attach::Attachments;
 use crate::compile::{NodeContext, Parts};
-use crate::resolve::{re_resolve, resolve, NodePolicies};
+use crate::resolve::{re_resolve, resolve, NodePolicies, PeerKey};
 use crate::spec::Policy;
 use crate::track::{Dirty, Tracker};
 
@@ -117,12 +117,12 @@ impl PolicyReconciler {
         &mut self,
         view: &Shared,
         dirty: Vec<(NsName, Option<Policy>)>,
+        dirty_peers: BTreeSet<PeerKey>,
     ) -> Result<(), weft_dataplane::Error> {
         let Some(mut loaded) = self.loaded.take() else {
             return self.sync_whole(view);
         };
-        let keys: Vec<NsName> = dirty.iter().map(|(k, _)| k.clone()).collect();
-        let (ctx, resolved) = {
+        let (ctx, (resolved, changed)) = {
             let view = view.read();
             let refs: Vec<(NsName, Option<&Policy>)> =
                 dirty.iter().map(|(k, p)| (k.clone(), p.as_ref())).collect();
@@ -134,16 +134,21 @@ impl PolicyReconciler {
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
             let old = Arc::unwrap_or_clone(loaded.resolved);
-            let resolved = re_resolve(&view, &self.node, &announced, old, &refs);
+            let resolved = re_resolve(&view, &self.node, &announced, old, &refs, &dirty_peers);
             (self.context(&view), resolved)
         };
         if ctx != loaded.ctx {
             return self.sync_whole(view);
         }
-        let tx = loaded.parts.update(&resolved, &keys);
+        let tx = loaded.parts.update(&resolved, &changed);
         if !tx.is_empty() {
             let applied = self.applier.commit(tx)?;
-            tracing::debug!(node = %self.node, policies = keys.len(), "policy table: {applied:?}");
+            tracing::debug!(
+                node = %self.node,
+                policies = changed.policies.len(),
+                peers = changed.peers.len(),
+                "policy table: {applied:?}"
+            );
         }
         self.loaded = Some(Loaded {
             ctx,
@@ -182,7 +187,7 @@ impl Reconciler for PolicyReconciler {
         };
         let result = match dirty {
             Dirty::All => self.sync_whole(view),
-            Dirty::Some(list) => self.sync_some(view, list),
+            Dirty::Some { policies, peers } => self.sync_some(view, policies, peers),
         };
         if let Err(source) = result {
             // The facts moved on; what the kernel has is unknown: start over next time.

@@ -1,7 +1,12 @@
 //! What the policies mean on one node, in addresses: which of the node's pods each policy
-//! selects (and so isolates), and for each rule of those policies the peer addresses and the
-//! named ports it resolves to. Everything here reads the cluster view and nothing else; the
-//! compiler turns the result into nftables.
+//! selects (and so isolates), for each rule of those policies its peers and the named ports it
+//! resolves to, and the addresses of every pod peer. Everything here reads the cluster view and
+//! nothing else; the compiler turns the result into nftables.
+//!
+//! A pod peer (a namespace scope and a pod selector) is resolved once however many rules name
+//! it, and kept as one set of addresses that those rules share, as Calico shares IP sets by
+//! selector: a pod relabelled into or out of a selector used by 250 policies changes one set,
+//! not 250 (see [`PeerKey`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -64,13 +69,137 @@ fn protocol_name(p: L4Proto) -> &'static str {
     }
 }
 
+/// A pod peer, by what it means: its namespace scope and its pod selector, in a canonical
+/// text (selectors that differ only in the order of their terms are one peer). Rules of any
+/// policy naming the same peer share its address set.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerKey(String);
+
+impl PeerKey {
+    /// The peer `Peer::Pods { namespaces, pods }` of a policy in `namespace`.
+    pub fn of(
+        namespace: &str,
+        namespaces: &Option<LabelSelector>,
+        pods: &Option<LabelSelector>,
+    ) -> PeerKey {
+        let scope = match namespaces {
+            None => format!("namespace {namespace}"),
+            Some(sel) => format!("namespaces {{{}}}", canonical(sel)),
+        };
+        let pods = pods.as_ref().map(canonical).unwrap_or_default();
+        PeerKey(format!("{scope} pods {{{pods}}}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// kubectl's selector syntax with terms and values sorted.
+fn canonical(selector: &LabelSelector) -> String {
+    let mut sel = selector.clone();
+    if let Some(exprs) = sel.match_expressions.as_mut() {
+        for e in exprs.iter_mut() {
+            if let Some(v) = e.values.as_mut() {
+                v.sort();
+                v.dedup();
+            }
+        }
+        exprs.sort_by(|a, b| {
+            (&a.key, &a.operator, &a.values).cmp(&(&b.key, &b.operator, &b.values))
+        });
+        exprs.dedup();
+    }
+    weft_model::selector::format(&sel)
+}
+
+/// A pod peer's selectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerSel {
+    /// The policy's namespace when the peer has no namespace selector.
+    pub namespace: Option<String>,
+    pub namespaces: Option<LabelSelector>,
+    pub pods: Option<LabelSelector>,
+}
+
+impl PeerSel {
+    /// The peer's key and selectors, for a policy in `namespace`.
+    pub fn of(
+        namespace: &str,
+        namespaces: &Option<LabelSelector>,
+        pods: &Option<LabelSelector>,
+    ) -> (PeerKey, PeerSel) {
+        (
+            PeerKey::of(namespace, namespaces, pods),
+            PeerSel {
+                namespace: namespaces.is_none().then(|| namespace.to_string()),
+                namespaces: namespaces.clone(),
+                pods: pods.clone(),
+            },
+        )
+    }
+
+    /// Whether a pod of `namespace` with `labels` (its namespace having `ns_labels`) is one.
+    pub fn matches(
+        &self,
+        namespace: &str,
+        ns_labels: &BTreeMap<String, String>,
+        labels: &BTreeMap<String, String>,
+    ) -> bool {
+        let ns_ok = match (&self.namespace, &self.namespaces) {
+            (Some(own), _) => own == namespace,
+            (None, Some(sel)) => weft_model::selector::matches(sel, ns_labels),
+            (None, None) => false,
+        };
+        ns_ok
+            && self
+                .pods
+                .as_ref()
+                .is_none_or(|sel| weft_model::selector::matches(sel, labels))
+    }
+
+    /// The addresses of the pods it matches now.
+    fn resolve(&self, view: &ClusterView, announced: &Announced) -> BTreeSet<Ipv4Addr> {
+        let everything = LabelSelector::default();
+        let pod_selector = self.pods.as_ref().unwrap_or(&everything);
+        let pods = match (&self.namespace, &self.namespaces) {
+            (Some(own), _) => view.select_pods(Some(own), pod_selector),
+            (None, Some(ns_selector)) => view
+                .select_namespaces(ns_selector)
+                .iter()
+                .flat_map(|ns| view.select_pods(Some(ns), pod_selector))
+                .collect(),
+            (None, None) => Vec::new(),
+        };
+        pods.iter()
+            .filter_map(|p| member_ip_or(p, announced))
+            .collect()
+    }
+}
+
+/// A pod peer in addresses, shared by the rules naming it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerSet {
+    pub sel: PeerSel,
+    /// The addresses of the pods it matches.
+    pub members: BTreeSet<Ipv4Addr>,
+    /// How many rules of active policies name it (it is dropped at zero).
+    pub users: usize,
+}
+
 /// One rule of an active policy, in addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResolvedRule {
     /// Every peer (`from`/`to` missing or empty).
     pub any_peer: bool,
-    /// Addresses of the pods the rule's pod peers select.
-    pub pod_peers: BTreeSet<Ipv4Addr>,
+    /// The rule's pod peers (their addresses are in [`NodePolicies::peers`]).
+    pub pod_peers: BTreeSet<PeerKey>,
     /// The rule's blocks: `(cidr, except)`.
     pub blocks: Vec<(Ipv4Cidr, Vec<Ipv4Cidr>)>,
     /// Every port (`ports` missing or empty).
@@ -84,7 +213,8 @@ pub struct ResolvedRule {
 }
 
 impl ResolvedRule {
-    /// Whether the rule can allow anything.
+    /// Whether the rule can allow anything whatever its pod peers' members (a pod peer
+    /// matching nobody now still has its set, which a pod may join without the rule changing).
     pub fn allows_something(&self) -> bool {
         (self.any_peer || !self.pod_peers.is_empty() || !self.blocks.is_empty())
             && (self.any_port || !self.ports.is_empty() || !self.named.is_empty())
@@ -106,11 +236,24 @@ pub struct Active {
 pub struct NodePolicies {
     /// By policy key.
     pub active: BTreeMap<NsName, Active>,
-    /// This node's isolated pods: address -> the policies isolating it, per direction
-    /// (a pod missing from a direction's map is not isolated for it).
+    /// This node's isolated pods: address -> the policies isolating it (sorted), per
+    /// direction (a pod missing from a direction's map is not isolated for it).
     pub isolated: BTreeMap<Direction, BTreeMap<Ipv4Addr, Vec<NsName>>>,
     /// This node's pods taking part in policy (isolated or not): address -> pod.
     pub local: BTreeMap<Ipv4Addr, NsName>,
+    /// Every pod peer the active policies' rules name.
+    pub peers: BTreeMap<PeerKey, PeerSet>,
+}
+
+/// What [`re_resolve`] changed, for the compiler to change no more.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// The policies resolved again.
+    pub policies: Vec<NsName>,
+    /// Pod peers resolved again, added or dropped.
+    pub peers: BTreeSet<PeerKey>,
+    /// Pods whose isolation may have changed (old and new addresses), per direction.
+    pub pods: BTreeMap<Direction, BTreeSet<Ipv4Addr>>,
 }
 
 /// Resolves every policy against the view for the pods of `node`; `announced` holds addresses
@@ -119,69 +262,149 @@ pub fn resolve(view: &ClusterView, node: &str, announced: &Announced) -> NodePol
     let policies: Vec<Policy> = view.network_policies().map(Policy::from_k8s).collect();
     let dirty: Vec<(NsName, Option<&Policy>)> =
         policies.iter().map(|p| (p.key.clone(), Some(p))).collect();
-    re_resolve(view, node, announced, NodePolicies::default(), &dirty)
+    let (out, _) = re_resolve(
+        view,
+        node,
+        announced,
+        NodePolicies::default(),
+        &dirty,
+        &BTreeSet::new(),
+    );
+    out
 }
 
 /// `old` with the policies in `dirty` resolved again (None: the policy is gone; those now
-/// selecting none of the node's pods drop out too); the others are kept as they were. The
-/// node's pods and their isolation are recomputed (one entry per local pod).
+/// selecting none of the node's pods drop out too) and the pod peers in `dirty_peers`
+/// resolved again; the others are kept as they were, and so is the isolation of pods no dirty
+/// policy selects or selected. The node's pods are listed again (one entry per local pod).
+/// Returns what changed.
 pub fn re_resolve(
     view: &ClusterView,
     node: &str,
     announced: &Announced,
     old: NodePolicies,
     dirty: &[(NsName, Option<&Policy>)],
-) -> NodePolicies {
-    let local: Vec<(&Pod, Ipv4Addr)> = view
-        .pods_on(node)
-        .filter_map(|p| member_ip_or(p, announced).map(|ip| (p, ip)))
-        .collect();
-    let mut out = NodePolicies {
-        active: old.active,
-        ..NodePolicies::default()
+    dirty_peers: &BTreeSet<PeerKey>,
+) -> (NodePolicies, Changed) {
+    let mut out = old;
+    let mut changed = Changed {
+        policies: dirty.iter().map(|(k, _)| k.clone()).collect(),
+        ..Changed::default()
     };
-    for (pod, ip) in &local {
-        out.local.insert(*ip, pod_key(pod));
-    }
+    out.local = view
+        .pods_on(node)
+        .filter_map(|p| member_ip_or(p, announced).map(|ip| (ip, pod_key(p))))
+        .collect();
+    // Policies: out with the old resolution (its peers lose a user, its pods a policy), in
+    // with the new; a peer new to the node is resolved once, however many rules name it.
+    let mut fresh: BTreeSet<PeerKey> = BTreeSet::new();
     for (key, policy) in dirty {
-        out.active.remove(key);
-        if let Some(active) = policy.and_then(|p| resolve_one(view, p, &local, announced)) {
-            out.active.insert(key.clone(), active);
+        if let Some(was) = out.active.remove(key) {
+            for (direction, rules) in &was.rules {
+                let pods = changed.pods.entry(*direction).or_default();
+                for ip in &was.selected {
+                    pods.insert(*ip);
+                    if let Some(list) = out.isolated.get_mut(direction) {
+                        if let Some(isolating) = list.get_mut(ip) {
+                            isolating.retain(|k| k != key);
+                            if isolating.is_empty() {
+                                list.remove(ip);
+                            }
+                        }
+                    }
+                }
+                for peer in rules.iter().flat_map(|r| &r.pod_peers) {
+                    if let Some(set) = out.peers.get_mut(peer) {
+                        set.users -= 1;
+                    }
+                    changed.peers.insert(peer.clone());
+                }
+            }
         }
-    }
-    for (key, active) in &out.active {
-        for direction in active.rules.keys() {
+        let Some(active) = policy.and_then(|p| resolve_one(view, node, p, announced)) else {
+            continue;
+        };
+        for (direction, rules) in &active.rules {
+            let pods = changed.pods.entry(*direction).or_default();
+            let list = out.isolated.entry(*direction).or_default();
             for ip in &active.selected {
-                out.isolated
-                    .entry(*direction)
-                    .or_default()
-                    .entry(*ip)
-                    .or_default()
-                    .push(key.clone());
+                pods.insert(*ip);
+                let isolating = list.entry(*ip).or_default();
+                if let Err(at) = isolating.binary_search(key) {
+                    isolating.insert(at, key.clone());
+                }
+            }
+            for rule in rules {
+                for peer in &rule.pod_peers {
+                    changed.peers.insert(peer.clone());
+                    match out.peers.get_mut(peer) {
+                        Some(set) => set.users += 1,
+                        None => {
+                            let sel = rule_peer_sel(&active.policy, peer)
+                                .expect("a rule's pod peer comes from its policy");
+                            let members = sel.resolve(view, announced);
+                            out.peers.insert(
+                                peer.clone(),
+                                PeerSet {
+                                    sel,
+                                    members,
+                                    users: 1,
+                                },
+                            );
+                            fresh.insert(peer.clone());
+                        }
+                    }
+                }
+            }
+        }
+        out.active.insert(key.clone(), active);
+    }
+    for peer in dirty_peers {
+        if fresh.contains(peer) {
+            continue;
+        }
+        if let Some(set) = out.peers.get_mut(peer) {
+            let members = set.sel.resolve(view, announced);
+            if members != set.members {
+                set.members = members;
+                changed.peers.insert(peer.clone());
             }
         }
     }
-    out
+    out.peers.retain(|_, set| set.users > 0);
+    out.isolated.retain(|_, pods| !pods.is_empty());
+    (out, changed)
+}
+
+/// The selectors of pod peer `key` as `policy` names it.
+fn rule_peer_sel(policy: &Policy, key: &PeerKey) -> Option<PeerSel> {
+    Direction::BOTH
+        .into_iter()
+        .filter_map(|d| policy.rules(d))
+        .flatten()
+        .filter_map(|r| r.peers.as_deref())
+        .flatten()
+        .find_map(|peer| match peer {
+            Peer::Pods { namespaces, pods } => {
+                let (k, sel) = PeerSel::of(&policy.key.namespace, namespaces, pods);
+                (&k == key).then_some(sel)
+            }
+            _ => None,
+        })
 }
 
 /// One policy against this node's pods: None if it selects none of them.
 fn resolve_one(
     view: &ClusterView,
+    node: &str,
     policy: &Policy,
-    local: &[(&Pod, Ipv4Addr)],
     announced: &Announced,
 ) -> Option<Active> {
-    let empty = BTreeMap::new();
-    let selected: Vec<(&Pod, Ipv4Addr)> = local
-        .iter()
-        .filter(|(p, _)| {
-            p.metadata.namespace.as_deref() == Some(policy.key.namespace.as_str())
-                && weft_model::selector::matches(
-                    &policy.pod_selector,
-                    p.metadata.labels.as_ref().unwrap_or(&empty),
-                )
-        })
-        .copied()
+    let selected: Vec<(&Pod, Ipv4Addr)> = view
+        .select_pods(Some(&policy.key.namespace), &policy.pod_selector)
+        .into_iter()
+        .filter(|p| weft_model::pod::node_name(p) == Some(node))
+        .filter_map(|p| member_ip_or(p, announced).map(|ip| (p, ip)))
         .collect();
     if selected.is_empty() {
         return None;
@@ -213,14 +436,14 @@ fn resolve_rule(
     announced: &Announced,
 ) -> ResolvedRule {
     let mut out = ResolvedRule::default();
-    let mut peer_pods: Vec<&Pod> = Vec::new();
     match &rule.peers {
         None => out.any_peer = true,
         Some(peers) => {
             for peer in peers {
                 match peer {
                     Peer::Pods { namespaces, pods } => {
-                        peer_pods.extend(select_peer_pods(view, policy, namespaces, pods));
+                        out.pod_peers
+                            .insert(PeerKey::of(&policy.key.namespace, namespaces, pods));
                     }
                     Peer::Block { cidr, except } => out.blocks.push((*cidr, except.clone())),
                     Peer::Nothing => {}
@@ -228,10 +451,6 @@ fn resolve_rule(
             }
         }
     }
-    out.pod_peers = peer_pods
-        .iter()
-        .filter_map(|p| member_ip_or(p, announced))
-        .collect();
     match &rule.ports {
         None => out.any_port = true,
         Some(ports) => {
@@ -268,24 +487,4 @@ fn resolve_rule(
         }
     }
     out
-}
-
-/// The pods a pod peer selects: `pods` in the policy's namespace, or in every namespace
-/// `namespaces` selects.
-fn select_peer_pods<'a>(
-    view: &'a ClusterView,
-    policy: &Policy,
-    namespaces: &Option<LabelSelector>,
-    pods: &Option<LabelSelector>,
-) -> Vec<&'a Pod> {
-    let everything = LabelSelector::default();
-    let pod_selector = pods.as_ref().unwrap_or(&everything);
-    match namespaces {
-        None => view.select_pods(Some(&policy.key.namespace), pod_selector),
-        Some(ns_selector) => view
-            .select_namespaces(ns_selector)
-            .iter()
-            .flat_map(|ns| view.select_pods(Some(ns), pod_selector))
-            .collect(),
-    }
 }

@@ -1,9 +1,10 @@
 //! The policy reconciler's own change tracking (kube-proxy's proxier keeps its change trackers
-//! the same way): from the changes the view delivered since the last sync, which policies must
-//! be resolved again. A policy depends on its own object, on the labels of its namespace's
-//! pods (selection), on the pods and namespaces its peers can match, and, for named ports,
-//! on the ports pods declare. A pod's change makes dirty exactly the policies that could select
-//! or match it before or after the change, judged on the facts kept from the last sync.
+//! the same way): from the changes the view delivered since the last sync, which policies and
+//! which pod peers must be resolved again. A policy depends on its own object, on the labels of
+//! its namespace's pods (selection) and, for named ports, on the ports pods declare; a pod peer
+//! (shared by every rule naming it) on the pods and namespaces it can match. A pod's change
+//! makes dirty exactly the policies that could select it and the peers that could match it,
+//! before or after the change, judged on the facts kept from the last sync.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -12,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use weft_model::selector::matches;
 use weft_view::{Change, ClusterView, NsName, Wake};
 
-use crate::resolve::{member_ip_or, Announced};
+use crate::resolve::{member_ip_or, Announced, PeerKey, PeerSel};
 use crate::spec::{Direction, Peer, Policy, PortMatch};
 
 /// What a pod was, as far as policies can tell.
@@ -40,14 +41,19 @@ impl PodFacts {
 pub enum Dirty {
     /// Resolve everything (first sync, a relist, a node change, or nothing tracked: resync).
     All,
-    /// Resolve these policies again (None: the policy is gone).
-    Some(Vec<(NsName, Option<Policy>)>),
+    /// Resolve these policies (None: the policy is gone) and pod peers again.
+    Some {
+        policies: Vec<(NsName, Option<Policy>)>,
+        peers: BTreeSet<PeerKey>,
+    },
 }
 
 #[derive(Default)]
 pub struct Tracker {
     /// Every policy of the view, parsed.
     policies: BTreeMap<NsName, Policy>,
+    /// Every pod peer those policies name, with how many rules name it.
+    peers: BTreeMap<PeerKey, (PeerSel, usize)>,
     /// Every pod as of the last sync.
     pods: BTreeMap<NsName, PodFacts>,
     all: bool,
@@ -105,6 +111,10 @@ impl Tracker {
                 .map(Policy::from_k8s)
                 .map(|p| (p.key.clone(), p))
                 .collect();
+            self.peers.clear();
+            for p in self.policies.values() {
+                count_peers(&mut self.peers, p, true);
+            }
             self.pods = view
                 .pods()
                 .map(|p| (crate::resolve::pod_key(p), PodFacts::of(p, announced)))
@@ -112,29 +122,22 @@ impl Tracker {
             return Dirty::All;
         }
         let mut dirty: BTreeSet<NsName> = BTreeSet::new();
+        let mut dirty_peers: BTreeSet<PeerKey> = BTreeSet::new();
         for key in policies {
-            match view.network_policy(&key) {
-                Some(np) => {
-                    self.policies.insert(key.clone(), Policy::from_k8s(np));
-                }
-                None => {
-                    self.policies.remove(&key);
-                }
+            let new = view.network_policy(&key).map(Policy::from_k8s);
+            if let Some(old) = self.policies.remove(&key) {
+                count_peers(&mut self.peers, &old, false);
+            }
+            if let Some(new) = new {
+                count_peers(&mut self.peers, &new, true);
+                self.policies.insert(key.clone(), new);
             }
             dirty.insert(key);
         }
         if !namespaces.is_empty() {
-            for (key, p) in &self.policies {
-                if peers(p).any(|peer| {
-                    matches!(
-                        peer,
-                        Peer::Pods {
-                            namespaces: Some(_),
-                            ..
-                        }
-                    )
-                }) {
-                    dirty.insert(key.clone());
+            for (key, (sel, _)) in &self.peers {
+                if sel.namespaces.is_some() {
+                    dirty_peers.insert(key.clone());
                 }
             }
         }
@@ -156,12 +159,26 @@ impl Tracker {
                 .unwrap_or_default();
             let moved = old.as_ref().map(|f| (f.ip, f.has_ports))
                 != new.as_ref().map(|f| (f.ip, f.has_ports));
+            let readdressed = old.as_ref().map(|f| f.ip) != new.as_ref().map(|f| f.ip);
+            for (peer, (sel, _)) in &self.peers {
+                if dirty_peers.contains(peer) {
+                    continue;
+                }
+                let matched = |f: &Option<PodFacts>| {
+                    f.as_ref()
+                        .is_some_and(|f| sel.matches(&key.namespace, &ns_labels, &f.labels))
+                };
+                let (before, after) = (matched(&old), matched(&new));
+                if before != after || ((before || after) && readdressed) {
+                    dirty_peers.insert(peer.clone());
+                }
+            }
             for (pkey, p) in &self.policies {
                 if dirty.contains(pkey) {
                     continue;
                 }
-                let before = old.as_ref().map(|f| relation(p, &key, &ns_labels, f));
-                let after = new.as_ref().map(|f| relation(p, &key, &ns_labels, f));
+                let before = old.as_ref().map(|f| relation(p, &key, f));
+                let after = new.as_ref().map(|f| relation(p, &key, f));
                 let involved = before.as_ref().is_some_and(Relation::any)
                     || after.as_ref().is_some_and(Relation::any);
                 let changed = before.unwrap_or_default() != after.unwrap_or_default();
@@ -170,48 +187,61 @@ impl Tracker {
                 }
             }
         }
-        Dirty::Some(
-            dirty
+        Dirty::Some {
+            policies: dirty
                 .into_iter()
                 .map(|k| {
                     let p = self.policies.get(&k).cloned();
                     (k, p)
                 })
                 .collect(),
-        )
+            peers: dirty_peers,
+        }
     }
 }
 
-fn peers(p: &Policy) -> impl Iterator<Item = &Peer> {
-    Direction::BOTH
+/// Adds (or takes away) the pod peers of `policy`'s rules, one per rule naming each.
+fn count_peers(peers: &mut BTreeMap<PeerKey, (PeerSel, usize)>, policy: &Policy, add: bool) {
+    for rule in Direction::BOTH
         .into_iter()
-        .filter_map(|d| p.rules(d))
+        .filter_map(|d| policy.rules(d))
         .flatten()
-        .filter_map(|r| r.peers.as_deref())
-        .flatten()
+    {
+        let mut keys = BTreeSet::new();
+        for peer in rule.peers.iter().flatten() {
+            if let Peer::Pods { namespaces, pods } = peer {
+                let (key, sel) = PeerSel::of(&policy.key.namespace, namespaces, pods);
+                if !keys.insert(key.clone()) {
+                    continue;
+                }
+                if add {
+                    peers.entry(key).or_insert((sel, 0)).1 += 1;
+                } else if let Some(entry) = peers.get_mut(&key) {
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        peers.remove(&key);
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// What a policy makes of one pod: whether it selects it, declares egress named ports it may
-/// resolve on it, and which of its rules' pod peers match it.
+/// What a policy itself makes of one pod: whether it selects it, and whether it declares
+/// egress named ports it may resolve on it (its peers are tracked apart, being shared).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Relation {
     selected: bool,
     named_ports: bool,
-    peers: Vec<bool>,
 }
 
 impl Relation {
     fn any(&self) -> bool {
-        self.selected || self.named_ports || self.peers.iter().any(|p| *p)
+        self.selected || self.named_ports
     }
 }
 
-fn relation(
-    policy: &Policy,
-    pod: &NsName,
-    ns_labels: &BTreeMap<String, String>,
-    facts: &PodFacts,
-) -> Relation {
+fn relation(policy: &Policy, pod: &NsName, facts: &PodFacts) -> Relation {
     let selected =
         pod.namespace == policy.key.namespace && matches(&policy.pod_selector, &facts.labels);
     let egress_named = policy.egress.iter().flatten().any(|r| {
@@ -220,30 +250,8 @@ fn relation(
             .flatten()
             .any(|p| matches!(p.port, PortMatch::Named(_)))
     });
-    let everything = Default::default();
-    // Each rule's pod peers (a rule with no peers matches every pod without naming any;
-    // blocks compile to address matches that no pod changes).
-    let peers = Direction::BOTH
-        .into_iter()
-        .filter_map(|d| policy.rules(d))
-        .flatten()
-        .map(|rule| match &rule.peers {
-            None => false,
-            Some(peers) => peers.iter().any(|peer| match peer {
-                Peer::Nothing | Peer::Block { .. } => false,
-                Peer::Pods { namespaces, pods } => {
-                    let ns_ok = match namespaces {
-                        None => pod.namespace == policy.key.namespace,
-                        Some(sel) => matches(sel, ns_labels),
-                    };
-                    ns_ok && matches(pods.as_ref().unwrap_or(&everything), &facts.labels)
-                }
-            }),
-        })
-        .collect();
     Relation {
         selected,
         named_ports: egress_named && facts.has_ports,
-        peers,
     }
 }
