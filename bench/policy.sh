@@ -11,8 +11,10 @@
 #       selection), CHANGES times each, p50/p99, through the agent's reconciler, with its steps;
 #   (3) data path: two pods wired like the CNI plugin in a node namespace with the policy table,
 #       the server isolated by policies whose last one lets the client in: TCP connect latency and
-#       iperf3 throughput vs no table (and vs a table holding only a conntrack rule), interleaved
-#       round by round; each ratio is the median of the rounds' ratios (with their range);
+#       iperf3 throughput vs the same node with no policy installed (weft's table for a node
+#       without policies: anti-spoofing, the stateful pass), and, reported beside it, vs no table
+#       at all and vs a table holding only a conntrack rule, interleaved round by round; each
+#       ratio is the median of the rounds' ratios (with their range);
 #   (4) resident memory of the process holding the view and the loaded table (the example's own).
 # Every namespace is created by the examples (WEFT_BENCH_NETNS prefix, unique to this run) and
 # removed by them, or by this script's trap should they die. Nothing else is touched.
@@ -80,9 +82,12 @@ cpu99=$(field change_cpu_p99_ms "$files/scale")
 rss=$(field rss_mib "$files/scale")
 spread_full=$(field full_ms "$files/spread")
 spread_p99=$(field change_p99_ms "$files/spread")
-c50=$(field policy_connect_ratio_p50 "$files/datapath")
-c99=$(field policy_connect_ratio_p99 "$files/datapath")
-tput=$(field policy_iperf_ratio "$files/datapath")
+c50=$(field policy_vs_none_connect_ratio_p50 "$files/datapath")
+c99=$(field policy_vs_none_connect_ratio_p99 "$files/datapath")
+tput=$(field policy_vs_none_iperf_ratio "$files/datapath")
+bare50=$(field nopolicies_connect_ratio_p50 "$files/datapath")
+abs50=$(field policy_connect_ratio_p50 "$files/datapath")
+abstput=$(field policy_iperf_ratio "$files/datapath")
 range() { grep -o "$1=[0-9.]* ([0-9.-]*)" "$2" | head -1 | grep -o '(.*)'; }
 echo "policy.sh summary: $policies policies x $pods pods in $namespaces namespaces; $(nproc) CPUs, load $load_start at start, $(cut -d' ' -f1-3 /proc/loadavg) at end, kernel $(uname -r), niceness $niceness"
 printf '  %-62s %-24s %s\n' figure measured "target: verdict"
@@ -93,7 +98,10 @@ printf '  %-62s %-24s %s\n' \
     "    p99 (wall-clock)" "$p99 ms" "< 5 ms: $(verdict "$p99 < 5")" \
     "    p99 on CPU (without waiting for one)" "$cpu99 ms" "< 5 ms: $(verdict "$cpu99 < 5")" \
     "    p99, 1/$spread_nodes of the pods on the node" "$spread_p99 ms" "< 5 ms: $(verdict "$spread_p99 < 5")" \
-    "(3) TCP connect, policy table vs none (speed ratio): p50" "${c50}x $(range policy_connect_ratio_p50 "$files/datapath")" ">= 0.95x: $(verdict "$c50 >= 0.95")" \
-    "    p99" "${c99}x $(range policy_connect_ratio_p99 "$files/datapath")" ">= 0.95x: $(verdict "$c99 >= 0.95")" \
-    "    iperf3 throughput, policy table vs none" "${tput}x $(range policy_iperf_ratio "$files/datapath")" ">= 0.95x: $(verdict "$tput >= 0.95")" \
+    "(3) TCP connect, $policies policies vs none installed: p50" "${c50}x $(range policy_vs_none_connect_ratio_p50 "$files/datapath")" ">= 0.95x: $(verdict "$c50 >= 0.95")" \
+    "    p99" "${c99}x $(range policy_vs_none_connect_ratio_p99 "$files/datapath")" ">= 0.95x: $(verdict "$c99 >= 0.95")" \
+    "    iperf3 throughput, $policies policies vs none installed" "${tput}x $(range policy_vs_none_iperf_ratio "$files/datapath")" ">= 0.95x: $(verdict "$tput >= 0.95")" \
+    "    weft with no policies vs no table at all: connect p50" "${bare50}x $(range nopolicies_connect_ratio_p50 "$files/datapath")" "(reported)" \
+    "    $policies policies vs no table at all: connect p50" "${abs50}x $(range policy_connect_ratio_p50 "$files/datapath")" "(reported)" \
+    "    $policies policies vs no table at all: iperf3" "${abstput}x $(range policy_iperf_ratio "$files/datapath")" "(reported)" \
     "(4) RSS holding the view and the loaded table (example's VmRSS)" "$rss MiB" "(reported)"

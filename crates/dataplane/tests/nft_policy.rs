@@ -350,3 +350,142 @@ fn the_simulator_traces_what_the_kernel_counts() {
         );
     }
 }
+
+/// A table with a plain set, a concatenated set and a verdict map, and chains with rules.
+fn contents() -> Table {
+    use weft_dataplane::nft::{DataType, ElemData, Field, Set, Verdict};
+    let mut t = Table::new(Family::Ip, "weft_contents");
+    t.add_set(
+        Set::new("peers", vec![Field::Type(DataType::Ipv4Addr)])
+            .element(vec![Value::Ipv4(ip("10.244.1.2"))])
+            .element(vec![Value::Ipv4(ip("10.244.1.3"))]),
+    );
+    t.add_set(
+        Set::new(
+            "ports",
+            vec![
+                Field::Type(DataType::Ipv4Addr),
+                Field::Type(DataType::InetProto),
+                Field::Type(DataType::InetService),
+            ],
+        )
+        .element(vec![
+            Value::Ipv4(ip("10.244.1.2")),
+            Value::Proto(L4Proto::Tcp),
+            Value::Port(8080),
+        ]),
+    );
+    t.add_set(
+        Set::verdict_map("pods", vec![Field::Type(DataType::Ipv4Addr)])
+            .map_element(
+                vec![Value::Ipv4(ip("10.244.1.2"))],
+                ElemData::Verdict(Verdict::Jump("profile".into())),
+            )
+            .map_element(
+                vec![Value::Ipv4(ip("10.244.1.3"))],
+                ElemData::Verdict(Verdict::Jump("profile".into())),
+            ),
+    );
+    t.add_chain(
+        Chain::base(
+            "postrouting",
+            ChainType::Filter,
+            Hook::Postrouting,
+            priority::FILTER,
+            Policy::Accept,
+        )
+        .rule(Rule::new().vmap(&[Selector::IpDaddr], "pods")),
+    );
+    t.add_chain(
+        Chain::new("profile")
+            .rule(Rule::new().in_set(&[Selector::IpSaddr], "peers").accept())
+            .rule(
+                Rule::new()
+                    .in_set(
+                        &[Selector::IpDaddr, Selector::MetaL4proto, Selector::ThDport],
+                        "ports",
+                    )
+                    .accept(),
+            )
+            .rule(Rule::new().counter().drop()),
+    );
+    t
+}
+
+#[test]
+fn content_checks_repair_rules_and_elements_changed_by_hand() {
+    let ns = scoped();
+    let t = contents();
+    let mut ap = Applier::new().check_contents(true);
+    let apply = |ap: &mut Applier| ns.run(|| ap.apply(&t)).unwrap().unwrap();
+    assert!(matches!(apply(&mut ap), nft::Applied::Whole));
+    // Nothing changed: the check finds the kernel's table the same, elements and all.
+    let r = apply(&mut ap);
+    assert!(matches!(r, nft::Applied::Unchanged), "{r:?}");
+    let whole = nft_in(&ns, &["list", "table", "ip", "weft_contents"]);
+    let edits: [&[&str]; 5] = [
+        &[
+            "delete",
+            "element",
+            "ip",
+            "weft_contents",
+            "pods",
+            "{ 10.244.1.3 }",
+        ],
+        &[
+            "add",
+            "element",
+            "ip",
+            "weft_contents",
+            "peers",
+            "{ 10.244.9.9 }",
+        ],
+        &[
+            "delete",
+            "element",
+            "ip",
+            "weft_contents",
+            "ports",
+            "{ 10.244.1.2 . tcp . 8080 }",
+        ],
+        &["flush", "chain", "ip", "weft_contents", "profile"],
+        &["add", "rule", "ip", "weft_contents", "profile", "accept"],
+    ];
+    for edit in edits {
+        nft_in(&ns, edit);
+        let r = apply(&mut ap);
+        match &r {
+            nft::Applied::WholeAfterRefusal(why) => {
+                assert!(why.to_string().contains("by hand"), "{edit:?}: {why}")
+            }
+            other => panic!("{edit:?} not noticed: {other:?}"),
+        }
+        assert_eq!(
+            nft_in(&ns, &["list", "table", "ip", "weft_contents"]),
+            whole,
+            "{edit:?} repaired"
+        );
+        assert!(matches!(apply(&mut ap), nft::Applied::Unchanged));
+    }
+    // A restarted applier adopts the table an earlier one loaded only if it is unedited.
+    nft_in(
+        &ns,
+        &[
+            "delete",
+            "element",
+            "ip",
+            "weft_contents",
+            "peers",
+            "{ 10.244.1.2 }",
+        ],
+    );
+    let mut fresh = Applier::new().check_contents(true);
+    let r = apply(&mut fresh);
+    assert!(matches!(r, nft::Applied::WholeAfterRefusal(_)), "{r:?}");
+    assert_eq!(
+        nft_in(&ns, &["list", "table", "ip", "weft_contents"]),
+        whole
+    );
+    let mut again = Applier::new().check_contents(true);
+    assert!(matches!(apply(&mut again), nft::Applied::Unchanged));
+}

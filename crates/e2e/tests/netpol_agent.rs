@@ -143,7 +143,6 @@ fn a_deleted_policy_table_is_loaded_again() {
 }
 
 #[test]
-#[ignore = "bug: the policy reconciler's Applier has no check_rules (crates/policy/src/reconcile.rs: Applier::new()), so a rule deleted from the table by hand is never restored and the pod stays open"]
 fn a_rule_deleted_by_hand_is_restored() {
     let d = Drift::up();
     let profile = d.profile();
@@ -163,7 +162,6 @@ fn a_rule_deleted_by_hand_is_restored() {
 }
 
 #[test]
-#[ignore = "bug: the applier compares set and map elements with what it loaded, never with the kernel's (crates/dataplane/src/nft/applier.rs; rule checking does not cover elements either), so an element deleted by hand is never restored and the pod stays open"]
 fn a_map_element_deleted_by_hand_is_restored() {
     let d = Drift::up();
     let element = format!("{{ {} }}", d.guarded);

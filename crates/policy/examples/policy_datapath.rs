@@ -11,8 +11,10 @@
 //! Measured in the same run, conditions interleaved round by round: TCP connect latency (the
 //! client's `connect` to the server's listener, then close; p50/p99) and iperf3 throughput
 //! from client to server, with no table in the node, with a table holding only a conntrack
-//! rule (what any stateful table costs), and with the policy table. Prints the ratios (policy
-//! table vs none) and `key=value` figures for bench/policy.sh.
+//! rule (what any stateful table costs), with weft's table for a node without policies (the
+//! pod network's own isolation and the stateful pass: what a weft node always has), and with
+//! the policy table. Prints the ratios (policies vs none installed, and each vs no table at
+//! all) and `key=value` figures for bench/policy.sh.
 //!   cargo run --release -p weft-policy --example policy_datapath -- [POLICIES PODS NAMESPACES CONNECTS SECONDS ROUNDS]
 //! `WEFT_BENCH_NETNS` prefixes the namespaces' names.
 
@@ -182,6 +184,7 @@ fn median(v: &[f64]) -> f64 {
 enum Condition {
     NoTable,
     Conntrack,
+    NoPolicies,
     Policy,
 }
 
@@ -190,6 +193,7 @@ impl Condition {
         match self {
             Condition::NoTable => "no table",
             Condition::Conntrack => "conntrack rule only",
+            Condition::NoPolicies => "weft, no policies",
             Condition::Policy => "policy table",
         }
     }
@@ -257,6 +261,9 @@ fn main() {
         vxlan_port: VXLAN_PORT,
     };
     let table = compile(&resolved, &ctx);
+    // The same node's table with no NetworkPolicy at all: what every weft node loads (the
+    // pod network's own isolation, the stateful pass), so a pod "with none installed".
+    let bare = compile(&Default::default(), &ctx);
     let walked = resolved.isolated[&Direction::Ingress][&server_ip].clone();
     drop(view);
     let allow = NsName::new("ns-00", ALLOW_CLIENT);
@@ -334,6 +341,7 @@ fn main() {
             match c {
                 Condition::NoTable => Ok(()),
                 Condition::Conntrack => nft::load(&conntrack),
+                Condition::NoPolicies => nft::load(&bare),
                 Condition::Policy => nft::load(&table),
             }
         })
@@ -345,7 +353,12 @@ fn main() {
     connects(&client, to, 200);
     iperf(&client, server_ip, 1);
 
-    let conditions = [Condition::NoTable, Condition::Conntrack, Condition::Policy];
+    let conditions = [
+        Condition::NoTable,
+        Condition::Conntrack,
+        Condition::NoPolicies,
+        Condition::Policy,
+    ];
     // Per condition, each round's connect latencies and throughput.
     let mut lat: BTreeMap<Condition, Vec<Vec<Duration>>> = BTreeMap::new();
     let mut gbits: BTreeMap<Condition, Vec<f64>> = BTreeMap::new();
@@ -426,24 +439,27 @@ fn main() {
         let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         (median(&v), lo, hi)
     };
-    let none = Condition::NoTable;
-    for c in [Condition::Conntrack, Condition::Policy] {
-        let key = if c == Condition::Policy {
-            "policy"
-        } else {
-            "conntrack"
-        };
-        let p50 = paired(&|r| pct(&lat[&none][r], 0.5) / pct(&lat[&c][r], 0.5));
-        let p99 = paired(&|r| pct(&lat[&none][r], 0.99) / pct(&lat[&c][r], 0.99));
-        let tput = paired(&|r| gbits[&c][r] / gbits[&none][r]);
+    // Each condition against no table at all, and the policies against the weft node with
+    // none (the "1,000 policies installed vs none").
+    let comparisons = [
+        ("conntrack", Condition::Conntrack, Condition::NoTable),
+        ("nopolicies", Condition::NoPolicies, Condition::NoTable),
+        ("policy", Condition::Policy, Condition::NoTable),
+        ("policy_vs_none", Condition::Policy, Condition::NoPolicies),
+    ];
+    for (key, c, base) in comparisons {
+        let p50 = paired(&|r| pct(&lat[&base][r], 0.5) / pct(&lat[&c][r], 0.5));
+        let p99 = paired(&|r| pct(&lat[&base][r], 0.99) / pct(&lat[&c][r], 0.99));
+        let tput = paired(&|r| gbits[&c][r] / gbits[&base][r]);
         println!(
-            "{key}_connect_ratio_p50={:.3} ({:.2}-{:.2}) {key}_connect_ratio_p99={:.3} ({:.2}-{:.2}) {key}_iperf_ratio={:.3} ({:.2}-{:.2})  ({} vs no table: median of the {rounds} rounds' ratios (range); connect ratios are no-table latency / this latency; pooled over the rounds: connect p50 {:.3}, iperf3 median {:.3})",
+            "{key}_connect_ratio_p50={:.3} ({:.2}-{:.2}) {key}_connect_ratio_p99={:.3} ({:.2}-{:.2}) {key}_iperf_ratio={:.3} ({:.2}-{:.2})  ({} vs {}: median of the {rounds} rounds' ratios (range); connect ratios are the base's latency / this latency; pooled over the rounds: connect p50 {:.3}, iperf3 median {:.3})",
             p50.0, p50.1, p50.2,
             p99.0, p99.1, p99.2,
             tput.0, tput.1, tput.2,
             c.name(),
-            pct(&pooled(none), 0.5) / pct(&pooled(c), 0.5),
-            median(&gbits[&c]) / median(&gbits[&none]),
+            base.name(),
+            pct(&pooled(base), 0.5) / pct(&pooled(c), 0.5),
+            median(&gbits[&c]) / median(&gbits[&base]),
         );
     }
     println!(

@@ -449,7 +449,8 @@ fn main() {
             value: "frontend",
         },
         Kind {
-            name: "peer: a prod backend becomes a frontend (leaves the peers of 250 rules, joins 30)",
+            name:
+                "peer: a prod backend becomes a frontend (leaves the peers of 250 rules, joins 30)",
             steps: ["leaves 250, joins 30", "back"],
             pods: spread(
                 pods.iter()

@@ -561,6 +561,9 @@ fn base(t: &mut Table, ctx: &NodeContext) {
                 .fib_saddr_iif_oif_missing()
                 .goto(SPOOFED),
         )
+        .rule(Rule::new().ct_state(established).accept())
+        // After the stateful pass (a packet this drops never makes a connection, so no
+        // established one can reach the port), to spare every established packet the lookup.
         .rule(
             Rule::new()
                 .iifname_prefix(POD_IFACE_PREFIX)
@@ -569,7 +572,6 @@ fn base(t: &mut Table, ctx: &NodeContext) {
                 .th_dport(ctx.vxlan_port)
                 .goto(VXLAN_FROM_POD),
         )
-        .rule(Rule::new().ct_state(established).accept())
         .rule(
             Rule::new()
                 .iifname_prefix(POD_IFACE_PREFIX)

@@ -3,8 +3,9 @@
 //! (elements for a pod's labels or address, chains only for a policy that changed or started or
 //! stopped selecting pods here) goes to the kernel as one transaction. The first sync, a
 //! relist, a node change and every resync period (a sync with nothing noted) compile the whole
-//! table and let the applier diff it against what it loaded: that repairs drift and checks the
-//! incremental updates add up to the whole.
+//! table and let the applier diff it against what it loaded, and compare the kernel's table
+//! with it (rules per chain, every set element): that repairs drift, made by hand or by
+//! anything else, and checks the incremental updates add up to the whole.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -52,7 +53,9 @@ impl PolicyReconciler {
         PolicyReconciler {
             node: node.to_string(),
             vxlan_port,
-            applier: Applier::new(),
+            // The resync compares the kernel's rules and elements with the table, so an edit
+            // by hand (a rule or a pod's map element deleted) is repaired within a period.
+            applier: Applier::new().check_contents(true),
             attachments: Attachments::new(),
             tracker: Tracker::new(),
             loaded: None,

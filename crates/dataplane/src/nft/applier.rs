@@ -8,12 +8,17 @@
 //! [`Applier::apply`] when it finds nothing to change (the periodic resync): a table deleted or
 //! replaced behind its back is loaded again. With [`Applier::check_rules`] it also notices a
 //! rule edited in place (same table, same comment): it keeps a digest of the kernel's own dump
-//! of the table's rules, taken after each load, and compares it at every apply.
+//! of the table's rules, taken after each load, and compares it at every apply. With
+//! [`Applier::check_contents`] the check at an apply that finds nothing to change (and at the
+//! adoption of a table an earlier run loaded) compares the kernel's table with the wanted one
+//! itself: each chain's number of rules, and each set's elements, key and data: a rule or an
+//! element deleted or added by hand is repaired, at no cost to the updates in between.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::encode::Encoder;
-use super::model::{Set, Table};
+use super::dump::{DumpedData, DumpedElem};
+use super::encode::{value_bytes, verdict_code, Encoder};
+use super::model::{ElemData, Set, Table};
 use super::tx::{set_decl_differs, Tx};
 use super::wire::{Batch, MsgType, Socket, TableInfo};
 use crate::error::{Error, Result};
@@ -50,6 +55,7 @@ pub struct Applier {
     loaded: Option<(Table, TableInfo)>,
     whole: WholeLoad,
     check_rules: bool,
+    check_contents: bool,
     /// With `check_rules`: the kernel's rules as dumped right after our last change.
     rules: Option<u64>,
 }
@@ -88,6 +94,17 @@ impl Applier {
         self
     }
 
+    /// Compares the kernel's table with the wanted one when [`Applier::apply`] finds nothing
+    /// to change (the periodic resync) and when it adopts a table loaded by an earlier run:
+    /// rules per chain and every element (key and data) of every set that only the applier
+    /// fills (not `dynamic` or `timeout` sets). A difference is repaired by a whole load. Costs
+    /// one dump of the rules and one per set at those checks only, nothing per update. An edit
+    /// that keeps a chain's rule count (a rule replaced in place) is [`Applier::check_rules`]'s.
+    pub fn check_contents(mut self, on: bool) -> Applier {
+        self.check_contents = on;
+        self
+    }
+
     /// Sends whole loads through `nft -f` instead of our own batch.
     pub fn whole_loads(mut self, how: WholeLoad) -> Applier {
         self.whole = how;
@@ -122,6 +139,15 @@ impl Applier {
             let comment = loaded_comment(wanted);
             if let Some(k) = self.socket()?.get_table(family, &wanted.name)? {
                 if k.comment.as_deref() == Some(comment.as_str()) {
+                    let edited = if self.check_contents {
+                        self.contents_drift(wanted)?
+                    } else {
+                        None
+                    };
+                    if let Some(why) = edited {
+                        self.load_whole_as(wanted, &comment)?;
+                        return Ok(Applied::WholeAfterRefusal(why));
+                    }
                     self.loaded = Some((wanted.clone(), k));
                     self.remember_rules(wanted)?;
                     return Ok(Applied::Unchanged);
@@ -306,6 +332,68 @@ impl Applier {
                 )));
             }
         }
+        if self.check_contents {
+            return self.contents_drift(table);
+        }
+        Ok(None)
+    }
+
+    /// Whether the kernel's rules per chain and set elements are `table`'s: None if so, else
+    /// the first difference.
+    fn contents_drift(&mut self, table: &Table) -> Result<Option<Error>> {
+        let op = || format!("checking the contents of table {}", table.id());
+        let family = table.family.nfproto();
+        let sock = self.socket()?;
+        let wanted: BTreeMap<&str, usize> = table
+            .chains
+            .values()
+            .filter(|c| !c.rules.is_empty())
+            .map(|c| (c.name.as_str(), c.rules.len()))
+            .collect();
+        let Some(rules) = sock.rule_counts(family, &table.name)? else {
+            return Ok(Some(Error::protocol(op(), "the table is gone")));
+        };
+        let names: BTreeSet<&str> = wanted
+            .keys()
+            .copied()
+            .chain(rules.keys().map(String::as_str))
+            .collect();
+        for name in names {
+            let (want, have) = (
+                wanted.get(name).copied().unwrap_or(0),
+                rules.get(name).copied().unwrap_or(0),
+            );
+            if want != have {
+                return Ok(Some(Error::protocol(
+                    op(),
+                    format!("chain {name} has {have} rules, not {want} (edited by hand)"),
+                )));
+            }
+        }
+        for set in table
+            .sets
+            .values()
+            .filter(|s| !s.dynamic && s.timeout.is_none())
+        {
+            let Some(have) = sock.set_elements(family, &table.name, &set.name)? else {
+                return Ok(Some(Error::protocol(
+                    op(),
+                    format!("set {} is missing (deleted by hand)", set.name),
+                )));
+            };
+            let want = expected_elements(set);
+            if have != want {
+                let missing = want.difference(&have).count();
+                let extra = have.difference(&want).count();
+                return Ok(Some(Error::protocol(
+                    op(),
+                    format!(
+                        "set {} lacks {missing} of its elements and has {extra} others (edited by hand)",
+                        set.name
+                    ),
+                )));
+            }
+        }
         Ok(None)
     }
 
@@ -317,6 +405,23 @@ impl Applier {
         }
         Ok(())
     }
+}
+
+/// A set's elements as the kernel would dump them.
+fn expected_elements(set: &Set) -> BTreeSet<DumpedElem> {
+    set.elements
+        .iter()
+        .map(|(key, elem)| DumpedElem {
+            key: value_bytes(key),
+            data: match &elem.data {
+                None => DumpedData::None,
+                Some(ElemData::Values(v)) => DumpedData::Value(value_bytes(v)),
+                Some(ElemData::Verdict(v)) => {
+                    DumpedData::Verdict(verdict_code(v), v.chain().map(str::to_string))
+                }
+            },
+        })
+        .collect()
 }
 
 /// Sends `table` as one batch, replacing any table of its name (for tests and tools that load

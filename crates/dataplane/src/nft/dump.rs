@@ -2,7 +2,7 @@
 //! NLM_F_DUMP, read again when the ruleset changes under it), the digest the applier's rule
 //! check compares, and the values of the rules' `counter` statements ([`counters`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::Family;
 use super::wire::{Socket, NFNL_SUBSYS_NFTABLES, NLMSG_HDRLEN};
@@ -11,6 +11,29 @@ use crate::netlink::{align, attr_string, error_code, recv_from_kernel, send_to_k
 use crate::netlink::{u16_at, u32_at, Attrs, NLMSG_DONE, NLMSG_ERROR, NLM_F_DUMP, NLM_F_REQUEST};
 
 const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_GETSETELEM: u16 = 13;
+
+/// A dump request (NLM_F_DUMP) of message type `ty` with string attributes.
+fn dump_request(ty: u16, family: u8, attrs: &[(u16, &str)]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(128);
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | ty).to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    m.extend_from_slice(&DUMP_SEQ.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&[family, 0, 0, 0]);
+    for (ty, value) in attrs {
+        let alen = (5 + value.len()) as u16;
+        m.extend_from_slice(&alen.to_ne_bytes());
+        m.extend_from_slice(&ty.to_ne_bytes());
+        m.extend_from_slice(value.as_bytes());
+        m.push(0);
+        m.resize(align(m.len()), 0);
+    }
+    let len = m.len() as u32;
+    m[0..4].copy_from_slice(&len.to_ne_bytes());
+    m
+}
 const DUMP_SEQ: u32 = 0x7fff_fff1;
 /// The kernel marks a dump's messages when the ruleset changed while it was being dumped.
 const NLM_F_DUMP_INTR: u16 = 0x10;
@@ -40,8 +63,22 @@ impl Socket {
         rule: &mut dyn FnMut(&[u8]) -> Result<()>,
         reset: &mut dyn FnMut(),
     ) -> Result<bool> {
+        let request = dump_request(NFT_MSG_GETRULE, family, &[(NFTA_RULE_TABLE, table)]);
+        self.dump(&request, op, rule, reset)
+    }
+
+    /// Calls `each` with every message of the dump `request` asks for, past the nfgenmsg; a
+    /// dump the ruleset changed under is read again, `reset` first (at most [`DUMP_TRIES`]
+    /// times). Ok(false) when what it names does not exist (ENOENT).
+    fn dump(
+        &mut self,
+        request: &[u8],
+        op: &str,
+        each: &mut dyn FnMut(&[u8]) -> Result<()>,
+        reset: &mut dyn FnMut(),
+    ) -> Result<bool> {
         for _ in 0..DUMP_TRIES {
-            match self.dump_rules_once(family, table, op, rule)? {
+            match self.dump_once(request, op, each)? {
                 Dumped::Done => return Ok(true),
                 Dumped::NoTable => return Ok(false),
                 Dumped::Interrupted => reset(),
@@ -53,29 +90,13 @@ impl Socket {
         ))
     }
 
-    fn dump_rules_once(
+    fn dump_once(
         &mut self,
-        family: u8,
-        table: &str,
+        request: &[u8],
         op: &str,
         rule: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<Dumped> {
-        let mut m = Vec::with_capacity(64);
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE).to_ne_bytes());
-        m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-        m.extend_from_slice(&DUMP_SEQ.to_ne_bytes());
-        m.extend_from_slice(&0u32.to_ne_bytes());
-        m.extend_from_slice(&[family, 0, 0, 0]);
-        let alen = (5 + table.len()) as u16;
-        m.extend_from_slice(&alen.to_ne_bytes());
-        m.extend_from_slice(&1u16.to_ne_bytes()); // NFTA_RULE_TABLE
-        m.extend_from_slice(table.as_bytes());
-        m.push(0);
-        m.resize(align(m.len()), 0);
-        let len = m.len() as u32;
-        m[0..4].copy_from_slice(&len.to_ne_bytes());
-        send_to_kernel(&self.fd, &m).map_err(|e| Error::os(op, e))?;
+        send_to_kernel(&self.fd, request).map_err(|e| Error::os(op, e))?;
         let mut interrupted = false;
         loop {
             let n = recv_from_kernel(&self.fd, &mut self.buf).map_err(|e| Error::os(op, e))?;
@@ -144,6 +165,134 @@ impl Socket {
         let (h, rules) = state.get();
         Ok(found.then_some(h ^ rules))
     }
+}
+
+impl Socket {
+    /// How many rules each chain of a table has, as the kernel dumps them (chains without
+    /// rules are not in the map), or None when the table does not exist.
+    pub(crate) fn rule_counts(
+        &mut self,
+        family: u8,
+        table: &str,
+    ) -> Result<Option<BTreeMap<String, usize>>> {
+        let op = format!("listing the rules of table {table}");
+        let counts = std::cell::RefCell::new(BTreeMap::<String, usize>::new());
+        let mut each = |payload: &[u8]| {
+            for (ty, data) in Attrs::new(payload) {
+                if ty == NFTA_RULE_CHAIN {
+                    *counts.borrow_mut().entry(attr_string(data)).or_default() += 1;
+                }
+            }
+            Ok(())
+        };
+        let mut reset = || counts.borrow_mut().clear();
+        let found = self.dump_rules(family, table, &op, &mut each, &mut reset)?;
+        Ok(found.then(|| counts.into_inner()))
+    }
+
+    /// The elements of set `set` of a table as the kernel dumps them (NFT_MSG_GETSETELEM):
+    /// each key's bytes and its data; None when the set (or table) does not exist.
+    pub(crate) fn set_elements(
+        &mut self,
+        family: u8,
+        table: &str,
+        set: &str,
+    ) -> Result<Option<BTreeSet<DumpedElem>>> {
+        let op = format!("listing the elements of set {set} of table {table}");
+        let request = dump_request(
+            NFT_MSG_GETSETELEM,
+            family,
+            &[
+                (NFTA_SET_ELEM_LIST_TABLE, table),
+                (NFTA_SET_ELEM_LIST_SET, set),
+            ],
+        );
+        let elems = std::cell::RefCell::new(BTreeSet::new());
+        let mut each = |payload: &[u8]| {
+            for (ty, list) in Attrs::new(payload) {
+                if ty != NFTA_SET_ELEM_LIST_ELEMENTS {
+                    continue;
+                }
+                for (_, elem) in Attrs::new(list) {
+                    elems.borrow_mut().insert(dumped_elem(elem));
+                }
+            }
+            Ok(())
+        };
+        let mut reset = || elems.borrow_mut().clear();
+        let found = self.dump(&request, &op, &mut each, &mut reset)?;
+        Ok(found.then(|| elems.into_inner()))
+    }
+}
+
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VALUE: u16 = 1;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+
+/// One set element as the kernel holds it: the key's bytes and the element's data.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct DumpedElem {
+    pub(crate) key: Vec<u8>,
+    pub(crate) data: DumpedData,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum DumpedData {
+    None,
+    Value(Vec<u8>),
+    /// The verdict's code and chain.
+    Verdict(i32, Option<String>),
+}
+
+fn dumped_elem(elem: &[u8]) -> DumpedElem {
+    let mut out = DumpedElem {
+        key: Vec::new(),
+        data: DumpedData::None,
+    };
+    for (ty, data) in Attrs::new(elem) {
+        match ty {
+            NFTA_SET_ELEM_KEY => {
+                for (a, v) in Attrs::new(data) {
+                    if a == NFTA_DATA_VALUE {
+                        out.key = v.to_vec();
+                    }
+                }
+            }
+            NFTA_SET_ELEM_DATA => {
+                for (a, v) in Attrs::new(data) {
+                    match a {
+                        NFTA_DATA_VALUE => out.data = DumpedData::Value(v.to_vec()),
+                        NFTA_DATA_VERDICT => {
+                            let (mut code, mut chain) = (0i32, None);
+                            for (b, w) in Attrs::new(v) {
+                                match b {
+                                    NFTA_VERDICT_CODE => {
+                                        code = w
+                                            .get(..4)
+                                            .and_then(|x| x.try_into().ok())
+                                            .map(i32::from_be_bytes)
+                                            .unwrap_or(0)
+                                    }
+                                    NFTA_VERDICT_CHAIN => chain = Some(attr_string(w)),
+                                    _ => {}
+                                }
+                            }
+                            out.data = DumpedData::Verdict(code, chain);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// NFTA_RULE_EXPRESSIONS, and NFTA_EXPR_NAME / NFTA_EXPR_DATA inside each of its elements.

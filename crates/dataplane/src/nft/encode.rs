@@ -190,15 +190,20 @@ pub(crate) fn value_bytes(values: &[super::model::Value]) -> Vec<u8> {
     out
 }
 
-/// Appends a verdict (`NFTA_DATA_VERDICT`) as a data attribute's content.
-pub(crate) fn verdict(b: &mut Batch, v: &Verdict) {
-    let code: i32 = match v {
+/// The kernel's code of a verdict (NF_DROP, NF_ACCEPT, NFT_JUMP, NFT_GOTO, NFT_RETURN).
+pub(crate) fn verdict_code(v: &Verdict) -> i32 {
+    match v {
         Verdict::Drop => 0,
         Verdict::Accept => 1,
         Verdict::Jump(_) => -3,
         Verdict::Goto(_) => -4,
         Verdict::Return => -5,
-    };
+    }
+}
+
+/// Appends a verdict (`NFTA_DATA_VERDICT`) as a data attribute's content.
+pub(crate) fn verdict(b: &mut Batch, v: &Verdict) {
+    let code = verdict_code(v);
     b.nest(NFTA_DATA_VERDICT)
         .be32(NFTA_VERDICT_CODE, code as u32);
     if let Some(c) = v.chain() {
