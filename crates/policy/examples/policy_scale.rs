@@ -213,8 +213,9 @@ impl Stepwise {
         for _ in 0..runs {
             let old = std::mem::take(&mut self.resolved);
             let none = Default::default();
+            let none_pods = Default::default();
             let ((resolved, changed), t) =
-                timed(|| re_resolve(view, NODE, &announced, old, &[], &none));
+                timed(|| re_resolve(view, NODE, &announced, old, &[], &none, Some(&none_pods)));
             resolve.push(t);
             let (tx, t) = timed(|| self.parts.update(&resolved, &changed));
             compile.push(t);
@@ -233,6 +234,7 @@ impl Stepwise {
         let Dirty::Some {
             policies: dirty,
             peers,
+            pods: changed_pods,
         } = dirty
         else {
             panic!("a pod's change is incremental")
@@ -247,8 +249,17 @@ impl Stepwise {
             .map(|k| self.resolved.active.get(k).cloned())
             .collect();
         let old = std::mem::take(&mut self.resolved);
-        let ((resolved, changes), t) =
-            timed(|| re_resolve(view, NODE, &announced, old, &refs, &peers));
+        let ((resolved, changes), t) = timed(|| {
+            re_resolve(
+                view,
+                NODE,
+                &announced,
+                old,
+                &refs,
+                &peers,
+                Some(&changed_pods),
+            )
+        });
         steps.resolve.push(t);
         let changed = keys
             .iter()

@@ -251,8 +251,8 @@ impl Parts {
 
     /// Brings the parts up to date with `policies` after [`crate::resolve::re_resolve`] made
     /// `changed`: the fragments of the policies resolved again, the peer sets resolved again,
-    /// the pods whose isolation may have changed, and the node's pods (one comparison per
-    /// local pod). Returns the changes that turn a table of the old parts into one of the new,
+    /// the pods whose isolation may have changed, and the node's pods that came or went.
+    /// Returns the changes that turn a table of the old parts into one of the new,
     /// in time proportional to them.
     pub fn update(&mut self, policies: &NodePolicies, changed: &Changed) -> Tx {
         let mut tx = Tx::new();
@@ -287,14 +287,15 @@ impl Parts {
                 self.peers.insert(key.clone(), new);
             }
         }
-        let locals: BTreeSet<Ipv4Addr> = policies.local.keys().copied().collect();
-        for ip in locals.difference(&self.locals) {
-            tx.put_element(LOCAL_SELF, self_key(*ip), Elem::default());
+        for (ip, now) in &changed.locals {
+            if *now {
+                self.locals.insert(*ip);
+                tx.put_element(LOCAL_SELF, self_key(*ip), Elem::default());
+            } else {
+                self.locals.remove(ip);
+                tx.delete_element(LOCAL_SELF, self_key(*ip));
+            }
         }
-        for ip in self.locals.difference(&locals) {
-            tx.delete_element(LOCAL_SELF, self_key(*ip));
-        }
-        self.locals = locals;
         for (direction, ips) in &changed.pods {
             for ip in ips {
                 self.isolate(policies, *direction, *ip, &mut tx);

@@ -77,12 +77,12 @@ proptest! {
                 continue;
             }
             tracker.note(&Wake { changes, relisted: false });
-            let Dirty::Some { policies: dirty, peers } = tracker.take(&view, &none) else {
+            let Dirty::Some { policies: dirty, peers, pods: changed_pods } = tracker.take(&view, &none) else {
                 panic!("a change made everything dirty");
             };
             let refs: Vec<(NsName, Option<&Policy>)> = dirty.iter().map(|(k, p)| (k.clone(), p.as_ref())).collect();
             let changed;
-            (resolved, changed) = re_resolve(&view, "n1", &none, resolved, &refs, &peers);
+            (resolved, changed) = re_resolve(&view, "n1", &none, resolved, &refs, &peers, Some(&changed_pods));
             let tx = parts.update(&resolved, &changed);
             tx.apply_to(&mut table);
             let whole_resolved = resolve(&view, "n1", &none);

@@ -121,6 +121,7 @@ impl PolicyReconciler {
         view: &Shared,
         dirty: Vec<(NsName, Option<Policy>)>,
         dirty_peers: BTreeSet<PeerKey>,
+        pods: BTreeSet<NsName>,
     ) -> Result<(), weft_dataplane::Error> {
         let Some(mut loaded) = self.loaded.take() else {
             return self.sync_whole(view);
@@ -137,7 +138,15 @@ impl PolicyReconciler {
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
             let old = Arc::unwrap_or_clone(loaded.resolved);
-            let resolved = re_resolve(&view, &self.node, &announced, old, &refs, &dirty_peers);
+            let resolved = re_resolve(
+                &view,
+                &self.node,
+                &announced,
+                old,
+                &refs,
+                &dirty_peers,
+                Some(&pods),
+            );
             (self.context(&view), resolved)
         };
         if ctx != loaded.ctx {
@@ -190,7 +199,11 @@ impl Reconciler for PolicyReconciler {
         };
         let result = match dirty {
             Dirty::All => self.sync_whole(view),
-            Dirty::Some { policies, peers } => self.sync_some(view, policies, peers),
+            Dirty::Some {
+                policies,
+                peers,
+                pods,
+            } => self.sync_some(view, policies, peers, pods),
         };
         if let Err(source) = result {
             // The facts moved on; what the kernel has is unknown: start over next time.

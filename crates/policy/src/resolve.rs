@@ -243,6 +243,10 @@ pub struct NodePolicies {
     pub local: BTreeMap<Ipv4Addr, NsName>,
     /// Every pod peer the active policies' rules name.
     pub peers: BTreeMap<PeerKey, PeerSet>,
+    /// Whether two of the node's pods claim one address (a pod's address reused while the old
+    /// pod is still listed): then `local` keeps the last of them by key, found by listing
+    /// them all, until the clash is gone.
+    pub clashing: bool,
 }
 
 /// What [`re_resolve`] changed, for the compiler to change no more.
@@ -254,6 +258,8 @@ pub struct Changed {
     pub peers: BTreeSet<PeerKey>,
     /// Pods whose isolation may have changed (old and new addresses), per direction.
     pub pods: BTreeMap<Direction, BTreeSet<Ipv4Addr>>,
+    /// Addresses that became (true) or stopped being (false) a local pod's.
+    pub locals: Vec<(Ipv4Addr, bool)>,
 }
 
 /// Resolves every policy against the view for the pods of `node`; `announced` holds addresses
@@ -269,6 +275,7 @@ pub fn resolve(view: &ClusterView, node: &str, announced: &Announced) -> NodePol
         NodePolicies::default(),
         &dirty,
         &BTreeSet::new(),
+        None,
     );
     out
 }
@@ -276,8 +283,8 @@ pub fn resolve(view: &ClusterView, node: &str, announced: &Announced) -> NodePol
 /// `old` with the policies in `dirty` resolved again (None: the policy is gone; those now
 /// selecting none of the node's pods drop out too) and the pod peers in `dirty_peers`
 /// resolved again; the others are kept as they were, and so is the isolation of pods no dirty
-/// policy selects or selected. The node's pods are listed again (one entry per local pod).
-/// Returns what changed.
+/// policy selects or selected. The node's pods are looked at again where `pods` changed
+/// (None: all of them). Returns what changed.
 pub fn re_resolve(
     view: &ClusterView,
     node: &str,
@@ -285,16 +292,89 @@ pub fn re_resolve(
     old: NodePolicies,
     dirty: &[(NsName, Option<&Policy>)],
     dirty_peers: &BTreeSet<PeerKey>,
+    pods: Option<&BTreeSet<NsName>>,
 ) -> (NodePolicies, Changed) {
     let mut out = old;
     let mut changed = Changed {
         policies: dirty.iter().map(|(k, _)| k.clone()).collect(),
         ..Changed::default()
     };
-    out.local = view
-        .pods_on(node)
-        .filter_map(|p| member_ip_or(p, announced).map(|ip| (ip, pod_key(p))))
-        .collect();
+    let local = |p: &Pod| {
+        (weft_model::pod::node_name(p) == Some(node))
+            .then(|| member_ip_or(p, announced))
+            .flatten()
+    };
+    // A clash of addresses (rare) is settled by listing every pod, as a whole resolve does.
+    let mut pods = pods.filter(|_| !out.clashing);
+    if let Some(keys) = pods {
+        let mine: Vec<Ipv4Addr> = keys
+            .iter()
+            .filter_map(|k| view.pod(k).and_then(local))
+            .collect();
+        let distinct: BTreeSet<&Ipv4Addr> = mine.iter().collect();
+        let taken = mine
+            .iter()
+            .any(|ip| out.local.get(ip).is_some_and(|k| !keys.contains(k)));
+        if taken || distinct.len() != mine.len() {
+            pods = None;
+        }
+    }
+    let before: BTreeSet<Ipv4Addr> = match pods {
+        None => {
+            let was = std::mem::take(&mut out.local);
+            let mut members = 0;
+            out.local = view
+                .pods_on(node)
+                .filter_map(|p| local(p).map(|ip| (ip, pod_key(p))))
+                .inspect(|_| members += 1)
+                .collect();
+            out.clashing = members != out.local.len();
+            changed.locals = was
+                .keys()
+                .filter(|ip| !out.local.contains_key(ip))
+                .map(|ip| (*ip, false))
+                .chain(
+                    out.local
+                        .keys()
+                        .filter(|ip| !was.contains_key(ip))
+                        .map(|ip| (*ip, true)),
+                )
+                .collect();
+            BTreeSet::new()
+        }
+        Some(keys) if !keys.is_empty() => {
+            let gone: Vec<Ipv4Addr> = out
+                .local
+                .iter()
+                .filter(|(_, k)| keys.contains(*k))
+                .map(|(ip, _)| *ip)
+                .collect();
+            for ip in &gone {
+                out.local.remove(ip);
+            }
+            for key in keys {
+                if let Some(ip) = view.pod(key).and_then(local) {
+                    out.local.insert(ip, key.clone());
+                }
+            }
+            gone.into_iter().collect()
+        }
+        Some(_) => BTreeSet::new(),
+    };
+    if pods.is_some() {
+        for ip in &before {
+            if !out.local.contains_key(ip) {
+                changed.locals.push((*ip, false));
+            }
+        }
+        for key in pods.into_iter().flatten() {
+            if let Some(ip) = view.pod(key).and_then(local) {
+                if !before.contains(&ip) {
+                    changed.locals.push((ip, true));
+                }
+            }
+        }
+    }
     // Policies: out with the old resolution (its peers lose a user, its pods a policy), in
     // with the new; a peer new to the node is resolved once, however many rules name it.
     let mut fresh: BTreeSet<PeerKey> = BTreeSet::new();

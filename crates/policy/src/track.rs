@@ -45,6 +45,9 @@ pub enum Dirty {
     Some {
         policies: Vec<(NsName, Option<Policy>)>,
         peers: BTreeSet<PeerKey>,
+        /// Every pod noted as changed (whether or not it concerns a policy: it may have come
+        /// to or left the node).
+        pods: BTreeSet<NsName>,
     },
 }
 
@@ -141,7 +144,8 @@ impl Tracker {
                 }
             }
         }
-        for key in pods {
+        for key in &pods {
+            let key = key.clone();
             let old = self.pods.remove(&key);
             let new = view.pod(&key).map(|p| PodFacts::of(p, announced));
             if let Some(n) = &new {
@@ -196,6 +200,7 @@ impl Tracker {
                 })
                 .collect(),
             peers: dirty_peers,
+            pods,
         }
     }
 }
