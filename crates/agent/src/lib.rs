@@ -177,8 +177,18 @@ fn policy_route(node: &str, published: Published) -> Route {
         path: weft_policy::report::PATH,
         content_type: "application/json",
         answer: Arc::new(move || {
-            // The report reads the kernel: the lock is not held for it.
-            let loaded = published.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            // The report reads the kernel: the lock is not held for it. While a sync runs the
+            // reconciler holds the resolution (it is updated in place, not copied): wait for
+            // it a little (a label change takes about a millisecond, a whole load at 1,000
+            // policies x 1,000 pods about a tenth of a second) before answering 503.
+            let mut loaded = None;
+            for _ in 0..50 {
+                loaded = published.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if loaded.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             let Some(policies) = loaded else {
                 return (
                     "503 Service Unavailable",

@@ -50,6 +50,7 @@ pub async fn describe(cluster: &Cluster, target: &Target, np: &NetworkPolicy) ->
         .collect();
     let mut nodes: BTreeMap<String, Result<NodeReport>> = BTreeMap::new();
     let nodes_resource = resources::builtin_named("nodes").context("nodes")?;
+    let ports = agent_ports(cluster).await;
     for node in pods
         .iter()
         .filter_map(|p| p.spec.as_ref()?.node_name.clone())
@@ -61,7 +62,10 @@ pub async fn describe(cluster: &Cluster, target: &Target, np: &NetworkPolicy) ->
             Some(v) => {
                 let n: Node = serde_json::from_value(v)?;
                 match weft_model::node::internal_ip(&n) {
-                    Some(ip) => agent_report(target.clone(), ip).await,
+                    Some(ip) => {
+                        let port = ports.get(&node).copied().unwrap_or(weft_agent::HEALTH_PORT);
+                        agent_report(target.clone(), SocketAddr::from((ip, port))).await
+                    }
                     None => Err(anyhow!("node {node} has no InternalIP")),
                 }
             }
@@ -363,9 +367,42 @@ pub fn traffic_text(
     )
 }
 
-/// The `/policy` report of the agent at `ip` (from the lab's fabric namespace for a lab).
-async fn agent_report(target: Target, ip: Ipv4Addr) -> Result<NodeReport> {
-    let addr = SocketAddr::from((ip, weft_agent::HEALTH_PORT));
+/// Each node's agent's health port, as its pod declares it (the readiness probe's port, which
+/// `weft agent --health-port` moves with it): node -> port. Agents whose pods cannot be read
+/// are asked on the default port.
+async fn agent_ports(cluster: &Cluster) -> BTreeMap<String, u16> {
+    let Some(pods_resource) = resources::builtin_named("pods") else {
+        return BTreeMap::new();
+    };
+    let listed = cluster
+        .list(
+            &pods_resource,
+            Some("kube-system"),
+            Some("app.kubernetes.io/name=weft,app.kubernetes.io/component=agent"),
+        )
+        .await;
+    let Ok((items, _)) = listed else {
+        return BTreeMap::new();
+    };
+    items
+        .iter()
+        .filter_map(|p| {
+            let node = p["spec"]["nodeName"].as_str()?;
+            let port = p["spec"]["containers"]
+                .as_array()?
+                .iter()
+                .find_map(|c| c["readinessProbe"]["httpGet"]["port"].as_u64())?;
+            Some((node.to_string(), u16::try_from(port).ok()?))
+        })
+        .collect()
+}
+
+/// The `/policy` report of the agent at `addr` (from the lab's fabric namespace for a lab).
+async fn agent_report(target: Target, addr: SocketAddr) -> Result<NodeReport> {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => return Err(anyhow!("agent address {addr} is not IPv4")),
+    };
     tokio::task::spawn_blocking(move || {
         let fabric = match &target {
             Target::Lab(lab) => {
