@@ -158,6 +158,31 @@ enum Command {
         #[arg(long)]
         print_zone: bool,
     },
+    /// The Ingress controller and proxy: serves the networking.k8s.io/v1 Ingresses of its
+    /// class (and of class nginx, and those without a class when its class is the default)
+    /// straight to the ready endpoint pods, and writes its Service's address into their status.
+    #[command(
+        after_help = "Examples:\n  weft ingress --publish-service weft-system/weft-ingress         # in a pod: in-cluster API access\n  weft ingress --kubeconfig ~/.kube/config --http 127.0.0.1:8080  # from a workstation"
+    )]
+    Ingress {
+        /// Where plain HTTP is served.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:80")]
+        http: std::net::SocketAddr,
+        /// The IngressClass name this controller answers to.
+        #[arg(long, value_name = "NAME", default_value = weft_ingress::routes::CLASS)]
+        class: String,
+        /// Leave Ingresses of class nginx alone (served by default, so ingress-nginx manifests
+        /// work unchanged).
+        #[arg(long)]
+        no_nginx_class: bool,
+        /// The controller's own Service (NAMESPACE/NAME): its address goes into the status of
+        /// every Ingress served.
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        publish_service: Option<String>,
+        /// Where /healthz and /readyz are served.
+        #[arg(long, value_name = "PORT", default_value_t = weft_ingress::run::HEALTH_PORT)]
+        health_port: u16,
+    },
     /// Install the CNI plugin and this node's conflist on the host (the agent DaemonSet's init
     /// container on a real cluster).
     #[command(
@@ -306,6 +331,42 @@ fn run(cli: Cli) -> Result<i32> {
                 upstream: cluster.upstream_dns.clone(),
                 cache_size: usize::try_from(cluster.dns_cache_size).unwrap_or(usize::MAX),
                 cluster_dns: Some(cluster.dns_service_ip.into()),
+            })?;
+            Ok(0)
+        }
+        Command::Ingress {
+            http,
+            class,
+            no_nginx_class,
+            publish_service,
+            health_port,
+        } => {
+            let publish_service = match publish_service {
+                None => None,
+                Some(text) => match text.split_once('/') {
+                    Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                        Some(weft_view::NsName::new(ns, name))
+                    }
+                    _ => anyhow::bail!(
+                        "--publish-service {text:?}: expected NAMESPACE/NAME, e.g. weft-system/weft-ingress"
+                    ),
+                },
+            };
+            let kubeconfig = match cli.kubeconfig.clone() {
+                Some(k) => Some(k),
+                None => cluster_config(&cli.lab, None).ok().and_then(|(_, k)| k),
+            };
+            weft_ingress::run::run(weft_ingress::run::IngressConfig {
+                kubeconfig,
+                settings: weft_ingress::Settings {
+                    class,
+                    serve_nginx: !no_nginx_class,
+                    ..weft_ingress::Settings::default()
+                },
+                http,
+                health_port: Some(health_port),
+                publish_service,
+                proxy: weft_ingress::proxy::ProxyConfig::default(),
             })?;
             Ok(0)
         }

@@ -17,6 +17,9 @@ pub struct Interest {
     pub network_policies: bool,
     /// Deployments and DaemonSets (the lab's workload controllers).
     pub workloads: bool,
+    /// Ingresses and IngressClasses.
+    pub ingresses: bool,
+    pub secrets: bool,
 }
 
 impl Interest {
@@ -29,6 +32,8 @@ impl Interest {
             namespaces: self.namespaces || other.namespaces,
             network_policies: self.network_policies || other.network_policies,
             workloads: self.workloads || other.workloads,
+            ingresses: self.ingresses || other.ingresses,
+            secrets: self.secrets || other.secrets,
         }
     }
 }

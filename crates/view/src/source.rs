@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 use serde::de::DeserializeOwned;
@@ -80,6 +80,8 @@ pub fn kinds(interest: &Interest) -> Vec<&'static str> {
     add(interest.namespaces, &["Namespace"]);
     add(interest.network_policies, &["NetworkPolicy"]);
     add(interest.workloads, &["Deployment", "DaemonSet"]);
+    add(interest.ingresses, &["Ingress", "IngressClass"]);
+    add(interest.secrets, &["Secret"]);
     out
 }
 
@@ -105,6 +107,13 @@ pub fn spawn(client: &Client, shared: &Arc<Shared>, interest: Interest) {
     if interest.workloads {
         spawn_one::<Deployment>(client, shared);
         spawn_one::<DaemonSet>(client, shared);
+    }
+    if interest.ingresses {
+        spawn_one::<Ingress>(client, shared);
+        spawn_one::<IngressClass>(client, shared);
+    }
+    if interest.secrets {
+        spawn_one::<Secret>(client, shared);
     }
 }
 

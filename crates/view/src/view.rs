@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, RwLock};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::index::LabelIndex;
@@ -53,6 +53,10 @@ pub enum Change {
     NetworkPolicy(NsName),
     Deployment(NsName),
     DaemonSet(NsName),
+    Ingress(NsName),
+    /// Cluster-scoped: the namespace is empty.
+    IngressClass(NsName),
+    Secret(NsName),
 }
 
 impl Change {
@@ -65,6 +69,8 @@ impl Change {
             Change::Namespace(_) => interest.namespaces,
             Change::NetworkPolicy(_) => interest.network_policies,
             Change::Deployment(_) | Change::DaemonSet(_) => interest.workloads,
+            Change::Ingress(_) | Change::IngressClass(_) => interest.ingresses,
+            Change::Secret(_) => interest.secrets,
         }
     }
 }
@@ -107,6 +113,9 @@ pub struct ClusterView {
     policies: BTreeMap<NsName, Arc<NetworkPolicy>>,
     deployments: BTreeMap<NsName, Arc<Deployment>>,
     daemonsets: BTreeMap<NsName, Arc<DaemonSet>>,
+    ingresses: BTreeMap<NsName, Arc<Ingress>>,
+    ingress_classes: BTreeMap<NsName, Arc<IngressClass>>,
+    secrets: BTreeMap<NsName, Arc<Secret>>,
     /// Kinds whose first complete list has been applied.
     listed: BTreeSet<&'static str>,
 }
@@ -239,6 +248,22 @@ impl ClusterView {
     /// The names of the namespaces `selector` selects.
     pub fn select_namespaces(&self, selector: &LabelSelector) -> Vec<String> {
         self.namespace_labels.select(selector, |_| true)
+    }
+
+    pub fn ingresses(&self) -> impl Iterator<Item = &Ingress> {
+        self.ingresses.values().map(Arc::as_ref)
+    }
+
+    pub fn ingress(&self, key: &NsName) -> Option<&Ingress> {
+        self.ingresses.get(key).map(Arc::as_ref)
+    }
+
+    pub fn ingress_classes(&self) -> impl Iterator<Item = &IngressClass> {
+        self.ingress_classes.values().map(Arc::as_ref)
+    }
+
+    pub fn secret(&self, key: &NsName) -> Option<&Secret> {
+        self.secrets.get(key).map(Arc::as_ref)
     }
 
     pub fn network_policy(&self, key: &NsName) -> Option<&NetworkPolicy> {
@@ -472,6 +497,9 @@ macro_rules! keyed {
 keyed!(NetworkPolicy, policies, NetworkPolicy);
 keyed!(Deployment, deployments, Deployment);
 keyed!(DaemonSet, daemonsets, DaemonSet);
+keyed!(Ingress, ingresses, Ingress);
+keyed!(IngressClass, ingress_classes, IngressClass);
+keyed!(Secret, secrets, Secret);
 
 /// The view shared by the watch tasks that write it and the reconcilers that read it, with the
 /// reconcilers' mailboxes.

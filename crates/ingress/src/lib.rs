@@ -1,0 +1,10 @@
+//! weft's Ingress controller and proxy. [`routes`] compiles the cluster view's Ingresses,
+//! IngressClasses, Services and EndpointSlices into a route table (pure); [`proxy`] serves it
+//! with hyper, straight to the ready endpoint pods; [`run`] is `weft ingress`, the process that
+//! keeps the table current and writes each served Ingress's address into its status.
+
+pub mod proxy;
+pub mod routes;
+pub mod run;
+
+pub use routes::{compile, RouteTable, Settings};

@@ -1,0 +1,246 @@
+//! `weft ingress`: the controller and proxy as one process, a Kubernetes client like the agent.
+//! A reconciler of the cluster view (Ingresses, IngressClasses, Services, EndpointSlices)
+//! compiles the route table on each change and swaps it into the proxy, then writes the
+//! address of the controller's own Service (`--publish-service`, as ingress-nginx's flag: its
+//! LoadBalancer address, else its cluster IP) into `status.loadBalancer.ingress` of every
+//! Ingress it serves, so `kubectl get ingress` shows it, and takes it out of those it stops
+//! serving. Problems of one Ingress (a missing Service, a bad regular expression) are logged
+//! and leave the others working. Ready (`/readyz`) once the first table is served.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::runtime::Handle;
+use weft_view::reconciler::{host, Readiness};
+use weft_view::source::{self, SourceError};
+use weft_view::{ClusterView, Interest, NsName, Reconciler, Shared, Wake};
+
+use crate::proxy::{serve_http, Proxy, ProxyConfig};
+use crate::routes::{compile, serves, Settings};
+
+/// The ingress pod's health port (`/healthz`, `/readyz`; ingress-nginx's is 10254).
+pub const HEALTH_PORT: u16 = 10254;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error("starting the ingress controller's runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("listening on {addr}: {error}")]
+    Listen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct IngressConfig {
+    pub kubeconfig: Option<PathBuf>,
+    pub settings: Settings,
+    /// Where plain HTTP is served.
+    pub http: SocketAddr,
+    pub health_port: Option<u16>,
+    /// The controller's own Service, whose address goes into the served Ingresses' status.
+    pub publish_service: Option<NsName>,
+    pub proxy: ProxyConfig,
+}
+
+/// Compiles the route table, swaps it in, and keeps the served Ingresses' status.
+pub struct RouteReconciler {
+    settings: Settings,
+    proxy: Arc<Proxy>,
+    status: Option<StatusWriter>,
+}
+
+struct StatusWriter {
+    client: Client,
+    runtime: Handle,
+    publish: NsName,
+}
+
+impl Reconciler for RouteReconciler {
+    type Error = String;
+
+    fn name(&self) -> &'static str {
+        "ingress routes"
+    }
+
+    fn interest(&self) -> Interest {
+        Interest {
+            services: true,
+            ingresses: true,
+            ..Interest::default()
+        }
+    }
+
+    fn note(&mut self, _wake: Wake) {
+        // Every change recompiles the whole table: a pure pass over the Ingresses.
+    }
+
+    fn resync_period(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+
+    fn sync(&mut self, shared: &Shared) -> Result<(), String> {
+        let (table, status) = {
+            let view = shared.read();
+            let table = compile(&view, &self.settings);
+            let status = self
+                .status
+                .as_ref()
+                .map(|w| wanted_status(&view, &self.settings, &w.publish));
+            (table, status)
+        };
+        for p in &table.problems {
+            tracing::warn!(ingress = %p.ingress, "{}", p.what);
+        }
+        self.proxy.swap(table);
+        match (&self.status, status) {
+            (Some(writer), Some(changes)) => writer.write(changes),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Per Ingress whose status is not what it should be: the addresses it should show.
+type StatusChanges = Vec<(NsName, Vec<String>)>;
+
+/// The addresses of the published Service (LoadBalancer ingress IPs, else its cluster IP), and
+/// each Ingress whose status differs: served ones get them, others lose ours.
+fn wanted_status(view: &ClusterView, settings: &Settings, publish: &NsName) -> StatusChanges {
+    let addresses: Vec<String> = view
+        .service(publish)
+        .map(|svc| {
+            let lb: Vec<String> = svc
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|l| l.ingress.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+                .collect();
+            if lb.is_empty() {
+                svc.spec
+                    .as_ref()
+                    .and_then(|s| s.cluster_ip.clone())
+                    .filter(|ip| ip != "None")
+                    .into_iter()
+                    .collect()
+            } else {
+                lb
+            }
+        })
+        .unwrap_or_default();
+    let ours: BTreeSet<&String> = addresses.iter().collect();
+    let mut out = Vec::new();
+    for ing in view.ingresses() {
+        let key = NsName::new(
+            ing.metadata.namespace.clone().unwrap_or_default(),
+            ing.metadata.name.clone().unwrap_or_default(),
+        );
+        let now: Vec<String> = ing
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+            .collect();
+        let want = if serves(view, settings, ing) {
+            addresses.clone()
+        } else if now.iter().any(|a| ours.contains(a)) {
+            // Served by us before: ours comes out, anything else stays.
+            now.iter().filter(|a| !ours.contains(a)).cloned().collect()
+        } else {
+            continue;
+        };
+        if want != now {
+            out.push((key, want));
+        }
+    }
+    out
+}
+
+impl StatusWriter {
+    fn write(&self, changes: StatusChanges) -> Result<(), String> {
+        let mut first_error = None;
+        for (key, addresses) in changes {
+            let api: Api<Ingress> = Api::namespaced(self.client.clone(), &key.namespace);
+            let ingress: Vec<serde_json::Value> = addresses
+                .iter()
+                .map(|a| match a.parse::<std::net::IpAddr>() {
+                    Ok(_) => json!({"ip": a}),
+                    Err(_) => json!({"hostname": a}),
+                })
+                .collect();
+            let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
+            let result = self.runtime.block_on(api.patch_status(
+                &key.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            ));
+            match result {
+                Ok(_) => tracing::info!(ingress = %key, ?addresses, "status written"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    let what = format!("writing the status of ingress {key}: {e}");
+                    tracing::warn!("{what}");
+                    first_error.get_or_insert(what);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Runs the controller and proxy until the process is killed.
+pub fn run(config: IngressConfig) -> Result<(), IngressError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .enable_all()
+        .build()
+        .map_err(IngressError::Runtime)?;
+    runtime.block_on(async move {
+        let client = source::client(config.kubeconfig.as_deref()).await?;
+        let shared = Shared::new();
+        let proxy = Proxy::new(config.proxy.clone());
+        let reconciler = RouteReconciler {
+            settings: config.settings.clone(),
+            proxy: proxy.clone(),
+            status: config.publish_service.clone().map(|publish| StatusWriter {
+                client: client.clone(),
+                runtime: Handle::current(),
+                publish,
+            }),
+        };
+        source::spawn(&client, &shared, reconciler.interest());
+        let readiness = Readiness::new();
+        let routes = host(reconciler, &shared, &readiness);
+        let listener = tokio::net::TcpListener::bind(config.http)
+            .await
+            .map_err(|error| IngressError::Listen {
+                addr: config.http,
+                error,
+            })?;
+        tokio::spawn(serve_http(listener, proxy));
+        if let Some(port) = config.health_port {
+            tokio::spawn(weft_view::health::serve(port, readiness));
+        }
+        tracing::info!(http = %config.http, class = %config.settings.class, "ingress started");
+        if let Err(e) = routes.await {
+            tracing::error!("the route reconciler stopped: {e}");
+            std::process::exit(1);
+        }
+        Ok(())
+    })
+}

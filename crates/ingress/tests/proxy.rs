@@ -1,0 +1,290 @@
+//! The proxy for real, on loopback: echo backends (each answers with what it received and its
+//! own name), a route table compiled from a cluster view whose EndpointSlices point at them,
+//! and `curl` as the client (HTTP/1.1, and HTTP/2 with prior knowledge). Checks routing by
+//! host and path, taking endpoints in turn, retrying another endpoint when one refuses, 503
+//! without endpoints, 404 without a match, the forwarding headers, and a table swap under an
+//! open keep-alive connection. Needs no root: everything listens on 127.0.0.0/8.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use weft_ingress::proxy::{serve_http, Proxy, ProxyConfig};
+use weft_ingress::{compile, Settings};
+use weft_view::{ClusterView, Event};
+
+/// An echo backend at `addr` named `name`: answers every request with JSON of what it got.
+async fn echo(addr: SocketAddr, name: &'static str) {
+    let listener = TcpListener::bind(addr).await.expect("bind backend");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |req: Request<hyper::body::Incoming>| async move {
+                        let headers: serde_json::Map<String, Value> = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                            .collect();
+                        let body = json!({
+                            "server": name,
+                            "method": req.method().as_str(),
+                            "uri": req.uri().to_string(),
+                            "version": format!("{:?}", req.version()),
+                            "headers": headers,
+                            "peer": peer.to_string(),
+                        });
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            body.to_string(),
+                        ))))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+/// Service `name` (port http:80) whose slice lists `ips` at `port`.
+fn service(view: &mut ClusterView, name: &str, ips: &[&str], port: u16) {
+    view.apply(Event::Apply(obj::<k8s_openapi::api::core::v1::Service>(
+        json!({
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": "1"},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port}]}
+        }),
+    )));
+    let endpoints: Vec<Value> = ips
+        .iter()
+        .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
+        .collect();
+    view.apply(Event::Apply(obj::<
+        k8s_openapi::api::discovery::v1::EndpointSlice,
+    >(json!({
+        "metadata": {"name": format!("{name}-1"), "namespace": "default", "resourceVersion": "1",
+            "labels": {"kubernetes.io/service-name": name}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        "endpoints": endpoints
+    }))));
+}
+
+fn ingress(view: &mut ClusterView, version: &str, rules: Value) {
+    view.apply(Event::Apply(
+        obj::<k8s_openapi::api::networking::v1::Ingress>(json!({
+            "metadata": {"name": "site", "namespace": "default", "resourceVersion": version,
+                "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"rules": rules}
+        })),
+    ));
+}
+
+fn rule(host: &str, path: &str, svc: &str) -> Value {
+    json!({"host": host, "http": {"paths": [{"path": path, "pathType": "Prefix",
+        "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}})
+}
+
+/// A free port on 127.0.0.2 and 127.0.0.3 alike.
+fn shared_port() -> u16 {
+    for _ in 0..50 {
+        let a = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = a.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.3", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on both 127.0.0.2 and 127.0.0.3");
+}
+
+/// `curl` to the proxy at `proxy` for `http://host/path`: (status, body).
+fn curl(proxy: SocketAddr, host: &str, path: &str, extra: &[&str]) -> (u16, String) {
+    let url = format!("http://{host}:{}{path}", proxy.port());
+    let resolve = format!("{host}:{}:{}", proxy.port(), proxy.ip());
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "--resolve",
+            &resolve,
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(extra)
+        .arg(&url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+struct Setup {
+    proxy: Arc<Proxy>,
+    addr: SocketAddr,
+    view: ClusterView,
+}
+
+async fn setup() -> Setup {
+    let port = shared_port();
+    echo(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), port)), "a").await;
+    echo(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 3), port)), "b").await;
+    let other = shared_port();
+    echo(
+        SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), other)),
+        "api",
+    )
+    .await;
+    let mut view = ClusterView::new();
+    // 127.0.0.9 listens on nothing: connecting there is refused, and the next is tried.
+    service(
+        &mut view,
+        "web",
+        &["127.0.0.2", "127.0.0.3", "127.0.0.9"],
+        port,
+    );
+    service(&mut view, "api", &["127.0.0.2"], other);
+    service(&mut view, "empty", &[], port);
+    ingress(
+        &mut view,
+        "1",
+        json!([
+            rule("shop.example.com", "/", "web"),
+            rule("shop.example.com", "/api", "api"),
+            rule("shop.example.com", "/soon", "empty"),
+        ]),
+    );
+    let proxy = Proxy::new(ProxyConfig::default());
+    proxy.swap(compile(&view, &Settings::default()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_http(listener, proxy.clone()));
+    Setup { proxy, addr, view }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_balances_retries_and_answers_for_itself() {
+    let s = setup().await;
+    let addr = s.addr;
+    // Host and path choose the backend; the path and query go through unchanged.
+    let (code, body) =
+        blocking(move || curl(addr, "shop.example.com", "/api/users?x=1", &[])).await;
+    assert_eq!(code, 200, "{body}");
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got["server"], "api");
+    assert_eq!(got["uri"], "/api/users?x=1");
+    // The forwarding headers, and Host kept.
+    assert_eq!(
+        got["headers"]["host"],
+        format!("shop.example.com:{}", addr.port())
+    );
+    assert_eq!(got["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(got["headers"]["x-real-ip"], "127.0.0.1");
+    assert_eq!(got["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(got["headers"]["x-forwarded-host"], "shop.example.com");
+    assert_eq!(got["headers"]["x-forwarded-port"], addr.port().to_string());
+    // A client's X-Forwarded-For is not trusted (ingress-nginx without use-forwarded-headers).
+    let (_, body) = blocking(move || {
+        curl(
+            addr,
+            "shop.example.com",
+            "/api",
+            &["-H", "X-Forwarded-For: 6.6.6.6"],
+        )
+    })
+    .await;
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got["headers"]["x-forwarded-for"], "127.0.0.1");
+
+    // Endpoints in turn: both a and b answer, and the refusing 127.0.0.9 never fails a request.
+    let mut servers = Vec::new();
+    for _ in 0..9 {
+        let (code, body) = blocking(move || curl(addr, "shop.example.com", "/", &[])).await;
+        assert_eq!(
+            code, 200,
+            "a refused endpoint is retried on the next: {body}"
+        );
+        let got: Value = serde_json::from_str(&body).unwrap();
+        servers.push(got["server"].as_str().unwrap().to_string());
+    }
+    assert!(servers.contains(&"a".to_string()), "{servers:?}");
+    assert!(servers.contains(&"b".to_string()), "{servers:?}");
+
+    // No ready endpoint: 503; no match (unknown host, no default backend): 404.
+    let (code, _) = blocking(move || curl(addr, "shop.example.com", "/soon", &[])).await;
+    assert_eq!(code, 503);
+    let (code, body) = blocking(move || curl(addr, "other.example.com", "/", &[])).await;
+    assert_eq!((code, body.as_str()), (404, "default backend - 404\n"));
+
+    // HTTP/2 from the client (prior knowledge), HTTP/1.1 to the backend, Host from :authority.
+    let (code, body) = blocking(move || {
+        curl(
+            addr,
+            "shop.example.com",
+            "/api",
+            &["--http2-prior-knowledge"],
+        )
+    })
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got["version"], "HTTP/1.1");
+    assert_eq!(
+        got["headers"]["host"],
+        format!("shop.example.com:{}", addr.port())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_swap_keeps_open_connections() {
+    let mut s = setup().await;
+    // One keep-alive connection from a client.
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let ask = |path: &str| {
+        Request::builder()
+            .uri(path)
+            .header("host", "shop.example.com")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let r = sender.send_request(ask("/x")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let first: Value =
+        serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_ne!(first["server"], "api");
+    // The route "/" now goes to api: the same connection gets the new table's answer.
+    ingress(
+        &mut s.view,
+        "2",
+        json!([rule("shop.example.com", "/", "api")]),
+    );
+    s.proxy.swap(compile(&s.view, &Settings::default()));
+    let r = sender.send_request(ask("/x")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let second: Value =
+        serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(second["server"], "api");
+}
