@@ -404,6 +404,9 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("apps", "DaemonSet"),
     // Enforced by the agent's policy reconciler.
     ("networking.k8s.io", "NetworkPolicy"),
+    // Served by the ingress controller (deploy/ingress.yaml, in every lab).
+    ("networking.k8s.io", "Ingress"),
+    ("networking.k8s.io", "IngressClass"),
     // The definitions weft serves new resources from.
     ("apiextensions.k8s.io", "CustomResourceDefinition"),
     // Records whose whole meaning is to be stored and read back: an Event is what `kubectl
@@ -412,8 +415,8 @@ const ACTED_ON: &[(&str, &str)] = &[
     ("", "Event"),
     ("coordination.k8s.io", "Lease"),
     // Not here, though served: ServiceAccount (every pod gets the lab's one token, whatever
-    // its account), RBAC (any authenticated client may do anything), Ingress and IngressClass
-    // (no ingress controller yet), ReplicaSet, StatefulSet, Job, CronJob, PDB, HPA, PVC,
+    // its account), RBAC (any authenticated client may do anything), ReplicaSet,
+    // StatefulSet, Job, CronJob, PDB, HPA, PVC,
     // LimitRange, ResourceQuota, StorageClass, PriorityClass.
 ];
 

@@ -168,6 +168,9 @@ enum Command {
         /// Where plain HTTP is served.
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:80")]
         http: std::net::SocketAddr,
+        /// Where HTTPS is served (certificates from the Ingresses' TLS Secrets, by SNI).
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:443")]
+        https: std::net::SocketAddr,
         /// The IngressClass name this controller answers to.
         #[arg(long, value_name = "NAME", default_value = weft_ingress::routes::CLASS)]
         class: String,
@@ -336,6 +339,7 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Ingress {
             http,
+            https,
             class,
             no_nginx_class,
             publish_service,
@@ -364,6 +368,7 @@ fn run(cli: Cli) -> Result<i32> {
                     ..weft_ingress::Settings::default()
                 },
                 http,
+                https,
                 health_port: Some(health_port),
                 publish_service,
                 proxy: weft_ingress::proxy::ProxyConfig::default(),

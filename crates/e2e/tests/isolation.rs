@@ -154,35 +154,25 @@ fn external_ips_outside_the_allowed_ranges_are_refused_on_create_and_update() {
 fn writes_of_kinds_weft_does_not_act_on_are_answered_with_a_warning_every_time() {
     let lab = Lab::new();
     lab.ok(&["lab", "up", "--wait", "60"]);
-    let warning = "Warning: weft stores ingresses.networking.k8s.io objects but does not act on \
-                   them\n";
-    let ingress = |host: &str| {
+    let warning = "Warning: weft stores limitranges objects but does not act on them\n";
+    let limits = |cpu: &str| {
         format!(
-            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web}}\nspec:\n  rules:\n    - host: {host}\n      http:\n        paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]\n"
+            "apiVersion: v1\nkind: LimitRange\nmetadata: {{name: web}}\nspec:\n  limits: [{{type: Container, default: {{cpu: {cpu}}}}}]\n"
         )
     };
-    let first = lab.write("ingress.yaml", &ingress("a.example.org"));
-    let second = lab.write("ingress2.yaml", &ingress("b.example.org"));
-    let third = lab.write("ingress3.yaml", &ingress("c.example.org"));
+    let first = lab.write("limits.yaml", &limits("100m"));
+    let second = lab.write("limits2.yaml", &limits("200m"));
+    let third = lab.write("limits3.yaml", &limits("300m"));
     // Created (POST), configured by a client-side apply (PATCH), by a server-side apply (PATCH
     // apply-patch), replaced (PUT): each time the same warning.
     let writes: [(&[&str], &str); 4] = [
-        (
-            &["apply", "-f", &first],
-            "ingress.networking.k8s.io/web created\n",
-        ),
-        (
-            &["apply", "-f", &second],
-            "ingress.networking.k8s.io/web configured\n",
-        ),
+        (&["apply", "-f", &first], "limitrange/web created\n"),
+        (&["apply", "-f", &second], "limitrange/web configured\n"),
         (
             &["apply", "--server-side", "--force-conflicts", "-f", &third],
-            "ingress.networking.k8s.io/web serverside-applied\n",
+            "limitrange/web serverside-applied\n",
         ),
-        (
-            &["replace", "-f", &first],
-            "ingress.networking.k8s.io/web replaced\n",
-        ),
+        (&["replace", "-f", &first], "limitrange/web replaced\n"),
     ];
     for (args, want) in writes {
         let out = lab.kubectl(args);
@@ -192,14 +182,22 @@ fn writes_of_kinds_weft_does_not_act_on_are_answered_with_a_warning_every_time()
     }
     let class = lab.write(
         "class.yaml",
-        "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: weft}\nspec: {controller: weft.dev/ingress}\n",
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: high}\nvalue: 1000\n",
     );
     let out = lab.kubectl(&["apply", "-f", &class]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stderr(&out),
-        "Warning: weft stores ingressclasses.networking.k8s.io objects but does not act on them\n"
+        "Warning: weft stores priorityclasses.scheduling.k8s.io objects but does not act on them\n"
     );
+    // Kinds weft acts on (NetworkPolicy and Ingress among them) say nothing.
+    let ingress = lab.write(
+        "ingress.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web}\nspec:\n  rules:\n    - host: a.example.org\n      http:\n        paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]\n",
+    );
+    let out = lab.kubectl(&["apply", "-f", &ingress]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
     // Kinds weft acts on (NetworkPolicy among them) say nothing.
     let policy = lab.write(
         "policy.yaml",

@@ -205,13 +205,16 @@ fn up_and_down_twice_leave_the_machine_as_it_was() {
     for _ in 0..2 {
         lab.ok(&["lab", "up", "--wait", "30"]);
         // The fabric, the outside, one node, and a sandbox for each of weft's own pod-network
-        // pods (deploy/: the controller and the DNS pods).
+        // pods (deploy/: the controller, the DNS and the ingress controller's pods).
         let netns = lab.netns();
         let pods = netns.iter().filter(|n| n.contains("_pod-")).count();
         let weft_pods = lab
-            .pods(&["-n", "kube-system"])
+            .pods(&["-A"])
             .iter()
-            .filter(|p| p["spec"]["hostNetwork"] != true)
+            .filter(|p| {
+                let ns = p["metadata"]["namespace"].as_str().unwrap_or("");
+                (ns == "kube-system" || ns == "weft-system") && p["spec"]["hostNetwork"] != true
+            })
             .count();
         assert_eq!(
             (netns.len() - pods, pods),

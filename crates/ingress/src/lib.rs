@@ -6,5 +6,6 @@
 pub mod proxy;
 pub mod routes;
 pub mod run;
+pub mod tls;
 
 pub use routes::{compile, RouteTable, Settings};

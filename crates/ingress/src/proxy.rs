@@ -98,6 +98,14 @@ impl Proxy {
         let Some(matched) = table.route(&host, &path) else {
             return Ok(plain(StatusCode::NOT_FOUND, "default backend - 404\n"));
         };
+        if scheme == "http" && matched.route.is_some_and(|r| r.https_redirect) {
+            let target = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string();
+            return Ok(redirect(&format!("https://{host}{target}")));
+        }
         let endpoints = match matched.backend {
             Backend::Endpoints { .. } => matched.backend.endpoints_in_turn(),
             Backend::External { host, port, .. } => {
@@ -291,6 +299,16 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
     headers.remove(hyper::header::UPGRADE);
 }
 
+/// 308 Permanent Redirect to `location` (ingress-nginx's code for ssl-redirect: it keeps the
+/// method and body).
+fn redirect(location: &str) -> Response<Body> {
+    let mut r = plain(StatusCode::PERMANENT_REDIRECT, "308 Permanent Redirect\n");
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(hyper::header::LOCATION, v);
+    }
+    r
+}
+
 /// A response of the proxy's own.
 pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut r = Response::new(
@@ -305,6 +323,49 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     );
     r
 }
+
+/// Serves HTTPS on `listener` until the runtime stops: TLS by `tls` (certificates by SNI),
+/// then HTTP/2 or HTTP/1.1 as ALPN chose.
+pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rustls::ServerConfig>) {
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accepting: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (proxy, acceptor) = (proxy.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            // A client that never finishes its handshake is dropped.
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!("TLS handshake with {client}: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = hyper::service::service_fn(move |req| {
+                proxy.clone().handle(req, client, "https", port)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("client {client}: {e}");
+            }
+        });
+    }
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge) on `listener` until the
 /// runtime stops.

@@ -23,6 +23,12 @@
 //!   port through the Service's EndpointSlices (the port of the same name); a Service of type
 //!   ExternalName is reached by its name. A backend that cannot be resolved answers 503 and is
 //!   reported, while every other route keeps working.
+//! - **TLS**: each served Ingress's `spec.tls` hosts get the certificate of their Secret (a
+//!   `kubernetes.io/tls` Secret of the Ingress's namespace; the older Ingress's wins), chosen
+//!   by SNI. A route of a host with TLS redirects plain HTTP to HTTPS with 308 unless its
+//!   Ingress says `nginx.ingress.kubernetes.io/ssl-redirect: "false"`;
+//!   `force-ssl-redirect: "true"` redirects even without TLS. A missing or invalid Secret is a
+//!   problem: the host is then served with the default certificate, as ingress-nginx does.
 //! - **Classes**: the Ingresses whose class (`spec.ingressClassName`, else the legacy
 //!   `kubernetes.io/ingress.class` annotation) is an IngressClass of this controller, or this
 //!   controller's class name, or `nginx` (unless turned off); Ingresses without a class when
@@ -64,6 +70,8 @@ pub const CONTROLLER: &str = "weft.dev/ingress-controller";
 const LEGACY_CLASS: &str = "kubernetes.io/ingress.class";
 const DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
 const USE_REGEX: &str = "nginx.ingress.kubernetes.io/use-regex";
+const SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/ssl-redirect";
+const FORCE_SSL_REDIRECT: &str = "nginx.ingress.kubernetes.io/force-ssl-redirect";
 
 /// How a rule's path matches.
 #[derive(Clone, Debug)]
@@ -198,6 +206,8 @@ pub struct Route {
     pub ingress: NsName,
     pub path: PathMatch,
     pub backend: Arc<Backend>,
+    /// Plain HTTP requests get a 308 to HTTPS.
+    pub https_redirect: bool,
 }
 
 /// The routes of one host (or of every host without rules of its own).
@@ -244,6 +254,8 @@ pub struct RouteTable {
     pub default: Option<Arc<Backend>>,
     /// The Ingresses served (for status), in order.
     pub served: Vec<NsName>,
+    /// Certificates by SNI.
+    pub certs: crate::tls::Certs,
     pub problems: Vec<Problem>,
 }
 
@@ -280,10 +292,15 @@ impl RouteTable {
             out.push_str(&format!("host {name}\n"));
             for r in &h.routes {
                 out.push_str(&format!(
-                    "  {} {} ({}) -> {}\n",
+                    "  {} {} ({}){} -> {}\n",
                     r.path.kind(),
                     r.path.text(),
                     r.ingress,
+                    if r.https_redirect {
+                        " [https redirect]"
+                    } else {
+                        ""
+                    },
                     r.backend.describe()
                 ));
             }
@@ -304,6 +321,17 @@ impl RouteTable {
         host("(any)", &self.any);
         if let Some(d) = &self.default {
             out.push_str(&format!("default -> {}\n", d.describe()));
+        }
+        let mut certs: Vec<String> = self
+            .certs
+            .exact
+            .keys()
+            .cloned()
+            .chain(self.certs.wildcard.keys().map(|k| format!("*.{k}")))
+            .collect();
+        certs.sort();
+        for c in certs {
+            out.push_str(&format!("certificate {c}\n"));
         }
         for p in &self.problems {
             out.push_str(&format!("problem {}: {}\n", p.ingress, p.what));
@@ -374,17 +402,58 @@ pub fn compile(view: &ClusterView, settings: &Settings) -> RouteTable {
     });
     let mut table = RouteTable::default();
     let mut problems: Vec<Problem> = Vec::new();
+    // TLS first: which hosts have it (for redirects), and their certificates.
+    let mut tls_hosts: std::collections::BTreeSet<String> = Default::default();
+    for ing in &served {
+        let ikey = key(ing);
+        for tls in ing.spec.iter().flat_map(|s| s.tls.iter().flatten()) {
+            let hosts: Vec<String> = tls
+                .hosts
+                .iter()
+                .flatten()
+                .map(|h| h.to_ascii_lowercase())
+                .collect();
+            tls_hosts.extend(hosts.iter().cloned());
+            let Some(name) = tls.secret_name.as_deref().filter(|n| !n.is_empty()) else {
+                continue;
+            };
+            let secret_key = NsName::new(&ikey.namespace, name);
+            let loaded = match view.secret(&secret_key) {
+                None => Err("does not exist".to_string()),
+                Some(secret) => crate::tls::certified_key(secret),
+            };
+            match loaded {
+                Ok(certified) => {
+                    let certified = Arc::new(certified);
+                    for host in &hosts {
+                        table.certs.add(host, certified.clone());
+                    }
+                }
+                Err(why) => problems.push(Problem {
+                    ingress: ikey.clone(),
+                    what: format!(
+                        "TLS secret {secret_key} {why}: hosts {} get the default certificate",
+                        hosts.join(",")
+                    ),
+                }),
+            }
+        }
+    }
     // Per host, the (path kind, text) already given, so the older Ingress keeps it.
     let mut taken: BTreeMap<(String, u8, String), ()> = BTreeMap::new();
     for ing in served {
         let ikey = key(ing);
         table.served.push(ikey.clone());
-        let regex = ing
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(USE_REGEX))
-            .is_some_and(|v| v == "true");
+        let annotation = |name: &str| {
+            ing.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(name))
+                .map(String::as_str)
+        };
+        let regex = annotation(USE_REGEX) == Some("true");
+        let ssl_redirect = annotation(SSL_REDIRECT) != Some("false");
+        let force_ssl_redirect = annotation(FORCE_SSL_REDIRECT) == Some("true");
         let Some(spec) = &ing.spec else { continue };
         let mut problem = |what: String| {
             problems.push(Problem {
@@ -445,10 +514,17 @@ pub fn compile(view: &ClusterView, settings: &Settings) -> RouteTable {
                     continue;
                 }
                 let b = Arc::new(backend(view, &ikey.namespace, &path.backend, &mut problem));
+                // TLS for the host itself, or for its wildcard.
+                let tls = !host_name.is_empty()
+                    && (tls_hosts.contains(&host_name)
+                        || host_name
+                            .split_once('.')
+                            .is_some_and(|(_, rest)| tls_hosts.contains(&format!("*.{rest}"))));
                 host.routes.push(Route {
                     ingress: ikey.clone(),
                     path: matcher,
                     backend: b,
+                    https_redirect: force_ssl_redirect || (ssl_redirect && tls),
                 });
             }
         }

@@ -22,7 +22,7 @@ use weft_view::reconciler::{host, Readiness};
 use weft_view::source::{self, SourceError};
 use weft_view::{ClusterView, Interest, NsName, Reconciler, Shared, Wake};
 
-use crate::proxy::{serve_http, Proxy, ProxyConfig};
+use crate::proxy::{serve_http, serve_https, Proxy, ProxyConfig};
 use crate::routes::{compile, serves, Settings};
 
 /// The ingress pod's health port (`/healthz`, `/readyz`; ingress-nginx's is 10254).
@@ -34,6 +34,8 @@ pub enum IngressError {
     Source(#[from] SourceError),
     #[error("starting the ingress controller's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("the TLS setup: {0}")]
+    Tls(String),
     #[error("listening on {addr}: {error}")]
     Listen {
         addr: SocketAddr,
@@ -47,6 +49,8 @@ pub struct IngressConfig {
     pub settings: Settings,
     /// Where plain HTTP is served.
     pub http: SocketAddr,
+    /// Where HTTPS is served.
+    pub https: SocketAddr,
     pub health_port: Option<u16>,
     /// The controller's own Service, whose address goes into the served Ingresses' status.
     pub publish_service: Option<NsName>,
@@ -77,6 +81,7 @@ impl Reconciler for RouteReconciler {
         Interest {
             services: true,
             ingresses: true,
+            secrets: true,
             ..Interest::default()
         }
     }
@@ -232,11 +237,21 @@ pub fn run(config: IngressConfig) -> Result<(), IngressError> {
                 addr: config.http,
                 error,
             })?;
+        let https = tokio::net::TcpListener::bind(config.https)
+            .await
+            .map_err(|error| IngressError::Listen {
+                addr: config.https,
+                error,
+            })?;
+        let default = crate::tls::default_certificate().map_err(IngressError::Tls)?;
+        let tls = crate::tls::server_config(proxy.clone(), default)
+            .map_err(|e| IngressError::Tls(e.to_string()))?;
+        tokio::spawn(serve_https(https, proxy.clone(), Arc::new(tls)));
         tokio::spawn(serve_http(listener, proxy));
         if let Some(port) = config.health_port {
             tokio::spawn(weft_view::health::serve(port, readiness));
         }
-        tracing::info!(http = %config.http, class = %config.settings.class, "ingress started");
+        tracing::info!(http = %config.http, https = %config.https, class = %config.settings.class, "ingress started");
         if let Err(e) = routes.await {
             tracing::error!("the route reconciler stopped: {e}");
             std::process::exit(1);

@@ -282,9 +282,171 @@ async fn a_table_swap_keeps_open_connections() {
         json!([rule("shop.example.com", "/", "api")]),
     );
     s.proxy.swap(compile(&s.view, &Settings::default()));
+    sender.ready().await.expect("the connection stays open");
     let r = sender.send_request(ask("/x")).await.unwrap();
     assert_eq!(r.status(), 200);
     let second: Value =
         serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(second["server"], "api");
+}
+
+/// A CA and a certificate it signed for `hosts`: (CA PEM, leaf PEM, leaf key PEM).
+fn signed(hosts: &[&str]) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "weft test CA");
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+    (ca.pem(), leaf.pem(), leaf_key.serialize_pem())
+}
+
+fn tls_secret(view: &mut ClusterView, name: &str, crt: &str, key: &str) {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    view.apply(Event::Apply(obj::<k8s_openapi::api::core::v1::Secret>(
+        json!({
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": "1"},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": b64(crt), "tls.key": b64(key)}
+        }),
+    )));
+}
+
+/// `curl` over HTTPS to the proxy's TLS port for `https://host/path`, trusting `ca`:
+/// (status, body, stderr).
+fn curl_tls(
+    tls: SocketAddr,
+    host: &str,
+    path: &str,
+    ca: &str,
+    extra: &[&str],
+) -> (u16, String, String) {
+    let url = format!("https://{host}:{}{path}", tls.port());
+    let resolve = format!("{host}:{}:{}", tls.port(), tls.ip());
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "-v",
+            "--max-time",
+            "10",
+            "--cacert",
+            ca,
+            "--resolve",
+            &resolve,
+        ])
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .args(extra)
+        .arg(&url)
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let code = tail
+        .split_whitespace()
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let stderr = format!("{tail}\n{}", String::from_utf8_lossy(&out.stderr));
+    (code, body.to_string(), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_by_sni_http2_by_alpn_and_the_https_redirect() {
+    let mut s = setup().await;
+    let (ca, crt, key) = signed(&["shop.example.com"]);
+    let dir = std::env::temp_dir().join(format!("weft-ingress-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let ca_file = ca_file.to_string_lossy().into_owned();
+    tls_secret(&mut s.view, "shop-tls", &crt, &key);
+    s.view.apply(Event::Apply(obj::<k8s_openapi::api::networking::v1::Ingress>(json!({
+        "metadata": {"name": "site", "namespace": "default", "resourceVersion": "9",
+            "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {
+            "tls": [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}],
+            "rules": [rule("shop.example.com", "/", "web"), rule("plain.example.com", "/", "web")]
+        }
+    }))));
+    let table = compile(&s.view, &Settings::default());
+    assert!(table.problems.is_empty(), "{:?}", table.problems);
+    s.proxy.swap(table);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = listener.local_addr().unwrap();
+    let default = weft_ingress::tls::default_certificate().unwrap();
+    let config = weft_ingress::tls::server_config(s.proxy.clone(), default).unwrap();
+    tokio::spawn(weft_ingress::proxy::serve_https(
+        listener,
+        s.proxy.clone(),
+        Arc::new(config),
+    ));
+    let addr = s.addr;
+
+    // The Secret's certificate for its host, verified against its CA; HTTP/2 by ALPN.
+    let ca2 = ca_file.clone();
+    let (code, body, log) =
+        blocking(move || curl_tls(tls_addr, "shop.example.com", "/x", &ca2, &["--http2"])).await;
+    assert_eq!(code, 200, "{body}\n{log}");
+    assert!(log.starts_with("200 2"), "HTTP/2 over ALPN: {log}");
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got["headers"]["x-forwarded-proto"], "https");
+    // TLS 1.2 and HTTP/1.1 too.
+    let ca2 = ca_file.clone();
+    let (code, _, log) = blocking(move || {
+        curl_tls(
+            tls_addr,
+            "shop.example.com",
+            "/x",
+            &ca2,
+            &["--tls-max", "1.2", "--http1.1"],
+        )
+    })
+    .await;
+    assert_eq!(code, 200, "{log}");
+    assert!(log.contains("TLSv1.2"), "{log}");
+    // A name without a certificate gets the default one (not trusted by the CA: -k to look).
+    let ca2 = ca_file.clone();
+    let (code, _, log) =
+        blocking(move || curl_tls(tls_addr, "plain.example.com", "/", &ca2, &["-k"])).await;
+    assert_eq!(code, 200, "{log}");
+    assert!(
+        log.contains("Kubernetes Ingress Controller Fake Certificate"),
+        "{log}"
+    );
+
+    // Plain HTTP to a host with TLS: 308 to HTTPS, path and query kept; without TLS: served.
+    let (code, _) =
+        blocking(move || curl(addr, "shop.example.com", "/a/b?c=d", &["-o", "/dev/null"])).await;
+    assert_eq!(code, 308);
+    let location = blocking(move || {
+        let url = format!("http://shop.example.com:{}/a/b?c=d", addr.port());
+        let resolve = format!("shop.example.com:{}:{}", addr.port(), addr.ip());
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{redirect_url}",
+                "--resolve",
+                &resolve,
+                &url,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    })
+    .await;
+    assert_eq!(location, "https://shop.example.com/a/b?c=d");
+    let (code, _) = blocking(move || curl(addr, "plain.example.com", "/", &[])).await;
+    assert_eq!(code, 200);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

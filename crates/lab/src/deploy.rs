@@ -1,7 +1,8 @@
 //! weft's own components in the lab come from `deploy/`, the manifests that install weft on a
 //! real cluster: the agent DaemonSet, the controller Deployment, the cluster DNS (the `kube-dns`
-//! Service at the config's DNS address and its Deployment), their RBAC and the `weft-config`
-//! ConfigMap. The lab fills the
+//! Service at the config's DNS address and its Deployment), the ingress controller (its
+//! Deployment and LoadBalancer Service in weft-system, the default IngressClass), their RBAC
+//! and the `weft-config` ConfigMap. The lab fills the
 //! ConfigMap with its own cluster config and the API server's fabric address (the agent is a
 //! hostNetwork pod: it cannot use the `kubernetes` Service before a proxy has programmed it,
 //! which is the agent's own job), and its kubelets run weft's image from the lab's binaries.
@@ -13,7 +14,7 @@ use weft_model::Object;
 use crate::LabError;
 
 /// The manifests, in the order a user would apply them.
-const MANIFESTS: [(&str, &str); 5] = [
+const MANIFESTS: [(&str, &str); 6] = [
     (
         "deploy/namespace-rbac.yaml",
         include_str!("../../../deploy/namespace-rbac.yaml"),
@@ -31,6 +32,10 @@ const MANIFESTS: [(&str, &str); 5] = [
         include_str!("../../../deploy/controller.yaml"),
     ),
     ("deploy/dns.yaml", include_str!("../../../deploy/dns.yaml")),
+    (
+        "deploy/ingress.yaml",
+        include_str!("../../../deploy/ingress.yaml"),
+    ),
 ];
 
 /// The deploy objects for this lab, the ConfigMap filled in.

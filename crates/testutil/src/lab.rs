@@ -130,9 +130,14 @@ impl Lab {
     /// The address `weft controller` gave the LoadBalancer Service `name` (waits for it: the
     /// allocation follows the Service's creation).
     pub fn lb_ip(&self, name: &str) -> String {
+        self.lb_ip_in("default", name)
+    }
+
+    /// [`Lab::lb_ip`] of a Service in `namespace`.
+    pub fn lb_ip_in(&self, namespace: &str, name: &str) -> String {
         let mut ip = None;
         crate::wait::wait_for_what(&format!("an address for LoadBalancer {name}"), || {
-            ip = self.service(name)["status"]["loadBalancer"]["ingress"][0]["ip"]
+            ip = self.service_in(namespace, name)["status"]["loadBalancer"]["ingress"][0]["ip"]
                 .as_str()
                 .map(str::to_string);
             ip.is_some()

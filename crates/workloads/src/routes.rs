@@ -55,6 +55,17 @@ fn netexec(head: &RequestHead, hostname: &Hostname, peer: SocketAddr) -> Respons
         "/" | "/hostname" | "/hostName" => Response::text(Status::Ok, hostname.as_str()),
         "/clientip" => Response::text(Status::Ok, client_ip(peer)),
         "/echo" => Response::text(Status::Ok, head.query_param("msg").unwrap_or_default()),
+        // The value of the request header `key` (empty if absent), as agnhost's /header.
+        "/header" => {
+            let key = head
+                .query_param("key")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            Response::text(
+                Status::Ok,
+                head.header(&key).unwrap_or_default().to_string(),
+            )
+        }
         "/healthz" => Response::text(Status::Ok, "ok"),
         "/dial" => dial::dial(head),
         // The body Go's net/http answers for an unknown path, which clients of agnhost may match on.
@@ -122,6 +133,8 @@ mod tests {
             ("/echo?msg=a%20b+c&x=1", Status::Ok, "a b c"),
             ("/echo", Status::Ok, ""),
             ("/healthz", Status::Ok, "ok"),
+            ("/header?key=Host", Status::Ok, "x"),
+            ("/header?key=x-missing", Status::Ok, ""),
             ("/nope", Status::NotFound, "404 page not found\n"),
         ] {
             let response = get(NETEXEC, target);

@@ -321,3 +321,92 @@ proptest! {
         );
     }
 }
+
+/// A self-signed certificate for `host`, as a Secret's (tls.crt, tls.key) PEM.
+fn self_signed(host: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+fn secret(view: &mut ClusterView, name: &str, crt: &str, key: &str) {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    view.apply(Event::Apply(obj::<k8s_openapi::api::core::v1::Secret>(
+        json!({
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": "1"},
+            "type": "kubernetes.io/tls",
+            "data": {"tls.crt": b64(crt), "tls.key": b64(key)}
+        }),
+    )));
+}
+
+#[test]
+fn tls_certificates_and_https_redirects() {
+    let mut v = ClusterView::new();
+    service(&mut v, "web", &["10.244.1.2"]);
+    let (crt, key) = self_signed("a.example.com");
+    secret(&mut v, "a-tls", &crt, &key);
+    let (wild, wild_key) = self_signed("*.w.example.com");
+    secret(&mut v, "w-tls", &wild, &wild_key);
+    // A key that is not the certificate's.
+    let (_, other_key) = self_signed("x");
+    secret(&mut v, "mismatch", &crt, &other_key);
+    let rule = |host: &str| json!({"host": host, "http": {"paths": [path("/", "Prefix", "web")]}});
+    ingress(
+        &mut v,
+        "tls",
+        "2026-01-01T00:00:00Z",
+        json!({}),
+        json!({
+            "tls": [
+                {"hosts": ["a.example.com"], "secretName": "a-tls"},
+                {"hosts": ["*.w.example.com"], "secretName": "w-tls"},
+                {"hosts": ["gone.example.com"], "secretName": "nope"},
+                {"hosts": ["bad.example.com"], "secretName": "mismatch"}
+            ],
+            "rules": [rule("a.example.com"), rule("x.w.example.com"), rule("gone.example.com"), rule("plain.example.com")]
+        }),
+    );
+    ingress(
+        &mut v,
+        "opt-out",
+        "2026-01-02T00:00:00Z",
+        json!({"annotations": {"nginx.ingress.kubernetes.io/ssl-redirect": "false"}}),
+        json!({"tls": [{"hosts": ["b.example.com"], "secretName": "a-tls"}], "rules": [rule("b.example.com")]}),
+    );
+    ingress(
+        &mut v,
+        "forced",
+        "2026-01-03T00:00:00Z",
+        json!({"annotations": {"nginx.ingress.kubernetes.io/force-ssl-redirect": "true"}}),
+        json!({"rules": [rule("f.example.com")]}),
+    );
+    let t = compile(&v, &Settings::default());
+    let redirect = |host: &str| t.route(host, "/").unwrap().route.unwrap().https_redirect;
+    assert!(redirect("a.example.com"));
+    assert!(redirect("x.w.example.com"));
+    // A TLS host whose Secret is missing still redirects (served with the default certificate).
+    assert!(redirect("gone.example.com"));
+    assert!(!redirect("plain.example.com"));
+    assert!(!redirect("b.example.com"));
+    assert!(redirect("f.example.com"));
+    assert!(t.certs.find("a.example.com").is_some());
+    assert!(t.certs.find("x.w.example.com").is_some());
+    assert!(t.certs.find("y.x.w.example.com").is_none());
+    assert!(t.certs.find("gone.example.com").is_none());
+    assert!(t.certs.find("bad.example.com").is_none());
+    let problems: Vec<String> = t.problems.iter().map(|p| p.what.clone()).collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("TLS secret default/nope does not exist"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("TLS secret default/mismatch tls.key does not belong"),
+        "{problems:?}"
+    );
+}

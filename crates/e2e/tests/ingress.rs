@@ -1,0 +1,343 @@
+//! The ingress controller in a lab, as a user meets it: `weft lab up` deploys it from
+//! deploy/ingress.yaml (Deployment and LoadBalancer Service in weft-system, the default
+//! IngressClass `weft`); Ingresses applied with kubectl get the Service's address in their
+//! status; `curl` from the lab's outside host through that address reaches the pods the rules
+//! name. Modelled on the ingress-controller-conformance scenarios: host rules (exact and
+//! wildcard), path rules (Exact, Prefix element by element, longest match), the default
+//! backend, ingress classes (the default class, `nginx` by annotation, another controller's
+//! class left alone), load balancing across endpoints, 503 without ready endpoints, the
+//! forwarding headers with the client's address kept, and a changed Ingress served without a
+//! restart. The backends are nginx servers, which answer every path with their pod's name, and
+//! an agnhost netexec that echoes a request header (`/header?key=`). Needs root; the lab is
+//! torn down in Drop.
+
+use weft_testutil::{wait_for_what, Lab, AGNHOST};
+
+const OUTSIDE: &str = "203.0.113.10";
+
+/// A Deployment and its Service (port `web` 80 to the container's port `http`): nginx on 80,
+/// or with `agnhost` an agnhost netexec on 8080.
+fn deployment(name: &str, replicas: u32, agnhost: bool) -> String {
+    let container = if agnhost {
+        format!("{{name: c, image: {AGNHOST}, args: [netexec, --http-port=8080], ports: [{{containerPort: 8080, name: http}}]}}")
+    } else {
+        "{name: c, image: nginx:1.27, ports: [{containerPort: 80, name: http}]}".to_string()
+    };
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      containers: [{container}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  selector: {{app: {name}}}\n  ports: [{{name: web, port: 80, targetPort: http}}]\n---\n"
+    )
+}
+
+const INGRESSES: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: hosts}
+spec:
+  rules:
+    - host: a.example.com
+      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}]}
+    - host: b.example.com
+      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-b, port: {name: web}}}}]}
+    - host: "*.wild.example.com"
+      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}]}
+    - host: headers.example.com
+      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: headers, port: {number: 80}}}}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: paths
+  annotations: {kubernetes.io/ingress.class: nginx}
+spec:
+  defaultBackend: {service: {name: echo-b, port: {number: 80}}}
+  rules:
+    - host: paths.example.com
+      http:
+        paths:
+          - {path: /exact, pathType: Exact, backend: {service: {name: echo-b, port: {number: 80}}}}
+          - {path: /foo, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}
+          - {path: /empty, pathType: Prefix, backend: {service: {name: empty, port: {number: 80}}}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: theirs}
+spec:
+  ingressClassName: traefik
+  rules:
+    - host: theirs.example.com
+      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}]}
+"#;
+
+struct Ingress {
+    lab: Lab,
+    lb: String,
+}
+
+impl Ingress {
+    /// `curl` from the outside host to `http://host/path` through the controller's address:
+    /// (HTTP status, body). Status 0 when curl failed.
+    fn get(&self, host: &str, path: &str) -> (u16, String) {
+        let resolve = format!("{host}:80:{}", self.lb);
+        let url = format!("http://{host}{path}");
+        let out = self.lab.weft(&[
+            "lab",
+            "outside",
+            "--",
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "--resolve",
+            &resolve,
+            "-w",
+            "\n%{http_code}",
+            &url,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
+    /// `STATUS APP` of the nginx pod that answered `host/path`.
+    fn who(&self, host: &str, path: &str) -> String {
+        let (code, body) = self.get(host, path);
+        format!("{code} {}", app_of(&body))
+    }
+}
+
+/// `echo-a` for a pod named `echo-a-<hash>-<id>`; the body otherwise.
+fn app_of(body: &str) -> String {
+    match body.split('-').collect::<Vec<_>>().as_slice() {
+        [app, which, _, _] => format!("{app}-{which}"),
+        _ => body.trim().to_string(),
+    }
+}
+
+fn up() -> Ingress {
+    let lab = Lab::new();
+    let apps = deployment("echo-a", 2, false)
+        + &deployment("echo-b", 1, false)
+        + &deployment("empty", 0, false)
+        + &deployment("headers", 1, true);
+    let file = lab.write("apps.yaml", &apps);
+    lab.ok(&["lab", "up", "--nodes", "2", "-f", &file, "--wait", "120"]);
+    let ingresses = lab.write("ingresses.yaml", INGRESSES);
+    lab.kubectl_ok(&["apply", "-f", &ingresses]);
+    let lb = lab.lb_ip_in("weft-system", "weft-ingress");
+    Ingress { lab, lb }
+}
+
+#[test]
+fn ingresses_are_served_by_host_path_and_class() {
+    let ing = up();
+    // Status: the controller's address on every Ingress it serves, none on another's.
+    wait_for_what("the served Ingresses' status", || {
+        let out = ing.lab.kubectl_ok(&["get", "ingress"]);
+        out.lines().filter(|l| l.contains(&ing.lb)).count() == 2
+    });
+    let listing = ing.lab.kubectl_ok(&["get", "ingress"]);
+    let theirs = listing.lines().find(|l| l.starts_with("theirs")).unwrap();
+    assert!(!theirs.contains(&ing.lb), "{listing}");
+    assert!(
+        listing.contains("a.example.com,b.example.com,*.wild.example.com"),
+        "{listing}"
+    );
+
+    // Host rules, exact and wildcard (one label only); a port by name.
+    let cases = [
+        ("a.example.com", "/", "200 echo-a"),
+        ("A.EXAMPLE.COM", "/hostname", "200 echo-a"),
+        ("b.example.com", "/", "200 echo-b"),
+        ("x.wild.example.com", "/", "200 echo-a"),
+        // Not one label more: no rule of its own, so the default backend.
+        ("x.y.wild.example.com", "/", "200 echo-b"),
+        ("wild.example.com", "/", "200 echo-b"),
+        // Path rules (class nginx by the legacy annotation): Exact only itself, Prefix by
+        // element, and what matches nothing to the default backend.
+        ("paths.example.com", "/exact", "200 echo-b"),
+        ("paths.example.com", "/exact/more", "200 echo-b"),
+        ("paths.example.com", "/foo", "200 echo-a"),
+        ("paths.example.com", "/foo/", "200 echo-a"),
+        ("paths.example.com", "/foo/bar?q=1", "200 echo-a"),
+        ("paths.example.com", "/foobar", "200 echo-b"),
+        // Another controller's class: not served here (the default backend answers).
+        ("theirs.example.com", "/", "200 echo-b"),
+    ];
+    let mut wrong = Vec::new();
+    for (host, path, want) in cases {
+        let got = ing.who(host, path);
+        if got != want {
+            wrong.push(format!("{host}{path}: got {got:?}, want {want:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // A Service without ready endpoints: 503.
+    let (code, _) = ing.get("paths.example.com", "/empty/x");
+    assert_eq!(code, 503);
+
+    // Load balancing: both echo-a pods answer.
+    let mut pods = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let (code, body) = ing.get("a.example.com", "/");
+        assert_eq!(code, 200, "{body}");
+        pods.insert(body);
+    }
+    assert_eq!(pods.len(), 2, "{pods:?}");
+
+    // Headers: the client's own address (externalTrafficPolicy Local keeps it), Host kept.
+    let header = |key: &str| {
+        ing.get("headers.example.com", &format!("/header?key={key}"))
+            .1
+    };
+    assert_eq!(header("X-Forwarded-For"), OUTSIDE);
+    assert_eq!(header("X-Real-IP"), OUTSIDE);
+    assert_eq!(header("X-Forwarded-Proto"), "http");
+    assert_eq!(header("X-Forwarded-Host"), "headers.example.com");
+    assert_eq!(header("Host"), "headers.example.com");
+
+    // A changed Ingress is served without a restart.
+    let changed = INGRESSES.replace(
+        "host: b.example.com\n      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-b",
+        "host: b.example.com\n      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-a",
+    );
+    assert_ne!(changed, INGRESSES);
+    let file = ing.lab.write("changed.yaml", &changed);
+    ing.lab.kubectl_ok(&["apply", "-f", &file]);
+    wait_for_what("b.example.com served by echo-a", || {
+        ing.who("b.example.com", "/") == "200 echo-a"
+    });
+}
+
+/// `curl -sS` from the outside host with `args` (the URL last): (stdout, exit code).
+fn outside_curl(lab: &Lab, args: &[&str]) -> (String, i32) {
+    let mut all = vec!["lab", "outside", "--", "curl", "-sS", "--max-time", "5"];
+    all.extend_from_slice(args);
+    let out = lab.weft(&all);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn tls_from_a_secret_http2_and_the_https_redirect() {
+    let ing = up();
+    // A certificate for secure.example.com, made with openssl, stored with kubectl.
+    let dir = ing.lab.write("keep", "");
+    let dir = std::path::Path::new(&dir).parent().unwrap().to_path_buf();
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=secure.example.com"])
+        .args(["-addext", "subjectAltName=DNS:secure.example.com"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let (crt, key) = (
+        crt.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    );
+    ing.lab.kubectl_ok(&[
+        "create",
+        "secret",
+        "tls",
+        "secure-tls",
+        "--cert",
+        &crt,
+        "--key",
+        &key,
+    ]);
+    let secure = ing.lab.write(
+        "secure.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: secure}\nspec:\n  tls: [{hosts: [secure.example.com], secretName: secure-tls}]\n  rules:\n    - host: secure.example.com\n      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}]}\n",
+    );
+    ing.lab.kubectl_ok(&["apply", "-f", &secure]);
+    let resolve = format!("secure.example.com:443:{}", ing.lb);
+    let resolve80 = format!("secure.example.com:80:{}", ing.lb);
+    // Verified against the Secret's own certificate, over HTTP/2 (ALPN) and TLS 1.2.
+    let mut last = String::new();
+    wait_for_what("secure.example.com over HTTPS", || {
+        let (out, _) = outside_curl(
+            &ing.lab,
+            &[
+                "--cacert",
+                &crt,
+                "--resolve",
+                &resolve,
+                "--http2",
+                "-w",
+                " %{http_version}",
+                "https://secure.example.com/",
+            ],
+        );
+        last = out.clone();
+        out.starts_with("echo-a-") && out.ends_with(" 2")
+    });
+    let (out, code) = outside_curl(
+        &ing.lab,
+        &[
+            "--cacert",
+            &crt,
+            "--resolve",
+            &resolve,
+            "--tls-max",
+            "1.2",
+            "--http1.1",
+            "https://secure.example.com/",
+        ],
+    );
+    assert_eq!(code, 0, "TLS 1.2: {out} (last HTTP/2 answer {last})");
+    assert!(out.starts_with("echo-a-"), "{out}");
+    // h2load, HTTP/2's own load generator, completes its requests.
+    let h2 = ing.lab.weft(&[
+        "lab",
+        "outside",
+        "--",
+        "h2load",
+        "-n",
+        "100",
+        "-c",
+        "2",
+        "--connect-to",
+        &format!("{}:443", ing.lb),
+        "https://secure.example.com/",
+    ]);
+    let h2 = String::from_utf8_lossy(&h2.stdout).into_owned();
+    assert!(h2.contains("100 succeeded"), "{h2}");
+    // Plain HTTP to a TLS host: 308 to HTTPS.
+    let (out, _) = outside_curl(
+        &ing.lab,
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{redirect_url}",
+            "--resolve",
+            &resolve80,
+            "http://secure.example.com/a?b=c",
+        ],
+    );
+    assert_eq!(out, "308 https://secure.example.com/a?b=c");
+    // A name without a certificate gets the default one.
+    let (out, code) = outside_curl(
+        &ing.lab,
+        &[
+            "-k",
+            "-v",
+            "--resolve",
+            &format!("other.example.com:443:{}", ing.lb),
+            "https://other.example.com/",
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+}
