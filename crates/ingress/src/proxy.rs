@@ -16,9 +16,9 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -26,11 +26,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, HOST};
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::routes::{Backend, RouteTable};
+use crate::options::{Options, Protocol};
+use crate::routes::{Backend, PathMatch, RouteTable};
+use weft_view::NsName;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -58,10 +60,44 @@ impl Default for ProxyConfig {
     }
 }
 
+/// The body sent to backends: the client's, possibly length-limited.
+pub type UpBody = BoxBody<Bytes, BoxError>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A kept connection to a backend.
+enum Conn {
+    H1(SendRequest<UpBody>),
+    H2(hyper::client::conn::http2::SendRequest<UpBody>),
+}
+
+impl Conn {
+    fn ready(&self) -> bool {
+        match self {
+            Conn::H1(s) => s.is_ready(),
+            Conn::H2(s) => s.is_ready(),
+        }
+    }
+    fn closed(&self) -> bool {
+        match self {
+            Conn::H1(s) => s.is_closed(),
+            Conn::H2(s) => s.is_closed(),
+        }
+    }
+    async fn send(&mut self, req: Request<UpBody>) -> hyper::Result<Response<Incoming>> {
+        match self {
+            Conn::H1(s) => s.send_request(req).await,
+            Conn::H2(s) => s.send_request(req).await,
+        }
+    }
+}
+
 /// The proxy's state: the current table and the backend connections.
 pub struct Proxy {
     table: RwLock<Arc<RouteTable>>,
-    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<Incoming>>>>,
+    idle: Mutex<HashMap<(SocketAddr, Protocol), Vec<Conn>>>,
+    /// `limit-rps` buckets: (ingress, client) -> (tokens, last refill).
+    buckets: Mutex<HashMap<(NsName, IpAddr), (f64, Instant)>>,
+    backend_tls: tokio_rustls::TlsConnector,
     config: ProxyConfig,
 }
 
@@ -70,6 +106,8 @@ impl Proxy {
         Arc::new(Proxy {
             table: RwLock::new(Arc::new(RouteTable::default())),
             idle: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            backend_tls: crate::tls::backend_connector(),
             config,
         })
     }
@@ -84,7 +122,8 @@ impl Proxy {
         self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Answers one request from `client` that came in over `scheme` on port `port`.
+    /// Answers one request from `client` that came in over `scheme` on port `port`, and logs
+    /// it (ingress-nginx's log format, on the `access` target).
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -92,21 +131,80 @@ impl Proxy {
         scheme: &'static str,
         port: u16,
     ) -> Result<Response<Body>, Infallible> {
+        let started = Instant::now();
+        let line = AccessLine::of(&req, client);
+        let (response, upstream) = self.answer(req, client, scheme, port).await;
+        line.log(&response, upstream, started.elapsed());
+        Ok(response)
+    }
+
+    async fn answer(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        scheme: &'static str,
+        port: u16,
+    ) -> (Response<Body>, Upstream) {
+        let none = Upstream::default();
         let table = self.table();
         let host = request_host(&req);
         let path = req.uri().path().to_string();
         let Some(matched) = table.route(&host, &path) else {
-            return Ok(plain(StatusCode::NOT_FOUND, "default backend - 404\n"));
+            return (
+                plain(StatusCode::NOT_FOUND, "default backend - 404\n"),
+                none,
+            );
         };
+        let defaults = Options::default();
+        let options = matched.route.map_or(&defaults, |r| r.options.as_ref());
+        let upstream = Upstream {
+            name: matched.backend.name(),
+            ..Upstream::default()
+        };
+        if let Some(allow) = &options.allow {
+            if !allow
+                .iter()
+                .any(|net| crate::options::contains(*net, client.ip()))
+            {
+                return (plain(StatusCode::FORBIDDEN, "403 Forbidden\n"), upstream);
+            }
+        }
         if scheme == "http" && matched.route.is_some_and(|r| r.https_redirect) {
             let target = req
                 .uri()
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_string();
-            return Ok(redirect(&format!("https://{host}{target}")));
+            return (redirect(&format!("https://{host}{target}")), upstream);
         }
-        let endpoints = match matched.backend {
+        if let (Some(cors), true) = (&options.cors, req.method() == Method::OPTIONS) {
+            let mut r = plain(StatusCode::NO_CONTENT, "");
+            cors_headers(r.headers_mut(), cors);
+            return (r, upstream);
+        }
+        if let (Some(rps), Some(route)) = (options.limit_rps, matched.route) {
+            if !self.take_token(&route.ingress, client.ip(), rps) {
+                return (
+                    plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "503 Service Temporarily Unavailable\n",
+                    ),
+                    upstream,
+                );
+            }
+        }
+        if let (Some(limit), Some(length)) = (options.body_limit, content_length(&req)) {
+            if length > limit {
+                return (
+                    plain(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "413 Request Entity Too Large\n",
+                    ),
+                    upstream,
+                );
+            }
+        }
+        let mut endpoints = match matched.backend {
             Backend::Endpoints { .. } => matched.backend.endpoints_in_turn(),
             Backend::External { host, port, .. } => {
                 match tokio::net::lookup_host((host.as_str(), *port)).await {
@@ -120,46 +218,142 @@ impl Proxy {
             Backend::Unavailable { .. } => Vec::new(),
         };
         if endpoints.is_empty() {
-            return Ok(plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Temporarily Unavailable\n",
-            ));
+            return (
+                plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "503 Service Temporarily Unavailable\n",
+                ),
+                upstream,
+            );
         }
-        let upstream = match self.prepare(req, client, &host, scheme, port) {
-            Ok(r) => r,
-            Err(status) => return Ok(plain(status, "bad request\n")),
+        // Session affinity: the endpoint the cookie names first, if it is still one.
+        let mut set_cookie = None;
+        if let Some(cookie) = &options.affinity_cookie {
+            let wanted = cookie_value(&req, cookie);
+            match wanted.and_then(|v| endpoints.iter().position(|e| endpoint_id(e) == v)) {
+                Some(at) => endpoints.rotate_left(at),
+                None => {
+                    set_cookie = Some(format!(
+                        "{cookie}={}; Path=/; HttpOnly",
+                        endpoint_id(&endpoints[0])
+                    ))
+                }
+            }
+        }
+        let rewritten = match (&options.rewrite, matched.route.map(|r| &r.path)) {
+            (Some(target), Some(PathMatch::Regex(re, _))) => re.captures(&path).map(|c| {
+                let mut to = crate::options::expand(target, &c);
+                if let Some(q) = req.uri().query() {
+                    to.push('?');
+                    to.push_str(q);
+                }
+                to
+            }),
+            _ => None,
         };
-        let mut sender = None;
+        let upstream_req = match self.prepare(
+            req,
+            client,
+            &host,
+            scheme,
+            port,
+            rewritten,
+            options.body_limit,
+        ) {
+            Ok(r) => r,
+            Err(status) => return (plain(status, "400 Bad Request\n"), upstream),
+        };
+        let connect_timeout = options
+            .connect_timeout
+            .unwrap_or(self.config.connect_timeout);
+        let mut conn = None;
         for endpoint in endpoints.iter().take(self.config.tries.max(1)) {
-            match self.connection(*endpoint).await {
-                Ok(s) => {
-                    sender = Some((*endpoint, s));
+            match self
+                .connection(*endpoint, options.protocol, connect_timeout)
+                .await
+            {
+                Ok(c) => {
+                    conn = Some((*endpoint, c));
                     break;
                 }
                 Err(e) => tracing::warn!("connecting to {endpoint} for {host}{path}: {e}"),
             }
         }
-        let Some((endpoint, mut sender)) = sender else {
-            return Ok(plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"));
+        let Some((endpoint, mut conn)) = conn else {
+            return (
+                plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
+                upstream,
+            );
         };
-        let sent =
-            tokio::time::timeout(self.config.read_timeout, sender.send_request(upstream)).await;
+        let upstream = Upstream {
+            addr: Some(endpoint),
+            ..upstream
+        };
+        let read_timeout = options.read_timeout.unwrap_or(self.config.read_timeout);
+        let sent = tokio::time::timeout(read_timeout, conn.send(upstream_req)).await;
         let response = match sent {
-            Err(_) => return Ok(plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n")),
+            Err(_) => {
+                return (
+                    plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n"),
+                    upstream,
+                )
+            }
             Ok(Err(e)) => {
+                if too_large(&e) {
+                    return (
+                        plain(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "413 Request Entity Too Large\n",
+                        ),
+                        upstream,
+                    );
+                }
                 tracing::warn!("{endpoint} for {host}{path}: {e}");
-                return Ok(plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"));
+                return (
+                    plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
+                    upstream,
+                );
             }
             Ok(Ok(r)) => r,
         };
-        self.keep(endpoint, sender);
+        self.keep(endpoint, options.protocol, conn);
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, body.boxed()))
+        if let Some(cors) = &options.cors {
+            cors_headers(&mut parts.headers, cors);
+        }
+        if let Some(c) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            parts.headers.append(hyper::header::SET_COOKIE, c);
+        }
+        (Response::from_parts(parts, body.boxed()), upstream)
     }
 
-    /// The request as the backend gets it: origin-form URI, hop-by-hop headers out, `Host`
-    /// kept (set from the URI for HTTP/2 clients), forwarding headers set.
+    /// One token of `ingress`'s bucket for `client` (refilled at `rps` per second, holding at
+    /// most five seconds' worth, as ingress-nginx's burst multiplier).
+    fn take_token(&self, ingress: &NsName, client: IpAddr, rps: u32) -> bool {
+        let now = Instant::now();
+        let burst = f64::from(rps) * 5.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 100_000 {
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < Duration::from_secs(60));
+        }
+        let (tokens, at) = buckets
+            .entry((ingress.clone(), client))
+            .or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * f64::from(rps)).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The request as the backend gets it: origin-form URI (rewritten if asked), hop-by-hop
+    /// headers out, `Host` kept (set from the URI for HTTP/2 clients), forwarding headers set,
+    /// the body limited to `limit` bytes.
+    #[allow(clippy::too_many_arguments)]
     fn prepare(
         &self,
         req: Request<Incoming>,
@@ -167,18 +361,21 @@ impl Proxy {
         host: &str,
         scheme: &'static str,
         port: u16,
-    ) -> Result<Request<Incoming>, StatusCode> {
+        rewritten: Option<String>,
+        limit: Option<u64>,
+    ) -> Result<Request<UpBody>, StatusCode> {
         let (mut parts, body) = req.into_parts();
         let authority = parts.uri.authority().map(|a| a.to_string());
-        let origin = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .parse::<Uri>()
-            .map_err(|_| StatusCode::BAD_REQUEST)?;
-        parts.uri = origin;
-        parts.version = hyper::Version::HTTP_11;
+        let target = match rewritten {
+            Some(t) => t,
+            None => parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+                .to_string(),
+        };
+        parts.uri = target.parse::<Uri>().map_err(|_| StatusCode::BAD_REQUEST)?;
         strip_hop_by_hop(&mut parts.headers);
         if !parts.headers.contains_key(HOST) {
             let value = authority.unwrap_or_else(|| host.to_string());
@@ -187,7 +384,7 @@ impl Proxy {
                 HeaderValue::from_str(&value).map_err(|_| StatusCode::BAD_REQUEST)?,
             );
         }
-        let ip = client.ip().to_string();
+        let ip = client.ip().to_canonical().to_string();
         let set = |h: &mut hyper::HeaderMap, name: &'static str, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
                 h.insert(HeaderName::from_static(name), v);
@@ -198,53 +395,219 @@ impl Proxy {
         set(&mut parts.headers, "x-forwarded-proto", scheme);
         set(&mut parts.headers, "x-forwarded-host", host);
         set(&mut parts.headers, "x-forwarded-port", &port.to_string());
+        let body: UpBody = match limit {
+            Some(n) => {
+                http_body_util::Limited::new(body, usize::try_from(n).unwrap_or(usize::MAX)).boxed()
+            }
+            None => body.map_err(|e| Box::new(e) as BoxError).boxed(),
+        };
         Ok(Request::from_parts(parts, body))
     }
 
     /// An idle kept-alive connection to `endpoint`, or a new one.
-    async fn connection(&self, endpoint: SocketAddr) -> std::io::Result<SendRequest<Incoming>> {
+    async fn connection(
+        &self,
+        endpoint: SocketAddr,
+        protocol: Protocol,
+        connect_timeout: Duration,
+    ) -> std::io::Result<Conn> {
         loop {
             let idle = {
                 let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                pool.get_mut(&endpoint).and_then(Vec::pop)
+                pool.get_mut(&(endpoint, protocol)).and_then(Vec::pop)
             };
             match idle {
-                Some(s) if s.is_ready() => return Ok(s),
+                Some(c) if c.ready() => return Ok(c),
                 // Busy (its last response still streaming) or closed: not for this request.
-                Some(s) if !s.is_closed() => {
-                    self.keep(endpoint, s);
+                Some(c) if !c.closed() => {
+                    self.keep(endpoint, protocol, c);
                     break;
                 }
                 Some(_) => continue,
                 None => break,
             }
         }
-        let stream =
-            tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(endpoint))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint))
             .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("backend connection {endpoint}: {e}");
+            .map_err(|_| timed_out())??;
+        stream.set_nodelay(true)?;
+        match protocol {
+            Protocol::Http => {
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                spawn_conn(endpoint, conn);
+                Ok(Conn::H1(sender))
             }
-        });
-        Ok(sender)
+            Protocol::Https => {
+                let name = rustls::pki_types::ServerName::IpAddress(endpoint.ip().into());
+                let tls =
+                    tokio::time::timeout(connect_timeout, self.backend_tls.connect(name, stream))
+                        .await
+                        .map_err(|_| timed_out())??;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                    .await
+                    .map_err(std::io::Error::other)?;
+                spawn_conn(endpoint, conn);
+                Ok(Conn::H1(sender))
+            }
+            Protocol::Grpc => {
+                let (sender, conn) = hyper::client::conn::http2::handshake(
+                    TokioExecutor::new(),
+                    TokioIo::new(stream),
+                )
+                .await
+                .map_err(std::io::Error::other)?;
+                spawn_conn(endpoint, conn);
+                Ok(Conn::H2(sender))
+            }
+        }
     }
 
     /// Keeps a connection for a later request to `endpoint` (one whose response is still
     /// streaming is skipped until it is ready again).
-    fn keep(&self, endpoint: SocketAddr, sender: SendRequest<Incoming>) {
+    fn keep(&self, endpoint: SocketAddr, protocol: Protocol, conn: Conn) {
         let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = pool.entry(endpoint).or_default();
+        let list = pool.entry((endpoint, protocol)).or_default();
         if list.len() < self.config.idle_per_endpoint {
-            list.insert(0, sender);
+            list.insert(0, conn);
         }
+    }
+}
+
+fn spawn_conn<F, E>(endpoint: SocketAddr, conn: F)
+where
+    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("backend connection {endpoint}: {e}");
+        }
+    });
+}
+
+/// Whether a failed exchange failed because the request body passed its limit.
+fn too_large(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(hyper::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// An endpoint's affinity cookie value: a stable hash of its address.
+fn endpoint_id(e: &SocketAddr) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in e.to_string().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn cookie_value<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn cors_headers(h: &mut hyper::HeaderMap, cors: &crate::options::Cors) {
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set("access-control-allow-origin", &cors.allow_origin);
+    set("access-control-allow-methods", &cors.allow_methods);
+    set("access-control-allow-headers", &cors.allow_headers);
+    if cors.allow_credentials {
+        set("access-control-allow-credentials", "true");
+    }
+    set("access-control-max-age", &cors.max_age.to_string());
+}
+
+/// The backend a request went to, for the access log.
+#[derive(Default)]
+struct Upstream {
+    /// `namespace-service-port`, as ingress-nginx names upstreams.
+    name: String,
+    addr: Option<SocketAddr>,
+}
+
+/// What the access log needs of the request, taken before it is sent on.
+struct AccessLine {
+    client: SocketAddr,
+    request: String,
+    referer: String,
+    agent: String,
+    length: u64,
+}
+
+impl AccessLine {
+    fn of(req: &Request<Incoming>, client: SocketAddr) -> AccessLine {
+        let header = |name: hyper::header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string()
+        };
+        AccessLine {
+            client,
+            request: format!(
+                "{} {} {:?}",
+                req.method(),
+                req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                req.version()
+            ),
+            referer: header(hyper::header::REFERER),
+            agent: header(hyper::header::USER_AGENT),
+            length: content_length(req).unwrap_or(0),
+        }
+    }
+
+    /// ingress-nginx's default log format (`$remote_addr - $remote_user [$time_local]
+    /// "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length
+    /// $request_time [$proxy_upstream_name] [] $upstream_addr ...`), without the fields weft
+    /// does not have.
+    fn log(&self, response: &Response<Body>, upstream: Upstream, took: Duration) {
+        let sent = hyper::body::Body::size_hint(response.body())
+            .exact()
+            .map_or("-".to_string(), |n| n.to_string());
+        tracing::info!(
+            target: "access",
+            "{} - - \"{}\" {} {} \"{}\" \"{}\" {} {:.3} [{}] [] {}",
+            self.client.ip().to_canonical(),
+            self.request,
+            response.status().as_u16(),
+            sent,
+            self.referer,
+            self.agent,
+            self.length,
+            took.as_secs_f64(),
+            upstream.name,
+            upstream.addr.map_or("-".to_string(), |a| a.to_string()),
+        );
     }
 }
 

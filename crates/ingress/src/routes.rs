@@ -178,6 +178,20 @@ impl Backend {
         }
     }
 
+    /// The upstream's name in the access log, as ingress-nginx names it:
+    /// `namespace-service-port`.
+    pub fn name(&self) -> String {
+        match self {
+            Backend::Endpoints { service, port, .. } => {
+                format!("{}-{}-{port}", service.namespace, service.name)
+            }
+            Backend::External { service, port, .. } => {
+                format!("{}-{}-{port}", service.namespace, service.name)
+            }
+            Backend::Unavailable { service, .. } => service.replace(['/', ':'], "-"),
+        }
+    }
+
     /// A one-line description for snapshots and `describe`.
     pub fn describe(&self) -> String {
         match self {
@@ -208,6 +222,8 @@ pub struct Route {
     pub backend: Arc<Backend>,
     /// Plain HTTP requests get a 308 to HTTPS.
     pub https_redirect: bool,
+    /// What its Ingress's annotations ask for.
+    pub options: Arc<crate::options::Options>,
 }
 
 /// The routes of one host (or of every host without rules of its own).
@@ -257,6 +273,8 @@ pub struct RouteTable {
     /// Certificates by SNI.
     pub certs: crate::tls::Certs,
     pub problems: Vec<Problem>,
+    /// Per Ingress, its `nginx.ingress.kubernetes.io/` annotations that weft does not serve.
+    pub unserved: BTreeMap<NsName, Vec<String>>,
 }
 
 impl RouteTable {
@@ -451,7 +469,24 @@ pub fn compile(view: &ClusterView, settings: &Settings) -> RouteTable {
                 .and_then(|a| a.get(name))
                 .map(String::as_str)
         };
-        let regex = annotation(USE_REGEX) == Some("true");
+        let (options, option_problems, unserved) = crate::options::parse(
+            ing.metadata
+                .annotations
+                .as_ref()
+                .unwrap_or(&BTreeMap::new()),
+        );
+        for what in option_problems {
+            problems.push(Problem {
+                ingress: ikey.clone(),
+                what,
+            });
+        }
+        if !unserved.is_empty() {
+            table.unserved.insert(ikey.clone(), unserved);
+        }
+        let options = Arc::new(options);
+        // rewrite-target makes the paths regular expressions, as in ingress-nginx.
+        let regex = annotation(USE_REGEX) == Some("true") || options.rewrite.is_some();
         let ssl_redirect = annotation(SSL_REDIRECT) != Some("false");
         let force_ssl_redirect = annotation(FORCE_SSL_REDIRECT) == Some("true");
         let Some(spec) = &ing.spec else { continue };
@@ -484,7 +519,7 @@ pub fn compile(view: &ClusterView, settings: &Settings) -> RouteTable {
                 let text = path.path.clone().unwrap_or_else(|| "/".to_string());
                 let matcher = match path.path_type.as_str() {
                     "Exact" => PathMatch::Exact(text.clone()),
-                    "Prefix" => PathMatch::Prefix(text.clone()),
+                    "Prefix" if !regex => PathMatch::Prefix(text.clone()),
                     _ if regex => {
                         match regex::RegexBuilder::new(&format!("^(?:{text})"))
                             .case_insensitive(true)
@@ -525,6 +560,7 @@ pub fn compile(view: &ClusterView, settings: &Settings) -> RouteTable {
                     path: matcher,
                     backend: b,
                     https_redirect: force_ssl_redirect || (ssl_redirect && tls),
+                    options: options.clone(),
                 });
             }
         }

@@ -19,6 +19,92 @@ use weft_ingress::proxy::{serve_http, Proxy, ProxyConfig};
 use weft_ingress::{compile, Settings};
 use weft_view::{ClusterView, Event};
 
+/// The echo: JSON of what the request was, its body's length included.
+async fn answer(
+    req: Request<hyper::body::Incoming>,
+    name: &'static str,
+    peer: SocketAddr,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let headers: serde_json::Map<String, Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+        .collect();
+    let (method, uri, version) = (
+        req.method().to_string(),
+        req.uri().to_string(),
+        format!("{:?}", req.version()),
+    );
+    let body_len = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
+    let body = json!({
+        "server": name, "method": method, "uri": uri, "version": version,
+        "headers": headers, "peer": peer.to_string(), "body_len": body_len,
+    });
+    Ok(Response::new(Full::new(Bytes::from(body.to_string()))))
+}
+
+/// An echo backend over HTTP/2 without TLS (what gRPC backends speak) at `addr`.
+async fn echo_h2c(addr: SocketAddr, name: &'static str) {
+    let listener = TcpListener::bind(addr).await.expect("bind backend");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| answer(req, name, peer));
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+}
+
+/// An echo backend over HTTPS (a self-signed certificate) at `addr`.
+async fn echo_tls(addr: SocketAddr, name: &'static str) {
+    let listener = TcpListener::bind(addr).await.expect("bind backend");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["backend".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req| answer(req, name, peer));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
 /// An echo backend at `addr` named `name`: answers every request with JSON of what it got.
 async fn echo(addr: SocketAddr, name: &'static str) {
     let listener = TcpListener::bind(addr).await.expect("bind backend");
@@ -28,26 +114,7 @@ async fn echo(addr: SocketAddr, name: &'static str) {
                 continue;
             };
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: Request<hyper::body::Incoming>| async move {
-                        let headers: serde_json::Map<String, Value> = req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
-                            .collect();
-                        let body = json!({
-                            "server": name,
-                            "method": req.method().as_str(),
-                            "uri": req.uri().to_string(),
-                            "version": format!("{:?}", req.version()),
-                            "headers": headers,
-                            "peer": peer.to_string(),
-                        });
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
-                            body.to_string(),
-                        ))))
-                    },
-                );
+                let service = hyper::service::service_fn(move |req| answer(req, name, peer));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -449,4 +516,219 @@ async fn tls_by_sni_http2_by_alpn_and_the_https_redirect() {
     let (code, _) = blocking(move || curl(addr, "plain.example.com", "/", &[])).await;
     assert_eq!(code, 200);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// An Ingress of its own (name, annotations, rules).
+fn annotated(view: &mut ClusterView, name: &str, annotations: Value, rules: Value) {
+    view.apply(Event::Apply(
+        obj::<k8s_openapi::api::networking::v1::Ingress>(json!({
+            "metadata": {"name": name, "namespace": "default", "resourceVersion": "1",
+                "creationTimestamp": "2026-02-01T00:00:00Z", "annotations": annotations},
+            "spec": {"rules": rules}
+        })),
+    ));
+}
+
+fn a(name: &str, value: &str) -> Value {
+    json!({ format!("nginx.ingress.kubernetes.io/{name}"): value })
+}
+
+fn field(body: &str, name: &str) -> Value {
+    serde_json::from_str::<Value>(body).unwrap_or_default()[name].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn annotations_are_served() {
+    let mut s = setup().await;
+    let h2c = shared_port();
+    echo_h2c(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), h2c)), "grpc").await;
+    service(&mut s.view, "grpc", &["127.0.0.2"], h2c);
+    let tls = shared_port();
+    echo_tls(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), tls)), "tls").await;
+    service(&mut s.view, "secure", &["127.0.0.2"], tls);
+    let v = &mut s.view;
+    annotated(
+        v,
+        "small",
+        a("proxy-body-size", "1k"),
+        json!([rule("small.example.com", "/", "api")]),
+    );
+    annotated(
+        v,
+        "deny",
+        a("whitelist-source-range", "10.0.0.0/8"),
+        json!([rule("deny.example.com", "/", "api")]),
+    );
+    annotated(
+        v,
+        "allow",
+        a("whitelist-source-range", "10.0.0.0/8,127.0.0.0/8"),
+        json!([rule("allow.example.com", "/", "api")]),
+    );
+    annotated(
+        v,
+        "rewrite",
+        a("rewrite-target", "/$2"),
+        json!([{"host": "rw.example.com", "http": {"paths": [{"path": "/app(/|$)(.*)",
+            "pathType": "ImplementationSpecific",
+            "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]),
+    );
+    annotated(
+        v,
+        "cors",
+        a("enable-cors", "true"),
+        json!([rule("cors.example.com", "/", "api")]),
+    );
+    annotated(
+        v,
+        "limited",
+        a("limit-rps", "1"),
+        json!([rule("limited.example.com", "/", "api")]),
+    );
+    annotated(
+        v,
+        "sticky",
+        a("affinity", "cookie"),
+        json!([rule("sticky.example.com", "/", "web")]),
+    );
+    annotated(
+        v,
+        "grpc",
+        a("backend-protocol", "GRPC"),
+        json!([rule("grpc.example.com", "/", "grpc")]),
+    );
+    annotated(
+        v,
+        "secure",
+        a("backend-protocol", "HTTPS"),
+        json!([rule("secure.example.com", "/", "secure")]),
+    );
+    annotated(
+        v,
+        "odd",
+        a("configuration-snippet", "x"),
+        json!([rule("odd.example.com", "/", "api")]),
+    );
+    let table = compile(&s.view, &Settings::default());
+    assert!(table.problems.is_empty(), "{:?}", table.problems);
+    let unserved: Vec<String> = table.unserved.values().flatten().cloned().collect();
+    assert_eq!(
+        unserved,
+        ["nginx.ingress.kubernetes.io/configuration-snippet"]
+    );
+    s.proxy.swap(table);
+    let addr = s.addr;
+    let run = |host: &'static str, path: &'static str, extra: Vec<String>| {
+        blocking(move || {
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            curl(addr, host, path, &extra)
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // proxy-body-size 1k: larger bodies get 413, by Content-Length and chunked alike.
+    let (code, body) = run(
+        "small.example.com",
+        "/",
+        args(&["--data-binary", &"x".repeat(500)]),
+    )
+    .await;
+    assert_eq!(
+        (code, field(&body, "body_len")),
+        (200, json!(500)),
+        "{body}"
+    );
+    let big = "x".repeat(2000);
+    assert_eq!(
+        run("small.example.com", "/", args(&["--data-binary", &big]))
+            .await
+            .0,
+        413
+    );
+    let chunked = args(&["-H", "Transfer-Encoding: chunked", "--data-binary", &big]);
+    assert_eq!(run("small.example.com", "/", chunked).await.0, 413);
+    // The default is 1m.
+    let file = std::env::temp_dir().join(format!("weft-ingress-2m-{}", std::process::id()));
+    std::fs::write(&file, "y".repeat(2 << 20)).unwrap();
+    let huge = args(&["--data-binary", &format!("@{}", file.display())]);
+    assert_eq!(run("shop.example.com", "/api", huge).await.0, 413);
+    std::fs::remove_file(&file).unwrap();
+
+    // whitelist-source-range: 127.0.0.1 is outside 10/8, inside 127/8.
+    assert_eq!(run("deny.example.com", "/", vec![]).await.0, 403);
+    assert_eq!(run("allow.example.com", "/", vec![]).await.0, 200);
+
+    // rewrite-target with capture groups, the query kept.
+    let (_, body) = run("rw.example.com", "/app/users/7?x=1", vec![]).await;
+    assert_eq!(field(&body, "uri"), "/users/7?x=1");
+    let (_, body) = run("rw.example.com", "/app", vec![]).await;
+    assert_eq!(field(&body, "uri"), "/");
+
+    // enable-cors: a preflight is answered here; responses carry the headers.
+    let preflight = args(&["-X", "OPTIONS", "-H", "Origin: http://x"]);
+    assert_eq!(run("cors.example.com", "/", preflight).await.0, 204);
+    let (_, headers) = run(
+        "cors.example.com",
+        "/",
+        args(&["-D", "-", "-o", "/dev/null"]),
+    )
+    .await;
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{headers}"
+    );
+
+    // limit-rps 1: a burst of five, then 503.
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        codes.push(run("limited.example.com", "/", vec![]).await.0);
+    }
+    assert!(codes[..5].iter().all(|c| *c == 200), "{codes:?}");
+    assert!(codes.contains(&503), "{codes:?}");
+
+    // affinity: cookie pins a client to one endpoint.
+    let (_, headers) = run(
+        "sticky.example.com",
+        "/",
+        args(&["-D", "-", "-o", "/dev/null"]),
+    )
+    .await;
+    let cookie = headers
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a Set-Cookie")
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .to_string();
+    let pair = cookie.split(';').next().unwrap().trim().to_string();
+    assert!(pair.starts_with("INGRESSCOOKIE="), "{cookie}");
+    let mut servers = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let (_, body) = run(
+            "sticky.example.com",
+            "/",
+            args(&["-H", &format!("Cookie: {pair}")]),
+        )
+        .await;
+        servers.insert(field(&body, "server").to_string());
+    }
+    assert_eq!(servers.len(), 1, "{servers:?}");
+
+    // backend-protocol: GRPC is HTTP/2 to the backend; HTTPS is TLS to it.
+    let (code, body) = run("grpc.example.com", "/pkg.Svc/Call", vec![]).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (field(&body, "server"), field(&body, "version")),
+        (json!("grpc"), json!("HTTP/2.0"))
+    );
+    let (code, body) = run("secure.example.com", "/", vec![]).await;
+    assert_eq!(
+        (code, field(&body, "server")),
+        (200, json!("tls")),
+        "{body}"
+    );
 }
