@@ -47,6 +47,8 @@ pub struct ProxyConfig {
     pub tries: usize,
     /// Idle connections kept per endpoint.
     pub idle_per_endpoint: usize,
+    /// A client has this long to send a request's head (nginx's `client_header_timeout`).
+    pub header_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -56,6 +58,7 @@ impl Default for ProxyConfig {
             read_timeout: Duration::from_secs(60),
             tries: 3,
             idle_per_endpoint: 64,
+            header_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -140,7 +143,7 @@ impl Proxy {
 
     async fn answer(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         client: SocketAddr,
         scheme: &'static str,
         port: u16,
@@ -251,6 +254,10 @@ impl Proxy {
             }),
             _ => None,
         };
+        // A WebSocket (or other HTTP/1.1 upgrade): its own backend connection, then bytes both
+        // ways once the backend agrees (101).
+        let upgrade = upgrade_of(&req);
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let upstream_req = match self.prepare(
             req,
             client,
@@ -266,6 +273,19 @@ impl Proxy {
         let connect_timeout = options
             .connect_timeout
             .unwrap_or(self.config.connect_timeout);
+        if let (Some(protocol), Some(client_upgrade)) = (upgrade, client_upgrade) {
+            return self
+                .upgrade(
+                    upstream_req,
+                    &protocol,
+                    client_upgrade,
+                    &endpoints,
+                    options,
+                    connect_timeout,
+                    upstream,
+                )
+                .await;
+        }
         let mut conn = None;
         for endpoint in endpoints.iter().take(self.config.tries.max(1)) {
             match self
@@ -326,6 +346,120 @@ impl Proxy {
             parts.headers.append(hyper::header::SET_COOKIE, c);
         }
         (Response::from_parts(parts, body.boxed()), upstream)
+    }
+
+    /// Sends an upgrade request on a connection of its own; on 101, joins the client's and
+    /// the backend's upgraded connections and copies bytes both ways until either closes.
+    #[allow(clippy::too_many_arguments)]
+    async fn upgrade(
+        &self,
+        mut req: Request<UpBody>,
+        protocol: &HeaderValue,
+        client_upgrade: hyper::upgrade::OnUpgrade,
+        endpoints: &[SocketAddr],
+        options: &Options,
+        connect_timeout: Duration,
+        upstream: Upstream,
+    ) -> (Response<Body>, Upstream) {
+        req.headers_mut().insert(
+            hyper::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        req.headers_mut()
+            .insert(hyper::header::UPGRADE, protocol.clone());
+        let mut sender = None;
+        for endpoint in endpoints.iter().take(self.config.tries.max(1)) {
+            match self
+                .upgradable(*endpoint, options.protocol, connect_timeout)
+                .await
+            {
+                Ok(s) => {
+                    sender = Some((*endpoint, s));
+                    break;
+                }
+                Err(e) => tracing::warn!("connecting to {endpoint} for an upgrade: {e}"),
+            }
+        }
+        let Some((endpoint, mut sender)) = sender else {
+            return (
+                plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
+                upstream,
+            );
+        };
+        let upstream = Upstream {
+            addr: Some(endpoint),
+            ..upstream
+        };
+        let read_timeout = options.read_timeout.unwrap_or(self.config.read_timeout);
+        let mut response = match tokio::time::timeout(read_timeout, sender.send_request(req)).await
+        {
+            Err(_) => {
+                return (
+                    plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n"),
+                    upstream,
+                )
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("{endpoint} upgrade: {e}");
+                return (
+                    plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
+                    upstream,
+                );
+            }
+            Ok(Ok(r)) => r,
+        };
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let backend_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                let (client, backend) = match tokio::join!(client_upgrade, backend_upgrade) {
+                    (Ok(c), Ok(b)) => (c, b),
+                    (c, b) => {
+                        tracing::debug!(
+                            "upgrade to {endpoint} not completed: client {:?}, backend {:?}",
+                            c.err(),
+                            b.err()
+                        );
+                        return;
+                    }
+                };
+                let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut backend).await {
+                    tracing::debug!("upgraded connection to {endpoint}: {e}");
+                }
+            });
+        }
+        let (parts, body) = response.into_parts();
+        (Response::from_parts(parts, body.boxed()), upstream)
+    }
+
+    /// A new HTTP/1.1 connection to `endpoint` that can be upgraded.
+    async fn upgradable(
+        &self,
+        endpoint: SocketAddr,
+        protocol: Protocol,
+        connect_timeout: Duration,
+    ) -> std::io::Result<SendRequest<UpBody>> {
+        let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint))
+            .await
+            .map_err(|_| timed_out())??;
+        stream.set_nodelay(true)?;
+        if protocol == Protocol::Https {
+            let name = rustls::pki_types::ServerName::IpAddress(endpoint.ip().into());
+            let tls = tokio::time::timeout(connect_timeout, self.backend_tls.connect(name, stream))
+                .await
+                .map_err(|_| timed_out())??;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(std::io::Error::other)?;
+            spawn_conn(endpoint, conn.with_upgrades());
+            return Ok(sender);
+        }
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        spawn_conn(endpoint, conn.with_upgrades());
+        Ok(sender)
     }
 
     /// One token of `ingress`'s bucket for `client` (refilled at `rps` per second, holding at
@@ -486,6 +620,20 @@ where
             tracing::debug!("backend connection {endpoint}: {e}");
         }
     });
+}
+
+/// The protocol an HTTP/1.1 request asks to upgrade to (`Connection: upgrade` and `Upgrade`).
+fn upgrade_of(req: &Request<Incoming>) -> Option<HeaderValue> {
+    let asks = req
+        .headers()
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    (asks && req.version() == hyper::Version::HTTP_11)
+        .then(|| req.headers().get(hyper::header::UPGRADE).cloned())
+        .flatten()
 }
 
 /// Whether a failed exchange failed because the request body passed its limit.
@@ -703,6 +851,7 @@ pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rust
         };
         let _ = stream.set_nodelay(true);
         let (proxy, acceptor) = (proxy.clone(), acceptor.clone());
+        let proxy_config = proxy.config.clone();
         tokio::spawn(async move {
             // A client that never finishes its handshake is dropped.
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
@@ -717,11 +866,9 @@ pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rust
             let service = hyper::service::service_fn(move |req| {
                 proxy.clone().handle(req, client, "https", port)
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let builder = server_builder(&proxy_config);
+            let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = served.await {
                 tracing::debug!("client {client}: {e}");
             }
         });
@@ -729,6 +876,26 @@ pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rust
 }
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request head may take this many bytes (nginx's large_client_header_buffers, 4 x 8k);
+/// larger heads, or more than 100 header fields, get 431.
+const MAX_HEAD: usize = 32 * 1024;
+
+/// How client connections are served: HTTP/1.1 (with a timeout for the request head and a
+/// bound on its size) or HTTP/2 by the client's preface.
+fn server_builder(config: &ProxyConfig) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(MAX_HEAD.max(8192))
+        .max_headers(100);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(MAX_HEAD as u32);
+    builder
+}
 
 /// Serves plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge) on `listener` until the
 /// runtime stops.
@@ -745,15 +912,14 @@ pub async fn serve_http(listener: TcpListener, proxy: Arc<Proxy>) {
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
+        let proxy_config = proxy.config.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 proxy.clone().handle(req, client, "http", port)
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            let builder = server_builder(&proxy_config);
+            let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = served.await {
                 tracing::debug!("client {client}: {e}");
             }
         });

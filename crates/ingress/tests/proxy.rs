@@ -732,3 +732,161 @@ async fn annotations_are_served() {
         "{body}"
     );
 }
+
+/// A backend that accepts any upgrade (101) and then echoes bytes, at `addr`.
+async fn echo_upgrade(addr: SocketAddr) {
+    let listener = TcpListener::bind(addr).await.expect("bind backend");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |mut req: Request<hyper::body::Incoming>| async move {
+                        let on = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            if let Ok(up) = on.await {
+                                let mut io = TokioIo::new(up);
+                                let (mut r, mut w) = tokio::io::split(&mut io);
+                                let _ = tokio::io::copy(&mut r, &mut w).await;
+                            }
+                        });
+                        let mut r = Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                        r.headers_mut()
+                            .insert("upgrade", "websocket".parse().unwrap());
+                        r.headers_mut()
+                            .insert("connection", "upgrade".parse().unwrap());
+                        Ok::<_, std::convert::Infallible>(r)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+}
+
+/// Writes `request` raw to the proxy and reads what comes back until `done` says enough (or
+/// the connection closes, or 5 s pass).
+async fn raw(addr: SocketAddr, request: &[u8], done: impl Fn(&[u8]) -> bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while !done(&got) {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_and_bad_input() {
+    let mut s = setup().await;
+    let ws = shared_port();
+    echo_upgrade(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), ws))).await;
+    service(&mut s.view, "ws", &["127.0.0.2"], ws);
+    annotated(
+        &mut s.view,
+        "ws",
+        json!({}),
+        json!([rule("ws.example.com", "/", "ws")]),
+    );
+    s.proxy.swap(compile(&s.view, &Settings::default()));
+    let addr = s.addr;
+
+    // An upgrade: 101 from the backend, then bytes both ways through the proxy.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    c.write_all(b"ping over the upgraded connection")
+        .await
+        .unwrap();
+    let mut echoed = [0u8; 33];
+    tokio::time::timeout(std::time::Duration::from_secs(5), c.read_exact(&mut echoed))
+        .await
+        .expect("the echo within 5 s")
+        .unwrap();
+    assert_eq!(&echoed, b"ping over the upgraded connection");
+
+    let status = |text: &str| text.split_whitespace().nth(1).unwrap_or("none").to_string();
+    let head_done = |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n");
+    // Oversized headers: 431.
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: shop.example.com\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
+    assert_eq!(status(&raw(addr, big.as_bytes(), head_done).await), "431");
+    let many: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = format!("GET / HTTP/1.1\r\nHost: shop.example.com\r\n{many}\r\n");
+    assert_eq!(status(&raw(addr, many.as_bytes(), head_done).await), "431");
+    // Smuggling: Content-Length and Transfer-Encoding together, or two Content-Lengths.
+    let both = b"POST / HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\nHost: shop.example.com\r\n\r\n";
+    // RFC 9112 6.3: Transfer-Encoding wins, Content-Length is dropped, and the connection is
+    // closed after the answer, so the request hidden in the body is never served.
+    let answer = raw(addr, both, |_| false).await;
+    assert_eq!(
+        answer.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer only: {answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(!answer.contains("\"uri\":\"/x\""), "{answer}");
+    let two = b"POST / HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde";
+    assert_eq!(status(&raw(addr, two, |b| b.len() > 12).await), "400");
+    // Garbage: 400, and the proxy keeps serving.
+    assert_eq!(
+        status(&raw(addr, b"\x16\x03\x01 not http\r\n\r\n", |b| b.len() > 12).await),
+        "400"
+    );
+    let (code, _) = blocking(move || curl(addr, "shop.example.com", "/api", &[])).await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_cut_off() {
+    let s = setup().await;
+    let proxy = Proxy::new(ProxyConfig {
+        header_timeout: std::time::Duration::from_millis(300),
+        ..ProxyConfig::default()
+    });
+    proxy.swap(compile(&s.view, &Settings::default()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_http(listener, proxy));
+    // Half a request head, then nothing: the proxy answers 408 or closes within the timeout.
+    let started = std::time::Instant::now();
+    let answer = raw(addr, b"GET / HTTP/1.1\r\nHost: shop.exa", |_| false).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "cut off: {answer:?}"
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer:?}"
+    );
+}
