@@ -195,6 +195,41 @@ fn ingresses_are_served_by_host_path_and_class() {
     assert_eq!(header("X-Forwarded-Host"), "headers.example.com");
     assert_eq!(header("Host"), "headers.example.com");
 
+    // The metrics, read as Prometheus's own parser reads them: the requests above by Ingress,
+    // Service and status.
+    let pod = ing.lab.pods(&["-n", "weft-system"])[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let metrics = ing.lab.ok(&[
+        "exec",
+        "-n",
+        "weft-system",
+        &pod,
+        "--",
+        "curl",
+        "-sS",
+        "http://127.0.0.1:10254/metrics",
+    ]);
+    let parsed = parsed_by_prometheus(&metrics);
+    let served_a = parsed
+        .lines()
+        .find(|l| {
+            l.starts_with("counter weft_ingress_requests_total ")
+                && l.contains("('ingress', 'hosts')")
+                && l.contains("('service', 'echo-a')")
+                && l.contains("('status', '200')")
+        })
+        .unwrap_or_else(|| panic!("no count of echo-a's 200s:\n{parsed}"));
+    let count: f64 = served_a.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 12.0, "{served_a}");
+    assert!(
+        parsed.lines().any(|l| l
+            .starts_with("histogram weft_ingress_request_duration_seconds_count ")
+            && l.contains("('ingress', 'paths')")),
+        "{parsed}"
+    );
+
     // A changed Ingress is served without a restart.
     let changed = INGRESSES.replace(
         "host: b.example.com\n      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-b",
@@ -340,4 +375,36 @@ fn tls_from_a_secret_http2_and_the_https_redirect() {
         ],
     );
     assert_eq!(code, 0, "{out}");
+}
+
+/// Each sample of `text` as `type name [labels] value`, as the Python Prometheus client's
+/// parser reads it (Debian's python3-prometheus-client); a malformed exposition fails it.
+fn parsed_by_prometheus(text: &str) -> String {
+    use std::io::Write;
+    const SCRIPT: &str = "import sys
+from prometheus_client.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(sys.stdin.read()):
+    for s in f.samples:
+        print(f.type, s.name, sorted(s.labels.items()), s.value)
+";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("Debian's python3 (scripts/deps.sh installs python3-prometheus-client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -102,6 +102,8 @@ pub struct Proxy {
     buckets: Mutex<HashMap<(NsName, IpAddr), (f64, Instant)>>,
     backend_tls: tokio_rustls::TlsConnector,
     config: ProxyConfig,
+    /// What it has answered (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Proxy {
@@ -112,6 +114,7 @@ impl Proxy {
             buckets: Mutex::new(HashMap::new()),
             backend_tls: crate::tls::backend_connector(),
             config,
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 
@@ -137,7 +140,10 @@ impl Proxy {
         let started = Instant::now();
         let line = AccessLine::of(&req, client);
         let (response, upstream) = self.answer(req, client, scheme, port).await;
-        line.log(&response, upstream, started.elapsed());
+        let took = started.elapsed();
+        self.metrics
+            .request(&upstream.target, response.status().as_u16(), took);
+        line.log(&response, upstream, took);
         Ok(response)
     }
 
@@ -162,6 +168,14 @@ impl Proxy {
         let options = matched.route.map_or(&defaults, |r| r.options.as_ref());
         let upstream = Upstream {
             name: matched.backend.name(),
+            target: match matched.route {
+                Some(r) => (
+                    r.ingress.namespace.clone(),
+                    r.ingress.name.clone(),
+                    matched.backend.service_name(),
+                ),
+                None => (String::new(), String::new(), matched.backend.service_name()),
+            },
             ..Upstream::default()
         };
         if let Some(allow) = &options.allow {
@@ -296,7 +310,10 @@ impl Proxy {
                     conn = Some((*endpoint, c));
                     break;
                 }
-                Err(e) => tracing::warn!("connecting to {endpoint} for {host}{path}: {e}"),
+                Err(e) => {
+                    self.metrics.upstream_error(&upstream.target, "connect");
+                    tracing::warn!("connecting to {endpoint} for {host}{path}: {e}")
+                }
             }
         }
         let Some((endpoint, mut conn)) = conn else {
@@ -313,10 +330,11 @@ impl Proxy {
         let sent = tokio::time::timeout(read_timeout, conn.send(upstream_req)).await;
         let response = match sent {
             Err(_) => {
+                self.metrics.upstream_error(&upstream.target, "timeout");
                 return (
                     plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n"),
                     upstream,
-                )
+                );
             }
             Ok(Err(e)) => {
                 if too_large(&e) {
@@ -328,6 +346,7 @@ impl Proxy {
                         upstream,
                     );
                 }
+                self.metrics.upstream_error(&upstream.target, "broken");
                 tracing::warn!("{endpoint} for {host}{path}: {e}");
                 return (
                     plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
@@ -377,7 +396,10 @@ impl Proxy {
                     sender = Some((*endpoint, s));
                     break;
                 }
-                Err(e) => tracing::warn!("connecting to {endpoint} for an upgrade: {e}"),
+                Err(e) => {
+                    self.metrics.upstream_error(&upstream.target, "connect");
+                    tracing::warn!("connecting to {endpoint} for an upgrade: {e}")
+                }
             }
         }
         let Some((endpoint, mut sender)) = sender else {
@@ -394,12 +416,14 @@ impl Proxy {
         let mut response = match tokio::time::timeout(read_timeout, sender.send_request(req)).await
         {
             Err(_) => {
+                self.metrics.upstream_error(&upstream.target, "timeout");
                 return (
                     plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n"),
                     upstream,
-                )
+                );
             }
             Ok(Err(e)) => {
+                self.metrics.upstream_error(&upstream.target, "broken");
                 tracing::warn!("{endpoint} upgrade: {e}");
                 return (
                     plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
@@ -694,12 +718,13 @@ fn cors_headers(h: &mut hyper::HeaderMap, cors: &crate::options::Cors) {
     set("access-control-max-age", &cors.max_age.to_string());
 }
 
-/// The backend a request went to, for the access log.
+/// The backend a request went to, for the access log and the metrics.
 #[derive(Default)]
 struct Upstream {
     /// `namespace-service-port`, as ingress-nginx names upstreams.
     name: String,
     addr: Option<SocketAddr>,
+    target: crate::metrics::Target,
 }
 
 /// What the access log needs of the request, taken before it is sent on.

@@ -178,6 +178,22 @@ impl Backend {
         }
     }
 
+    /// The Service's name (for metrics).
+    pub fn service_name(&self) -> String {
+        match self {
+            Backend::Endpoints { service, .. } | Backend::External { service, .. } => {
+                service.name.clone()
+            }
+            Backend::Unavailable { service, .. } => service
+                .split_once('/')
+                .map_or(service.as_str(), |(_, rest)| rest)
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+
     /// The upstream's name in the access log, as ingress-nginx names it:
     /// `namespace-service-port`.
     pub fn name(&self) -> String {

@@ -5,7 +5,8 @@
 //! LoadBalancer address, else its cluster IP) into `status.loadBalancer.ingress` of every
 //! Ingress it serves, so `kubectl get ingress` shows it, and takes it out of those it stops
 //! serving. Problems of one Ingress (a missing Service, a bad regular expression) are logged
-//! and leave the others working. Ready (`/readyz`) once the first table is served.
+//! and leave the others working. Ready (`/readyz`) once the first table is served; the
+//! Prometheus metrics are at `/metrics` on the same port ([`crate::metrics`]).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -95,6 +96,7 @@ impl Reconciler for RouteReconciler {
     }
 
     fn sync(&mut self, shared: &Shared) -> Result<(), String> {
+        let started = std::time::Instant::now();
         let (table, status) = {
             let view = shared.read();
             let table = compile(&view, &self.settings);
@@ -107,6 +109,9 @@ impl Reconciler for RouteReconciler {
         for p in &table.problems {
             tracing::warn!(ingress = %p.ingress, "{}", p.what);
         }
+        self.proxy
+            .metrics
+            .compiled(started.elapsed(), table.served.len(), table.problems.len());
         self.proxy.swap(table);
         match (&self.status, status) {
             (Some(writer), Some(changes)) => writer.write(changes),
@@ -247,9 +252,16 @@ pub fn run(config: IngressConfig) -> Result<(), IngressError> {
         let tls = crate::tls::server_config(proxy.clone(), default)
             .map_err(|e| IngressError::Tls(e.to_string()))?;
         tokio::spawn(serve_https(https, proxy.clone(), Arc::new(tls)));
+        let proxy_for_metrics = proxy.clone();
         tokio::spawn(serve_http(listener, proxy));
         if let Some(port) = config.health_port {
-            tokio::spawn(weft_view::health::serve(port, readiness));
+            let metrics = proxy_for_metrics.clone();
+            let route = weft_view::health::Route {
+                path: "/metrics",
+                content_type: "text/plain; version=0.0.4; charset=utf-8",
+                answer: Arc::new(move || ("200 OK", metrics.metrics.render())),
+            };
+            tokio::spawn(weft_view::health::serve_routes(port, readiness, vec![route]));
         }
         tracing::info!(http = %config.http, https = %config.https, class = %config.settings.class, "ingress started");
         if let Err(e) = routes.await {

@@ -1,0 +1,173 @@
+//! What the ingress controller counts, in the Prometheus text format at `/metrics` on its
+//! health port (10254, ingress-nginx's): requests by Ingress, Service and status code, their
+//! duration as a histogram per Ingress, upstream errors by reason, and the route table's
+//! compiles (count, last duration, Ingresses served, problems). Names are weft's own
+//! (`weft_ingress_*`), labels as ingress-nginx's (`namespace`, `ingress`, `service`, `status`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the duration buckets, in seconds (Prometheus's client defaults).
+const BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Who a request was for: (namespace, ingress, service); empty strings for the proxy's own
+/// answers (no route).
+pub type Target = (String, String, String);
+
+#[derive(Default)]
+struct Histogram {
+    /// Not cumulative; summed when rendered.
+    buckets: [u64; BUCKETS.len()],
+    over: u64,
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(Target, u16), u64>>,
+    durations: Mutex<BTreeMap<(String, String), Histogram>>,
+    upstream_errors: Mutex<BTreeMap<(Target, &'static str), u64>>,
+    compiles: AtomicU64,
+    compile_nanos: AtomicU64,
+    served: AtomicU64,
+    problems: AtomicU64,
+}
+
+impl Metrics {
+    pub fn request(&self, target: &Target, status: u16, took: Duration) {
+        *lock(&self.requests)
+            .entry((target.clone(), status))
+            .or_default() += 1;
+        let mut durations = lock(&self.durations);
+        let h = durations
+            .entry((target.0.clone(), target.1.clone()))
+            .or_default();
+        let secs = took.as_secs_f64();
+        match BUCKETS.iter().position(|b| secs <= *b) {
+            Some(i) => h.buckets[i] += 1,
+            None => h.over += 1,
+        }
+        h.sum += secs;
+        h.count += 1;
+    }
+
+    /// An upstream that could not be used: `connect`, `timeout` or `broken`.
+    pub fn upstream_error(&self, target: &Target, reason: &'static str) {
+        *lock(&self.upstream_errors)
+            .entry((target.clone(), reason))
+            .or_default() += 1;
+    }
+
+    pub fn compiled(&self, took: Duration, served: usize, problems: usize) {
+        self.compiles.fetch_add(1, Ordering::Relaxed);
+        self.compile_nanos.store(
+            u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.served.store(served as u64, Ordering::Relaxed);
+        self.problems.store(problems as u64, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let labels = |t: &Target| {
+            format!(
+                "namespace=\"{}\",ingress=\"{}\",service=\"{}\"",
+                escape(&t.0),
+                escape(&t.1),
+                escape(&t.2)
+            )
+        };
+        out.push_str("# HELP weft_ingress_requests_total Requests answered, by Ingress, Service and status code.\n# TYPE weft_ingress_requests_total counter\n");
+        for ((t, status), n) in lock(&self.requests).iter() {
+            let _ = writeln!(
+                out,
+                "weft_ingress_requests_total{{{},status=\"{status}\"}} {n}",
+                labels(t)
+            );
+        }
+        out.push_str("# HELP weft_ingress_request_duration_seconds Time from the request to the response head, by Ingress.\n# TYPE weft_ingress_request_duration_seconds histogram\n");
+        for ((ns, ing), h) in lock(&self.durations).iter() {
+            let l = format!("namespace=\"{}\",ingress=\"{}\"", escape(ns), escape(ing));
+            let mut cumulative = 0;
+            for (bound, n) in BUCKETS.iter().zip(h.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "weft_ingress_request_duration_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "weft_ingress_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}\nweft_ingress_request_duration_seconds_sum{{{l}}} {}\nweft_ingress_request_duration_seconds_count{{{l}}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+        out.push_str("# HELP weft_ingress_upstream_errors_total Backend endpoints that could not be used, by reason (connect, timeout, broken).\n# TYPE weft_ingress_upstream_errors_total counter\n");
+        for ((t, reason), n) in lock(&self.upstream_errors).iter() {
+            let _ = writeln!(
+                out,
+                "weft_ingress_upstream_errors_total{{{},reason=\"{reason}\"}} {n}",
+                labels(t)
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP weft_ingress_route_table_compiles_total Route tables compiled and swapped in.\n# TYPE weft_ingress_route_table_compiles_total counter\nweft_ingress_route_table_compiles_total {}\n\
+             # HELP weft_ingress_route_table_compile_seconds How long the last compile took.\n# TYPE weft_ingress_route_table_compile_seconds gauge\nweft_ingress_route_table_compile_seconds {}\n\
+             # HELP weft_ingress_ingresses Ingresses served.\n# TYPE weft_ingress_ingresses gauge\nweft_ingress_ingresses {}\n\
+             # HELP weft_ingress_problems Problems of the served Ingresses (see weft describe ingress).\n# TYPE weft_ingress_problems gauge\nweft_ingress_problems {}\n",
+            self.compiles.load(Ordering::Relaxed),
+            self.compile_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            self.served.load(Ordering::Relaxed),
+            self.problems.load(Ordering::Relaxed),
+        );
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A label value as the text format wants it.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let m = Metrics::default();
+        let t: Target = ("default".into(), "web".into(), "web".into());
+        m.request(&t, 200, Duration::from_millis(3));
+        m.request(&t, 200, Duration::from_millis(30));
+        m.request(&t, 503, Duration::from_secs(20));
+        m.upstream_error(&t, "connect");
+        m.compiled(Duration::from_millis(2), 1, 0);
+        let text = m.render();
+        for line in [
+            "weft_ingress_requests_total{namespace=\"default\",ingress=\"web\",service=\"web\",status=\"200\"} 2",
+            "weft_ingress_requests_total{namespace=\"default\",ingress=\"web\",service=\"web\",status=\"503\"} 1",
+            "weft_ingress_request_duration_seconds_bucket{namespace=\"default\",ingress=\"web\",le=\"0.005\"} 1",
+            "weft_ingress_request_duration_seconds_bucket{namespace=\"default\",ingress=\"web\",le=\"0.05\"} 2",
+            "weft_ingress_request_duration_seconds_bucket{namespace=\"default\",ingress=\"web\",le=\"+Inf\"} 3",
+            "weft_ingress_request_duration_seconds_count{namespace=\"default\",ingress=\"web\"} 3",
+            "weft_ingress_upstream_errors_total{namespace=\"default\",ingress=\"web\",service=\"web\",reason=\"connect\"} 1",
+            "weft_ingress_ingresses 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+    }
+}
