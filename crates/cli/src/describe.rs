@@ -35,11 +35,15 @@ pub struct DescribeArgs {
 }
 
 pub async fn describe(target: &Target, args: DescribeArgs) -> Result<()> {
-    let resource = resources::builtin_named(&args.resource)
-        .filter(|r| matches!(r.kind.as_str(), "Service" | "Pod" | "NetworkPolicy"));
+    let resource = resources::builtin_named(&args.resource).filter(|r| {
+        matches!(
+            r.kind.as_str(),
+            "Service" | "Pod" | "NetworkPolicy" | "Ingress"
+        )
+    });
     let Some(resource) = resource else {
         bail!(
-            "cannot describe {:?}: weft describes services (svc), pods and networkpolicies (netpol)",
+            "cannot describe {:?}: weft describes services (svc), pods, networkpolicies (netpol) and ingresses (ing)",
             args.resource
         );
     };
@@ -69,6 +73,7 @@ pub async fn describe(target: &Target, args: DescribeArgs) -> Result<()> {
         Object::NetworkPolicy(np) => {
             crate::describe_netpol::describe(&cluster, target, &np).await?
         }
+        Object::Ingress(ing) => crate::describe_ingress::describe(&cluster, &ing).await?,
         other => bail!("cannot describe a {}", other.kind()),
     };
     print!("{text}");

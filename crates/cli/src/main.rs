@@ -3,6 +3,7 @@
 mod apply;
 mod client;
 mod describe;
+mod describe_ingress;
 mod describe_netpol;
 mod exec;
 mod exec_local;

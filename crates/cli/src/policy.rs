@@ -123,6 +123,20 @@ fn port_arg(text: &str) -> Result<PortSpec, String> {
     ports::parse_port(text).map_err(|e| e.to_string())
 }
 
+/// Every object of kind `K` in every namespace.
+pub(crate) async fn all<K>(cluster: &Cluster) -> Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(cluster.client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| cluster.error(e))
+        .with_context(|| format!("listing {}", K::plural(&())))?;
+    Ok(list.items)
+}
+
 /// The objects the tables are compiled from, and the overlay port they close to pods.
 pub struct Snapshot {
     pub view: ClusterView,
@@ -132,21 +146,6 @@ pub struct Snapshot {
 impl Snapshot {
     /// Lists what the policy compiler reads (and Services with their slices, for svc/NAME).
     pub async fn fetch(cluster: &Cluster) -> Result<Snapshot> {
-        async fn all<K>(cluster: &Cluster) -> Result<Vec<K>>
-        where
-            K: kube::Resource<DynamicType = ()>
-                + Clone
-                + serde::de::DeserializeOwned
-                + std::fmt::Debug,
-        {
-            let api: Api<K> = Api::all(cluster.client.clone());
-            let list = api
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| cluster.error(e))
-                .with_context(|| format!("listing {}", K::plural(&())))?;
-            Ok(list.items)
-        }
         let mut view = ClusterView::new();
         view.apply(Event::Relisted(all::<Node>(cluster).await?));
         view.apply(Event::Relisted(all::<Namespace>(cluster).await?));

@@ -408,3 +408,41 @@ for f in text_string_to_metric_families(sys.stdin.read()):
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn problems_are_described_and_recorded_as_events() {
+    let ing = up();
+    let broken = ing.lab.write(
+        "broken.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: broken\n  annotations: {nginx.ingress.kubernetes.io/configuration-snippet: 'more_set_headers x', nginx.ingress.kubernetes.io/proxy-body-size: lots}\nspec:\n  rules:\n    - host: broken.example.com\n      http:\n        paths:\n          - {path: /, pathType: Prefix, backend: {service: {name: nope, port: {number: 80}}}}\n          - {path: /ok, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}\n",
+    );
+    ing.lab.kubectl_ok(&["apply", "-f", &broken]);
+    // The rest keeps working: its good path, and every other Ingress.
+    wait_for_what("broken.example.com/ok served", || {
+        ing.who("broken.example.com", "/ok") == "200 echo-a"
+    });
+    assert_eq!(ing.get("broken.example.com", "/").0, 503);
+    assert_eq!(ing.who("a.example.com", "/"), "200 echo-a");
+    let described = ing.lab.ok(&["describe", "ingress", "broken"]);
+    for want in [
+        "Ingress Class:",
+        "<none> (served by weft)",
+        "broken.example.com",
+        "/ok (Prefix)  ->  default/echo-a:80 -> [",
+        "backend default/nope:80: the Service does not exist",
+        "proxy-body-size: \"lots\" is not a size",
+        "Not served (annotations weft ignores):\n  nginx.ingress.kubernetes.io/configuration-snippet",
+    ] {
+        assert!(described.contains(want), "{want:?} in:\n{described}");
+    }
+    let theirs = ing.lab.ok(&["describe", "ingress", "theirs"]);
+    assert!(
+        theirs.contains("traefik (not weft's: left alone)"),
+        "{theirs}"
+    );
+    // The problems are Warning events on the Ingress, where kubectl describe shows them.
+    wait_for_what("the problem as an event", || {
+        let out = ing.lab.kubectl_ok(&["describe", "ingress", "broken"]);
+        out.contains("IngressProblem") && out.contains("the Service does not exist")
+    });
+}

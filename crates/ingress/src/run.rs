@@ -4,8 +4,9 @@
 //! address of the controller's own Service (`--publish-service`, as ingress-nginx's flag: its
 //! LoadBalancer address, else its cluster IP) into `status.loadBalancer.ingress` of every
 //! Ingress it serves, so `kubectl get ingress` shows it, and takes it out of those it stops
-//! serving. Problems of one Ingress (a missing Service, a bad regular expression) are logged
-//! and leave the others working. Ready (`/readyz`) once the first table is served; the
+//! serving. Problems of one Ingress (a missing Service, a bad regular expression, a missing TLS
+//! Secret) are logged, recorded as Warning events on the Ingress (`kubectl describe ingress`
+//! shows them), and leave the others working. Ready (`/readyz`) once the first table is served; the
 //! Prometheus metrics are at `/metrics` on the same port ([`crate::metrics`]).
 
 use std::collections::BTreeSet;
@@ -15,10 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
 use serde_json::json;
-use tokio::runtime::Handle;
 use weft_view::reconciler::{host, Readiness};
 use weft_view::source::{self, SourceError};
 use weft_view::{ClusterView, Interest, NsName, Reconciler, Shared, Wake};
@@ -66,9 +64,10 @@ pub struct RouteReconciler {
 }
 
 struct StatusWriter {
-    client: Client,
-    runtime: Handle,
+    writer: weft_controller::Writer,
     publish: NsName,
+    /// The problems already reported as Events.
+    reported: BTreeSet<(NsName, String)>,
 }
 
 impl Reconciler for RouteReconciler {
@@ -104,6 +103,9 @@ impl Reconciler for RouteReconciler {
                 .status
                 .as_ref()
                 .map(|w| wanted_status(&view, &self.settings, &w.publish));
+            if let Some(w) = self.status.as_mut() {
+                w.events(&view, &table.problems);
+            }
             (table, status)
         };
         for p in &table.problems {
@@ -183,9 +185,8 @@ fn wanted_status(view: &ClusterView, settings: &Settings, publish: &NsName) -> S
 
 impl StatusWriter {
     fn write(&self, changes: StatusChanges) -> Result<(), String> {
-        let mut first_error = None;
+        let mut failures = weft_controller::writer::Failures::default();
         for (key, addresses) in changes {
-            let api: Api<Ingress> = Api::namespaced(self.client.clone(), &key.namespace);
             let ingress: Vec<serde_json::Value> = addresses
                 .iter()
                 .map(|a| match a.parse::<std::net::IpAddr>() {
@@ -193,23 +194,40 @@ impl StatusWriter {
                     Err(_) => json!({"hostname": a}),
                 })
                 .collect();
-            let patch = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-            let result = self.runtime.block_on(api.patch_status(
-                &key.name,
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            ));
-            match result {
-                Ok(_) => tracing::info!(ingress = %key, ?addresses, "status written"),
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => {
-                    let what = format!("writing the status of ingress {key}: {e}");
-                    tracing::warn!("{what}");
-                    first_error.get_or_insert(what);
-                }
+            let status = json!({"loadBalancer": {"ingress": ingress}});
+            match self
+                .writer
+                .patch_status::<Ingress>(Some(&key.namespace), &key.name, &status)
+            {
+                Err(e) if e.code() == Some(404) => {}
+                Ok(()) => tracing::info!(ingress = %key, ?addresses, "status written"),
+                other => failures.note(other),
             }
         }
-        first_error.map_or(Ok(()), Err)
+        failures.result().map_err(|e| e.to_string())
+    }
+
+    /// A Warning event on each Ingress for each problem not reported before (and forgets
+    /// those that are gone, so a problem that comes back is reported again).
+    fn events(&mut self, view: &ClusterView, problems: &[crate::routes::Problem]) {
+        let now: BTreeSet<(NsName, String)> = problems
+            .iter()
+            .map(|p| (p.ingress.clone(), p.what.clone()))
+            .collect();
+        for (key, what) in now.difference(&self.reported) {
+            let uid = view.ingress(key).and_then(|i| i.metadata.uid.clone());
+            let about = weft_controller::writer::Involved {
+                api_version: "networking.k8s.io/v1",
+                kind: "Ingress",
+                namespace: &key.namespace,
+                name: &key.name,
+                uid: uid.as_deref(),
+            };
+            if let Err(e) = self.writer.warn(&about, "IngressProblem", what) {
+                tracing::warn!("{e}");
+            }
+        }
+        self.reported = now;
     }
 }
 
@@ -228,9 +246,9 @@ pub fn run(config: IngressConfig) -> Result<(), IngressError> {
             settings: config.settings.clone(),
             proxy: proxy.clone(),
             status: config.publish_service.clone().map(|publish| StatusWriter {
-                client: client.clone(),
-                runtime: Handle::current(),
+                writer: weft_controller::Writer::new(client.clone()),
                 publish,
+                reported: BTreeSet::new(),
             }),
         };
         source::spawn(&client, &shared, reconciler.interest());
