@@ -4,10 +4,10 @@
 //! compiles (count, last duration, Ingresses served, problems). Names are weft's own
 //! (`weft_ingress_*`), labels as ingress-nginx's (`namespace`, `ingress`, `service`, `status`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds of the duration buckets, in seconds (Prometheus's client defaults).
@@ -15,9 +15,16 @@ const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Who a request was for: (namespace, ingress, service); empty strings for the proxy's own
-/// answers (no route).
-pub type Target = (String, String, String);
+/// Who a request was for (empty strings for the proxy's own answers, without a route): made
+/// once per route when the table is compiled, shared by its requests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub namespace: String,
+    pub ingress: String,
+    pub service: String,
+    /// `namespace-service-port`, as ingress-nginx names upstreams in its access log.
+    pub upstream: String,
+}
 
 #[derive(Default)]
 struct Histogram {
@@ -28,10 +35,18 @@ struct Histogram {
     count: u64,
 }
 
+/// One Target's counts.
+#[derive(Default)]
+struct Counts {
+    /// (status, requests), few.
+    statuses: Vec<(u16, u64)>,
+    duration: Histogram,
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(Target, u16), u64>>,
-    durations: Mutex<BTreeMap<(String, String), Histogram>>,
+    /// By target (its Arc shared with the routes: no copy per request).
+    requests: Mutex<HashMap<Arc<Target>, Counts>>,
     upstream_errors: Mutex<BTreeMap<(Target, &'static str), u64>>,
     compiles: AtomicU64,
     compile_nanos: AtomicU64,
@@ -40,14 +55,17 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn request(&self, target: &Target, status: u16, took: Duration) {
-        *lock(&self.requests)
-            .entry((target.clone(), status))
-            .or_default() += 1;
-        let mut durations = lock(&self.durations);
-        let h = durations
-            .entry((target.0.clone(), target.1.clone()))
-            .or_default();
+    pub fn request(&self, target: &Arc<Target>, status: u16, took: Duration) {
+        let mut requests = lock(&self.requests);
+        let counts = match requests.get_mut(target) {
+            Some(c) => c,
+            None => requests.entry(target.clone()).or_default(),
+        };
+        match counts.statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, n)) => *n += 1,
+            None => counts.statuses.push((status, 1)),
+        }
+        let h = &mut counts.duration;
         let secs = took.as_secs_f64();
         match BUCKETS.iter().position(|b| secs <= *b) {
             Some(i) => h.buckets[i] += 1,
@@ -79,21 +97,44 @@ impl Metrics {
         let labels = |t: &Target| {
             format!(
                 "namespace=\"{}\",ingress=\"{}\",service=\"{}\"",
-                escape(&t.0),
-                escape(&t.1),
-                escape(&t.2)
+                escape(&t.namespace),
+                escape(&t.ingress),
+                escape(&t.service)
             )
         };
+        // Sorted for a stable exposition; several targets of one Ingress (its services) sum
+        // into its histogram.
+        let requests = lock(&self.requests);
+        let mut targets: Vec<(&Arc<Target>, &Counts)> = requests.iter().collect();
+        targets.sort_by(|a, b| a.0.cmp(b.0));
         out.push_str("# HELP weft_ingress_requests_total Requests answered, by Ingress, Service and status code.\n# TYPE weft_ingress_requests_total counter\n");
-        for ((t, status), n) in lock(&self.requests).iter() {
+        let mut by_status: BTreeMap<(String, u16), u64> = BTreeMap::new();
+        for (t, c) in &targets {
+            for (status, n) in &c.statuses {
+                *by_status.entry((labels(t), *status)).or_default() += n;
+            }
+        }
+        for ((l, status), n) in by_status {
             let _ = writeln!(
                 out,
-                "weft_ingress_requests_total{{{},status=\"{status}\"}} {n}",
-                labels(t)
+                "weft_ingress_requests_total{{{l},status=\"{status}\"}} {n}"
             );
         }
+        let mut histograms: BTreeMap<(String, String), Histogram> = BTreeMap::new();
+        for (t, c) in &targets {
+            let h = histograms
+                .entry((t.namespace.clone(), t.ingress.clone()))
+                .or_default();
+            for (i, n) in c.duration.buckets.iter().enumerate() {
+                h.buckets[i] += n;
+            }
+            h.over += c.duration.over;
+            h.sum += c.duration.sum;
+            h.count += c.duration.count;
+        }
+        drop(requests);
         out.push_str("# HELP weft_ingress_request_duration_seconds Time from the request to the response head, by Ingress.\n# TYPE weft_ingress_request_duration_seconds histogram\n");
-        for ((ns, ing), h) in lock(&self.durations).iter() {
+        for ((ns, ing), h) in histograms.iter() {
             let l = format!("namespace=\"{}\",ingress=\"{}\"", escape(ns), escape(ing));
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(h.buckets) {
@@ -150,7 +191,12 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_gauges() {
         let m = Metrics::default();
-        let t: Target = ("default".into(), "web".into(), "web".into());
+        let t = Arc::new(Target {
+            namespace: "default".into(),
+            ingress: "web".into(),
+            service: "web".into(),
+            upstream: "default-web-80".into(),
+        });
         m.request(&t, 200, Duration::from_millis(3));
         m.request(&t, 200, Duration::from_millis(30));
         m.request(&t, 503, Duration::from_secs(20));

@@ -94,10 +94,16 @@ impl Conn {
     }
 }
 
+thread_local! {
+    /// Kept backend connections, per thread: each worker thread runs its own runtime
+    /// ([`spawn_workers`]), and a connection used where it was made wakes no other thread.
+    static IDLE: std::cell::RefCell<HashMap<(SocketAddr, Protocol), Vec<Conn>>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
 /// The proxy's state: the current table and the backend connections.
 pub struct Proxy {
     table: RwLock<Arc<RouteTable>>,
-    idle: Mutex<HashMap<(SocketAddr, Protocol), Vec<Conn>>>,
     /// `limit-rps` buckets: (ingress, client) -> (tokens, last refill).
     buckets: Mutex<HashMap<(NsName, IpAddr), (f64, Instant)>>,
     backend_tls: tokio_rustls::TlsConnector,
@@ -110,7 +116,6 @@ impl Proxy {
     pub fn new(config: ProxyConfig) -> Arc<Proxy> {
         Arc::new(Proxy {
             table: RwLock::new(Arc::new(RouteTable::default())),
-            idle: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             backend_tls: crate::tls::backend_connector(),
             config,
@@ -148,7 +153,7 @@ impl Proxy {
     }
 
     async fn answer(
-        &self,
+        self: &Arc<Self>,
         mut req: Request<Incoming>,
         client: SocketAddr,
         scheme: &'static str,
@@ -167,16 +172,15 @@ impl Proxy {
         let defaults = Options::default();
         let options = matched.route.map_or(&defaults, |r| r.options.as_ref());
         let upstream = Upstream {
-            name: matched.backend.name(),
             target: match matched.route {
-                Some(r) => (
-                    r.ingress.namespace.clone(),
-                    r.ingress.name.clone(),
-                    matched.backend.service_name(),
-                ),
-                None => (String::new(), String::new(), matched.backend.service_name()),
+                Some(r) => r.target.clone(),
+                None => Arc::new(crate::metrics::Target {
+                    upstream: matched.backend.name(),
+                    service: matched.backend.service_name(),
+                    ..Default::default()
+                }),
             },
-            ..Upstream::default()
+            addr: None,
         };
         if let Some(allow) = &options.allow {
             if !allow
@@ -355,8 +359,20 @@ impl Proxy {
             }
             Ok(Ok(r)) => r,
         };
-        self.keep(endpoint, options.protocol, conn);
+        // An HTTP/2 connection takes more requests at once; an HTTP/1.1 one only once this
+        // response's body has been read to its end (the body gives it back then).
         let (mut parts, body) = response.into_parts();
+        let body = match conn {
+            Conn::H2(_) => {
+                self.keep(endpoint, options.protocol, conn);
+                body.boxed()
+            }
+            Conn::H1(_) => Returning {
+                inner: body,
+                back: Some((self.clone(), endpoint, options.protocol, conn)),
+            }
+            .boxed(),
+        };
         strip_hop_by_hop(&mut parts.headers);
         if let Some(cors) = &options.cors {
             cors_headers(&mut parts.headers, cors);
@@ -364,7 +380,7 @@ impl Proxy {
         if let Some(c) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
             parts.headers.append(hyper::header::SET_COOKIE, c);
         }
-        (Response::from_parts(parts, body.boxed()), upstream)
+        (Response::from_parts(parts, body), upstream)
     }
 
     /// Sends an upgrade request on a connection of its own; on 101, joins the client's and
@@ -569,21 +585,16 @@ impl Proxy {
         protocol: Protocol,
         connect_timeout: Duration,
     ) -> std::io::Result<Conn> {
-        loop {
-            let idle = {
-                let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                pool.get_mut(&(endpoint, protocol)).and_then(Vec::pop)
-            };
-            match idle {
-                Some(c) if c.ready() => return Ok(c),
-                // Busy (its last response still streaming) or closed: not for this request.
-                Some(c) if !c.closed() => {
-                    self.keep(endpoint, protocol, c);
-                    break;
-                }
-                Some(_) => continue,
-                None => break,
-            }
+        // The first ready one of this thread's; closed ones are dropped, busy ones (a
+        // response still streaming) stay for later.
+        let found = IDLE.with_borrow_mut(|pool| {
+            let list = pool.get_mut(&(endpoint, protocol))?;
+            list.retain(|c| !c.closed());
+            let at = list.iter().rposition(Conn::ready)?;
+            Some(list.swap_remove(at))
+        });
+        if let Some(c) = found {
+            return Ok(c);
         }
         let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
         let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint))
@@ -626,11 +637,13 @@ impl Proxy {
     /// Keeps a connection for a later request to `endpoint` (one whose response is still
     /// streaming is skipped until it is ready again).
     fn keep(&self, endpoint: SocketAddr, protocol: Protocol, conn: Conn) {
-        let mut pool = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = pool.entry((endpoint, protocol)).or_default();
-        if list.len() < self.config.idle_per_endpoint {
-            list.insert(0, conn);
-        }
+        let max = self.config.idle_per_endpoint;
+        IDLE.with_borrow_mut(|pool| {
+            let list = pool.entry((endpoint, protocol)).or_default();
+            if list.len() < max {
+                list.push(conn);
+            }
+        });
     }
 }
 
@@ -658,6 +671,39 @@ fn upgrade_of(req: &Request<Incoming>) -> Option<HeaderValue> {
     (asks && req.version() == hyper::Version::HTTP_11)
         .then(|| req.headers().get(hyper::header::UPGRADE).cloned())
         .flatten()
+}
+
+/// A backend response's body that gives its HTTP/1.1 connection back to the pool once read
+/// to the end (a body dropped before its end takes the connection with it: hyper closes it).
+struct Returning {
+    inner: Incoming,
+    back: Option<(Arc<Proxy>, SocketAddr, Protocol, Conn)>,
+}
+
+impl hyper::body::Body for Returning {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            if let Some((proxy, endpoint, protocol, conn)) = self.back.take() {
+                proxy.keep(endpoint, protocol, conn);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Whether a failed exchange failed because the request body passed its limit.
@@ -721,67 +767,138 @@ fn cors_headers(h: &mut hyper::HeaderMap, cors: &crate::options::Cors) {
 /// The backend a request went to, for the access log and the metrics.
 #[derive(Default)]
 struct Upstream {
-    /// `namespace-service-port`, as ingress-nginx names upstreams.
-    name: String,
     addr: Option<SocketAddr>,
-    target: crate::metrics::Target,
+    target: Arc<crate::metrics::Target>,
 }
 
-/// What the access log needs of the request, taken before it is sent on.
+/// What the access log needs of the request, taken before it is sent on (cheap clones).
 struct AccessLine {
     client: SocketAddr,
-    request: String,
-    referer: String,
-    agent: String,
+    method: Method,
+    uri: Uri,
+    version: hyper::Version,
+    referer: Option<HeaderValue>,
+    agent: Option<HeaderValue>,
     length: u64,
 }
 
 impl AccessLine {
     fn of(req: &Request<Incoming>, client: SocketAddr) -> AccessLine {
-        let header = |name: hyper::header::HeaderName| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_string()
-        };
         AccessLine {
             client,
-            request: format!(
-                "{} {} {:?}",
-                req.method(),
-                req.uri().path_and_query().map_or("/", |p| p.as_str()),
-                req.version()
-            ),
-            referer: header(hyper::header::REFERER),
-            agent: header(hyper::header::USER_AGENT),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            referer: req.headers().get(hyper::header::REFERER).cloned(),
+            agent: req.headers().get(hyper::header::USER_AGENT).cloned(),
             length: content_length(req).unwrap_or(0),
         }
     }
 
-    /// ingress-nginx's default log format (`$remote_addr - $remote_user [$time_local]
-    /// "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length
-    /// $request_time [$proxy_upstream_name] [] $upstream_addr ...`), without the fields weft
-    /// does not have.
+    /// One line in ingress-nginx's default log format (`$remote_addr - $remote_user
+    /// [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
+    /// $request_length $request_time [$proxy_upstream_name] [] $upstream_addr`, without the
+    /// fields weft does not have), written to standard output as nginx writes its access log
+    /// there in ingress-nginx's image: one write per line, `kubectl logs` shows it. Off with
+    /// `WEFT_ACCESS_LOG=off`.
     fn log(&self, response: &Response<Body>, upstream: Upstream, took: Duration) {
-        let sent = hyper::body::Body::size_hint(response.body())
-            .exact()
-            .map_or("-".to_string(), |n| n.to_string());
-        tracing::info!(
-            target: "access",
-            "{} - - \"{}\" {} {} \"{}\" \"{}\" {} {:.3} [{}] [] {}",
-            self.client.ip().to_canonical(),
-            self.request,
-            response.status().as_u16(),
-            sent,
-            self.referer,
-            self.agent,
-            self.length,
-            took.as_secs_f64(),
-            upstream.name,
-            upstream.addr.map_or("-".to_string(), |a| a.to_string()),
-        );
+        use std::fmt::Write as _;
+        use std::io::Write as _;
+        if !access_log_on() {
+            return;
+        }
+        let text = |v: &Option<HeaderValue>| {
+            v.as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.replace('"', "\\x22"))
+                .unwrap_or_else(|| "-".to_string())
+        };
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            let _ = write!(line, "{} - - [", self.client.ip().to_canonical());
+            time_local(line);
+            let _ = write!(
+                line,
+                "] \"{} {} {:?}\" {} ",
+                self.method,
+                self.uri.path_and_query().map_or("/", |p| p.as_str()),
+                self.version,
+                response.status().as_u16(),
+            );
+            match hyper::body::Body::size_hint(response.body()).exact() {
+                Some(n) => {
+                    let _ = write!(line, "{n}");
+                }
+                None => line.push('-'),
+            }
+            let _ = write!(
+                line,
+                " \"{}\" \"{}\" {} {:.3} [{}] [] ",
+                text(&self.referer),
+                text(&self.agent),
+                self.length,
+                took.as_secs_f64(),
+                upstream.target.upstream,
+            );
+            match upstream.addr {
+                Some(a) => {
+                    let _ = write!(line, "{a}");
+                }
+                None => line.push('-'),
+            }
+            line.push('\n');
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        });
     }
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    /// The second and its `$time_local` text.
+    static NOW: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+fn access_log_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("WEFT_ACCESS_LOG").map_or(true, |v| v != "off"))
+}
+
+/// nginx's `$time_local` in UTC (`30/Nov/2026:20:45:01 +0000`), formatted once a second.
+fn time_local(out: &mut String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    NOW.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            text.clear();
+            let days = (secs / 86_400) as i64;
+            let rem = secs % 86_400;
+            // Civil from days (Howard Hinnant's algorithm).
+            let z = days + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z - era * 146_097;
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let day = doy - (153 * mp + 2) / 5 + 1;
+            let month = if mp < 10 { mp + 3 } else { mp - 9 };
+            let year = yoe + era * 400 + i64::from(month <= 2);
+            const MONTHS: [&str; 12] = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            use std::fmt::Write as _;
+            let _ = write!(
+                text,
+                "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
+                MONTHS[(month - 1) as usize],
+                rem / 3600,
+                rem / 60 % 60,
+                rem % 60
+            );
+        }
+        out.push_str(text);
+    });
 }
 
 /// The request's host without its port: the URI's authority (HTTP/2, absolute-form), else
@@ -808,29 +925,34 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    hyper::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
+    hyper::header::TE,
+    hyper::header::TRAILER,
+    hyper::header::TRANSFER_ENCODING,
 ];
 
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
     // Headers the Connection header names are hop-by-hop too.
-    let named: Vec<String> = headers
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    for name in HOP_BY_HOP.iter().map(|s| s.to_string()).chain(named) {
-        headers.remove(name.as_str());
+    if headers.contains_key(hyper::header::CONNECTION) {
+        let named: Vec<String> = headers
+            .get_all(hyper::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .collect();
+        for name in named {
+            headers.remove(name.as_str());
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
     headers.remove(hyper::header::UPGRADE);
 }
@@ -858,6 +980,68 @@ pub fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// Serves HTTP on `http` and HTTPS on `https` from `workers` threads, each with a runtime of
+/// its own and its own listening sockets on both addresses (SO_REUSEPORT: the kernel spreads
+/// connections over them), as nginx's worker processes: a request is served, and its backend
+/// connection kept, on one thread. Binding errors are returned before any thread starts.
+pub fn spawn_workers(
+    http: SocketAddr,
+    https: SocketAddr,
+    proxy: Arc<Proxy>,
+    tls: Arc<rustls::ServerConfig>,
+    workers: usize,
+) -> std::io::Result<()> {
+    let mut sockets = Vec::new();
+    for _ in 0..workers.max(1) {
+        sockets.push((reuseport_listener(http)?, reuseport_listener(https)?));
+    }
+    for (i, (plain, secure)) in sockets.into_iter().enumerate() {
+        let (proxy, tls) = (proxy.clone(), tls.clone());
+        std::thread::Builder::new()
+            .name(format!("ingress-{i}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("ingress worker {i}: no runtime: {e}");
+                        std::process::exit(1);
+                    }
+                };
+                runtime.block_on(async move {
+                    let (Ok(plain), Ok(secure)) =
+                        (TcpListener::from_std(plain), TcpListener::from_std(secure))
+                    else {
+                        tracing::error!("ingress worker {i}: cannot use its listeners");
+                        std::process::exit(1);
+                    };
+                    tokio::join!(
+                        serve_http(plain, proxy.clone()),
+                        serve_https(secure, proxy, tls)
+                    );
+                });
+            })?;
+    }
+    Ok(())
+}
+
+/// A non-blocking listening socket on `addr` that other sockets may share (SO_REUSEPORT).
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Serves HTTPS on `listener` until the runtime stops: TLS by `tls` (certificates by SNI),
@@ -954,6 +1138,28 @@ pub async fn serve_http(listener: TcpListener, proxy: Arc<Proxy>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_local_is_nginx_s() {
+        let mut s = String::new();
+        time_local(&mut s);
+        // dd/Mon/yyyy:hh:mm:ss +0000
+        assert_eq!(s.len(), 26, "{s}");
+        assert_eq!(&s[2..3], "/");
+        assert!(s.ends_with(" +0000"), "{s}");
+        // The year agrees with a rough one (days / 365.2425) to within one.
+        let year: i64 = s[7..11].parse().unwrap();
+        assert!((year - weft_model_free_year()).abs() <= 1, "{s}");
+    }
+
+    /// The current year from the clock, by a different route (days / 365.2425).
+    fn weft_model_free_year() -> i64 {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as f64;
+        1970 + (secs / 86_400.0 / 365.2425) as i64
+    }
 
     #[test]
     fn hosts_lose_their_ports() {

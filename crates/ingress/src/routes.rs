@@ -240,6 +240,8 @@ pub struct Route {
     pub https_redirect: bool,
     /// What its Ingress's annotations ask for.
     pub options: Arc<crate::options::Options>,
+    /// Its Ingress and backend, for the metrics and the access log.
+    pub target: Arc<crate::metrics::Target>,
 }
 
 /// The routes of one host (or of every host without rules of its own).
@@ -574,9 +576,15 @@ pub fn compile(view: &ClusterView, settings: &Settings) -> RouteTable {
                 host.routes.push(Route {
                     ingress: ikey.clone(),
                     path: matcher,
-                    backend: b,
                     https_redirect: force_ssl_redirect || (ssl_redirect && tls),
                     options: options.clone(),
+                    target: Arc::new(crate::metrics::Target {
+                        namespace: ikey.namespace.clone(),
+                        ingress: ikey.name.clone(),
+                        service: b.service_name(),
+                        upstream: b.name(),
+                    }),
+                    backend: b,
                 });
             }
         }

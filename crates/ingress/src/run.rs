@@ -21,7 +21,7 @@ use weft_view::reconciler::{host, Readiness};
 use weft_view::source::{self, SourceError};
 use weft_view::{ClusterView, Interest, NsName, Reconciler, Shared, Wake};
 
-use crate::proxy::{serve_http, serve_https, Proxy, ProxyConfig};
+use crate::proxy::{spawn_workers, Proxy, ProxyConfig};
 use crate::routes::{compile, serves, Settings};
 
 /// The ingress pod's health port (`/healthz`, `/readyz`; ingress-nginx's is 10254).
@@ -233,8 +233,10 @@ impl StatusWriter {
 
 /// Runs the controller and proxy until the process is killed.
 pub fn run(config: IngressConfig) -> Result<(), IngressError> {
+    // The controller side (watches, the reconciler, health and metrics); the proxy runs on
+    // worker threads of its own (proxy::spawn_workers).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(IngressError::Runtime)?;
@@ -254,24 +256,16 @@ pub fn run(config: IngressConfig) -> Result<(), IngressError> {
         source::spawn(&client, &shared, reconciler.interest());
         let readiness = Readiness::new();
         let routes = host(reconciler, &shared, &readiness);
-        let listener = tokio::net::TcpListener::bind(config.http)
-            .await
+        let default = crate::tls::default_certificate().map_err(IngressError::Tls)?;
+        let tls = crate::tls::server_config(proxy.clone(), default)
+            .map_err(|e| IngressError::Tls(e.to_string()))?;
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        spawn_workers(config.http, config.https, proxy.clone(), Arc::new(tls), workers)
             .map_err(|error| IngressError::Listen {
                 addr: config.http,
                 error,
             })?;
-        let https = tokio::net::TcpListener::bind(config.https)
-            .await
-            .map_err(|error| IngressError::Listen {
-                addr: config.https,
-                error,
-            })?;
-        let default = crate::tls::default_certificate().map_err(IngressError::Tls)?;
-        let tls = crate::tls::server_config(proxy.clone(), default)
-            .map_err(|e| IngressError::Tls(e.to_string()))?;
-        tokio::spawn(serve_https(https, proxy.clone(), Arc::new(tls)));
         let proxy_for_metrics = proxy.clone();
-        tokio::spawn(serve_http(listener, proxy));
         if let Some(port) = config.health_port {
             let metrics = proxy_for_metrics.clone();
             let route = weft_view::health::Route {
