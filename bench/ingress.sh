@@ -157,7 +157,9 @@ PY
 echo "weft ingress vs Debian nginx $(nginx -v 2>&1 | cut -d/ -f2), same pod, $backends backends, $conns connections, ${secs}s x $rounds rounds each; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A rps p99
 for round in $(seq "$rounds"); do
-    for who in weft nginx; do
+    # Each round in the other order, so neither always runs first.
+    order="weft nginx"; (( round % 2 == 0 )) && order="nginx weft"
+    for who in $order; do
         if [[ $who == weft ]]; then http=80; https=443; else http=8080; https=8443; fi
         read -r r l e < <(wrk_run "http://$ingress_ip:$http/")
         rps[$who,http]+="$r "; p99[$who,http]+="$l "
