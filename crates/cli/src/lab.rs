@@ -64,6 +64,13 @@ pub enum LabCommand {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Print the lab's cluster CA certificate (PEM): the issuer of the certificates the ingress
+    /// controller makes for Ingresses that ask a cert-manager issuer for one. Trust it to verify
+    /// them (there is no ACME here: no internet).
+    #[command(
+        after_help = "Examples:\n  weft lab ca > ca.crt && weft lab outside -- curl --cacert ca.crt https://shop.example.com/"
+    )]
+    Ca,
     /// The control plane of a lab (started by `lab up`).
     #[command(hide = true)]
     Controller,
@@ -267,6 +274,12 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
                     l.kubeconfig.display()
                 );
             }
+            Ok(0)
+        }
+        LabCommand::Ca => {
+            let (layout, _, _) = weft_lab::lab::open(lab, &state_root)?;
+            let (cert, _) = weft_lab::lab::cluster_ca(&layout)?;
+            print!("{cert}");
             Ok(0)
         }
         LabCommand::Outside { command } => {

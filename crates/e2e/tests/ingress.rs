@@ -446,3 +446,53 @@ fn problems_are_described_and_recorded_as_events() {
         out.contains("IngressProblem") && out.contains("the Service does not exist")
     });
 }
+
+#[test]
+fn a_cert_manager_issuer_annotation_gets_a_certificate_from_the_lab_ca() {
+    let ing = up();
+    let manifest = ing.lab.write(
+        "issued.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: issued\n  annotations: {cert-manager.io/cluster-issuer: lab-ca}\nspec:\n  tls: [{hosts: [issued.example.com], secretName: issued-tls}]\n  rules:\n    - host: issued.example.com\n      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}]}\n",
+    );
+    ing.lab.kubectl_ok(&["apply", "-f", &manifest]);
+    // The controller creates the Secret, a kubernetes.io/tls one.
+    wait_for_what("the issued Secret", || {
+        ing.lab
+            .kubectl(&["get", "secret", "issued-tls", "-o", "jsonpath={.type}"])
+            .stdout
+            == b"kubernetes.io/tls"
+    });
+    // Verified against the lab's CA, as `weft lab ca` prints it.
+    let ca = ing.lab.ok(&["lab", "ca"]);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    let ca_file = ing.lab.write("lab-ca.crt", &ca);
+    let resolve = format!("issued.example.com:443:{}", ing.lb);
+    wait_for_what("issued.example.com verified by the lab CA", || {
+        let (out, _) = outside_curl(
+            &ing.lab,
+            &[
+                "--cacert",
+                &ca_file,
+                "--resolve",
+                &resolve,
+                "https://issued.example.com/",
+            ],
+        );
+        out.starts_with("echo-a-")
+    });
+    // Issued once: a resync leaves it as it is.
+    let version = |lab: &Lab| {
+        lab.kubectl_ok(&[
+            "get",
+            "secret",
+            "issued-tls",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+    };
+    let before = version(&ing.lab);
+    ing.lab
+        .kubectl_ok(&["annotate", "ingress", "issued", "touched=1"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(version(&ing.lab), before);
+}

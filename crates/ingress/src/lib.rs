@@ -3,6 +3,7 @@
 //! with hyper, straight to the ready endpoint pods; [`run`] is `weft ingress`, the process that
 //! keeps the table current and writes each served Ingress's address into its status.
 
+pub mod issuer;
 pub mod metrics;
 pub mod options;
 pub mod proxy;

@@ -105,6 +105,7 @@ impl Reconciler for RouteReconciler {
                 .map(|w| wanted_status(&view, &self.settings, &w.publish));
             if let Some(w) = self.status.as_mut() {
                 w.events(&view, &table.problems);
+                w.issue(&view, &table.served);
             }
             (table, status)
         };
@@ -205,6 +206,43 @@ impl StatusWriter {
             }
         }
         failures.result().map_err(|e| e.to_string())
+    }
+
+    /// Creates or renews the certificates Ingresses ask a cert-manager issuer for, from the
+    /// cluster CA ([`crate::issuer`]).
+    fn issue(&self, view: &ClusterView, served: &[NsName]) {
+        let wanted = crate::issuer::wanted(view, served, std::time::SystemTime::now());
+        if wanted.is_empty() {
+            return;
+        }
+        let (ns, name) = crate::issuer::CA_SECRET;
+        let ca = match view.secret(&NsName::new(ns, name)) {
+            None => Err(format!("the cluster CA Secret {ns}/{name} does not exist")),
+            Some(secret) => crate::issuer::Ca::from_secret(secret)
+                .map_err(|e| format!("the cluster CA Secret {ns}/{name} {e}")),
+        };
+        for w in wanted {
+            let issued = ca
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|ca| ca.issue(&w.hosts));
+            match issued {
+                Ok((chain, key, not_after)) => {
+                    let secret = crate::issuer::secret(&w, &chain, &key, not_after);
+                    match self.writer.put(&secret) {
+                        Ok(()) => tracing::info!(
+                            ingress = %w.ingress, secret = %w.secret, hosts = ?w.hosts,
+                            "certificate issued for issuer {}", w.issuer
+                        ),
+                        Err(e) => tracing::warn!("{e}"),
+                    }
+                }
+                Err(why) => tracing::warn!(
+                    ingress = %w.ingress,
+                    "cannot issue the certificate {} for issuer {}: {why}", w.secret, w.issuer
+                ),
+            }
+        }
     }
 
     /// A Warning event on each Ingress for each problem not reported before (and forgets

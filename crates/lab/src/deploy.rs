@@ -13,6 +13,9 @@ use weft_model::Object;
 
 use crate::LabError;
 
+/// The common name of each lab's cluster CA (`weft lab ca` prints its certificate).
+pub const CLUSTER_CA_NAME: &str = "weft lab cluster CA";
+
 /// The manifests, in the order a user would apply them.
 const MANIFESTS: [(&str, &str); 6] = [
     (
@@ -38,9 +41,36 @@ const MANIFESTS: [(&str, &str); 6] = [
     ),
 ];
 
-/// The deploy objects for this lab, the ConfigMap filled in.
-pub fn objects(config: &ClusterConfig) -> Result<Vec<Object>, LabError> {
+/// The deploy objects for this lab, the ConfigMap filled in, and the cluster CA (certificate
+/// and key PEM) as the Secret the ingress controller issues certificates from.
+pub fn objects(
+    config: &ClusterConfig,
+    cluster_ca: Option<(&str, &str)>,
+) -> Result<Vec<Object>, LabError> {
     let mut out = Vec::new();
+    if let Some((cert, key)) = cluster_ca {
+        let (ns, name) = weft_ingress::issuer::CA_SECRET;
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": ns,
+                    "annotations": {(weft_ingress::issuer::CA_NAME): CLUSTER_CA_NAME}},
+                "type": "kubernetes.io/tls",
+                "stringData": {},
+            }))
+            .map_err(|e| LabError::Invalid(format!("the cluster CA Secret: {e}")))?;
+        let mut secret = secret;
+        secret.data = Some(std::collections::BTreeMap::from([
+            (
+                "tls.crt".to_string(),
+                k8s_openapi::ByteString(cert.as_bytes().to_vec()),
+            ),
+            (
+                "tls.key".to_string(),
+                k8s_openapi::ByteString(key.as_bytes().to_vec()),
+            ),
+        ]));
+        out.push(Object::Secret(secret));
+    }
     for (source, text) in MANIFESTS {
         out.extend(
             weft_model::manifest::parse(source, text)
@@ -91,7 +121,7 @@ mod tests {
             "apiVersion: weft.dev/v1alpha1\nkind: Cluster\nname: t\n",
         )
         .unwrap();
-        let objects = objects(&config).unwrap();
+        let objects = objects(&config, None).unwrap();
         let kinds: Vec<&str> = objects.iter().map(Object::kind).collect();
         assert!(kinds.contains(&"DaemonSet"), "{kinds:?}");
         assert!(kinds.contains(&"Deployment"), "{kinds:?}");

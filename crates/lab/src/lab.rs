@@ -85,7 +85,8 @@ fn build(
             .collect::<Result<Vec<_>, _>>()?,
     )?;
     // weft itself, from the manifests a real cluster installs (deploy/): the agent DaemonSet.
-    store.apply(crate::deploy::objects(config)?)?;
+    let (ca_cert, ca_key) = cluster_ca(layout)?;
+    store.apply(crate::deploy::objects(config, Some((&ca_cert, &ca_key)))?)?;
 
     topology::create_fabric(layout, config)?;
     topology::create_outside(layout)?;
@@ -536,6 +537,27 @@ pub fn run_outside(layout: &Layout, command: &[String]) -> Result<i32, LabError>
         .status()
         .map_err(|e| LabError::io(format!("running {first} outside"), e))?;
     Ok(status.code().unwrap_or(128))
+}
+
+/// The lab's cluster CA (certificate and key PEM), made on first use in its PKI directory
+/// (private): the ingress controller issues certificates from it for Ingresses that ask a
+/// cert-manager issuer for one. Separate from the API server's CA, which clients trust for the
+/// API itself.
+pub fn cluster_ca(layout: &Layout) -> Result<(String, String), LabError> {
+    let dir = layout.pki_dir();
+    let (cert, key) = (dir.join("cluster-ca.crt"), dir.join("cluster-ca.key"));
+    if let (Ok(c), Ok(k)) = (fs::read_to_string(&cert), fs::read_to_string(&key)) {
+        return Ok((c, k));
+    }
+    let (c, k) = weft_ingress::issuer::new_ca(crate::deploy::CLUSTER_CA_NAME)
+        .map_err(|e| LabError::Invalid(format!("making the cluster CA: {e}")))?;
+    weft_apiserver::pki::create_private_dir(&dir)
+        .map_err(|e| LabError::Invalid(format!("the PKI directory: {e}")))?;
+    for (path, text) in [(&cert, &c), (&key, &k)] {
+        weft_apiserver::pki::write_private(path, text.as_bytes())
+            .map_err(|e| LabError::Invalid(format!("writing {}: {e}", path.display())))?;
+    }
+    Ok((c, k))
 }
 
 #[cfg(test)]
