@@ -19,6 +19,7 @@ const KNOWN: &[&str] = &[
     "whitelist-source-range",
     "proxy-connect-timeout",
     "proxy-read-timeout",
+    "proxy-send-timeout",
     "enable-cors",
     "cors-allow-origin",
     "cors-allow-methods",
@@ -42,6 +43,7 @@ pub struct Options {
     pub allow: Option<Vec<(IpAddr, u8)>>,
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
+    pub send_timeout: Option<Duration>,
     pub cors: Option<Cors>,
     /// `limit-rps`: requests per second per client address (burst: five times as many).
     pub limit_rps: Option<u32>,
@@ -58,6 +60,7 @@ impl Default for Options {
             allow: None,
             connect_timeout: None,
             read_timeout: None,
+            send_timeout: None,
             cors: None,
             limit_rps: None,
             affinity_cookie: None,
@@ -129,6 +132,7 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> (Options, Vec<String>, V
     for (name, field) in [
         ("proxy-connect-timeout", &mut o.connect_timeout),
         ("proxy-read-timeout", &mut o.read_timeout),
+        ("proxy-send-timeout", &mut o.send_timeout),
     ] {
         if let Some(v) = get(name) {
             match seconds(v) {

@@ -49,6 +49,8 @@ pub struct ProxyConfig {
     pub idle_per_endpoint: usize,
     /// A client has this long to send a request's head (nginx's `client_header_timeout`).
     pub header_timeout: Duration,
+    /// `proxy-send-timeout`: 60 s between two writes to a backend that takes nothing.
+    pub send_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -59,6 +61,7 @@ impl Default for ProxyConfig {
             tries: 3,
             idle_per_endpoint: 64,
             header_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -97,8 +100,16 @@ impl Conn {
 thread_local! {
     /// Kept backend connections, per thread: each worker thread runs its own runtime
     /// ([`spawn_workers`]), and a connection used where it was made wakes no other thread.
-    static IDLE: std::cell::RefCell<HashMap<(SocketAddr, Protocol), Vec<Conn>>> =
+    static IDLE: std::cell::RefCell<HashMap<PoolKey, Vec<Conn>>> =
         std::cell::RefCell::new(HashMap::new());
+}
+
+/// What a kept connection can be reused for: its endpoint, protocol and send timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PoolKey {
+    endpoint: SocketAddr,
+    protocol: Protocol,
+    send_timeout: Duration,
 }
 
 /// The proxy's state: the current table and the backend connections.
@@ -306,12 +317,14 @@ impl Proxy {
         }
         let mut conn = None;
         for endpoint in endpoints.iter().take(self.config.tries.max(1)) {
-            match self
-                .connection(*endpoint, options.protocol, connect_timeout)
-                .await
-            {
+            let key = PoolKey {
+                endpoint: *endpoint,
+                protocol: options.protocol,
+                send_timeout: options.send_timeout.unwrap_or(self.config.send_timeout),
+            };
+            match self.connection(key, connect_timeout).await {
                 Ok(c) => {
-                    conn = Some((*endpoint, c));
+                    conn = Some((key, c));
                     break;
                 }
                 Err(e) => {
@@ -320,12 +333,13 @@ impl Proxy {
                 }
             }
         }
-        let Some((endpoint, mut conn)) = conn else {
+        let Some((key, mut conn)) = conn else {
             return (
                 plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
                 upstream,
             );
         };
+        let endpoint = key.endpoint;
         let upstream = Upstream {
             addr: Some(endpoint),
             ..upstream
@@ -350,6 +364,14 @@ impl Proxy {
                         upstream,
                     );
                 }
+                if timed_out(&e) {
+                    // proxy-send-timeout: the backend stopped taking the request.
+                    self.metrics.upstream_error(&upstream.target, "timeout");
+                    return (
+                        plain(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out\n"),
+                        upstream,
+                    );
+                }
                 self.metrics.upstream_error(&upstream.target, "broken");
                 tracing::warn!("{endpoint} for {host}{path}: {e}");
                 return (
@@ -364,12 +386,12 @@ impl Proxy {
         let (mut parts, body) = response.into_parts();
         let body = match conn {
             Conn::H2(_) => {
-                self.keep(endpoint, options.protocol, conn);
+                self.keep(key, conn);
                 body.boxed()
             }
             Conn::H1(_) => Returning {
                 inner: body,
-                back: Some((self.clone(), endpoint, options.protocol, conn)),
+                back: Some((self.clone(), key, conn)),
             }
             .boxed(),
         };
@@ -579,16 +601,16 @@ impl Proxy {
     }
 
     /// An idle kept-alive connection to `endpoint`, or a new one.
-    async fn connection(
-        &self,
-        endpoint: SocketAddr,
-        protocol: Protocol,
-        connect_timeout: Duration,
-    ) -> std::io::Result<Conn> {
+    async fn connection(&self, key: PoolKey, connect_timeout: Duration) -> std::io::Result<Conn> {
+        let PoolKey {
+            endpoint,
+            protocol,
+            send_timeout,
+        } = key;
         // The first ready one of this thread's; closed ones are dropped, busy ones (a
         // response still streaming) stay for later.
         let found = IDLE.with_borrow_mut(|pool| {
-            let list = pool.get_mut(&(endpoint, protocol))?;
+            let list = pool.get_mut(&key)?;
             list.retain(|c| !c.closed());
             let at = list.iter().rposition(Conn::ready)?;
             Some(list.swap_remove(at))
@@ -601,6 +623,7 @@ impl Proxy {
             .await
             .map_err(|_| timed_out())??;
         stream.set_nodelay(true)?;
+        let stream = SendTimeout::new(stream, send_timeout);
         match protocol {
             Protocol::Http => {
                 let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -636,10 +659,10 @@ impl Proxy {
 
     /// Keeps a connection for a later request to `endpoint` (one whose response is still
     /// streaming is skipped until it is ready again).
-    fn keep(&self, endpoint: SocketAddr, protocol: Protocol, conn: Conn) {
+    fn keep(&self, key: PoolKey, conn: Conn) {
         let max = self.config.idle_per_endpoint;
         IDLE.with_borrow_mut(|pool| {
-            let list = pool.entry((endpoint, protocol)).or_default();
+            let list = pool.entry(key).or_default();
             if list.len() < max {
                 list.push(conn);
             }
@@ -677,7 +700,7 @@ fn upgrade_of(req: &Request<Incoming>) -> Option<HeaderValue> {
 /// to the end (a body dropped before its end takes the connection with it: hyper closes it).
 struct Returning {
     inner: Incoming,
-    back: Option<(Arc<Proxy>, SocketAddr, Protocol, Conn)>,
+    back: Option<(Arc<Proxy>, PoolKey, Conn)>,
 }
 
 impl hyper::body::Body for Returning {
@@ -690,8 +713,8 @@ impl hyper::body::Body for Returning {
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
         if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
-            if let Some((proxy, endpoint, protocol, conn)) = self.back.take() {
-                proxy.keep(endpoint, protocol, conn);
+            if let Some((proxy, key, conn)) = self.back.take() {
+                proxy.keep(key, conn);
             }
         }
         polled
@@ -703,6 +726,111 @@ impl hyper::body::Body for Returning {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Whether a failed exchange failed because a write to the backend timed out.
+fn timed_out(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A backend connection whose writes time out: a write that cannot proceed for `timeout` fails
+/// (nginx's `proxy_send_timeout`: between two successive writes, not for the whole request).
+struct SendTimeout<T> {
+    inner: T,
+    timeout: Duration,
+    waiting: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> SendTimeout<T> {
+    fn new(inner: T, timeout: Duration) -> SendTimeout<T> {
+        SendTimeout {
+            inner,
+            timeout,
+            waiting: None,
+        }
+    }
+
+    /// Ready(error) once a write has waited `timeout`; otherwise Pending (and the timer armed).
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Error> {
+        let timeout = self.timeout;
+        let sleep = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match std::future::Future::poll(sleep.as_mut(), cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the backend took nothing for {timeout:?} (proxy-send-timeout)"),
+            )),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SendTimeout<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for SendTimeout<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.expired(cx).map(Err),
+            done => {
+                self.waiting = None;
+                done
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            std::task::Poll::Pending => self.expired(cx).map(Err),
+            done => {
+                self.waiting = None;
+                done
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -890,3 +890,40 @@ async fn a_slow_client_is_cut_off() {
         "{answer:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_takes_nothing_times_out_the_send() {
+    let mut s = setup().await;
+    // A backend that accepts and never reads.
+    let port = shared_port();
+    let stuck = TcpListener::bind(("127.0.0.2", port)).await.unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((c, _)) = stuck.accept().await {
+            held.push(c);
+        }
+    });
+    service(&mut s.view, "stuck", &["127.0.0.2"], port);
+    annotated(
+        &mut s.view,
+        "stuck",
+        json!({"nginx.ingress.kubernetes.io/proxy-send-timeout": "1",
+               "nginx.ingress.kubernetes.io/proxy-body-size": "0"}),
+        json!([rule("stuck.example.com", "/", "stuck")]),
+    );
+    s.proxy.swap(compile(&s.view, &Settings::default()));
+    let file = std::env::temp_dir().join(format!("weft-ingress-32m-{}", std::process::id()));
+    std::fs::write(&file, vec![b'z'; 32 << 20]).unwrap();
+    let addr = s.addr;
+    let started = std::time::Instant::now();
+    let body = format!("@{}", file.display());
+    let (code, _) =
+        blocking(move || curl(addr, "stuck.example.com", "/", &["--data-binary", &body])).await;
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(code, 504);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
