@@ -136,6 +136,9 @@ fn ingresses_are_served_by_host_path_and_class() {
         out.lines().filter(|l| l.contains(&ing.lb)).count() == 2
     });
     let listing = ing.lab.kubectl_ok(&["get", "ingress"]);
+    // An Ingress created without a class gets the default one (DefaultIngressClass admission).
+    let hosts = listing.lines().find(|l| l.starts_with("hosts")).unwrap();
+    assert!(hosts.split_whitespace().nth(1) == Some("weft"), "{listing}");
     let theirs = listing.lines().find(|l| l.starts_with("theirs")).unwrap();
     assert!(!theirs.contains(&ing.lb), "{listing}");
     assert!(
@@ -426,7 +429,7 @@ fn problems_are_described_and_recorded_as_events() {
     let described = ing.lab.ok(&["describe", "ingress", "broken"]);
     for want in [
         "Ingress Class:",
-        "<none> (served by weft)",
+        "weft (served by weft)",
         "broken.example.com",
         "/ok (Prefix)  ->  default/echo-a:80 -> [",
         "backend default/nope:80: the Service does not exist",
