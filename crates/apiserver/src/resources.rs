@@ -716,6 +716,8 @@ mod tests {
                 "events",
                 "deployments.apps",
                 "endpointslices.discovery.k8s.io",
+                "ingresses.networking.k8s.io",
+                "ingressclasses.networking.k8s.io",
                 "networkpolicies.networking.k8s.io",
                 "daemonsets.apps",
                 "leases.coordination.k8s.io",
@@ -723,10 +725,9 @@ mod tests {
             ],
             "a kind joins this list when weft does its job"
         );
-        // No ingress controller yet: an Ingress or IngressClass must not look enforced, though
-        // its group is a Kubernetes one.
+        // The ingress controller serves Ingresses (deploy/ingress.yaml, in every lab).
         for plural in ["ingresses", "ingressclasses"] {
-            assert!(!r
+            assert!(r
                 .find("networking.k8s.io", "v1", plural)
                 .unwrap()
                 .acted_on());
