@@ -8,9 +8,9 @@ use anyhow::Result;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
-use weft_ingress::routes::{class_of, serves, RouteTable};
+use weft_ingress::routes::{self, class_of, serves, RouteTable};
 use weft_ingress::Settings;
-use weft_view::{ClusterView, Event, NsName};
+use weft_view::{ClusterView, Event};
 
 use crate::client::Cluster;
 use crate::describe::Fields;
@@ -31,23 +31,11 @@ pub async fn describe(cluster: &Cluster, ing: &Ingress) -> Result<String> {
 
 /// The description (pure).
 pub fn text(view: &ClusterView, settings: &Settings, table: &RouteTable, ing: &Ingress) -> String {
-    let key = NsName::new(
-        ing.metadata.namespace.clone().unwrap_or_default(),
-        ing.metadata.name.clone().unwrap_or_default(),
-    );
+    let key = routes::key(ing);
     let mut f = Fields::new();
     f.add("Name", key.name.clone());
     f.add("Namespace", key.namespace.clone());
-    let addresses: Vec<String> = ing
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|l| l.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
-        .collect();
-    f.add("Address", addresses.join(","));
+    f.add("Address", routes::status_addresses(ing).join(","));
     let served = serves(view, settings, ing);
     let class = class_of(ing).unwrap_or("<none>");
     f.add(

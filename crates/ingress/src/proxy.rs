@@ -315,25 +315,22 @@ impl Proxy {
                 )
                 .await;
         }
-        let mut conn = None;
-        for endpoint in endpoints.iter().take(self.config.tries.max(1)) {
-            let key = PoolKey {
-                endpoint: *endpoint,
-                protocol: options.protocol,
-                send_timeout: options.send_timeout.unwrap_or(self.config.send_timeout),
-            };
-            match self.connection(key, connect_timeout).await {
-                Ok(c) => {
-                    conn = Some((key, c));
-                    break;
+        let send_timeout = options.send_timeout.unwrap_or(self.config.send_timeout);
+        let reached = self
+            .first_reachable(&endpoints, &upstream.target, &host, &path, |endpoint| {
+                let key = PoolKey {
+                    endpoint,
+                    protocol: options.protocol,
+                    send_timeout,
+                };
+                async move {
+                    self.connection(key, connect_timeout)
+                        .await
+                        .map(|c| (key, c))
                 }
-                Err(e) => {
-                    self.metrics.upstream_error(&upstream.target, "connect");
-                    tracing::warn!("connecting to {endpoint} for {host}{path}: {e}")
-                }
-            }
-        }
-        let Some((key, mut conn)) = conn else {
+            })
+            .await;
+        let Some((key, mut conn)) = reached else {
             return (
                 plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
                 upstream,
@@ -424,23 +421,20 @@ impl Proxy {
         );
         req.headers_mut()
             .insert(hyper::header::UPGRADE, protocol.clone());
-        let mut sender = None;
-        for endpoint in endpoints.iter().take(self.config.tries.max(1)) {
-            match self
-                .upgradable(*endpoint, options.protocol, connect_timeout)
-                .await
-            {
-                Ok(s) => {
-                    sender = Some((*endpoint, s));
-                    break;
-                }
-                Err(e) => {
-                    self.metrics.upstream_error(&upstream.target, "connect");
-                    tracing::warn!("connecting to {endpoint} for an upgrade: {e}")
-                }
-            }
-        }
-        let Some((endpoint, mut sender)) = sender else {
+        let reached = self
+            .first_reachable(
+                endpoints,
+                &upstream.target,
+                "an upgrade",
+                "",
+                |endpoint| async move {
+                    self.upgradable(endpoint, options.protocol, connect_timeout)
+                        .await
+                        .map(|s| (endpoint, s))
+                },
+            )
+            .await;
+        let Some((endpoint, mut sender)) = reached else {
             return (
                 plain(StatusCode::BAD_GATEWAY, "502 Bad Gateway\n"),
                 upstream,
@@ -492,6 +486,33 @@ impl Proxy {
         }
         let (parts, body) = response.into_parts();
         (Response::from_parts(parts, body.boxed()), upstream)
+    }
+
+    /// What `connect` makes of the first of `endpoints` it reaches, trying at most
+    /// [`ProxyConfig::tries`] of them in order; each failure counted (`connect`) and logged as
+    /// connecting for `host` `path`.
+    async fn first_reachable<T, F, Fut>(
+        &self,
+        endpoints: &[SocketAddr],
+        target: &crate::metrics::Target,
+        host: &str,
+        path: &str,
+        connect: F,
+    ) -> Option<T>
+    where
+        F: Fn(SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = std::io::Result<T>>,
+    {
+        for endpoint in endpoints.iter().take(self.config.tries.max(1)) {
+            match connect(*endpoint).await {
+                Ok(reached) => return Some(reached),
+                Err(e) => {
+                    self.metrics.upstream_error(target, "connect");
+                    tracing::warn!("connecting to {endpoint} for {host}{path}: {e}");
+                }
+            }
+        }
+        None
     }
 
     /// A new HTTP/1.1 connection to `endpoint` that can be upgraded.

@@ -612,11 +612,25 @@ fn order(routes: &mut [Route]) {
     });
 }
 
-fn key(ing: &Ingress) -> NsName {
+/// An Ingress's namespace and name.
+pub fn key(ing: &Ingress) -> NsName {
     NsName::new(
         ing.metadata.namespace.clone().unwrap_or_default(),
         ing.metadata.name.clone().unwrap_or_default(),
     )
+}
+
+/// The addresses an Ingress's status shows (`status.loadBalancer.ingress`: IPs, else names),
+/// as `weft_model::service::load_balancer_ingress` reads a Service's.
+pub fn status_addresses(ing: &Ingress) -> Vec<String> {
+    ing.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|l| l.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
+        .collect()
 }
 
 /// An Ingress backend resolved to where requests go.

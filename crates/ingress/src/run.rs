@@ -132,15 +132,7 @@ fn wanted_status(view: &ClusterView, settings: &Settings, publish: &NsName) -> S
     let addresses: Vec<String> = view
         .service(publish)
         .map(|svc| {
-            let lb: Vec<String> = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|l| l.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
-                .collect();
+            let lb = weft_model::service::load_balancer_ingress(svc);
             if lb.is_empty() {
                 svc.spec
                     .as_ref()
@@ -156,19 +148,8 @@ fn wanted_status(view: &ClusterView, settings: &Settings, publish: &NsName) -> S
     let ours: BTreeSet<&String> = addresses.iter().collect();
     let mut out = Vec::new();
     for ing in view.ingresses() {
-        let key = NsName::new(
-            ing.metadata.namespace.clone().unwrap_or_default(),
-            ing.metadata.name.clone().unwrap_or_default(),
-        );
-        let now: Vec<String> = ing
-            .status
-            .as_ref()
-            .and_then(|s| s.load_balancer.as_ref())
-            .and_then(|l| l.ingress.as_ref())
-            .into_iter()
-            .flatten()
-            .filter_map(|i| i.ip.clone().or_else(|| i.hostname.clone()))
-            .collect();
+        let key = crate::routes::key(ing);
+        let now = crate::routes::status_addresses(ing);
         let want = if serves(view, settings, ing) {
             addresses.clone()
         } else if now.iter().any(|a| ours.contains(a)) {
