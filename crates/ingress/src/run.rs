@@ -96,19 +96,22 @@ impl Reconciler for RouteReconciler {
 
     fn sync(&mut self, shared: &Shared) -> Result<(), String> {
         let started = std::time::Instant::now();
-        let (table, status) = {
+        // What to write is read under the view's lock; the writes come after it is released
+        // (a write's watch event needs the view's write lock to be delivered).
+        let (table, status, writes) = {
             let view = shared.read();
             let table = compile(&view, &self.settings);
             let status = self
                 .status
                 .as_ref()
                 .map(|w| wanted_status(&view, &self.settings, &w.publish));
-            if let Some(w) = self.status.as_mut() {
-                w.events(&view, &table.problems);
-                w.issue(&view, &table.served);
-            }
-            (table, status)
+            let writes = self.status.as_ref().map(|_| Writes::of(&view, &table));
+            (table, status, writes)
         };
+        if let (Some(w), Some(writes)) = (self.status.as_mut(), writes) {
+            w.events(&table.problems, &writes.uids);
+            w.issue(writes.certificates, writes.ca.as_ref());
+        }
         for p in &table.problems {
             tracing::warn!(ingress = %p.ingress, "{}", p.what);
         }
@@ -119,6 +122,32 @@ impl Reconciler for RouteReconciler {
         match (&self.status, status) {
             (Some(writer), Some(changes)) => writer.write(changes),
             _ => Ok(()),
+        }
+    }
+}
+
+/// What a sync writes besides the status, read from the view: the certificates to issue, the
+/// cluster CA to issue them from, and the uids of the Ingresses with problems (for events).
+struct Writes {
+    certificates: Vec<crate::issuer::Wanted>,
+    ca: Option<k8s_openapi::api::core::v1::Secret>,
+    uids: std::collections::BTreeMap<NsName, String>,
+}
+
+impl Writes {
+    fn of(view: &ClusterView, table: &crate::RouteTable) -> Writes {
+        let (ns, name) = crate::issuer::CA_SECRET;
+        Writes {
+            certificates: crate::issuer::wanted(view, &table.served, std::time::SystemTime::now()),
+            ca: view.secret(&NsName::new(ns, name)).cloned(),
+            uids: table
+                .problems
+                .iter()
+                .filter_map(|p| {
+                    let uid = view.ingress(&p.ingress)?.metadata.uid.clone()?;
+                    Some((p.ingress.clone(), uid))
+                })
+                .collect(),
         }
     }
 }
@@ -191,13 +220,16 @@ impl StatusWriter {
 
     /// Creates or renews the certificates Ingresses ask a cert-manager issuer for, from the
     /// cluster CA ([`crate::issuer`]).
-    fn issue(&self, view: &ClusterView, served: &[NsName]) {
-        let wanted = crate::issuer::wanted(view, served, std::time::SystemTime::now());
+    fn issue(
+        &self,
+        wanted: Vec<crate::issuer::Wanted>,
+        ca: Option<&k8s_openapi::api::core::v1::Secret>,
+    ) {
         if wanted.is_empty() {
             return;
         }
         let (ns, name) = crate::issuer::CA_SECRET;
-        let ca = match view.secret(&NsName::new(ns, name)) {
+        let ca = match ca {
             None => Err(format!("the cluster CA Secret {ns}/{name} does not exist")),
             Some(secret) => crate::issuer::Ca::from_secret(secret)
                 .map_err(|e| format!("the cluster CA Secret {ns}/{name} {e}")),
@@ -228,19 +260,23 @@ impl StatusWriter {
 
     /// A Warning event on each Ingress for each problem not reported before (and forgets
     /// those that are gone, so a problem that comes back is reported again).
-    fn events(&mut self, view: &ClusterView, problems: &[crate::routes::Problem]) {
+    fn events(
+        &mut self,
+        problems: &[crate::routes::Problem],
+        uids: &std::collections::BTreeMap<NsName, String>,
+    ) {
         let now: BTreeSet<(NsName, String)> = problems
             .iter()
             .map(|p| (p.ingress.clone(), p.what.clone()))
             .collect();
         for (key, what) in now.difference(&self.reported) {
-            let uid = view.ingress(key).and_then(|i| i.metadata.uid.clone());
+            let uid = uids.get(key);
             let about = weft_controller::writer::Involved {
                 api_version: "networking.k8s.io/v1",
                 kind: "Ingress",
                 namespace: &key.namespace,
                 name: &key.name,
-                uid: uid.as_deref(),
+                uid: uid.map(String::as_str),
             };
             if let Err(e) = self.writer.warn(&about, "IngressProblem", what) {
                 tracing::warn!("{e}");
