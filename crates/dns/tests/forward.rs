@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::Service;
 use weft_dns::forward::Forwarder;
 use weft_dns::server::{serve_tcp, serve_udp, Served};
 use weft_dns::{Zone, ZoneConfig};
+use weft_testutil::parsed_by_prometheus;
 
 const EXAMPLE_ZONE: &str = "$ORIGIN example.org.
 $TTL 300
@@ -422,39 +423,6 @@ fn names_outside_the_cluster_are_forwarded_cached_and_refused_as_they_should_be(
     ] {
         assert!(parsed.contains(line), "{line} not in:\n{parsed}");
     }
-}
-
-/// Each sample of `text` as `type name [labels] value`, as the Python Prometheus client's parser
-/// reads it (Debian's python3-prometheus-client, for Debian's own python3); a malformed
-/// exposition fails it.
-fn parsed_by_prometheus(text: &str) -> String {
-    use std::io::Write;
-    const SCRIPT: &str = "import sys
-from prometheus_client.parser import text_string_to_metric_families
-for f in text_string_to_metric_families(sys.stdin.read()):
-    for s in f.samples:
-        print(f.type, s.name, sorted(s.labels.items()), s.value)
-";
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("Debian's python3 (scripts/deps.sh installs python3-prometheus-client)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the Prometheus parser refused the metrics: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

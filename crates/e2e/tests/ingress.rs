@@ -11,7 +11,7 @@
 //! an agnhost netexec that echoes a request header (`/header?key=`). Needs root; the lab is
 //! torn down in Drop.
 
-use weft_testutil::{wait_for_what, Lab, AGNHOST};
+use weft_testutil::{parsed_by_prometheus, wait_for_what, Lab, AGNHOST};
 
 const OUTSIDE: &str = "203.0.113.10";
 
@@ -79,21 +79,10 @@ impl Ingress {
     fn get(&self, host: &str, path: &str) -> (u16, String) {
         let resolve = format!("{host}:80:{}", self.lb);
         let url = format!("http://{host}{path}");
-        let out = self.lab.weft(&[
-            "lab",
-            "outside",
-            "--",
-            "curl",
-            "-sS",
-            "--max-time",
-            "5",
-            "--resolve",
-            &resolve,
-            "-w",
-            "\n%{http_code}",
-            &url,
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (text, _) = outside_curl(
+            &self.lab,
+            &["--resolve", &resolve, "-w", "\n%{http_code}", &url],
+        );
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
         (code.trim().parse().unwrap_or(0), body.to_string())
     }
@@ -378,38 +367,6 @@ fn tls_from_a_secret_http2_and_the_https_redirect() {
         ],
     );
     assert_eq!(code, 0, "{out}");
-}
-
-/// Each sample of `text` as `type name [labels] value`, as the Python Prometheus client's
-/// parser reads it (Debian's python3-prometheus-client); a malformed exposition fails it.
-fn parsed_by_prometheus(text: &str) -> String {
-    use std::io::Write;
-    const SCRIPT: &str = "import sys
-from prometheus_client.parser import text_string_to_metric_families
-for f in text_string_to_metric_families(sys.stdin.read()):
-    for s in f.samples:
-        print(f.type, s.name, sorted(s.labels.items()), s.value)
-";
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", SCRIPT])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("Debian's python3 (scripts/deps.sh installs python3-prometheus-client)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the Prometheus parser refused the metrics: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! `weft lab down` in `Drop`. Around them: finding the workspace's binaries ([`bins`]), running
 //! commands with readable failures ([`command`]), re-running the test binary as a child process
 //! ([`child`]), polling ([`wait`]), reading kubectl tables ([`table`]), and NetworkPolicy truth
-//! tables probed with real connections ([`netpol`]). Nothing here touches anything a test did
+//! tables probed with real connections ([`netpol`]), and metrics read by Prometheus's own parser
+//! ([`prometheus`]). Nothing here touches anything a test did
 //! not create.
 
 pub mod bins;
@@ -17,6 +18,7 @@ pub mod lab;
 pub mod names;
 pub mod netns;
 pub mod netpol;
+pub mod prometheus;
 pub mod table;
 pub mod wait;
 
@@ -25,5 +27,6 @@ pub use command::{cleanup, describe, require_tool, run, run_ok};
 pub use lab::{client_pod, name_of, netns_list, pod_ip, workspace_root, Lab, AGNHOST, KUBECTL};
 pub use names::unique_name;
 pub use netns::TestNetns;
+pub use prometheus::parsed_by_prometheus;
 pub use table::{cell, columns, table};
 pub use wait::{eventually, wait_for, wait_for_what};
