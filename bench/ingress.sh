@@ -4,8 +4,8 @@
 # the trap) with BACKENDS backend pods behind a Service and an Ingress (plain and TLS); Debian's
 # nginx runs in the weft ingress pod's own network namespace, configured as the equivalent reverse
 # proxy (the same backend pod addresses, HTTP/1.1 keep-alive upstream, TLS with the same
-# certificate, HTTP/2, an access log like weft's), so both proxies share the same cores, network
-# path and backends. The clients run on a lab node, alternating weft and nginx round by round:
+# certificate, HTTP/2, the same forwarding headers as weft sets, an access log in the same
+# ingress-nginx format), so both proxies share the same cores, network path and backends. The clients run on a lab node, alternating weft and nginx round by round:
 #   (1) HTTP/1.1 keep-alive: wrk -c CONNS, requests/s and p99 latency;
 #   (2) HTTPS (HTTP/1.1 over TLS): wrk;
 #   (3) HTTP/2 over TLS: h2load, requests/s and mean latency;
@@ -108,7 +108,9 @@ mkdir -p "$files/nginx"
     echo "worker_processes 2; pid $files/nginx/nginx.pid; error_log $files/nginx/error.log;"
     echo "events { worker_connections 4096; }"
     echo "http {"
-    echo "  access_log $files/nginx/access.log; client_body_temp_path $files/nginx; proxy_temp_path $files/nginx;"
+    # ingress-nginx's log format, as weft writes it (the upstream name is a constant here).
+    echo "  log_format weft '\$remote_addr - \$remote_user [\$time_local] \"\$request\" \$status \$body_bytes_sent \"\$http_referer\" \"\$http_user_agent\" \$request_length \$request_time [default-backend-80] [] \$upstream_addr';"
+    echo "  access_log $files/nginx/access.log weft; client_body_temp_path $files/nginx; proxy_temp_path $files/nginx;"
     echo "  fastcgi_temp_path $files/nginx; uwsgi_temp_path $files/nginx; scgi_temp_path $files/nginx;"
     echo "  upstream backend { keepalive 64;"
     for ip in $backend_ips; do echo "    server $ip:80;"; done
@@ -116,7 +118,8 @@ mkdir -p "$files/nginx"
     echo "  server { listen 8080 reuseport; listen 8443 ssl http2 reuseport; server_name bench.example.com;"
     echo "    ssl_certificate $files/tls.crt; ssl_certificate_key $files/tls.key;"
     echo "    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\";"
-    echo "      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr; proxy_set_header X-Real-IP \$remote_addr; } }"
+    echo "      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr; proxy_set_header X-Real-IP \$remote_addr;"
+    echo "      proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$host; proxy_set_header X-Forwarded-Port \$server_port; } }"
     echo "}"
 } > "$files/nginx/nginx.conf"
 ip netns exec "$pod_netns" nginx -c "$files/nginx/nginx.conf" -p "$files/nginx" -g 'daemon on;'
@@ -129,7 +132,7 @@ for url in "http://$ingress_ip:80/" "http://$ingress_ip:8080/"; do
     client curl -sf -m 5 -H 'Host: bench.example.com' "$url" >/dev/null || { echo "no answer from $url" >&2; exit 1; }
 done
 
-wrk_run() { # URL -> "rps p99_ms"
+wrk_run() { # URL -> "rps p99_ms requests"
     client wrk -t2 -c"$conns" -d"${secs}s" --latency -H 'Host: bench.example.com' "$1" > "$files/wrk.out" 2>&1 || true
     /usr/bin/python3 - "$files/wrk.out" <<'PY'
 import re, sys
@@ -137,8 +140,8 @@ t = open(sys.argv[1]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
 m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", t)
 p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
-errors = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-print(rps, p99, errors.group(1) if errors else 0)
+requests = int(re.search(r"(\d+) requests in", t).group(1))
+print(rps, p99, requests)
 PY
 }
 h2_run() { # URL -> "rps mean_ms"
@@ -155,14 +158,26 @@ PY
 }
 
 echo "weft ingress vs Debian nginx $(nginx -v 2>&1 | cut -d/ -f2), same pod, $backends backends, $conns connections, ${secs}s x $rounds rounds each; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-declare -A rps p99
+# The proxy's own CPU time (user + system, in clock ticks): the controller process, or nginx's
+# workers. Per request, it is the cost that does not depend on what else shares the cores.
+proxy_ticks() {
+    local pids=$ingress_pid t=0
+    [[ $1 == nginx ]] && pids=$(pgrep -P "$nginx_pid")
+    for p in $pids; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo "$t"
+}
+hz=$(getconf CLK_TCK)
+declare -A rps p99 cpu
 for round in $(seq "$rounds"); do
     # Each round in the other order, so neither always runs first.
     order="weft nginx"; (( round % 2 == 0 )) && order="nginx weft"
     for who in $order; do
         if [[ $who == weft ]]; then http=80; https=443; else http=8080; https=8443; fi
-        read -r r l e < <(wrk_run "http://$ingress_ip:$http/")
+        t0=$(proxy_ticks "$who")
+        read -r r l n < <(wrk_run "http://$ingress_ip:$http/")
+        t1=$(proxy_ticks "$who")
         rps[$who,http]+="$r "; p99[$who,http]+="$l "
+        cpu[$who]+="$(awk "BEGIN{print ($t1 - $t0) * 1e6 / $hz / $n}") "
         read -r r l e < <(wrk_run "https://$ingress_ip:$https/")
         rps[$who,https]+="$r "; p99[$who,https]+="$l "
         read -r r l ok < <(h2_run "https://bench.example.com:$https/" "$ingress_ip:$https")
@@ -179,6 +194,10 @@ for kind in http https h2; do
     lat=$([[ $kind == h2 ]] && echo "mean" || echo "p99")
     printf '  %-36s %10.0f r/s %10.0f r/s %9.2fx %18s\n' "$name" "$wr" "$nr" "$(awk "BEGIN{print $wr / $nr}")" ">= 1.0x: $(awk "BEGIN{print ($wr >= $nr) ? \"met\" : \"MISSED\"}")"
     printf '  %-36s %11.2f ms %11.2f ms %9.2fx %18s\n' "    $lat latency" "$wl" "$nl" "$(awk "BEGIN{print $nl / $wl}")" "no worse: $(awk "BEGIN{print ($wl <= $nl) ? \"met\" : \"MISSED\"}")"
+    if [[ $kind == http ]]; then
+        wc=$(median ${cpu[weft]}); nc=$(median ${cpu[nginx]})
+        printf '  %-36s %11.1f us %11.1f us %9.2fx %18s\n' "    proxy CPU per request" "$wc" "$nc" "$(awk "BEGIN{print $nc / $wc}")" "reported"
+    fi
 done
 
 # (4) The route table with many Ingresses: the controller's compile+swap time and its RSS.

@@ -4,11 +4,13 @@
 //! compiles (count, last duration, Ingresses served, problems). Names are weft's own
 //! (`weft_ingress_*`), labels as ingress-nginx's (`namespace`, `ingress`, `service`, `status`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use rustc_hash::FxHashMap;
 
 /// Upper bounds of the duration buckets, in seconds (Prometheus's client defaults).
 const BUCKETS: [f64; 11] = [
@@ -43,10 +45,15 @@ struct Counts {
     duration: Histogram,
 }
 
+/// How many request-count shards there are: each thread counts into its own (so the proxy's
+/// worker threads never wait for each other's lock, nor wake each other through the kernel),
+/// and `/metrics` sums them.
+const SHARDS: usize = 8;
+
 #[derive(Default)]
 pub struct Metrics {
-    /// By target (its Arc shared with the routes: no copy per request).
-    requests: Mutex<HashMap<Arc<Target>, Counts>>,
+    /// By target (its Arc shared with the routes: no copy per request), one map per shard.
+    requests: [Mutex<FxHashMap<Arc<Target>, Counts>>; SHARDS],
     upstream_errors: Mutex<BTreeMap<(Target, &'static str), u64>>,
     compiles: AtomicU64,
     compile_nanos: AtomicU64,
@@ -56,15 +63,12 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn request(&self, target: &Arc<Target>, status: u16, took: Duration) {
-        let mut requests = lock(&self.requests);
+        let mut requests = lock(&self.requests[shard()]);
         let counts = match requests.get_mut(target) {
             Some(c) => c,
             None => requests.entry(target.clone()).or_default(),
         };
-        match counts.statuses.iter_mut().find(|(s, _)| *s == status) {
-            Some((_, n)) => *n += 1,
-            None => counts.statuses.push((status, 1)),
-        }
+        counts.status(status, 1);
         let h = &mut counts.duration;
         let secs = took.as_secs_f64();
         match BUCKETS.iter().position(|b| secs <= *b) {
@@ -102,11 +106,15 @@ impl Metrics {
                 escape(&t.service)
             )
         };
-        // Sorted for a stable exposition; several targets of one Ingress (its services) sum
-        // into its histogram.
-        let requests = lock(&self.requests);
-        let mut targets: Vec<(&Arc<Target>, &Counts)> = requests.iter().collect();
-        targets.sort_by(|a, b| a.0.cmp(b.0));
+        // The shards summed, sorted for a stable exposition; several targets of one Ingress
+        // (its services) sum into its histogram.
+        let mut requests: BTreeMap<Arc<Target>, Counts> = BTreeMap::new();
+        for shard in &self.requests {
+            for (t, c) in lock(shard).iter() {
+                requests.entry(t.clone()).or_default().add(c);
+            }
+        }
+        let targets: Vec<(&Arc<Target>, &Counts)> = requests.iter().collect();
         out.push_str("# HELP weft_ingress_requests_total Requests answered, by Ingress, Service and status code.\n# TYPE weft_ingress_requests_total counter\n");
         let mut by_status: BTreeMap<(String, u16), u64> = BTreeMap::new();
         for (t, c) in &targets {
@@ -125,14 +133,8 @@ impl Metrics {
             let h = histograms
                 .entry((t.namespace.clone(), t.ingress.clone()))
                 .or_default();
-            for (i, n) in c.duration.buckets.iter().enumerate() {
-                h.buckets[i] += n;
-            }
-            h.over += c.duration.over;
-            h.sum += c.duration.sum;
-            h.count += c.duration.count;
+            h.add(&c.duration);
         }
-        drop(requests);
         out.push_str("# HELP weft_ingress_request_duration_seconds Time from the request to the response head, by Ingress.\n# TYPE weft_ingress_request_duration_seconds histogram\n");
         for ((ns, ing), h) in histograms.iter() {
             let l = format!("namespace=\"{}\",ingress=\"{}\"", escape(ns), escape(ing));
@@ -171,6 +173,42 @@ impl Metrics {
         );
         out
     }
+}
+
+impl Histogram {
+    fn add(&mut self, other: &Histogram) {
+        for (mine, n) in self.buckets.iter_mut().zip(other.buckets) {
+            *mine += n;
+        }
+        self.over += other.over;
+        self.sum += other.sum;
+        self.count += other.count;
+    }
+}
+
+impl Counts {
+    fn status(&mut self, status: u16, n: u64) {
+        match self.statuses.iter_mut().find(|(s, _)| *s == status) {
+            Some((_, mine)) => *mine += n,
+            None => self.statuses.push((status, n)),
+        }
+    }
+
+    fn add(&mut self, other: &Counts) {
+        for (status, n) in &other.statuses {
+            self.status(*status, *n);
+        }
+        self.duration.add(&other.duration);
+    }
+}
+
+/// This thread's shard of the request counts, given out in turn as threads first count.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

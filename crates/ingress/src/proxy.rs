@@ -100,8 +100,8 @@ impl Conn {
 thread_local! {
     /// Kept backend connections, per thread: each worker thread runs its own runtime
     /// ([`spawn_workers`]), and a connection used where it was made wakes no other thread.
-    static IDLE: std::cell::RefCell<HashMap<PoolKey, Vec<Conn>>> =
-        std::cell::RefCell::new(HashMap::new());
+    static IDLE: std::cell::RefCell<rustc_hash::FxHashMap<PoolKey, Vec<Conn>>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
 }
 
 /// What a kept connection can be reused for: its endpoint, protocol and send timeout.
@@ -149,24 +149,24 @@ impl Proxy {
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: Peer,
         scheme: &'static str,
         port: u16,
     ) -> Result<Response<Body>, Infallible> {
         let started = Instant::now();
-        let line = AccessLine::of(&req, client);
-        let (response, upstream) = self.answer(req, client, scheme, port).await;
+        let line = AccessLine::of(&req);
+        let (response, upstream) = self.answer(req, &client, scheme, port).await;
         let took = started.elapsed();
         self.metrics
             .request(&upstream.target, response.status().as_u16(), took);
-        line.log(&response, upstream, took);
+        line.log(&client, &response, upstream, took);
         Ok(response)
     }
 
     async fn answer(
         self: &Arc<Self>,
         mut req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         scheme: &'static str,
         port: u16,
     ) -> (Response<Body>, Upstream) {
@@ -196,7 +196,7 @@ impl Proxy {
         if let Some(allow) = &options.allow {
             if !allow
                 .iter()
-                .any(|net| crate::options::contains(*net, client.ip()))
+                .any(|net| crate::options::contains(*net, client.addr.ip()))
             {
                 return (plain(StatusCode::FORBIDDEN, "403 Forbidden\n"), upstream);
             }
@@ -215,7 +215,7 @@ impl Proxy {
             return (r, upstream);
         }
         if let (Some(rps), Some(route)) = (options.limit_rps, matched.route) {
-            if !self.take_token(&route.ingress, client.ip(), rps) {
+            if !self.take_token(&route.ingress, client.addr.ip(), rps) {
                 return (
                     plain(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -574,7 +574,7 @@ impl Proxy {
     fn prepare(
         &self,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &Peer,
         host: &str,
         scheme: &'static str,
         port: u16,
@@ -582,36 +582,45 @@ impl Proxy {
         limit: Option<u64>,
     ) -> Result<Request<UpBody>, StatusCode> {
         let (mut parts, body) = req.into_parts();
-        let authority = parts.uri.authority().map(|a| a.to_string());
-        let target = match rewritten {
-            Some(t) => t,
-            None => parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-                .to_string(),
-        };
-        parts.uri = target.parse::<Uri>().map_err(|_| StatusCode::BAD_REQUEST)?;
-        strip_hop_by_hop(&mut parts.headers);
+        // An origin-form target (HTTP/1.1's usual) goes as it came; an absolute-form one, or
+        // HTTP/2's, loses its scheme and authority (the authority becomes `Host`).
         if !parts.headers.contains_key(HOST) {
-            let value = authority.unwrap_or_else(|| host.to_string());
+            let value = parts
+                .uri
+                .authority()
+                .map_or(host, |a| a.as_str())
+                .to_string();
             parts.headers.insert(
                 HOST,
                 HeaderValue::from_str(&value).map_err(|_| StatusCode::BAD_REQUEST)?,
             );
         }
-        let ip = client.ip().to_canonical().to_string();
-        let set = |h: &mut hyper::HeaderMap, name: &'static str, value: &str| {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                h.insert(HeaderName::from_static(name), v);
+        match rewritten {
+            Some(t) => parts.uri = t.parse::<Uri>().map_err(|_| StatusCode::BAD_REQUEST)?,
+            None if parts.uri.scheme().is_some() || parts.uri.authority().is_some() => {
+                let origin = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                parts.uri = origin.parse::<Uri>().map_err(|_| StatusCode::BAD_REQUEST)?;
             }
-        };
-        set(&mut parts.headers, "x-forwarded-for", &ip);
-        set(&mut parts.headers, "x-real-ip", &ip);
-        set(&mut parts.headers, "x-forwarded-proto", scheme);
-        set(&mut parts.headers, "x-forwarded-host", host);
-        set(&mut parts.headers, "x-forwarded-port", &port.to_string());
+            None => {}
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        let h = &mut parts.headers;
+        h.insert(
+            HeaderName::from_static("x-forwarded-for"),
+            client.ip.clone(),
+        );
+        h.insert(HeaderName::from_static("x-real-ip"), client.ip.clone());
+        h.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(scheme),
+        );
+        if let Ok(v) = HeaderValue::from_str(host) {
+            h.insert(HeaderName::from_static("x-forwarded-host"), v);
+        }
+        h.insert(
+            HeaderName::from_static("x-forwarded-port"),
+            HeaderValue::from(port),
+        );
         let body: UpBody = match limit {
             Some(n) => {
                 http_body_util::Limited::new(body, usize::try_from(n).unwrap_or(usize::MAX)).boxed()
@@ -715,6 +724,28 @@ fn upgrade_of(req: &Request<Incoming>) -> Option<HeaderValue> {
     (asks && req.version() == hyper::Version::HTTP_11)
         .then(|| req.headers().get(hyper::header::UPGRADE).cloned())
         .flatten()
+}
+
+/// A client connection's peer: its address, and its address as text (`X-Forwarded-For`,
+/// `X-Real-IP`, the access log), made once per connection rather than per request.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    ip: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Peer {
+        let text = addr.ip().to_canonical().to_string();
+        Peer {
+            addr,
+            ip: HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("-")),
+        }
+    }
+
+    fn text(&self) -> &str {
+        self.ip.to_str().unwrap_or("-")
+    }
 }
 
 /// A backend response's body that gives its HTTP/1.1 connection back to the pool once read
@@ -922,7 +953,6 @@ struct Upstream {
 
 /// What the access log needs of the request, taken before it is sent on (cheap clones).
 struct AccessLine {
-    client: SocketAddr,
     method: Method,
     uri: Uri,
     version: hyper::Version,
@@ -932,9 +962,8 @@ struct AccessLine {
 }
 
 impl AccessLine {
-    fn of(req: &Request<Incoming>, client: SocketAddr) -> AccessLine {
+    fn of(req: &Request<Incoming>) -> AccessLine {
         AccessLine {
-            client,
             method: req.method().clone(),
             uri: req.uri().clone(),
             version: req.version(),
@@ -950,43 +979,62 @@ impl AccessLine {
     /// fields weft does not have), written to standard output as nginx writes its access log
     /// there in ingress-nginx's image: one write per line, `kubectl logs` shows it. Off with
     /// `WEFT_ACCESS_LOG=off`.
-    fn log(&self, response: &Response<Body>, upstream: Upstream, took: Duration) {
+    fn log(&self, client: &Peer, response: &Response<Body>, upstream: Upstream, took: Duration) {
         use std::fmt::Write as _;
         use std::io::Write as _;
         if !access_log_on() {
             return;
         }
-        let text = |v: &Option<HeaderValue>| {
-            v.as_ref()
-                .and_then(|v| v.to_str().ok())
-                .map(|s| s.replace('"', "\\x22"))
-                .unwrap_or_else(|| "-".to_string())
+        // Quotes in what the client sent are escaped as nginx escapes them.
+        let quoted = |line: &mut String, v: &Option<HeaderValue>| match v
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(text) => {
+                for (i, part) in text.split('"').enumerate() {
+                    if i > 0 {
+                        line.push_str("\\x22");
+                    }
+                    line.push_str(part);
+                }
+            }
+            None => line.push('-'),
         };
         LINE.with_borrow_mut(|line| {
             line.clear();
-            let _ = write!(line, "{} - - [", self.client.ip().to_canonical());
+            line.push_str(client.text());
+            line.push_str(" - - [");
             time_local(line);
-            let _ = write!(
-                line,
-                "] \"{} {} {:?}\" {} ",
-                self.method,
-                self.uri.path_and_query().map_or("/", |p| p.as_str()),
-                self.version,
-                response.status().as_u16(),
-            );
+            line.push_str("] \"");
+            line.push_str(self.method.as_str());
+            line.push(' ');
+            line.push_str(self.uri.path_and_query().map_or("/", |p| p.as_str()));
+            line.push(' ');
+            match self.version {
+                hyper::Version::HTTP_11 => line.push_str("HTTP/1.1"),
+                other => {
+                    let _ = write!(line, "{other:?}");
+                }
+            }
+            let _ = write!(line, "\" {} ", response.status().as_u16());
             match hyper::body::Body::size_hint(response.body()).exact() {
                 Some(n) => {
                     let _ = write!(line, "{n}");
                 }
                 None => line.push('-'),
             }
+            line.push_str(" \"");
+            quoted(line, &self.referer);
+            line.push_str("\" \"");
+            quoted(line, &self.agent);
+            // $request_time: seconds with milliseconds.
+            let ms = took.as_millis();
             let _ = write!(
                 line,
-                " \"{}\" \"{}\" {} {:.3} [{}] [] ",
-                text(&self.referer),
-                text(&self.agent),
+                "\" {} {}.{:03} [{}] [] ",
                 self.length,
-                took.as_secs_f64(),
+                ms / 1000,
+                ms % 1000,
                 upstream.target.upstream,
             );
             match upstream.addr {
@@ -996,7 +1044,9 @@ impl AccessLine {
                 None => line.push('-'),
             }
             line.push('\n');
-            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            if let Some(mut out) = access_out() {
+                let _ = out.write_all(line.as_bytes());
+            }
         });
     }
 }
@@ -1005,6 +1055,25 @@ thread_local! {
     static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
     /// The second and its `$time_local` text.
     static NOW: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Where access log lines go: standard output, through a descriptor of its own so that a
+/// line is one `write` with no lock: `std::io::stdout()` takes a process-wide lock that the
+/// worker threads would wait for, and wake each other through, on every request. Lines are
+/// short, and a log file is opened for appending: no line is split by another's.
+fn access_out() -> Option<&'static std::fs::File> {
+    static OUT: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+    OUT.get_or_init(|| {
+        use std::os::fd::AsFd as _;
+        match std::io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => Some(std::fs::File::from(fd)),
+            Err(e) => {
+                tracing::warn!("no access log: standard output cannot be duplicated: {e}");
+                None
+            }
+        }
+    })
+    .as_ref()
 }
 
 fn access_log_on() -> bool {
@@ -1056,15 +1125,9 @@ fn request_host(req: &Request<Incoming>) -> String {
     let raw = req
         .uri()
         .host()
-        .map(str::to_string)
-        .or_else(|| {
-            req.headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or_default();
-    strip_port(&raw).to_ascii_lowercase()
+    strip_port(raw).to_ascii_lowercase()
 }
 
 fn strip_port(host: &str) -> &str {
@@ -1221,8 +1284,9 @@ pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rust
                 }
                 Err(_) => return,
             };
+            let peer = Peer::new(client);
             let service = hyper::service::service_fn(move |req| {
-                proxy.clone().handle(req, client, "https", port)
+                proxy.clone().handle(req, peer.clone(), "https", port)
             });
             let builder = server_builder(&proxy_config);
             let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -1272,8 +1336,9 @@ pub async fn serve_http(listener: TcpListener, proxy: Arc<Proxy>) {
         let proxy = proxy.clone();
         let proxy_config = proxy.config.clone();
         tokio::spawn(async move {
+            let peer = Peer::new(client);
             let service = hyper::service::service_fn(move |req| {
-                proxy.clone().handle(req, client, "http", port)
+                proxy.clone().handle(req, peer.clone(), "http", port)
             });
             let builder = server_builder(&proxy_config);
             let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
