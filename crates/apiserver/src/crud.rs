@@ -456,42 +456,19 @@ pub(crate) async fn create_value(
     Ok(written(StatusCode::CREATED, stored.to_json(), warnings))
 }
 
-/// kube-apiserver's DefaultIngressClass admission: an Ingress created without a class (no
-/// `spec.ingressClassName`, no legacy `kubernetes.io/ingress.class` annotation) gets the
-/// IngressClass marked `ingressclass.kubernetes.io/is-default-class: "true"` (the newest, should
-/// several be), so `kubectl get ingress` shows it. On create only, as upstream.
+/// kube-apiserver's DefaultIngressClass admission ([`weft_model::ingress_class`]), on create
+/// only, as upstream.
 async fn default_ingress_class(store: &Store, value: &mut Value) {
-    let has_class = value["spec"]["ingressClassName"].is_string()
-        || value["metadata"]["annotations"]["kubernetes.io/ingress.class"].is_string();
-    if has_class {
-        return;
-    }
     let store = store.clone();
     let Ok(Ok(classes)) = tokio::task::spawn_blocking(move || store.list("IngressClass")).await
     else {
         return;
     };
-    let default = classes
-        .iter()
-        .map(|c| c.to_json())
-        .filter(|c| {
-            c["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"] == "true"
-        })
-        .max_by(|a, b| {
-            let created = |v: &Value| {
-                v["metadata"]["creationTimestamp"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string()
-            };
-            created(a).cmp(&created(b))
-        });
-    if let Some(name) = default.and_then(|c| c["metadata"]["name"].as_str().map(str::to_string)) {
-        if !value["spec"].is_object() {
-            value["spec"] = Value::Object(Default::default());
-        }
-        value["spec"]["ingressClassName"] = Value::String(name);
-    }
+    let classes: Vec<Value> = classes.iter().map(|c| c.to_json()).collect();
+    weft_model::ingress_class::admit(
+        value,
+        weft_model::ingress_class::default_class(&classes).as_deref(),
+    );
 }
 
 /// Says, as a Warning kubectl prints, that a write of this resource's spec is stored and

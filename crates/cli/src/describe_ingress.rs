@@ -24,7 +24,10 @@ pub async fn describe(cluster: &Cluster, ing: &Ingress) -> Result<String> {
     view.apply(Event::Relisted(all::<EndpointSlice>(cluster).await?));
     // Secrets only to check TLS ones: their contents are never printed.
     view.apply(Event::Relisted(all::<Secret>(cluster).await?));
-    let settings = Settings::default();
+    // As the controller reads them: the cluster config may leave class nginx alone.
+    let (ns, name) = weft_ingress::run::CLUSTER_CONFIG;
+    let at = weft_view::NsName::new(ns, name);
+    let settings = weft_ingress::run::configured(&cluster.client, &at, Settings::default()).await;
     let table = weft_ingress::compile(&view, &settings);
     Ok(text(&view, &settings, &table, ing))
 }

@@ -176,9 +176,21 @@ enum Command {
         #[arg(long, value_name = "NAME", default_value = weft_ingress::routes::CLASS)]
         class: String,
         /// Leave Ingresses of class nginx alone (served by default, so ingress-nginx manifests
-        /// work unchanged).
+        /// work unchanged; `ingressNginxClass: false` in the cluster config does the same).
         #[arg(long)]
         no_nginx_class: bool,
+        /// The ConfigMap (NAMESPACE/NAME) whose `cluster.yaml` is the cluster config, read at
+        /// start (weft's is kube-system/weft-config); "" for none.
+        #[arg(
+            long,
+            value_name = "NAMESPACE/NAME",
+            default_value = "kube-system/weft-config"
+        )]
+        cluster_config: String,
+        /// Proxy threads, each with its own listeners and backend connections (nginx's
+        /// worker_processes); one per CPU when not given.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: Option<u16>,
         /// The controller's own Service (NAMESPACE/NAME): its address goes into the status of
         /// every Ingress served.
         #[arg(long, value_name = "NAMESPACE/NAME")]
@@ -344,19 +356,16 @@ fn run(cli: Cli) -> Result<i32> {
             class,
             no_nginx_class,
             publish_service,
+            cluster_config: config_map,
+            workers,
             health_port,
         } => {
-            let publish_service = match publish_service {
-                None => None,
-                Some(text) => match text.split_once('/') {
-                    Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
-                        Some(weft_view::NsName::new(ns, name))
-                    }
-                    _ => anyhow::bail!(
-                        "--publish-service {text:?}: expected NAMESPACE/NAME, e.g. weft-system/weft-ingress"
-                    ),
-                },
-            };
+            let publish_service = publish_service
+                .map(|text| ns_name("--publish-service", &text, "weft-system/weft-ingress"))
+                .transpose()?;
+            let config_map = (!config_map.is_empty())
+                .then(|| ns_name("--cluster-config", &config_map, "kube-system/weft-config"))
+                .transpose()?;
             let kubeconfig = match cli.kubeconfig.clone() {
                 Some(k) => Some(k),
                 None => cluster_config(&cli.lab, None).ok().and_then(|(_, k)| k),
@@ -372,6 +381,8 @@ fn run(cli: Cli) -> Result<i32> {
                 https,
                 health_port: Some(health_port),
                 publish_service,
+                cluster_config: config_map,
+                workers: workers.map(usize::from),
                 proxy: weft_ingress::proxy::ProxyConfig::default(),
             })?;
             Ok(0)
@@ -381,6 +392,16 @@ fn run(cli: Cli) -> Result<i32> {
             weft_workloads::run(&workload)?;
             Ok(0)
         }
+    }
+}
+
+/// A `NAMESPACE/NAME` argument of `flag`.
+fn ns_name(flag: &str, text: &str, example: &str) -> Result<weft_view::NsName> {
+    match text.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok(weft_view::NsName::new(ns, name))
+        }
+        _ => anyhow::bail!("{flag} {text:?}: expected NAMESPACE/NAME, e.g. {example}"),
     }
 }
 

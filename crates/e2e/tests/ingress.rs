@@ -456,3 +456,83 @@ fn a_cert_manager_issuer_annotation_gets_a_certificate_from_the_lab_ca() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(version(&ing.lab), before);
 }
+
+/// A cluster whose config says `ingressNginxClass: false` (an ingress-nginx of its own serves
+/// class nginx): weft leaves those Ingresses alone, by annotation or by name. And an Ingress
+/// without a class among `lab up -f`'s manifests gets the default class, as one created
+/// through the API after weft was installed does.
+#[test]
+fn the_cluster_config_leaves_class_nginx_alone_and_lab_up_ingresses_get_the_default_class() {
+    let lab = Lab::new();
+    let config = lab.write(
+        "cluster.yaml",
+        &format!(
+            "apiVersion: weft.dev/v1alpha1\nkind: Cluster\nname: {}\nnodes: 1\ningressNginxClass: false\n",
+            lab.name
+        ),
+    );
+    let ingresses = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: bare}
+spec:
+  rules:
+    - host: bare.example.com
+      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: legacy
+  annotations: {kubernetes.io/ingress.class: nginx}
+spec:
+  rules:
+    - host: legacy.example.com
+      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: named}
+spec:
+  ingressClassName: nginx
+  rules:
+    - host: named.example.com
+      http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: echo-a, port: {number: 80}}}}]}
+"#;
+    let file = lab.write(
+        "apps.yaml",
+        &(deployment("echo-a", 1, false) + ingresses.trim_start()),
+    );
+    lab.ok(&[
+        "lab", "up", "--config", &config, "-f", &file, "--wait", "120",
+    ]);
+    let lb = lab.lb_ip_in("weft-system", "weft-ingress");
+    let ing = Ingress { lab, lb };
+    wait_for_what("bare served", || {
+        ing.who("bare.example.com", "/") == "200 echo-a"
+    });
+    let listing = ing.lab.kubectl_ok(&["get", "ingress"]);
+    let row = |name: &str| {
+        listing
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{listing}"))
+            .to_string()
+    };
+    assert_eq!(
+        row("bare").split_whitespace().nth(1),
+        Some("weft"),
+        "{listing}"
+    );
+    assert!(row("bare").contains(&ing.lb), "{listing}");
+    for name in ["legacy", "named"] {
+        assert!(!row(name).contains(&ing.lb), "{listing}");
+        let (code, body) = ing.get(&format!("{name}.example.com"), "/");
+        assert_eq!((code, body.trim()), (404, "default backend - 404"));
+        let described = ing.lab.ok(&["describe", "ingress", name]);
+        assert!(
+            described.contains("nginx (not weft's: left alone)"),
+            "{described}"
+        );
+    }
+}

@@ -53,6 +53,12 @@ pub struct IngressConfig {
     pub health_port: Option<u16>,
     /// The controller's own Service, whose address goes into the served Ingresses' status.
     pub publish_service: Option<NsName>,
+    /// The ConfigMap holding the cluster config (`cluster.yaml`, weft's `kube-system/weft-config`),
+    /// read once at start: `ingressNginxClass: false` there turns off serving class `nginx`.
+    pub cluster_config: Option<NsName>,
+    /// Proxy threads, each with its own listeners and backend connections (nginx's
+    /// `worker_processes`); `None`: one per CPU.
+    pub workers: Option<usize>,
     pub proxy: ProxyConfig,
 }
 
@@ -286,6 +292,34 @@ impl StatusWriter {
     }
 }
 
+/// Where weft's cluster config is on a cluster (deploy/config.yaml): the ConfigMap's
+/// namespace and name; its key is `cluster.yaml`.
+pub const CLUSTER_CONFIG: (&str, &str) = ("kube-system", "weft-config");
+
+/// `settings` as the cluster config in the ConfigMap `at` amends them: `ingressNginxClass:
+/// false` turns off serving class `nginx`. No such ConfigMap, or one that cannot be read,
+/// leaves them as they are (said in the log).
+pub async fn configured(client: &kube::Client, at: &NsName, mut settings: Settings) -> Settings {
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client.clone(), &at.namespace);
+    let text = match api.get_opt(&at.name).await {
+        Ok(map) => map.and_then(|m| m.data?.remove("cluster.yaml")),
+        Err(e) => {
+            tracing::warn!("reading the cluster config {at}: {e}; its defaults apply");
+            return settings;
+        }
+    };
+    let Some(text) = text else {
+        tracing::info!("no cluster config at {at}: its defaults apply");
+        return settings;
+    };
+    match weft_model::ClusterConfig::from_yaml(&format!("{at} cluster.yaml"), &text) {
+        Ok(cluster) => settings.serve_nginx &= cluster.ingress_nginx_class,
+        Err(e) => tracing::warn!("the cluster config at {at}: {e}; its defaults apply"),
+    }
+    settings
+}
+
 /// Runs the controller and proxy until the process is killed.
 pub fn run(config: IngressConfig) -> Result<(), IngressError> {
     // The controller side (watches, the reconciler, health and metrics); the proxy runs on
@@ -297,10 +331,14 @@ pub fn run(config: IngressConfig) -> Result<(), IngressError> {
         .map_err(IngressError::Runtime)?;
     runtime.block_on(async move {
         let client = source::client(config.kubeconfig.as_deref()).await?;
+        let settings = match &config.cluster_config {
+            Some(at) => configured(&client, at, config.settings.clone()).await,
+            None => config.settings.clone(),
+        };
         let shared = Shared::new();
         let proxy = Proxy::new(config.proxy.clone());
         let reconciler = RouteReconciler {
-            settings: config.settings.clone(),
+            settings: settings.clone(),
             proxy: proxy.clone(),
             status: config.publish_service.clone().map(|publish| StatusWriter {
                 writer: weft_controller::Writer::new(client.clone()),
@@ -314,12 +352,20 @@ pub fn run(config: IngressConfig) -> Result<(), IngressError> {
         let default = crate::tls::default_certificate().map_err(IngressError::Tls)?;
         let tls = crate::tls::server_config(proxy.clone(), default)
             .map_err(|e| IngressError::Tls(e.to_string()))?;
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        spawn_workers(config.http, config.https, proxy.clone(), Arc::new(tls), workers)
-            .map_err(|error| IngressError::Listen {
-                addr: config.http,
-                error,
-            })?;
+        let workers = config.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
+        spawn_workers(
+            config.http,
+            config.https,
+            proxy.clone(),
+            Arc::new(tls),
+            workers,
+        )
+        .map_err(|error| IngressError::Listen {
+            addr: config.http,
+            error,
+        })?;
         let proxy_for_metrics = proxy.clone();
         if let Some(port) = config.health_port {
             let metrics = proxy_for_metrics.clone();
@@ -328,9 +374,16 @@ pub fn run(config: IngressConfig) -> Result<(), IngressError> {
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
                 answer: Arc::new(move || ("200 OK", metrics.metrics.render())),
             };
-            tokio::spawn(weft_view::health::serve_routes(port, readiness, vec![route]));
+            tokio::spawn(weft_view::health::serve_routes(
+                port,
+                readiness,
+                vec![route],
+            ));
         }
-        tracing::info!(http = %config.http, https = %config.https, class = %config.settings.class, "ingress started");
+        tracing::info!(
+            http = %config.http, https = %config.https, class = %settings.class,
+            nginx_class = settings.serve_nginx, "ingress started"
+        );
         if let Err(e) = routes.await {
             tracing::error!("the route reconciler stopped: {e}");
             std::process::exit(1);

@@ -74,6 +74,12 @@ fn build(
     fs::write(layout.config_file(), config.to_yaml())
         .map_err(|e| LabError::io("writing the cluster config", e))?;
     let store = open_store(layout, config)?;
+    // weft itself, from the manifests a real cluster installs (deploy/), stored after the
+    // user's objects (below), but installed first as far as those can tell: their Ingresses
+    // without a class get the default IngressClass, as if created through the API afterwards.
+    let (ca_cert, ca_key) = cluster_ca(layout)?;
+    let weft = crate::deploy::objects(config, Some((&ca_cert, &ca_key)))?;
+    let objects = with_default_ingress_class(objects, &weft)?;
     // The `kubernetes` Service first, so it holds the service CIDR's first address as in every
     // cluster; then the user's objects: a bad manifest must fail before any namespace exists.
     store.apply(crate::apiserver::kubernetes_service(config)?)?;
@@ -84,9 +90,7 @@ fn build(
             .map(|ns| namespace_object(ns))
             .collect::<Result<Vec<_>, _>>()?,
     )?;
-    // weft itself, from the manifests a real cluster installs (deploy/): the agent DaemonSet.
-    let (ca_cert, ca_key) = cluster_ca(layout)?;
-    store.apply(crate::deploy::objects(config, Some((&ca_cert, &ca_key)))?)?;
+    store.apply(weft)?;
 
     topology::create_fabric(layout, config)?;
     topology::create_outside(layout)?;
@@ -102,6 +106,36 @@ fn build(
     crate::supervise::spawn_speaker(layout)?;
     crate::supervise::begin(layout)?;
     Ok(applied)
+}
+
+/// `objects` with the DefaultIngressClass admission applied to their Ingresses, the classes
+/// being theirs and weft's own.
+fn with_default_ingress_class(
+    objects: Vec<Object>,
+    weft: &[Object],
+) -> Result<Vec<Object>, LabError> {
+    let classes: Vec<serde_json::Value> = objects
+        .iter()
+        .chain(weft)
+        .filter(|o| o.kind() == "IngressClass")
+        .map(Object::to_json)
+        .collect();
+    let Some(default) = weft_model::ingress_class::default_class(&classes) else {
+        return Ok(objects);
+    };
+    objects
+        .into_iter()
+        .map(|object| {
+            if object.kind() != "Ingress" {
+                return Ok(object);
+            }
+            let mut value = object.to_json();
+            if !weft_model::ingress_class::admit(&mut value, Some(&default)) {
+                return Ok(object);
+            }
+            Object::from_json(value).map_err(|e| LabError::Invalid(format!("an Ingress: {e}")))
+        })
+        .collect()
 }
 
 /// The namespaces every Kubernetes cluster starts with.

@@ -153,6 +153,10 @@ pub struct ClusterConfig {
     /// The most objects of one kind the lab's API stores (a ResourceQuota for the whole lab), so
     /// a runaway client or a Deployment of 100000 replicas meets a clear error, not a full disk.
     pub object_quota: u32,
+    /// Whether weft's ingress controller also serves Ingresses of class `nginx`
+    /// (`ingressClassName: nginx` or the legacy `kubernetes.io/ingress.class` annotation), so
+    /// manifests written for ingress-nginx work unchanged. Off when an ingress-nginx serves them.
+    pub ingress_nginx_class: bool,
 }
 
 /// The default [`ClusterConfig::object_quota`]: room for the benchmarks' 10k Services and
@@ -244,6 +248,7 @@ impl Default for ClusterConfig {
             upstream_dns: Vec::new(),
             dns_cache_size: DEFAULT_DNS_CACHE_SIZE,
             object_quota: DEFAULT_OBJECT_QUOTA,
+            ingress_nginx_class: true,
         }
     }
 }

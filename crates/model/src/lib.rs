@@ -12,6 +12,7 @@ pub mod daemonset;
 pub mod defaults;
 pub mod deployment;
 pub mod endpoints;
+pub mod ingress_class;
 pub mod manifest;
 pub mod names;
 pub mod node;

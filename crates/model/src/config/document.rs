@@ -61,6 +61,8 @@ struct ConfigDocument {
     dns_cache_size: Option<u32>,
     #[serde(rename = "objectQuota")]
     object_quota: Option<u32>,
+    #[serde(rename = "ingressNginxClass")]
+    ingress_nginx_class: Option<bool>,
 }
 
 /// The config document as written out by [`ClusterConfig::to_yaml`].
@@ -105,6 +107,8 @@ struct RenderedDocument<'a> {
     dns_cache_size: u32,
     #[serde(rename = "objectQuota")]
     object_quota: u32,
+    #[serde(rename = "ingressNginxClass")]
+    ingress_nginx_class: bool,
 }
 
 /// An upstream DNS server: an address, port 53 unless one is given (`10.0.0.2`, `10.0.0.2:5353`,
@@ -258,6 +262,9 @@ impl ClusterConfig {
         if let Some(quota) = doc.object_quota {
             config.object_quota = quota;
         }
+        if let Some(serve) = doc.ingress_nginx_class {
+            config.ingress_nginx_class = serve;
+        }
         Ok(config)
     }
 
@@ -295,6 +302,7 @@ impl ClusterConfig {
                 .collect(),
             dns_cache_size: self.dns_cache_size,
             object_quota: self.object_quota,
+            ingress_nginx_class: self.ingress_nginx_class,
         };
         // Only strings, numbers and string-keyed maps: serde_norway has nothing here it can fail on.
         serde_norway::to_string(&doc).unwrap_or_default()
