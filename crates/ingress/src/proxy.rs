@@ -1089,31 +1089,7 @@ fn time_local(out: &mut String) {
     NOW.with_borrow_mut(|(at, text)| {
         if *at != secs {
             *at = secs;
-            text.clear();
-            let days = (secs / 86_400) as i64;
-            let rem = secs % 86_400;
-            // Civil from days (Howard Hinnant's algorithm).
-            let z = days + 719_468;
-            let era = z.div_euclid(146_097);
-            let doe = z - era * 146_097;
-            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-            let mp = (5 * doy + 2) / 153;
-            let day = doy - (153 * mp + 2) / 5 + 1;
-            let month = if mp < 10 { mp + 3 } else { mp - 9 };
-            let year = yoe + era * 400 + i64::from(month <= 2);
-            const MONTHS: [&str; 12] = [
-                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-            ];
-            use std::fmt::Write as _;
-            let _ = write!(
-                text,
-                "{day:02}/{}/{year}:{:02}:{:02}:{:02} +0000",
-                MONTHS[(month - 1) as usize],
-                rem / 3600,
-                rem / 60 % 60,
-                rem % 60
-            );
+            *text = weft_model::time::nginx_time_local(i64::try_from(secs).unwrap_or(i64::MAX));
         }
         out.push_str(text);
     });
@@ -1352,28 +1328,6 @@ pub async fn serve_http(listener: TcpListener, proxy: Arc<Proxy>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn time_local_is_nginx_s() {
-        let mut s = String::new();
-        time_local(&mut s);
-        // dd/Mon/yyyy:hh:mm:ss +0000
-        assert_eq!(s.len(), 26, "{s}");
-        assert_eq!(&s[2..3], "/");
-        assert!(s.ends_with(" +0000"), "{s}");
-        // The year agrees with a rough one (days / 365.2425) to within one.
-        let year: i64 = s[7..11].parse().unwrap();
-        assert!((year - weft_model_free_year()).abs() <= 1, "{s}");
-    }
-
-    /// The current year from the clock, by a different route (days / 365.2425).
-    fn weft_model_free_year() -> i64 {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as f64;
-        1970 + (secs / 86_400.0 / 365.2425) as i64
-    }
 
     #[test]
     fn hosts_lose_their_ports() {

@@ -25,6 +25,13 @@ pub fn unix_seconds(time: &Time) -> i64 {
     time.0.as_second()
 }
 
+/// nginx's `$time_local` in UTC, for access logs in nginx's formats:
+/// `30/Nov/2026:20:45:01 +0000`.
+pub fn nginx_time_local(unix_seconds: i64) -> String {
+    let time = from_unix_seconds(unix_seconds).0;
+    time.strftime("%d/%b/%Y:%H:%M:%S +0000").to_string()
+}
+
 /// kubectl's age format: `45s`, `12m`, `5h`, `3d`, `2y` (the largest whole unit, like kubectl's
 /// short form). Negative ages (clock skew) show as `0s`.
 pub fn format_age(created: &Time, now: &Time) -> String {
@@ -41,6 +48,16 @@ pub fn format_age(created: &Time, now: &Time) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nginx_time_local_is_day_month_year_time_and_zone() {
+        assert_eq!(nginx_time_local(0), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(
+            nginx_time_local(1_796_071_501),
+            "30/Nov/2026:20:45:01 +0000"
+        );
+        assert_eq!(nginx_time_local(951_782_400), "29/Feb/2000:00:00:00 +0000");
+    }
 
     #[test]
     fn ages_like_kubectl() {

@@ -376,6 +376,38 @@ impl Response {
     }
 }
 
+/// One line of nginx's `combined` access log for a request answered with `response`:
+/// `$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
+/// "$http_referer" "$http_user_agent"`, quotes in what the client sent escaped as nginx does.
+pub fn access_line(
+    client: std::net::IpAddr,
+    head: &RequestHead,
+    response: &Response,
+    unix_seconds: i64,
+) -> String {
+    let quoted = |v: Option<&str>| v.map_or_else(|| "-".to_string(), |v| v.replace('"', "\\x22"));
+    let target = match &head.query {
+        Some(q) => format!("{}?{q}", head.path),
+        None => head.path.clone(),
+    };
+    let sent = if head.method == "HEAD" {
+        0
+    } else {
+        response.body.len()
+    };
+    format!(
+        "{} - - [{}] \"{} {} {}\" {} {sent} \"{}\" \"{}\"\n",
+        client.to_canonical(),
+        weft_model::time::nginx_time_local(unix_seconds),
+        head.method,
+        quoted(Some(&target)),
+        head.version,
+        response.status.code(),
+        quoted(head.header("referer")),
+        quoted(head.header("user-agent")),
+    )
+}
+
 #[cfg(test)]
 #[path = "http_tests.rs"]
 mod tests;

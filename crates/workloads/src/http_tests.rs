@@ -201,3 +201,21 @@ proptest::proptest! {
         proptest::prop_assert_eq!(url_decode(&encoded), text);
     }
 }
+
+#[test]
+fn access_lines_are_nginx_combined() {
+    let (head, _) =
+        parse_ok(b"GET /hostname?x=1 HTTP/1.1\r\nHost: web\r\nUser-Agent: curl/7.88 \"q\"\r\n\r\n");
+    let response = Response::text(Status::Ok, "web-1\n");
+    let line = access_line("::ffff:10.244.0.7".parse().unwrap(), &head, &response, 0);
+    assert_eq!(
+        line,
+        "10.244.0.7 - - [01/Jan/1970:00:00:00 +0000] \"GET /hostname?x=1 HTTP/1.1\" 200 6 \"-\" \"curl/7.88 \\x22q\\x22\"\n"
+    );
+    let (head, _) = parse_ok(b"HEAD / HTTP/1.0\r\nReferer: http://a/\r\n\r\n");
+    let line = access_line("10.0.0.1".parse().unwrap(), &head, &response, 0);
+    assert!(
+        line.ends_with("\"HEAD / HTTP/1.0\" 200 0 \"http://a/\" \"-\"\n"),
+        "{line}"
+    );
+}

@@ -216,12 +216,27 @@ fn serve_http(
         let response = routes::respond(service, &head, hostname, peer);
         let keep_alive = head.keep_alive();
         stream.write_all(&response.encode(head.version, keep_alive, head.method == "HEAD"))?;
+        log_request(peer, &head, &response);
         if !keep_alive {
             return close(stream);
         }
         // A pipelined next request already started; otherwise its clock starts with its first byte.
         request_deadline = (!buf.is_empty()).then(|| Instant::now() + REQUEST_DEADLINE);
     }
+}
+
+/// The request in the container's log (`kubectl logs`), as nginx logs it: one write per line.
+fn log_request(peer: SocketAddr, head: &RequestHead, response: &Response) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let line = crate::http::access_line(
+        peer.ip(),
+        head,
+        response,
+        i64::try_from(now).unwrap_or(i64::MAX),
+    );
+    let _ = io::stdout().lock().write_all(line.as_bytes());
 }
 
 /// Reads and drops the request body. `Ok(Err(response))` refuses the request with that response.
