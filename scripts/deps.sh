@@ -4,8 +4,9 @@ set -euo pipefail
 # knot: the lab outside host's DNS server; knot, nsd, unbound and dnsperf: the DNS benchmark's peers and
 # load; python3-prometheus-client: Prometheus's own parser of the metrics text format, for the tests;
 # openssl and nghttp2-client (h2load): certificates and HTTP/2 clients for the ingress tests; nginx and
-# wrk: the ingress benchmark's peer and load (nginx is never started as a system service).
-packages=(nftables iproute2 iptables conntrack containernetworking-plugins podman runc busybox-static curl dnsutils iperf3 procps unzip knot nsd unbound dnsperf python3-prometheus-client openssl nghttp2-client nginx wrk)
+# wrk: the ingress benchmark's peer and load (nginx is never started as a system service); prometheus:
+# the server that scrapes a lab in the metrics test (run by the test, never as a service).
+packages=(nftables iproute2 iptables conntrack containernetworking-plugins podman runc busybox-static curl dnsutils iperf3 procps unzip knot nsd unbound dnsperf python3-prometheus-client openssl nghttp2-client nginx wrk prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -71,6 +71,14 @@ pub enum LabCommand {
         after_help = "Examples:\n  weft lab ca > ca.crt && weft lab outside -- curl --cacert ca.crt https://shop.example.com/"
     )]
     Ca,
+    /// Print where the lab's Prometheus metrics are, as a target list for Prometheus's
+    /// file_sd_configs: every running pod annotated prometheus.io/scrape (weft's agent,
+    /// controller, DNS and ingress controller, and any of yours), with job, namespace, pod and
+    /// node labels. Prometheus must run where pod addresses are reached, e.g. on a node.
+    #[command(
+        after_help = "Examples:\n  weft lab targets > /tmp/weft-targets.json\n  ip netns exec weft_weft_weft-node1 prometheus --config.file prometheus.yml  # file_sd_configs: [{files: [/tmp/weft-targets.json]}]"
+    )]
+    Targets,
     /// The control plane of a lab (started by `lab up`).
     #[command(hide = true)]
     Controller,
@@ -280,6 +288,15 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
             let (layout, _, _) = weft_lab::lab::open(lab, &state_root)?;
             let (cert, _) = weft_lab::lab::cluster_ca(&layout)?;
             print!("{cert}");
+            Ok(0)
+        }
+        LabCommand::Targets => {
+            let (_, _, store) = weft_lab::lab::open(lab, &state_root)?;
+            let pods = weft_lab::list_pods(&store)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&weft_lab::targets::file_sd(&pods))?
+            );
             Ok(0)
         }
         LabCommand::Outside { command } => {

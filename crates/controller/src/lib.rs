@@ -92,7 +92,12 @@ pub fn run(config: ControllerConfig) -> Result<(), ControllerError> {
         }
         source::spawn(&client, &shared, interest);
         if let Some(port) = config.health_port {
-            tokio::spawn(weft_view::health::serve(port, readiness.clone()));
+            // `/metrics`: the reconcilers' syncs.
+            tokio::spawn(weft_view::health::serve_routes(
+                port,
+                readiness.clone(),
+                vec![weft_view::metrics::route(|_| {})],
+            ));
         }
         tracing::info!(
             load_balancers = ?config.load_balancers,

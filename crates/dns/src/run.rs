@@ -195,7 +195,11 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
 pub async fn serve_metrics(port: u16, served: Arc<Served>) {
     weft_view::health::serve_text(port, "metrics", move |head| {
         if head.starts_with(b"GET /metrics ") {
-            ("200 OK", served.metrics.render())
+            // The zone reconciler's syncs, then the server's answers.
+            let mut text = String::new();
+            weft_view::metrics::render_reconcilers(&mut text);
+            text.push_str(&served.metrics.render());
+            ("200 OK", text)
         } else {
             ("404 Not Found", "not found: GET /metrics\n".to_string())
         }

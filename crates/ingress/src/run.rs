@@ -369,11 +369,9 @@ pub fn run(config: IngressConfig) -> Result<(), IngressError> {
         let proxy_for_metrics = proxy.clone();
         if let Some(port) = config.health_port {
             let metrics = proxy_for_metrics.clone();
-            let route = weft_view::health::Route {
-                path: "/metrics",
-                content_type: "text/plain; version=0.0.4; charset=utf-8",
-                answer: Arc::new(move || ("200 OK", metrics.metrics.render())),
-            };
+            // The route reconciler's syncs, then the proxy's requests.
+            let route =
+                weft_view::metrics::route(move |out| out.push_str(&metrics.metrics.render()));
             tokio::spawn(weft_view::health::serve_routes(
                 port,
                 readiness,

@@ -23,6 +23,7 @@ pub mod sandbox;
 pub mod speaker;
 pub mod status;
 pub mod supervise;
+pub mod targets;
 pub mod topology;
 pub mod volumes;
 

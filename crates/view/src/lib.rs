@@ -12,6 +12,7 @@
 pub mod health;
 mod index;
 mod mailbox;
+pub mod metrics;
 pub mod reconciler;
 pub mod source;
 mod view;

@@ -98,7 +98,9 @@ pub fn run<R: Reconciler>(mut r: R, shared: Arc<Shared>, readiness: Arc<Readines
             continue;
         }
         let started = Instant::now();
-        due = match r.sync(&shared) {
+        let synced = r.sync(&shared);
+        crate::metrics::record_sync(r.name(), synced.is_ok(), started.elapsed());
+        due = match synced {
             Ok(()) => {
                 readiness.synced(r.name());
                 tracing::debug!(reconciler = r.name(), took = ?started.elapsed(), "synced");
