@@ -31,7 +31,15 @@ const NFNETLINK_V0: u8 = 0;
 
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_REPLY: u16 = 2;
+const CTA_COUNTERS_ORIG: u16 = 9;
+const CTA_COUNTERS_REPLY: u16 = 10;
+const CTA_COUNTERS_PACKETS: u16 = 1;
+const CTA_COUNTERS_BYTES: u16 = 2;
 const CTA_ID: u16 = 12;
+const IPCTNL_MSG_CT_NEW: u16 = 0;
+/// ctnetlink's multicast groups NFNLGRP_CONNTRACK_NEW (1) and _DESTROY (3), as a bind mask
+/// (group N is bit N-1).
+const GROUPS_NEW_AND_DESTROY: u32 = 0b001 | 0b100;
 const CTA_ZONE: u16 = 18;
 const CTA_TUPLE_IP: u16 = 1;
 const CTA_TUPLE_PROTO: u16 = 2;
@@ -50,6 +58,12 @@ pub enum ConntrackError {
     /// No ctnetlink socket: netlink refused (not root, or no conntrack in this kernel).
     #[error("opening a ctnetlink socket: {0}")]
     Open(#[source] Error),
+    /// Reading events failed.
+    #[error("reading conntrack events: {0}")]
+    Events(#[source] std::io::Error),
+    /// The kernel dropped events that were not read in time.
+    #[error("conntrack events were lost: they came faster than they were read")]
+    Overrun,
     /// The kernel refused or garbled the dump of the table.
     #[error("listing conntrack entries: {0}")]
     List(#[source] Error),
@@ -229,6 +243,108 @@ impl fmt::Display for ConntrackEntry {
             port(self.reply.src_port)
         )
     }
+}
+
+/// What a conntrack event says happened to an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A connection's first packet was let through: a new entry.
+    New,
+    /// The entry ended (closed, timed out or deleted).
+    Destroy,
+}
+
+/// Packets and bytes one direction of a connection carried (the kernel counts them when the
+/// namespace's `net.netfilter.nf_conntrack_acct` is 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One conntrack event: a new or an ended entry, with the ended one's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConntrackEvent {
+    pub kind: EventKind,
+    pub entry: ConntrackEntry,
+    /// From the client (original direction) and back (reply direction).
+    pub orig: Option<Counters>,
+    pub reply: Option<Counters>,
+}
+
+/// A ctnetlink socket subscribed to the new and destroyed entries of the network namespace of
+/// the thread that opened it: the kernel's own stream of connections, no packet copied.
+pub struct ConntrackEvents {
+    fd: std::os::fd::OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl ConntrackEvents {
+    pub fn subscribe() -> Result<ConntrackEvents, ConntrackError> {
+        let fd = crate::netlink::open_bound_groups(
+            libc::NETLINK_NETFILTER,
+            "NETLINK_NETFILTER",
+            GROUPS_NEW_AND_DESTROY,
+        )
+        .map_err(ConntrackError::Open)?;
+        Ok(ConntrackEvents {
+            fd,
+            buf: Vec::with_capacity(1 << 16),
+        })
+    }
+
+    /// Waits for the next datagram of events. `Err(Overrun)` when the kernel had to drop
+    /// events because they were not read fast enough (the socket stays usable).
+    pub fn recv(&mut self) -> Result<Vec<ConntrackEvent>, ConntrackError> {
+        match crate::netlink::recv_datagram(&self.fd, &mut self.buf) {
+            Ok(()) => Ok(parse_events(&self.buf)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Err(ConntrackError::Overrun),
+            Err(e) => Err(ConntrackError::Events(e)),
+        }
+    }
+}
+
+/// The events of one datagram from a [`ConntrackEvents`] socket; messages that are not
+/// well-formed entries are skipped.
+pub fn parse_events(datagram: &[u8]) -> Vec<ConntrackEvent> {
+    crate::netlink::messages(datagram)
+        .filter_map(|m| {
+            let (ty, _, payload) = m.ok()?;
+            let kind = match ty {
+                t if t == msg_type(IPCTNL_MSG_CT_NEW) => EventKind::New,
+                t if t == msg_type(IPCTNL_MSG_CT_DELETE) => EventKind::Destroy,
+                _ => return None,
+            };
+            let entry = parse_entry(payload)?;
+            let (mut orig, mut reply) = (None, None);
+            for (ty, data) in Attrs::new(payload.get(4..)?) {
+                match ty {
+                    CTA_COUNTERS_ORIG => orig = parse_counters(data),
+                    CTA_COUNTERS_REPLY => reply = parse_counters(data),
+                    _ => {}
+                }
+            }
+            Some(ConntrackEvent {
+                kind,
+                entry,
+                orig,
+                reply,
+            })
+        })
+        .collect()
+}
+
+fn parse_counters(data: &[u8]) -> Option<Counters> {
+    let be64 = |a: &[u8]| Some(u64::from_be_bytes(a.get(..8)?.try_into().ok()?));
+    let mut c = Counters::default();
+    for (ty, a) in Attrs::new(data) {
+        match ty {
+            CTA_COUNTERS_PACKETS => c.packets = be64(a)?,
+            CTA_COUNTERS_BYTES => c.bytes = be64(a)?,
+            _ => {}
+        }
+    }
+    Some(c)
 }
 
 /// A ctnetlink client bound to the network namespace of the thread that opened it.
@@ -436,6 +552,29 @@ fn tuple_bytes(protocol: u8, t: &Tuple) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The events socket's parser faces whatever the kernel (or a bug) sends: any bytes
+        /// give some events or none, never a panic.
+        #[test]
+        fn events_parse_from_any_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_events(&bytes);
+        }
+
+        /// A well-framed message with arbitrary attributes after a real header.
+        #[test]
+        fn events_parse_from_any_attributes(attrs in proptest::collection::vec(proptest::num::u8::ANY, 0..256), destroy in proptest::bool::ANY) {
+            let ty = msg_type(if destroy { IPCTNL_MSG_CT_DELETE } else { IPCTNL_MSG_CT_NEW });
+            let len = NLMSG_HDRLEN + 4 + attrs.len();
+            let mut msg = Vec::with_capacity(len);
+            msg.extend_from_slice(&(len as u32).to_ne_bytes());
+            msg.extend_from_slice(&ty.to_ne_bytes());
+            msg.extend_from_slice(&[0; 10]);
+            msg.extend_from_slice(&nfgenmsg(libc::AF_INET as u8));
+            msg.extend_from_slice(&attrs);
+            let _ = parse_events(&msg);
+        }
+    }
 
     fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
         Tuple {

@@ -257,6 +257,12 @@ impl Netlink {
 
 /// A netlink socket of `protocol` (named `name` in errors), bound with a kernel-assigned port.
 pub(crate) fn open_bound(protocol: libc::c_int, name: &str) -> Result<OwnedFd> {
+    open_bound_groups(protocol, name, 0)
+}
+
+/// [`open_bound`], also joined to the multicast `groups` (a bit mask: group N is bit N-1), so
+/// the kernel's events of those groups arrive on it.
+pub(crate) fn open_bound_groups(protocol: libc::c_int, name: &str, groups: u32) -> Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the returned fd is checked before being owned.
     let raw = unsafe {
         libc::socket(
@@ -273,6 +279,7 @@ pub(crate) fn open_bound(protocol: libc::c_int, name: &str) -> Result<OwnedFd> {
     // SAFETY: sockaddr_nl is plain old data; zero is a valid value (pid 0: kernel assigns).
     let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    sa.nl_groups = groups;
     // SAFETY: sa is a valid sockaddr_nl of the size we pass.
     let rc = unsafe {
         libc::bind(

@@ -83,3 +83,68 @@ fn lists_and_deletes_only_the_selected_entries() {
         assert!(!listed.contains("dport=7001"), "{listed}");
     }
 }
+
+/// The kernel's stream of new and ended connections, as the flow log reads it: a UDP flow's
+/// entry is announced when its first datagram passes, and announced ended, with the packets
+/// and bytes each way, when it is deleted.
+#[test]
+fn new_and_ended_connections_arrive_as_events_with_their_counters() {
+    use weft_dataplane::conntrack::{ConntrackEvents, EventKind};
+    let ns = ScopedNetNs::create_unique("wce").unwrap();
+    ns.run(|| Netlink::open().unwrap().lo_up().unwrap())
+        .unwrap();
+    let out = sh(
+        &ns,
+        "sysctl -qw net.netfilter.nf_conntrack_acct=1 && nft -f - <<'EOF'\ntable ip wce {\n chain out { type filter hook output priority 0; ct state new accept; }\n}\nEOF",
+    );
+    assert!(out.is_empty(), "{out}");
+    let mut events = ns.run(ConntrackEvents::subscribe).unwrap().unwrap();
+    let server = ns
+        .run(|| UdpSocket::bind("127.0.0.1:7101"))
+        .unwrap()
+        .unwrap();
+    let client = ns.run(|| UdpSocket::bind("127.0.0.1:0")).unwrap().unwrap();
+    client.send_to(b"hello", "127.0.0.1:7101").unwrap();
+    let mut buf = [0u8; 16];
+    let (_, from) = server.recv_from(&mut buf).unwrap();
+    server.send_to(b"hi", from).unwrap();
+    client.send_to(b"again", "127.0.0.1:7101").unwrap();
+
+    let ours = |e: &weft_dataplane::conntrack::ConntrackEvent| {
+        e.entry.protocol == 17 && e.entry.orig.dst_port == Some(7101)
+    };
+    let new = loop {
+        if let Some(e) = events.recv().unwrap().into_iter().find(|e| ours(e)) {
+            break e;
+        }
+    };
+    assert_eq!(new.kind, EventKind::New);
+    assert_eq!(new.entry.orig.src_port, Some(from.port()));
+
+    let mut ct = ns.run(Conntrack::open).unwrap().unwrap();
+    let entries: Vec<_> = ct
+        .entries()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.protocol == 17)
+        .collect();
+    assert_eq!(ct.delete_entries(&entries).unwrap(), 1);
+    let ended = loop {
+        if let Some(e) = events
+            .recv()
+            .unwrap()
+            .into_iter()
+            .find(|e| ours(e) && e.kind == EventKind::Destroy)
+        {
+            break e;
+        }
+    };
+    let (orig, reply) = (ended.orig.unwrap(), ended.reply.unwrap());
+    assert_eq!((orig.packets, reply.packets), (2, 1), "{ended:?}");
+    // IPv4 + UDP headers (28 bytes) and the payloads.
+    assert_eq!(
+        (orig.bytes, reply.bytes),
+        (28 * 2 + 5 + 5, 28 + 2),
+        "{ended:?}"
+    );
+}
