@@ -9,6 +9,7 @@
 //! connections never notice.
 
 pub mod announce;
+pub mod flows;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -83,8 +84,14 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         let policy = PolicyReconciler::new(&config.node, vxlan_port(&config));
         weft_policy::attach::serve(policy.attachments(), shared.clone())
             .map_err(AgentError::Attach)?;
-        // Each drop the policy table logs becomes a line of the agent's log.
-        if let Err(e) = weft_policy::drops::spawn() {
+        // The flow log: the node's connections, and each drop the policy table logs (also a
+        // line of the agent's log).
+        let flow_log = flows::FlowLog::new(&config.node);
+        if let Err(e) = flows::spawn(flow_log.clone(), config.network.cluster_cidr) {
+            tracing::warn!(node = %config.node, "no flow log: {e}");
+        }
+        let drops_log = flow_log.clone();
+        if let Err(e) = weft_policy::drops::spawn(move |r, what| drops_log.dropped(r, what)) {
             tracing::warn!(node = %config.node, "policy drops will not be logged: {e}");
         }
         let policy_report = policy_route(&config.node, policy.published());
@@ -101,7 +108,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         tokio::spawn(weft_view::health::serve_routes(
             config.health_port,
             readiness.clone(),
-            vec![policy_report, metrics],
+            vec![policy_report, metrics, flows::route(flow_log)],
         ));
         let mut reconcilers = vec![
             host(net, &shared, &readiness),
@@ -177,7 +184,7 @@ fn policy_route(node: &str, published: Published) -> Route {
     Route {
         path: weft_policy::report::PATH,
         content_type: "application/json",
-        answer: Arc::new(move || match report(&node, &published) {
+        answer: Arc::new(move |_: &str| match report(&node, &published) {
             Ok(report) => match serde_json::to_string(&report) {
                 Ok(json) => ("200 OK", json),
                 Err(e) => ("500 Internal Server Error", format!("{e}\n")),

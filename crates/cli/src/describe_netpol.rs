@@ -2,16 +2,10 @@
 //! kubectl's words), then what the policy does now: the pods it selects (from the API: the
 //! namespace's pods matching its podSelector, with node and address) and, per node of those
 //! pods, what it allowed and what was dropped, from that node's agent (`GET /policy` on its
-//! health port, `weft_policy::report`).
-//!
-//! The agents listen on the nodes' addresses. On a real cluster (`--kubeconfig`/`--context`)
-//! the CLI connects to each node's InternalIP directly; a lab's nodes are namespaces behind
-//! the lab's fabric, which the host cannot route to, so the CLI opens its connections from the
-//! fabric namespace (as `weft lab outside` runs commands from the outside host's).
+//! health port, `weft_policy::report`, asked as [`crate::agents`] says).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,15 +13,13 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use weft_lab::layout::Layout;
 use weft_policy::report::{Count, NodeReport, Traffic};
 
+use crate::agents;
 use crate::client::{Cluster, Target};
 use crate::describe::{section, Fields};
 use crate::resources;
 
-/// How long one agent may take to connect and answer.
-const AGENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// An agent answers 503 while its policy table is being updated: ask again this often.
 const AGENT_TRIES: usize = 5;
 /// kubectl leaves this annotation out of describe.
@@ -50,7 +42,7 @@ pub async fn describe(cluster: &Cluster, target: &Target, np: &NetworkPolicy) ->
         .collect();
     let mut nodes: BTreeMap<String, Result<NodeReport>> = BTreeMap::new();
     let nodes_resource = resources::builtin_named("nodes").context("nodes")?;
-    let ports = agent_ports(cluster).await;
+    let ports = agents::ports(cluster).await;
     for node in pods
         .iter()
         .filter_map(|p| p.spec.as_ref()?.node_name.clone())
@@ -367,101 +359,21 @@ pub fn traffic_text(
     )
 }
 
-/// Each node's agent's health port, as its pod declares it (the readiness probe's port, which
-/// `weft agent --health-port` moves with it): node -> port. Agents whose pods cannot be read
-/// are asked on the default port.
-async fn agent_ports(cluster: &Cluster) -> BTreeMap<String, u16> {
-    let Some(pods_resource) = resources::builtin_named("pods") else {
-        return BTreeMap::new();
-    };
-    let listed = cluster
-        .list(
-            &pods_resource,
-            Some("kube-system"),
-            Some("app.kubernetes.io/name=weft,app.kubernetes.io/component=agent"),
-        )
-        .await;
-    let Ok((items, _)) = listed else {
-        return BTreeMap::new();
-    };
-    items
-        .iter()
-        .filter_map(|p| {
-            let node = p["spec"]["nodeName"].as_str()?;
-            let port = p["spec"]["containers"]
-                .as_array()?
-                .iter()
-                .find_map(|c| c["readinessProbe"]["httpGet"]["port"].as_u64())?;
-            Some((node.to_string(), u16::try_from(port).ok()?))
-        })
-        .collect()
-}
-
-/// The `/policy` report of the agent at `addr` (from the lab's fabric namespace for a lab).
+/// The `/policy` report of the agent at `addr`, asked again while it is busy (503).
 async fn agent_report(target: Target, addr: SocketAddr) -> Result<NodeReport> {
-    let ip = match addr.ip() {
-        std::net::IpAddr::V4(ip) => ip,
-        std::net::IpAddr::V6(_) => return Err(anyhow!("agent address {addr} is not IPv4")),
-    };
     tokio::task::spawn_blocking(move || {
-        let fabric = match &target {
-            Target::Lab(lab) => {
-                let layout = Layout::new(lab.clone(), &Layout::state_root_from_env());
-                let name = layout.fabric_netns();
-                Some(
-                    weft_dataplane::NetNs::open_named(&name)
-                        .with_context(|| format!("entering lab {lab}'s fabric namespace {name}"))?,
-                )
-            }
-            Target::Kubeconfig { .. } => {
-                directly_routed(ip)?;
-                None
-            }
-        };
-        let mut last = None;
+        let mut last = String::new();
         for _ in 0..AGENT_TRIES {
-            let stream = match &fabric {
-                // A socket keeps the namespace it was made in.
-                Some(ns) => ns.run(|| TcpStream::connect_timeout(&addr, AGENT_TIMEOUT))?,
-                None => TcpStream::connect_timeout(&addr, AGENT_TIMEOUT),
-            }
-            .with_context(|| format!("connecting to the agent at {addr}"))?;
-            match get_json(stream, addr)? {
+            let (status, body) = agents::get(&target, addr, weft_policy::report::PATH)?;
+            match parse_response(status, &body)? {
                 Answer::Report(r) => return Ok(r),
-                Answer::Busy(why) => last = Some(why),
+                Answer::Busy(why) => last = why,
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!(
-            "the agent at {addr} says: {}",
-            last.unwrap_or_default().trim()
-        )
+        bail!("the agent at {addr} says: {}", last.trim())
     })
     .await?
-}
-
-/// Refuses a node address this machine reaches only through its default route. A cluster's
-/// nodes are on a network this machine has a route for when it can ask their agents at all;
-/// a kubeconfig of a lab (API on loopback, nodes in namespaces) would otherwise send the
-/// request out of the machine's uplink to whoever holds that address there.
-fn directly_routed(ip: Ipv4Addr) -> Result<()> {
-    let routes = weft_dataplane::Netlink::open()?.routes(weft_dataplane::Family::V4)?;
-    match longest_match(&routes, ip) {
-        Some(len) if len > 0 => Ok(()),
-        _ => bail!(
-            "node address {ip} is reachable from here only through the default route, so its \
-             agent is not asked (for a lab, use --lab NAME instead of its kubeconfig)"
-        ),
-    }
-}
-
-/// The prefix length of the most specific route to `ip` (0: the default route).
-fn longest_match(routes: &[weft_dataplane::Route], ip: Ipv4Addr) -> Option<u8> {
-    routes
-        .iter()
-        .filter(|r| r.dst.contains(ip.into()))
-        .map(|r| r.dst.prefix())
-        .max()
 }
 
 #[derive(Debug)]
@@ -471,32 +383,13 @@ enum Answer {
     Busy(String),
 }
 
-/// One `GET /policy` on `stream` (HTTP/1.1, the server closes the connection).
-fn get_json(mut stream: TcpStream, addr: SocketAddr) -> Result<Answer> {
-    stream.set_read_timeout(Some(AGENT_TIMEOUT))?;
-    stream.set_write_timeout(Some(AGENT_TIMEOUT))?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
-        weft_policy::report::PATH
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .with_context(|| format!("reading the answer of the agent at {addr}"))?;
-    parse_response(&response).with_context(|| format!("the answer of the agent at {addr}"))
-}
-
-fn parse_response(response: &[u8]) -> Result<Answer> {
-    let text = std::str::from_utf8(response).context("not UTF-8")?;
-    let (head, body) = text.split_once("\r\n\r\n").context("no end of the head")?;
-    let status = head.split(' ').nth(1).context("no status")?;
+fn parse_response(status: u16, body: &str) -> Result<Answer> {
     match status {
-        "200" => Ok(Answer::Report(
+        200 => Ok(Answer::Report(
             serde_json::from_str(body).context("not a policy report")?,
         )),
-        "503" => Ok(Answer::Busy(body.to_string())),
-        "404" => bail!(
+        503 => Ok(Answer::Busy(body.to_string())),
+        404 => bail!(
             "no {} endpoint (an agent older than this CLI?)",
             weft_policy::report::PATH
         ),
@@ -506,32 +399,9 @@ fn parse_response(response: &[u8]) -> Result<Answer> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn only_addresses_with_a_route_of_their_own_are_asked() {
-        use weft_dataplane::{IpNet, Route, Scope};
-        let route = |dst: &str| Route {
-            dst: dst.parse::<IpNet>().unwrap(),
-            gateway: None,
-            oif: None,
-            scope: Scope::Universe,
-            onlink: false,
-            src: None,
-            protocol: 0,
-            multipath: Vec::new(),
-        };
-        let routes = [route("0.0.0.0/0"), route("10.1.0.0/24")];
-        assert_eq!(
-            super::longest_match(&routes, "10.1.0.7".parse().unwrap()),
-            Some(24)
-        );
-        assert_eq!(
-            super::longest_match(&routes, "172.20.0.2".parse().unwrap()),
-            Some(0)
-        );
-    }
-
     use super::*;
     use serde_json::json;
+    use std::net::Ipv4Addr;
     use weft_policy::report::{PodNetworkDrops, PolicyReport, SelectedPod};
 
     fn np(v: serde_json::Value) -> NetworkPolicy {
@@ -628,15 +498,15 @@ mod tests {
             ..NodeReport::default()
         })
         .unwrap();
-        let ok = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{body}");
-        assert!(matches!(parse_response(ok.as_bytes()), Ok(Answer::Report(r)) if r.node == "n"));
-        let busy = b"HTTP/1.1 503 Service Unavailable\r\n\r\nnot loaded yet\n";
-        assert!(matches!(parse_response(busy), Ok(Answer::Busy(_))));
-        let old = b"HTTP/1.1 404 Not Found\r\n\r\nnot found\n";
-        assert!(parse_response(old)
+        assert!(matches!(parse_response(200, &body), Ok(Answer::Report(r)) if r.node == "n"));
+        assert!(matches!(
+            parse_response(503, "not loaded yet\n"),
+            Ok(Answer::Busy(_))
+        ));
+        assert!(parse_response(404, "not found\n")
             .unwrap_err()
             .to_string()
             .contains("/policy"));
-        assert!(parse_response(b"garbage").is_err());
+        assert!(parse_response(200, "garbage").is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! `weft`: Kubernetes networking, and a whole cluster on one Linux machine (the lab).
 
+mod agents;
 mod apply;
 mod client;
 mod describe;
@@ -11,6 +12,7 @@ mod get;
 mod install_cni;
 mod lab;
 mod logs;
+mod observe;
 mod policy;
 mod portforward;
 mod printers;
@@ -97,6 +99,12 @@ enum Command {
         after_help = "Examples:\n  weft logs client\n  weft logs web-7d9c6b5f4-x2kqz -c web\n  weft logs -f --tail 10 deploy/web\n  weft logs -l app=web\n  weft logs --previous client"
     )]
     Logs(logs::LogsArgs),
+    /// The flow log: connections between workloads and packets dropped, from every node's
+    /// agent, the last N then (-f) as they come.
+    #[command(
+        after_help = "Examples:\n  weft observe --last 50\n  weft observe -f --verdict DROPPED\n  weft observe --pod client --to default/web -o json"
+    )]
+    Observe(observe::ObserveArgs),
     /// The node agent: keeps this node's routes, overlay, egress rules and Service table in step
     /// with the cluster, watching the Kubernetes API (the lab runs one per node from the
     /// DaemonSet in deploy/; on Kubernetes the same DaemonSet runs it).
@@ -266,6 +274,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Exec(args) => api(exec::exec(&target, args)),
         Command::Policy(cmd) => api(policy::run(&target, cmd)),
         Command::Logs(args) => api(async { logs::logs(&target, args).await.map(|()| 0) }),
+        Command::Observe(args) => api(async { observe::observe(&target, args).await.map(|()| 0) }),
         Command::PortForward(args) => match target {
             Target::Lab(lab) => portforward::port_forward(&lab, args),
             Target::Kubeconfig { .. } => bail!(

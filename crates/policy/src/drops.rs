@@ -38,23 +38,26 @@ pub fn line(record: &Logged) -> Option<String> {
     Some(format!("policy drop: {what} {packet}"))
 }
 
-/// Starts the thread that logs the table's drops, for as long as the process lives.
-pub fn spawn() -> std::io::Result<std::thread::JoinHandle<()>> {
+/// Starts the thread that logs the table's drops, for as long as the process lives; each drop
+/// is also handed to `also` with what dropped it (`ingress default/deny-db`: the flow log).
+pub fn spawn(
+    also: impl Fn(&Logged, &str) + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("policy-drops".into())
-        .spawn(|| run(NFLOG_GROUP))
+        .spawn(move || run(NFLOG_GROUP, &also))
 }
 
 /// Binds `group` and logs what it reads; a group that cannot be bound or read is tried again
 /// after [`RETRY`] (warned once, then at debug level, until it works again).
-fn run(group: u16) {
+fn run(group: u16, also: &dyn Fn(&Logged, &str)) {
     let mut warned = false;
     loop {
         match Nflog::bind(group, COPY_RANGE) {
             Ok(log) => {
                 tracing::info!("logging policy drops from NFLOG group {group}");
                 warned = false;
-                let e = follow(log);
+                let e = follow(log, also);
                 tracing::warn!("policy drops are not logged for now: {e}");
             }
             Err(e) if !warned => {
@@ -68,14 +71,19 @@ fn run(group: u16) {
 }
 
 /// Logs every record of `log` until it fails.
-fn follow(mut log: Nflog) -> NflogError {
+fn follow(mut log: Nflog, also: &dyn Fn(&Logged, &str)) -> NflogError {
     loop {
         match log.recv() {
             Ok(records) => {
                 for record in records {
                     match record {
                         Ok(r) => match line(&r) {
-                            Some(text) => tracing::info!("{text}"),
+                            Some(text) => {
+                                tracing::info!("{text}");
+                                if let Some(what) = r.prefix.strip_prefix(PREFIX) {
+                                    also(&r, what);
+                                }
+                            }
                             None => tracing::debug!(
                                 "NFLOG group {}: a packet with prefix {:?}, not the policy table's",
                                 r.group,

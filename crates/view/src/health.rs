@@ -20,14 +20,18 @@ pub async fn serve(port: u16, readiness: Arc<Readiness>) {
 }
 
 /// An extra endpoint of a process's health server, beside `/healthz` and `/readyz`: a GET of
-/// `path` answers what `answer` returns, with `content_type`. The answer may block (the agent's
-/// `/policy` reads the kernel's counters): it runs on tokio's blocking pool.
+/// `path` (with any query) answers what `answer` returns for the query (the text after `?`,
+/// empty without one), with `content_type`. The answer may block (the agent's `/policy` reads
+/// the kernel's counters): it runs on tokio's blocking pool.
 #[derive(Clone)]
 pub struct Route {
     pub path: &'static str,
     pub content_type: &'static str,
-    pub answer: Arc<dyn Fn() -> (&'static str, String) + Send + Sync>,
+    pub answer: Answer,
 }
+
+/// What a [`Route`] answers for a query: a status line and a body.
+pub type Answer = Arc<dyn Fn(&str) -> (&'static str, String) + Send + Sync>;
 
 /// [`serve`] with extra endpoints.
 pub async fn serve_routes(port: u16, readiness: Arc<Readiness>, routes: Vec<Route>) {
@@ -43,10 +47,14 @@ fn route(
     readiness: &Readiness,
     routes: &[Route],
 ) -> (&'static str, &'static str, String) {
-    let path = request_path(head);
-    match routes.iter().find(|r| path == Some(r.path.as_bytes())) {
+    let target = request_path(head).unwrap_or_default();
+    let (path, query) = match target.iter().position(|b| *b == b'?') {
+        Some(at) => (&target[..at], &target[at + 1..]),
+        None => (target, &[][..]),
+    };
+    match routes.iter().find(|r| path == r.path.as_bytes()) {
         Some(route) => {
-            let (status, body) = (route.answer)();
+            let (status, body) = (route.answer)(&String::from_utf8_lossy(query));
             (status, route.content_type, body)
         }
         None => {
@@ -169,11 +177,15 @@ mod tests {
         let routes = vec![Route {
             path: "/policy",
             content_type: "application/json",
-            answer: Arc::new(|| ("200 OK", "{}".to_string())),
+            answer: Arc::new(|q: &str| ("200 OK", format!("{{\"query\":\"{q}\"}}"))),
         }];
         assert_eq!(
             route(b"GET /policy HTTP/1.1\r\n", &r, &routes),
-            ("200 OK", "application/json", "{}".to_string())
+            ("200 OK", "application/json", "{\"query\":\"\"}".to_string())
+        );
+        assert_eq!(
+            route(b"GET /policy?since=3 HTTP/1.1\r\n", &r, &routes).2,
+            "{\"query\":\"since=3\"}"
         );
         assert_eq!(route(b"GET /healthz HTTP/1.1\r\n", &r, &routes).1, TEXT);
         assert_eq!(

@@ -167,7 +167,7 @@ pub fn route(extra: impl Fn(&mut String) + Send + Sync + 'static) -> Route {
     Route {
         path: "/metrics",
         content_type: CONTENT_TYPE,
-        answer: Arc::new(move || {
+        answer: Arc::new(move |_: &str| {
             let mut out = String::new();
             render_reconcilers(&mut out);
             extra(&mut out);

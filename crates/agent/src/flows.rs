@@ -1,0 +1,309 @@
+//! The node's flow log: every connection to, from or between pods that the node's kernel saw
+//! start and end (conntrack's own event stream over ctnetlink: no packet is copied to user
+//! space), and every packet the policy table dropped (its NFLOG records, naming the policy and
+//! direction). Kept in a ring of the last [`CAPACITY`] records, so memory is bounded whoever
+//! reads; `GET /flows?since=SEQ` on the agent's health port answers the records after `SEQ`
+//! as JSON, which `weft observe` reads from every node.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use weft_dataplane::conntrack::{ConntrackEvent, ConntrackEvents, EventKind};
+use weft_dataplane::nflog::{Logged, Transport};
+use weft_model::cidr::Ipv4Cidr;
+use weft_view::health::Route;
+
+/// Records kept per node.
+pub const CAPACITY: usize = 10_000;
+/// Records one `/flows` answer carries at most.
+const PAGE: usize = 2_000;
+/// The path of the endpoint.
+pub const PATH: &str = "/flows";
+
+/// One record of the flow log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// Its place in this node's log (1, 2, ...).
+    pub seq: u64,
+    /// When the node saw it, in milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    pub node: String,
+    /// `start`, `end` (of a connection) or `drop` (a packet).
+    pub event: String,
+    /// `tcp`, `udp`, `icmp`, `sctp` or the protocol number.
+    pub protocol: String,
+    pub src: IpAddr,
+    pub src_port: Option<u16>,
+    /// Where the client sent it (a Service's address for Service traffic).
+    pub dst: IpAddr,
+    pub dst_port: Option<u16>,
+    /// Where it went after NAT (the endpoint a Service chose), when that differs.
+    pub nat_dst: Option<IpAddr>,
+    pub nat_dst_port: Option<u16>,
+    /// `FORWARDED` or `DROPPED`.
+    pub verdict: String,
+    /// What dropped it: `ingress default/deny-db`, `spoofed source`...
+    pub by: Option<String>,
+    /// At its end: packets and bytes from the client, and back.
+    pub packets: Option<[u64; 2]>,
+    pub bytes: Option<[u64; 2]>,
+}
+
+/// The ring of records.
+pub struct FlowLog {
+    node: String,
+    inner: Mutex<(u64, VecDeque<Flow>)>,
+}
+
+impl FlowLog {
+    pub fn new(node: &str) -> Arc<FlowLog> {
+        Arc::new(FlowLog {
+            node: node.to_string(),
+            inner: Mutex::new((0, VecDeque::with_capacity(1024))),
+        })
+    }
+
+    fn push(&self, mut flow: Flow) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.0 += 1;
+        flow.seq = inner.0;
+        if inner.1.len() == CAPACITY {
+            inner.1.pop_front();
+        }
+        inner.1.push_back(flow);
+    }
+
+    /// The records after `seq`, oldest first, at most [`PAGE`] (the newest when more).
+    pub fn since(&self, seq: u64) -> Vec<Flow> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let after: Vec<&Flow> = inner.1.iter().filter(|f| f.seq > seq).collect();
+        after[after.len().saturating_sub(PAGE)..]
+            .iter()
+            .map(|f| (*f).clone())
+            .collect()
+    }
+
+    /// A connection's start or end, if it concerns the pod network (`pods`): an address in
+    /// it, or NAT to one (a Service or node port).
+    pub fn connection(&self, event: &ConntrackEvent, pods: Ipv4Cidr) {
+        let (orig, reply) = (&event.entry.orig, &event.entry.reply);
+        let in_pods = |ip: &IpAddr| matches!(ip, IpAddr::V4(v4) if pods.contains(*v4));
+        if ![orig.src, orig.dst, reply.src].iter().any(in_pods) {
+            return;
+        }
+        // Replies come from the endpoint the connection was sent to.
+        let natted = reply.src != orig.dst || reply.src_port != orig.dst_port;
+        let ended = event.kind == EventKind::Destroy;
+        let pair = |a: Option<u64>, b: Option<u64>| Some([a?, b?]);
+        self.push(Flow {
+            seq: 0,
+            time_ms: now_ms(),
+            node: self.node.clone(),
+            event: if ended { "end" } else { "start" }.to_string(),
+            protocol: protocol_name(event.entry.protocol),
+            src: orig.src,
+            src_port: orig.src_port,
+            dst: orig.dst,
+            dst_port: orig.dst_port,
+            nat_dst: natted.then_some(reply.src),
+            nat_dst_port: if natted { reply.src_port } else { None },
+            verdict: "FORWARDED".to_string(),
+            by: None,
+            packets: pair(
+                event.orig.map(|c| c.packets),
+                event.reply.map(|c| c.packets),
+            ),
+            bytes: pair(event.orig.map(|c| c.bytes), event.reply.map(|c| c.bytes)),
+        });
+    }
+
+    /// A packet the policy table dropped (`what` dropped it).
+    pub fn dropped(&self, record: &Logged, what: &str) {
+        let Ok(packet) = &record.packet else {
+            return;
+        };
+        let (src_port, dst_port) = match packet.transport {
+            Transport::Ports { src, dst } => (Some(src), Some(dst)),
+            _ => (None, None),
+        };
+        self.push(Flow {
+            seq: 0,
+            time_ms: now_ms(),
+            node: self.node.clone(),
+            event: "drop".to_string(),
+            protocol: protocol_name(packet.protocol),
+            src: packet.src,
+            src_port,
+            dst: packet.dst,
+            dst_port,
+            nat_dst: None,
+            nat_dst_port: None,
+            verdict: "DROPPED".to_string(),
+            by: Some(what.to_string()),
+            packets: None,
+            bytes: None,
+        });
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn protocol_name(n: u8) -> String {
+    match n {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+/// Follows the node's conntrack events into `log`, for as long as the process lives (in the
+/// calling process's network namespace: the node's). Counting each connection's packets and
+/// bytes is switched on for the namespace (`net.netfilter.nf_conntrack_acct`).
+pub fn spawn(log: Arc<FlowLog>, pods: Ipv4Cidr) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("flows".into())
+        .spawn(move || {
+            if let Err(e) = weft_dataplane::sysctl::write("net/netfilter/nf_conntrack_acct", "1") {
+                tracing::warn!("flows will have no byte counts: {e}");
+            }
+            let mut warned = false;
+            loop {
+                match ConntrackEvents::subscribe() {
+                    Ok(mut events) => loop {
+                        match events.recv() {
+                            Ok(batch) => batch.iter().for_each(|e| log.connection(e, pods)),
+                            Err(e @ weft_dataplane::conntrack::ConntrackError::Overrun) => {
+                                tracing::warn!("{e}")
+                            }
+                            Err(e) => {
+                                tracing::warn!("the flow log stops for now: {e}");
+                                break;
+                            }
+                        }
+                    },
+                    Err(e) if !warned => {
+                        warned = true;
+                        tracing::warn!("no flow log (retrying): {e}");
+                    }
+                    Err(e) => tracing::debug!("no flow log: {e}"),
+                }
+                std::thread::sleep(Duration::from_secs(10));
+            }
+        })
+}
+
+/// `GET /flows?since=SEQ`: the records after SEQ (all with no query), as a JSON array.
+pub fn route(log: Arc<FlowLog>) -> Route {
+    Route {
+        path: PATH,
+        content_type: "application/json",
+        answer: Arc::new(move |query: &str| {
+            let since = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("since="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            match serde_json::to_string(&log.since(since)) {
+                Ok(json) => ("200 OK", json),
+                Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+            }
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_dataplane::conntrack::{ConntrackEntry, Counters, Tuple};
+
+    fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
+        Tuple {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            src_port: Some(sport),
+            dst_port: Some(dport),
+        }
+    }
+
+    #[test]
+    fn service_connections_are_logged_with_their_endpoint_and_counts() {
+        let log = FlowLog::new("n1");
+        let pods: Ipv4Cidr = "10.244.0.0/16".parse().unwrap();
+        let entry = ConntrackEntry::new(
+            6,
+            tuple("10.244.1.5", 40000, "10.96.0.20", 80),
+            tuple("10.244.0.7", 8080, "10.244.1.5", 40000),
+        );
+        let event = |kind, counted: bool| ConntrackEvent {
+            kind,
+            entry: entry.clone(),
+            orig: counted.then_some(Counters {
+                packets: 6,
+                bytes: 400,
+            }),
+            reply: counted.then_some(Counters {
+                packets: 4,
+                bytes: 900,
+            }),
+        };
+        log.connection(&event(EventKind::New, false), pods);
+        log.connection(&event(EventKind::Destroy, true), pods);
+        // The node's own traffic outside the pod network is not logged.
+        let own = ConntrackEntry::new(
+            6,
+            tuple("172.20.0.2", 5000, "172.20.0.1", 6443),
+            tuple("172.20.0.1", 6443, "172.20.0.2", 5000),
+        );
+        log.connection(
+            &ConntrackEvent {
+                kind: EventKind::New,
+                entry: own,
+                orig: None,
+                reply: None,
+            },
+            pods,
+        );
+        let all = log.since(0);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!((all[0].seq, all[0].event.as_str()), (1, "start"));
+        assert_eq!(all[0].nat_dst, Some("10.244.0.7".parse().unwrap()));
+        assert_eq!(all[0].nat_dst_port, Some(8080));
+        assert_eq!(all[1].packets, Some([6, 4]));
+        assert_eq!(all[1].bytes, Some([400, 900]));
+        assert_eq!(log.since(1).len(), 1);
+    }
+
+    #[test]
+    fn the_ring_keeps_the_newest_records() {
+        let log = FlowLog::new("n1");
+        let pods: Ipv4Cidr = "10.244.0.0/16".parse().unwrap();
+        let event = ConntrackEvent {
+            kind: EventKind::New,
+            entry: ConntrackEntry::new(
+                17,
+                tuple("10.244.1.5", 1, "10.244.0.7", 53),
+                tuple("10.244.0.7", 53, "10.244.1.5", 1),
+            ),
+            orig: None,
+            reply: None,
+        };
+        for _ in 0..CAPACITY + 5 {
+            log.connection(&event, pods);
+        }
+        let page = log.since(0);
+        assert_eq!(page.len(), PAGE);
+        assert_eq!(page.last().unwrap().seq, (CAPACITY + 5) as u64);
+        assert_eq!(log.since((CAPACITY + 4) as u64).len(), 1);
+        assert_eq!(log.inner.lock().unwrap().1.len(), CAPACITY);
+    }
+}

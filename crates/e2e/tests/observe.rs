@@ -1,0 +1,120 @@
+//! `weft observe` on a real lab: a client on node 2 reaches a web pod on node 1 through its
+//! Service, and the flow log shows the connection with both the Service and the endpoint it
+//! was sent to; once a policy closes the web pod, the client's dropped packets show as
+//! DROPPED naming the policy and direction. Read through the real CLI, as JSON and as lines.
+//! Needs root; the lab is torn down in Drop.
+
+use std::time::Instant;
+
+use serde_json::Value;
+use weft_testutil::{client_pod, pod_ip, wait_for_what, Lab};
+
+fn workloads(node1: &str, node2: &str) -> String {
+    let web = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, labels: {{app: web}}}}\nspec:\n  nodeName: {node1}\n  containers: [{{name: web, image: nginx:1.27, ports: [{{containerPort: 80}}]}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 8080, targetPort: 80}}]\n"
+    );
+    [web, client_pod("client", node2)].join("---\n")
+}
+
+const DENY: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-web}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+";
+
+/// `weft observe ARGS -o json`: its records.
+fn observe(lab: &Lab, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["observe", "--last", "1000", "-o", "json"];
+    all.extend_from_slice(args);
+    lab.ok(&all)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn connections_and_drops_show_in_the_flow_log() {
+    let lab = Lab::new();
+    let (node1, node2) = (format!("{}-node1", lab.name), format!("{}-node2", lab.name));
+    let manifest = lab.write("app.yaml", &workloads(&node1, &node2));
+    lab.ok(&["lab", "up", "--nodes", "2", "-f", &manifest, "--wait", "90"]);
+    let web_ip = pod_ip(
+        lab.pods(&[])
+            .iter()
+            .find(|p| p["metadata"]["name"] == "web")
+            .unwrap(),
+    );
+    let cluster_ip = lab.service("web")["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Through the Service: the record names the Service and the endpoint it chose.
+    let url = format!("http://{cluster_ip}:8080/");
+    assert_eq!(lab.pod_curl("client", &url, 5).0, 0);
+    let mut seen = Vec::new();
+    wait_for_what("the connection through the Service", || {
+        seen = observe(&lab, &["--pod", "client", "--service", "web"]);
+        !seen.is_empty()
+    });
+    let f = &seen[0];
+    assert_eq!(f["source"], "default/client", "{f}");
+    assert_eq!(f["destination"], "service default/web", "{f}");
+    assert_eq!(f["endpoint"], "default/web", "{f}");
+    assert_eq!(
+        (f["dst_port"].as_u64(), f["nat_dst_port"].as_u64()),
+        (Some(8080), Some(80)),
+        "{f}"
+    );
+    assert_eq!(
+        (f["verdict"].as_str(), f["protocol"].as_str()),
+        (Some("FORWARDED"), Some("tcp")),
+        "{f}"
+    );
+    assert_eq!(f["node"].as_str(), Some(node2.as_str()), "{f}");
+    // The person-readable line says the same.
+    let lines = lab.ok(&[
+        "observe",
+        "--pod",
+        "client",
+        "--port",
+        "80",
+        "--protocol",
+        "tcp",
+    ]);
+    assert!(
+        lines.contains("default/client:")
+            && lines.contains(" -> service default/web:8080 => default/web:80 tcp FORWARDED"),
+        "{lines}"
+    );
+
+    // A policy closes web: the client's packets are dropped at web's node, by that policy.
+    let policy = lab.write("deny.yaml", DENY);
+    lab.kubectl_ok(&["apply", "-f", &policy]);
+    let direct = format!("http://{web_ip}/");
+    wait_for_what("the client's connection dropped", || {
+        lab.pod_curl("client", &direct, 2).0 == 28
+    });
+    let started = Instant::now();
+    lab.pod_curl("client", &direct, 1);
+    let mut drops = Vec::new();
+    wait_for_what("the drop in the flow log", || {
+        drops = observe(&lab, &["--verdict", "DROPPED", "--to", "default/web"]);
+        drops.iter().any(|d| d["by"] == "ingress default/deny-web")
+    });
+    println!(
+        "a drop was listed by weft observe {:?} after its curl began",
+        started.elapsed()
+    );
+    let d = drops
+        .iter()
+        .find(|d| d["by"] == "ingress default/deny-web")
+        .unwrap();
+    assert_eq!(d["source"], "default/client", "{d}");
+    assert_eq!(d["node"].as_str(), Some(node1.as_str()), "{d}");
+    assert_eq!(d["event"], "drop", "{d}");
+    // Nothing forwarded is listed as dropped, and the filter keeps out other verdicts.
+    assert!(drops.iter().all(|d| d["verdict"] == "DROPPED"), "{drops:?}");
+}
