@@ -30,7 +30,7 @@ pub async fn ports(cluster: &Cluster) -> BTreeMap<String, u16> {
         .list(
             &pods_resource,
             Some("kube-system"),
-            Some("app.kubernetes.io/name=weft,app.kubernetes.io/component=agent"),
+            Some("app.kubernetes.io/name=weft-agent"),
         )
         .await;
     let Ok((items, _)) = listed else {

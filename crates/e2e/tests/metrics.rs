@@ -103,7 +103,7 @@ fn prometheus_scrapes_every_component_of_a_lab() {
         .collect();
     assert_eq!(
         jobs,
-        ["agent", "agent", "controller", "dns", "dns", "weft-ingress"],
+        ["agent", "agent", "controller", "dns", "dns", "ingress"],
         "{targets}"
     );
     let dir = lab.dir().join("prometheus");
@@ -141,7 +141,7 @@ fn prometheus_scrapes_every_component_of_a_lab() {
         up.len() == 6 && total(&up) == 6.0
     });
     // Each component's reconcilers have synced, as scraped.
-    for job in ["agent", "controller", "dns", "weft-ingress"] {
+    for job in ["agent", "controller", "dns", "ingress"] {
         let q = format!("weft_reconciler_syncs_total{{job=\"{job}\",result=\"ok\"}}");
         wait_for_what(&format!("{job}'s syncs"), || {
             total(&query(&lab, &node1, &q)) > 0.0

@@ -117,4 +117,17 @@ fn connections_and_drops_show_in_the_flow_log() {
     assert_eq!(d["event"], "drop", "{d}");
     // Nothing forwarded is listed as dropped, and the filter keeps out other verdicts.
     assert!(drops.iter().all(|d| d["verdict"] == "DROPPED"), "{drops:?}");
+    // The agents' own logs, where the tutorials look, say it too.
+    let logs = lab.kubectl_ok(&[
+        "logs",
+        "-n",
+        "kube-system",
+        "-l",
+        "app.kubernetes.io/name=weft-agent",
+        "--tail=-1",
+    ]);
+    assert!(
+        logs.contains("policy drop: ingress default/deny-web"),
+        "{logs}"
+    );
 }

@@ -677,8 +677,7 @@ fn is_weft_agent(pod: &Pod) -> bool {
     let labels = pod.metadata.labels.as_ref();
     let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
     pod.metadata.namespace.as_deref() == Some("kube-system")
-        && label("app.kubernetes.io/name") == Some("weft")
-        && label("app.kubernetes.io/component") == Some("agent")
+        && label("app.kubernetes.io/name") == Some("weft-agent")
 }
 
 /// Whether `image` is weft's own (`…/weft:<tag>` or `weft`), which the lab runs from its own
