@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use weft_dataplane::conntrack::{ConntrackEvent, ConntrackEvents, EventKind};
 use weft_dataplane::nflog::{Logged, Transport};
 use weft_model::cidr::Ipv4Cidr;
+use weft_policy::drops::Outcome;
 use weft_view::health::Route;
 
 /// Records kept per node.
@@ -31,7 +32,7 @@ pub struct Flow {
     /// When the node saw it, in milliseconds since the Unix epoch.
     pub time_ms: u64,
     pub node: String,
-    /// `start`, `end` (of a connection) or `drop` (a packet).
+    /// `start`, `end` (of a connection), `drop` or `reject` (a packet).
     pub event: String,
     /// `tcp`, `udp`, `icmp`, `sctp` or the protocol number.
     pub protocol: String,
@@ -43,9 +44,10 @@ pub struct Flow {
     /// Where it went after NAT (the endpoint a Service chose), when that differs.
     pub nat_dst: Option<IpAddr>,
     pub nat_dst_port: Option<u16>,
-    /// `FORWARDED` or `DROPPED`.
+    /// `FORWARDED`, `DROPPED` (by a policy) or `REJECTED` (by the Service table: a Service
+    /// without endpoints, a port no Service has).
     pub verdict: String,
-    /// What dropped it: `ingress default/deny-db`, `spoofed source`...
+    /// What dropped or refused it: `ingress default/deny-db`, `spoofed source`, `no endpoints`...
     pub by: Option<String>,
     /// At its end: packets and bytes from the client, and back.
     pub packets: Option<[u64; 2]>,
@@ -120,8 +122,12 @@ impl FlowLog {
         });
     }
 
-    /// A packet the policy table dropped (`what` dropped it).
-    pub fn dropped(&self, record: &Logged, what: &str) {
+    /// A packet the policy table dropped, or the Service table refused.
+    pub fn dropped(&self, record: &Logged, outcome: Outcome<'_>) {
+        let (verdict, event, what) = match outcome {
+            Outcome::Dropped(what) => ("DROPPED", "drop", what),
+            Outcome::Rejected(what) => ("REJECTED", "reject", what),
+        };
         let Ok(packet) = &record.packet else {
             return;
         };
@@ -133,7 +139,7 @@ impl FlowLog {
             seq: 0,
             time_ms: now_ms(),
             node: self.node.clone(),
-            event: "drop".to_string(),
+            event: event.to_string(),
             protocol: protocol_name(packet.protocol),
             src: packet.src,
             src_port,
@@ -141,7 +147,7 @@ impl FlowLog {
             dst_port,
             nat_dst: None,
             nat_dst_port: None,
-            verdict: "DROPPED".to_string(),
+            verdict: verdict.to_string(),
             by: Some(what.to_string()),
             packets: None,
             bytes: None,

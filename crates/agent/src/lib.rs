@@ -91,7 +91,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             tracing::warn!(node = %config.node, "no flow log: {e}");
         }
         let drops_log = flow_log.clone();
-        if let Err(e) = weft_policy::drops::spawn(move |r, what| drops_log.dropped(r, what)) {
+        if let Err(e) = weft_policy::drops::spawn(move |r, outcome| drops_log.dropped(r, outcome)) {
             tracing::warn!(node = %config.node, "policy drops will not be logged: {e}");
         }
         let policy_report = policy_route(&config.node, policy.published());

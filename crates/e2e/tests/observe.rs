@@ -1,8 +1,8 @@
 //! `weft observe` on a real lab: a client on node 2 reaches a web pod on node 1 through its
 //! Service, and the flow log shows the connection with both the Service and the endpoint it
-//! was sent to; once a policy closes the web pod, the client's dropped packets show as
-//! DROPPED naming the policy and direction. Read through the real CLI, as JSON and as lines.
-//! Needs root; the lab is torn down in Drop.
+//! was sent to; a Service without endpoints refuses it, shown as REJECTED; once a policy closes
+//! the web pod, the client's dropped packets show as DROPPED naming the policy and direction.
+//! Read through the real CLI, as JSON and as lines. Needs root; the lab is torn down in Drop.
 
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use weft_testutil::{client_pod, pod_ip, wait_for_what, Lab};
 
 fn workloads(node1: &str, node2: &str) -> String {
     let web = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, labels: {{app: web}}}}\nspec:\n  nodeName: {node1}\n  containers: [{{name: web, image: nginx:1.27, ports: [{{containerPort: 80}}]}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 8080, targetPort: 80}}]\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, labels: {{app: web}}}}\nspec:\n  nodeName: {node1}\n  containers: [{{name: web, image: nginx:1.27, ports: [{{containerPort: 80}}]}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 8080, targetPort: 80}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec:\n  selector: {{app: nobody}}\n  ports: [{{port: 80}}]\n"
     );
     [web, client_pod("client", node2)].join("---\n")
 }
@@ -89,6 +89,26 @@ fn connections_and_drops_show_in_the_flow_log() {
             && lines.contains(" -> service default/web:8080 => default/web:80 tcp FORWARDED"),
         "{lines}"
     );
+
+    // A Service without endpoints refuses the connection (curl: connection refused), and the
+    // flow log says so.
+    let empty_ip = lab.service("empty")["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        lab.pod_curl("client", &format!("http://{empty_ip}/"), 5).0,
+        7
+    );
+    let mut rejected = Vec::new();
+    wait_for_what("the refusal in the flow log", || {
+        rejected = observe(&lab, &["--verdict", "REJECTED", "--service", "empty"]);
+        !rejected.is_empty()
+    });
+    let r = &rejected[0];
+    assert_eq!(r["by"], "no endpoints", "{r}");
+    assert_eq!(r["source"], "default/client", "{r}");
+    assert_eq!(r["destination"], "service default/empty", "{r}");
 
     // A policy closes web: the client's packets are dropped at web's node, by that policy.
     let policy = lab.write("deny.yaml", DENY);

@@ -50,14 +50,12 @@ pub const TABLE: &str = "weft_policy";
 /// `output`), and a pod's packets to itself through a Service (set in `prerouting`).
 pub const PASS_MARK: u32 = 0x0001_0000;
 /// The NFLOG group drops are logged to.
-pub const NFLOG_GROUP: u16 = 87;
+pub const NFLOG_GROUP: u16 = weft_dataplane::nflog::WEFT_GROUP;
 /// Host interfaces of pods (`weft` + 11 hex digits, see the CNI plugin's wiring).
 pub const POD_IFACE_PREFIX: &str = "weft";
 /// The overlay device, which shares the prefix and is not a pod.
 pub const VXLAN_IFACE: &str = "weft.vxlan";
-/// Logged drops per second per drop chain, and the burst above it.
-const LOG_RATE: u32 = 10;
-const LOG_BURST: u32 = 20;
+use weft_dataplane::nflog::{LOG_BURST, LOG_RATE};
 /// nft's limit on chain and set names (with the terminating NUL).
 const NAME_MAX: usize = 255;
 /// NFLOG's limit on a prefix.

@@ -25,23 +25,44 @@ const COPY_RANGE: u16 = 128;
 const RETRY: Duration = Duration::from_secs(10);
 /// What the compiler's drop prefixes start with (`compile::drop_prefix` and the drop chains).
 const PREFIX: &str = "weft drop ";
+/// What the Service table's refusals' prefixes start with (`weft_proxy`'s `REJECT_*`).
+const REJECT_PREFIX: &str = "weft reject ";
 
-/// The log line of one logged packet: `policy drop: <what> <packet>`, where `<what>` is the
-/// prefix past "weft drop " (`ingress default/deny-db`, `spoofed source`...). None for a
-/// prefix that is not the policy table's: someone else's rule logging to our group.
+/// What happened to a logged packet, and what did it (the prefix past weft's own start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// Dropped by the policy table: `ingress default/deny-db`, `spoofed source`...
+    Dropped(&'a str),
+    /// Refused by the Service table: `no endpoints`, `no such port`.
+    Rejected(&'a str),
+}
+
+/// The outcome a record's prefix names; None for a prefix that is not weft's: someone else's
+/// rule logging to our group.
+pub fn outcome(record: &Logged) -> Option<Outcome<'_>> {
+    let p = &record.prefix;
+    p.strip_prefix(PREFIX)
+        .map(Outcome::Dropped)
+        .or_else(|| p.strip_prefix(REJECT_PREFIX).map(Outcome::Rejected))
+}
+
+/// The log line of one logged packet: `policy drop: <what> <packet>` or `service reject:
+/// <what> <packet>`.
 pub fn line(record: &Logged) -> Option<String> {
-    let what = record.prefix.strip_prefix(PREFIX)?;
     let packet = match &record.packet {
         Ok(p) => p.to_string(),
         Err(e) => format!("({e})"),
     };
-    Some(format!("policy drop: {what} {packet}"))
+    Some(match outcome(record)? {
+        Outcome::Dropped(what) => format!("policy drop: {what} {packet}"),
+        Outcome::Rejected(what) => format!("service reject: {what} {packet}"),
+    })
 }
 
-/// Starts the thread that logs the table's drops, for as long as the process lives; each drop
-/// is also handed to `also` with what dropped it (`ingress default/deny-db`: the flow log).
+/// Starts the thread that logs the tables' drops and refusals, for as long as the process
+/// lives; each is also handed to `also` with what happened (the flow log).
 pub fn spawn(
-    also: impl Fn(&Logged, &str) + Send + 'static,
+    also: impl Fn(&Logged, Outcome<'_>) + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("policy-drops".into())
@@ -50,7 +71,7 @@ pub fn spawn(
 
 /// Binds `group` and logs what it reads; a group that cannot be bound or read is tried again
 /// after [`RETRY`] (warned once, then at debug level, until it works again).
-fn run(group: u16, also: &dyn Fn(&Logged, &str)) {
+fn run(group: u16, also: &dyn Fn(&Logged, Outcome<'_>)) {
     let mut warned = false;
     loop {
         match Nflog::bind(group, COPY_RANGE) {
@@ -71,7 +92,7 @@ fn run(group: u16, also: &dyn Fn(&Logged, &str)) {
 }
 
 /// Logs every record of `log` until it fails.
-fn follow(mut log: Nflog, also: &dyn Fn(&Logged, &str)) -> NflogError {
+fn follow(mut log: Nflog, also: &dyn Fn(&Logged, Outcome<'_>)) -> NflogError {
     loop {
         match log.recv() {
             Ok(records) => {
@@ -80,8 +101,8 @@ fn follow(mut log: Nflog, also: &dyn Fn(&Logged, &str)) -> NflogError {
                         Ok(r) => match line(&r) {
                             Some(text) => {
                                 tracing::info!("{text}");
-                                if let Some(what) = r.prefix.strip_prefix(PREFIX) {
-                                    also(&r, what);
+                                if let Some(o) = outcome(&r) {
+                                    also(&r, o);
                                 }
                             }
                             None => tracing::debug!(
@@ -172,5 +193,20 @@ mod tests {
             line(&record("someone else", Err(PacketError::NoPayload))),
             None
         );
+    }
+
+    #[test]
+    fn the_service_tables_refusals_are_rejections() {
+        let r = record(
+            "weft reject no endpoints",
+            Ok(tcp([10, 244, 1, 4], 40000, [10, 96, 0, 20], 80)),
+        );
+        assert_eq!(outcome(&r), Some(Outcome::Rejected("no endpoints")));
+        assert_eq!(
+            line(&r).unwrap(),
+            "service reject: no endpoints 10.244.1.4:40000 -> 10.96.0.20:80 tcp"
+        );
+        let dropped = record("weft drop spoofed source", Err(PacketError::NoPayload));
+        assert_eq!(outcome(&dropped), Some(Outcome::Dropped("spoofed source")));
     }
 }

@@ -12,6 +12,8 @@ use weft_dataplane::nft::{
     Ipv4Prefix, L4Proto, MarkOp, Policy, Rule, Selector, Set, Table, Value, Verdict,
 };
 
+use weft_dataplane::nflog;
+
 use super::TABLE;
 use crate::MASQUERADE_MARK;
 
@@ -28,6 +30,10 @@ pub const LOCAL_POLICY_NODEPORTS: &str = "local_policy_nodeports";
 pub const NO_ENDPOINT_SERVICES: &str = "no_endpoint_services";
 /// Like [`SERVICE_NODEPORTS`], for node ports without endpoints.
 pub const NO_ENDPOINT_NODEPORTS: &str = "no_endpoint_nodeports";
+/// NFLOG prefixes of the refusals: a Service port without endpoints, a cluster IP's port that
+/// no Service has.
+pub const REJECT_NO_ENDPOINTS: &str = "weft reject no endpoints";
+pub const REJECT_NO_PORT: &str = "weft reject no such port";
 /// The mark maps, each keyed by address or not.
 const MARK_MAPS: [(&str, bool); 4] = [
     (SERVICE_IPS, true),
@@ -307,15 +313,30 @@ pub(super) fn base(node_ip: Ipv4Addr, cluster: Ipv4Prefix) -> Table {
             .rule(nodeports_check())
             .rule(cluster_ips_check()),
     );
+    // Each refusal is logged (rate-limited) to weft's NFLOG group, for the flow log.
+    let logged = |rule: Rule, prefix: &str| {
+        rule.limit_per_second(nflog::LOG_RATE, nflog::LOG_BURST)
+            .log_group(nflog::WEFT_GROUP, prefix)
+    };
     t.add_chain(
-        Chain::new("endpoints_check").rule(
-            Rule::new()
-                .in_set(&[IpDaddr, MetaL4proto, ThDport], NO_ENDPOINT_SERVICES)
-                .reject(),
-        ),
+        Chain::new("endpoints_check")
+            .rule(logged(
+                Rule::new().in_set(&[IpDaddr, MetaL4proto, ThDport], NO_ENDPOINT_SERVICES),
+                REJECT_NO_ENDPOINTS,
+            ))
+            .rule(
+                Rule::new()
+                    .in_set(&[IpDaddr, MetaL4proto, ThDport], NO_ENDPOINT_SERVICES)
+                    .reject(),
+            ),
     );
     t.add_chain(
-        Chain::new("cluster_ips_check").rule(Rule::new().in_set(&[IpDaddr], CLUSTER_IPS).reject()),
+        Chain::new("cluster_ips_check")
+            .rule(logged(
+                Rule::new().in_set(&[IpDaddr], CLUSTER_IPS),
+                REJECT_NO_PORT,
+            ))
+            .rule(Rule::new().in_set(&[IpDaddr], CLUSTER_IPS).reject()),
     );
     t
 }

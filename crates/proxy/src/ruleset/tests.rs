@@ -293,7 +293,7 @@ fn cluster_ips_set_follows_services_through_changes() {
     );
     let script = rs.full_script();
     assert!(
-        script.contains("chain cluster_ips_check {\n    ip daddr @cluster_ips reject\n  }"),
+        script.contains("chain cluster_ips_check {\n    ip daddr @cluster_ips limit rate 10/second burst 20 packets log prefix \"weft reject no such port\" group 87\n    ip daddr @cluster_ips reject\n  }"),
         "{script}"
     );
 
