@@ -81,11 +81,10 @@ impl FlowLog {
     /// The records after `seq`, oldest first, at most [`PAGE`] (the newest when more).
     pub fn since(&self, seq: u64) -> Vec<Flow> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let after: Vec<&Flow> = inner.1.iter().filter(|f| f.seq > seq).collect();
-        after[after.len().saturating_sub(PAGE)..]
-            .iter()
-            .map(|f| (*f).clone())
-            .collect()
+        // Sequence numbers are consecutive: the records after `seq` are the ring's last ones.
+        let newer = usize::try_from(inner.0.saturating_sub(seq)).unwrap_or(usize::MAX);
+        let take = newer.min(inner.1.len()).min(PAGE);
+        inner.1.range(inner.1.len() - take..).cloned().collect()
     }
 
     /// A connection's start or end, if it concerns the pod network (`pods`): an address in
@@ -185,18 +184,10 @@ pub fn spawn(log: Arc<FlowLog>, pods: Ipv4Cidr) -> std::io::Result<std::thread::
             let mut warned = false;
             loop {
                 match ConntrackEvents::subscribe() {
-                    Ok(mut events) => loop {
-                        match events.recv() {
-                            Ok(batch) => batch.iter().for_each(|e| log.connection(e, pods)),
-                            Err(e @ weft_dataplane::conntrack::ConntrackError::Overrun) => {
-                                tracing::warn!("{e}")
-                            }
-                            Err(e) => {
-                                tracing::warn!("the flow log stops for now: {e}");
-                                break;
-                            }
-                        }
-                    },
+                    Ok(mut events) => {
+                        let e = follow(&mut events, &log, pods);
+                        tracing::warn!("the flow log stops for now: {e}");
+                    }
                     Err(e) if !warned => {
                         warned = true;
                         tracing::warn!("no flow log (retrying): {e}");
@@ -206,6 +197,33 @@ pub fn spawn(log: Arc<FlowLog>, pods: Ipv4Cidr) -> std::io::Result<std::thread::
                 std::thread::sleep(Duration::from_secs(10));
             }
         })
+}
+
+/// How long the reader lets events queue between batches: one wake-up per batch instead of
+/// one per event (a wake-up costs more than reading and keeping an event).
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+/// Reads `events` into `log` until the socket fails: wait for one, take every queued one, then
+/// let the next batch queue.
+fn follow(
+    events: &mut ConntrackEvents,
+    log: &FlowLog,
+    pods: Ipv4Cidr,
+) -> weft_dataplane::conntrack::ConntrackError {
+    use weft_dataplane::conntrack::ConntrackError;
+    loop {
+        let mut next = events.recv().map(Some);
+        loop {
+            match next {
+                Ok(Some(batch)) => batch.iter().for_each(|e| log.connection(e, pods)),
+                Ok(None) => break,
+                Err(e @ ConntrackError::Overrun) => tracing::warn!("{e}"),
+                Err(e) => return e,
+            }
+            next = events.try_recv();
+        }
+        std::thread::sleep(BATCH_WINDOW);
+    }
 }
 
 /// `GET /flows?since=SEQ`: the records after SEQ (all with no query), as a JSON array.

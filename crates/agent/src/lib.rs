@@ -60,6 +60,9 @@ pub struct AgentConfig {
     /// Where `spec.externalIPs` may be served (the config's `externalIPRanges`): the proxy
     /// ignores any other, whoever admitted the Service (CVE-2020-8554).
     pub external_ip_ranges: Vec<weft_model::cidr::Ipv4Cidr>,
+    /// Keep the node's connections in the flow log (the config's `flowLog`); drops and
+    /// refusals are kept either way.
+    pub flow_log: bool,
 }
 
 /// The agent's default health port (`/healthz`, `/readyz`, `/policy`).
@@ -87,8 +90,10 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         // The flow log: the node's connections, and each drop the policy table logs (also a
         // line of the agent's log).
         let flow_log = flows::FlowLog::new(&config.node);
-        if let Err(e) = flows::spawn(flow_log.clone(), config.network.cluster_cidr) {
-            tracing::warn!(node = %config.node, "no flow log: {e}");
+        if config.flow_log {
+            if let Err(e) = flows::spawn(flow_log.clone(), config.network.cluster_cidr) {
+                tracing::warn!(node = %config.node, "no flow log: {e}");
+            }
         }
         let drops_log = flow_log.clone();
         if let Err(e) = weft_policy::drops::spawn(move |r, outcome| drops_log.dropped(r, outcome)) {

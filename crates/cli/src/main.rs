@@ -459,6 +459,7 @@ fn agent_config(
         announce_arp: (cluster.load_balancer_announcement == weft_model::config::Announcement::Arp)
             .then_some(cluster.load_balancer_pool),
         external_ip_ranges: cluster.external_ip_ranges,
+        flow_log: cluster.flow_log,
     })
 }
 

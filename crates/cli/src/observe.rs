@@ -6,6 +6,7 @@
 //! `-f` new ones as they come.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use weft_agent::flows::Flow;
 use crate::agents;
 use crate::client::{Cluster, Target};
 use crate::resources;
+
+/// How long the names read from the API are used before they are read again.
+const NAMES_AGE: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args)]
 pub struct ObserveArgs {
@@ -274,6 +278,7 @@ pub async fn observe(target: &Target, args: ObserveArgs) -> Result<()> {
     };
     let cluster = Cluster::connect(target).await?;
     let mut names_ = Names::read(&cluster).await?;
+    let mut named_at = std::time::Instant::now();
     let agents_ = agents::all(&cluster).await?;
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     let mut first = true;
@@ -309,17 +314,25 @@ pub async fn observe(target: &Target, args: ObserveArgs) -> Result<()> {
                 _ => {}
             }
         }
-        if !flows.is_empty() && !first {
-            // New pods and Services since the last look get their names.
+        // Pods and Services new since the last look get their names: the API is read again
+        // when an address has none, at most every NAMES_AGE.
+        let unnamed = |ip: IpAddr| names_.of(ip) == Identity::World;
+        if !first
+            && named_at.elapsed() > NAMES_AGE
+            && flows.iter().any(|f| unnamed(f.src) || unnamed(f.dst))
+        {
             names_ = Names::read(&cluster).await.unwrap_or(names_);
+            named_at = std::time::Instant::now();
         }
-        flows.sort_by_key(|f| (f.time_ms, f.node.clone(), f.seq));
+        flows.sort_by(|a, b| (a.time_ms, &a.node, a.seq).cmp(&(b.time_ms, &b.node, b.seq)));
         let kept: Vec<&Flow> = flows.iter().filter(|f| args.keeps(f, &names_)).collect();
         let shown = if first {
             &kept[kept.len().saturating_sub(args.last)..]
         } else {
             &kept[..]
         };
+        // One write per batch, not per line (standard output is line-buffered).
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for f in shown {
             if json {
                 let named = Named {
@@ -328,11 +341,14 @@ pub async fn observe(target: &Target, args: ObserveArgs) -> Result<()> {
                     destination: names_.of(f.dst).to_string(),
                     endpoint: f.nat_dst.map(|ip| names_.of(ip).to_string()),
                 };
-                println!("{}", serde_json::to_string(&named)?);
+                serde_json::to_writer(&mut out, &named)?;
+                out.write_all(b"\n")?;
             } else {
-                println!("{}", line(f, &names_));
+                writeln!(out, "{}", line(f, &names_))?;
             }
         }
+        out.flush()?;
+        drop(out);
         if !args.follow {
             return Ok(());
         }

@@ -37,6 +37,8 @@ const CTA_COUNTERS_PACKETS: u16 = 1;
 const CTA_COUNTERS_BYTES: u16 = 2;
 const CTA_ID: u16 = 12;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
+/// The events socket's receive buffer, in bytes.
+const EVENT_BUFFER: libc::c_int = 16 << 20;
 /// ctnetlink's multicast groups NFNLGRP_CONNTRACK_NEW (1) and _DESTROY (3), as a bind mask
 /// (group N is bit N-1).
 const GROUPS_NEW_AND_DESTROY: u32 = 0b001 | 0b100;
@@ -287,10 +289,36 @@ impl ConntrackEvents {
             GROUPS_NEW_AND_DESTROY,
         )
         .map_err(ConntrackError::Open)?;
+        // Room for the events of a burst while the reader waits to read them in batches
+        // (SO_RCVBUFFORCE: root may go past the system's rmem_max).
+        let size: libc::c_int = EVENT_BUFFER;
+        // SAFETY: fd is a valid socket; size is a c_int of the length passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        // Without the privilege the default buffer stays: a burst may then overrun it, which
+        // `recv` reports.
+        let _ = rc;
         Ok(ConntrackEvents {
             fd,
             buf: Vec::with_capacity(1 << 16),
         })
+    }
+
+    /// The events already queued, without waiting: `Ok(None)` when there are none.
+    pub fn try_recv(&mut self) -> Result<Option<Vec<ConntrackEvent>>, ConntrackError> {
+        match crate::netlink::recv_datagram_flags(&self.fd, &mut self.buf, libc::MSG_DONTWAIT) {
+            Ok(()) => Ok(Some(parse_events(&self.buf))),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Err(ConntrackError::Overrun),
+            Err(e) => Err(ConntrackError::Events(e)),
+        }
     }
 
     /// Waits for the next datagram of events. `Err(Overrun)` when the kernel had to drop

@@ -157,6 +157,9 @@ pub struct ClusterConfig {
     /// (`ingressClassName: nginx` or the legacy `kubernetes.io/ingress.class` annotation), so
     /// manifests written for ingress-nginx work unchanged. Off when an ingress-nginx serves them.
     pub ingress_nginx_class: bool,
+    /// Whether each node's agent keeps the node's connections in its flow log (`weft
+    /// observe`), from conntrack's events; the drops and refusals are kept either way.
+    pub flow_log: bool,
 }
 
 /// The default [`ClusterConfig::object_quota`]: room for the benchmarks' 10k Services and
@@ -249,6 +252,7 @@ impl Default for ClusterConfig {
             dns_cache_size: DEFAULT_DNS_CACHE_SIZE,
             object_quota: DEFAULT_OBJECT_QUOTA,
             ingress_nginx_class: true,
+            flow_log: true,
         }
     }
 }

@@ -63,6 +63,8 @@ struct ConfigDocument {
     object_quota: Option<u32>,
     #[serde(rename = "ingressNginxClass")]
     ingress_nginx_class: Option<bool>,
+    #[serde(rename = "flowLog")]
+    flow_log: Option<bool>,
 }
 
 /// The config document as written out by [`ClusterConfig::to_yaml`].
@@ -109,6 +111,8 @@ struct RenderedDocument<'a> {
     object_quota: u32,
     #[serde(rename = "ingressNginxClass")]
     ingress_nginx_class: bool,
+    #[serde(rename = "flowLog")]
+    flow_log: bool,
 }
 
 /// An upstream DNS server: an address, port 53 unless one is given (`10.0.0.2`, `10.0.0.2:5353`,
@@ -265,6 +269,9 @@ impl ClusterConfig {
         if let Some(serve) = doc.ingress_nginx_class {
             config.ingress_nginx_class = serve;
         }
+        if let Some(on) = doc.flow_log {
+            config.flow_log = on;
+        }
         Ok(config)
     }
 
@@ -303,6 +310,7 @@ impl ClusterConfig {
             dns_cache_size: self.dns_cache_size,
             object_quota: self.object_quota,
             ingress_nginx_class: self.ingress_nginx_class,
+            flow_log: self.flow_log,
         };
         // Only strings, numbers and string-keyed maps: serde_norway has nothing here it can fail on.
         serde_norway::to_string(&doc).unwrap_or_default()
