@@ -251,12 +251,7 @@ mod tests {
     use weft_dataplane::conntrack::{ConntrackEntry, Counters, Tuple};
 
     fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-        Tuple {
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            src_port: Some(sport),
-            dst_port: Some(dport),
-        }
+        Tuple::with_ports(src.parse().unwrap(), sport, dst.parse().unwrap(), dport)
     }
 
     #[test]

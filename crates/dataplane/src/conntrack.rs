@@ -192,6 +192,18 @@ pub struct Tuple {
     pub dst_port: Option<u16>,
 }
 
+impl Tuple {
+    /// A tuple with ports (TCP, UDP, SCTP).
+    pub fn with_ports(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16) -> Tuple {
+        Tuple {
+            src,
+            dst,
+            src_port: Some(src_port),
+            dst_port: Some(dst_port),
+        }
+    }
+}
+
 /// A conntrack entry as the kernel dumped it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConntrackEntry {
@@ -605,12 +617,7 @@ mod tests {
     }
 
     fn tuple(src: &str, sport: u16, dst: &str, dport: u16) -> Tuple {
-        Tuple {
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            src_port: Some(sport),
-            dst_port: Some(dport),
-        }
+        Tuple::with_ports(src.parse().unwrap(), sport, dst.parse().unwrap(), dport)
     }
 
     /// A UDP flow from a pod to a cluster IP, DNATed to 10.244.0.5:7070.

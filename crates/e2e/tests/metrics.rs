@@ -10,23 +10,12 @@
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
-use weft_testutil::{client_pod, wait_for_what, Lab};
+use weft_testutil::{client_pod, deny_ingress, wait_for_what, web_pod, Lab};
 
 /// The web server (nginx, on node 1) that a policy closes to everyone, and a client on node 2.
 fn workloads(node1: &str, node2: &str) -> String {
-    let web = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, labels: {{app: web}}}}\nspec:\n  nodeName: {node1}\n  containers: [{{name: web, image: nginx:1.27, ports: [{{containerPort: 80}}]}}]\n"
-    );
-    [web, client_pod("client", node2)].join("---\n")
+    [web_pod("web", node1), client_pod("client", node2)].join("---\n")
 }
-
-const DENY: &str = "apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: deny-web}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  policyTypes: [Ingress]
-";
 
 /// Prometheus, killed (by its pid) when dropped.
 struct Prometheus(Child);
@@ -88,7 +77,7 @@ fn prometheus_scrapes_every_component_of_a_lab() {
     );
 
     // A policy closes web: the client's connection is dropped (curl times out).
-    let policy = lab.write("deny.yaml", DENY);
+    let policy = lab.write("deny.yaml", &deny_ingress("web"));
     lab.kubectl_ok(&["apply", "-f", &policy]);
     wait_for_what("the client's connection dropped", || {
         lab.pod_curl("client", &url, 2).0 == 28

@@ -7,22 +7,19 @@
 use std::time::Instant;
 
 use serde_json::Value;
-use weft_testutil::{client_pod, pod_ip, wait_for_what, Lab};
+use weft_testutil::{client_pod, deny_ingress, pod_ip, wait_for_what, web_pod, Lab};
 
+/// The web pod (node 1) behind Service `web` (8080 -> 80), a Service without endpoints, and a
+/// client on node 2.
 fn workloads(node1: &str, node2: &str) -> String {
-    let web = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web, labels: {{app: web}}}}\nspec:\n  nodeName: {node1}\n  containers: [{{name: web, image: nginx:1.27, ports: [{{containerPort: 80}}]}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 8080, targetPort: 80}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: empty}}\nspec:\n  selector: {{app: nobody}}\n  ports: [{{port: 80}}]\n"
-    );
-    [web, client_pod("client", node2)].join("---\n")
+    let services = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080, targetPort: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nobody}\n  ports: [{port: 80}]\n";
+    [
+        web_pod("web", node1),
+        services.to_string(),
+        client_pod("client", node2),
+    ]
+    .join("---\n")
 }
-
-const DENY: &str = "apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: deny-web}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  policyTypes: [Ingress]
-";
 
 /// `weft observe ARGS -o json`: its records.
 fn observe(lab: &Lab, args: &[&str]) -> Vec<Value> {
@@ -111,7 +108,7 @@ fn connections_and_drops_show_in_the_flow_log() {
     assert_eq!(r["destination"], "service default/empty", "{r}");
 
     // A policy closes web: the client's packets are dropped at web's node, by that policy.
-    let policy = lab.write("deny.yaml", DENY);
+    let policy = lab.write("deny.yaml", &deny_ingress("web"));
     lab.kubectl_ok(&["apply", "-f", &policy]);
     let direct = format!("http://{web_ip}/");
     wait_for_what("the client's connection dropped", || {

@@ -24,6 +24,21 @@ pub fn client_pod(name: &str, node: &str) -> String {
     )
 }
 
+/// A web server pod `name` on `node`: the built-in nginx on port 80, labelled `app: NAME`.
+pub fn web_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: {name}}}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: web, image: nginx:1.27, ports: [{{containerPort: 80}}]}}]\n"
+    )
+}
+
+/// A NetworkPolicy `deny-APP` isolating the pods labelled `app: APP` for ingress, with no rule
+/// letting anything in.
+pub fn deny_ingress(app: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny-{app}}}\nspec:\n  podSelector: {{matchLabels: {{app: {app}}}}}\n  policyTypes: [Ingress]\n"
+    )
+}
+
 /// One lab of one test. Nothing exists until the test runs `lab up` (`lab.ok(&["lab", "up", ...])`).
 pub struct Lab {
     /// The lab's name (`--lab`): short, since it prefixes the lab's namespace names.

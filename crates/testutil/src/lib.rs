@@ -24,7 +24,10 @@ pub mod wait;
 
 pub use child::rerun_test;
 pub use command::{cleanup, describe, require_tool, run, run_ok};
-pub use lab::{client_pod, name_of, netns_list, pod_ip, workspace_root, Lab, AGNHOST, KUBECTL};
+pub use lab::{
+    client_pod, deny_ingress, name_of, netns_list, pod_ip, web_pod, workspace_root, Lab, AGNHOST,
+    KUBECTL,
+};
 pub use names::unique_name;
 pub use netns::TestNetns;
 pub use prometheus::parsed_by_prometheus;
