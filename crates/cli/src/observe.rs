@@ -195,6 +195,20 @@ fn names(filter: &str, who: &Identity, ip: IpAddr) -> bool {
 }
 
 impl ObserveArgs {
+    /// `--pod NAME` as `NAMESPACE/NAME` (its `--namespace`, else "default"), once rather than
+    /// for every record.
+    fn normalized(mut self) -> ObserveArgs {
+        if let Some(p) = self.pod.take() {
+            self.pod = Some(match (p.contains('/'), &self.namespace) {
+                (true, _) => p,
+                (false, Some(ns)) => format!("{ns}/{p}"),
+                (false, None) => format!("default/{p}"),
+            });
+        }
+        self
+    }
+
+    /// Whether record `f` passes the filters (of [`ObserveArgs::normalized`] arguments).
     fn keeps(&self, f: &Flow, names_: &Names) -> bool {
         let (src, dst) = (names_.of(f.src), names_.of(f.dst));
         let endpoint = f.nat_dst.map(|ip| (names_.of(ip), ip));
@@ -204,16 +218,8 @@ impl ObserveArgs {
                     .as_ref()
                     .is_some_and(|(who, ip)| names(filter, who, *ip))
         };
-        let pod_filter = self
-            .pod
-            .as_ref()
-            .map(|p| match (p.contains('/'), &self.namespace) {
-                (true, _) => p.clone(),
-                (false, Some(ns)) => format!("{ns}/{p}"),
-                (false, None) => format!("default/{p}"),
-            });
         let in_ns = |who: &Identity, ns: &str| matches!(who, Identity::Pod(n, _) | Identity::Service(n, _) if n == ns);
-        pod_filter
+        self.pod
             .as_ref()
             .is_none_or(|p| names(p, &src, f.src) || to_matches(p))
             && (self.pod.is_some()
@@ -271,6 +277,7 @@ fn line(f: &Flow, names_: &Names) -> String {
 }
 
 pub async fn observe(target: &Target, args: ObserveArgs) -> Result<()> {
+    let args = args.normalized();
     let json = match args.output.as_deref() {
         None => false,
         Some("json") => true,
@@ -412,7 +419,7 @@ mod tests {
             output: None,
         };
         f(&mut a);
-        a
+        a.normalized()
     }
 
     #[test]
