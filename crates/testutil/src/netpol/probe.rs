@@ -113,10 +113,11 @@ pub type Outcome = Result<String, String>;
 
 /// The prober run inside a source pod. `once PROBES TIMEOUT [OPTIONS]`: tries every probe (a
 /// JSON list) at once, from OPTIONS' `source` address and with its socket `mark` if given,
-/// and prints a JSON list of `[ok, answer-or-error]` in order. `watch TARGETS TIMEOUT SECONDS`: for SECONDS, tries each target (a probe with
+/// and prints a JSON list of `[ok, answer-or-error]` in order. `watch TARGETS TIMEOUT SECONDS PORTS`: for SECONDS, tries each target (a probe with
 /// `want`, whether it should answer) again and again (targets that should not answer from three
 /// staggered threads, so a gap shorter than the timeout is seen too), and prints per target the
-/// attempts and the first outcomes that were not as wanted, with their time.
+/// attempts and the first outcomes that were not as wanted, with their time. `PORTS` is
+/// `[FIRST, COUNT]`: the watch's source ports, taken in turn (see [`Watch`](super::watch::Watch)).
 pub const PROBER: &str = r#"
 import json, random, socket, struct, sys, threading, time
 
@@ -127,7 +128,7 @@ def query(name):
         q += bytes([len(label)]) + label.encode()
     return qid, q + b"\0" + struct.pack(">HH", 1, 1)
 
-def attempt(p, timeout, source="", mark=0):
+def attempt(p, timeout, source="", mark=0, sport=None):
     proto = p["proto"]
     s = None
     try:
@@ -136,7 +137,14 @@ def attempt(p, timeout, source="", mark=0):
         s.settimeout(timeout)
         if mark:
             s.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_MARK", 36), struct.pack("I", mark))
-        if source:
+        if sport:
+            for _ in range(20):
+                try:
+                    s.bind((source, sport()))
+                    break
+                except OSError:
+                    pass
+        elif source:
             s.bind((source, 0))
         s.connect((p["ip"], p["port"]))
         if proto == "tcp":
@@ -184,16 +192,22 @@ def once(probes, timeout, options):
         t.join()
     print(json.dumps(out), flush=True)
 
-def watch(targets, timeout, seconds):
+def watch(targets, timeout, seconds, ports):
     start = time.time()
     end = start + seconds
     stats = [{"attempts": 0, "wrong": []} for _ in targets]
     lock = threading.Lock()
+    first, count = ports
+    used = [0]
+    def sport():
+        with lock:
+            used[0] += 1
+            return first + used[0] % count
     def loop(i, p, delay):
         time.sleep(delay)
         while time.time() < end:
             at = time.time() - start
-            ok, detail = attempt(p, timeout)
+            ok, detail = attempt(p, timeout, sport=sport)
             with lock:
                 stats[i]["attempts"] += 1
                 if ok != p["want"] and len(stats[i]["wrong"]) < 10:
@@ -215,7 +229,7 @@ mode = sys.argv[1]
 if mode == "once":
     once(json.loads(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4]) if len(sys.argv) > 4 else {})
 else:
-    watch(json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+    watch(json.loads(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), json.loads(sys.argv[5]))
 "#;
 
 /// How long a probe waits for an answer: dropped traffic costs this much per round.

@@ -31,9 +31,24 @@ pub struct Watched {
     pub wrong: Vec<(f64, String)>,
 }
 
+/// Source ports a watch's probes take, a block per watch: below the kernel's ephemeral range
+/// (32768 and up), so that no watched probe leaves from the port of an earlier connection of the
+/// same pair that the policies let through before (`check_all` before any policy, an earlier
+/// watch with other wants). Such a connection's conntrack entry is still there, its replies
+/// pass as established, and the probe would be answered where a new connection would not.
+const WATCH_PORTS: (u16, u16) = (10_000, 1_000);
+const WATCH_BLOCKS: u16 = 22;
+
 impl Watch {
     /// Starts watching `jobs` for `duration`.
     pub fn start(lab: &Lab, jobs: &[(Source, Vec<(Probe, bool)>)], duration: Duration) -> Watch {
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let block = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % WATCH_BLOCKS;
+        let ports = format!(
+            "[{}, {}]",
+            WATCH_PORTS.0 + block * WATCH_PORTS.1,
+            WATCH_PORTS.1
+        );
         let jobs = jobs
             .iter()
             .map(|(source, targets)| {
@@ -64,6 +79,7 @@ impl Watch {
                         &list,
                         &timeout,
                         &secs,
+                        &ports,
                     ])
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
