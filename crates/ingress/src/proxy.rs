@@ -1,4 +1,5 @@
-//! The proxy: HTTP/1.1 and HTTP/2 (by the client's preface) served with hyper, each request
+//! The proxy: HTTP/1.1 and HTTP/2 (by the client's preface) served with hyper (bodiless
+//! HTTP/1.1 requests to plain routes first take `h1`'s path, with the same behaviour), each request
 //! routed by the current [`RouteTable`] straight to a ready endpoint pod (not through the
 //! Service's cluster IP), endpoints taken in turn, and on a failed connect the next one (as
 //! nginx's `proxy_next_upstream error timeout`, at most [`ProxyConfig::tries`]). Connections to
@@ -137,6 +138,10 @@ impl Proxy {
     /// Puts `table` in place of the current one (requests in flight keep theirs).
     pub fn swap(&self, table: RouteTable) {
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+
+    pub(crate) fn config(&self) -> &ProxyConfig {
+        &self.config
     }
 
     /// The current table.
@@ -743,7 +748,7 @@ impl Peer {
         }
     }
 
-    fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         self.ip.to_str().unwrap_or("-")
     }
 }
@@ -946,9 +951,9 @@ fn cors_headers(h: &mut hyper::HeaderMap, cors: &crate::options::Cors) {
 
 /// The backend a request went to, for the access log and the metrics.
 #[derive(Default)]
-struct Upstream {
-    addr: Option<SocketAddr>,
-    target: Arc<crate::metrics::Target>,
+pub(crate) struct Upstream {
+    pub addr: Option<SocketAddr>,
+    pub target: Arc<crate::metrics::Target>,
 }
 
 /// What the access log needs of the request, taken before it is sent on (cheap clones).
@@ -973,82 +978,123 @@ impl AccessLine {
         }
     }
 
-    /// One line in ingress-nginx's default log format (`$remote_addr - $remote_user
-    /// [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
-    /// $request_length $request_time [$proxy_upstream_name] [] $upstream_addr`, without the
-    /// fields weft does not have), written to standard output as nginx writes its access log
-    /// there in ingress-nginx's image: one write per line, `kubectl logs` shows it. Off with
-    /// `WEFT_ACCESS_LOG=off`.
     fn log(&self, client: &Peer, response: &Response<Body>, upstream: Upstream, took: Duration) {
-        use std::fmt::Write as _;
-        use std::io::Write as _;
-        if !access_log_on() {
-            return;
-        }
-        // Quotes in what the client sent are escaped as nginx escapes them.
-        let quoted = |line: &mut String, v: &Option<HeaderValue>| match v
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(text) => {
-                for (i, part) in text.split('"').enumerate() {
-                    if i > 0 {
-                        line.push_str("\\x22");
-                    }
-                    line.push_str(part);
+        let version = match self.version {
+            hyper::Version::HTTP_10 => "HTTP/1.0",
+            hyper::Version::HTTP_11 => "HTTP/1.1",
+            hyper::Version::HTTP_2 => "HTTP/2.0",
+            _ => "-",
+        };
+        let request = Logged {
+            method: self.method.as_str(),
+            target: self.uri.path_and_query().map_or("/", |p| p.as_str()),
+            version,
+            referer: self.referer.as_ref().map(HeaderValue::as_bytes),
+            agent: self.agent.as_ref().map(HeaderValue::as_bytes),
+            length: self.length,
+        };
+        let sent = hyper::body::Body::size_hint(response.body()).exact();
+        access_log(
+            &request,
+            client,
+            response.status().as_u16(),
+            sent,
+            &upstream,
+            took,
+        );
+    }
+}
+
+/// What the access log shows of a request.
+pub(crate) struct Logged<'a> {
+    pub method: &'a str,
+    /// The request target as sent (origin-form).
+    pub target: &'a str,
+    pub version: &'a str,
+    pub referer: Option<&'a [u8]>,
+    pub agent: Option<&'a [u8]>,
+    /// `$request_length`: the body's length.
+    pub length: u64,
+}
+
+/// One line in ingress-nginx's default log format (`$remote_addr - $remote_user [$time_local]
+/// "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" $request_length
+/// $request_time [$proxy_upstream_name] [] $upstream_addr`, without the fields weft does not
+/// have), written to standard output as nginx writes its access log there in ingress-nginx's
+/// image: one write per line, `kubectl logs` shows it. `sent` is the body's length when known.
+/// Off with `WEFT_ACCESS_LOG=off`.
+pub(crate) fn access_log(
+    request: &Logged<'_>,
+    client: &Peer,
+    status: u16,
+    sent: Option<u64>,
+    upstream: &Upstream,
+    took: Duration,
+) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    if !access_log_on() {
+        return;
+    }
+    // Quotes in what the client sent are escaped as nginx escapes them; a value that is not
+    // visible ASCII is shown as missing.
+    let quoted = |line: &mut String, v: Option<&[u8]>| match v
+        .filter(|v| v.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)))
+        .and_then(|v| std::str::from_utf8(v).ok())
+    {
+        Some(text) => {
+            for (i, part) in text.split('"').enumerate() {
+                if i > 0 {
+                    line.push_str("\\x22");
                 }
+                line.push_str(part);
+            }
+        }
+        None => line.push('-'),
+    };
+    LINE.with_borrow_mut(|line| {
+        line.clear();
+        line.push_str(client.text());
+        line.push_str(" - - [");
+        time_local(line);
+        line.push_str("] \"");
+        line.push_str(request.method);
+        line.push(' ');
+        line.push_str(request.target);
+        line.push(' ');
+        line.push_str(request.version);
+        let _ = write!(line, "\" {status} ");
+        match sent {
+            Some(n) => {
+                let _ = write!(line, "{n}");
             }
             None => line.push('-'),
-        };
-        LINE.with_borrow_mut(|line| {
-            line.clear();
-            line.push_str(client.text());
-            line.push_str(" - - [");
-            time_local(line);
-            line.push_str("] \"");
-            line.push_str(self.method.as_str());
-            line.push(' ');
-            line.push_str(self.uri.path_and_query().map_or("/", |p| p.as_str()));
-            line.push(' ');
-            match self.version {
-                hyper::Version::HTTP_11 => line.push_str("HTTP/1.1"),
-                other => {
-                    let _ = write!(line, "{other:?}");
-                }
+        }
+        line.push_str(" \"");
+        quoted(line, request.referer);
+        line.push_str("\" \"");
+        quoted(line, request.agent);
+        // $request_time: seconds with milliseconds.
+        let ms = took.as_millis();
+        let _ = write!(
+            line,
+            "\" {} {}.{:03} [{}] [] ",
+            request.length,
+            ms / 1000,
+            ms % 1000,
+            upstream.target.upstream,
+        );
+        match upstream.addr {
+            Some(a) => {
+                let _ = write!(line, "{a}");
             }
-            let _ = write!(line, "\" {} ", response.status().as_u16());
-            match hyper::body::Body::size_hint(response.body()).exact() {
-                Some(n) => {
-                    let _ = write!(line, "{n}");
-                }
-                None => line.push('-'),
-            }
-            line.push_str(" \"");
-            quoted(line, &self.referer);
-            line.push_str("\" \"");
-            quoted(line, &self.agent);
-            // $request_time: seconds with milliseconds.
-            let ms = took.as_millis();
-            let _ = write!(
-                line,
-                "\" {} {}.{:03} [{}] [] ",
-                self.length,
-                ms / 1000,
-                ms % 1000,
-                upstream.target.upstream,
-            );
-            match upstream.addr {
-                Some(a) => {
-                    let _ = write!(line, "{a}");
-                }
-                None => line.push('-'),
-            }
-            line.push('\n');
-            if let Some(mut out) = access_out() {
-                let _ = out.write_all(line.as_bytes());
-            }
-        });
-    }
+            None => line.push('-'),
+        }
+        line.push('\n');
+        if let Some(mut out) = access_out() {
+            let _ = out.write_all(line.as_bytes());
+        }
+    });
 }
 
 thread_local! {
@@ -1106,7 +1152,7 @@ fn request_host(req: &Request<Incoming>) -> String {
     strip_port(raw).to_ascii_lowercase()
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split(']').next().map_or(host, |h| &h[1..]);
     }
@@ -1248,7 +1294,6 @@ pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rust
         };
         let _ = stream.set_nodelay(true);
         let (proxy, acceptor) = (proxy.clone(), acceptor.clone());
-        let proxy_config = proxy.config.clone();
         tokio::spawn(async move {
             // A client that never finishes its handshake is dropped.
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
@@ -1260,14 +1305,11 @@ pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rust
                 }
                 Err(_) => return,
             };
-            let peer = Peer::new(client);
-            let service = hyper::service::service_fn(move |req| {
-                proxy.clone().handle(req, peer.clone(), "https", port)
-            });
-            let builder = server_builder(&proxy_config);
-            let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = served.await {
-                tracing::debug!("client {client}: {e}");
+            // HTTP/2 by ALPN goes to hyper; HTTP/1.1 takes the bodiless fast path first.
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                serve_connection(stream, Peer::new(client), proxy, "https", port).await;
+            } else {
+                crate::h1::serve(stream, Peer::new(client), proxy, "https", port).await;
             }
         });
     }
@@ -1276,7 +1318,7 @@ pub async fn serve_https(listener: TcpListener, proxy: Arc<Proxy>, tls: Arc<rust
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request head may take this many bytes (nginx's large_client_header_buffers, 4 x 8k);
 /// larger heads, or more than 100 header fields, get 431.
-const MAX_HEAD: usize = 32 * 1024;
+pub(crate) const MAX_HEAD: usize = 32 * 1024;
 
 /// How client connections are served: HTTP/1.1 (with a timeout for the request head and a
 /// bound on its size) or HTTP/2 by the client's preface.
@@ -1309,19 +1351,98 @@ pub async fn serve_http(listener: TcpListener, proxy: Arc<Proxy>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let proxy_config = proxy.config.clone();
-        tokio::spawn(async move {
-            let peer = Peer::new(client);
-            let service = hyper::service::service_fn(move |req| {
-                proxy.clone().handle(req, peer.clone(), "http", port)
-            });
-            let builder = server_builder(&proxy_config);
-            let served = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = served.await {
-                tracing::debug!("client {client}: {e}");
-            }
-        });
+        tokio::spawn(crate::h1::serve(
+            stream,
+            Peer::new(client),
+            proxy.clone(),
+            "http",
+            port,
+        ));
+    }
+}
+
+/// Serves one client connection with hyper: HTTP/1.1 (upgrades too) or HTTP/2 by its preface.
+pub(crate) async fn serve_connection<I>(
+    io: I,
+    peer: Peer,
+    proxy: Arc<Proxy>,
+    scheme: &'static str,
+    port: u16,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let builder = server_builder(&proxy.config);
+    let client = peer.addr;
+    let service = hyper::service::service_fn(move |req| {
+        proxy.clone().handle(req, peer.clone(), scheme, port)
+    });
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = served.await {
+        tracing::debug!("client {client}: {e}");
+    }
+}
+
+/// A connection whose first bytes were already read: they are read again first.
+pub(crate) struct Rewind<T> {
+    read: Bytes,
+    inner: T,
+}
+
+impl<T> Rewind<T> {
+    pub(crate) fn new(read: Bytes, inner: T) -> Rewind<T> {
+        Rewind { read, inner }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            let head = self.read.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -465,9 +465,9 @@ async fn tls_by_sni_http2_by_alpn_and_the_https_redirect() {
     assert!(log.starts_with("200 2"), "HTTP/2 over ALPN: {log}");
     let got: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(got["headers"]["x-forwarded-proto"], "https");
-    // TLS 1.2 and HTTP/1.1 too.
+    // TLS 1.2 and HTTP/1.1 too, with the same forwarding headers.
     let ca2 = ca_file.clone();
-    let (code, _, log) = blocking(move || {
+    let (code, body, log) = blocking(move || {
         curl_tls(
             tls_addr,
             "shop.example.com",
@@ -479,6 +479,13 @@ async fn tls_by_sni_http2_by_alpn_and_the_https_redirect() {
     .await;
     assert_eq!(code, 200, "{log}");
     assert!(log.contains("TLSv1.2"), "{log}");
+    let got: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got["headers"]["x-forwarded-proto"], "https");
+    assert_eq!(
+        got["headers"]["x-forwarded-port"],
+        tls_addr.port().to_string()
+    );
+    assert_eq!(got["version"], "HTTP/1.1");
     // A name without a certificate gets the default one (not trusted by the CA: -k to look).
     let ca2 = ca_file.clone();
     let (code, _, log) =
@@ -926,4 +933,188 @@ async fn a_backend_that_takes_nothing_times_out_the_send() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A backend written by hand, for the framings hyper's echo never sends: each request's path
+/// chooses the answer, written in pieces. Counts the connections it accepted.
+async fn framings(addr: SocketAddr) -> Arc<std::sync::atomic::AtomicUsize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match c.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                    got.drain(..end + 4);
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let pieces: Vec<Vec<u8>> = match path.as_str() {
+                        "/chunked" => vec![
+                            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n5\r\nhel".to_vec(),
+                            b"lo\r\n6;ext=1\r\n world\r\n".to_vec(),
+                            b"0\r\nx-trailer: 1\r\n\r\n".to_vec(),
+                        ],
+                        "/interim" => vec![
+                            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n".to_vec(),
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+                        ],
+                        "/head" => vec![b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n".to_vec()],
+                        "/big" => {
+                            let mut v = vec![b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec()];
+                            v.extend((0..16).map(|_| vec![b'b'; 65536]));
+                            v
+                        }
+                        "/hop" => vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: x-hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\nX-Kept: 1\r\n\r\nok".to_vec()],
+                        "/close" | "/bye" | "/then-close" => {
+                            let v = match path.as_str() {
+                                "/close" => b"HTTP/1.1 200 OK\r\n\r\nuntil the close".to_vec(),
+                                "/bye" => b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbye".to_vec(),
+                                // Says keep-alive, closes anyway (as a backend's idle timeout does).
+                                _ => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce".to_vec(),
+                            };
+                            let _ = c.write_all(&v).await;
+                            return;
+                        }
+                        _ => {
+                            let body = format!("{head}\n");
+                            vec![format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()]
+                        }
+                    };
+                    for p in pieces {
+                        if c.write_all(&p).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                }
+            });
+        }
+    });
+    accepted
+}
+
+/// One request on `c`, its answer read with hyper's client (which checks the framing).
+async fn send(
+    c: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    method: &str,
+    path: &str,
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "raw.example.com")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    c.ready().await.unwrap();
+    let res = c.send_request(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    let body = body.collect().await.unwrap().to_bytes().to_vec();
+    (parts.status.as_u16(), parts.headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_requests_relay_every_response_framing() {
+    let mut s = setup().await;
+    let port = shared_port();
+    let accepted = framings(SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), port))).await;
+    service(&mut s.view, "raw", &["127.0.0.2"], port);
+    annotated(
+        &mut s.view,
+        "raw",
+        json!({}),
+        json!([rule("raw.example.com", "/", "raw")]),
+    );
+    s.proxy.swap(compile(&s.view, &Settings::default()));
+    // Served as the ingress's workers serve (a runtime of one thread, whose kept backend
+    // connections are its own), so that keeping them can be counted.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = s.proxy.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(
+                async move { serve_http(TcpListener::from_std(listener).unwrap(), proxy).await },
+            )
+    });
+    let client = || async {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sender
+    };
+    let mut c = client().await;
+    // Chunks relayed as they are, trailers included, the conflicting Content-Length dropped.
+    let (code, headers, body) = send(&mut c, "GET", "/chunked").await;
+    assert_eq!((code, body.as_slice()), (200, &b"hello world"[..]));
+    assert!(!headers.contains_key("content-length"), "{headers:?}");
+    // The interim 103 is not sent on; the final answer is.
+    let (code, _, body) = send(&mut c, "GET", "/interim").await;
+    assert_eq!((code, body.as_slice()), (200, &b"ok"[..]));
+    // HEAD: the length, no body.
+    let (code, headers, body) = send(&mut c, "HEAD", "/head").await;
+    assert_eq!((code, body.len()), (200, 0));
+    assert_eq!(headers["content-length"], "7");
+    // A megabyte in pieces.
+    let (code, _, body) = send(&mut c, "GET", "/big").await;
+    assert_eq!((code, body.len()), (200, 1 << 20));
+    assert!(body.iter().all(|&b| b == b'b'));
+    // Hop-by-hop headers, and those Connection names, stay behind.
+    let (_, headers, _) = send(&mut c, "GET", "/hop").await;
+    assert!(!headers.contains_key("x-hop") && !headers.contains_key("keep-alive"));
+    assert_eq!(headers["x-kept"], "1");
+    // The request as the backend got it: forwarding headers set, the client's Connection not
+    // sent on.
+    let (_, _, body) = send(&mut c, "GET", "/echo?q=1").await;
+    let head = String::from_utf8(body).unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("get /echo?q=1 http/1.1\r\n"), "{head}");
+    assert!(head.contains("\r\nx-forwarded-for: 127.0.0.1"), "{head}");
+    assert!(
+        head.contains("\r\nx-forwarded-host: raw.example.com"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nhost: raw.example.com"), "{head}");
+    // All of that on one backend connection, kept between requests.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A backend that closes the kept connection after answering: the next request goes on a
+    // new connection and is answered.
+    let (_, _, body) = send(&mut c, "GET", "/then-close").await;
+    assert_eq!(body, b"once");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for _ in 0..3 {
+        let (code, _, _) = send(&mut c, "GET", "/echo").await;
+        assert_eq!(code, 200);
+    }
+    // A body to the backend's close: the client's connection is closed after it too.
+    let (code, headers, body) = send(&mut c, "GET", "/close").await;
+    assert_eq!((code, body.as_slice()), (200, &b"until the close"[..]));
+    assert_eq!(headers["connection"], "close");
+    let mut c = client().await;
+    let (code, _, body) = send(&mut c, "GET", "/bye").await;
+    assert_eq!((code, body.as_slice()), (200, &b"bye"[..]));
+
+    // Pipelined requests are answered in order on the one connection.
+    let two = b"GET /echo?n=1 HTTP/1.1\r\nHost: raw.example.com\r\n\r\nGET /echo?n=2 HTTP/1.1\r\nHost: raw.example.com\r\nConnection: close\r\n\r\n";
+    let answer = raw(addr, two, |_| false).await;
+    let first = answer.find("GET /echo?n=1").expect(&answer);
+    let second = answer.find("GET /echo?n=2").expect(&answer);
+    assert!(first < second, "{answer}");
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
 }
