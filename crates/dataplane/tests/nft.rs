@@ -525,6 +525,25 @@ fn a_tx_recreates_a_redeclared_set_and_its_last_word_on_an_element_wins() {
 }
 
 #[test]
+fn a_tx_adds_every_new_chain_before_a_rule_jumps_to_one() {
+    let v1 = every_kind();
+    let b = scoped();
+    let mut ap = Applier::new();
+    b.run(|| ap.apply(&v1).unwrap()).unwrap();
+    // A new chain jumping to another new chain that sorts after it (as a policy profile
+    // `ingress-1a2b` jumps to its policy's `ingress/ns/name`): the kernel refuses a jump to a
+    // chain it does not have yet.
+    let mut tx = Tx::new();
+    tx.put_chain(Chain::new("ingress-1a2b").rule(Rule::new().jump("ingress/x/deny")))
+        .put_chain(Chain::new("ingress/x/deny").rule(Rule::new().accept()));
+    let mut v2 = v1.clone();
+    tx.clone().apply_to(&mut v2);
+    let r = b.run(|| ap.commit(tx).unwrap()).unwrap();
+    assert!(matches!(r, Applied::Incremental(_)), "{r:?}");
+    assert_eq!(ap.loaded(), Some(&v2));
+}
+
+#[test]
 fn check_rules_repairs_a_rule_edited_in_place() {
     let t = every_kind();
     let b = scoped();

@@ -154,13 +154,17 @@ impl PolicyReconciler {
         }
         let tx = loaded.parts.update(&resolved, &changed);
         if !tx.is_empty() {
-            let applied = self.applier.commit(tx)?;
-            tracing::debug!(
-                node = %self.node,
-                policies = changed.policies.len(),
-                peers = changed.peers.len(),
-                "policy table: {applied:?}"
-            );
+            match self.applier.commit(tx)? {
+                Applied::WholeAfterRefusal(why) => {
+                    tracing::warn!(node = %self.node, "policy table reloaded whole: {why}");
+                }
+                applied => tracing::debug!(
+                    node = %self.node,
+                    policies = changed.policies.len(),
+                    peers = changed.peers.len(),
+                    "policy table: {applied:?}"
+                ),
+            }
         }
         self.loaded = Some(Loaded {
             ctx,

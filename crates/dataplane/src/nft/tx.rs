@@ -192,6 +192,13 @@ impl Tx {
                 }
             }
         }
+        // New chains all exist before any rule goes in: a rule may jump to a chain that comes
+        // after its own in name order (`ingress-1a2b` jumping to `ingress/ns/policy`).
+        for (name, chain) in &chains {
+            if let (Some(c), None) = (chain, table.chains.get(*name)) {
+                steps.push(Step::AddChain(c));
+            }
+        }
         for (name, chain) in &chains {
             let Some(c) = chain else { continue };
             match table.chains.get(*name) {
@@ -202,7 +209,7 @@ impl Tx {
                 }
                 Some(_) if flushed.contains(name) => {}
                 Some(_) => steps.push(Step::FlushChain(name)),
-                None => steps.push(Step::AddChain(c)),
+                None => {}
             }
             for r in &c.rules {
                 steps.push(Step::AddRule(name, r));
