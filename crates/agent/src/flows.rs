@@ -5,7 +5,7 @@
 //! reads; `GET /flows?since=SEQ` on the agent's health port answers the records after `SEQ`
 //! as JSON, which `weft observe` reads from every node.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -58,6 +58,8 @@ pub struct Flow {
 pub struct FlowLog {
     node: String,
     inner: Mutex<(u64, VecDeque<Flow>)>,
+    /// Records taken so far, by (verdict, event).
+    counts: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl FlowLog {
@@ -65,10 +67,17 @@ impl FlowLog {
         Arc::new(FlowLog {
             node: node.to_string(),
             inner: Mutex::new((0, VecDeque::with_capacity(1024))),
+            counts: Mutex::new(BTreeMap::new()),
         })
     }
 
     fn push(&self, mut flow: Flow) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((flow.verdict.clone(), flow.event.clone()))
+            .or_default() += 1;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.0 += 1;
         flow.seq = inner.0;
@@ -76,6 +85,14 @@ impl FlowLog {
             inner.1.pop_front();
         }
         inner.1.push_back(flow);
+    }
+
+    /// Records taken so far, by (verdict, event).
+    pub fn counts(&self) -> BTreeMap<(String, String), u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The records after `seq`, oldest first, at most [`PAGE`] (the newest when more).

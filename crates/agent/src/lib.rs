@@ -100,7 +100,7 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             tracing::warn!(node = %config.node, "policy drops will not be logged: {e}");
         }
         let policy_report = policy_route(&config.node, policy.published());
-        let metrics = metrics_route(&config.node, policy.published());
+        let metrics = metrics_route(&config.node, policy.published(), flow_log.clone());
         source::spawn(
             &client,
             &shared,
@@ -227,13 +227,65 @@ fn report(
         .map_err(|e| ("500 Internal Server Error", format!("{e}\n")))
 }
 
-/// `GET /metrics`: the reconcilers' syncs ([`weft_view::metrics`]), the node's conntrack
-/// entries, and the policy table's counters: packets and bytes each policy allowed and dropped,
-/// by direction, and the pod network's drops by reason.
-fn metrics_route(node: &str, published: Published) -> Route {
+/// `GET /metrics`: the reconcilers' syncs ([`weft_view::metrics`]), the nftables batches sent
+/// and the tables' sizes, the node's conntrack entries, the flow log's records by verdict, and
+/// the policy table's counters: packets and bytes each policy allowed and dropped, by
+/// direction, and the pod network's drops by reason.
+fn metrics_route(node: &str, published: Published, flow_log: Arc<flows::FlowLog>) -> Route {
     let node = node.to_string();
     weft_view::metrics::route(move |out| {
         use weft_view::metrics::Family;
+        let tables = weft_dataplane::nft::stats::stats();
+        let mut f = Family::new(
+            out,
+            "weft_agent_nft_batches_total",
+            "counter",
+            "nf_tables batches the agent sent, by table, kind (whole, incremental) and result (ok, refused: the kernel returned an error).",
+        );
+        for (table, s) in &tables {
+            for ((kind, result), n) in &s.batches {
+                f.sample(
+                    &[("table", table), ("kind", kind), ("result", result)],
+                    *n as f64,
+                );
+            }
+        }
+        let mut f = Family::new(
+            out,
+            "weft_agent_nft_batch_messages_total",
+            "counter",
+            "Netlink messages in the nf_tables batches the agent sent, by table.",
+        );
+        for (table, s) in &tables {
+            f.sample(&[("table", table)], s.messages as f64);
+        }
+        let mut f = Family::new(
+            out,
+            "weft_agent_nft_rules",
+            "gauge",
+            "Rules in each of the agent's nftables tables as last loaded.",
+        );
+        for (table, s) in &tables {
+            f.sample(&[("table", table)], s.rules as f64);
+        }
+        let mut f = Family::new(
+            out,
+            "weft_agent_nft_set_elements",
+            "gauge",
+            "Set and map elements in each of the agent's nftables tables as last loaded.",
+        );
+        for (table, s) in &tables {
+            f.sample(&[("table", table)], s.elements as f64);
+        }
+        let mut f = Family::new(
+            out,
+            "weft_agent_flows_total",
+            "counter",
+            "Records the node's flow log took, by verdict and event (start, end, drop, reject; drops and refusals are logged at most 10 a second per chain).",
+        );
+        for ((verdict, event), n) in flow_log.counts() {
+            f.sample(&[("verdict", &verdict), ("event", &event)], n as f64);
+        }
         // Per network namespace: the node's (the agent is a hostNetwork pod).
         let conntrack = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_count")
             .ok()

@@ -142,6 +142,36 @@ fn prometheus_scrapes_every_component_of_a_lab() {
     );
     wait_for_what("deny-web's drops", || total(&query(&lab, &node1, &q)) > 0.0);
     assert!(total(&query(&lab, &node1, "weft_agent_conntrack_entries")) > 0.0);
+    // The tables the agents loaded, their sizes, and no batch the kernel refused.
+    for table in ["ip weft_policy", "ip weft_services"] {
+        let q = format!("weft_agent_nft_rules{{table=\"{table}\",node=\"{node1}\"}}");
+        assert!(total(&query(&lab, &node1, &q)) > 0.0, "{q}");
+        let q = format!("weft_agent_nft_batches_total{{table=\"{table}\",result=\"ok\"}}");
+        assert!(total(&query(&lab, &node1, &q)) > 0.0, "{q}");
+    }
+    let refused = query(
+        &lab,
+        &node1,
+        "weft_agent_nft_batches_total{result=\"refused\"}",
+    );
+    assert!(refused.is_empty(), "a batch refused: {refused:?}");
+    assert!(
+        total(&query(&lab, &node1, "weft_agent_nft_batch_messages_total")) > 0.0,
+        "batch messages"
+    );
+    // The flow log's records by verdict: the client's connections, and the drops.
+    wait_for_what("flows by verdict", || {
+        total(&query(
+            &lab,
+            &node1,
+            "weft_agent_flows_total{verdict=\"FORWARDED\"}",
+        )) > 0.0
+            && total(&query(
+                &lab,
+                &node1,
+                "weft_agent_flows_total{verdict=\"DROPPED\"}",
+            )) > 0.0
+    });
     // The DNS's answers (a name the client looks up), and the ingress's families.
     lab.pod_curl(
         "client",

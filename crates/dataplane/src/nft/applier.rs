@@ -187,8 +187,11 @@ impl Applier {
                 "the kernel's table is not the one loaded (deleted or replaced)",
             )
         } else {
-            match sock.send(batch, &format!("updating table {}", wanted.id())) {
+            let sent = sock.send(batch, &format!("updating table {}", wanted.id()));
+            super::stats::batch(wanted, "incremental", sent.is_ok(), n);
+            match sent {
                 Ok(()) => {
+                    super::stats::loaded(wanted);
                     self.loaded = Some((wanted.clone(), info));
                     self.remember_rules(wanted)?;
                     return Ok(Applied::Incremental(n));
@@ -235,8 +238,11 @@ impl Applier {
                 "the kernel's table is not the one loaded (deleted or replaced)",
             )
         } else {
-            match sock.send(batch, &op) {
+            let sent = sock.send(batch, &op);
+            super::stats::batch(&table, "incremental", sent.is_ok(), n);
+            match sent {
                 Ok(()) => {
+                    super::stats::loaded(&table);
                     self.remember_rules(&table)?;
                     self.loaded = Some((table, info));
                     return Ok(Applied::Incremental(n));
@@ -264,14 +270,21 @@ impl Applier {
                     "table {id}\ndelete table {id}\n{}",
                     wanted.render_with_comment(Some(comment))
                 );
-                super::apply(&text)?;
+                let sent = super::apply(&text);
+                super::stats::batch(wanted, "whole", sent.is_ok(), 0);
+                sent?;
             }
             WholeLoad::Netlink => {
                 let batch = whole_batch(wanted, comment);
-                self.socket()?
-                    .send(batch, &format!("loading table {}", wanted.id()))?;
+                let n = batch.len();
+                let sent = self
+                    .socket()?
+                    .send(batch, &format!("loading table {}", wanted.id()));
+                super::stats::batch(wanted, "whole", sent.is_ok(), n);
+                sent?;
             }
         }
+        super::stats::loaded(wanted);
         let info = self
             .socket()?
             .get_table(wanted.family.nfproto(), &wanted.name)?

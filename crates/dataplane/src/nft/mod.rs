@@ -19,6 +19,7 @@ mod model;
 mod render;
 mod rule;
 pub mod sim;
+pub mod stats;
 mod tx;
 mod wire;
 
