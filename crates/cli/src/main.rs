@@ -19,6 +19,7 @@ mod printers;
 mod resources;
 mod table;
 mod terminal;
+mod trace;
 
 use std::path::PathBuf;
 
@@ -105,6 +106,10 @@ enum Command {
         after_help = "Examples:\n  weft observe --last 50\n  weft observe -f --verdict DROPPED\n  weft observe --pod client --to default/web -o json"
     )]
     Observe(observe::ObserveArgs),
+    /// Why can (or can't) FROM reach TO: the path hop by hop as weft decides it (DNS, Service,
+    /// endpoints, route, policies, the listener), the first failing hop and what to change.
+    #[command(after_help = trace::AFTER_HELP)]
+    Trace(trace::TraceArgs),
     /// The node agent: keeps this node's routes, overlay, egress rules and Service table in step
     /// with the cluster, watching the Kubernetes API (the lab runs one per node from the
     /// DaemonSet in deploy/; on Kubernetes the same DaemonSet runs it).
@@ -275,6 +280,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Policy(cmd) => api(policy::run(&target, cmd)),
         Command::Logs(args) => api(async { logs::logs(&target, args).await.map(|()| 0) }),
         Command::Observe(args) => api(async { observe::observe(&target, args).await.map(|()| 0) }),
+        Command::Trace(args) => api(trace::trace(&target, args)),
         Command::PortForward(args) => match target {
             Target::Lab(lab) => portforward::port_forward(&lab, args),
             Target::Kubeconfig { .. } => bail!(

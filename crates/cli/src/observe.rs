@@ -276,6 +276,38 @@ fn line(f: &Flow, names_: &Names) -> String {
     out
 }
 
+/// The flow log's records, from every node, of connections from `src` to `dst`:`port` (sent
+/// there, or NATed there), person-readable, oldest first.
+pub async fn flows_of(
+    cluster: &Cluster,
+    target: &Target,
+    src: IpAddr,
+    dst: IpAddr,
+    port: u16,
+) -> Vec<String> {
+    let Ok(names_) = Names::read(cluster).await else {
+        return Vec::new();
+    };
+    let Ok(agents_) = agents::all(cluster).await else {
+        return Vec::new();
+    };
+    let mut flows = Vec::new();
+    for addr in agents_.values().flatten() {
+        let (target, addr, path) = (target.clone(), *addr, weft_agent::flows::PATH.to_string());
+        let answer = tokio::task::spawn_blocking(move || agents::get(&target, addr, &path)).await;
+        if let Ok(Ok((200, body))) = answer {
+            flows.extend(serde_json::from_str::<Vec<Flow>>(&body).unwrap_or_default());
+        }
+    }
+    flows.retain(|f| {
+        f.src == src
+            && ((f.dst == dst && f.dst_port == Some(port))
+                || (f.nat_dst == Some(dst) && f.nat_dst_port == Some(port)))
+    });
+    flows.sort_by(|a, b| (a.time_ms, &a.node, a.seq).cmp(&(b.time_ms, &b.node, b.seq)));
+    flows.iter().map(|f| line(f, &names_)).collect()
+}
+
 pub async fn observe(target: &Target, args: ObserveArgs) -> Result<()> {
     let args = args.normalized();
     let json = match args.output.as_deref() {

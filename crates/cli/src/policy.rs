@@ -6,11 +6,11 @@
 //! evaluation of the policies. `--probe` also makes the connection for real from the source
 //! pod and says whether it agrees.
 
-mod ends;
-mod ports;
-mod probe;
-mod render;
-mod verdict;
+pub(crate) mod ends;
+pub(crate) mod ports;
+pub(crate) mod probe;
+pub(crate) mod render;
+pub(crate) mod verdict;
 
 #[cfg(test)]
 mod tests;
@@ -137,10 +137,12 @@ where
     Ok(list.items)
 }
 
-/// The objects the tables are compiled from, and the overlay port they close to pods.
+/// The objects the tables are compiled from, the overlay port they close to pods, and the
+/// cluster config weft runs with.
 pub struct Snapshot {
     pub view: ClusterView,
     pub vxlan_port: u16,
+    pub config: weft_model::ClusterConfig,
 }
 
 impl Snapshot {
@@ -153,26 +155,26 @@ impl Snapshot {
         view.apply(Event::Relisted(all::<NetworkPolicy>(cluster).await?));
         view.apply(Event::Relisted(all::<Service>(cluster).await?));
         view.apply(Event::Relisted(all::<EndpointSlice>(cluster).await?));
+        let config = cluster_config(cluster).await;
         Ok(Snapshot {
             view,
-            vxlan_port: vxlan_port(cluster).await,
+            vxlan_port: config.vxlan_port,
+            config,
         })
     }
 }
 
-/// The overlay's port from the cluster config weft is deployed with (the `weft-config`
-/// ConfigMap), else the default.
-async fn vxlan_port(cluster: &Cluster) -> u16 {
-    let default = weft_model::ClusterConfig::default().vxlan_port;
+/// The cluster config weft is deployed with (the `weft-config` ConfigMap), else the default.
+async fn cluster_config(cluster: &Cluster) -> weft_model::ClusterConfig {
     let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), "kube-system");
     let Ok(Some(cm)) = api.get_opt("weft-config").await else {
-        return default;
+        return weft_model::ClusterConfig::default();
     };
     cm.data
         .as_ref()
         .and_then(|d| d.get("cluster.yaml"))
         .and_then(|text| weft_model::ClusterConfig::from_yaml("weft-config", text).ok())
-        .map_or(default, |c| c.vxlan_port)
+        .unwrap_or_default()
 }
 
 pub async fn run(target: &Target, command: PolicyCommand) -> Result<i32> {

@@ -226,6 +226,7 @@ fn snapshot() -> Snapshot {
     Snapshot {
         view,
         vxlan_port: 4789,
+        config: weft_model::ClusterConfig::default(),
     }
 }
 
