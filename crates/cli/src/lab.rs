@@ -79,6 +79,16 @@ pub enum LabCommand {
         after_help = "Examples:\n  weft lab targets > /tmp/weft-targets.json\n  ip netns exec weft_weft_weft-node1 prometheus --config.file prometheus.yml  # file_sd_configs: [{files: [/tmp/weft-targets.json]}]"
     )]
     Targets,
+    /// The cluster as a diagram for documents: nodes holding their pods, each Service pointing
+    /// at its endpoints (not-ready ones dashed), each NetworkPolicy on the pods it selects.
+    #[command(
+        after_help = "Examples:\n  weft lab topology -o dot | dot -Tsvg > cluster.svg\n  weft lab topology -o mermaid > cluster.mmd"
+    )]
+    Topology {
+        /// dot (Graphviz) or mermaid.
+        #[arg(short = 'o', long = "output", value_parser = ["dot", "mermaid"], default_value = "mermaid")]
+        output: String,
+    },
     /// The control plane of a lab (started by `lab up`).
     #[command(hide = true)]
     Controller,
@@ -298,6 +308,23 @@ pub fn run(lab: &ClusterName, cmd: LabCommand) -> Result<i32> {
                 serde_json::to_string_pretty(&weft_lab::targets::file_sd(&pods))?
             );
             Ok(0)
+        }
+        LabCommand::Topology { output } => {
+            let target = crate::client::Target::Lab(lab.clone());
+            crate::api(async move {
+                let cluster = crate::client::Cluster::connect(&target).await?;
+                let snapshot = crate::policy::Snapshot::fetch(&cluster).await?;
+                let t = crate::diagram::Topology::of(&snapshot.view);
+                print!(
+                    "{}",
+                    if output == "dot" {
+                        t.dot()
+                    } else {
+                        t.mermaid()
+                    }
+                );
+                Ok(0)
+            })
         }
         LabCommand::Outside { command } => {
             let (layout, _, _) = weft_lab::lab::open(lab, &state_root)?;

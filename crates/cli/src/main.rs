@@ -6,6 +6,7 @@ mod client;
 mod describe;
 mod describe_ingress;
 mod describe_netpol;
+mod diagram;
 mod exec;
 mod exec_local;
 mod get;
@@ -472,7 +473,7 @@ fn agent_config(
 /// Runs an API verb on a tokio runtime made for it (the lab's daemons stay synchronous and
 /// make their own). Shut down in the background: a read of our stdin may still be blocked in a
 /// thread, and the process exits right after.
-fn api(verb: impl std::future::Future<Output = Result<i32>>) -> Result<i32> {
+pub(crate) fn api(verb: impl std::future::Future<Output = Result<i32>>) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
