@@ -14,9 +14,15 @@
 //! Behaviour is the hyper path's: the same routing, forwarding headers, hop-by-hop headers
 //! dropped both ways, retries of the next endpoint on a failed connect (at most
 //! [`ProxyConfig::tries`](crate::proxy::ProxyConfig)), 502 and 504 with the same bodies, the
-//! same access log line and metrics. A kept backend connection that turns out closed before
-//! any byte of its answer is replaced by a new one and the request sent again (the request
-//! has no body, so nothing was half-sent).
+//! same access log line and metrics. The response's framing is the proxy's own
+//! (`content-length`, or `transfer-encoding: chunked` over chunks relayed as they came and
+//! checked strictly), never the backend's lines, and a `date` is added when missing. A kept
+//! backend connection that turns out closed before any byte of its answer is replaced by a
+//! new one and an idempotent request sent again (RFC 9110 9.2.2; a POST gets 502, as nginx
+//! answers). Kept connections are per worker thread, let go after 60 s unused or once the
+//! backend closes them (a sweep every 5 s). Where it differs, it does as nginx does: the read
+//! timeout applies between body reads too, a body that ends at the backend's close ends the
+//! client's connection, and `$request_time` covers the whole body.
 
 use std::borrow::Cow;
 use std::io;
@@ -104,7 +110,12 @@ pub(crate) async fn serve<S: Client>(
         };
         match next {
             Next::Again(n) => input.advance(n),
-            Next::Close => return,
+            Next::Close => {
+                // A TLS client learns the end from close_notify (a body to the close would
+                // look cut off without it); a TCP one gets the FIN.
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+                return;
+            }
             Next::Hyper => break,
         }
     }
@@ -171,9 +182,9 @@ impl<'a> Head<'a> {
                     }
                 }
             } else if name.eq_ignore_ascii_case("referer") {
-                referer = Some(h.value);
+                referer = referer.or(Some(h.value));
             } else if name.eq_ignore_ascii_case("user-agent") {
-                agent = Some(h.value);
+                agent = agent.or(Some(h.value));
             } else if [
                 "transfer-encoding",
                 "upgrade",
@@ -290,7 +301,7 @@ struct Answer {
     framing: Framing,
     /// The backend connection can take another request after this body.
     reusable: bool,
-    /// Bytes of the head (and of interim 1xx heads) at the front of [`Buffers::from`].
+    /// Bytes of the head at the front of [`Buffers::from`].
     head_len: usize,
 }
 
@@ -351,6 +362,11 @@ impl Proxy {
             length: 0,
         };
         let head_request = head.method == "HEAD";
+        // Sent again on a new connection when a kept one turns out closed (RFC 9110 9.2.2).
+        let idempotent = matches!(
+            head.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        );
         let mut reached = None;
         let mut own: Option<(u16, &'static str)> = None;
         for endpoint in endpoints.iter().take(config.tries.max(1)) {
@@ -367,6 +383,7 @@ impl Proxy {
                 match exchange(
                     backend,
                     fresh,
+                    idempotent,
                     buffers,
                     head_request,
                     head.close,
@@ -430,7 +447,7 @@ impl Proxy {
             &answer,
             buffers,
             read_timeout,
-            upstream.addr,
+            (upstream.addr, config.idle_per_endpoint),
         )
         .await;
         let sent = match answer.framing {
@@ -502,22 +519,36 @@ fn upstream_head(
 
 thread_local! {
     /// Kept backend connections of this path, per thread (each worker thread has a runtime of
-    /// its own, see `proxy::spawn_workers`).
-    static KEPT: std::cell::RefCell<rustc_hash::FxHashMap<SocketAddr, Vec<TcpStream>>> =
+    /// its own, see `proxy::spawn_workers`), with when each was put back.
+    static KEPT: std::cell::RefCell<rustc_hash::FxHashMap<SocketAddr, Vec<(TcpStream, Instant)>>> =
         std::cell::RefCell::new(rustc_hash::FxHashMap::default());
+    /// Whether this thread's sweeper runs.
+    static SWEEPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// A kept connection to `endpoint` that has not been closed (as far as can be told without
-/// waiting) and has sent nothing unasked.
+/// A kept connection is closed after this long unused (nginx's upstream `keepalive_timeout`).
+const KEPT_IDLE: Duration = Duration::from_secs(60);
+/// How often each thread looks over its kept connections.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Whether a kept connection can take a request: unused for less than [`KEPT_IDLE`], not
+/// closed by the backend, and with nothing unasked from it (as far as can be told without
+/// waiting).
+fn usable(stream: &TcpStream, since: Instant) -> bool {
+    if since.elapsed() >= KEPT_IDLE {
+        return false;
+    }
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+}
+
+/// A usable kept connection to `endpoint`.
 fn take_kept(endpoint: SocketAddr) -> Option<TcpStream> {
     KEPT.with_borrow_mut(|kept| {
         let list = kept.get_mut(&endpoint)?;
-        while let Some(s) = list.pop() {
-            let mut probe = [0u8; 1];
-            if let Err(e) = s.try_read(&mut probe) {
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    return Some(s);
-                }
+        while let Some((s, since)) = list.pop() {
+            if usable(&s, since) {
+                return Some(s);
             }
         }
         None
@@ -525,10 +556,26 @@ fn take_kept(endpoint: SocketAddr) -> Option<TcpStream> {
 }
 
 fn keep(endpoint: SocketAddr, stream: TcpStream, max: usize) {
+    if !SWEEPING.get() {
+        // Connections the backend closes, or to endpoints no request asks for again (a pod
+        // gone in a rollout), are let go within SWEEP_EVERY, not left in CLOSE_WAIT.
+        SWEEPING.set(true);
+        tokio::spawn(async {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                KEPT.with_borrow_mut(|kept| {
+                    kept.retain(|_, list| {
+                        list.retain(|(s, since)| usable(s, *since));
+                        !list.is_empty()
+                    })
+                });
+            }
+        });
+    }
     KEPT.with_borrow_mut(|kept| {
         let list = kept.entry(endpoint).or_default();
         if list.len() < max {
-            list.push(stream);
+            list.push((stream, Instant::now()));
         }
     });
 }
@@ -543,10 +590,13 @@ async fn connect(endpoint: SocketAddr, timeout: Duration) -> io::Result<TcpStrea
 
 /// Sends [`Buffers::up`] on `backend` and reads the response head into [`Buffers::from`],
 /// writing the client's version of it into [`Buffers::out`]. A `fresh` connection's failures
-/// are the backend's; a kept one's before any answer are [`Failed::Stale`].
+/// are the backend's; a kept one's before any answer are [`Failed::Stale`] when the request may
+/// be sent again (`idempotent`, RFC 9110 section 9.2.2), else the backend's too.
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     mut backend: TcpStream,
     fresh: bool,
+    idempotent: bool,
     buffers: &mut Buffers,
     head_request: bool,
     client_close: bool,
@@ -554,7 +604,7 @@ async fn exchange(
     read_timeout: Duration,
 ) -> Result<(TcpStream, Answer), Failed> {
     let broken = |e: io::Error| {
-        if fresh {
+        if fresh || !idempotent {
             Failed::Broken(e.to_string())
         } else {
             Failed::Stale
@@ -568,20 +618,23 @@ async fn exchange(
     let from = &mut buffers.from;
     from.clear();
     let deadline = tokio::time::Instant::now() + read_timeout;
-    let mut interim = 0;
+    // Whether any byte of an answer came (interim ones included).
+    let mut answered = false;
     loop {
-        if from.len() > interim {
+        if !from.is_empty() {
+            answered = true;
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut res = httparse::Response::new(&mut headers);
-            match res.parse(&from[interim..]) {
+            match res.parse(from) {
                 Ok(httparse::Status::Complete(n)) => {
                     let status = res.code.unwrap_or(0);
                     if (100..200).contains(&status) {
                         if status == 101 {
                             return Err(Failed::Broken("101 to a request without upgrade".into()));
                         }
-                        // An interim answer (100, 103): not sent on, as nginx does.
-                        interim += n;
+                        // An interim answer (100, 103): not sent on, as nginx does, and not
+                        // kept either (a backend sending them without end holds no memory).
+                        from.advance(n);
                         continue;
                     }
                     let answer = client_head(&res, &mut buffers.out, head_request, client_close)
@@ -589,12 +642,12 @@ async fn exchange(
                     return Ok((
                         backend,
                         Answer {
-                            head_len: interim + n,
+                            head_len: n,
                             ..answer
                         },
                     ));
                 }
-                Ok(httparse::Status::Partial) if from.len() - interim <= MAX_RESPONSE_HEAD => {}
+                Ok(httparse::Status::Partial) if from.len() <= MAX_RESPONSE_HEAD => {}
                 Ok(httparse::Status::Partial) => {
                     return Err(Failed::Broken("response head too large".into()))
                 }
@@ -604,24 +657,26 @@ async fn exchange(
         from.reserve(16 * 1024);
         match tokio::time::timeout_at(deadline, backend.read_buf(from)).await {
             Err(_) => return Err(Failed::Timeout),
-            Ok(Ok(0)) if from.is_empty() => {
+            Ok(Ok(0)) if !answered => {
                 return Err(broken(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "closed without an answer",
                 )))
             }
             Ok(Ok(0)) => return Err(Failed::Broken("closed within the response head".into())),
-            Ok(Err(e)) if from.is_empty() => return Err(broken(e)),
+            Ok(Err(e)) if !answered => return Err(broken(e)),
             Ok(Err(e)) => return Err(Failed::Broken(e.to_string())),
             Ok(Ok(_)) => {}
         }
     }
 }
 
-/// Writes the client's response head for the backend's `res` into `out`: the status line,
-/// the headers but hop-by-hop ones (and those its `Connection` names), `Transfer-Encoding`
-/// kept when the chunks are relayed as they are, `Connection: close` when the client's
-/// connection ends with this answer.
+/// Writes the client's response head for the backend's `res` into `out`: the status line, the
+/// headers but hop-by-hop ones (and those its `Connection` names), the body's framing written
+/// by the proxy itself (`content-length`, or `transfer-encoding: chunked` when the chunks are
+/// relayed as they are: never the backend's own lines, so that no header the backend names or
+/// repeats can unframe the answer), a `date` if the backend sent none, and `Connection: close`
+/// when the client's connection ends with this answer.
 fn client_head(
     res: &httparse::Response<'_, '_>,
     out: &mut Vec<u8>,
@@ -629,10 +684,12 @@ fn client_head(
     client_close: bool,
 ) -> Result<Answer, &'static str> {
     let status = res.code.ok_or("no status")?;
+    if !(200..=999).contains(&status) {
+        return Err("bad status code");
+    }
     let mut length: Option<u64> = None;
-    let (mut chunked, mut encoded, mut backend_close) = (false, false, false);
-    let mut named: [&[u8]; 8] = [b""; 8];
-    let mut n_named = 0;
+    let (mut encodings, mut backend_close, mut dated) = (Vec::new(), false, false);
+    let mut named: Vec<&[u8]> = Vec::new();
     for h in res.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let n = std::str::from_utf8(h.value.trim_ascii())
@@ -645,31 +702,38 @@ fn client_head(
             }
             length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            encoded = true;
-            chunked = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            encodings.extend(
+                h.value
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .filter(|t| !t.is_empty()),
+            );
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     backend_close = true;
-                } else if !token.is_empty() && n_named < named.len() {
-                    named[n_named] = token;
-                    n_named += 1;
+                } else if !token.is_empty() {
+                    named.push(token);
                 }
             }
+        } else if h.name.eq_ignore_ascii_case("date") {
+            dated = true;
         }
+    }
+    let encoded = !encodings.is_empty();
+    if encoded && res.version != Some(1) {
+        return Err("Transfer-Encoding in an HTTP/1.0 answer");
+    }
+    // Chunked only as the sole coding: anything else (a coding the client would have to undo,
+    // chunked twice) is not relayed.
+    let chunked = matches!(encodings.as_slice(), [c] if c.eq_ignore_ascii_case(b"chunked"));
+    if encoded && !chunked {
+        return Err("a Transfer-Encoding other than chunked");
     }
     let framing = if head_request || status == 204 || status == 304 {
         Framing::Empty
-    } else if encoded {
-        if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        }
+    } else if chunked {
+        Framing::Chunked
     } else if let Some(n) = length {
         Framing::Length(n)
     } else {
@@ -683,20 +747,28 @@ fn client_head(
     out.extend_from_slice(b"\r\n");
     for h in res.headers.iter() {
         let name = h.name;
-        let keep_encoding =
-            framing == Framing::Chunked && name.eq_ignore_ascii_case("transfer-encoding");
         let dropped = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
-            || named[..n_named]
+            || name.eq_ignore_ascii_case("content-length")
+            || named
                 .iter()
-                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-            || (encoded && name.eq_ignore_ascii_case("content-length"));
-        if dropped && !keep_encoding {
+                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()));
+        if dropped {
             continue;
         }
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
+    }
+    match (framing, length) {
+        (Framing::Chunked, _) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        (Framing::Length(n), _) | (Framing::Empty, Some(n)) if status != 204 => {
+            out.extend_from_slice(format!("content-length: {n}\r\n").as_bytes())
+        }
+        _ => {}
+    }
+    if !dated {
+        http_date(out);
     }
     if client_close || framing == Framing::Close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -705,9 +777,31 @@ fn client_head(
     Ok(Answer {
         status,
         framing,
-        reusable: res.version == Some(1) && !backend_close && framing != Framing::Close,
+        // Both a length and chunks: answered, but the connection is not trusted again.
+        reusable: res.version == Some(1)
+            && !backend_close
+            && framing != Framing::Close
+            && !(encoded && length.is_some()),
         head_len: 0,
     })
+}
+
+/// A `date` header line (RFC 9110 section 6.6.1), formatted once a second per thread.
+fn http_date(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = format!("date: {}\r\n", httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
 }
 
 /// Sends the client the response head in [`Buffers::out`] and the body after it, and keeps
@@ -718,7 +812,7 @@ async fn relay(
     answer: &Answer,
     buffers: &mut Buffers,
     read_timeout: Duration,
-    endpoint: Option<SocketAddr>,
+    (endpoint, kept_max): (Option<SocketAddr>, usize),
 ) -> io::Result<()> {
     let Buffers { from, out, .. } = buffers;
     let invalid = |e: &str| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
@@ -728,9 +822,7 @@ async fn relay(
     // More than the body: the backend is out of step.
     let mut reusable = answer.reusable && n == body.len();
     out.extend_from_slice(&body[..n]);
-    // Flushed after each write: a TLS stream holds what it could not send yet until then.
-    client.write_all(out).await?;
-    client.flush().await?;
+    send(client, out).await?;
     while !framed.whole() {
         from.clear();
         from.reserve(64 * 1024);
@@ -753,15 +845,29 @@ async fn relay(
         };
         let n = framed.take(&from[..got]).map_err(invalid)?;
         reusable &= n == got;
-        client.write_all(&from[..n]).await?;
-        client.flush().await?;
+        send(client, &from[..n]).await?;
     }
     if reusable {
         if let Some(endpoint) = endpoint {
-            keep(endpoint, backend, KEPT_PER_ENDPOINT);
+            keep(endpoint, backend, kept_max);
         }
     }
     Ok(())
+}
+
+/// A client has this long to take each write (nginx's `send_timeout`).
+const CLIENT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes `bytes` to the client and flushes them (a TLS stream holds what it could not send
+/// yet until then), within [`CLIENT_SEND_TIMEOUT`].
+async fn send(client: &mut impl Client, bytes: &[u8]) -> io::Result<()> {
+    let write = async {
+        client.write_all(bytes).await?;
+        client.flush().await
+    };
+    tokio::time::timeout(CLIENT_SEND_TIMEOUT, write)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the client takes nothing"))?
 }
 
 /// A response body's progress by its framing.
@@ -812,9 +918,6 @@ impl Framed {
     }
 }
 
-/// Kept connections per endpoint and worker thread.
-const KEPT_PER_ENDPOINT: usize = 64;
-
 /// The proxy's own answer.
 async fn write_plain(
     client: &mut impl Client,
@@ -831,26 +934,38 @@ async fn write_plain(
     out.clear();
     out.extend_from_slice(
         format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n{text}",
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}",
             text.len(),
             if close { "connection: close\r\n" } else { "" },
         )
         .as_bytes(),
     );
-    client.write_all(out).await?;
-    client.flush().await
+    http_date(out);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(text.as_bytes());
+    send(client, out).await
 }
 
 /// Where a chunked body is in its framing (RFC 9112 section 7.1), fed the bytes as they come.
+/// Strict, since the bytes go on as they are: a size line is hex digits, optional whitespace,
+/// then `;` extensions of visible characters, then CRLF; trailer lines are field lines (a
+/// token, `:`, a value without control characters).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Chunks {
-    /// In a chunk-size line: the size so far, whether any digit came, whether past the digits
-    /// (extensions, whitespace).
+    /// At a chunk-size line.
     #[default]
     Start,
+    /// In the size's digits.
     Size {
         size: u64,
-        past: bool,
+    },
+    /// After the digits: whitespace, then `;` or CR.
+    SizeWs {
+        size: u64,
+    },
+    /// In the chunk extensions.
+    Ext {
+        size: u64,
     },
     /// The size line's LF; then the data.
     SizeLf {
@@ -863,10 +978,16 @@ pub(crate) enum Chunks {
     DataLf,
     /// After the last chunk: at the start of a trailer line (or the final CRLF).
     TrailerStart,
-    TrailerLine,
+    TrailerName,
+    TrailerValue,
     TrailerLf,
     EndLf,
     Done,
+}
+
+/// A token character (RFC 9110 section 5.6.2).
+fn tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 impl Chunks {
@@ -879,25 +1000,23 @@ impl Chunks {
             *self = match *self {
                 Chunks::Done => return Ok(i),
                 Chunks::Start => match hex(b) {
-                    Some(d) => Chunks::Size {
-                        size: u64::from(d),
-                        past: false,
-                    },
+                    Some(d) => Chunks::Size { size: u64::from(d) },
                     None => return Err("bad chunk size"),
                 },
-                Chunks::Size { size, past } => match (b, hex(b)) {
-                    (_, Some(d)) if !past => Chunks::Size {
+                Chunks::Size { size } => match hex(b) {
+                    Some(d) => Chunks::Size {
                         size: size
                             .checked_mul(16)
                             .and_then(|s| s.checked_add(u64::from(d)))
                             .ok_or("chunk size too large")?,
-                        past,
                     },
-                    (b'\r', _) => Chunks::SizeLf { size },
-                    (b'\n', _) => return Err("bare LF in a chunk size line"),
-                    (b';' | b' ' | b'\t', _) => Chunks::Size { size, past: true },
-                    (_, _) if past && b >= 0x20 && b != 0x7f => Chunks::Size { size, past },
-                    _ => return Err("bad chunk size"),
+                    None => Chunks::SizeWs { size }.after_size(b)?,
+                },
+                Chunks::SizeWs { size } => Chunks::SizeWs { size }.after_size(b)?,
+                Chunks::Ext { size } => match b {
+                    b'\r' => Chunks::SizeLf { size },
+                    b'\t' | 0x20..=0x7e => Chunks::Ext { size },
+                    _ => return Err("bad chunk extension"),
                 },
                 Chunks::SizeLf { size } => match (b, size) {
                     (b'\n', 0) => Chunks::TrailerStart,
@@ -921,11 +1040,14 @@ impl Chunks {
                 Chunks::DataLf if b == b'\n' => Chunks::Start,
                 Chunks::DataCr | Chunks::DataLf => return Err("chunk data without CRLF"),
                 Chunks::TrailerStart if b == b'\r' => Chunks::EndLf,
-                Chunks::TrailerStart | Chunks::TrailerLine if b == b'\n' => {
-                    return Err("bare LF in a trailer")
-                }
-                Chunks::TrailerStart | Chunks::TrailerLine if b == b'\r' => Chunks::TrailerLf,
-                Chunks::TrailerStart | Chunks::TrailerLine => Chunks::TrailerLine,
+                Chunks::TrailerStart | Chunks::TrailerName if tchar(b) => Chunks::TrailerName,
+                Chunks::TrailerName if b == b':' => Chunks::TrailerValue,
+                Chunks::TrailerStart | Chunks::TrailerName => return Err("bad trailer field"),
+                Chunks::TrailerValue => match b {
+                    b'\r' => Chunks::TrailerLf,
+                    b'\t' | 0x20..=0x7e | 0x80..=0xff => Chunks::TrailerValue,
+                    _ => return Err("bad trailer value"),
+                },
                 Chunks::TrailerLf if b == b'\n' => Chunks::TrailerStart,
                 Chunks::EndLf if b == b'\n' => Chunks::Done,
                 Chunks::TrailerLf | Chunks::EndLf => return Err("trailer line without LF"),
@@ -933,6 +1055,19 @@ impl Chunks {
             i += 1;
         }
         Ok(i)
+    }
+
+    /// The state after byte `b` that follows a chunk size's digits.
+    fn after_size(self, b: u8) -> Result<Chunks, &'static str> {
+        let (Chunks::SizeWs { size } | Chunks::Size { size }) = self else {
+            return Err("bad chunk size");
+        };
+        match b {
+            b' ' | b'\t' => Ok(Chunks::SizeWs { size }),
+            b';' => Ok(Chunks::Ext { size }),
+            b'\r' => Ok(Chunks::SizeLf { size }),
+            _ => Err("bad chunk size"),
+        }
     }
 
     pub(crate) fn done(&self) -> bool {
@@ -1033,6 +1168,12 @@ mod tests {
             b"5\r\nhelloX\r\n",
             b"10000000000000000\r\n",
             b"0\r\nx-trailer\n",
+            b"5 5\r\nhello\r\n0\r\n\r\n",
+            b"5;\x80\xff=\"\r\nhello\r\n0\r\n\r\n",
+            b"0\r\n\x00\r\n\r\n",
+            b"0\r\nno-colon\r\n\r\n",
+            b"0\r\n folded: x\r\n\r\n",
+            b"0\r\nx-t: a\x01b\r\n\r\n",
         ] {
             assert!(Chunks::default().feed(bad).is_err(), "{bad:?}");
         }
@@ -1089,32 +1230,42 @@ mod tests {
     #[test]
     fn response_heads_lose_hop_by_hop_headers_and_keep_their_framing() {
         let (h, f, r) = head_for(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 5\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n\r\n",
             false,
             false,
         );
         assert_eq!(
             h,
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Kept: yes\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nDate: d\r\nX-Kept: yes\r\ncontent-length: 5\r\n\r\n"
         );
         assert_eq!((f, r), (Framing::Length(5), true));
+        // Chunks with a length too: the length goes, the connection is not reused.
         let (h, f, r) = head_for(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nDate: d\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
             false,
             true,
         );
         assert_eq!(
             h,
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nconnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nDate: d\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
         );
-        assert_eq!((f, r), (Framing::Chunked, true));
-        let (h, f, r) = head_for(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", false, false);
+        assert_eq!((f, r), (Framing::Chunked, false));
+        let (h, f, r) = head_for(
+            b"HTTP/1.1 200 OK\r\nDate: d\r\nServer: x\r\n\r\n",
+            false,
+            false,
+        );
         assert_eq!(
             h,
-            "HTTP/1.1 200 OK\r\nServer: x\r\nconnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nDate: d\r\nServer: x\r\nconnection: close\r\n\r\n"
         );
         assert_eq!((f, r), (Framing::Close, false));
-        let (_, f, r) = head_for(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true, false);
+        // HEAD: the length the GET would have, no body.
+        let (h, f, r) = head_for(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true, false);
+        assert!(
+            h.contains("content-length: 7\r\n") && h.contains("\r\ndate: "),
+            "{h}"
+        );
         assert_eq!((f, r), (Framing::Empty, true));
         let (_, f, r) = head_for(
             b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n",
@@ -1128,14 +1279,45 @@ mod tests {
             false,
         );
         assert_eq!((f, r), (Framing::Length(1), false));
+        // A backend naming the framing headers in Connection does not unframe the answer.
+        let (h, f, _) = head_for(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: content-length, transfer-encoding\r\n\r\n",
+            false,
+            false,
+        );
+        assert!(h.contains("content-length: 5\r\n"), "{h}");
+        assert_eq!(f, Framing::Length(5));
+        // Every header Connection names goes, however many.
+        let named: String = (0..12).map(|i| format!("x-n{i}, ")).collect();
+        let raw = format!(
+            "HTTP/1.1 200 OK\r\nConnection: {named}close\r\n{}Content-Length: 0\r\n\r\n",
+            (0..12)
+                .map(|i| format!("X-N{i}: secret\r\n"))
+                .collect::<String>()
+        );
+        let (h, _, _) = head_for(Box::leak(raw.into_bytes().into_boxed_slice()), false, false);
+        assert!(!h.contains("secret"), "{h}");
     }
 
     #[test]
-    fn conflicting_lengths_are_refused() {
-        let headers = Box::leak(Box::new([httparse::EMPTY_HEADER; MAX_HEADERS]));
-        let mut res = httparse::Response::new(headers);
-        res.parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")
-            .unwrap();
-        assert!(client_head(&res, &mut Vec::new(), false, false).is_err());
+    fn odd_answers_are_refused() {
+        for raw in [
+            &b"HTTP/1.1 042 Odd\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        ] {
+            let headers = Box::leak(Box::new([httparse::EMPTY_HEADER; MAX_HEADERS]));
+            let mut res = httparse::Response::new(headers);
+            res.parse(raw).unwrap();
+            assert!(
+                client_head(&res, &mut Vec::new(), false, false).is_err(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 }

@@ -176,6 +176,10 @@ impl Proxy {
         port: u16,
     ) -> (Response<Body>, Upstream) {
         let none = Upstream::default();
+        // Two Host headers: which one is meant cannot be told (RFC 9112 section 3.2).
+        if req.headers().get_all(HOST).iter().nth(1).is_some() {
+            return (plain(StatusCode::BAD_REQUEST, "400 Bad Request\n"), none);
+        }
         let table = self.table();
         let host = request_host(&req);
         let path = req.uri().path().to_string();
@@ -619,6 +623,8 @@ impl Proxy {
             HeaderName::from_static("x-forwarded-proto"),
             HeaderValue::from_static(scheme),
         );
+        // The client's own never goes on, even when the host cannot be one.
+        h.remove(HeaderName::from_static("x-forwarded-host"));
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert(HeaderName::from_static("x-forwarded-host"), v);
         }

@@ -863,6 +863,8 @@ async fn websockets_and_bad_input() {
         "{answer}"
     );
     assert!(!answer.contains("\"uri\":\"/x\""), "{answer}");
+    let hosts = b"GET / HTTP/1.1\r\nHost: shop.example.com\r\nHost: other.example.com\r\n\r\n";
+    assert_eq!(status(&raw(addr, hosts, head_done).await), "400");
     let two = b"POST / HTTP/1.1\r\nHost: shop.example.com\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde";
     assert_eq!(status(&raw(addr, two, |b| b.len() > 12).await), "400");
     // Garbage: 400, and the proxy keeps serving.
@@ -1090,8 +1092,9 @@ async fn bodiless_requests_relay_every_response_framing() {
         "{head}"
     );
     assert!(head.contains("\r\nhost: raw.example.com"), "{head}");
-    // All of that on one backend connection, kept between requests.
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // All of that on two backend connections, kept between requests: the chunked answer
+    // that also had a length is not trusted again (RFC 9112 6.3), the rest share one.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
 
     // A backend that closes the kept connection after answering: the next request goes on a
     // new connection and is answered.
@@ -1117,4 +1120,121 @@ async fn bodiless_requests_relay_every_response_framing() {
     let second = answer.find("GET /echo?n=2").expect(&answer);
     assert!(first < second, "{answer}");
     assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+}
+
+/// Serves `proxy` as the ingress's workers do (a runtime of one thread), on a new port.
+fn one_thread_proxy(proxy: Arc<Proxy>) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(
+                async move { serve_http(TcpListener::from_std(listener).unwrap(), proxy).await },
+            )
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_connections_are_retried_only_when_it_is_safe_and_let_go_when_closed() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = setup().await;
+    let port = shared_port();
+    let listener = TcpListener::bind(("127.0.0.2", port)).await.unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = requests.clone();
+    // Each connection: answers its first request, then closes at the second without a word
+    // (as a backend that crashed, or closed an idle connection as the request came).
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut answered = 0;
+                loop {
+                    match c.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let idle = got.starts_with(b"GET /idle ");
+                        got.drain(..end + 4);
+                        seen.fetch_add(1, SeqCst);
+                        if answered == 1 {
+                            return;
+                        }
+                        answered += 1;
+                        let _ = c
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                        if idle {
+                            // Closes the idle connection soon after (its keep-alive timeout).
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    service(&mut s.view, "flaky", &["127.0.0.2"], port);
+    annotated(
+        &mut s.view,
+        "flaky",
+        json!({}),
+        json!([rule("flaky.example.com", "/", "flaky")]),
+    );
+    s.proxy.swap(compile(&s.view, &Settings::default()));
+    let addr = one_thread_proxy(s.proxy.clone());
+    let status = |text: &str| text.split_whitespace().nth(1).unwrap_or("none").to_string();
+    let head_done = |b: &[u8]| b.windows(4).any(|w| w == b"\r\n\r\n");
+    let ask = |method: &'static str, path: &'static str| async move {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: flaky.example.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        status(&raw(addr, req.as_bytes(), head_done).await)
+    };
+    // A GET on the kept connection that closes: sent again on a new one, and answered.
+    assert_eq!(ask("GET", "/").await, "200");
+    assert_eq!(ask("GET", "/").await, "200");
+    assert_eq!(requests.load(SeqCst), 3, "the second GET was sent twice");
+    // A POST on the kept connection that closes is not sent again (RFC 9110 9.2.2): 502, as
+    // nginx answers without non_idempotent. The next one gets a new connection.
+    requests.store(0, SeqCst);
+    assert_eq!(ask("POST", "/").await, "502");
+    assert_eq!(requests.load(SeqCst), 1, "a POST was sent again");
+    assert_eq!(ask("POST", "/").await, "200");
+    assert_eq!(requests.load(SeqCst), 2);
+
+    // Kept connections the backend closed are let go within the sweep (5 s), not left in
+    // CLOSE_WAIT until a request to that endpoint comes.
+    assert_eq!(ask("GET", "/idle").await, "200");
+    let close_wait = || {
+        let out = Command::new("ss")
+            .args([
+                "-tanH",
+                "state",
+                "close-wait",
+                "dst",
+                &format!("127.0.0.2:{port}"),
+            ])
+            .output()
+            .expect("ss");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let started = std::time::Instant::now();
+    while close_wait() == 0 && started.elapsed() < std::time::Duration::from_secs(2) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(close_wait(), 1, "the backend's close seen as CLOSE_WAIT");
+    while close_wait() > 0 && started.elapsed() < std::time::Duration::from_secs(15) {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(close_wait(), 0, "kept connections left in CLOSE_WAIT");
 }
