@@ -240,7 +240,7 @@ fn metrics_route(node: &str, published: Published, flow_log: Arc<flows::FlowLog>
             out,
             "weft_agent_nft_batches_total",
             "counter",
-            "nf_tables batches the agent sent, by table, kind (whole, incremental) and result (ok, refused: the kernel returned an error).",
+            "nf_tables batches the agent sent, by table, kind (whole, incremental, digest: the table digest written after incremental changes) and result (ok, refused: the kernel returned an error).",
         );
         for (table, s) in &tables {
             for ((kind, result), n) in &s.batches {

@@ -230,6 +230,17 @@ fn an_agent_restart_leaves_no_gap() {
             .map(|p| p["spec"]["nodeName"].clone());
         assert_eq!(on, Some(Value::from(node.as_str())), "{ns}/{name}'s node");
     }
+    // The table changed incrementally since its whole load: the agent writes the digest of
+    // what it holds at its next resync (10 s); from then on a restarted agent keeps the table
+    // (before, it would load it whole again: atomically, still no gap).
+    wait_for_what("the policy table's digest written", || {
+        let table = policy_table(&lab, node);
+        table
+            .split("set weft_digest {")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .is_some_and(|set| set.contains("elements"))
+    });
     let shape = policy_table_shape(&lab, node);
     assert!(shape.contains("comment \"weft:"), "{shape}");
 

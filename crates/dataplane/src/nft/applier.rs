@@ -18,10 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::dump::{DumpedData, DumpedElem};
 use super::encode::{value_bytes, verdict_code, Encoder};
-use super::model::{ElemData, Set, Table};
+use super::model::{DataType, Elem, ElemData, Field, Key, Set, Table, Value};
 use super::tx::{set_decl_differs, Tx};
 use super::wire::{Batch, MsgType, Socket, TableInfo};
 use crate::error::{Error, Result};
+use std::net::Ipv4Addr;
 
 /// How whole loads are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +59,45 @@ pub struct Applier {
     check_contents: bool,
     /// With `check_rules`: the kernel's rules as dumped right after our last change.
     rules: Option<u64>,
+    /// Whether the kernel's [`DIGEST_SET`] holds the digest of what is loaded (false after an
+    /// incremental change, until [`Applier::apply`] or [`Applier::check`] finds nothing to
+    /// change and writes it).
+    digest_current: bool,
+    /// The digest the kernel's set holds, when known to hold one: every incremental batch takes
+    /// it out in the same transaction, so that a digest is never there for a table that has
+    /// changed since (a restarted process then loads the table whole rather than keep it).
+    kernel_digest: Option<u64>,
+}
+
+/// The set holding the digest of the table as it is now, one element: a whole load writes it,
+/// and an apply that finds nothing to change after incremental ones writes it again, so that a
+/// restarted process finds the table it left and keeps it. (The table's comment holds the
+/// digest of the last whole load: the kernel cannot change a table's comment.)
+pub const DIGEST_SET: &str = "weft_digest";
+
+/// The digest set with `digest` in it, as an address pair (64 bits).
+fn digest_set(digest: u64) -> Set {
+    let mut set = Set::new(
+        DIGEST_SET,
+        vec![
+            Field::Type(DataType::Ipv4Addr),
+            Field::Type(DataType::Ipv4Addr),
+        ],
+    );
+    set.elements.insert(digest_key(digest), Elem::default());
+    set
+}
+
+fn digest_key(digest: u64) -> Key {
+    vec![
+        Value::Ipv4(Ipv4Addr::from((digest >> 32) as u32)),
+        Value::Ipv4(Ipv4Addr::from(digest as u32)),
+    ]
+}
+
+/// The 64 bits of a `weft:<hex>` digest.
+fn digest_bits(digest: &str) -> u64 {
+    u64::from_str_radix(digest.trim_start_matches("weft:"), 16).unwrap_or(0)
 }
 
 /// FNV-1a over the rendered table: a digest of what a whole load loads.
@@ -135,10 +175,21 @@ impl Applier {
         wanted.check()?;
         let family = wanted.family.nfproto();
         let Some((old, info)) = self.loaded.take() else {
-            // A table loaded whole with this very content (by an earlier run) is kept.
+            // A table loaded with this very content (by an earlier run) is kept: its comment
+            // says so (loaded whole), or its digest set does (changed since).
             let comment = loaded_comment(wanted);
             if let Some(k) = self.socket()?.get_table(family, &wanted.name)? {
-                if k.comment.as_deref() == Some(comment.as_str()) {
+                // The digest set when there is one (the comment is the last whole load's, and
+                // the table may have changed since); the comment for a table loaded without it.
+                let bits = digest_bits(&digest(wanted));
+                let same = match self
+                    .socket()?
+                    .set_elements(family, &wanted.name, DIGEST_SET)?
+                {
+                    Some(have) => have == expected_elements(&digest_set(bits)),
+                    None => k.comment.as_deref() == Some(comment.as_str()),
+                };
+                if same {
                     let edited = if self.check_contents {
                         self.contents_drift(wanted)?
                     } else {
@@ -149,6 +200,10 @@ impl Applier {
                         return Ok(Applied::WholeAfterRefusal(why));
                     }
                     self.loaded = Some((wanted.clone(), k));
+                    self.digest_current = false;
+                    self.kernel_digest = None;
+                    // Written now (an older weft's table gets its set), found current or not.
+                    self.write_digest(wanted)?;
                     self.remember_rules(wanted)?;
                     return Ok(Applied::Unchanged);
                 }
@@ -160,6 +215,7 @@ impl Applier {
         if old == *wanted {
             return match self.drift(&old, &info)? {
                 None => {
+                    self.write_digest(&old)?;
                     self.loaded = Some((old, info));
                     Ok(Applied::Unchanged)
                 }
@@ -169,7 +225,7 @@ impl Applier {
                 }
             };
         }
-        let Some(batch) = diff(&old, wanted) else {
+        let Some(mut batch) = diff(&old, wanted) else {
             self.load_whole(wanted)?;
             return Ok(Applied::Whole);
         };
@@ -178,6 +234,7 @@ impl Applier {
             self.loaded = Some((wanted.clone(), info));
             return Ok(Applied::Unchanged);
         }
+        self.drop_digest(&mut batch, wanted);
         // The kernel's table must still be the one we loaded: one small GET round trip.
         let sock = self.socket()?;
         let now = sock.get_table(family, &wanted.name)?;
@@ -192,6 +249,8 @@ impl Applier {
             match sent {
                 Ok(()) => {
                     super::stats::loaded(wanted);
+                    self.digest_current = false;
+                    self.kernel_digest = None;
                     self.loaded = Some((wanted.clone(), info));
                     self.remember_rules(wanted)?;
                     return Ok(Applied::Incremental(n));
@@ -219,13 +278,14 @@ impl Applier {
             self.loaded = Some((table, info));
             return Err(e);
         }
-        let batch = tx.batch(&table);
+        let mut batch = tx.batch(&table);
         tx.apply_to(&mut table);
         let n = batch.len();
         if batch.is_empty() {
             self.loaded = Some((table, info));
             return Ok(Applied::Unchanged);
         }
+        self.drop_digest(&mut batch, &table);
         let op = format!("updating table {}", table.id());
         let sock = self.socket()?;
         let refused = if sock
@@ -243,6 +303,8 @@ impl Applier {
             match sent {
                 Ok(()) => {
                     super::stats::loaded(&table);
+                    self.digest_current = false;
+                    self.kernel_digest = None;
                     self.remember_rules(&table)?;
                     self.loaded = Some((table, info));
                     return Ok(Applied::Incremental(n));
@@ -266,9 +328,19 @@ impl Applier {
         match self.whole {
             WholeLoad::Tool => {
                 let id = wanted.id();
+                let mut with_digest = wanted.clone();
+                if let Some(d) = comment
+                    .rsplit(' ')
+                    .next()
+                    .filter(|d| d.starts_with("weft:"))
+                {
+                    with_digest
+                        .sets
+                        .insert(DIGEST_SET.to_string(), digest_set(digest_bits(d)));
+                }
                 let text = format!(
                     "table {id}\ndelete table {id}\n{}",
-                    wanted.render_with_comment(Some(comment))
+                    with_digest.render_with_comment(Some(comment))
                 );
                 let sent = super::apply(&text);
                 super::stats::batch(wanted, "whole", sent.is_ok(), 0);
@@ -285,6 +357,12 @@ impl Applier {
             }
         }
         super::stats::loaded(wanted);
+        self.digest_current = true;
+        self.kernel_digest = comment
+            .rsplit(' ')
+            .next()
+            .filter(|d| d.starts_with("weft:"))
+            .map(digest_bits);
         let info = self
             .socket()?
             .get_table(wanted.family.nfproto(), &wanted.name)?
@@ -312,6 +390,7 @@ impl Applier {
         };
         match self.drift(&table, &info)? {
             None => {
+                self.write_digest(&table)?;
                 self.loaded = Some((table, info));
                 Ok(Applied::Unchanged)
             }
@@ -353,6 +432,86 @@ impl Applier {
 
     /// Whether the kernel's rules per chain and set elements are `table`'s: None if so, else
     /// the first difference.
+    /// Writes the digest of `table` (what is loaded, checked unchanged) into [`DIGEST_SET`]
+    /// if it is not there yet: the old element out, the new one in, in one batch (the set
+    /// created if an older weft loaded the table without it).
+    fn write_digest(&mut self, table: &Table) -> Result<()> {
+        if self.digest_current {
+            return Ok(());
+        }
+        let bits = digest_bits(&digest(table));
+        let family = table.family.nfproto();
+        let have = self
+            .socket()?
+            .set_elements(family, &table.name, DIGEST_SET)?;
+        let set = digest_set(bits);
+        if have.as_ref() == Some(&expected_elements(&set)) {
+            self.digest_current = true;
+            self.kernel_digest = Some(bits);
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        let mut e = Encoder::new(&mut batch, table);
+        match &have {
+            None => {
+                e.add_set(&set);
+                e.elements(
+                    MsgType::NewSetElem,
+                    DIGEST_SET,
+                    None,
+                    set.elements.iter().map(|(k, v)| (k, Some(v))),
+                );
+            }
+            Some(old) => {
+                let old_keys: Vec<Key> = old
+                    .iter()
+                    .filter_map(|d| {
+                        let b: [u8; 8] = d.key.get(..8)?.try_into().ok()?;
+                        Some(digest_key(u64::from_be_bytes(b)))
+                    })
+                    .collect();
+                if !old_keys.is_empty() {
+                    e.elements(
+                        MsgType::DelSetElem,
+                        DIGEST_SET,
+                        None,
+                        old_keys.iter().map(|k| (k, None)),
+                    );
+                }
+                e.elements(
+                    MsgType::NewSetElem,
+                    DIGEST_SET,
+                    None,
+                    set.elements.iter().map(|(k, v)| (k, Some(v))),
+                );
+            }
+        }
+        let n = batch.len();
+        let sent = self.socket()?.send(
+            batch,
+            &format!("writing the digest of table {}", table.id()),
+        );
+        super::stats::batch(table, "digest", sent.is_ok(), n);
+        sent?;
+        self.digest_current = true;
+        self.kernel_digest = Some(bits);
+        Ok(())
+    }
+
+    /// Adds to an incremental `batch` the removal of the digest the kernel's set holds: the
+    /// table is about to change, and the digest would no longer say what it holds.
+    fn drop_digest(&self, batch: &mut Batch, table: &Table) {
+        if let Some(d) = self.kernel_digest {
+            let key = digest_key(d);
+            Encoder::new(batch, table).elements(
+                MsgType::DelSetElem,
+                DIGEST_SET,
+                None,
+                [(&key, None)].into_iter(),
+            );
+        }
+    }
+
     fn contents_drift(&mut self, table: &Table) -> Result<Option<Error>> {
         let op = || format!("checking the contents of table {}", table.id());
         let family = table.family.nfproto();
@@ -453,7 +612,13 @@ fn whole_batch(t: &Table, comment: &str) -> Batch {
     e.add_table(None);
     e.delete_table();
     e.add_table((!comment.is_empty()).then_some(comment));
-    for set in t.sets.values() {
+    // The applier's loads carry the digest (`weft:...` in the comment) in its set too.
+    let digest = comment
+        .rsplit(' ')
+        .next()
+        .filter(|d| d.starts_with("weft:"))
+        .map(|d| digest_set(digest_bits(d)));
+    for set in t.sets.values().chain(digest.as_ref()) {
         e.add_set(set);
     }
     for chain in t.chains.values() {
@@ -464,7 +629,7 @@ fn whole_batch(t: &Table, comment: &str) -> Batch {
             e.add_rule(&chain.name, r);
         }
     }
-    for set in t.sets.values() {
+    for set in t.sets.values().chain(digest.as_ref()) {
         add_all_elements(&mut e, set);
     }
     batch

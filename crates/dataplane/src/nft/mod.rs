@@ -23,7 +23,7 @@ pub mod stats;
 mod tx;
 mod wire;
 
-pub use applier::{load, Applied, Applier, WholeLoad};
+pub use applier::{load, Applied, Applier, WholeLoad, DIGEST_SET};
 pub use check::{IFNAME_MAX, LOG_PREFIX_MAX};
 pub use dump::{counters, Counter};
 pub use model::{
