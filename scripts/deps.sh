@@ -6,8 +6,8 @@ set -euo pipefail
 # openssl and nghttp2-client (h2load): certificates and HTTP/2 clients for the ingress tests; nginx and
 # wrk: the ingress benchmark's peer and load (nginx is never started as a system service); prometheus:
 # the server that scrapes a lab in the metrics test (run by the test, never as a service); graphviz: renders
-# `weft lab topology -o dot` in its test.
-packages=(nftables iproute2 iptables conntrack containernetworking-plugins podman runc busybox-static curl dnsutils iperf3 procps unzip knot nsd unbound dnsperf python3-prometheus-client openssl nghttp2-client nginx wrk prometheus graphviz)
+# `weft lab topology -o dot` in its test; chromium: the headless browser that loads `weft ui` in its test.
+packages=(nftables iproute2 iptables conntrack containernetworking-plugins podman runc busybox-static curl dnsutils iperf3 procps unzip knot nsd unbound dnsperf python3-prometheus-client openssl nghttp2-client nginx wrk prometheus graphviz chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -21,6 +21,7 @@ mod resources;
 mod table;
 mod terminal;
 mod trace;
+mod ui;
 
 use std::path::PathBuf;
 
@@ -111,6 +112,11 @@ enum Command {
     /// endpoints, route, policies, the listener), the first failing hop and what to change.
     #[command(after_help = trace::AFTER_HELP)]
     Trace(trace::TraceArgs),
+    /// A live map of the cluster on 127.0.0.1: nodes, pods, Services and their endpoints,
+    /// policies, and the flows between pods (allowed and dropped), plus a namespace's
+    /// reachability matrix.
+    #[command(after_help = ui::AFTER_HELP)]
+    Ui(ui::UiArgs),
     /// The node agent: keeps this node's routes, overlay, egress rules and Service table in step
     /// with the cluster, watching the Kubernetes API (the lab runs one per node from the
     /// DaemonSet in deploy/; on Kubernetes the same DaemonSet runs it).
@@ -282,6 +288,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Logs(args) => api(async { logs::logs(&target, args).await.map(|()| 0) }),
         Command::Observe(args) => api(async { observe::observe(&target, args).await.map(|()| 0) }),
         Command::Trace(args) => api(trace::trace(&target, args)),
+        Command::Ui(args) => api(ui::ui(&target, args)),
         Command::PortForward(args) => match target {
             Target::Lab(lab) => portforward::port_forward(&lab, args),
             Target::Kubeconfig { .. } => bail!(

@@ -276,6 +276,70 @@ fn line(f: &Flow, names_: &Names) -> String {
     out
 }
 
+/// Reads the flow log as it grows, for `weft ui`: each call returns every node's records newer
+/// than the last call's, oldest first, as JSON with the addresses named.
+pub struct Follower {
+    cluster: Cluster,
+    target: Target,
+    names: Names,
+    named_at: std::time::Instant,
+    seen: BTreeMap<String, u64>,
+}
+
+impl Follower {
+    pub async fn new(cluster: Cluster, target: Target) -> Result<Follower> {
+        let names = Names::read(&cluster).await?;
+        Ok(Follower {
+            cluster,
+            target,
+            names,
+            named_at: std::time::Instant::now(),
+            seen: BTreeMap::new(),
+        })
+    }
+
+    pub async fn next(&mut self) -> Vec<serde_json::Value> {
+        let Ok(agents_) = agents::all(&self.cluster).await else {
+            return Vec::new();
+        };
+        let mut flows = Vec::new();
+        for (node, addr) in &agents_ {
+            let Ok(addr) = addr else { continue };
+            let since = self.seen.get(node).copied().unwrap_or(0);
+            let (target, addr) = (self.target.clone(), *addr);
+            let path = format!("{}?since={since}", weft_agent::flows::PATH);
+            let answer =
+                tokio::task::spawn_blocking(move || agents::get(&target, addr, &path)).await;
+            if let Ok(Ok((200, body))) = answer {
+                let got: Vec<Flow> = serde_json::from_str(&body).unwrap_or_default();
+                if let Some(last) = got.last() {
+                    self.seen.insert(node.clone(), last.seq);
+                }
+                flows.extend(got);
+            }
+        }
+        if self.named_at.elapsed() > NAMES_AGE {
+            if let Ok(n) = Names::read(&self.cluster).await {
+                self.names = n;
+            }
+            self.named_at = std::time::Instant::now();
+        }
+        flows.sort_by(|a, b| (a.time_ms, &a.node, a.seq).cmp(&(b.time_ms, &b.node, b.seq)));
+        flows
+            .iter()
+            .filter_map(|f| {
+                serde_json::to_value(Named {
+                    flow: f,
+                    source: self.names.of(f.src).to_string(),
+                    destination: self.names.of(f.dst).to_string(),
+                    endpoint: f.nat_dst.map(|ip| self.names.of(ip).to_string()),
+                })
+                .ok()
+            })
+            .collect()
+    }
+}
+
 /// The flow log's records, from every node, of connections from `src` to `dst`:`port` (sent
 /// there, or NATed there), person-readable, oldest first.
 pub async fn flows_of(
