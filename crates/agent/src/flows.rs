@@ -44,6 +44,12 @@ pub struct Flow {
     /// Where it went after NAT (the endpoint a Service chose), when that differs.
     pub nat_dst: Option<IpAddr>,
     pub nat_dst_port: Option<u16>,
+    /// The source it was masqueraded as (a node's address, for traffic leaving the pod
+    /// network or a Service hairpin), when that differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_src: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_src_port: Option<u16>,
     /// `FORWARDED`, `DROPPED` (by a policy) or `REJECTED` (by the Service table: a Service
     /// without endpoints, a port no Service has).
     pub verdict: String,
@@ -112,8 +118,10 @@ impl FlowLog {
         if ![orig.src, orig.dst, reply.src].iter().any(in_pods) {
             return;
         }
-        // Replies come from the endpoint the connection was sent to.
+        // Replies come from the endpoint the connection was sent to, and go to the address it
+        // was masqueraded as.
         let natted = reply.src != orig.dst || reply.src_port != orig.dst_port;
+        let masqueraded = reply.dst != orig.src || reply.dst_port != orig.src_port;
         let ended = event.kind == EventKind::Destroy;
         let pair = |a: Option<u64>, b: Option<u64>| Some([a?, b?]);
         self.push(Flow {
@@ -128,6 +136,8 @@ impl FlowLog {
             dst_port: orig.dst_port,
             nat_dst: natted.then_some(reply.src),
             nat_dst_port: if natted { reply.src_port } else { None },
+            nat_src: masqueraded.then_some(reply.dst),
+            nat_src_port: if masqueraded { reply.dst_port } else { None },
             verdict: "FORWARDED".to_string(),
             by: None,
             packets: pair(
@@ -163,6 +173,8 @@ impl FlowLog {
             dst_port,
             nat_dst: None,
             nat_dst_port: None,
+            nat_src: None,
+            nat_src_port: None,
             verdict: verdict.to_string(),
             by: Some(what.to_string()),
             packets: None,
@@ -314,9 +326,41 @@ mod tests {
         assert_eq!((all[0].seq, all[0].event.as_str()), (1, "start"));
         assert_eq!(all[0].nat_dst, Some("10.244.0.7".parse().unwrap()));
         assert_eq!(all[0].nat_dst_port, Some(8080));
+        assert_eq!(all[0].nat_src, None);
         assert_eq!(all[1].packets, Some([6, 4]));
         assert_eq!(all[1].bytes, Some([400, 900]));
         assert_eq!(log.since(1).len(), 1);
+    }
+
+    #[test]
+    fn masquerade_is_shown_as_the_source_it_became() {
+        let log = FlowLog::new("n1");
+        let pods: Ipv4Cidr = "10.244.0.0/16".parse().unwrap();
+        // A pod's connection out of the cluster, masqueraded as its node.
+        let entry = ConntrackEntry::new(
+            6,
+            tuple("10.244.1.5", 40000, "203.0.113.10", 443),
+            tuple("203.0.113.10", 443, "172.20.0.3", 61000),
+        );
+        log.connection(
+            &ConntrackEvent {
+                kind: EventKind::New,
+                entry,
+                orig: None,
+                reply: None,
+            },
+            pods,
+        );
+        let f = &log.since(0)[0];
+        assert_eq!(f.nat_dst, None);
+        assert_eq!(f.nat_src, Some("172.20.0.3".parse().unwrap()));
+        assert_eq!(f.nat_src_port, Some(61000));
+        // Older readers' records (no such field) still read.
+        let mut json = serde_json::to_value(f).unwrap();
+        json.as_object_mut().unwrap().remove("nat_src");
+        json.as_object_mut().unwrap().remove("nat_src_port");
+        let back: Flow = serde_json::from_value(json).unwrap();
+        assert_eq!(back.nat_src, None);
     }
 
     #[test]

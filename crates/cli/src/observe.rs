@@ -265,6 +265,9 @@ fn line(f: &Flow, names_: &Names) -> String {
     if let Some(ip) = f.nat_dst {
         out += &format!(" => {}{}", names_.of(ip), port(f.nat_dst_port));
     }
+    if let Some(ip) = f.nat_src {
+        out += &format!(" (masqueraded as {}{})", names_.of(ip), port(f.nat_src_port));
+    }
     out += &format!(" {} {}", f.protocol, f.verdict);
     if let Some(by) = &f.by {
         out += &format!(" by {by}");
@@ -477,6 +480,8 @@ mod tests {
             dst_port: Some(80),
             nat_dst: nat.map(|n| n.parse().unwrap()),
             nat_dst_port: nat.map(|_| 8080),
+            nat_src: None,
+            nat_src_port: None,
             verdict: verdict.into(),
             by: (verdict == "DROPPED").then(|| "ingress default/deny-web".into()),
             packets: None,
