@@ -9,6 +9,7 @@
 //! connections never notice.
 
 pub mod announce;
+pub mod events;
 pub mod flows;
 
 use std::path::PathBuf;
@@ -89,15 +90,23 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             .map_err(AgentError::Attach)?;
         // The flow log: the node's connections, and each drop the policy table logs (also a
         // line of the agent's log).
+        let events =
+            events::NodeEvents::new(weft_controller::Writer::new(client.clone()), &config.node);
         let flow_log = flows::FlowLog::new(&config.node);
         if config.flow_log {
             if let Err(e) = flows::spawn(flow_log.clone(), config.network.cluster_cidr) {
                 tracing::warn!(node = %config.node, "no flow log: {e}");
+                let events = events.clone();
+                let message = format!("no flow log on this node: {e}");
+                tokio::task::spawn_blocking(move || events.warn("FlowLogFailed", &message));
             }
         }
         let drops_log = flow_log.clone();
         if let Err(e) = weft_policy::drops::spawn(move |r, outcome| drops_log.dropped(r, outcome)) {
             tracing::warn!(node = %config.node, "policy drops will not be logged: {e}");
+            let events = events.clone();
+            let message = format!("policy drops will not be logged: {e}");
+            tokio::task::spawn_blocking(move || events.warn("DropLogFailed", &message));
         }
         let policy_report = policy_route(&config.node, policy.published());
         let metrics = metrics_route(&config.node, policy.published(), flow_log.clone());
@@ -115,10 +124,23 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
             readiness.clone(),
             vec![policy_report, metrics, flows::route(flow_log)],
         ));
+        // A failed sync is also an Event on the node (events::Reporting).
         let mut reconcilers = vec![
-            host(net, &shared, &readiness),
-            host(proxy, &shared, &readiness),
-            host(policy, &shared, &readiness),
+            host(
+                events::Reporting::new(net, events.clone()),
+                &shared,
+                &readiness,
+            ),
+            host(
+                events::Reporting::new(proxy, events.clone()),
+                &shared,
+                &readiness,
+            ),
+            host(
+                events::Reporting::new(policy, events.clone()),
+                &shared,
+                &readiness,
+            ),
         ];
         if let Some(pool) = config.announce_arp {
             let speaker = Speaker::new(announce::ArpAnnouncer::new(pool));

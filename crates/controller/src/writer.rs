@@ -279,12 +279,39 @@ impl Writer {
         reason: &str,
         message: &str,
     ) -> Result<(), WriteError> {
+        self.event(about, "Warning", reason, message)
+    }
+
+    /// Records a Normal event about `about`, as [`Writer::warn`] does.
+    pub fn normal(
+        &self,
+        about: &Involved<'_>,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), WriteError> {
+        self.event(about, "Normal", reason, message)
+    }
+
+    /// An event of `kind` about `about`, in its namespace (a cluster-scoped object's, such as
+    /// a Node's, in `default`, where the kubelet records them).
+    fn event(
+        &self,
+        about: &Involved<'_>,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), WriteError> {
         use k8s_openapi::api::core::v1::Event;
+        let namespace = if about.namespace.is_empty() {
+            "default"
+        } else {
+            about.namespace
+        };
         let name = format!("{}.{}", about.name, reason.to_ascii_lowercase());
-        let api = self.api::<Event>(Some(about.namespace));
+        let api = self.api::<Event>(Some(namespace));
         let now = weft_model::time::now();
         let err = |source| WriteError {
-            what: format!("recording event {}/{name}", about.namespace),
+            what: format!("recording event {namespace}/{name}"),
             source,
         };
         if let Some(existing) = self.rt.block_on(api.get_opt(&name)).map_err(err)? {
@@ -293,15 +320,17 @@ impl Writer {
                 "message": message,
                 "lastTimestamp": now,
             });
-            return self.patch::<Event>(Some(about.namespace), &name, &patch);
+            return self.patch::<Event>(Some(namespace), &name, &patch);
         }
         let event: Event = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": about.namespace},
+            "metadata": {"name": name, "namespace": namespace},
             "involvedObject": {"apiVersion": about.api_version, "kind": about.kind,
-                "name": about.name, "namespace": about.namespace, "uid": about.uid},
+                "name": about.name,
+                "namespace": (!about.namespace.is_empty()).then_some(about.namespace),
+                "uid": about.uid},
             "reason": reason,
             "message": message,
-            "type": "Warning",
+            "type": kind,
             "count": 1,
             "firstTimestamp": now,
             "lastTimestamp": now,
