@@ -67,15 +67,7 @@ impl Topology {
             let ip = spec
                 .and_then(|s| s.cluster_ip.clone())
                 .unwrap_or_else(|| "None".into());
-            let ports = spec
-                .and_then(|s| s.ports.as_ref())
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let ports = service_ports(svc);
             let mut endpoints = Vec::new();
             for slice in view.slices_of(key) {
                 for ep in &slice.endpoints {
@@ -214,6 +206,20 @@ impl Topology {
         }
         out
     }
+}
+
+/// A Service's ports as `80/TCP,53/UDP`.
+pub fn service_ports(svc: &k8s_openapi::api::core::v1::Service) -> String {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .map(|ps| {
+            ps.iter()
+                .map(|p| format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP")))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 /// A Graphviz string's quotes escaped.

@@ -266,7 +266,11 @@ fn line(f: &Flow, names_: &Names) -> String {
         out += &format!(" => {}{}", names_.of(ip), port(f.nat_dst_port));
     }
     if let Some(ip) = f.nat_src {
-        out += &format!(" (masqueraded as {}{})", names_.of(ip), port(f.nat_src_port));
+        out += &format!(
+            " (masqueraded as {}{})",
+            names_.of(ip),
+            port(f.nat_src_port)
+        );
     }
     out += &format!(" {} {}", f.protocol, f.verdict);
     if let Some(by) = &f.by {

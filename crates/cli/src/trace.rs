@@ -607,16 +607,7 @@ fn endpoints(
                 continue;
             };
             if is_ready {
-                let member = match pod.and_then(|p| ends::pod_member(p).ok()) {
-                    Some(m) => m,
-                    None => Member {
-                        pod: None,
-                        ip,
-                        node: ep.node_name.clone(),
-                        host: false,
-                        slice_ports: Vec::new(),
-                    },
-                };
+                let member = ends::endpoint_member(pod, ip, ep.node_name.clone());
                 lines.push(format!("{name}{ip}:{port} ready"));
                 ready.push((member, (proto, port)));
             } else {

@@ -228,15 +228,7 @@ pub fn state(view: &ClusterView) -> Value {
         .services()
         .map(|(key, svc)| {
             let spec = svc.spec.as_ref();
-            let ports = spec
-                .and_then(|s| s.ports.as_ref())
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| format!("{}/{}", p.port, p.protocol.as_deref().unwrap_or("TCP")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let ports = crate::diagram::service_ports(svc);
             let endpoints: Vec<Value> = topology
                 .services
                 .get(&key.to_string())

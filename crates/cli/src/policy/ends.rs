@@ -200,6 +200,21 @@ fn lookup(view: &ClusterView, spec: &Spec, default_ns: &str) -> Result<Option<En
     }
 }
 
+/// A Service endpoint as a member: its pod when the slice names one that is there, else the
+/// address on the node the slice gives.
+pub fn endpoint_member(pod: Option<&Pod>, ip: Ipv4Addr, node: Option<String>) -> Member {
+    match pod.and_then(|p| pod_member(p).ok()) {
+        Some(m) => m,
+        None => Member {
+            pod: None,
+            ip,
+            node,
+            host: false,
+            slice_ports: Vec::new(),
+        },
+    }
+}
+
 /// A pod as a member: its address, or the node's for a hostNetwork pod.
 pub fn pod_member(pod: &Pod) -> Result<Member> {
     let k = key(pod);
@@ -302,16 +317,7 @@ fn service_end(view: &ClusterView, svc: &NsName) -> End {
                 let Ok(ip) = addr.parse::<Ipv4Addr>() else {
                     continue;
                 };
-                let mut member = match pod.and_then(|p| pod_member(p).ok()) {
-                    Some(m) => m,
-                    None => Member {
-                        pod: None,
-                        ip,
-                        node: ep.node_name.clone(),
-                        host: false,
-                        slice_ports: Vec::new(),
-                    },
-                };
+                let mut member = endpoint_member(pod, ip, ep.node_name.clone());
                 member.slice_ports.extend(ports.iter().cloned());
                 members.entry(ip).or_insert(member);
             }
