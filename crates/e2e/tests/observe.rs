@@ -12,7 +12,7 @@ use weft_testutil::{client_pod, deny_ingress, pod_ip, wait_for_what, web_pod, La
 /// The web pod (node 1) behind Service `web` (8080 -> 80), a Service without endpoints, and a
 /// client on node 2.
 fn workloads(node1: &str, node2: &str) -> String {
-    let services = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080, targetPort: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nobody}\n  ports: [{port: 80}]\n";
+    let services = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 8080, targetPort: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: empty}\nspec:\n  selector: {app: nobody}\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: emptynp}\nspec:\n  type: NodePort\n  selector: {app: nobody}\n  ports: [{port: 80, nodePort: 30777}]\n";
     [
         web_pod("web", node1),
         services.to_string(),
@@ -106,6 +106,26 @@ fn connections_and_drops_show_in_the_flow_log() {
     assert_eq!(r["by"], "no endpoints", "{r}");
     assert_eq!(r["source"], "default/client", "{r}");
     assert_eq!(r["destination"], "service default/empty", "{r}");
+    // A NodePort without endpoints, refused by the node it was sent to.
+    let node1_ip = lab.kubectl_ok(&[
+        "get",
+        "node",
+        &node1,
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    assert_eq!(
+        lab.pod_curl("client", &format!("http://{}:30777/", node1_ip.trim()), 5)
+            .0,
+        7
+    );
+    wait_for_what("the node port's refusal in the flow log", || {
+        rejected = observe(&lab, &["--verdict", "REJECTED", "--port", "30777"]);
+        !rejected.is_empty()
+    });
+    let r = &rejected[0];
+    assert_eq!(r["by"], "no endpoints", "{r}");
+    assert_eq!(r["destination"], format!("node {node1}"), "{r}");
 
     // A policy closes web: the client's packets are dropped at web's node, by that policy.
     let policy = lab.write("deny.yaml", &deny_ingress("web"));

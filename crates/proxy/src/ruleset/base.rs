@@ -288,12 +288,7 @@ pub(super) fn base(node_ip: Ipv4Addr, cluster: Ipv4Prefix) -> Table {
     );
     let new = || Rule::new().ct_state(ct_state::NEW);
     let endpoints_check = || new().jump("endpoints_check");
-    let nodeports_check = || {
-        new()
-            .in_set(&[IpDaddr], "nodeport_ips")
-            .in_set(&[MetaL4proto, ThDport], NO_ENDPOINT_NODEPORTS)
-            .reject()
-    };
+    let nodeports_check = || new().jump("nodeports_check");
     // After DNAT: a new connection still addressed to a cluster IP matched none of its ports
     // (or none of its endpoints: endpoints_check has refused those already).
     let cluster_ips_check = || new().jump("cluster_ips_check");
@@ -329,6 +324,16 @@ pub(super) fn base(node_ip: Ipv4Addr, cluster: Ipv4Prefix) -> Table {
                     .in_set(&[IpDaddr, MetaL4proto, ThDport], NO_ENDPOINT_SERVICES)
                     .reject(),
             ),
+    );
+    let no_endpoint_nodeport = || {
+        Rule::new()
+            .in_set(&[IpDaddr], "nodeport_ips")
+            .in_set(&[MetaL4proto, ThDport], NO_ENDPOINT_NODEPORTS)
+    };
+    t.add_chain(
+        Chain::new("nodeports_check")
+            .rule(logged(no_endpoint_nodeport(), REJECT_NO_ENDPOINTS))
+            .rule(no_endpoint_nodeport().reject()),
     );
     t.add_chain(
         Chain::new("cluster_ips_check")
