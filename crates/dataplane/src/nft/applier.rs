@@ -59,13 +59,11 @@ pub struct Applier {
     check_contents: bool,
     /// With `check_rules`: the kernel's rules as dumped right after our last change.
     rules: Option<u64>,
-    /// Whether the kernel's [`DIGEST_SET`] holds the digest of what is loaded (false after an
+    /// The digest the kernel's [`DIGEST_SET`] holds, that of what is loaded (None after an
     /// incremental change, until [`Applier::apply`] or [`Applier::check`] finds nothing to
-    /// change and writes it).
-    digest_current: bool,
-    /// The digest the kernel's set holds, when known to hold one: every incremental batch takes
-    /// it out in the same transaction, so that a digest is never there for a table that has
-    /// changed since (a restarted process then loads the table whole rather than keep it).
+    /// change and writes it): every incremental batch takes it out in the same transaction, so
+    /// that a digest is never there for a table that has changed since (a restarted process
+    /// then loads the table whole rather than keep it).
     kernel_digest: Option<u64>,
 }
 
@@ -98,6 +96,15 @@ fn digest_key(digest: u64) -> Key {
 /// The 64 bits of a `weft:<hex>` digest.
 fn digest_bits(digest: &str) -> u64 {
     u64::from_str_radix(digest.trim_start_matches("weft:"), 16).unwrap_or(0)
+}
+
+/// The digest a whole load's comment ends with ([`loaded_comment`]), if it has one.
+fn comment_digest(comment: &str) -> Option<u64> {
+    comment
+        .rsplit(' ')
+        .next()
+        .filter(|d| d.starts_with("weft:"))
+        .map(digest_bits)
 }
 
 /// FNV-1a over the rendered table: a digest of what a whole load loads.
@@ -181,7 +188,7 @@ impl Applier {
             if let Some(k) = self.socket()?.get_table(family, &wanted.name)? {
                 // The digest set when there is one (the comment is the last whole load's, and
                 // the table may have changed since); the comment for a table loaded without it.
-                let bits = digest_bits(&digest(wanted));
+                let bits = comment_digest(&comment).unwrap_or(0);
                 let same = match self
                     .socket()?
                     .set_elements(family, &wanted.name, DIGEST_SET)?
@@ -200,10 +207,9 @@ impl Applier {
                         return Ok(Applied::WholeAfterRefusal(why));
                     }
                     self.loaded = Some((wanted.clone(), k));
-                    self.digest_current = false;
-                    self.kernel_digest = None;
                     // Written now (an older weft's table gets its set), found current or not.
-                    self.write_digest(wanted)?;
+                    self.kernel_digest = None;
+                    self.put_digest(wanted, bits)?;
                     self.remember_rules(wanted)?;
                     return Ok(Applied::Unchanged);
                 }
@@ -249,7 +255,6 @@ impl Applier {
             match sent {
                 Ok(()) => {
                     super::stats::loaded(wanted);
-                    self.digest_current = false;
                     self.kernel_digest = None;
                     self.loaded = Some((wanted.clone(), info));
                     self.remember_rules(wanted)?;
@@ -303,7 +308,6 @@ impl Applier {
             match sent {
                 Ok(()) => {
                     super::stats::loaded(&table);
-                    self.digest_current = false;
                     self.kernel_digest = None;
                     self.remember_rules(&table)?;
                     self.loaded = Some((table, info));
@@ -329,14 +333,10 @@ impl Applier {
             WholeLoad::Tool => {
                 let id = wanted.id();
                 let mut with_digest = wanted.clone();
-                if let Some(d) = comment
-                    .rsplit(' ')
-                    .next()
-                    .filter(|d| d.starts_with("weft:"))
-                {
+                if let Some(d) = comment_digest(comment) {
                     with_digest
                         .sets
-                        .insert(DIGEST_SET.to_string(), digest_set(digest_bits(d)));
+                        .insert(DIGEST_SET.to_string(), digest_set(d));
                 }
                 let text = format!(
                     "table {id}\ndelete table {id}\n{}",
@@ -357,12 +357,7 @@ impl Applier {
             }
         }
         super::stats::loaded(wanted);
-        self.digest_current = true;
-        self.kernel_digest = comment
-            .rsplit(' ')
-            .next()
-            .filter(|d| d.starts_with("weft:"))
-            .map(digest_bits);
+        self.kernel_digest = comment_digest(comment);
         let info = self
             .socket()?
             .get_table(wanted.family.nfproto(), &wanted.name)?
@@ -430,23 +425,24 @@ impl Applier {
         Ok(None)
     }
 
-    /// Whether the kernel's rules per chain and set elements are `table`'s: None if so, else
-    /// the first difference.
     /// Writes the digest of `table` (what is loaded, checked unchanged) into [`DIGEST_SET`]
-    /// if it is not there yet: the old element out, the new one in, in one batch (the set
-    /// created if an older weft loaded the table without it).
+    /// if it is not there yet (the digest renders the whole table: only after a change).
     fn write_digest(&mut self, table: &Table) -> Result<()> {
-        if self.digest_current {
+        if self.kernel_digest.is_some() {
             return Ok(());
         }
-        let bits = digest_bits(&digest(table));
+        self.put_digest(table, digest_bits(&digest(table)))
+    }
+
+    /// Puts `bits` into [`DIGEST_SET`] unless it holds them: the old element out, the new one
+    /// in, in one batch (the set created if an older weft loaded the table without it).
+    fn put_digest(&mut self, table: &Table, bits: u64) -> Result<()> {
         let family = table.family.nfproto();
         let have = self
             .socket()?
             .set_elements(family, &table.name, DIGEST_SET)?;
         let set = digest_set(bits);
         if have.as_ref() == Some(&expected_elements(&set)) {
-            self.digest_current = true;
             self.kernel_digest = Some(bits);
             return Ok(());
         }
@@ -493,7 +489,6 @@ impl Applier {
         );
         super::stats::batch(table, "digest", sent.is_ok(), n);
         sent?;
-        self.digest_current = true;
         self.kernel_digest = Some(bits);
         Ok(())
     }
@@ -512,6 +507,8 @@ impl Applier {
         }
     }
 
+    /// Whether the kernel's rules per chain and set elements are `table`'s: None if so, else
+    /// the first difference.
     fn contents_drift(&mut self, table: &Table) -> Result<Option<Error>> {
         let op = || format!("checking the contents of table {}", table.id());
         let family = table.family.nfproto();
@@ -613,11 +610,7 @@ fn whole_batch(t: &Table, comment: &str) -> Batch {
     e.delete_table();
     e.add_table((!comment.is_empty()).then_some(comment));
     // The applier's loads carry the digest (`weft:...` in the comment) in its set too.
-    let digest = comment
-        .rsplit(' ')
-        .next()
-        .filter(|d| d.starts_with("weft:"))
-        .map(|d| digest_set(digest_bits(d)));
+    let digest = comment_digest(comment).map(digest_set);
     for set in t.sets.values().chain(digest.as_ref()) {
         e.add_set(set);
     }
