@@ -283,66 +283,98 @@ fn line(f: &Flow, names_: &Names) -> String {
     out
 }
 
+/// Every agent's records after those `seen` has from it, oldest first, advancing `seen`; and
+/// for each node whose agent could not be read, why (agents without an address are skipped).
+/// A malformed answer is an error, and then nothing is advanced.
+async fn read_agents(
+    target: &Target,
+    agents_: &BTreeMap<String, Result<SocketAddr>>,
+    seen: &mut BTreeMap<String, u64>,
+) -> Result<(Vec<Flow>, Vec<String>)> {
+    let mut flows = Vec::new();
+    let mut problems = Vec::new();
+    let mut last = Vec::new();
+    for (node, addr) in agents_ {
+        let Ok(addr) = addr else { continue };
+        let addr: SocketAddr = *addr;
+        let since = seen.get(node).copied().unwrap_or(0);
+        let (target, path) = (
+            target.clone(),
+            format!("{}?since={since}", weft_agent::flows::PATH),
+        );
+        let answer = tokio::task::spawn_blocking(move || agents::get(&target, addr, &path)).await?;
+        match answer {
+            Ok((200, body)) => {
+                let got: Vec<Flow> = serde_json::from_str(&body)?;
+                if let Some(f) = got.last() {
+                    last.push((node.clone(), f.seq));
+                }
+                flows.extend(got);
+            }
+            Ok((status, body)) => {
+                problems.push(format!("{node}: status {status}: {}", body.trim()))
+            }
+            Err(e) => problems.push(format!("{node}: {e:#}")),
+        }
+    }
+    seen.extend(last);
+    flows.sort_by(|a, b| (a.time_ms, &a.node, a.seq).cmp(&(b.time_ms, &b.node, b.seq)));
+    Ok((flows, problems))
+}
+
+/// A record with its addresses named.
+fn named<'a>(f: &'a Flow, names_: &Names) -> Named<'a> {
+    Named {
+        flow: f,
+        source: names_.of(f.src).to_string(),
+        destination: names_.of(f.dst).to_string(),
+        endpoint: f.nat_dst.map(|ip| names_.of(ip).to_string()),
+    }
+}
+
 /// Reads the flow log as it grows, for `weft ui`: each call returns every node's records newer
 /// than the last call's, oldest first, as JSON with the addresses named.
 pub struct Follower {
     cluster: Cluster,
     target: Target,
     names: Names,
-    named_at: std::time::Instant,
+    agents: BTreeMap<String, Result<SocketAddr>>,
+    /// When the names and the agents were read.
+    read_at: std::time::Instant,
     seen: BTreeMap<String, u64>,
 }
 
 impl Follower {
     pub async fn new(cluster: Cluster, target: Target) -> Result<Follower> {
         let names = Names::read(&cluster).await?;
+        let agents = agents::all(&cluster).await?;
         Ok(Follower {
             cluster,
             target,
             names,
-            named_at: std::time::Instant::now(),
+            agents,
+            read_at: std::time::Instant::now(),
             seen: BTreeMap::new(),
         })
     }
 
     pub async fn next(&mut self) -> Vec<serde_json::Value> {
-        let Ok(agents_) = agents::all(&self.cluster).await else {
-            return Vec::new();
-        };
-        let mut flows = Vec::new();
-        for (node, addr) in &agents_ {
-            let Ok(addr) = addr else { continue };
-            let since = self.seen.get(node).copied().unwrap_or(0);
-            let (target, addr) = (self.target.clone(), *addr);
-            let path = format!("{}?since={since}", weft_agent::flows::PATH);
-            let answer =
-                tokio::task::spawn_blocking(move || agents::get(&target, addr, &path)).await;
-            if let Ok(Ok((200, body))) = answer {
-                let got: Vec<Flow> = serde_json::from_str(&body).unwrap_or_default();
-                if let Some(last) = got.last() {
-                    self.seen.insert(node.clone(), last.seq);
-                }
-                flows.extend(got);
-            }
-        }
-        if self.named_at.elapsed() > NAMES_AGE {
+        // New pods, Services and nodes: the API is read again at most every NAMES_AGE.
+        if self.read_at.elapsed() > NAMES_AGE {
             if let Ok(n) = Names::read(&self.cluster).await {
                 self.names = n;
             }
-            self.named_at = std::time::Instant::now();
+            if let Ok(a) = agents::all(&self.cluster).await {
+                self.agents = a;
+            }
+            self.read_at = std::time::Instant::now();
         }
-        flows.sort_by(|a, b| (a.time_ms, &a.node, a.seq).cmp(&(b.time_ms, &b.node, b.seq)));
+        let Ok((flows, _)) = read_agents(&self.target, &self.agents, &mut self.seen).await else {
+            return Vec::new();
+        };
         flows
             .iter()
-            .filter_map(|f| {
-                serde_json::to_value(Named {
-                    flow: f,
-                    source: self.names.of(f.src).to_string(),
-                    destination: self.names.of(f.dst).to_string(),
-                    endpoint: f.nat_dst.map(|ip| self.names.of(ip).to_string()),
-                })
-                .ok()
-            })
+            .filter_map(|f| serde_json::to_value(named(f, &self.names)).ok())
             .collect()
     }
 }
@@ -362,20 +394,14 @@ pub async fn flows_of(
     let Ok(agents_) = agents::all(cluster).await else {
         return Vec::new();
     };
-    let mut flows = Vec::new();
-    for addr in agents_.values().flatten() {
-        let (target, addr, path) = (target.clone(), *addr, weft_agent::flows::PATH.to_string());
-        let answer = tokio::task::spawn_blocking(move || agents::get(&target, addr, &path)).await;
-        if let Ok(Ok((200, body))) = answer {
-            flows.extend(serde_json::from_str::<Vec<Flow>>(&body).unwrap_or_default());
-        }
-    }
+    let Ok((mut flows, _)) = read_agents(target, &agents_, &mut BTreeMap::new()).await else {
+        return Vec::new();
+    };
     flows.retain(|f| {
         f.src == src
             && ((f.dst == dst && f.dst_port == Some(port))
                 || (f.nat_dst == Some(dst) && f.nat_dst_port == Some(port)))
     });
-    flows.sort_by(|a, b| (a.time_ms, &a.node, a.seq).cmp(&(b.time_ms, &b.node, b.seq)));
     flows.iter().map(|f| line(f, &names_)).collect()
 }
 
@@ -393,35 +419,15 @@ pub async fn observe(target: &Target, args: ObserveArgs) -> Result<()> {
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     let mut first = true;
     loop {
-        let mut flows = Vec::new();
         for (node, addr) in &agents_ {
-            let addr: SocketAddr = match addr {
-                Ok(a) => *a,
-                Err(e) => {
-                    eprintln!("{node}: {e}");
-                    continue;
-                }
-            };
-            let since = seen.get(node).copied().unwrap_or(0);
-            let (target, path) = (
-                target.clone(),
-                format!("{}?since={since}", weft_agent::flows::PATH),
-            );
-            let answer =
-                tokio::task::spawn_blocking(move || agents::get(&target, addr, &path)).await?;
-            match answer {
-                Ok((200, body)) => {
-                    let got: Vec<Flow> = serde_json::from_str(&body)?;
-                    if let Some(last) = got.last() {
-                        seen.insert(node.clone(), last.seq);
-                    }
-                    flows.extend(got);
-                }
-                Ok((status, body)) if first => {
-                    eprintln!("{node}: status {status}: {}", body.trim())
-                }
-                Err(e) if first => eprintln!("{node}: {e:#}"),
-                _ => {}
+            if let Err(e) = addr {
+                eprintln!("{node}: {e}");
+            }
+        }
+        let (flows, problems) = read_agents(target, &agents_, &mut seen).await?;
+        if first {
+            for p in problems {
+                eprintln!("{p}");
             }
         }
         // Pods and Services new since the last look get their names: the API is read again
@@ -434,7 +440,6 @@ pub async fn observe(target: &Target, args: ObserveArgs) -> Result<()> {
             names_ = Names::read(&cluster).await.unwrap_or(names_);
             named_at = std::time::Instant::now();
         }
-        flows.sort_by(|a, b| (a.time_ms, &a.node, a.seq).cmp(&(b.time_ms, &b.node, b.seq)));
         let kept: Vec<&Flow> = flows.iter().filter(|f| args.keeps(f, &names_)).collect();
         let shown = if first {
             &kept[kept.len().saturating_sub(args.last)..]
@@ -445,13 +450,7 @@ pub async fn observe(target: &Target, args: ObserveArgs) -> Result<()> {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for f in shown {
             if json {
-                let named = Named {
-                    flow: f,
-                    source: names_.of(f.src).to_string(),
-                    destination: names_.of(f.dst).to_string(),
-                    endpoint: f.nat_dst.map(|ip| names_.of(ip).to_string()),
-                };
-                serde_json::to_writer(&mut out, &named)?;
+                serde_json::to_writer(&mut out, &named(f, &names_))?;
                 out.write_all(b"\n")?;
             } else {
                 writeln!(out, "{}", line(f, &names_))?;
