@@ -24,7 +24,6 @@
 //! timeout applies between body reads too, a body that ends at the backend's close ends the
 //! client's connection, and `$request_time` covers the whole body.
 
-use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -319,12 +318,7 @@ impl Proxy {
     ) -> Next {
         let started = Instant::now();
         let table = self.table();
-        let host = crate::proxy::strip_port(head.host);
-        let host: Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(host.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(host)
-        };
+        let host = crate::routes::lowercase(crate::proxy::strip_port(head.host));
         let Some(route) = table.route(&host, head.path).and_then(|m| m.route) else {
             return Next::Hyper;
         };
@@ -375,7 +369,7 @@ impl Proxy {
                 let fresh = kept.is_none();
                 let backend = match kept.take() {
                     Some(b) => b,
-                    None => match connect(*endpoint, connect_timeout).await {
+                    None => match crate::proxy::connect(*endpoint, connect_timeout).await {
                         Ok(b) => b,
                         Err(e) => break Err(Failed::Connect(e)),
                     },
@@ -578,14 +572,6 @@ fn keep(endpoint: SocketAddr, stream: TcpStream, max: usize) {
             list.push((stream, Instant::now()));
         }
     });
-}
-
-async fn connect(endpoint: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(endpoint))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    stream.set_nodelay(true)?;
-    Ok(stream)
 }
 
 /// Sends [`Buffers::up`] on `backend` and reads the response head into [`Buffers::from`],

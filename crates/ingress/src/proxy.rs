@@ -532,10 +532,7 @@ impl Proxy {
         connect_timeout: Duration,
     ) -> std::io::Result<SendRequest<UpBody>> {
         let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| timed_out())??;
-        stream.set_nodelay(true)?;
+        let stream = connect(endpoint, connect_timeout).await?;
         if protocol == Protocol::Https {
             let name = rustls::pki_types::ServerName::IpAddress(endpoint.ip().into());
             let tls = tokio::time::timeout(connect_timeout, self.backend_tls.connect(name, stream))
@@ -660,10 +657,7 @@ impl Proxy {
             return Ok(c);
         }
         let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(endpoint))
-            .await
-            .map_err(|_| timed_out())??;
-        stream.set_nodelay(true)?;
+        let stream = connect(endpoint, connect_timeout).await?;
         let stream = SendTimeout::new(stream, send_timeout);
         match protocol {
             Protocol::Http => {
@@ -709,6 +703,15 @@ impl Proxy {
             }
         });
     }
+}
+
+/// A new connection to `endpoint` (Nagle off), within `timeout`.
+pub(crate) async fn connect(endpoint: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(endpoint))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 fn spawn_conn<F, E>(endpoint: SocketAddr, conn: F)

@@ -295,11 +295,21 @@ pub struct RouteTable {
     pub unserved: BTreeMap<NsName, Vec<String>>,
 }
 
+/// `host` in lowercase, copied only if it has an uppercase letter.
+pub fn lowercase(host: &str) -> std::borrow::Cow<'_, str> {
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase().into()
+    } else {
+        host.into()
+    }
+}
+
 impl RouteTable {
     /// The backend for a request to `host` (without port, any case) and `path`; None: 404.
     pub fn route(&self, host: &str, path: &str) -> Option<Matched<'_>> {
-        let host = host.to_ascii_lowercase();
-        let own = self.exact.get(&host).or_else(|| {
+        // Hosts come lowercase already from both proxy paths: no copy for them.
+        let host = lowercase(host);
+        let own = self.exact.get(host.as_ref()).or_else(|| {
             host.split_once('.')
                 .and_then(|(_, rest)| self.wildcard.get(rest))
         });
