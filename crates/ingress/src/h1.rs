@@ -256,19 +256,6 @@ const NOT_FORWARDED: [&str; 7] = [
     "x-forwarded-port",
 ];
 
-/// Response headers not sent on (hop-by-hop).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-    "transfer-encoding",
-];
-
 /// How a response's body ends (RFC 9112 section 6.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Framing {
@@ -733,7 +720,9 @@ fn client_head(
     out.extend_from_slice(b"\r\n");
     for h in res.headers.iter() {
         let name = h.name;
-        let dropped = HOP_BY_HOP.iter().any(|n| name.eq_ignore_ascii_case(n))
+        let dropped = crate::proxy::HOP_BY_HOP
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_str()))
             || name.eq_ignore_ascii_case("content-length")
             || named
                 .iter()

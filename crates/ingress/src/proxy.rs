@@ -1168,7 +1168,8 @@ pub(crate) fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Headers of one hop only, never forwarded either way (both proxy paths).
+pub(crate) const HOP_BY_HOP: [HeaderName; 9] = [
     hyper::header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -1177,6 +1178,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     hyper::header::TE,
     hyper::header::TRAILER,
     hyper::header::TRANSFER_ENCODING,
+    hyper::header::UPGRADE,
 ];
 
 fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
@@ -1197,7 +1199,6 @@ fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
     for name in &HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove(hyper::header::UPGRADE);
 }
 
 /// 308 Permanent Redirect to `location` (ingress-nginx's code for ssl-redirect: it keeps the
