@@ -63,51 +63,78 @@ pub struct Flow {
 /// The ring of records.
 pub struct FlowLog {
     node: String,
-    inner: Mutex<(u64, VecDeque<Flow>)>,
-    /// Records taken so far, by (verdict, event).
-    counts: Mutex<BTreeMap<(String, String), u64>>,
+    inner: Mutex<Ring>,
+}
+
+struct Ring {
+    /// The last record's sequence number.
+    seq: u64,
+    records: VecDeque<Flow>,
+    /// Records taken so far, by verdict, then event.
+    counts: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl FlowLog {
     pub fn new(node: &str) -> Arc<FlowLog> {
         Arc::new(FlowLog {
             node: node.to_string(),
-            inner: Mutex::new((0, VecDeque::with_capacity(1024))),
-            counts: Mutex::new(BTreeMap::new()),
+            inner: Mutex::new(Ring {
+                seq: 0,
+                records: VecDeque::with_capacity(1024),
+                counts: BTreeMap::new(),
+            }),
         })
     }
 
     fn push(&self, mut flow: Flow) {
-        *self
+        let mut ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // Counted by the names' text, copied only the first time a pair is seen.
+        match ring
             .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((flow.verdict.clone(), flow.event.clone()))
-            .or_default() += 1;
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.0 += 1;
-        flow.seq = inner.0;
-        if inner.1.len() == CAPACITY {
-            inner.1.pop_front();
+            .get_mut(flow.verdict.as_str())
+            .and_then(|by_event| by_event.get_mut(flow.event.as_str()))
+        {
+            Some(n) => *n += 1,
+            None => {
+                *ring
+                    .counts
+                    .entry(flow.verdict.clone())
+                    .or_default()
+                    .entry(flow.event.clone())
+                    .or_default() += 1;
+            }
         }
-        inner.1.push_back(flow);
+        ring.seq += 1;
+        flow.seq = ring.seq;
+        if ring.records.len() == CAPACITY {
+            ring.records.pop_front();
+        }
+        ring.records.push_back(flow);
     }
 
     /// Records taken so far, by (verdict, event).
     pub fn counts(&self) -> BTreeMap<(String, String), u64> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        ring.counts
+            .iter()
+            .flat_map(|(verdict, by_event)| {
+                by_event
+                    .iter()
+                    .map(|(event, n)| ((verdict.clone(), event.clone()), *n))
+            })
+            .collect()
     }
 
     /// The records after `seq`, oldest first, at most [`PAGE`] (the newest when more).
     pub fn since(&self, seq: u64) -> Vec<Flow> {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         // Sequence numbers are consecutive: the records after `seq` are the ring's last ones.
-        let newer = usize::try_from(inner.0.saturating_sub(seq)).unwrap_or(usize::MAX);
-        let take = newer.min(inner.1.len()).min(PAGE);
-        inner.1.range(inner.1.len() - take..).cloned().collect()
+        let newer = usize::try_from(ring.seq.saturating_sub(seq)).unwrap_or(usize::MAX);
+        let take = newer.min(ring.records.len()).min(PAGE);
+        ring.records
+            .range(ring.records.len() - take..)
+            .cloned()
+            .collect()
     }
 
     /// A connection's start or end, if it concerns the pod network (`pods`): an address in
@@ -330,6 +357,10 @@ mod tests {
         assert_eq!(all[1].packets, Some([6, 4]));
         assert_eq!(all[1].bytes, Some([400, 900]));
         assert_eq!(log.since(1).len(), 1);
+        let counts = log.counts();
+        assert_eq!(counts[&("FORWARDED".to_string(), "start".to_string())], 1);
+        assert_eq!(counts[&("FORWARDED".to_string(), "end".to_string())], 1);
+        assert_eq!(counts.len(), 2);
     }
 
     #[test]
@@ -384,6 +415,6 @@ mod tests {
         assert_eq!(page.len(), PAGE);
         assert_eq!(page.last().unwrap().seq, (CAPACITY + 5) as u64);
         assert_eq!(log.since((CAPACITY + 4) as u64).len(), 1);
-        assert_eq!(log.inner.lock().unwrap().1.len(), CAPACITY);
+        assert_eq!(log.inner.lock().unwrap().records.len(), CAPACITY);
     }
 }
