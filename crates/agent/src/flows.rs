@@ -5,7 +5,7 @@
 //! reads; `GET /flows?since=SEQ` on the agent's health port answers the records after `SEQ`
 //! as JSON, which `weft observe` reads from every node.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,6 +16,7 @@ use weft_dataplane::nflog::{Logged, Transport};
 use weft_model::cidr::Ipv4Cidr;
 use weft_policy::drops::Outcome;
 use weft_view::health::Route;
+use weft_view::ring::Ring;
 
 /// Records kept per node.
 pub const CAPACITY: usize = 10_000;
@@ -58,18 +59,20 @@ pub struct Flow {
     /// At its end: packets and bytes from the client, and back.
     pub packets: Option<[u64; 2]>,
     pub bytes: Option<[u64; 2]>,
+    /// The name the client looked up, when the cluster DNS gave it the address it sent to
+    /// (put on when the log is read: [`crate::names`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
 }
 
 /// The ring of records.
 pub struct FlowLog {
     node: String,
-    inner: Mutex<Ring>,
+    inner: Mutex<Inner>,
 }
 
-struct Ring {
-    /// The last record's sequence number.
-    seq: u64,
-    records: VecDeque<Flow>,
+struct Inner {
+    records: Ring<Flow>,
     /// Records taken so far, by verdict, then event.
     counts: BTreeMap<String, BTreeMap<String, u64>>,
 }
@@ -78,15 +81,14 @@ impl FlowLog {
     pub fn new(node: &str) -> Arc<FlowLog> {
         Arc::new(FlowLog {
             node: node.to_string(),
-            inner: Mutex::new(Ring {
-                seq: 0,
-                records: VecDeque::with_capacity(1024),
+            inner: Mutex::new(Inner {
+                records: Ring::new(CAPACITY),
                 counts: BTreeMap::new(),
             }),
         })
     }
 
-    fn push(&self, mut flow: Flow) {
+    fn push(&self, flow: Flow) {
         let mut ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         // Counted by the names' text, copied only the first time a pair is seen.
         match ring
@@ -104,12 +106,7 @@ impl FlowLog {
                     .or_default() += 1;
             }
         }
-        ring.seq += 1;
-        flow.seq = ring.seq;
-        if ring.records.len() == CAPACITY {
-            ring.records.pop_front();
-        }
-        ring.records.push_back(flow);
+        ring.records.push(|seq| Flow { seq, ..flow });
     }
 
     /// Records taken so far, by (verdict, event).
@@ -128,13 +125,7 @@ impl FlowLog {
     /// The records after `seq`, oldest first, at most [`PAGE`] (the newest when more).
     pub fn since(&self, seq: u64) -> Vec<Flow> {
         let ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        // Sequence numbers are consecutive: the records after `seq` are the ring's last ones.
-        let newer = usize::try_from(ring.seq.saturating_sub(seq)).unwrap_or(usize::MAX);
-        let take = newer.min(ring.records.len()).min(PAGE);
-        ring.records
-            .range(ring.records.len() - take..)
-            .cloned()
-            .collect()
+        ring.records.since(seq, PAGE)
     }
 
     /// A connection's start or end, if it concerns the pod network (`pods`): an address in
@@ -172,6 +163,7 @@ impl FlowLog {
                 event.reply.map(|c| c.packets),
             ),
             bytes: pair(event.orig.map(|c| c.bytes), event.reply.map(|c| c.bytes)),
+            dns: None,
         });
     }
 
@@ -206,6 +198,7 @@ impl FlowLog {
             by: Some(what.to_string()),
             packets: None,
             bytes: None,
+            dns: None,
         });
     }
 }
@@ -282,23 +275,14 @@ fn follow(
     }
 }
 
-/// `GET /flows?since=SEQ`: the records after SEQ (all with no query), as a JSON array.
-pub fn route(log: Arc<FlowLog>) -> Route {
-    Route {
-        path: PATH,
-        content_type: "application/json",
-        answer: Arc::new(move |query: &str| {
-            let since = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("since="))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            match serde_json::to_string(&log.since(since)) {
-                Ok(json) => ("200 OK", json),
-                Err(e) => ("500 Internal Server Error", format!("{e}\n")),
-            }
-        }),
-    }
+/// `GET /flows?since=SEQ`: the records after SEQ (all with no query), as a JSON array, with
+/// the names their clients looked up.
+pub fn route(log: Arc<FlowLog>, names: Arc<crate::names::DnsNames>) -> Route {
+    weft_view::health::json_since(PATH, move |since| {
+        let mut flows = log.since(since);
+        names.name(&mut flows);
+        flows
+    })
 }
 
 #[cfg(test)]

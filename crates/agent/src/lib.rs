@@ -11,6 +11,7 @@
 pub mod announce;
 pub mod events;
 pub mod flows;
+pub mod names;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -122,7 +123,11 @@ pub fn run(config: AgentConfig) -> Result<(), AgentError> {
         tokio::spawn(weft_view::health::serve_routes(
             config.health_port,
             readiness.clone(),
-            vec![policy_report, metrics, flows::route(flow_log)],
+            vec![
+                policy_report,
+                metrics,
+                flows::route(flow_log, names::DnsNames::new(shared.clone())),
+            ],
         ));
         // A failed sync is also an Event on the node (events::Reporting).
         let mut reconcilers = vec![

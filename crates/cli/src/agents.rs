@@ -5,7 +5,6 @@
 //! namespace (as `weft lab outside` runs commands from the outside host's).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -88,7 +87,8 @@ pub fn get(target: &Target, addr: SocketAddr, path: &str) -> Result<(u16, String
         }
     }
     .with_context(|| format!("connecting to the agent at {addr}"))?;
-    request(stream, addr, path)
+    weft_view::health::get(stream, addr, path, TIMEOUT)
+        .with_context(|| format!("reading the answer of the agent at {addr}"))
 }
 
 /// Refuses a node address this machine reaches only through its default route. A cluster's
@@ -113,33 +113,6 @@ fn longest_match(routes: &[weft_dataplane::Route], ip: Ipv4Addr) -> Option<u8> {
         .filter(|r| r.dst.contains(ip.into()))
         .map(|r| r.dst.prefix())
         .max()
-}
-
-/// One `GET path` on `stream` (HTTP/1.1, the server closes the connection).
-fn request(mut stream: TcpStream, addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    stream.set_read_timeout(Some(TIMEOUT))?;
-    stream.set_write_timeout(Some(TIMEOUT))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .with_context(|| format!("reading the answer of the agent at {addr}"))?;
-    parse(&response).with_context(|| format!("the answer of the agent at {addr}"))
-}
-
-/// The status code and body of a whole HTTP/1.1 response.
-fn parse(response: &[u8]) -> Result<(u16, String)> {
-    let text = std::str::from_utf8(response).context("not UTF-8")?;
-    let (head, body) = text.split_once("\r\n\r\n").context("no end of the head")?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status")?;
-    Ok((status, body.to_string()))
 }
 
 #[cfg(test)]
@@ -168,12 +141,5 @@ mod tests {
             longest_match(&routes, "172.20.0.2".parse().unwrap()),
             Some(0)
         );
-    }
-
-    #[test]
-    fn responses_are_read() {
-        let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}";
-        assert_eq!(parse(ok).unwrap(), (200, "{}".to_string()));
-        assert!(parse(b"garbage").is_err());
     }
 }

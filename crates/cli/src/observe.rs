@@ -40,10 +40,11 @@ pub struct ObserveArgs {
     /// an address, `world` or `node`.
     #[arg(long)]
     from: Option<String>,
-    /// Records to this workload (the Service's address or the endpoint it chose), as --from.
+    /// Records to this workload (the Service's address or the endpoint it chose), as --from,
+    /// or to the DNS name the client looked up (`example.org`).
     #[arg(long)]
     to: Option<String>,
-    /// FORWARDED or DROPPED.
+    /// FORWARDED, DROPPED or REJECTED.
     #[arg(long)]
     verdict: Option<String>,
     /// Records sent to this Service (NAMESPACE/NAME, or NAME in "default").
@@ -214,6 +215,7 @@ impl ObserveArgs {
         let endpoint = f.nat_dst.map(|ip| (names_.of(ip), ip));
         let to_matches = |filter: &str| {
             names(filter, &dst, f.dst)
+                || f.dns.as_deref() == Some(filter.trim_end_matches('.'))
                 || endpoint
                     .as_ref()
                     .is_some_and(|(who, ip)| names(filter, who, *ip))
@@ -262,6 +264,9 @@ fn line(f: &Flow, names_: &Names) -> String {
         names_.of(f.dst),
         port(f.dst_port),
     );
+    if let Some(name) = &f.dns {
+        out += &format!(" (dns {name})");
+    }
     if let Some(ip) = f.nat_dst {
         out += &format!(" => {}{}", names_.of(ip), port(f.nat_dst_port));
     }
@@ -489,6 +494,7 @@ mod tests {
             by: (verdict == "DROPPED").then(|| "ingress default/deny-web".into()),
             packets: None,
             bytes: None,
+            dns: None,
         }
     }
 
@@ -537,6 +543,17 @@ mod tests {
             line(&flow("203.0.113.10", "10.244.0.7", None, "DROPPED"), &n),
             "20:45:01.250 [n1] world:40000 -> shop/web-1:80 tcp DROPPED by ingress default/deny-web (start)"
         );
+        let looked_up = Flow {
+            dns: Some("web.shop.svc.cluster.local".into()),
+            ..flow("10.244.1.5", "10.96.0.20", Some("10.244.0.7"), "FORWARDED")
+        };
+        assert_eq!(
+            line(&looked_up, &n),
+            "20:45:01.250 [n1] default/client:40000 -> service shop/web:80 (dns web.shop.svc.cluster.local) => shop/web-1:8080 tcp FORWARDED (start)"
+        );
+        // --to takes the name too.
+        assert!(args(|a| a.to = Some("web.shop.svc.cluster.local".into())).keeps(&looked_up, &n));
+        assert!(!args(|a| a.to = Some("web.other.svc.cluster.local".into())).keeps(&looked_up, &n));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! one question from it, negative answers included.
 
 pub mod forward;
+pub mod lookups;
 pub mod master;
 pub mod metrics;
 pub mod run;

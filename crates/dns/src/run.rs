@@ -191,20 +191,18 @@ pub fn run(config: DnsConfig) -> Result<(), DnsError> {
     })
 }
 
-/// Serves `GET /metrics` (the Prometheus text format) until the runtime stops.
+/// Serves `GET /metrics` (the Prometheus text format) and `GET /lookups?since=SEQ` (the
+/// answers that carried addresses, after SEQ: [`crate::lookups`]) until the runtime stops.
 pub async fn serve_metrics(port: u16, served: Arc<Served>) {
-    weft_view::health::serve_text(port, "metrics", move |head| {
-        if head.starts_with(b"GET /metrics ") {
-            // The zone reconciler's syncs, then the server's answers.
-            let mut text = String::new();
-            weft_view::metrics::render_reconcilers(&mut text);
-            text.push_str(&served.metrics.render());
-            ("200 OK", text)
-        } else {
-            ("404 Not Found", "not found: GET /metrics\n".to_string())
-        }
-    })
-    .await;
+    let lookups = served.clone();
+    let routes = vec![
+        // The zone reconciler's syncs, then the server's answers.
+        weft_view::metrics::route(move |out| out.push_str(&served.metrics.render())),
+        weft_view::health::json_since(crate::lookups::PATH, move |since| {
+            lookups.lookups.since(since)
+        }),
+    ];
+    weft_view::health::serve_only(port, "metrics", routes).await;
 }
 
 /// The default listening address: port 53 on every address.

@@ -51,6 +51,8 @@ pub const TCP_MAX: usize = 256;
 pub struct Served {
     zone: RwLock<Option<Arc<Zone>>>,
     pub metrics: crate::metrics::Metrics,
+    /// The answers that carried addresses, and to whom (read by the node agents).
+    pub lookups: crate::lookups::Lookups,
     /// Log every question (name, type, rcode, duration, client).
     pub log_queries: std::sync::atomic::AtomicBool,
     /// Where names outside the cluster go (None: they are refused).
@@ -153,9 +155,20 @@ impl Served {
         *self.zone.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(zone));
     }
 
-    /// Counts one answered question, and logs it when the query log is on (errors always).
-    pub fn record(&self, o: &Outcome, took: Duration, client: SocketAddr, transport: &str) {
+    /// Counts one answered question, logs it when the query log is on (errors always), and
+    /// keeps the addresses its `reply` gave the client among the [`crate::lookups`].
+    pub fn record(
+        &self,
+        o: &Outcome,
+        reply: &[u8],
+        took: Duration,
+        client: SocketAddr,
+        transport: &str,
+    ) {
         self.metrics.observe(&o.qtype, &o.rcode, took);
+        if o.rcode == "NOERROR" && matches!(o.qtype.as_str(), "A" | "AAAA" | "ANY") {
+            self.lookups.note(client.ip(), &o.name, reply);
+        }
         let failed = o.rcode == "FORMERR" || o.rcode == "SERVFAIL";
         if failed || self.log_queries.load(std::sync::atomic::Ordering::Relaxed) {
             tracing::info!(
@@ -560,7 +573,7 @@ pub async fn serve_tcp(listener: TcpListener, served: Arc<Served>) {
                 let Some((reply, outcome)) = served.answer(&request, false).await else {
                     return;
                 };
-                served.record(&outcome, started.elapsed(), peer, "tcp");
+                served.record(&outcome, &reply, started.elapsed(), peer, "tcp");
                 let Ok(n) = u16::try_from(reply.len()) else {
                     return;
                 };

@@ -120,7 +120,7 @@ pub fn serve(socket: UdpSocket, served: Arc<Served>, runtime: tokio::runtime::Ha
                             if let Err(e) = socket.send_to(&reply, from) {
                                 tracing::debug!("dns udp reply to {from}: {e}");
                             }
-                            served.record(&outcome, started.elapsed(), from, "udp");
+                            served.record(&outcome, &reply, started.elapsed(), from, "udp");
                         }
                     });
                 }
@@ -128,8 +128,8 @@ pub fn serve(socket: UdpSocket, served: Arc<Served>, runtime: tokio::runtime::Ha
         }
         send(fd, &socket, &mut sending, &replies);
         let took = started.elapsed();
-        for (_, from, outcome) in &replies {
-            served.record(outcome, took, *from, "udp");
+        for (reply, from, outcome) in &replies {
+            served.record(outcome, reply, took, *from, "udp");
         }
     }
 }

@@ -199,6 +199,24 @@ fn names_outside_the_cluster_resolve_through_the_outside_hosts_dns_server() {
         "http://www.example.org/hostname",
     ]);
     assert_eq!(body.trim(), "outside", "{body}");
+    // The flow log names the connection by the name the pod looked up (weft observe).
+    let mut flows = String::new();
+    wait_for_what("the connection to www.example.org in the flow log", || {
+        flows = lab.ok(&[
+            "observe",
+            "--last",
+            "100",
+            "--to",
+            "www.example.org",
+            "-o",
+            "json",
+        ]);
+        flows.contains("\"dns\":\"www.example.org\"")
+    });
+    assert!(
+        flows.contains("\"destination\":\"world\"") && flows.contains("\"dst\":\"203.0.113.10\""),
+        "{flows}"
+    );
     let dig = |args: &[&str]| -> String {
         let mut all = vec!["exec", "c1", "--", "dig", "+time=3", "+tries=1"];
         all.extend_from_slice(args);

@@ -1,6 +1,7 @@
 //! `weft observe` on a real lab: a client on node 2 reaches a web pod on node 1 through its
 //! Service, and the flow log shows the connection with both the Service and the endpoint it
-//! was sent to; a Service without endpoints refuses it, shown as REJECTED; once a policy closes
+//! was sent to, and the name the client looked up when it asked the cluster DNS; a Service
+//! without endpoints refuses it, shown as REJECTED; once a policy closes
 //! the web pod, the client's dropped packets show as DROPPED naming the policy and direction.
 //! Read through the real CLI, as JSON and as lines. Needs root; the lab is torn down in Drop.
 
@@ -84,6 +85,28 @@ fn connections_and_drops_show_in_the_flow_log() {
     assert!(
         lines.contains("default/client:")
             && lines.contains(" -> service default/web:8080 => default/web:80 tcp FORWARDED"),
+        "{lines}"
+    );
+
+    // By name: the record carries the name the client looked up (the search path made `web`
+    // web.default.svc.cluster.local), and --to takes it.
+    assert_eq!(lab.pod_curl("client", "http://web:8080/", 5).0, 0);
+    let mut by_name = Vec::new();
+    wait_for_what("the connection by name, with its name", || {
+        by_name = observe(&lab, &["--to", "web.default.svc.cluster.local"]);
+        !by_name.is_empty()
+    });
+    let f = &by_name[0];
+    assert_eq!(f["dns"], "web.default.svc.cluster.local", "{f}");
+    assert_eq!(f["source"], "default/client", "{f}");
+    assert_eq!(f["destination"], "service default/web", "{f}");
+    // The connection by address before it was not looked up: no name on it.
+    assert!(seen.iter().all(|f| f.get("dns").is_none()), "{seen:?}");
+    let lines = lab.ok(&["observe", "--to", "web.default.svc.cluster.local"]);
+    assert!(
+        lines.contains(
+            "-> service default/web:8080 (dns web.default.svc.cluster.local) => default/web:80"
+        ),
         "{lines}"
     );
 

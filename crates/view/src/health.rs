@@ -36,15 +36,46 @@ pub type Answer = Arc<dyn Fn(&str) -> (&'static str, String) + Send + Sync>;
 /// [`serve`] with extra endpoints.
 pub async fn serve_routes(port: u16, readiness: Arc<Readiness>, routes: Vec<Route>) {
     serve_http(port, "health endpoints", move |head| {
-        route(head, &readiness, &routes)
+        route(head, Some(&readiness), &routes)
     })
     .await;
 }
 
-/// The answer to a request head: an extra route's, else the health endpoints'.
+/// `GET path?since=SEQ` answering what `after(SEQ)` returns (0 without a query), as JSON: the
+/// records of a ring after the last one the reader has (the agent's `/flows`, the DNS pods'
+/// `/lookups`).
+pub fn json_since<T, F>(path: &'static str, after: F) -> Route
+where
+    T: serde::Serialize,
+    F: Fn(u64) -> T + Send + Sync + 'static,
+{
+    Route {
+        path,
+        content_type: "application/json",
+        answer: Arc::new(move |query: &str| {
+            let since = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("since="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            match serde_json::to_string(&after(since)) {
+                Ok(json) => ("200 OK", json),
+                Err(e) => ("500 Internal Server Error", format!("{e}\n")),
+            }
+        }),
+    }
+}
+
+/// A server of `routes` alone (anything else is not found), as the DNS pods serve `/metrics`
+/// and `/lookups` on their metrics port.
+pub async fn serve_only(port: u16, what: &str, routes: Vec<Route>) {
+    serve_http(port, what, move |head| route(head, None, &routes)).await;
+}
+
+/// The answer to a request head: an extra route's, else the health endpoints' (when served).
 fn route(
     head: &[u8],
-    readiness: &Readiness,
+    readiness: Option<&Readiness>,
     routes: &[Route],
 ) -> (&'static str, &'static str, String) {
     let target = request_path(head).unwrap_or_default();
@@ -58,10 +89,50 @@ fn route(
             (status, route.content_type, body)
         }
         None => {
-            let (status, body) = answer(head, readiness);
+            let (status, body) = match readiness {
+                Some(readiness) => answer(head, readiness),
+                None if request_path(head).is_none() => {
+                    ("405 Method Not Allowed", "only GET\n".into())
+                }
+                None => ("404 Not Found", "not found\n".into()),
+            };
             (status, TEXT, body)
         }
     }
+}
+
+/// One `GET path` over `stream` to the server at `addr`, which closes the connection after
+/// answering (as these servers do): the status code and the body. Blocking, each read and
+/// write within `timeout`.
+pub fn get(
+    mut stream: std::net::TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    timeout: std::time::Duration,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    parse_response(&response).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{addr} answered something other than HTTP/1.1 text"),
+        )
+    })
+}
+
+/// The status code and body of a whole HTTP/1.1 response.
+fn parse_response(response: &[u8]) -> Option<(u16, String)> {
+    let text = std::str::from_utf8(response).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -180,21 +251,44 @@ mod tests {
             answer: Arc::new(|q: &str| ("200 OK", format!("{{\"query\":\"{q}\"}}"))),
         }];
         assert_eq!(
-            route(b"GET /policy HTTP/1.1\r\n", &r, &routes),
+            route(b"GET /policy HTTP/1.1\r\n", Some(&r), &routes),
             ("200 OK", "application/json", "{\"query\":\"\"}".to_string())
         );
         assert_eq!(
-            route(b"GET /policy?since=3 HTTP/1.1\r\n", &r, &routes).2,
+            route(b"GET /policy?since=3 HTTP/1.1\r\n", Some(&r), &routes).2,
             "{\"query\":\"since=3\"}"
         );
-        assert_eq!(route(b"GET /healthz HTTP/1.1\r\n", &r, &routes).1, TEXT);
         assert_eq!(
-            route(b"GET /policyx HTTP/1.1\r\n", &r, &routes).0,
+            route(b"GET /healthz HTTP/1.1\r\n", Some(&r), &routes).1,
+            TEXT
+        );
+        assert_eq!(
+            route(b"GET /policyx HTTP/1.1\r\n", Some(&r), &routes).0,
             "404 Not Found"
         );
         assert_eq!(
-            route(b"POST /policy HTTP/1.1\r\n", &r, &routes).0,
+            route(b"POST /policy HTTP/1.1\r\n", Some(&r), &routes).0,
             "405 Method Not Allowed"
         );
+        // Served alone: only the routes.
+        assert_eq!(
+            route(b"GET /policy HTTP/1.1\r\n", None, &routes).0,
+            "200 OK"
+        );
+        assert_eq!(
+            route(b"GET /healthz HTTP/1.1\r\n", None, &routes).0,
+            "404 Not Found"
+        );
+        assert_eq!(
+            route(b"POST /policy HTTP/1.1\r\n", None, &routes).0,
+            "405 Method Not Allowed"
+        );
+    }
+
+    #[test]
+    fn responses_are_read() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}";
+        assert_eq!(parse_response(ok), Some((200, "{}".to_string())));
+        assert_eq!(parse_response(b"garbage"), None);
     }
 }

@@ -14,6 +14,7 @@ mod index;
 mod mailbox;
 pub mod metrics;
 pub mod reconciler;
+pub mod ring;
 pub mod source;
 mod view;
 
