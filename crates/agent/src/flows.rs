@@ -52,7 +52,8 @@ pub struct Flow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat_src_port: Option<u16>,
     /// `FORWARDED`, `DROPPED` (by a policy) or `REJECTED` (by the Service table: a Service
-    /// without endpoints, a port no Service has).
+    /// without endpoints, a port no Service has; by the egress table: an address of the pod
+    /// network no node holds, "no route").
     pub verdict: String,
     /// What dropped or refused it: `ingress default/deny-db`, `spoofed source`, `no endpoints`...
     pub by: Option<String>,

@@ -774,6 +774,23 @@ fn route(snapshot: &Snapshot, src: &Member, dst: &Member) -> Option<Hop> {
     let view = &snapshot.view;
     let (Some(from), Some(to)) = (&src.node, &dst.node) else {
         let through = src.node.as_deref().unwrap_or("its node");
+        let pods = snapshot.config.pod_cidr;
+        let held = view.nodes().any(|n| {
+            weft_model::node::pod_cidr(n)
+                .and_then(|c| c.parse::<weft_model::cidr::Ipv4Cidr>().ok())
+                .is_some_and(|c| c.contains(dst.ip))
+        });
+        if pods.contains(dst.ip) && !held {
+            return Some(Hop::failed(
+                "route",
+                format!(
+                    "no route: {} is in the pod network ({pods}) but no node's pod CIDR holds it; \
+                     {through} refuses it (network unreachable)",
+                    dst.ip
+                ),
+                Some("send to a pod's or a Service's address (kubectl get pods -o wide)".into()),
+            ));
+        }
         let text = if snapshot.config.node_network.contains(dst.ip) {
             format!(
                 "{} is on the node network: sent from {through}, masqueraded as it",

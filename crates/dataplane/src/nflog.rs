@@ -45,8 +45,9 @@ pub use packet::{parse_packet, Packet, PacketError, Transport};
 #[cfg(test)]
 use packet::{ETH_P_IP, ETH_P_IPV6, NFPROTO_IPV4, NFPROTO_IPV6};
 
-/// The NFLOG group weft's tables log to: the policy table's drops (prefix `weft drop `) and the
-/// Service table's rejections (prefix `weft reject `), read by each node's agent.
+/// The NFLOG group weft's tables log to: the policy table's drops (prefix `weft drop `), the
+/// Service table's and the egress table's refusals (prefix `weft reject `), read by each node's
+/// agent.
 pub const WEFT_GROUP: u16 = 87;
 /// Logged packets per second per logging rule, and the burst above it.
 pub const LOG_RATE: u32 = 10;

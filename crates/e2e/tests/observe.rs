@@ -1,7 +1,7 @@
 //! `weft observe` on a real lab: a client on node 2 reaches a web pod on node 1 through its
 //! Service, and the flow log shows the connection with both the Service and the endpoint it
-//! was sent to, and the name the client looked up when it asked the cluster DNS; a Service
-//! without endpoints refuses it, shown as REJECTED; once a policy closes
+//! was sent to, and the name the client looked up when it asked the cluster DNS; an address
+//! no node holds is refused for want of a route; a Service without endpoints refuses it, shown as REJECTED; once a policy closes
 //! the web pod, the client's dropped packets show as DROPPED naming the policy and direction.
 //! Read through the real CLI, as JSON and as lines. Needs root; the lab is torn down in Drop.
 
@@ -149,6 +149,18 @@ fn connections_and_drops_show_in_the_flow_log() {
     let r = &rejected[0];
     assert_eq!(r["by"], "no endpoints", "{r}");
     assert_eq!(r["destination"], format!("node {node1}"), "{r}");
+
+    // An address of the pod network that no node holds: refused at once ("Network is
+    // unreachable", curl's 7), shown as REJECTED for want of a route.
+    assert_eq!(lab.pod_curl("client", "http://10.244.250.9/", 5).0, 7);
+    wait_for_what("the refusal for want of a route", || {
+        rejected = observe(&lab, &["--verdict", "REJECTED", "--to", "10.244.250.9"]);
+        !rejected.is_empty()
+    });
+    let r = &rejected[0];
+    assert_eq!(r["by"], "no route", "{r}");
+    assert_eq!(r["source"], "default/client", "{r}");
+    assert_eq!(r["node"].as_str(), Some(node2.as_str()), "{r}");
 
     // A policy closes web: the client's packets are dropped at web's node, by that policy.
     let policy = lab.write("deny.yaml", &deny_ingress("web"));

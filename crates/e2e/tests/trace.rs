@@ -206,6 +206,15 @@ fn trace_finds_the_failing_hop() {
     );
     assert!(fix.contains("80/TCP"), "{t:#}");
 
+    // An address of the pod network that no node holds: no route.
+    let (_, t) = trace(&lab, &["client", "10.244.250.9:80"]);
+    let (hop, text, _) = failed(&t);
+    assert_eq!(hop, "route", "{t:#}");
+    assert!(
+        text.contains("no route") && text.contains("no node's pod CIDR holds it"),
+        "{t:#}"
+    );
+
     // The text form marks the hop and says what to change.
     let out = lab.weft(&["trace", "client", "typo:80"]);
     let text = String::from_utf8_lossy(&out.stdout);

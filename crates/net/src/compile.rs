@@ -90,7 +90,7 @@ pub fn compile(cfg: &NetworkConfig, me: &str, nodes: &[NodeInfo]) -> Result<Node
         routes: Vec::new(),
         neighbours: Vec::new(),
         fdb: Vec::new(),
-        egress: egress_table(cfg, &this),
+        egress: egress_table(cfg, &this, &nodes_cidrs(nodes)),
     };
     match cfg.mode {
         Mode::Vxlan { vni, port } => {
@@ -136,9 +136,26 @@ fn prefix(c: Ipv4Cidr) -> Ipv4Prefix {
     }
 }
 
+/// Every node's pod CIDR, in order.
+fn nodes_cidrs(nodes: &[NodeInfo]) -> Vec<Ipv4Cidr> {
+    let mut cidrs: Vec<Ipv4Cidr> = nodes.iter().map(|n| n.pod_cidr).collect();
+    cidrs.sort_by_key(|c| (c.network(), c.prefix()));
+    cidrs
+}
+
+/// The NFLOG prefix of a connection refused for want of a route (the flow log's REJECTED "no
+/// route").
+pub const REJECT_NO_ROUTE: &str = "weft reject no route";
+
 /// The egress table: this node's pods going anywhere but to pods or Services leave with the
 /// node's address. Pod-to-pod traffic never matches, in either mode.
-fn egress_table(cfg: &NetworkConfig, this: &NodeInfo) -> Table {
+///
+/// Its `forward` chain refuses what no route leads to: an address of the pod network that no
+/// node's pod CIDR holds (`routed`) would otherwise follow the default route out of the node,
+/// with a pod's address as its source. The pod gets ICMP net unreachable at once, and the
+/// refusal is logged (rate-limited) to weft's NFLOG group for the flow log. Only a
+/// connection's first packet is looked at.
+fn egress_table(cfg: &NetworkConfig, this: &NodeInfo, routed: &[Ipv4Cidr]) -> Table {
     let mut t = Table::new(nft::Family::Ip, EGRESS_TABLE).comment("weft node egress");
     t.add_chain(
         Chain::base(
@@ -155,6 +172,33 @@ fn egress_table(cfg: &NetworkConfig, this: &NodeInfo) -> Table {
                 .ip_daddr_ne(prefix(cfg.service_cidr))
                 .masquerade(false),
         ),
+    );
+    let unrouted = || {
+        routed.iter().fold(
+            Rule::new()
+                .ct_state(nft::ct_state::NEW)
+                .ip_saddr(prefix(this.pod_cidr))
+                .ip_daddr(prefix(cfg.cluster_cidr)),
+            |rule, cidr| rule.ip_daddr_ne(prefix(*cidr)),
+        )
+    };
+    t.add_chain(
+        Chain::base(
+            "forward",
+            ChainType::Filter,
+            Hook::Forward,
+            nft::priority::FILTER,
+            Policy::Accept,
+        )
+        .rule(
+            unrouted()
+                .limit_per_second(
+                    weft_dataplane::nflog::LOG_RATE,
+                    weft_dataplane::nflog::LOG_BURST,
+                )
+                .log_group(weft_dataplane::nflog::WEFT_GROUP, REJECT_NO_ROUTE),
+        )
+        .rule(unrouted().reject_net_unreachable()),
     );
     t
 }

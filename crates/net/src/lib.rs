@@ -38,7 +38,7 @@ use weft_model::cidr::Ipv4Cidr;
 use weft_model::config::{ClusterConfig, NetworkMode};
 
 pub use apply::{apply, sync_owned_routes, Applied, NodeApplier, OwnedRoute};
-pub use compile::{compile, vtep_mac, NodePlan, PlannedRoute, Via, VxlanPlan};
+pub use compile::{compile, vtep_mac, NodePlan, PlannedRoute, Via, VxlanPlan, REJECT_NO_ROUTE};
 pub use reconcile::NetReconciler;
 
 /// The VXLAN device every node of a vxlan-mode cluster has.

@@ -134,10 +134,11 @@ fn drift_is_repaired_and_departed_nodes_are_forgotten() {
     // A route somebody else owns is left alone.
     a.sh("ip route add 10.250.0.0/24 via 192.0.2.2");
 
-    // Node n2 leaves: its route, neighbour and fdb entry go.
+    // Node n2 leaves: its route, neighbour and fdb entry go, and the egress table no longer
+    // counts its pod CIDR as routed.
     let plan = compile(&c, "n0", &three[..2]).unwrap();
     let changes = apply_in(&a, &plan);
-    assert_eq!(changes.len(), 3, "{changes:?}");
+    assert_eq!(changes.len(), 4, "{changes:?}");
     assert_eq!(
         owned_routes(&a),
         vec!["10.244.1.0/24".parse::<IpNet>().unwrap()]

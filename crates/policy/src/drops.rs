@@ -25,7 +25,7 @@ const COPY_RANGE: u16 = 128;
 const RETRY: Duration = Duration::from_secs(10);
 /// What the compiler's drop prefixes start with (`compile::drop_prefix` and the drop chains).
 const PREFIX: &str = "weft drop ";
-/// What the Service table's refusals' prefixes start with (`weft_proxy`'s `REJECT_*`).
+/// What refusals' prefixes start with (`weft_proxy`'s `REJECT_*`, `weft_net::REJECT_NO_ROUTE`).
 const REJECT_PREFIX: &str = "weft reject ";
 
 /// What happened to a logged packet, and what did it (the prefix past weft's own start).
@@ -33,7 +33,8 @@ const REJECT_PREFIX: &str = "weft reject ";
 pub enum Outcome<'a> {
     /// Dropped by the policy table: `ingress default/deny-db`, `spoofed source`...
     Dropped(&'a str),
-    /// Refused by the Service table: `no endpoints`, `no such port`.
+    /// Refused by the Service table (`no endpoints`, `no such port`) or for want of a route
+    /// (`no route`).
     Rejected(&'a str),
 }
 
@@ -46,8 +47,9 @@ pub fn outcome(record: &Logged) -> Option<Outcome<'_>> {
         .or_else(|| p.strip_prefix(REJECT_PREFIX).map(Outcome::Rejected))
 }
 
-/// The log line of one logged packet: `policy drop: <what> <packet>` or `service reject:
-/// <what> <packet>`.
+/// The log line of one logged packet: `policy drop: <what> <packet>` or `reject: <what>
+/// <packet>` (the Service table's `no endpoints` and `no such port`, the egress table's `no
+/// route`).
 pub fn line(record: &Logged) -> Option<String> {
     let packet = match &record.packet {
         Ok(p) => p.to_string(),
@@ -55,7 +57,7 @@ pub fn line(record: &Logged) -> Option<String> {
     };
     Some(match outcome(record)? {
         Outcome::Dropped(what) => format!("policy drop: {what} {packet}"),
-        Outcome::Rejected(what) => format!("service reject: {what} {packet}"),
+        Outcome::Rejected(what) => format!("reject: {what} {packet}"),
     })
 }
 
@@ -204,7 +206,7 @@ mod tests {
         assert_eq!(outcome(&r), Some(Outcome::Rejected("no endpoints")));
         assert_eq!(
             line(&r).unwrap(),
-            "service reject: no endpoints 10.244.1.4:40000 -> 10.96.0.20:80 tcp"
+            "reject: no endpoints 10.244.1.4:40000 -> 10.96.0.20:80 tcp"
         );
         let dropped = record("weft drop spoofed source", Err(PacketError::NoPayload));
         assert_eq!(outcome(&dropped), Some(Outcome::Dropped("spoofed source")));

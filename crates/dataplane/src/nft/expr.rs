@@ -79,7 +79,10 @@ pub(crate) enum Expr {
     Masq {
         flags: u32,
     },
-    Reject,
+    /// NFT_REJECT_ICMP_UNREACH with this ICMP code.
+    Reject {
+        code: u8,
+    },
     /// `range neq` (nft writes `==` ranges as two cmps).
     Range {
         sreg: u32,
@@ -114,7 +117,7 @@ impl Expr {
             Expr::Dynset { .. } => "dynset",
             Expr::Nat { .. } => "nat",
             Expr::Masq { .. } => "masq",
-            Expr::Reject => "reject",
+            Expr::Reject { .. } => "reject",
             Expr::Range { .. } => "range",
             Expr::Counter => "counter",
             Expr::Log { .. } => "log",
@@ -224,9 +227,9 @@ impl Expr {
                     b.be32(1, *flags);
                 }
             }
-            Expr::Reject => {
-                // NFT_REJECT_ICMP_UNREACH, ICMP_PORT_UNREACH.
-                b.be32(1, 0).attr(2, &[3]);
+            Expr::Reject { code } => {
+                // NFTA_REJECT_TYPE NFT_REJECT_ICMP_UNREACH, NFTA_REJECT_ICMP_CODE.
+                b.be32(1, 0).attr(2, &[*code]);
             }
             Expr::Range { sreg, op, from, to } => {
                 b.be32(1, *sreg).be32(2, *op);

@@ -379,7 +379,10 @@ pub(crate) fn linearize(rule: &Rule) -> Linearized {
             Stmt::Masquerade { fully_random } => out.push(Expr::Masq {
                 flags: if *fully_random { 0x10 } else { 0 },
             }),
-            Stmt::Reject => out.push(Expr::Reject),
+            // ICMP_NET_UNREACH, ICMP_PORT_UNREACH.
+            Stmt::Reject { net_unreachable } => out.push(Expr::Reject {
+                code: if *net_unreachable { 0 } else { 3 },
+            }),
             Stmt::Update { set, key } => {
                 let sreg = load_key(out, key);
                 out.push(Expr::Dynset {

@@ -212,7 +212,12 @@ impl fmt::Display for Stmt {
                 }
                 Ok(())
             }
-            Stmt::Reject => f.write_str("reject"),
+            Stmt::Reject {
+                net_unreachable: false,
+            } => f.write_str("reject"),
+            Stmt::Reject {
+                net_unreachable: true,
+            } => f.write_str("reject with icmp net-unreachable"),
             Stmt::Update { set, key } => write!(f, "update @{set} {{ {} }}", Concat(key)),
             Stmt::Counter => f.write_str("counter"),
             Stmt::Log { group, prefix } if prefix.is_empty() => write!(f, "log group {group}"),

@@ -162,8 +162,10 @@ pub enum Stmt {
     Masquerade {
         fully_random: bool,
     },
-    /// `reject` (ICMP port unreachable).
-    Reject,
+    /// `reject` (ICMP port unreachable), or `reject with icmp net-unreachable`.
+    Reject {
+        net_unreachable: bool,
+    },
     /// `update @set { <key> }`: add or refresh the packet's key in a dynamic set.
     Update {
         set: String,
@@ -431,8 +433,18 @@ impl Rule {
         self.stmt(Stmt::Masquerade { fully_random })
     }
 
+    /// `reject`: ICMP port unreachable (TCP clients see their connection refused).
     pub fn reject(self) -> Rule {
-        self.stmt(Stmt::Reject)
+        self.stmt(Stmt::Reject {
+            net_unreachable: false,
+        })
+    }
+
+    /// `reject with icmp net-unreachable` (clients see "network is unreachable").
+    pub fn reject_net_unreachable(self) -> Rule {
+        self.stmt(Stmt::Reject {
+            net_unreachable: true,
+        })
     }
 
     /// `update @set { <key> }`.

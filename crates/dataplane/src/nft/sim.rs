@@ -341,7 +341,7 @@ impl<'a> Sim<'a> {
                 }
             }
             Stmt::Dnat(_) | Stmt::Masquerade { .. } => Err(Fault::Unsupported),
-            Stmt::Reject => Ok(Some(End::Reject)),
+            Stmt::Reject { .. } => Ok(Some(End::Reject)),
             Stmt::Update { set, key } => {
                 let s = self.set(set)?;
                 let Some(k) = self.key(key)? else {
