@@ -48,22 +48,36 @@ impl Default for Lookups {
 
 impl Lookups {
     /// Keeps `reply` to `client`'s question for `name` when its answer carries addresses.
+    /// On the DNS fast path: a full ring refills its oldest record's buffers, so nothing is
+    /// allocated.
     pub fn note(&self, client: IpAddr, name: &str, reply: &[u8]) {
-        let addresses = addresses(reply);
-        if addresses.is_empty() {
+        let mut found = addresses(reply);
+        let Some(first) = found.next() else {
             return;
-        }
-        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut ring = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        ring.push(|seq| Lookup {
-            seq,
-            time_ms,
-            client,
-            name,
-            addresses,
+        ring.push_reusing(|old, seq| {
+            let mut l = old.unwrap_or_else(|| Lookup {
+                seq,
+                time_ms,
+                client,
+                name: String::with_capacity(name.len()),
+                addresses: Vec::with_capacity(1),
+            });
+            l.seq = seq;
+            l.time_ms = time_ms;
+            l.client = client;
+            l.name.clear();
+            l.name.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+            l.addresses.clear();
+            l.addresses.push(first);
+            l.addresses
+                .extend(addresses(reply).skip(1).take(ADDRESSES - 1));
+            l
         });
     }
 
@@ -74,49 +88,39 @@ impl Lookups {
     }
 }
 
-/// The A and AAAA addresses in the answer section of the DNS message `reply` (at most
-/// [`ADDRESSES`]; none when it cannot be read).
-pub fn addresses(reply: &[u8]) -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let (Some(questions), Some(answers)) = (u16_at(reply, 4), u16_at(reply, 6)) else {
-        return out;
-    };
-    let mut at = 12;
-    for _ in 0..questions {
-        let Some(end) = skip_name(reply, at) else {
-            return out;
-        };
-        at = end + 4;
-    }
-    for _ in 0..answers {
-        let Some(end) = skip_name(reply, at) else {
-            return out;
-        };
-        let (Some(kind), Some(len)) = (u16_at(reply, end), u16_at(reply, end + 8)) else {
-            return out;
-        };
-        let data = end + 10;
-        let Some(rdata) = reply.get(data..data + usize::from(len)) else {
-            return out;
-        };
-        let address = match (kind, rdata.len()) {
-            (1, 4) => <[u8; 4]>::try_from(rdata)
-                .ok()
-                .map(|b| Ipv4Addr::from(b).into()),
-            (28, 16) => <[u8; 16]>::try_from(rdata)
-                .ok()
-                .map(|b| Ipv6Addr::from(b).into()),
-            _ => None,
-        };
-        if let Some(address) = address {
-            if out.len() == ADDRESSES {
-                break;
+/// The A and AAAA addresses in the answer section of the DNS message `reply`, in order (none,
+/// or those before the point where it cannot be read).
+pub fn addresses(reply: &[u8]) -> impl Iterator<Item = IpAddr> + '_ {
+    let counts = u16_at(reply, 4).zip(u16_at(reply, 6));
+    // Past the questions.
+    let mut at = counts.and_then(|(questions, _)| {
+        (0..questions).try_fold(12, |at, _| skip_name(reply, at).map(|end| end + 4))
+    });
+    let mut left = counts.map_or(0, |(_, answers)| answers);
+    std::iter::from_fn(move || {
+        while left > 0 {
+            left -= 1;
+            let end = skip_name(reply, at?)?;
+            let (kind, len) = (u16_at(reply, end)?, u16_at(reply, end + 8)?);
+            let data = end + 10;
+            let rdata = reply.get(data..data + usize::from(len))?;
+            at = Some(data + usize::from(len));
+            match (kind, rdata.len()) {
+                (1, 4) => {
+                    return <[u8; 4]>::try_from(rdata)
+                        .ok()
+                        .map(|b| Ipv4Addr::from(b).into())
+                }
+                (28, 16) => {
+                    return <[u8; 16]>::try_from(rdata)
+                        .ok()
+                        .map(|b| Ipv6Addr::from(b).into())
+                }
+                _ => {}
             }
-            out.push(address);
         }
-        at = data + usize::from(len);
-    }
-    out
+        None
+    })
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
@@ -167,7 +171,7 @@ mod tests {
             Record::from_rdata(web, 30, RData::A(A::new(203, 0, 113, 11))),
         ]);
         assert_eq!(
-            addresses(&reply),
+            addresses(&reply).collect::<Vec<_>>(),
             [
                 "203.0.113.10".parse::<IpAddr>().unwrap(),
                 "203.0.113.11".parse().unwrap()
@@ -175,7 +179,7 @@ mod tests {
         );
         // Truncated anywhere: what was read whole, never a panic.
         for cut in 0..reply.len() {
-            assert!(addresses(&reply[..cut]).len() <= 2);
+            assert!(addresses(&reply[..cut]).count() <= 2);
         }
     }
 
@@ -232,10 +236,14 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever bytes come back from upstream: no panic, and never more than the bound.
+        /// Whatever bytes come back from upstream: no panic, and never more addresses than
+        /// the message has room for; kept, never more than the bound.
         #[test]
         fn any_bytes_are_read_safely(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            prop_assert!(addresses(&bytes).len() <= ADDRESSES);
+            prop_assert!(addresses(&bytes).count() <= bytes.len() / 14);
+            let lookups = Lookups::default();
+            lookups.note("10.244.1.5".parse().unwrap(), "x.", &bytes);
+            prop_assert!(lookups.since(0).iter().all(|l| l.addresses.len() <= ADDRESSES));
         }
     }
 }

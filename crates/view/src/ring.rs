@@ -29,6 +29,19 @@ impl<T: Clone> Ring<T> {
         self.records.push_back(make(self.last));
     }
 
+    /// [`Ring::push`] for records that own buffers: `fill` gets the record that makes room (the
+    /// oldest, when the ring is full) to refill in place, so a full ring allocates nothing
+    /// more.
+    pub fn push_reusing(&mut self, fill: impl FnOnce(Option<T>, u64) -> T) {
+        self.last += 1;
+        let old = if self.records.len() == self.capacity {
+            self.records.pop_front()
+        } else {
+            None
+        };
+        self.records.push_back(fill(old, self.last));
+    }
+
     /// The records after number `seq`, oldest first, at most `page` (the newest when more).
     /// A `seq` beyond the last is a reader of an earlier life of the process: it gets them all.
     pub fn since(&self, seq: u64, page: usize) -> Vec<T> {
@@ -71,5 +84,13 @@ mod tests {
         assert!(r.since(8, 10).is_empty());
         // From before a restart: everything there is.
         assert_eq!(r.since(100, 10), [4, 5, 6, 7, 8]);
+        // Room is made with the oldest record.
+        let mut given = Vec::new();
+        r.push_reusing(|old, n| {
+            given.push(old);
+            n * 10
+        });
+        assert_eq!(given, [Some(4)]);
+        assert_eq!(r.since(8, 10), [90]);
     }
 }
