@@ -12,7 +12,8 @@
 #   - weft dns's RSS at COUNT x ENDPOINTS, and how long its answers take to follow API writes;
 #   - names outside the cluster: Knot on loopback serves FWD_NAMES names of example.org as the
 #     upstream of the same weft dns (upstreamDNS) and of an Unbound forwarding "." to it; both
-#     asked every name once, then loaded as above: every answer from their caches.
+#     asked every name once, then loaded as above (ROUNDS rounds, the median): every answer from
+#     their caches.
 # Targets: weft answers >= 1.0x the best peer's queries per second of CPU (each confined to one
 # core; queries/s is printed too, and is the capacity only where a server kept its core busy);
 # an answer follows a write within 1 s (the worst of FOLLOW rounds of each kind); cached
@@ -295,13 +296,22 @@ for s in "${fwd[@]}"; do
     dnsperf_run "$s" "$tmp/fwd-warm.$s" -n 1 # every name once: into the cache
 done
 declare -A fwd_per_cpu fwd_qps fwd_p99
+# ROUNDS rounds, alternating which server goes first, as above: the median of each figure.
+for ((r = 1; r <= rounds; r++)); do
+    order=("${fwd[@]}")
+    ((r % 2 == 0)) && order=("${fwd[1]}" "${fwd[0]}")
+    for s in "${order[@]}"; do
+        echo "forwarded, from the cache: round $r/$rounds: $s, $secs s at saturation ..." >&2
+        c0=$(cpu_of "${pid[$s]}")
+        dnsperf_run "$s" "$tmp/fwd.$s" -l "$secs" -q "$outstanding"
+        c1=$(cpu_of "${pid[$s]}")
+        q=$(field 'Queries per second' "$tmp/fwd.$s" | awk '{ printf "%.0f", $1 }')
+        python3 -c "print($q, '%.0f' % ($q * $secs / max($c1 - $c0, 0.01)))" >> "$tmp/fwd-rounds.$s"
+    done
+done
 for s in "${fwd[@]}"; do
-    echo "forwarded, from the cache: $s, $secs s at saturation ..." >&2
-    c0=$(cpu_of "${pid[$s]}")
-    dnsperf_run "$s" "$tmp/fwd.$s" -l "$secs" -q "$outstanding"
-    c1=$(cpu_of "${pid[$s]}")
-    fwd_qps[$s]=$(field 'Queries per second' "$tmp/fwd.$s" | awk '{ printf "%.0f", $1 }')
-    fwd_per_cpu[$s]=$(python3 -c "print('%.0f' % (${fwd_qps[$s]} * $secs / max($c1 - $c0, 0.01)))")
+    fwd_qps[$s]=$(python3 -c 'import statistics,sys; print("%.0f" % statistics.median(float(l.split()[0]) for l in sys.stdin))' < "$tmp/fwd-rounds.$s")
+    fwd_per_cpu[$s]=$(python3 -c 'import statistics,sys; print("%.0f" % statistics.median(float(l.split()[1]) for l in sys.stdin))' < "$tmp/fwd-rounds.$s")
 done
 fwd_rate=$(( (fwd_qps[weft] < fwd_qps[unbound-fwd] ? fwd_qps[weft] : fwd_qps[unbound-fwd]) / 2 ))
 for s in "${fwd[@]}"; do
@@ -363,7 +373,7 @@ echo "  target every change answered within 1 s: worst $worst_follow ms, $(verdi
 echo
 fwd_cpu_ratio=$(python3 -c "print('%.2f' % (${fwd_per_cpu[weft]} / ${fwd_per_cpu[unbound-fwd]}))")
 fwd_p99_ratio=$(python3 -c "print('%.2f' % (${fwd_p99[weft]} / max(${fwd_p99[unbound-fwd]}, 0.001)))")
-echo "names outside the cluster, answered from the cache ($fwd_names names of example.org from Knot on loopback, each asked once first):"
+echo "names outside the cluster, answered from the cache ($fwd_names names of example.org from Knot on loopback, each asked once first; median of $rounds rounds):"
 printf '  %-22s %9s queries/s %9s per CPU-s   p99 %s ms at %s queries/s\n' "weft dns" "${fwd_qps[weft]}" "${fwd_per_cpu[weft]}" "${fwd_p99[weft]}" "$fwd_rate"
 printf '  %-22s %9s queries/s %9s per CPU-s   p99 %s ms\n' "Unbound (forward-zone)" "${fwd_qps[unbound-fwd]}" "${fwd_per_cpu[unbound-fwd]}" "${fwd_p99[unbound-fwd]}"
 echo "  weft / Unbound: per CPU-second ${fwd_cpu_ratio}x, p99 ${fwd_p99_ratio}x (lower is better)"
