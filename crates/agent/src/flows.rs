@@ -5,6 +5,7 @@
 //! reads; `GET /flows?since=SEQ` on the agent's health port answers the records after `SEQ`
 //! as JSON, which `weft observe` reads from every node.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -34,9 +35,9 @@ pub struct Flow {
     pub time_ms: u64,
     pub node: String,
     /// `start`, `end` (of a connection), `drop` or `reject` (a packet).
-    pub event: String,
+    pub event: Cow<'static, str>,
     /// `tcp`, `udp`, `icmp`, `sctp` or the protocol number.
-    pub protocol: String,
+    pub protocol: Cow<'static, str>,
     pub src: IpAddr,
     pub src_port: Option<u16>,
     /// Where the client sent it (a Service's address for Service traffic).
@@ -54,7 +55,7 @@ pub struct Flow {
     /// `FORWARDED`, `DROPPED` (by a policy) or `REJECTED` (by the Service table: a Service
     /// without endpoints, a port no Service has; by the egress table: an address of the pod
     /// network no node holds, "no route").
-    pub verdict: String,
+    pub verdict: Cow<'static, str>,
     /// What dropped or refused it: `ingress default/deny-db`, `spoofed source`, `no endpoints`...
     pub by: Option<String>,
     /// At its end: packets and bytes from the client, and back.
@@ -94,16 +95,16 @@ impl FlowLog {
         // Counted by the names' text, copied only the first time a pair is seen.
         match ring
             .counts
-            .get_mut(flow.verdict.as_str())
-            .and_then(|by_event| by_event.get_mut(flow.event.as_str()))
+            .get_mut(flow.verdict.as_ref())
+            .and_then(|by_event| by_event.get_mut(flow.event.as_ref()))
         {
             Some(n) => *n += 1,
             None => {
                 *ring
                     .counts
-                    .entry(flow.verdict.clone())
+                    .entry(flow.verdict.to_string())
                     .or_default()
-                    .entry(flow.event.clone())
+                    .entry(flow.event.to_string())
                     .or_default() += 1;
             }
         }
@@ -147,7 +148,7 @@ impl FlowLog {
             seq: 0,
             time_ms: now_ms(),
             node: self.node.clone(),
-            event: if ended { "end" } else { "start" }.to_string(),
+            event: Cow::Borrowed(if ended { "end" } else { "start" }),
             protocol: protocol_name(event.entry.protocol),
             src: orig.src,
             src_port: orig.src_port,
@@ -157,7 +158,7 @@ impl FlowLog {
             nat_dst_port: if natted { reply.src_port } else { None },
             nat_src: masqueraded.then_some(reply.dst),
             nat_src_port: if masqueraded { reply.dst_port } else { None },
-            verdict: "FORWARDED".to_string(),
+            verdict: Cow::Borrowed("FORWARDED"),
             by: None,
             packets: pair(
                 event.orig.map(|c| c.packets),
@@ -185,7 +186,7 @@ impl FlowLog {
             seq: 0,
             time_ms: now_ms(),
             node: self.node.clone(),
-            event: event.to_string(),
+            event: Cow::Borrowed(event),
             protocol: protocol_name(packet.protocol),
             src: packet.src,
             src_port,
@@ -195,7 +196,7 @@ impl FlowLog {
             nat_dst_port: None,
             nat_src: None,
             nat_src_port: None,
-            verdict: verdict.to_string(),
+            verdict: Cow::Borrowed(verdict),
             by: Some(what.to_string()),
             packets: None,
             bytes: None,
@@ -210,14 +211,14 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn protocol_name(n: u8) -> String {
+fn protocol_name(n: u8) -> Cow<'static, str> {
     match n {
         1 => "icmp".into(),
         6 => "tcp".into(),
         17 => "udp".into(),
         58 => "icmpv6".into(),
         132 => "sctp".into(),
-        n => n.to_string(),
+        n => Cow::Owned(n.to_string()),
     }
 }
 
@@ -335,7 +336,7 @@ mod tests {
         );
         let all = log.since(0);
         assert_eq!(all.len(), 2, "{all:?}");
-        assert_eq!((all[0].seq, all[0].event.as_str()), (1, "start"));
+        assert_eq!((all[0].seq, all[0].event.as_ref()), (1, "start"));
         assert_eq!(all[0].nat_dst, Some("10.244.0.7".parse().unwrap()));
         assert_eq!(all[0].nat_dst_port, Some(8080));
         assert_eq!(all[0].nat_src, None);

@@ -490,7 +490,7 @@ mod tests {
             nat_dst_port: nat.map(|_| 8080),
             nat_src: None,
             nat_src_port: None,
-            verdict: verdict.into(),
+            verdict: verdict.to_string().into(),
             by: (verdict == "DROPPED").then(|| "ingress default/deny-web".into()),
             packets: None,
             bytes: None,

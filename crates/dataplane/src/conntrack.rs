@@ -287,11 +287,18 @@ pub struct ConntrackEvent {
 }
 
 /// A ctnetlink socket subscribed to the new and destroyed entries of the network namespace of
-/// the thread that opened it: the kernel's own stream of connections, no packet copied.
+/// the thread that opened it: the kernel's own stream of connections, no packet copied. The
+/// kernel sends each event as a datagram of its own; they are read [`BATCH`] at a time.
 pub struct ConntrackEvents {
     fd: std::os::fd::OwnedFd,
-    buf: Vec<u8>,
+    datagrams: crate::netlink::Datagrams,
+    /// Events longer than a slot, skipped (none seen: an event is a few hundred bytes).
+    pub cut_short: u64,
 }
+
+/// Event datagrams read per system call, and the room for each.
+const BATCH: usize = 64;
+const SLOT: usize = 4096;
 
 impl ConntrackEvents {
     pub fn subscribe() -> Result<ConntrackEvents, ConntrackError> {
@@ -319,28 +326,42 @@ impl ConntrackEvents {
         let _ = rc;
         Ok(ConntrackEvents {
             fd,
-            buf: Vec::with_capacity(1 << 16),
+            datagrams: crate::netlink::Datagrams::new(BATCH, SLOT),
+            cut_short: 0,
         })
     }
 
-    /// The events already queued, without waiting: `Ok(None)` when there are none.
+    /// The events already queued (up to [`BATCH`] datagrams' worth), without waiting:
+    /// `Ok(None)` when there are none.
     pub fn try_recv(&mut self) -> Result<Option<Vec<ConntrackEvent>>, ConntrackError> {
-        match crate::netlink::recv_datagram_flags(&self.fd, &mut self.buf, libc::MSG_DONTWAIT) {
-            Ok(()) => Ok(Some(parse_events(&self.buf))),
+        match self.datagrams.recv(&self.fd, libc::MSG_DONTWAIT) {
+            Ok(()) => Ok(Some(self.events())),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Err(ConntrackError::Overrun),
             Err(e) => Err(ConntrackError::Events(e)),
         }
     }
 
-    /// Waits for the next datagram of events. `Err(Overrun)` when the kernel had to drop
-    /// events because they were not read fast enough (the socket stays usable).
+    /// Waits for the next events (then takes what else is queued, up to [`BATCH`]
+    /// datagrams). `Err(Overrun)` when the kernel had to drop events because they were not
+    /// read fast enough (the socket stays usable).
     pub fn recv(&mut self) -> Result<Vec<ConntrackEvent>, ConntrackError> {
-        match crate::netlink::recv_datagram(&self.fd, &mut self.buf) {
-            Ok(()) => Ok(parse_events(&self.buf)),
+        match self.datagrams.recv(&self.fd, 0) {
+            Ok(()) => Ok(self.events()),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => Err(ConntrackError::Overrun),
             Err(e) => Err(ConntrackError::Events(e)),
         }
+    }
+
+    fn events(&mut self) -> Vec<ConntrackEvent> {
+        let mut out = Vec::new();
+        for datagram in self.datagrams.iter() {
+            match datagram {
+                Some(d) => out.extend(parse_events(d)),
+                None => self.cut_short += 1,
+            }
+        }
+        out
     }
 }
 

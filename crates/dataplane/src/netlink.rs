@@ -375,6 +375,82 @@ pub(crate) fn recv_datagram_flags(
     }
 }
 
+/// Several datagrams read in one system call (`recvmmsg`), each into a slot of its own: for
+/// multicast streams, where the kernel sends every event as its own datagram and one `recv`
+/// per event would cost a system call each.
+pub(crate) struct Datagrams {
+    buf: Vec<u8>,
+    slot: usize,
+    /// The received datagrams' lengths (None: longer than its slot, so cut short).
+    lens: Vec<Option<usize>>,
+}
+
+impl Datagrams {
+    /// Room for `count` datagrams of at most `slot` bytes each.
+    pub(crate) fn new(count: usize, slot: usize) -> Datagrams {
+        Datagrams {
+            buf: vec![0; count * slot],
+            slot,
+            lens: Vec::with_capacity(count),
+        }
+    }
+
+    /// Receives as many datagrams as are queued and fit, waiting for the first unless `flags`
+    /// has `MSG_DONTWAIT` (then `WouldBlock` when none is queued).
+    pub(crate) fn recv(&mut self, fd: &OwnedFd, flags: libc::c_int) -> std::io::Result<()> {
+        let count = self.buf.len() / self.slot;
+        let mut iovs: Vec<libc::iovec> = self
+            .buf
+            .chunks_exact_mut(self.slot)
+            .map(|chunk| libc::iovec {
+                iov_base: chunk.as_mut_ptr() as *mut libc::c_void,
+                iov_len: chunk.len(),
+            })
+            .collect();
+        // SAFETY: mmsghdr is plain data; all-zero is a valid value (no name, no control).
+        let mut headers: Vec<libc::mmsghdr> =
+            (0..count).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for (h, iov) in headers.iter_mut().zip(iovs.iter_mut()) {
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        self.lens.clear();
+        let n = loop {
+            // SAFETY: headers holds `count` entries, each pointing at one iovec over a distinct
+            // slot of buf, all alive for the call.
+            let n = unsafe {
+                libc::recvmmsg(
+                    fd.as_raw_fd(),
+                    headers.as_mut_ptr(),
+                    count as libc::c_uint,
+                    flags | libc::MSG_WAITFORONE,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n >= 0 {
+                break n as usize;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(err);
+            }
+        };
+        for h in &headers[..n] {
+            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            self.lens.push((!truncated).then_some(h.msg_len as usize));
+        }
+        Ok(())
+    }
+
+    /// The datagrams of the last [`Datagrams::recv`], in order (None: one cut short).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Option<&[u8]>> + '_ {
+        self.lens
+            .iter()
+            .enumerate()
+            .map(|(i, len)| len.map(|len| &self.buf[i * self.slot..i * self.slot + len]))
+    }
+}
+
 /// The netlink messages of one received datagram, as `(type, seq, payload)`; a header whose
 /// length does not fit the datagram is an `Err` with that length (and ends the iteration).
 pub(crate) fn messages(datagram: &[u8]) -> Messages<'_> {

@@ -147,4 +147,27 @@ fn new_and_ended_connections_arrive_as_events_with_their_counters() {
         (28 * 2 + 5 + 5, 28 + 2),
         "{ended:?}"
     );
+
+    // A burst: 300 new flows, queued as 300 datagrams, read a batch per system call, every
+    // one of them, none cut short.
+    for _ in 0..300 {
+        let c = ns.run(|| UdpSocket::bind("127.0.0.1:0")).unwrap().unwrap();
+        c.send_to(b"x", "127.0.0.1:7101").unwrap();
+    }
+    let mut seen = 0;
+    let mut calls = 0;
+    while seen < 300 {
+        let batch = match events.try_recv().unwrap() {
+            Some(batch) => batch,
+            None => events.recv().unwrap(),
+        };
+        calls += 1;
+        seen += batch
+            .iter()
+            .filter(|e| ours(e) && e.kind == EventKind::New)
+            .count();
+    }
+    assert_eq!(seen, 300);
+    assert!(calls < 300, "{calls} reads for 300 events: not batched");
+    assert_eq!(events.cut_short, 0);
 }
