@@ -19,10 +19,11 @@ use crate::flows::Flow;
 const DNS_SERVICE: (&str, &str) = ("kube-system", "kube-dns");
 /// The port the DNS pods serve `/lookups` on when their slices do not name one `metrics`.
 const DEFAULT_PORT: u16 = weft_dns::run::METRICS_PORT;
-/// How long one DNS pod may take to answer.
-const TIMEOUT: Duration = Duration::from_secs(1);
-/// Readers close together share one read of the DNS pods.
-const FRESH: Duration = Duration::from_millis(250);
+/// How long one DNS pod may take to accept, and then each read of its answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// A DNS pod that did not answer is not asked again for this long.
+const BACKOFF: Duration = Duration::from_secs(10);
 /// (client, address) pairs kept; beyond, the least recently looked up quarter goes.
 const KEPT: usize = 65_536;
 /// A lookup names a flow that started at most this long before it was answered: clocks of
@@ -31,14 +32,18 @@ const SLACK_MS: u64 = 1_000;
 
 pub struct DnsNames {
     shared: Arc<Shared>,
+    /// One reader asks the DNS pods at a time; a reader arriving meanwhile waits for those
+    /// answers rather than asking again.
+    asking: Mutex<()>,
     state: Mutex<State>,
 }
 
 #[derive(Default)]
 struct State {
-    read_at: Option<Instant>,
     /// Each DNS pod's last lookup read.
     cursors: HashMap<SocketAddr, u64>,
+    /// DNS pods that did not answer, and when.
+    failed: HashMap<SocketAddr, Instant>,
     names: HashMap<(IpAddr, IpAddr), Known>,
 }
 
@@ -54,31 +59,54 @@ impl DnsNames {
     pub fn new(shared: Arc<Shared>) -> Arc<DnsNames> {
         Arc::new(DnsNames {
             shared,
+            asking: Mutex::new(()),
             state: Mutex::new(State::default()),
         })
     }
 
-    /// Reads the DNS pods' new answers (unless just read), then names each of `flows` whose
-    /// client looked up the address it sent to.
+    /// Reads the DNS pods' new answers, then names each of `flows` whose client looked up the
+    /// address it sent to. The names are only ever read under the state's lock, never the
+    /// network: a DNS pod that does not answer delays its reader by its timeouts, and then is
+    /// left alone for [`BACKOFF`].
     pub fn name(&self, flows: &mut [Flow]) {
         if flows.is_empty() {
             return;
         }
-        let servers = servers(&self.shared);
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.read_at.is_none_or(|t| t.elapsed() > FRESH) {
-            for server in servers {
-                let since = state.cursors.get(&server).copied().unwrap_or(0);
-                match read(server, since) {
+        {
+            let _one = self.asking.lock().unwrap_or_else(|e| e.into_inner());
+            let servers = servers(&self.shared);
+            let todo: Vec<(SocketAddr, u64)> = {
+                let mut state = self.lock();
+                state.cursors.retain(|s, _| servers.contains(s));
+                state
+                    .failed
+                    .retain(|s, at| servers.contains(s) && at.elapsed() < BACKOFF);
+                servers
+                    .iter()
+                    .filter(|s| !state.failed.contains_key(s))
+                    .map(|s| (*s, state.cursors.get(s).copied().unwrap_or(0)))
+                    .collect()
+            };
+            for (server, since) in todo {
+                let answer = read(server, since);
+                let mut state = self.lock();
+                match answer {
                     Ok(lookups) => state.learn(server, lookups),
-                    Err(e) => tracing::debug!("dns lookups of {server}: {e}"),
+                    Err(e) => {
+                        tracing::debug!("dns lookups of {server}: {e}");
+                        state.failed.insert(server, Instant::now());
+                    }
                 }
             }
-            state.read_at = Some(Instant::now());
         }
+        let state = self.lock();
         for f in flows {
             f.dns = state.name_of(f.src, f.dst, f.time_ms);
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -98,17 +126,27 @@ impl State {
                         first_ms: l.time_ms,
                         last_ms: l.time_ms,
                     });
-                if known.name != l.name {
+                if known.name == l.name {
+                    known.first_ms = known.first_ms.min(l.time_ms);
+                    known.last_ms = known.last_ms.max(l.time_ms);
+                } else if l.time_ms >= known.last_ms {
+                    // Another name now gives this address (DNS pods are read one after the
+                    // other: an older answer from the next one does not undo a newer one).
                     known.name.clone_from(&l.name);
                     known.first_ms = l.time_ms;
+                    known.last_ms = l.time_ms;
                 }
-                known.last_ms = known.last_ms.max(l.time_ms);
             }
         }
         if self.names.len() > KEPT {
-            let mut ages: Vec<u64> = self.names.values().map(|k| k.last_ms).collect();
-            let (_, &mut cut, _) = ages.select_nth_unstable(KEPT / 4);
-            self.names.retain(|_, k| k.last_ms > cut);
+            // The least recently looked up quarter goes (ties broken by the key, so exactly).
+            let mut ages: Vec<(u64, (IpAddr, IpAddr))> =
+                self.names.iter().map(|(k, v)| (v.last_ms, *k)).collect();
+            let cut = ages.len() - KEPT * 3 / 4;
+            ages.select_nth_unstable(cut);
+            for (_, key) in &ages[..cut] {
+                self.names.remove(key);
+            }
         }
     }
 
@@ -118,8 +156,8 @@ impl State {
     }
 }
 
-/// The DNS pods' `/lookups` addresses: the endpoints of the cluster DNS Service, on its port
-/// named `metrics`.
+/// The DNS pods' `/lookups` addresses: the serving endpoints of the cluster DNS Service, on
+/// its port named `metrics`.
 fn servers(shared: &Shared) -> Vec<SocketAddr> {
     let view = shared.read();
     let service = NsName::new(DNS_SERVICE.0, DNS_SERVICE.1);
@@ -133,7 +171,11 @@ fn servers(shared: &Shared) -> Vec<SocketAddr> {
             .and_then(|p| p.port)
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or(DEFAULT_PORT);
-        for endpoint in &slice.endpoints {
+        for endpoint in slice
+            .endpoints
+            .iter()
+            .filter(|e| weft_model::endpoints::is_serving(e))
+        {
             for address in &endpoint.addresses {
                 if let Ok(ip) = address.parse::<IpAddr>() {
                     out.push(SocketAddr::new(ip, port));
@@ -148,10 +190,10 @@ fn servers(shared: &Shared) -> Vec<SocketAddr> {
 
 /// One DNS pod's answers after `since`.
 fn read(server: SocketAddr, since: u64) -> Result<Vec<Lookup>, String> {
-    let stream =
-        std::net::TcpStream::connect_timeout(&server, TIMEOUT).map_err(|e| e.to_string())?;
+    let stream = std::net::TcpStream::connect_timeout(&server, CONNECT_TIMEOUT)
+        .map_err(|e| e.to_string())?;
     let path = format!("{}?since={since}", weft_dns::lookups::PATH);
-    match weft_view::health::get(stream, server, &path, TIMEOUT) {
+    match weft_view::health::get(stream, server, &path, READ_TIMEOUT) {
         Ok((200, body)) => serde_json::from_str(&body).map_err(|e| e.to_string()),
         Ok((status, _)) => Err(format!("status {status}")),
         Err(e) => Err(e.to_string()),
@@ -202,6 +244,21 @@ mod tests {
             at(&state, "10.244.1.6", "203.0.113.10", 19_500).as_deref(),
             Some("example.org")
         );
+        // Another DNS pod's older answer with another name does not undo the newer one.
+        state.learn(
+            "10.244.1.3:9153".parse().unwrap(),
+            vec![lookup(
+                7,
+                40_000,
+                "10.244.1.5",
+                "old.example.org",
+                "10.96.0.20",
+            )],
+        );
+        assert_eq!(
+            at(&state, "10.244.1.5", "10.96.0.20", 55_000).as_deref(),
+            Some(web)
+        );
         // The address now answers another name: flows from then on get the new one.
         state.learn(
             server,
@@ -235,7 +292,7 @@ mod tests {
             })
             .collect();
         state.learn(server, lookups);
-        assert!(state.names.len() <= KEPT, "{}", state.names.len());
+        assert_eq!(state.names.len(), KEPT * 3 / 4);
         // The newest stay.
         let newest = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + KEPT as u32 + 9));
         assert!(state

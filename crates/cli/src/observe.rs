@@ -215,7 +215,9 @@ impl ObserveArgs {
         let endpoint = f.nat_dst.map(|ip| (names_.of(ip), ip));
         let to_matches = |filter: &str| {
             names(filter, &dst, f.dst)
-                || f.dns.as_deref() == Some(filter.trim_end_matches('.'))
+                || f.dns
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(filter.trim_end_matches('.')))
                 || endpoint
                     .as_ref()
                     .is_some_and(|(who, ip)| names(filter, who, *ip))

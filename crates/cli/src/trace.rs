@@ -775,10 +775,9 @@ fn route(snapshot: &Snapshot, src: &Member, dst: &Member) -> Option<Hop> {
     let (Some(from), Some(to)) = (&src.node, &dst.node) else {
         let through = src.node.as_deref().unwrap_or("its node");
         let pods = snapshot.config.pod_cidr;
+        // The nodes the agents route to (`weft_net`'s reconciler takes the same).
         let held = view.nodes().any(|n| {
-            weft_model::node::pod_cidr(n)
-                .and_then(|c| c.parse::<weft_model::cidr::Ipv4Cidr>().ok())
-                .is_some_and(|c| c.contains(dst.ip))
+            weft_net::NodeInfo::from_node(n).is_ok_and(|info| info.pod_cidr.contains(dst.ip))
         });
         if pods.contains(dst.ip) && !held {
             return Some(Hop::failed(

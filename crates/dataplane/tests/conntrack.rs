@@ -148,18 +148,21 @@ fn new_and_ended_connections_arrive_as_events_with_their_counters() {
         "{ended:?}"
     );
 
-    // A burst: 300 new flows, queued as 300 datagrams, read a batch per system call, every
-    // one of them, none cut short.
-    for _ in 0..300 {
-        let c = ns.run(|| UdpSocket::bind("127.0.0.1:0")).unwrap().unwrap();
+    // A burst: 300 new flows (300 sockets kept open, so 300 distinct source ports), queued as
+    // 300 datagrams, read a batch per system call, every one of them, none cut short.
+    let senders: Vec<UdpSocket> = (0..300)
+        .map(|_| ns.run(|| UdpSocket::bind("127.0.0.1:0")).unwrap().unwrap())
+        .collect();
+    for c in &senders {
         c.send_to(b"x", "127.0.0.1:7101").unwrap();
     }
     let mut seen = 0;
     let mut calls = 0;
-    while seen < 300 {
-        let batch = match events.try_recv().unwrap() {
-            Some(batch) => batch,
-            None => events.recv().unwrap(),
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen < 300 && std::time::Instant::now() < deadline {
+        let Some(batch) = events.try_recv().unwrap() else {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            continue;
         };
         calls += 1;
         seen += batch

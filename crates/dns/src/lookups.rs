@@ -73,8 +73,7 @@ impl Lookups {
             l.name.make_ascii_lowercase();
             l.addresses.clear();
             l.addresses.push(first);
-            l.addresses
-                .extend(addresses(reply).skip(1).take(ADDRESSES - 1));
+            l.addresses.extend(found.take(ADDRESSES - 1));
             l
         });
     }
@@ -243,6 +242,25 @@ mod tests {
         assert_eq!(page.last().unwrap().seq, (CAPACITY + 3) as u64);
         assert_eq!(lookups.since((CAPACITY + 2) as u64).len(), 1);
         assert_eq!(lookups.inner.lock().unwrap().len(), CAPACITY);
+    }
+
+    #[test]
+    fn at_most_sixteen_addresses_of_an_answer_are_kept() {
+        let www = Name::from_ascii("www.example.org.").unwrap();
+        let reply = reply_with(
+            (0..20)
+                .map(|i| Record::from_rdata(www.clone(), 30, RData::A(A::new(203, 0, 113, i))))
+                .collect(),
+        );
+        assert_eq!(addresses(&reply).count(), 20);
+        let lookups = Lookups::default();
+        lookups.note("10.244.1.5".parse().unwrap(), "www.example.org.", &reply);
+        let kept = lookups.since(0);
+        assert_eq!(kept[0].addresses.len(), ADDRESSES);
+        assert_eq!(
+            kept[0].addresses[15],
+            "203.0.113.15".parse::<IpAddr>().unwrap()
+        );
     }
 
     proptest! {

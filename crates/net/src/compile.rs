@@ -154,7 +154,8 @@ pub const REJECT_NO_ROUTE: &str = "weft reject no route";
 /// node's pod CIDR holds (`routed`) would otherwise follow the default route out of the node,
 /// with a pod's address as its source. The pod gets ICMP net unreachable at once, and the
 /// refusal is logged (rate-limited) to weft's NFLOG group for the flow log. Only a
-/// connection's first packet is looked at.
+/// connection's first packet is looked at, against one rule per node (an interval set would
+/// make it one lookup; the typed nftables model has none yet).
 fn egress_table(cfg: &NetworkConfig, this: &NodeInfo, routed: &[Ipv4Cidr]) -> Table {
     let mut t = Table::new(nft::Family::Ip, EGRESS_TABLE).comment("weft node egress");
     t.add_chain(
@@ -173,15 +174,24 @@ fn egress_table(cfg: &NetworkConfig, this: &NodeInfo, routed: &[Ipv4Cidr]) -> Ta
                 .masquerade(false),
         ),
     );
-    let unrouted = || {
-        routed.iter().fold(
-            Rule::new()
-                .ct_state(nft::ct_state::NEW)
-                .ip_saddr(prefix(this.pod_cidr))
-                .ip_daddr(prefix(cfg.cluster_cidr)),
-            |rule, cidr| rule.ip_daddr_ne(prefix(*cidr)),
-        )
-    };
+    // Every node's pod CIDR returns; what is left has no route. One rule per node (the kernel
+    // allows 128 expressions in one rule, so not one rule listing them all).
+    let mut no_route = Chain::new("no_route");
+    for cidr in routed {
+        no_route = no_route.rule(Rule::new().ip_daddr(prefix(*cidr)).ret());
+    }
+    t.add_chain(
+        no_route
+            .rule(
+                Rule::new()
+                    .limit_per_second(
+                        weft_dataplane::nflog::LOG_RATE,
+                        weft_dataplane::nflog::LOG_BURST,
+                    )
+                    .log_group(weft_dataplane::nflog::WEFT_GROUP, REJECT_NO_ROUTE),
+            )
+            .rule(Rule::new().reject_net_unreachable()),
+    );
     t.add_chain(
         Chain::base(
             "forward",
@@ -191,14 +201,12 @@ fn egress_table(cfg: &NetworkConfig, this: &NodeInfo, routed: &[Ipv4Cidr]) -> Ta
             Policy::Accept,
         )
         .rule(
-            unrouted()
-                .limit_per_second(
-                    weft_dataplane::nflog::LOG_RATE,
-                    weft_dataplane::nflog::LOG_BURST,
-                )
-                .log_group(weft_dataplane::nflog::WEFT_GROUP, REJECT_NO_ROUTE),
-        )
-        .rule(unrouted().reject_net_unreachable()),
+            Rule::new()
+                .ct_state(nft::ct_state::NEW)
+                .ip_saddr(prefix(this.pod_cidr))
+                .ip_daddr(prefix(cfg.cluster_cidr))
+                .jump("no_route"),
+        ),
     );
     t
 }
@@ -319,6 +327,36 @@ mod tests {
         assert!(plan.egress.render().contains(
             "ip saddr 10.244.0.0/24 ip daddr != 10.244.0.0/16 ip daddr != 10.96.0.0/12 masquerade"
         ));
+    }
+
+    #[test]
+    fn the_no_route_check_stays_within_the_kernels_rule_size_at_any_node_count() {
+        // 1,000 nodes: each rule well under the kernel's 128 expressions per rule.
+        let nodes: Vec<NodeInfo> = (0..1000u32)
+            .map(|i| {
+                NodeInfo::new(
+                    &format!("n{i}"),
+                    std::net::Ipv4Addr::from(0xac10_0000 + i),
+                    format!("10.{}.{}.0/24", 100 + i / 256, i % 256)
+                        .parse()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let c = NetworkConfig {
+            cluster_cidr: "10.96.0.0/11".parse().unwrap(),
+            service_cidr: "10.200.0.0/16".parse().unwrap(),
+            ..cfg(Mode::Direct)
+        };
+        let plan = compile(&c, "n7", &nodes).unwrap();
+        let text = plan.egress.render();
+        let longest = text
+            .lines()
+            .map(|l| l.split_whitespace().count())
+            .max()
+            .unwrap();
+        assert!(longest < 40, "a rule of {longest} words");
+        assert_eq!(text.matches(" return").count(), 1000);
     }
 
     #[test]

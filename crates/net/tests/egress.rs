@@ -99,7 +99,7 @@ fn addresses_no_node_holds_are_refused_and_logged_as_no_route() {
         cluster_cidr: "10.244.0.0/16".parse().unwrap(),
         service_cidr: "10.96.0.0/12".parse().unwrap(),
     };
-    let nodes = [
+    let mut nodes = vec![
         NodeInfo::new(
             "n0",
             "192.0.2.1".parse().unwrap(),
@@ -112,6 +112,15 @@ fn addresses_no_node_holds_are_refused_and_logged_as_no_route() {
             "10.244.1.0/24".parse().unwrap(),
         ),
     ];
+    // And 200 more nodes (10.244.10.0/24 ... 10.244.209.0/24): far more CIDRs than one rule
+    // could list (the kernel takes 128 expressions per rule).
+    nodes.extend((0..200u32).map(|i| {
+        NodeInfo::new(
+            &format!("m{i}"),
+            std::net::Ipv4Addr::from(0xc000_020a + i),
+            format!("10.244.{}.0/24", 10 + i).parse().unwrap(),
+        )
+    }));
     far.sh("ip addr add 10.244.1.1/32 dev lo");
     let plan = compile(&cfg, "n0", &nodes).unwrap();
     node.run(|| apply(&plan)).unwrap();

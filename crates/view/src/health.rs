@@ -101,6 +101,9 @@ fn route(
     }
 }
 
+/// The longest answer [`get`] reads.
+const RESPONSE_MAX: u64 = 32 << 20;
+
 /// One `GET path` over `stream` to the server at `addr`, which closes the connection after
 /// answering (as these servers do): the status code and the body. Blocking, each read and
 /// write within `timeout`.
@@ -118,7 +121,8 @@ pub fn get(
     );
     stream.write_all(request.as_bytes())?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    // At most RESPONSE_MAX: these answers are pages of a ring, never larger.
+    stream.take(RESPONSE_MAX).read_to_end(&mut response)?;
     parse_response(&response).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,

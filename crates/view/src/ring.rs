@@ -22,11 +22,7 @@ impl<T: Clone> Ring<T> {
 
     /// Adds the record `make` returns for its number, dropping the oldest when full.
     pub fn push(&mut self, make: impl FnOnce(u64) -> T) {
-        self.last += 1;
-        if self.records.len() == self.capacity {
-            self.records.pop_front();
-        }
-        self.records.push_back(make(self.last));
+        self.push_reusing(|_, n| make(n));
     }
 
     /// [`Ring::push`] for records that own buffers: `fill` gets the record that makes room (the
