@@ -348,21 +348,12 @@ pub(crate) fn recv_from_kernel(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<
 /// becomes the datagram's), again when a signal interrupts. Unlike [`recv_from_kernel`] the
 /// buffer need not be initialised, so a large one costs only the pages the kernel writes.
 pub(crate) fn recv_datagram(fd: &OwnedFd, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    recv_datagram_flags(fd, buf, 0)
-}
-
-/// [`recv_datagram`] with `recv(2)` flags (`MSG_DONTWAIT`: `WouldBlock` when none is queued).
-pub(crate) fn recv_datagram_flags(
-    fd: &OwnedFd,
-    buf: &mut Vec<u8>,
-    flags: libc::c_int,
-) -> std::io::Result<()> {
     buf.clear();
     let spare = buf.spare_capacity_mut();
     let (ptr, cap) = (spare.as_mut_ptr(), spare.len());
     loop {
         // SAFETY: ptr is valid for writes of cap bytes (buf's spare capacity).
-        let n = unsafe { libc::recv(fd.as_raw_fd(), ptr as *mut libc::c_void, cap, flags) };
+        let n = unsafe { libc::recv(fd.as_raw_fd(), ptr as *mut libc::c_void, cap, 0) };
         if n >= 0 {
             // SAFETY: the kernel initialised the first n <= cap bytes.
             unsafe { buf.set_len(n as usize) };

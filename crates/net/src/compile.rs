@@ -82,6 +82,8 @@ pub fn compile(cfg: &NetworkConfig, me: &str, nodes: &[NodeInfo]) -> Result<Node
         .find(|n| n.name == me)
         .ok_or_else(|| NetError::UnknownSelf(me.to_string()))?
         .clone();
+    // Every node's pod CIDR, in order: what the egress table lets through as routed.
+    let routed: Vec<Ipv4Cidr> = sorted.iter().map(|n| n.pod_cidr).collect();
     let remotes: Vec<&NodeInfo> = sorted.into_iter().filter(|n| n.name != me).collect();
 
     let mut plan = NodePlan {
@@ -90,7 +92,7 @@ pub fn compile(cfg: &NetworkConfig, me: &str, nodes: &[NodeInfo]) -> Result<Node
         routes: Vec::new(),
         neighbours: Vec::new(),
         fdb: Vec::new(),
-        egress: egress_table(cfg, &this, &nodes_cidrs(nodes)),
+        egress: egress_table(cfg, &this, &routed),
     };
     match cfg.mode {
         Mode::Vxlan { vni, port } => {
@@ -134,13 +136,6 @@ fn prefix(c: Ipv4Cidr) -> Ipv4Prefix {
         addr: c.network(),
         len: c.prefix(),
     }
-}
-
-/// Every node's pod CIDR, in order.
-fn nodes_cidrs(nodes: &[NodeInfo]) -> Vec<Ipv4Cidr> {
-    let mut cidrs: Vec<Ipv4Cidr> = nodes.iter().map(|n| n.pod_cidr).collect();
-    cidrs.sort_by_key(|c| (c.network(), c.prefix()));
-    cidrs
 }
 
 /// The NFLOG prefix of a connection refused for want of a route (the flow log's REJECTED "no

@@ -141,21 +141,9 @@ fn parse_response(response: &[u8]) -> Option<(u16, String)> {
 
 const TEXT: &str = "text/plain; charset=utf-8";
 
-/// A small plain-text HTTP server on every address: `respond` turns the request's head into a
-/// status line and a body (`text/plain`), one request per connection. For health, readiness and
-/// metrics endpoints, nothing more.
-pub async fn serve_text<F>(port: u16, what: &str, respond: F)
-where
-    F: Fn(&[u8]) -> (&'static str, String) + Send + Sync + 'static,
-{
-    serve_http(port, what, move |head| {
-        let (status, body) = respond(head);
-        (status, TEXT, body)
-    })
-    .await;
-}
-
-/// [`serve_text`] with the content type chosen per answer; `respond` runs on the blocking pool.
+/// A small HTTP server on every address: `respond` turns the request's head into a status
+/// line, a content type and a body, one request per connection, on the blocking pool. For
+/// health, readiness, metrics and ring endpoints, nothing more.
 async fn serve_http<F>(port: u16, what: &str, respond: F)
 where
     F: Fn(&[u8]) -> (&'static str, &'static str, String) + Send + Sync + 'static,
